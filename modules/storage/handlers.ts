@@ -1,0 +1,16 @@
+/** Storage's HTTP handlers: parse, call the service, map the result. */
+import type { Database } from "../../src/db/database";
+import { createRouter } from "../../src/http/router";
+import { getStockRoute, listStockRoute, receiveRoute } from "./routes";
+import { getStock, listStock, receive } from "./service";
+
+/** The storage router over `db`. */
+export function storageRouter(db: Database) {
+  return createRouter()
+    .openapi(listStockRoute, async (c) => c.json({ stock: await listStock(db) }, 200))
+    .openapi(getStockRoute, async (c) => c.json(await getStock(db, c.req.valid("param").product_id), 200))
+    .openapi(receiveRoute, async (c) => {
+      const { product_id } = c.req.valid("param");
+      return c.json(await receive(db, product_id, c.req.valid("json").quantity), 201);
+    });
+}

@@ -1,0 +1,131 @@
+/** Storage's rules: receive goods, reserve an order's items (all or none), release them. */
+import { and, asc, eq, inArray, sql } from "drizzle-orm";
+import { createMessage, type OrderCreated, type OrderRejected } from "../../src/contracts";
+import type { Database, Db } from "../../src/db/database";
+import { notFound } from "../../src/errors";
+import type { Enqueue } from "../../src/outbox/outbox";
+import { receipts, rejectedOrders, reservations, stock } from "./schema";
+
+/** Stock of one product as the API shows it. */
+export interface StockView {
+  product_id: number;
+  available: number;
+  reserved: number;
+  updated_at: string;
+}
+
+const view = (s: typeof stock.$inferSelect): StockView => ({
+  product_id: s.productId,
+  available: s.available,
+  reserved: s.reserved,
+  updated_at: s.updatedAt.toISOString(),
+});
+
+/** Inserts starting stock for products that have none yet. */
+export async function seedStock(db: Database, seed: { product_id: number; available: number }[]) {
+  if (seed.length === 0) return;
+  await db.transaction((tx) =>
+    tx
+      .insert(stock)
+      .values(seed.map((s) => ({ productId: s.product_id, available: s.available })))
+      .onConflictDoNothing(),
+  );
+}
+
+/** Stock of every product. */
+export async function listStock(db: Database): Promise<StockView[]> {
+  const rows = await db.read((q) => q.select().from(stock).orderBy(asc(stock.productId)));
+  return rows.map(view);
+}
+
+/** Stock of one product; throws unknown_product. */
+export async function getStock(db: Database, productId: number): Promise<StockView> {
+  const [row] = await db.read((q) => q.select().from(stock).where(eq(stock.productId, productId)));
+  if (!row) throw notFound("unknown_product", `no stock kept for product ${productId}`, "product_id");
+  return view(row);
+}
+
+/** Adds received units to a product's available stock. */
+export async function receive(db: Database, productId: number, quantity: number): Promise<StockView> {
+  return db.transaction(async (tx) => {
+    const [row] = await tx
+      .update(stock)
+      .set({ available: sql`${stock.available} + ${quantity}`, updatedAt: new Date() })
+      .where(eq(stock.productId, productId))
+      .returning();
+    if (!row) throw notFound("unknown_product", `no stock kept for product ${productId}`, "product_id");
+    await tx.insert(receipts).values({ productId, quantity });
+    return view(row);
+  });
+}
+
+/** OrderCreated: reserve every item or none; announce the outcome. */
+export async function reserveItems(tx: Db, enqueue: Enqueue, order: OrderCreated): Promise<void> {
+  const orderId = order.order_id;
+  const [known] = await tx.select().from(rejectedOrders).where(eq(rejectedOrders.orderId, orderId));
+  if (known) return;
+  const [held] = await tx.select().from(reservations).where(eq(reservations.orderId, orderId)).limit(1);
+  if (held) return;
+
+  const wanted = mergeItems(order.items);
+  const ids = [...wanted.keys()].sort((a, b) => a - b);
+  // Lock rows in id order so concurrent orders cannot deadlock.
+  const rows = await tx.select().from(stock).where(inArray(stock.productId, ids)).orderBy(asc(stock.productId)).for("update");
+  const byId = new Map(rows.map((r) => [r.productId, r]));
+  const missing = ids.find((id) => !byId.has(id));
+  const short = ids.find((id) => (byId.get(id)?.available ?? 0) < (wanted.get(id) ?? 0));
+  if (missing !== undefined || short !== undefined) {
+    const rejection: OrderRejected =
+      missing !== undefined
+        ? { order_id: orderId, service: "storage", reason: "unknown_product", message: `no stock kept for product ${missing}` }
+        : { order_id: orderId, service: "storage", reason: "out_of_stock", message: `not enough of product ${short}` };
+    await tx.insert(rejectedOrders).values({ orderId, service: "storage", reason: rejection.reason });
+    await enqueue(tx, createMessage("OrderRejected", rejection));
+    return;
+  }
+  for (const id of ids) {
+    const quantity = wanted.get(id) ?? 0;
+    await tx
+      .update(stock)
+      .set({
+        available: sql`${stock.available} - ${quantity}`,
+        reserved: sql`${stock.reserved} + ${quantity}`,
+        updatedAt: new Date(),
+      })
+      .where(eq(stock.productId, id));
+  }
+  await tx.insert(reservations).values(ids.map((id) => ({ orderId, productId: id, quantity: wanted.get(id) ?? 0 })));
+  await enqueue(tx, createMessage("StepSucceeded", { order_id: orderId, service: "storage" }));
+}
+
+/** OrderRejected by another service: remember it, and release what the order holds, once. */
+export async function releaseItems(tx: Db, rejection: OrderRejected): Promise<void> {
+  const orderId = rejection.order_id;
+  const remembered = await tx
+    .insert(rejectedOrders)
+    .values({ orderId, service: rejection.service, reason: rejection.reason })
+    .onConflictDoNothing()
+    .returning({ id: rejectedOrders.orderId });
+  if (remembered.length === 0) return;
+  const released = await tx
+    .update(reservations)
+    .set({ state: "released", releasedAt: new Date() })
+    .where(and(eq(reservations.orderId, orderId), eq(reservations.state, "reserved")))
+    .returning();
+  for (const r of released.sort((a, b) => a.productId - b.productId)) {
+    await tx
+      .update(stock)
+      .set({
+        available: sql`${stock.available} + ${r.quantity}`,
+        reserved: sql`${stock.reserved} - ${r.quantity}`,
+        updatedAt: new Date(),
+      })
+      .where(eq(stock.productId, r.productId));
+  }
+}
+
+function mergeItems(items: OrderCreated["items"]): Map<number, number> {
+  const wanted = new Map<number, number>();
+  for (const item of items) wanted.set(item.product_id, (wanted.get(item.product_id) ?? 0) + item.quantity);
+  return wanted;
+}

@@ -1,0 +1,14 @@
+/** config/wallet.yaml */
+import { z } from "zod";
+import { ModuleBaseSchema } from "../../src/config";
+import { Cents } from "../../src/contracts";
+
+export const WalletConfigSchema = ModuleBaseSchema.extend({
+  port: ModuleBaseSchema.shape.port.default(8001),
+  consumer_group: z.string().min(1).default("wallet"),
+  /** Starting balances, inserted on first start only. */
+  wallets: z
+    .array(z.object({ user_id: z.number().int().positive().max(2_147_483_647), balance_cents: Cents }))
+    .default([]),
+});
+export type WalletConfig = z.infer<typeof WalletConfigSchema>;

@@ -1,0 +1,26 @@
+/** Wallet: users' balances. The module's one door. */
+import { join } from "node:path";
+import type { ShopModule } from "../../src/module";
+import { setUpMessaging } from "../../src/outbox/messaging";
+import { WalletConfigSchema } from "./config";
+import { WALLET_TOPICS, walletConsumers } from "./consumers";
+import { walletRouter } from "./handlers";
+import * as tables from "./schema";
+import { seedWallets } from "./service";
+
+export const walletModule: ShopModule<typeof WalletConfigSchema> = {
+  name: "wallet",
+  title: "Shop wallet",
+  configSchema: WalletConfigSchema,
+  migrationsFolder: join(import.meta.dir, "../../drizzle/wallet"),
+  async init(ctx) {
+    await seedWallets(ctx.db, ctx.config.wallets);
+    const messaging = setUpMessaging(ctx, tables, walletConsumers, WALLET_TOPICS);
+    return {
+      router: walletRouter(ctx.db),
+      metrics: messaging.samples,
+      start: messaging.start,
+      stop: messaging.stop,
+    };
+  },
+};

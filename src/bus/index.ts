@@ -1,0 +1,12 @@
+/** Picks the bus named by the settings. */
+import type { Settings } from "../config";
+import type { Logger } from "../log";
+import type { Bus } from "./bus";
+import { createMemoryBus } from "./memory";
+
+/** Creates the configured bus; Kafka's client is only loaded when asked for. */
+export async function createBus(settings: Settings, log: Logger): Promise<Bus> {
+  if (settings.BUS === "memory") return createMemoryBus(log);
+  const { createKafkaBus } = await import("./kafka");
+  return createKafkaBus({ brokers: settings.KAFKA_BROKERS, clientId: settings.KAFKA_CLIENT_ID }, log);
+}

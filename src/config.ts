@@ -1,0 +1,163 @@
+/** Process settings (.env, environment, flags) and module YAML files, validated once at start. */
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
+import { parseArgs } from "node:util";
+import { parse as parseYaml } from "yaml";
+import { z } from "zod";
+import { LOG_LEVELS } from "./log";
+
+/** The business modules a process can run. */
+export const MODULE_NAMES = ["registry", "wallet", "storage"] as const;
+export type ModuleName = (typeof MODULE_NAMES)[number];
+
+/** A setting that failed validation; `setting` names it as the user wrote it. */
+export class ConfigError extends Error {
+  override readonly name = "ConfigError";
+  constructor(
+    readonly setting: string,
+    message: string,
+  ) {
+    super(`${setting}: ${message}`);
+  }
+}
+
+const csv = (s: string) =>
+  s
+    .split(",")
+    .map((x) => x.trim())
+    .filter(Boolean);
+
+const SettingsSchema = z.object({
+  MODULES: z
+    .string()
+    .default(MODULE_NAMES.join(","))
+    .transform(csv)
+    .pipe(z.array(z.enum(MODULE_NAMES)).min(1, "name at least one module"))
+    .transform((list) => [...new Set(list)]),
+  BUS: z.enum(["memory", "kafka"]).default("memory"),
+  KAFKA_BROKERS: z
+    .string()
+    .default("localhost:9092")
+    .transform(csv)
+    .pipe(z.array(z.string().regex(/^[^\s:]+:\d{1,5}$/, "expected host:port")).min(1)),
+  KAFKA_CLIENT_ID: z.string().min(1).default("shop"),
+  DATABASE_URL: z
+    .string()
+    .regex(/^postgres(ql)?:\/\//, "expected a postgres:// URL")
+    .optional()
+    .or(z.literal("").transform(() => undefined)),
+  DATABASE_POOL_SIZE: z.coerce.number().int().min(1).max(100).default(10),
+  DATA_DIR: z.string().min(1).default("./data"),
+  CONFIG_DIR: z.string().min(1).default("./config"),
+  HOST: z.string().min(1).default("0.0.0.0"),
+  BODY_LIMIT_BYTES: z.coerce.number().int().min(1024).max(10_485_760).default(65_536),
+  LOG_LEVEL: z.enum(LOG_LEVELS).default("info"),
+});
+
+/** Validated process-level settings. */
+export type Settings = z.infer<typeof SettingsSchema>;
+
+/** Environment-like input: a map of names to string values. */
+export type Env = Record<string, string | undefined>;
+
+/** Command-line flags, each the kebab-case twin of a setting (`--modules` is MODULES). */
+const FLAGS = [
+  "modules",
+  "bus",
+  "kafka-brokers",
+  "database-url",
+  "data-dir",
+  "config-dir",
+  "log-level",
+  "registry-port",
+  "wallet-port",
+  "storage-port",
+] as const;
+
+/** Folds command-line flags into the environment map; flags win over the environment. */
+export function applyFlags(argv: string[], env: Env): Env {
+  let values: Record<string, string | boolean | undefined>;
+  try {
+    const options = Object.fromEntries(FLAGS.map((f) => [f, { type: "string" as const }]));
+    values = parseArgs({ args: argv, options, strict: true, allowPositionals: false }).values;
+  } catch (err) {
+    throw new ConfigError("arguments", (err as Error).message);
+  }
+  const out: Env = { ...env };
+  for (const [flag, value] of Object.entries(values)) {
+    if (typeof value === "string") out[flag.toUpperCase().replaceAll("-", "_")] = value;
+  }
+  return out;
+}
+
+/** Parses process settings or throws a ConfigError naming the first bad setting. */
+export function loadSettings(env: Env): Settings {
+  const parsed = SettingsSchema.safeParse(env);
+  if (!parsed.success) throw configErrorFrom(parsed.error, "");
+  return parsed.data;
+}
+
+/** Topic names; the defaults are the seed's. */
+export const TopicsSchema = z
+  .object({
+    new_orders: z.string().min(1).default("new_orders"),
+    rejected_orders: z.string().min(1).default("rejected_orders"),
+    success: z.string().min(1).default("success_topics"),
+  })
+  .prefault({});
+export type Topics = z.infer<typeof TopicsSchema>;
+
+/** Settings every module's YAML shares. */
+export const ModuleBaseSchema = z.object({
+  port: z.coerce.number().int().min(0).max(65_535),
+  consumer_group: z.string().min(1),
+  topics: TopicsSchema,
+  outbox_poll_ms: z.coerce.number().int().min(10).max(60_000).default(500),
+});
+
+/**
+ * Reads `config/<module>.yaml`, applies environment overrides and validates it.
+ * `<MODULE>_<KEY>` overrides a top-level scalar key (REGISTRY_PORT, WALLET_CONSUMER_GROUP);
+ * `TOPIC_NEW_ORDERS`, `TOPIC_REJECTED_ORDERS`, `TOPIC_SUCCESS` override topic names.
+ */
+export function loadModuleConfig<S extends z.ZodType>(
+  name: ModuleName,
+  schema: S,
+  configDir: string,
+  env: Env,
+): z.infer<S> {
+  const file = join(configDir, `${name}.yaml`);
+  let raw: unknown;
+  try {
+    raw = parseYaml(readFileSync(file, "utf8")) ?? {};
+  } catch (err) {
+    throw new ConfigError(file, `cannot read: ${(err as Error).message}`);
+  }
+  if (typeof raw !== "object" || raw === null || Array.isArray(raw)) {
+    throw new ConfigError(file, "expected a mapping at the top level");
+  }
+  const doc = { ...(raw as Record<string, unknown>) };
+  const prefix = `${name.toUpperCase()}_`;
+  for (const [key, value] of Object.entries(env)) {
+    if (value === undefined) continue;
+    if (key.startsWith(prefix)) {
+      const field = key.slice(prefix.length).toLowerCase();
+      if (typeof doc[field] !== "object" || doc[field] === null) doc[field] = value;
+    }
+  }
+  const topics = { ...((doc.topics as Record<string, unknown> | undefined) ?? {}) };
+  for (const key of ["new_orders", "rejected_orders", "success"]) {
+    const value = env[`TOPIC_${key.toUpperCase()}`];
+    if (value) topics[key] = value;
+  }
+  doc.topics = topics;
+  const parsed = schema.safeParse(doc);
+  if (!parsed.success) throw configErrorFrom(parsed.error, `${name}.yaml: `);
+  return parsed.data;
+}
+
+function configErrorFrom(error: z.ZodError, prefix: string): ConfigError {
+  const issue = error.issues[0];
+  const path = issue?.path.join(".") || "(root)";
+  return new ConfigError(`${prefix}${path}`, issue?.message ?? "invalid");
+}

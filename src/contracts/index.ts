@@ -1,0 +1,81 @@
+/** Every message that crosses a module boundary: schemas, types, topics, (de)serialisation. */
+import { z } from "zod";
+import type { Topics } from "../config";
+import { EnvelopeSchema } from "./envelope";
+import { ORDER_CREATED, OrderCreatedSchema } from "./order-created";
+import { ORDER_REJECTED, OrderRejectedSchema } from "./order-rejected";
+import { STEP_SUCCEEDED, StepSucceededSchema } from "./step-succeeded";
+
+export * from "./envelope";
+export * from "./order-created";
+export * from "./order-rejected";
+export * from "./step-succeeded";
+
+/** Message type -> payload schema and the topic (key of Topics) it travels on. */
+export const MESSAGES = {
+  [ORDER_CREATED]: { schema: OrderCreatedSchema, topic: "new_orders" },
+  [STEP_SUCCEEDED]: { schema: StepSucceededSchema, topic: "success" },
+  [ORDER_REJECTED]: { schema: OrderRejectedSchema, topic: "rejected_orders" },
+} as const satisfies Record<string, { schema: z.ZodType; topic: keyof Topics }>;
+
+export type MessageType = keyof typeof MESSAGES;
+export type PayloadOf<T extends MessageType> = z.infer<(typeof MESSAGES)[T]["schema"]>;
+
+/** A validated envelope whose payload matches its type. */
+export type Message = {
+  [T in MessageType]: {
+    id: string;
+    type: T;
+    version: number;
+    occurred_at: string;
+    order_id: string;
+    payload: PayloadOf<T>;
+  };
+}[MessageType];
+export type MessageOf<T extends MessageType> = Extract<Message, { type: T }>;
+
+/** The outcome of reading a record off the bus. */
+export type ParseResult = { ok: true; message: Message } | { ok: false; error: string };
+
+const isMessageType = (t: string): t is MessageType => Object.hasOwn(MESSAGES, t);
+
+/** Parses and validates a raw record value; never throws. */
+export function parseMessage(raw: string): ParseResult {
+  let json: unknown;
+  try {
+    json = JSON.parse(raw);
+  } catch {
+    return { ok: false, error: "not JSON" };
+  }
+  const env = EnvelopeSchema.safeParse(json);
+  if (!env.success) return { ok: false, error: `bad envelope: ${describe(env.error)}` };
+  const { type } = env.data;
+  if (!isMessageType(type)) return { ok: false, error: `unknown type ${JSON.stringify(type)}` };
+  if (env.data.version !== 1) return { ok: false, error: `unsupported version ${env.data.version}` };
+  const payload = MESSAGES[type].schema.safeParse(env.data.payload);
+  if (!payload.success) return { ok: false, error: `bad ${type} payload: ${describe(payload.error)}` };
+  if (payload.data.order_id !== env.data.order_id) {
+    return { ok: false, error: "payload order_id differs from envelope order_id" };
+  }
+  return { ok: true, message: { ...env.data, type, payload: payload.data } as Message };
+}
+
+/** Builds a new envelope for `type` with a fresh id. */
+export function createMessage<T extends MessageType>(type: T, payload: PayloadOf<T>): MessageOf<T> {
+  return {
+    id: crypto.randomUUID(),
+    type,
+    version: 1,
+    occurred_at: new Date().toISOString(),
+    order_id: payload.order_id,
+    payload,
+  } as MessageOf<T>;
+}
+
+/** The topic a message type travels on, under the configured names. */
+export const topicOf = (type: MessageType, topics: Topics): string => topics[MESSAGES[type].topic];
+
+function describe(error: z.ZodError): string {
+  const issue = error.issues[0];
+  return issue ? `${issue.path.join(".") || "(root)"}: ${issue.message}` : "invalid";
+}

@@ -1,0 +1,124 @@
+/** One database handle for the process: embedded PGlite, or PostgreSQL through postgres.js. */
+import { PGlite } from "@electric-sql/pglite";
+import { sql } from "drizzle-orm";
+import type { PgDatabase, PgQueryResultHKT } from "drizzle-orm/pg-core";
+import { drizzle as drizzlePglite } from "drizzle-orm/pglite";
+import { migrate as migratePglite } from "drizzle-orm/pglite/migrator";
+import { drizzle as drizzlePostgres } from "drizzle-orm/postgres-js";
+import { migrate as migratePostgres } from "drizzle-orm/postgres-js/migrator";
+import postgres from "postgres";
+import type { Logger } from "../log";
+import { createMutex } from "./mutex";
+
+/** What queries run against: the database or an open transaction. */
+export type Db = PgDatabase<PgQueryResultHKT>;
+
+/** The process's database, whatever the driver. */
+export interface Database {
+  readonly driver: "pglite" | "postgres";
+  /** Runs `fn` in one transaction; retries it on serialization failures and deadlocks. */
+  transaction<T>(fn: (tx: Db) => Promise<T>): Promise<T>;
+  /** Runs read-only queries (serialised with writes on PGlite's single connection). */
+  read<T>(fn: (db: Db) => Promise<T>): Promise<T>;
+  /** Applies a module's migrations, tracked in drizzle.__migrations_<name>. */
+  migrate(name: string, folder: string): Promise<void>;
+  /** Throws unless a trivial query succeeds. */
+  ping(): Promise<void>;
+  close(): Promise<void>;
+}
+
+/** Where to keep data: a PostgreSQL URL, a PGlite directory, or PGlite in memory. */
+export type DatabaseTarget =
+  | { driver: "postgres"; url: string; poolSize: number }
+  | { driver: "pglite"; dataDir: string | null };
+
+/** Opens the database named by `target`. */
+export async function openDatabase(target: DatabaseTarget, log: Logger): Promise<Database> {
+  return target.driver === "postgres"
+    ? openPostgres(target.url, target.poolSize, log)
+    : openPglite(target.dataDir, log);
+}
+
+async function openPglite(dataDir: string | null, log: Logger): Promise<Database> {
+  const started = Date.now();
+  const client = await PGlite.create(dataDir ?? "memory://");
+  log.info("PGlite open", { data_dir: dataDir ?? "memory", ms: Date.now() - started });
+  const db: Db = drizzlePglite(client);
+  // One connection: every unit of work takes turns, so no query lands inside another's transaction.
+  const exclusive = createMutex();
+  let closed = false;
+  return {
+    driver: "pglite",
+    transaction: (fn) => exclusive(() => db.transaction((tx) => fn(tx))),
+    read: (fn) => exclusive(() => fn(db)),
+    migrate: (name, folder) =>
+      exclusive(() => migratePglite(drizzlePglite(client), migrationConfig(name, folder))),
+    ping: () => exclusive(async () => void (await client.query("select 1"))),
+    close: () =>
+      exclusive(async () => {
+        if (closed) return;
+        closed = true;
+        await client.close();
+      }),
+  };
+}
+
+const RETRYABLE = new Set(["40001", "40P01"]);
+
+async function openPostgres(url: string, poolSize: number, log: Logger): Promise<Database> {
+  const client = postgres(url, {
+    max: poolSize,
+    connect_timeout: 5,
+    idle_timeout: 30,
+    max_lifetime: 30 * 60,
+    onnotice: () => {},
+  });
+  const db: Db = drizzlePostgres(client);
+  return {
+    driver: "postgres",
+    async transaction(fn) {
+      for (let attempt = 1; ; attempt++) {
+        try {
+          return await db.transaction((tx) => fn(tx));
+        } catch (err) {
+          const code = pgCode(err);
+          if (!code || !RETRYABLE.has(code) || attempt >= 5) throw err;
+          log.debug("transaction retried", { code, attempt });
+        }
+      }
+    },
+    read: (fn) => fn(db),
+    migrate: (name, folder) => withRetry(() => migratePostgres(db, migrationConfig(name, folder)), log),
+    ping: async () => void (await db.execute(sql`select 1`)),
+    close: () => client.end({ timeout: 5 }),
+  };
+}
+
+const migrationConfig = (name: string, folder: string) => ({
+  migrationsFolder: folder,
+  migrationsSchema: "drizzle",
+  migrationsTable: `__migrations_${name}`,
+});
+
+/** Services migrating one database at once can race on `create schema drizzle`: try again. */
+async function withRetry(fn: () => Promise<void>, log: Logger): Promise<void> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await fn();
+    } catch (err) {
+      if (attempt >= 5) throw err;
+      log.warn("migration failed; retrying", { attempt, err });
+      await Bun.sleep(200 * attempt);
+    }
+  }
+}
+
+/** The SQLSTATE of a driver error, looking through drizzle's wrapping. */
+export function pgCode(err: unknown): string | undefined {
+  for (let e: unknown = err, depth = 0; e && depth < 4; depth++) {
+    const code = (e as { code?: unknown }).code;
+    if (typeof code === "string" && /^[0-9A-Z]{5}$/.test(code)) return code;
+    e = (e as { cause?: unknown }).cause;
+  }
+  return undefined;
+}

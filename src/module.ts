@@ -1,0 +1,37 @@
+/** The contract between the process wiring and a business module's one door. */
+import type { z } from "zod";
+import type { Bus } from "./bus/bus";
+import type { ModuleName } from "./config";
+import type { Database } from "./db/database";
+import type { MetricsSource } from "./http/metrics";
+import type { Router } from "./http/router";
+import type { Logger } from "./log";
+
+/** What the process hands a module. */
+export interface ModuleContext<C> {
+  config: C;
+  db: Database;
+  bus: Bus;
+  log: Logger;
+}
+
+/** A module after init: its routes and its background work. */
+export interface RunningModule {
+  router: Router;
+  metrics: MetricsSource;
+  /** Starts background loops (outbox relay, timers); called once the bus is started. */
+  start(): void;
+  /** Stops background loops and waits for the work in flight. */
+  stop(): Promise<void>;
+}
+
+/** A business module as the process sees it. */
+export interface ShopModule<S extends z.ZodType = z.ZodType> {
+  name: ModuleName;
+  title: string;
+  configSchema: S;
+  /** Folder of this module's drizzle-kit migrations. */
+  migrationsFolder: string;
+  /** Migrated already: seeds, subscribes its consumers, builds its routes. */
+  init(ctx: ModuleContext<z.infer<S>>): Promise<RunningModule>;
+}

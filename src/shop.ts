@@ -1,0 +1,88 @@
+/** Starts the chosen modules in this process: database, bus, HTTP servers; stops them cleanly. */
+import type { Server } from "bun";
+import type { Bus } from "./bus/bus";
+import { createBus } from "./bus/index";
+import { type Env, loadModuleConfig, type ModuleName, type Settings } from "./config";
+import { type Database, type DatabaseTarget, openDatabase } from "./db/database";
+import { createServiceApp } from "./http/app";
+import type { Logger } from "./log";
+import type { RunningModule } from "./module";
+import { MODULES } from "./modules";
+
+/** A started shop. */
+export interface Shop {
+  /** Base URL of each running module's HTTP service. */
+  urls: Partial<Record<ModuleName, string>>;
+  bus: Bus;
+  db: Database;
+  /** Stops accepting requests, finishes work in flight, closes the bus and the database. */
+  stop(): Promise<void>;
+}
+
+/** Where the settings say the data lives. */
+export function databaseTarget(settings: Settings): DatabaseTarget {
+  return settings.DATABASE_URL
+    ? { driver: "postgres", url: settings.DATABASE_URL, poolSize: settings.DATABASE_POOL_SIZE }
+    : { driver: "pglite", dataDir: settings.DATA_DIR === ":memory:" ? null : settings.DATA_DIR };
+}
+
+/** Starts `settings.MODULES`; module YAML comes from `settings.CONFIG_DIR` with `env` overrides. */
+export async function startShop(settings: Settings, env: Env, log: Logger): Promise<Shop> {
+  const chosen = settings.MODULES.map((name) => MODULES[name]);
+  const configs = chosen.map((m) => loadModuleConfig(m.name, m.configSchema, settings.CONFIG_DIR, env));
+  const db = await openDatabase(databaseTarget(settings), log.child("db"));
+  const servers: Server<undefined>[] = [];
+  const running: RunningModule[] = [];
+  let bus: Bus | null = null;
+  try {
+    for (const m of chosen) await db.migrate(m.name, m.migrationsFolder);
+    bus = await createBus(settings, log.child("bus"));
+    for (const [i, m] of chosen.entries()) {
+      running.push(await m.init({ config: configs[i], db, bus, log: log.child(m.name) }));
+    }
+    await bus.start();
+    for (const r of running) r.start();
+    const urls: Shop["urls"] = {};
+    for (const [i, m] of chosen.entries()) {
+      const module = running[i] as RunningModule;
+      const live = bus;
+      const app = createServiceApp({
+        title: m.title,
+        routers: [module.router],
+        checks: { database: () => db.ping(), bus: () => live.check() },
+        metrics: [module.metrics],
+        bodyLimitBytes: settings.BODY_LIMIT_BYTES,
+        log: log.child(`${m.name}.http`),
+      });
+      const server = Bun.serve({
+        port: (configs[i] as { port: number }).port,
+        hostname: settings.HOST,
+        fetch: app.fetch,
+        maxRequestBodySize: settings.BODY_LIMIT_BYTES,
+      });
+      servers.push(server);
+      urls[m.name] = `http://127.0.0.1:${server.port}`;
+      log.info("listening", { module: m.name, url: urls[m.name] });
+    }
+    const started = bus;
+    let stopping: Promise<void> | null = null;
+    return {
+      urls,
+      bus: started,
+      db,
+      stop: () => (stopping ??= shutdown(servers, running, started, db, log)),
+    };
+  } catch (err) {
+    await shutdown(servers, running, bus, db, log).catch(() => {});
+    throw err;
+  }
+}
+
+async function shutdown(servers: Server<undefined>[], running: RunningModule[], bus: Bus | null, db: Database, log: Logger) {
+  log.info("stopping");
+  await Promise.all(servers.map((s) => s.stop()));
+  await Promise.all(running.map((r) => r.stop()));
+  await bus?.stop();
+  await db.close();
+  log.info("stopped");
+}

@@ -1,0 +1,82 @@
+/*
+ * Throwaway Kafka for tests: a one-broker librdkafka mock cluster.
+ *
+ * Usage: launcher TOPIC[:PARTITIONS]...   (default 3 partitions, replication 1)
+ * Prints the bootstrap servers as one line on stdout, then serves until stdin
+ * closes (parent died or hung up) or SIGTERM/SIGINT arrives, and exits 0.
+ */
+#define _GNU_SOURCE
+#include <librdkafka/rdkafka.h>
+#include <librdkafka/rdkafka_mock.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/signalfd.h>
+#include <unistd.h>
+
+static int create_topic(rd_kafka_mock_cluster_t *mc, const char *arg) {
+        char name[256];
+        const char *colon = strchr(arg, ':');
+        size_t len        = colon ? (size_t)(colon - arg) : strlen(arg);
+        int partitions    = colon ? atoi(colon + 1) : 3;
+        if (len == 0 || len >= sizeof(name) || partitions < 1) {
+                fprintf(stderr, "launcher: bad topic spec '%s'\n", arg);
+                return -1;
+        }
+        memcpy(name, arg, len);
+        name[len] = '\0';
+        rd_kafka_resp_err_t err = rd_kafka_mock_topic_create(mc, name, partitions, 1);
+        if (err) {
+                fprintf(stderr, "launcher: topic %s: %s\n", name, rd_kafka_err2str(err));
+                return -1;
+        }
+        return 0;
+}
+
+/* Blocks until stdin reaches EOF/hangs up or a blocked signal in `set` is pending. */
+static void wait_for_shutdown(const sigset_t *set) {
+        char buf[512];
+        struct pollfd fds[2] = {{STDIN_FILENO, POLLIN, 0}, {signalfd(-1, set, 0), POLLIN, 0}};
+        for (;;) {
+                if (poll(fds, 2, -1) < 0 || fds[1].revents)
+                        return;
+                if (fds[0].revents && read(STDIN_FILENO, buf, sizeof(buf)) <= 0)
+                        return;
+        }
+}
+
+int main(int argc, char **argv) {
+        char errstr[512];
+        sigset_t set;
+        /* Block before librdkafka starts threads so they inherit the mask. */
+        sigemptyset(&set);
+        sigaddset(&set, SIGTERM);
+        sigaddset(&set, SIGINT);
+        sigprocmask(SIG_BLOCK, &set, NULL);
+
+        rd_kafka_conf_t *conf = rd_kafka_conf_new();
+        rd_kafka_conf_set(conf, "log_level", "3", errstr, sizeof(errstr));
+        rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, sizeof(errstr));
+        if (!rk) {
+                fprintf(stderr, "launcher: rd_kafka_new: %s\n", errstr);
+                return 1;
+        }
+        rd_kafka_mock_cluster_t *mc = rd_kafka_mock_cluster_new(rk, 1);
+        if (!mc) {
+                fprintf(stderr, "launcher: rd_kafka_mock_cluster_new failed\n");
+                return 1;
+        }
+        for (int i = 1; i < argc; i++)
+                if (create_topic(mc, argv[i]) != 0)
+                        return 1;
+
+        printf("%s\n", rd_kafka_mock_cluster_bootstraps(mc));
+        fflush(stdout);
+        wait_for_shutdown(&set);
+
+        rd_kafka_mock_cluster_destroy(mc);
+        rd_kafka_destroy(rk);
+        return 0;
+}

@@ -73,7 +73,8 @@ async function openPostgres(url: string, poolSize: number, log: Logger): Promise
     max_lifetime: 30 * 60,
     onnotice: () => {},
   });
-  const db: Db = drizzlePostgres(client);
+  const pg = drizzlePostgres(client);
+  const db: Db = pg;
   return {
     driver: "postgres",
     async transaction(fn) {
@@ -88,7 +89,7 @@ async function openPostgres(url: string, poolSize: number, log: Logger): Promise
       }
     },
     read: (fn) => fn(db),
-    migrate: (name, folder) => withRetry(() => migratePostgres(db, migrationConfig(name, folder)), log),
+    migrate: (name, folder) => withRetry(() => migratePostgres(pg, migrationConfig(name, folder)), log),
     ping: async () => void (await db.execute(sql`select 1`)),
     close: () => client.end({ timeout: 5 }),
   };

@@ -8,6 +8,7 @@ import type { MessagingTables } from "./tables";
 
 const BATCH = 200;
 const RETENTION_MS = 24 * 3600 * 1000;
+const STOP_WAIT_MS = 5000;
 
 /** A running relay. */
 export interface OutboxRelay {
@@ -121,7 +122,8 @@ export function startOutboxRelay(opts: {
     async stop() {
       stopped = true;
       if (timer) clearTimeout(timer);
-      await running;
+      // A publish stuck on an unreachable broker must not hold the shutdown: its rows stay pending.
+      await Promise.race([running, Bun.sleep(STOP_WAIT_MS)]);
     },
   };
 }

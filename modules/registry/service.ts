@@ -136,6 +136,8 @@ const lockOrder = async (tx: Db, id: string) => {
 export async function recordSuccess(tx: Db, step: StepSucceeded): Promise<void> {
   const order = await lockOrder(tx, step.order_id);
   if (!order || step.service === "registry") return;
+  const already = step.service === "wallet" ? order.walletDone : order.storageDone;
+  if (already) return;
   const walletDone = order.walletDone || step.service === "wallet";
   const storageDone = order.storageDone || step.service === "storage";
   const completes = order.status === "pending" && walletDone && storageDone;

@@ -1,0 +1,64 @@
+/** The shop under test, whatever its topology: base URLs plus a way to put raw records on the bus. */
+import { join } from "node:path";
+import postgres from "postgres";
+import { loadSettings, type Topics } from "../../src/config";
+import { createLogger } from "../../src/log";
+import { type Shop, startShop } from "../../src/shop";
+
+/** Where the fixture config (test catalogue, no seeded wallets) lives. */
+export const FIXTURE_CONFIG = join(import.meta.dir, "../fixtures/config");
+
+/** What a black-box suite needs. */
+export interface ShopTarget {
+  urls: { registry: string; wallet: string; storage: string };
+  topics: Topics;
+  /** Puts a raw record on a topic, as another producer would. */
+  publish(topic: string, key: string, value: string): Promise<void>;
+  stop(): Promise<void>;
+}
+
+/** Default topic names, as in the fixture config. */
+export const TOPICS: Topics = { new_orders: "new_orders", rejected_orders: "rejected_orders", success: "success_topics" };
+
+/** Environment for a test shop: fixture config, free ports, quiet logs. */
+export function testEnv(extra: Record<string, string | undefined> = {}): Record<string, string | undefined> {
+  return {
+    CONFIG_DIR: FIXTURE_CONFIG,
+    DATA_DIR: ":memory:",
+    HOST: "127.0.0.1",
+    REGISTRY_PORT: "0",
+    WALLET_PORT: "0",
+    STORAGE_PORT: "0",
+    LOG_LEVEL: process.env.TEST_LOG_LEVEL ?? "error",
+    ...extra,
+  };
+}
+
+/** Starts all three modules in this process. */
+export async function startInProcess(extra: Record<string, string | undefined> = {}): Promise<ShopTarget & { shop: Shop }> {
+  const env = testEnv(extra);
+  const settings = loadSettings(env);
+  const shop = await startShop(settings, env, createLogger(settings.LOG_LEVEL));
+  const { registry, wallet, storage } = shop.urls;
+  return {
+    shop,
+    urls: { registry: registry ?? "", wallet: wallet ?? "", storage: storage ?? "" },
+    topics: TOPICS,
+    publish: (topic, key, value) => shop.bus.publish([{ topic, key, value, headers: {} }]),
+    stop: () => shop.stop(),
+  };
+}
+
+/** Creates a fresh database in a cluster and returns its URL. */
+export async function createDatabase(clusterUrl: string): Promise<string> {
+  const name = `shop_${crypto.randomUUID().replaceAll("-", "").slice(0, 12)}`;
+  const admin = postgres(clusterUrl, { max: 1, onnotice: () => {} });
+  try {
+    await admin.unsafe(`create database ${name}`);
+  } finally {
+    await admin.end();
+  }
+  const url = new URL(clusterUrl);
+  url.pathname = `/${name}`;
+  return url.toString();
+}

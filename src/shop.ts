@@ -58,7 +58,8 @@ export async function startShop(settings: Settings, env: Env, log: Logger): Prom
         port: (configs[i] as { port: number }).port,
         hostname: settings.HOST,
         fetch: app.fetch,
-        maxRequestBodySize: settings.BODY_LIMIT_BYTES,
+        // Hono answers oversized bodies with a JSON 413; Bun's own cap is the backstop past it.
+        maxRequestBodySize: Math.max(settings.BODY_LIMIT_BYTES * 16, 1_048_576),
       });
       servers.push(server);
       urls[m.name] = `http://127.0.0.1:${server.port}`;

@@ -1,7 +1,7 @@
 /** Registry's HTTP contract. */
 import { createRoute, z } from "@hono/zod-openapi";
 import { MAX_QUANTITY } from "../../src/contracts";
-import { errors, IdParam, json } from "../../src/http/schemas";
+import { errors, Id, IdParam, json } from "../../src/http/schemas";
 
 const Product = z
   .object({ id: z.number().int(), sku: z.string(), name: z.string(), price_cents: z.number().int() })
@@ -37,11 +37,11 @@ const OrderDetail = Order.extend({ timeline: z.array(TimelineEntry) }).openapi("
 
 const NewOrder = z
   .object({
-    user_id: IdParam.pipe(z.number()).openapi({ example: 1 }),
+    user_id: Id.openapi({ example: 1 }),
     items: z
       .array(
         z.object({
-          product_id: z.number().int().positive().max(2_147_483_647).openapi({ example: 1 }),
+          product_id: Id.openapi({ example: 1 }),
           quantity: z.number().int().positive().max(MAX_QUANTITY).openapi({ example: 2 }),
         }),
       )

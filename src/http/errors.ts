@@ -49,6 +49,7 @@ export function errorHandler(log: Logger) {
     if (err instanceof HTTPException) {
       const status = err.status;
       if (status === 413) return c.json(errorBody("payload_too_large", "request body is too large"), 413);
+      if (status === 415) return c.json(errorBody("unsupported_media_type", "send the body as application/json"), 415);
       const code = /json/i.test(err.message) ? "malformed_json" : "bad_request";
       return c.json(errorBody(code, err.message || "bad request"), status);
     }

@@ -2,8 +2,11 @@
 import { z } from "@hono/zod-openapi";
 import { ErrorBodySchema } from "./errors";
 
+/** A positive 32-bit id in a JSON body. */
+export const Id = z.number().int().positive().max(2_147_483_647);
+
 /** A positive 32-bit id in a path or query string. */
-export const IdParam = z.coerce.number().int().positive().max(2_147_483_647);
+export const IdParam = z.coerce.number().pipe(Id);
 
 /** An amount of money in cents in a request body: positive, bounded. */
 export const AmountCents = z.number().int().positive().max(100_000_000_000);

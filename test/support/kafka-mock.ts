@@ -16,20 +16,23 @@ const BINARY = join(CACHE_DIR, "launcher");
 const STARTUP_TIMEOUT_MS = 15_000;
 const STOP_TIMEOUT_MS = 5_000;
 
-type Launcher = Subprocess<"pipe", "pipe", "pipe">;
+type Launcher = Subprocess<"pipe", "pipe", "inherit">;
 
 /** Starts a mock Kafka broker with the given topics (`name` or `name:partitions`, default 3). */
 export async function startKafkaMock(topics: string[]): Promise<KafkaMock> {
   await ensureLauncherBuilt();
-  const proc: Launcher = Bun.spawn([BINARY, ...topics], { stdin: "pipe", stdout: "pipe", stderr: "pipe" });
-  const stderr = collect(proc.stderr);
+  // stderr is inherited (not piped): a pending read on it would keep the event loop alive.
+  const proc: Launcher = Bun.spawn([BINARY, ...topics], { stdin: "pipe", stdout: "pipe", stderr: "inherit" });
   let brokers: string;
   try {
-    brokers = await readFirstLine(proc, stderr);
+    brokers = await readFirstLine(proc);
   } catch (err) {
     proc.kill("SIGKILL");
     throw err;
   }
+  // Don't keep the event loop alive: if the caller never stops us, our exit closes the
+  // launcher's stdin and it shuts itself down.
+  proc.unref();
   let stopping: Promise<void> | null = null;
   return {
     brokers,
@@ -54,8 +57,8 @@ async function ensureLauncherBuilt(): Promise<void> {
   renameSync(tmp, BINARY);
 }
 
-/** Reads stdout up to the first newline; fails with the child's stderr if it exits first. */
-async function readFirstLine(proc: Launcher, stderr: () => string): Promise<string> {
+/** Reads stdout up to the first newline; fails if the child exits first. */
+async function readFirstLine(proc: Launcher): Promise<string> {
   const reader = proc.stdout.getReader();
   const decoder = new TextDecoder();
   let text = "";
@@ -65,7 +68,7 @@ async function readFirstLine(proc: Launcher, stderr: () => string): Promise<stri
       const { done, value } = await reader.read();
       if (done) {
         const code = await proc.exited;
-        throw new Error(`kafka-mock: launcher exited (code ${code}) before printing its address\n${stderr()}`);
+        throw new Error(`kafka-mock: launcher exited (code ${code}) before printing its address; see its stderr above`);
       }
       text += decoder.decode(value, { stream: true });
     }
@@ -74,18 +77,8 @@ async function readFirstLine(proc: Launcher, stderr: () => string): Promise<stri
     reader.releaseLock();
   }
   const line = text.slice(0, text.indexOf("\n")).trim();
-  if (!line) throw new Error(`kafka-mock: launcher printed an empty address\n${stderr()}`);
+  if (!line) throw new Error("kafka-mock: launcher printed an empty address");
   return line;
-}
-
-/** Drains a stream in the background; returns a getter for the text seen so far (last 8 KiB). */
-function collect(stream: ReadableStream<Uint8Array>): () => string {
-  let text = "";
-  void (async () => {
-    const decoder = new TextDecoder();
-    for await (const chunk of stream) text = (text + decoder.decode(chunk, { stream: true })).slice(-8192);
-  })().catch(() => undefined);
-  return () => text;
 }
 
 /** SIGTERM, wait (the mock needs up to ~1 s to tear down), SIGKILL if it hangs. */

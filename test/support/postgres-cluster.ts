@@ -1,4 +1,4 @@
-import { chownSync, existsSync, mkdtempSync, readdirSync, readFileSync, realpathSync, rmSync, appendFileSync } from "node:fs";
+import { appendFileSync, chownSync, existsSync, mkdtempSync, readdirSync, readFileSync, realpathSync, rmSync } from "node:fs";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
@@ -7,6 +7,7 @@ import { dirname, join } from "node:path";
 export type PostgresCluster = {
   /** Connection string, e.g. `postgres://postgres@127.0.0.1:54321/postgres`. */
   url: string;
+  /** TCP port on 127.0.0.1; stays the same across restart(). */
   port: number;
   /** Fast shutdown, then delete the temp directory. Safe to call twice. */
   stop(): Promise<void>;
@@ -33,9 +34,10 @@ let exitHandlerInstalled = false;
 
 /** Creates, starts and waits for a fresh cluster in a new temp directory. */
 export async function startPostgresCluster(opts: PostgresClusterOptions = {}): Promise<PostgresCluster> {
-  const layout = await prepareLayout(sanitize(opts.name ?? "test"));
+  const name = sanitize(opts.name ?? "test");
+  const layout = await prepareLayout(name);
   try {
-    await initCluster(layout, sanitize(opts.name ?? "test"));
+    await initCluster(layout, name);
     await startServer(layout);
   } catch (err) {
     rmSync(layout.root, { recursive: true, force: true });
@@ -68,7 +70,7 @@ export async function startPostgresCluster(opts: PostgresClusterOptions = {}): P
 /** Makes the temp dir (owned by `postgres` when we are root) and picks binaries and a port. */
 async function prepareLayout(name: string): Promise<Layout> {
   const binDir = findPgBinDir();
-  const owner = process.getuid?.() === 0 ? await lookupPostgresUser() : null;
+  const owner = process.getuid?.() === 0 ? lookupPostgresUser() : null;
   const root = mkdtempSync(join(tmpdir(), `pg-${name}-`));
   if (owner) chownSync(root, owner.uid, owner.gid);
   return { root, data: join(root, "data"), log: join(root, "postgres.log"), port: await findFreePort(), binDir, owner };
@@ -91,17 +93,20 @@ function findPgBinDir(): string {
   return join(base, newest, "bin");
 }
 
-/** uid/gid of the `postgres` OS user; initdb and postgres refuse to run as root. */
-async function lookupPostgresUser(): Promise<Owner> {
-  const uid = await run(["id", "-u", PG_USER]).catch(() => null);
-  const gid = await run(["id", "-g", PG_USER]).catch(() => null);
-  if (uid === null || gid === null) {
+/** uid/gid of the `postgres` OS user (from /etc/passwd); initdb and postgres refuse to run as root. */
+function lookupPostgresUser(): Owner {
+  const entry = readFileSync("/etc/passwd", "utf8")
+    .split("\n")
+    .map((line) => line.split(":"))
+    .find((fields) => fields[0] === PG_USER);
+  if (!entry) {
     throw new Error(
       `Running as root, but OS user '${PG_USER}' does not exist. initdb/postgres refuse to run as root; ` +
         `install Debian's 'postgresql' package (it creates the '${PG_USER}' user) or run the tests as a non-root user.`,
     );
   }
-  return { uid: Number(uid.trim()), gid: Number(gid.trim()) };
+  if (!Bun.which("runuser")) throw new Error("Running as root, but `runuser` (package util-linux) is not on PATH");
+  return { uid: Number(entry[2]), gid: Number(entry[3]) };
 }
 
 /** Asks the kernel for a free loopback port by binding port 0 and closing again. */

@@ -1,0 +1,139 @@
+/** HTTP through the real servers: every route, the OpenAPI documents, and bad input that changes nothing. */
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { Validator } from "@seriousme/openapi-schema-validator";
+import { eventually } from "./support/eventually";
+import { call, getJson } from "./support/http";
+import { type ShopTarget, startInProcess } from "./support/shop-target";
+
+let t: ShopTarget;
+beforeAll(async () => {
+  t = await startInProcess();
+});
+afterAll(() => t.stop());
+
+const snapshot = async () => ({
+  wallets: await getJson(t.urls.wallet, "/wallets"),
+  stock: await getJson(t.urls.storage, "/stock"),
+  orders: await getJson(t.urls.registry, "/orders?limit=100"),
+});
+
+describe("routes", () => {
+  test("every route answers, with and without a trailing slash", async () => {
+    const r = t.urls.registry;
+    expect((await getJson(r, "/products")).products).toHaveLength(100);
+    expect((await getJson(r, "/products/")).products[0]).toEqual({ id: 1, sku: "T-1", name: "Test product 1", price_cents: 1000 });
+    expect((await call(t.urls.wallet, "POST", "/wallets/77/deposits/", { amount_cents: 5000 })).status).toBe(201);
+    expect((await call(t.urls.storage, "POST", "/stock/90/receipts", { quantity: 2 })).status).toBe(201);
+    const placed = await call(r, "POST", "/orders/", { user_id: 77, items: [{ product_id: 90, quantity: 2 }] });
+    expect(placed.status).toBe(201);
+    expect(placed.body).toMatchObject({ user_id: 77, status: "pending", total_cents: 2000 });
+    const done = await eventually(async () => {
+      const o = await getJson(r, `/orders/${placed.body.id}/`);
+      return o.status === "completed" ? o : false;
+    });
+    expect(done.items).toEqual([{ product_id: 90, quantity: 2, unit_price_cents: 1000, line_total_cents: 2000 }]);
+    expect((await getJson(r, "/orders?user_id=77")).orders[0].id).toBe(placed.body.id);
+    expect((await getJson(t.urls.wallet, "/wallets")).wallets).toContainEqual(expect.objectContaining({ user_id: 77, balance_cents: 3000 }));
+    expect(await getJson(t.urls.wallet, "/wallets/77/")).toMatchObject({ balance_cents: 3000 });
+    expect((await getJson(t.urls.storage, "/stock/")).stock).toContainEqual(expect.objectContaining({ product_id: 90, available: 0, reserved: 2 }));
+    expect(await getJson(t.urls.storage, "/stock/90")).toMatchObject({ available: 0, reserved: 2 });
+  });
+
+  test("each service serves health, metrics, Swagger UI and a valid OpenAPI 3.1 document", async () => {
+    const expected: Record<string, string[]> = {
+      registry: ["/products", "/orders", "/orders/{id}"],
+      wallet: ["/wallets", "/wallets/{user_id}", "/wallets/{user_id}/deposits"],
+      storage: ["/stock", "/stock/{product_id}", "/stock/{product_id}/receipts"],
+    };
+    for (const [name, base] of Object.entries(t.urls)) {
+      expect((await call(base, "GET", "/health")).status).toBe(200);
+      const metrics = await fetch(`${base}/metrics`);
+      expect(metrics.status).toBe(200);
+      expect(await metrics.text()).toContain("shop_outbox_pending");
+      for (const path of ["/swagger", "/swagger/"]) {
+        const ui = await fetch(`${base}${path}`);
+        expect(ui.status).toBe(200);
+        expect(await ui.text()).toContain("swagger-ui");
+      }
+      const doc = await getJson(base, "/openapi.json");
+      const result = await new Validator().validate(doc);
+      expect(result.errors ?? []).toEqual([]);
+      expect(result.valid).toBe(true);
+      expect(doc.openapi).toBe("3.1.0");
+      expect(Object.keys(doc.paths)).toEqual(expect.arrayContaining(["/health", ...(expected[name] ?? [])]));
+    }
+  });
+
+  test("health fails with 503 when a check outlasts its timeout, and rejects a bad timeout", async () => {
+    expect((await call(t.urls.wallet, "GET", "/health?timeout=abc")).status).toBe(400);
+    expect((await call(t.urls.wallet, "GET", "/health?timeout=-1")).status).toBe(400);
+    const r = await call(t.urls.wallet, "GET", "/health?timeout=0.05");
+    expect([200, 503]).toContain(r.status); // a fast machine may answer in time
+    expect(r.body.checks.database.status).toBe(r.status === 200 ? "ok" : "fail");
+  });
+});
+
+describe("bad input answers 4xx with a JSON error and changes nothing", () => {
+  const big = "x".repeat(200_000);
+  const cases: [string, string, string, unknown, number, Record<string, string>?][] = [
+    ["registry", "POST", "/orders", "{not json", 400],
+    ["registry", "POST", "/orders", "", 400],
+    ["registry", "POST", "/orders", { user_id: 1, items: [{ product_id: 1, quantity: 1 }] }, 415, { "content-type": "text/plain" }],
+    ["registry", "POST", "/orders", [], 400],
+    ["registry", "POST", "/orders", { user_id: "1", items: [{ product_id: 1, quantity: 1 }] }, 400],
+    ["registry", "POST", "/orders", { user_id: 1, items: [] }, 400],
+    ["registry", "POST", "/orders", { user_id: 1, items: [{ product_id: 1, quantity: -1 }] }, 400],
+    ["registry", "POST", "/orders", { user_id: 1, items: [{ product_id: 1, quantity: 0 }] }, 400],
+    ["registry", "POST", "/orders", { user_id: 1, items: [{ product_id: 1, quantity: 1.5 }] }, 400],
+    ["registry", "POST", "/orders", { user_id: 1, items: [{ product_id: 1, quantity: 1e12 }] }, 400],
+    ["registry", "POST", "/orders", { user_id: 1, items: [{ product_id: 1, quantity: 1 }, { product_id: 1, quantity: 1 }] }, 422],
+    ["registry", "POST", "/orders", { user_id: 1, items: [{ product_id: 123456, quantity: 1 }] }, 422],
+    ["registry", "POST", "/orders", { user_id: -5, items: [{ product_id: 1, quantity: 1 }] }, 400],
+    ["registry", "POST", "/orders", { user_id: 1, items: [{ product_id: 1, quantity: 1, note: big }] }, 413],
+    ["registry", "GET", "/orders?user_id=abc", undefined, 400],
+    ["registry", "GET", "/orders?limit=0", undefined, 400],
+    ["registry", "GET", "/orders?limit=1000", undefined, 400],
+    ["registry", "GET", "/orders?cursor=-3", undefined, 400],
+    ["registry", "GET", "/orders/not-a-uuid", undefined, 400],
+    ["registry", "GET", `/orders/${crypto.randomUUID()}`, undefined, 404],
+    ["registry", "GET", "/nowhere", undefined, 404],
+    ["wallet", "GET", "/wallets/abc", undefined, 400],
+    ["wallet", "GET", "/wallets/424242", undefined, 404],
+    ["wallet", "POST", "/wallets/1/deposits", { amount_cents: -100 }, 400],
+    ["wallet", "POST", "/wallets/1/deposits", { amount_cents: 10.5 }, 400],
+    ["wallet", "POST", "/wallets/1/deposits", { amount_cents: 1e15 }, 400],
+    ["wallet", "POST", "/wallets/1/deposits", { amount: 100 }, 400],
+    ["wallet", "POST", "/wallets/0/deposits", { amount_cents: 100 }, 400],
+    ["wallet", "POST", "/wallets/99999999999/deposits", { amount_cents: 100 }, 400],
+    ["storage", "GET", "/stock/999999", undefined, 404],
+    ["storage", "POST", "/stock/999999/receipts", { quantity: 1 }, 404],
+    ["storage", "POST", "/stock/1/receipts", { quantity: 0 }, 400],
+    ["storage", "POST", "/stock/1/receipts", "[1,2", 400],
+    ["storage", "POST", "/stock/1/receipts", { quantity: 1, pad: big }, 413],
+  ];
+
+  // Every row gets all six arguments: bun takes a missing trailing argument for a done callback.
+  const rows = cases.map(([service, method, path, body, status, headers]) => [service, method, path, body, status, headers ?? {}] as const);
+  test.each(rows)("%s %s %s -> %d", async (service, method, path, body, status, headers) => {
+    const before = await snapshot();
+    const base = t.urls[service as keyof ShopTarget["urls"]];
+    const r = await call(base, method, path, body, headers);
+    expect(r.status).toBe(status);
+    expect(r.headers.get("content-type") ?? "").toContain("application/json");
+    expect(typeof r.body.error.code).toBe("string");
+    expect(typeof r.body.error.message).toBe("string");
+    expect(JSON.stringify(r.body)).not.toMatch(/at .*\.ts|select |insert /i);
+    expect(await snapshot()).toEqual(before);
+  });
+
+  test("a body far past the limit is refused before it is read", async () => {
+    const before = await snapshot();
+    const r = await fetch(`${t.urls.registry}/orders`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ user_id: 1, items: [{ product_id: 1, quantity: 1 }], pad: "y".repeat(5_000_000) }),
+    });
+    expect(r.status).toBe(413);
+    expect(await snapshot()).toEqual(before);
+  });
+});

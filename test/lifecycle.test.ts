@@ -1,0 +1,114 @@
+/** Start, stop and restart: clean signals, data kept across restarts, saga deadline, database restarts. */
+import { afterAll, describe, expect, test } from "bun:test";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { eventually } from "./support/eventually";
+import { call, getJson } from "./support/http";
+import { type PostgresCluster, startPostgresCluster } from "./support/postgres-cluster";
+import { startShopProcess } from "./support/process";
+import { createDatabase, FIXTURE_CONFIG, startInProcess } from "./support/shop-target";
+
+const dirs: string[] = [];
+afterAll(() => {
+  for (const d of dirs) rmSync(d, { recursive: true, force: true });
+});
+
+const processEnv = (dataDir: string) => ({
+  DATA_DIR: dataDir,
+  CONFIG_DIR: FIXTURE_CONFIG,
+  HOST: "127.0.0.1",
+  REGISTRY_PORT: "0",
+  WALLET_PORT: "0",
+  STORAGE_PORT: "0",
+  LOG_LEVEL: "info",
+});
+
+describe("the shop process", () => {
+  test("SIGTERM and SIGINT stop it cleanly; a restart on the same data keeps everything", async () => {
+    const dataDir = mkdtempSync(join(tmpdir(), "shop-data-"));
+    dirs.push(dataDir);
+    const first = await startShopProcess([], processEnv(dataDir), 3);
+    expect((await call(first.urls.wallet as string, "POST", "/wallets/41/deposits", { amount_cents: 9000 })).status).toBe(201);
+    expect((await call(first.urls.storage as string, "POST", "/stock/41/receipts", { quantity: 4 })).status).toBe(201);
+    const placed = await call(first.urls.registry as string, "POST", "/orders", { user_id: 41, items: [{ product_id: 41, quantity: 3 }] });
+    expect(placed.status).toBe(201);
+    await eventually(async () => (await getJson(first.urls.registry as string, `/orders/${placed.body.id}`)).status === "completed");
+    expect(await first.stop("SIGTERM")).toBe(0);
+    expect(first.logs.some((l) => l.includes('"msg":"stopped"'))).toBe(true);
+
+    const second = await startShopProcess([], processEnv(dataDir), 3);
+    const order = await getJson(second.urls.registry as string, `/orders/${placed.body.id}`);
+    expect(order).toMatchObject({ status: "completed", total_cents: 3000 });
+    expect(await getJson(second.urls.wallet as string, "/wallets/41")).toMatchObject({ balance_cents: 6000 });
+    expect(await getJson(second.urls.storage as string, "/stock/41")).toMatchObject({ available: 1, reserved: 3 });
+    expect(await second.stop("SIGINT")).toBe(0);
+  });
+
+  test("--modules starts only the named modules", async () => {
+    const p = await startShopProcess(["--modules", "wallet"], processEnv(":memory:"), 1);
+    expect(Object.keys(p.urls)).toEqual(["wallet"]);
+    expect((await call(p.urls.wallet as string, "GET", "/health")).status).toBe(200);
+    expect(await p.stop()).toBe(0);
+  });
+});
+
+describe("saga deadline", () => {
+  test("an order nobody finishes is rejected with timeout, and the debit is refunded", async () => {
+    // No storage module: wallet debits, nobody reserves, registry gives up after the deadline.
+    const t = await startInProcess({ MODULES: "registry,wallet", REGISTRY_SAGA_DEADLINE_SECONDS: "0.5" });
+    try {
+      await call(t.urls.wallet, "POST", "/wallets/51/deposits", { amount_cents: 5000 });
+      const placed = await call(t.urls.registry, "POST", "/orders", { user_id: 51, items: [{ product_id: 51, quantity: 2 }] });
+      expect(placed.status).toBe(201);
+      const done = await eventually(async () => {
+        const o = await getJson(t.urls.registry, `/orders/${placed.body.id}`);
+        return o.status === "rejected" ? o : false;
+      });
+      expect(done.reason).toBe("timeout");
+      expect((done.timeline as { step: string }[]).map((e) => e.step)).toContain("rejected");
+      await eventually(async () => {
+        const w = await getJson(t.urls.wallet, "/wallets/51");
+        expect(w.balance_cents).toBe(5000);
+        expect((w.ledger as { kind: string; order_id: string }[]).filter((e) => e.order_id === placed.body.id).map((e) => e.kind).sort()).toEqual([
+          "debit",
+          "refund",
+        ]);
+      });
+    } finally {
+      await t.stop();
+    }
+  });
+});
+
+describe("PostgreSQL restarts", () => {
+  let cluster: PostgresCluster | null = null;
+  afterAll(async () => {
+    await cluster?.stop();
+  });
+
+  test("the shop answers 503 while the database is down and recovers by itself", async () => {
+    cluster = await startPostgresCluster({ name: "restart" });
+    const t = await startInProcess({ DATABASE_URL: await createDatabase(cluster.url) });
+    try {
+      await call(t.urls.wallet, "POST", "/wallets/61/deposits", { amount_cents: 5000 });
+      await call(t.urls.storage, "POST", "/stock/61/receipts", { quantity: 5 });
+      await cluster.restart();
+      // The pool reconnects on demand: the next orders go through and complete.
+      const placed = await eventually(async () => {
+        const r = await call(t.urls.registry, "POST", "/orders", { user_id: 61, items: [{ product_id: 61, quantity: 1 }] });
+        if (r.status !== 201) {
+          expect(r.status).toBe(503);
+          expect(r.body.error.code).toBe("unavailable");
+          return false;
+        }
+        return r.body as { id: string };
+      });
+      await eventually(async () => (await getJson(t.urls.registry, `/orders/${placed.id}`)).status === "completed");
+      expect(await getJson(t.urls.wallet, "/wallets/61")).toMatchObject({ balance_cents: 4000 });
+      expect((await call(t.urls.registry, "GET", "/health?timeout=5")).status).toBe(200);
+    } finally {
+      await t.stop();
+    }
+  });
+});

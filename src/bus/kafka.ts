@@ -18,6 +18,8 @@ export interface KafkaOptions {
   clientId: string;
   /** Partitions of topics this bus creates. */
   partitions?: number;
+  /** Consumer group session timeout (Kafka's default is 30 s). */
+  sessionTimeoutMs?: number;
 }
 
 /** Creates a bus on Kafka; start() waits for the broker and makes sure the topics exist. */
@@ -75,11 +77,29 @@ export function createKafkaBus(opts: KafkaOptions, log: Logger): Bus {
     }
   };
 
+  /** An idempotent producer where the broker allows it (librdkafka's mock does not), else a plain one. */
+  const connectProducer = async (): Promise<Producer> => {
+    const settings = { maxInFlightRequests: 1, createPartitioner: Partitioners.DefaultPartitioner };
+    const idempotent = kafka.producer({ ...settings, idempotent: true });
+    try {
+      await idempotent.connect();
+      return idempotent;
+    } catch (err) {
+      await idempotent.disconnect().catch(() => {});
+      log.warn("broker refused an idempotent producer; using a plain one (acks=all, one request in flight)", { err });
+    }
+    const plain = kafka.producer(settings);
+    await plain.connect();
+    return plain;
+  };
+
   const startConsumer = async (sub: Subscription) => {
     const consumer = kafka.consumer({
       groupId: sub.group,
-      sessionTimeout: 30_000,
-      heartbeatInterval: 3000,
+      sessionTimeout: opts.sessionTimeoutMs ?? 30_000,
+      heartbeatInterval: Math.min(3000, (opts.sessionTimeoutMs ?? 30_000) / 3),
+      // Long-poll for up to a second: idle consumers stay cheap and stop() stays quick.
+      maxWaitTimeInMs: 1000,
       retry: { initialRetryTime: 300, maxRetryTime: 10_000, retries: 8 },
     });
     consumers.push(consumer);
@@ -118,12 +138,7 @@ export function createKafkaBus(opts: KafkaOptions, log: Logger): Bus {
     async start() {
       admin = await connectAdmin();
       await ensureTopics(admin, topics());
-      producer = kafka.producer({
-        idempotent: true,
-        maxInFlightRequests: 1,
-        createPartitioner: Partitioners.DefaultPartitioner,
-      });
-      await producer.connect();
+      producer = await connectProducer();
       for (const sub of subscriptions) await startConsumer(sub);
       log.info("Kafka bus started", { brokers: opts.brokers.join(","), groups: subscriptions.map((s) => s.group) });
     },

@@ -182,6 +182,8 @@ function toRecord(p: EachMessagePayload): BusRecord {
 
 function forwardLog(log: Logger, entry: LogEntry): void {
   const { message, ...fields } = entry.log;
+  // Bounded retries are deliberate: a broker that refuses idempotence must fail fast so we can fall back.
+  if (message.startsWith("Limiting retries for the idempotent producer")) return;
   const line = `kafkajs: ${message}`;
   if (entry.level === logLevel.ERROR) log.warn(line, { namespace: entry.namespace, ...fields });
   else if (entry.level === logLevel.WARN) log.warn(line, { namespace: entry.namespace, ...fields });

@@ -1,0 +1,65 @@
+/** The split deployment without Docker: a Kafka-protocol broker, PostgreSQL and three `bun` processes. */
+import { Kafka, logLevel, Partitioners } from "kafkajs";
+import { type KafkaMock, startKafkaMock } from "./kafka-mock";
+import { type PostgresCluster, startPostgresCluster } from "./postgres-cluster";
+import { type ShopProcess, startShopProcess } from "./process";
+import { createDatabase, FIXTURE_CONFIG, type ShopTarget, TOPICS } from "./shop-target";
+
+/** A running split topology. */
+export interface SplitShop extends ShopTarget {
+  brokers: string;
+  databaseUrl: string;
+  processes: Record<"registry" | "wallet" | "storage", ShopProcess>;
+}
+
+/** Starts broker, database and registry/wallet/storage as separate processes over Kafka. */
+export async function startSplitShop(extraEnv: Record<string, string> = {}): Promise<SplitShop> {
+  const mock: KafkaMock = await startKafkaMock(Object.values(TOPICS).map((t) => `${t}:3`));
+  let cluster: PostgresCluster | null = null;
+  const started: ShopProcess[] = [];
+  try {
+    cluster = await startPostgresCluster({ name: "split" });
+    const databaseUrl = await createDatabase(cluster.url);
+    const env = {
+      BUS: "kafka",
+      KAFKA_BROKERS: mock.brokers,
+      DATABASE_URL: databaseUrl,
+      CONFIG_DIR: FIXTURE_CONFIG,
+      HOST: "127.0.0.1",
+      REGISTRY_PORT: "0",
+      WALLET_PORT: "0",
+      STORAGE_PORT: "0",
+      LOG_LEVEL: "info", // the harness reads the "listening" lines
+      ...extraEnv,
+    };
+    const names = ["registry", "wallet", "storage"] as const;
+    const procs = await Promise.all(names.map((m) => startShopProcess(["--modules", m], env, 1)));
+    started.push(...procs);
+    const [registry, wallet, storage] = procs as [ShopProcess, ShopProcess, ShopProcess];
+    const kafka = new Kafka({ clientId: "test-producer", brokers: [mock.brokers], logLevel: logLevel.NOTHING });
+    const producer = kafka.producer({ createPartitioner: Partitioners.DefaultPartitioner });
+    await producer.connect();
+    const pg = cluster;
+    return {
+      brokers: mock.brokers,
+      databaseUrl,
+      processes: { registry, wallet, storage },
+      urls: { registry: registry.urls.registry ?? "", wallet: wallet.urls.wallet ?? "", storage: storage.urls.storage ?? "" },
+      topics: TOPICS,
+      publish: async (topic, key, value) => {
+        await producer.send({ topic, acks: -1, messages: [{ key, value }] });
+      },
+      async stop() {
+        await producer.disconnect();
+        await Promise.all(procs.map((p) => p.stop("SIGTERM")));
+        await mock.stop();
+        await pg.stop();
+      },
+    };
+  } catch (err) {
+    for (const p of started) p.proc.kill("SIGKILL");
+    await mock.stop();
+    await cluster?.stop();
+    throw err;
+  }
+}

@@ -112,7 +112,8 @@ export const ModuleBaseSchema = z.object({
   port: z.coerce.number().int().min(0).max(65_535),
   consumer_group: z.string().min(1),
   topics: TopicsSchema,
-  outbox_poll_ms: z.coerce.number().int().min(10).max(60_000).default(500),
+  // A safety net only: commits in this process nudge the relay at once.
+  outbox_poll_ms: z.coerce.number().int().min(10).max(60_000).default(2000),
 });
 
 /**
@@ -139,7 +140,8 @@ export function loadModuleConfig<S extends z.ZodType>(
   const doc = { ...(raw as Record<string, unknown>) };
   const prefix = `${name.toUpperCase()}_`;
   for (const [key, value] of Object.entries(env)) {
-    if (value === undefined) continue;
+    // An empty value (a blanked line in .env) means "not set", as for the process settings.
+    if (value === undefined || value === "") continue;
     if (key.startsWith(prefix)) {
       const field = key.slice(prefix.length).toLowerCase();
       if (typeof doc[field] !== "object" || doc[field] === null) doc[field] = value;

@@ -1,0 +1,356 @@
+/** Registry's rules against an in-memory PGlite: pricing and placing orders, following the saga, timeouts, paging. */
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { eq, inArray, sql } from "drizzle-orm";
+import type { Message, OrderCreated, OrderRejected, StepSucceeded } from "../../src/contracts";
+import { type Database, openDatabase } from "../../src/db/database";
+import { DomainError } from "../../src/errors";
+import { createLogger } from "../../src/log";
+import type { Enqueue } from "../../src/outbox/outbox";
+import { registryModule } from "./index";
+import { orders, products } from "./schema";
+import {
+  getOrder,
+  listOrders,
+  listProducts,
+  type OrderLine,
+  placeOrder,
+  recordRejection,
+  recordSuccess,
+  rejectExpiredOrders,
+  seedProducts,
+} from "./service";
+
+let db: Database;
+
+beforeAll(async () => {
+  const log = createLogger("silent");
+  db = await openDatabase({ driver: "pglite", dataDir: null }, log);
+  await db.migrate("registry", registryModule.migrationsFolder);
+});
+afterAll(() => db?.close());
+
+/** Ids no other test in this file uses. */
+let lastId = 10_000;
+const newUser = () => ++lastId;
+
+/** New catalogue entries at the given prices; returns their ids. */
+async function catalogue(...pricesCents: number[]): Promise<number[]> {
+  const ids = pricesCents.map(() => ++lastId);
+  await seedProducts(
+    db,
+    ids.map((id, i) => ({ id, sku: `T-${id}`, name: `Test product ${id}`, price_cents: pricesCents[i] ?? 0 })),
+  );
+  return ids;
+}
+
+/** An enqueue that records what it would publish. */
+function capture(): { sent: Message[]; enqueue: Enqueue } {
+  const sent: Message[] = [];
+  return {
+    sent,
+    enqueue: async (_tx, message) => {
+      sent.push(message);
+    },
+  };
+}
+
+/** Places an order and returns it with the messages it staged. */
+async function place(userId: number, lines: OrderLine[]) {
+  const { sent, enqueue } = capture();
+  const order = await placeOrder(db, enqueue, userId, lines);
+  return { order, sent };
+}
+
+/** A pending order of one unit of a fresh product. */
+async function pendingOrder(userId = newUser()): Promise<string> {
+  const [p] = (await catalogue(1_000)) as [number];
+  return (await place(userId, [{ product_id: p, quantity: 1 }])).order.id;
+}
+
+const succeed = (orderId: string, service: StepSucceeded["service"]) =>
+  db.transaction((tx) => recordSuccess(tx, { order_id: orderId, service }));
+
+const reject = (orderId: string, service: OrderRejected["service"], reason: OrderRejected["reason"]) =>
+  db.transaction((tx) => recordRejection(tx, { order_id: orderId, service, reason, message: `${service} says ${reason}` }));
+
+const statusOf = async (orderId: string) => {
+  const o = await getOrder(db, orderId);
+  return { status: o.status, reason: o.reason };
+};
+
+const stepsOf = async (orderId: string) => (await getOrder(db, orderId)).timeline.map((e) => `${e.service}:${e.step}`);
+
+async function domainError(promise: Promise<unknown>): Promise<DomainError> {
+  try {
+    await promise;
+  } catch (err) {
+    expect(err).toBeInstanceOf(DomainError);
+    return err as DomainError;
+  }
+  throw new Error("expected a DomainError, but the call succeeded");
+}
+
+const ordersOfUser = (userId: number) => db.read((q) => q.select().from(orders).where(eq(orders.userId, userId)));
+
+describe("placeOrder", () => {
+  test("prices lines from the catalogue and stores a pending order with one OrderCreated", async () => {
+    const user = newUser();
+    const [a, b] = (await catalogue(1_250, 399)) as [number, number];
+    const { order, sent } = await place(user, [
+      { product_id: a, quantity: 2 },
+      { product_id: b, quantity: 3 },
+    ]);
+
+    const total = 2 * 1_250 + 3 * 399;
+    expect(order).toMatchObject({ user_id: user, status: "pending", reason: null, total_cents: total });
+    expect(order.items).toEqual(
+      expect.arrayContaining([
+        { product_id: a, quantity: 2, unit_price_cents: 1_250, line_total_cents: 2_500 },
+        { product_id: b, quantity: 3, unit_price_cents: 399, line_total_cents: 1_197 },
+      ]),
+    );
+    expect(order.items).toHaveLength(2);
+
+    expect(sent).toHaveLength(1);
+    const [message] = sent;
+    if (message?.type !== "OrderCreated") throw new Error(`expected OrderCreated, got ${message?.type}`);
+    expect(message.order_id).toBe(order.id);
+    expect(message.payload).toEqual({
+      order_id: order.id,
+      user_id: user,
+      items: [
+        { product_id: a, quantity: 2, unit_price_cents: 1_250 },
+        { product_id: b, quantity: 3, unit_price_cents: 399 },
+      ],
+      total_cents: total,
+    } satisfies OrderCreated);
+
+    const stored = await getOrder(db, order.id);
+    expect(stored).toMatchObject({ status: "pending", total_cents: total });
+    expect(stored.timeline.map((e) => [e.service, e.step])).toEqual([["registry", "created"]]);
+    expect(await ordersOfUser(user)).toHaveLength(1);
+  });
+
+  test("an order keeps the price it was placed at", async () => {
+    const [p] = (await catalogue(500)) as [number];
+    const { order } = await place(newUser(), [{ product_id: p, quantity: 4 }]);
+    await db.transaction((tx) => tx.update(products).set({ priceCents: 9_999 }).where(eq(products.id, p)));
+    const stored = await getOrder(db, order.id);
+    expect(stored.total_cents).toBe(2_000);
+    expect(stored.items).toEqual([{ product_id: p, quantity: 4, unit_price_cents: 500, line_total_cents: 2_000 }]);
+    expect((await listProducts(db)).find((x) => x.id === p)?.price_cents).toBe(9_999);
+  });
+
+  test("an unknown product is refused with unknown_product naming the line; nothing is stored", async () => {
+    const user = newUser();
+    const [p] = (await catalogue(100)) as [number];
+    const ghost = ++lastId;
+    const { sent, enqueue } = capture();
+    const err = await domainError(
+      placeOrder(db, enqueue, user, [
+        { product_id: p, quantity: 1 },
+        { product_id: ghost, quantity: 1 },
+      ]),
+    );
+    expect(err).toMatchObject({ kind: "invalid", code: "unknown_product", field: "items.1.product_id" });
+    expect(sent).toEqual([]);
+    expect(await ordersOfUser(user)).toEqual([]);
+  });
+
+  test("a product listed twice is refused with duplicate_product naming the second line; nothing is stored", async () => {
+    const user = newUser();
+    const [p, q] = (await catalogue(100, 200)) as [number, number];
+    const { sent, enqueue } = capture();
+    const err = await domainError(
+      placeOrder(db, enqueue, user, [
+        { product_id: p, quantity: 1 },
+        { product_id: q, quantity: 1 },
+        { product_id: p, quantity: 2 },
+      ]),
+    );
+    expect(err).toMatchObject({ kind: "invalid", code: "duplicate_product", field: "items.2.product_id" });
+    expect(sent).toEqual([]);
+    expect(await ordersOfUser(user)).toEqual([]);
+  });
+
+  test("the order and its message commit together: a failing enqueue stores no order", async () => {
+    const user = newUser();
+    const [p] = (await catalogue(100)) as [number];
+    const failing: Enqueue = async () => {
+      throw new Error("outbox unavailable");
+    };
+    await expect(placeOrder(db, failing, user, [{ product_id: p, quantity: 1 }])).rejects.toThrow("outbox unavailable");
+    expect(await ordersOfUser(user)).toEqual([]);
+  });
+
+  test("seeding the catalogue never overwrites an existing product", async () => {
+    const [p] = (await catalogue(700)) as [number];
+    await seedProducts(db, [{ id: p, sku: `T-${p}`, name: "renamed", price_cents: 1 }]);
+    expect((await listProducts(db)).find((x) => x.id === p)).toEqual({ id: p, sku: `T-${p}`, name: `Test product ${p}`, price_cents: 700 });
+  });
+});
+
+describe("following the saga", () => {
+  test("completes only once both wallet and storage succeeded, in either order", async () => {
+    for (const [first, second] of [
+      ["wallet", "storage"],
+      ["storage", "wallet"],
+    ] as const) {
+      const id = await pendingOrder();
+      await succeed(id, first);
+      // A redelivered success changes nothing.
+      await succeed(id, first);
+      // registry's own name is no step of the saga.
+      await succeed(id, "registry");
+      expect(await statusOf(id)).toEqual({ status: "pending", reason: null });
+      await succeed(id, second);
+      expect(await statusOf(id)).toEqual({ status: "completed", reason: null });
+      const [row] = await db.read((q) => q.select().from(orders).where(eq(orders.id, id)));
+      expect(row).toMatchObject({ walletDone: true, storageDone: true });
+      const stepName = { wallet: "paid", storage: "reserved" };
+      expect(await stepsOf(id)).toEqual([
+        "registry:created",
+        `${first}:${stepName[first]}`,
+        `${second}:${stepName[second]}`,
+        "registry:completed",
+      ]);
+    }
+  });
+
+  test("a rejection after one success rejects with that reason; later news does not change it", async () => {
+    const id = await pendingOrder();
+    await succeed(id, "wallet");
+    await reject(id, "storage", "out_of_stock");
+    expect(await statusOf(id)).toEqual({ status: "rejected", reason: "out_of_stock" });
+
+    await succeed(id, "storage");
+    await reject(id, "wallet", "insufficient_funds");
+    expect(await statusOf(id)).toEqual({ status: "rejected", reason: "out_of_stock" });
+    expect(await stepsOf(id)).toEqual(["registry:created", "wallet:paid", "storage:rejected", "storage:reserved", "wallet:rejected"]);
+    expect((await getOrder(db, id)).timeline[2]?.detail).toContain("out_of_stock");
+  });
+
+  test("a rejection after completion does not reopen the order", async () => {
+    const id = await pendingOrder();
+    await succeed(id, "wallet");
+    await succeed(id, "storage");
+    await reject(id, "wallet", "insufficient_funds");
+    expect(await statusOf(id)).toEqual({ status: "completed", reason: null });
+  });
+
+  test("registry's own rejection echoed back and messages about unknown orders change nothing", async () => {
+    const id = await pendingOrder();
+    await reject(id, "registry", "timeout");
+    expect(await statusOf(id)).toEqual({ status: "pending", reason: null });
+    expect(await stepsOf(id)).toEqual(["registry:created"]);
+
+    const ghost = crypto.randomUUID();
+    await succeed(ghost, "wallet");
+    await reject(ghost, "storage", "out_of_stock");
+    expect(await domainError(getOrder(db, ghost))).toMatchObject({ kind: "not_found", code: "unknown_order", field: "id" });
+  });
+});
+
+describe("rejectExpiredOrders", () => {
+  /** Moves an order's creation time `ms` into the past. */
+  const age = (id: string, ms: number) =>
+    db.transaction((tx) =>
+      tx
+        .update(orders)
+        .set({ createdAt: sql`${orders.createdAt} - make_interval(secs => ${ms / 1000})` })
+        .where(eq(orders.id, id)),
+    );
+
+  test("rejects only pending orders older than the deadline, telling everyone with reason timeout", async () => {
+    const deadlineMs = 10 * 60_000;
+    const stale = await pendingOrder();
+    const staleDone = await pendingOrder();
+    const staleRejected = await pendingOrder();
+    const fresh = await pendingOrder();
+    await succeed(staleDone, "wallet");
+    await succeed(staleDone, "storage");
+    await reject(staleRejected, "wallet", "unknown_wallet");
+    for (const id of [stale, staleDone, staleRejected]) await age(id, 2 * deadlineMs);
+
+    const { sent, enqueue } = capture();
+    expect(await rejectExpiredOrders(db, enqueue, deadlineMs)).toBe(1);
+    expect(sent).toHaveLength(1);
+    expect(sent[0]).toMatchObject({
+      type: "OrderRejected",
+      order_id: stale,
+      payload: { order_id: stale, service: "registry", reason: "timeout", message: expect.any(String) },
+    });
+
+    expect(await statusOf(stale)).toEqual({ status: "rejected", reason: "timeout" });
+    expect(await statusOf(staleDone)).toEqual({ status: "completed", reason: null });
+    expect(await statusOf(staleRejected)).toEqual({ status: "rejected", reason: "unknown_wallet" });
+    expect(await statusOf(fresh)).toEqual({ status: "pending", reason: null });
+    expect(await stepsOf(stale)).toEqual(["registry:created", "registry:rejected"]);
+
+    // Swept once: a second sweep finds nothing, and late successes do not complete it.
+    const again = capture();
+    expect(await rejectExpiredOrders(db, again.enqueue, deadlineMs)).toBe(0);
+    expect(again.sent).toEqual([]);
+    await succeed(stale, "wallet");
+    await succeed(stale, "storage");
+    expect(await statusOf(stale)).toEqual({ status: "rejected", reason: "timeout" });
+  });
+
+  test("the timeout and its message commit together: a failing enqueue leaves the order pending", async () => {
+    const deadlineMs = 10 * 60_000;
+    const stale = await pendingOrder();
+    await age(stale, 2 * deadlineMs);
+    const failing: Enqueue = async () => {
+      throw new Error("outbox unavailable");
+    };
+    await expect(rejectExpiredOrders(db, failing, deadlineMs)).rejects.toThrow("outbox unavailable");
+    expect(await statusOf(stale)).toEqual({ status: "pending", reason: null });
+
+    const { sent, enqueue } = capture();
+    expect(await rejectExpiredOrders(db, enqueue, deadlineMs)).toBe(1);
+    expect(sent.map((m) => m.order_id)).toEqual([stale]);
+  });
+});
+
+describe("listOrders", () => {
+  test("pages a user's orders newest first with next_cursor, and only theirs", async () => {
+    const user = newUser();
+    const other = newUser();
+    const placed: string[] = [];
+    for (let i = 0; i < 5; i++) placed.push(await pendingOrder(user));
+    await pendingOrder(other);
+
+    const seen: string[] = [];
+    const cursors: (string | null)[] = [];
+    let cursor: number | undefined;
+    for (let pages = 0; pages < 10; pages++) {
+      const page = await listOrders(db, { user_id: user, limit: 2, cursor });
+      expect(page.orders.length).toBeLessThanOrEqual(2);
+      for (const o of page.orders) {
+        expect(o.user_id).toBe(user);
+        expect(o.items).toHaveLength(1);
+      }
+      seen.push(...page.orders.map((o) => o.id));
+      cursors.push(page.next_cursor);
+      if (page.next_cursor === null) break;
+      cursor = Number(page.next_cursor);
+    }
+    expect(seen).toEqual([...placed].reverse());
+    expect(cursors.map((c) => c === null)).toEqual([false, false, true]);
+
+    // A page that holds exactly the rest has no next page.
+    const whole = await listOrders(db, { user_id: user, limit: 5 });
+    expect(whole.orders.map((o) => o.id)).toEqual([...placed].reverse());
+    expect(whole.next_cursor).toBeNull();
+  });
+
+  test("without a user filter, the newest orders of everyone come first", async () => {
+    const a = await pendingOrder();
+    const b = await pendingOrder();
+    const page = await listOrders(db, { limit: 2 });
+    expect(page.orders.map((o) => o.id)).toEqual([b, a]);
+    expect(page.next_cursor).not.toBeNull();
+    const rows = await db.read((q) => q.select().from(orders).where(inArray(orders.id, [a, b])));
+    expect(rows).toHaveLength(2);
+  });
+});

@@ -1,0 +1,278 @@
+/** Storage's rules against an in-memory PGlite: receipts, all-or-none reservations, rejections, releases once. */
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { asc, eq, inArray } from "drizzle-orm";
+import type { Message, OrderCreated, OrderRejected } from "../../src/contracts";
+import { type Database, type Db, openDatabase } from "../../src/db/database";
+import { DomainError } from "../../src/errors";
+import { createLogger } from "../../src/log";
+import type { Enqueue } from "../../src/outbox/outbox";
+import { storageModule } from "./index";
+import { receipts, rejectedOrders, reservations, stock } from "./schema";
+import { getStock, listStock, receive, releaseItems, reserveItems, seedStock } from "./service";
+
+let db: Database;
+
+beforeAll(async () => {
+  const log = createLogger("silent");
+  db = await openDatabase({ driver: "pglite", dataDir: null }, log);
+  await db.migrate("storage", storageModule.migrationsFolder);
+});
+afterAll(() => db?.close());
+
+/** A product id no other test in this file uses. */
+let lastProduct = 10_000;
+const newProduct = () => ++lastProduct;
+
+/** New products with the given available units; returns their ids. */
+async function stocked(...available: number[]): Promise<number[]> {
+  const ids = available.map(() => newProduct());
+  await seedStock(
+    db,
+    ids.map((id, i) => ({ product_id: id, available: available[i] ?? 0 })),
+  );
+  return ids;
+}
+
+/** An OrderCreated for the given [product id, quantity] lines. */
+const orderOf = (...lines: [number, number][]): OrderCreated => ({
+  order_id: crypto.randomUUID(),
+  user_id: 1,
+  items: lines.map(([product_id, quantity]) => ({ product_id, quantity, unit_price_cents: 100 })),
+  total_cents: lines.reduce((sum, [, q]) => sum + q * 100, 0),
+});
+
+const rejection = (orderId: string, service: OrderRejected["service"], reason: OrderRejected["reason"]): OrderRejected => ({
+  order_id: orderId,
+  service,
+  reason,
+  message: `${service} says ${reason}`,
+});
+
+/** Runs `fn` in one transaction with an enqueue that records what it would publish. */
+async function inTx(fn: (tx: Db, enqueue: Enqueue) => Promise<void>): Promise<Message[]> {
+  const sent: Message[] = [];
+  const enqueue: Enqueue = async (_tx, message) => {
+    sent.push(message);
+  };
+  await db.transaction((tx) => fn(tx, enqueue));
+  return sent;
+}
+
+const reserve = (order: OrderCreated) => inTx((tx, enqueue) => reserveItems(tx, enqueue, order));
+const release = (r: OrderRejected) => inTx((tx) => releaseItems(tx, r));
+
+/** [available, reserved] of each product, in the order given. */
+async function levels(...ids: number[]): Promise<[number, number][]> {
+  const rows = await db.read((q) => q.select().from(stock).where(inArray(stock.productId, ids)));
+  return ids.map((id) => {
+    const row = rows.find((r) => r.productId === id);
+    if (!row) throw new Error(`no stock row for product ${id}`);
+    return [row.available, row.reserved];
+  });
+}
+
+const reservationsOf = (orderId: string) =>
+  db.read((q) => q.select().from(reservations).where(eq(reservations.orderId, orderId)).orderBy(asc(reservations.productId)));
+
+/** What a product holds in live reservations must equal its reserved column. */
+async function expectReservedMatchesReservations(...ids: number[]): Promise<void> {
+  const rows = await db.read((q) => q.select().from(reservations).where(inArray(reservations.productId, ids)));
+  for (const [i, [, reserved]] of (await levels(...ids)).entries()) {
+    const held = rows.filter((r) => r.productId === ids[i] && r.state === "reserved").reduce((s, r) => s + r.quantity, 0);
+    expect(reserved).toBe(held);
+  }
+}
+
+async function domainError(promise: Promise<unknown>): Promise<DomainError> {
+  try {
+    await promise;
+  } catch (err) {
+    expect(err).toBeInstanceOf(DomainError);
+    return err as DomainError;
+  }
+  throw new Error("expected a DomainError, but the call succeeded");
+}
+
+const onlyRejection = (sent: Message[]): OrderRejected => {
+  expect(sent).toHaveLength(1);
+  const [m] = sent;
+  if (m?.type !== "OrderRejected") throw new Error(`expected OrderRejected, got ${m?.type}`);
+  return m.payload;
+};
+
+describe("receipts", () => {
+  test("receiving adds to available stock and records the receipt", async () => {
+    const [p] = (await stocked(3)) as [number];
+    expect(await receive(db, p, 7)).toMatchObject({ product_id: p, available: 10, reserved: 0 });
+    expect(await receive(db, p, 5)).toMatchObject({ available: 15 });
+    expect(await getStock(db, p)).toMatchObject({ product_id: p, available: 15, reserved: 0 });
+    expect((await listStock(db)).find((s) => s.product_id === p)).toMatchObject({ available: 15 });
+    const rows = await db.read((q) => q.select().from(receipts).where(eq(receipts.productId, p)).orderBy(asc(receipts.id)));
+    expect(rows.map((r) => r.quantity)).toEqual([7, 5]);
+  });
+
+  test("receiving or reading an unknown product fails with unknown_product and stores nothing", async () => {
+    const p = newProduct();
+    expect(await domainError(receive(db, p, 1))).toMatchObject({ kind: "not_found", code: "unknown_product", field: "product_id" });
+    expect(await domainError(getStock(db, p))).toMatchObject({ code: "unknown_product" });
+    expect(await db.read((q) => q.select().from(receipts).where(eq(receipts.productId, p)))).toEqual([]);
+  });
+
+  test("seeding never overwrites existing stock", async () => {
+    const [p] = (await stocked(4)) as [number];
+    await seedStock(db, [{ product_id: p, available: 99 }]);
+    expect(await levels(p)).toEqual([[4, 0]]);
+  });
+});
+
+describe("reserveItems", () => {
+  test("reserves every line, moving units from available to reserved, once per order", async () => {
+    const [a, b] = (await stocked(5, 2)) as [number, number];
+    const order = orderOf([a, 3], [b, 2]);
+
+    const first = await reserve(order);
+    expect(first).toHaveLength(1);
+    expect(first[0]).toMatchObject({ type: "StepSucceeded", order_id: order.order_id, payload: { order_id: order.order_id, service: "storage" } });
+    expect(await reserve(order)).toEqual([]);
+
+    expect(await levels(a, b)).toEqual([
+      [2, 3],
+      [0, 2],
+    ]);
+    expect((await reservationsOf(order.order_id)).map((r) => [r.productId, r.quantity, r.state])).toEqual([
+      [a, 3, "reserved"],
+      [b, 2, "reserved"],
+    ]);
+    await expectReservedMatchesReservations(a, b);
+  });
+
+  test("all or none: one line short reserves nothing and rejects out_of_stock", async () => {
+    const [a, b] = (await stocked(5, 2)) as [number, number];
+    const order = orderOf([a, 3], [b, 3]);
+
+    const rejected = onlyRejection(await reserve(order));
+    expect(rejected).toEqual({ order_id: order.order_id, service: "storage", reason: "out_of_stock", message: expect.stringContaining(String(b)) });
+    expect(await levels(a, b)).toEqual([
+      [5, 0],
+      [2, 0],
+    ]);
+    expect(await reservationsOf(order.order_id)).toEqual([]);
+    const [remembered] = await db.read((q) => q.select().from(rejectedOrders).where(eq(rejectedOrders.orderId, order.order_id)));
+    expect(remembered).toMatchObject({ service: "storage", reason: "out_of_stock" });
+    // Redelivery: no second rejection, still nothing reserved.
+    expect(await reserve(order)).toEqual([]);
+    expect(await levels(a, b)).toEqual([
+      [5, 0],
+      [2, 0],
+    ]);
+  });
+
+  test("lines naming one product twice are added up before checking stock", async () => {
+    const [a] = (await stocked(4)) as [number];
+    expect(onlyRejection(await reserve(orderOf([a, 2], [a, 3]))).reason).toBe("out_of_stock");
+    expect(await levels(a)).toEqual([[4, 0]]);
+
+    const fits = orderOf([a, 1], [a, 3]);
+    expect((await reserve(fits)).map((m) => m.type)).toEqual(["StepSucceeded"]);
+    expect(await levels(a)).toEqual([[0, 4]]);
+    expect((await reservationsOf(fits.order_id)).map((r) => r.quantity)).toEqual([4]);
+  });
+
+  test("an unknown product rejects with unknown_product and reserves nothing", async () => {
+    const [a] = (await stocked(10)) as [number];
+    const ghost = newProduct();
+    // The unknown product is named even though the known one is also short.
+    const order = orderOf([a, 20], [ghost, 1]);
+    const rejected = onlyRejection(await reserve(order));
+    expect(rejected).toMatchObject({ service: "storage", reason: "unknown_product", message: expect.stringContaining(String(ghost)) });
+    expect(await levels(a)).toEqual([[10, 0]]);
+    expect(await reservationsOf(order.order_id)).toEqual([]);
+  });
+
+  test("a reservation and its message commit together: a failing enqueue reserves nothing", async () => {
+    const [a] = (await stocked(3)) as [number];
+    const order = orderOf([a, 2]);
+    const failing: Enqueue = async () => {
+      throw new Error("outbox unavailable");
+    };
+    await expect(db.transaction((tx) => reserveItems(tx, failing, order))).rejects.toThrow("outbox unavailable");
+    expect(await levels(a)).toEqual([[3, 0]]);
+    expect(await reservationsOf(order.order_id)).toEqual([]);
+  });
+
+  test("orders racing for the last units never oversell", async () => {
+    const [a] = (await stocked(5)) as [number];
+    const orders = Array.from({ length: 3 }, () => orderOf([a, 2]));
+    const outcomes = (await Promise.all(orders.map(reserve))).flat();
+    expect(outcomes.filter((m) => m.type === "StepSucceeded")).toHaveLength(2);
+    const rejected = outcomes.filter((m) => m.type === "OrderRejected");
+    expect(rejected).toHaveLength(1);
+    expect(rejected[0]?.payload).toMatchObject({ reason: "out_of_stock" });
+    expect(await levels(a)).toEqual([[1, 4]]);
+    await expectReservedMatchesReservations(a);
+  });
+});
+
+describe("releaseItems", () => {
+  test("a rejection by another service releases the reservation exactly once", async () => {
+    const [a, b] = (await stocked(5, 5)) as [number, number];
+    const order = orderOf([a, 2], [b, 5]);
+    await reserve(order);
+    expect(await levels(a, b)).toEqual([
+      [3, 2],
+      [0, 5],
+    ]);
+
+    expect(await release(rejection(order.order_id, "wallet", "insufficient_funds"))).toEqual([]);
+    expect(await levels(a, b)).toEqual([
+      [5, 0],
+      [5, 0],
+    ]);
+    // The registry's timeout, or a redelivery, releases nothing more.
+    await release(rejection(order.order_id, "registry", "timeout"));
+    await release(rejection(order.order_id, "wallet", "insufficient_funds"));
+    expect(await levels(a, b)).toEqual([
+      [5, 0],
+      [5, 0],
+    ]);
+    expect((await reservationsOf(order.order_id)).map((r) => r.state)).toEqual(["released", "released"]);
+    // A late redelivery of OrderCreated does not reserve the rejected order again.
+    expect(await reserve(order)).toEqual([]);
+    expect(await levels(a, b)).toEqual([
+      [5, 0],
+      [5, 0],
+    ]);
+    await expectReservedMatchesReservations(a, b);
+  });
+
+  test("releasing one order leaves other orders' reservations alone", async () => {
+    const [a] = (await stocked(10)) as [number];
+    const kept = orderOf([a, 3]);
+    const dropped = orderOf([a, 4]);
+    await reserve(kept);
+    await reserve(dropped);
+    await release(rejection(dropped.order_id, "wallet", "unknown_wallet"));
+    expect(await levels(a)).toEqual([[7, 3]]);
+    await expectReservedMatchesReservations(a);
+  });
+
+  test("a rejection that arrives before OrderCreated makes the later reservation a no-op", async () => {
+    const [a] = (await stocked(5)) as [number];
+    const order = orderOf([a, 2]);
+    await release(rejection(order.order_id, "wallet", "insufficient_funds"));
+    expect(await reserve(order)).toEqual([]);
+    expect(await levels(a)).toEqual([[5, 0]]);
+    expect(await reservationsOf(order.order_id)).toEqual([]);
+  });
+
+  test("nothing is released for an order storage rejected itself", async () => {
+    const [a, b] = (await stocked(5, 1)) as [number, number];
+    const order = orderOf([a, 1], [b, 2]);
+    expect(onlyRejection(await reserve(order)).reason).toBe("out_of_stock");
+    await release(rejection(order.order_id, "registry", "timeout"));
+    expect(await levels(a, b)).toEqual([
+      [5, 0],
+      [1, 0],
+    ]);
+  });
+});

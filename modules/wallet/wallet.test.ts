@@ -1,0 +1,294 @@
+/** Wallet's rules against an in-memory PGlite: deposits, debit once per order, rejections, refunds once, no negative balance. */
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { and, asc, eq, sql } from "drizzle-orm";
+import type { Message, OrderCreated, OrderRejected } from "../../src/contracts";
+import { type Database, type Db, openDatabase } from "../../src/db/database";
+import { DomainError } from "../../src/errors";
+import { createLogger } from "../../src/log";
+import type { Enqueue } from "../../src/outbox/outbox";
+import { walletModule } from "./index";
+import { ledger, rejectedOrders, wallets } from "./schema";
+import { debitOrder, deposit, getWallet, listWallets, refundOrder, seedWallets } from "./service";
+
+let db: Database;
+
+beforeAll(async () => {
+  const log = createLogger("silent");
+  db = await openDatabase({ driver: "pglite", dataDir: null }, log);
+  await db.migrate("wallet", walletModule.migrationsFolder);
+});
+afterAll(() => db?.close());
+
+/** A user id no other test in this file uses. */
+let lastUser = 10_000;
+const newUser = () => ++lastUser;
+
+/** An OrderCreated for `userId` totalling `total` cents. */
+const orderFor = (userId: number, total: number): OrderCreated => ({
+  order_id: crypto.randomUUID(),
+  user_id: userId,
+  items: [{ product_id: 1, quantity: 1, unit_price_cents: total }],
+  total_cents: total,
+});
+
+const rejection = (orderId: string, service: OrderRejected["service"], reason: OrderRejected["reason"]): OrderRejected => ({
+  order_id: orderId,
+  service,
+  reason,
+  message: `${service} says ${reason}`,
+});
+
+/** Runs `fn` in one transaction with an enqueue that records what it would publish. */
+async function inTx(fn: (tx: Db, enqueue: Enqueue) => Promise<void>): Promise<Message[]> {
+  const sent: Message[] = [];
+  const enqueue: Enqueue = async (_tx, message) => {
+    sent.push(message);
+  };
+  await db.transaction((tx) => fn(tx, enqueue));
+  return sent;
+}
+
+const debit = (order: OrderCreated) => inTx((tx, enqueue) => debitOrder(tx, enqueue, order));
+const refund = (r: OrderRejected) => inTx((tx) => refundOrder(tx, r));
+
+const balanceOf = async (userId: number): Promise<number | undefined> => {
+  const [row] = await db.read((q) => q.select().from(wallets).where(eq(wallets.userId, userId)));
+  return row?.balanceCents;
+};
+
+const ledgerOf = (userId: number) =>
+  db.read((q) => q.select().from(ledger).where(eq(ledger.userId, userId)).orderBy(asc(ledger.id)));
+
+const ledgerFor = (orderId: string, kind: (typeof ledger.$inferSelect)["kind"]) =>
+  db.read((q) => q.select().from(ledger).where(and(eq(ledger.orderId, orderId), eq(ledger.kind, kind))));
+
+/** Replays the user's ledger: every row's balance_after is the running sum, never negative, ending at the balance. */
+async function expectLedgerMatchesBalance(userId: number): Promise<void> {
+  let running = 0;
+  for (const row of await ledgerOf(userId)) {
+    running += row.kind === "debit" ? -row.amountCents : row.amountCents;
+    expect(row.balanceAfterCents).toBe(running);
+    expect(running).toBeGreaterThanOrEqual(0);
+  }
+  expect(await balanceOf(userId)).toBe(running);
+}
+
+async function domainError(promise: Promise<unknown>): Promise<DomainError> {
+  try {
+    await promise;
+  } catch (err) {
+    expect(err).toBeInstanceOf(DomainError);
+    return err as DomainError;
+  }
+  throw new Error("expected a DomainError, but the call succeeded");
+}
+
+const onlyRejection = (sent: Message[]): OrderRejected => {
+  expect(sent).toHaveLength(1);
+  const [m] = sent;
+  if (m?.type !== "OrderRejected") throw new Error(`expected OrderRejected, got ${m?.type}`);
+  return m.payload;
+};
+
+describe("deposits", () => {
+  test("the first deposit opens the wallet; each deposit adds a ledger row", async () => {
+    const user = newUser();
+    const missing = await domainError(getWallet(db, user));
+    expect(missing).toMatchObject({ kind: "not_found", code: "unknown_wallet", field: "user_id" });
+
+    expect(await deposit(db, user, 500)).toMatchObject({ user_id: user, balance_cents: 500 });
+    expect(await deposit(db, user, 250)).toMatchObject({ user_id: user, balance_cents: 750 });
+
+    const wallet = await getWallet(db, user);
+    expect(wallet.balance_cents).toBe(750);
+    // Newest first.
+    expect(wallet.ledger.map((r) => [r.kind, r.amount_cents, r.balance_after_cents, r.order_id])).toEqual([
+      ["deposit", 250, 750, null],
+      ["deposit", 500, 500, null],
+    ]);
+    expect((await listWallets(db)).find((w) => w.user_id === user)?.balance_cents).toBe(750);
+    await expectLedgerMatchesBalance(user);
+  });
+
+  test("seeding opens missing wallets only and never overwrites a balance", async () => {
+    const [a, b] = [newUser(), newUser()];
+    await seedWallets(db, [{ user_id: a, balance_cents: 1_000 }]);
+    await deposit(db, a, 1);
+    await seedWallets(db, [
+      { user_id: a, balance_cents: 99 },
+      { user_id: b, balance_cents: 300 },
+    ]);
+    expect(await balanceOf(a)).toBe(1_001);
+    expect(await balanceOf(b)).toBe(300);
+    expect((await ledgerOf(a)).map((r) => r.amountCents)).toEqual([1_000, 1]);
+    expect((await ledgerOf(b)).map((r) => r.amountCents)).toEqual([300]);
+    await expectLedgerMatchesBalance(a);
+    await expectLedgerMatchesBalance(b);
+  });
+});
+
+describe("debitOrder", () => {
+  test("debits the total once per order, however often OrderCreated arrives", async () => {
+    const user = newUser();
+    await deposit(db, user, 1_000);
+    const order = orderFor(user, 300);
+
+    const first = await debit(order);
+    expect(first).toHaveLength(1);
+    expect(first[0]).toMatchObject({
+      type: "StepSucceeded",
+      order_id: order.order_id,
+      payload: { order_id: order.order_id, service: "wallet" },
+    });
+    expect(await debit(order)).toEqual([]);
+
+    expect(await balanceOf(user)).toBe(700);
+    const debits = await ledgerFor(order.order_id, "debit");
+    expect(debits).toHaveLength(1);
+    expect(debits[0]).toMatchObject({ userId: user, amountCents: 300, balanceAfterCents: 700 });
+    await expectLedgerMatchesBalance(user);
+  });
+
+  test("a balance exactly equal to the total is enough", async () => {
+    const user = newUser();
+    await deposit(db, user, 450);
+    const sent = await debit(orderFor(user, 450));
+    expect(sent.map((m) => m.type)).toEqual(["StepSucceeded"]);
+    expect(await balanceOf(user)).toBe(0);
+    await expectLedgerMatchesBalance(user);
+  });
+
+  test("insufficient_funds: rejected, remembered, balance untouched", async () => {
+    const user = newUser();
+    await deposit(db, user, 100);
+    const order = orderFor(user, 101);
+
+    expect(onlyRejection(await debit(order))).toEqual({
+      order_id: order.order_id,
+      service: "wallet",
+      reason: "insufficient_funds",
+      message: expect.any(String),
+    });
+    // A redelivered OrderCreated neither debits nor rejects a second time.
+    expect(await debit(order)).toEqual([]);
+
+    expect(await balanceOf(user)).toBe(100);
+    expect(await ledgerFor(order.order_id, "debit")).toEqual([]);
+    const [remembered] = await db.read((q) => q.select().from(rejectedOrders).where(eq(rejectedOrders.orderId, order.order_id)));
+    expect(remembered).toMatchObject({ service: "wallet", reason: "insufficient_funds" });
+    await expectLedgerMatchesBalance(user);
+  });
+
+  test("unknown_wallet: rejected without opening a wallet", async () => {
+    const user = newUser();
+    const order = orderFor(user, 1);
+    expect(onlyRejection(await debit(order))).toMatchObject({ service: "wallet", reason: "unknown_wallet" });
+    expect(await balanceOf(user)).toBeUndefined();
+    expect(await ledgerOf(user)).toEqual([]);
+  });
+
+  test("the debit and its message commit together: a failing enqueue leaves no debit", async () => {
+    const user = newUser();
+    await deposit(db, user, 500);
+    const order = orderFor(user, 200);
+    const failing: Enqueue = async () => {
+      throw new Error("outbox unavailable");
+    };
+    await expect(db.transaction((tx) => debitOrder(tx, failing, order))).rejects.toThrow("outbox unavailable");
+    expect(await balanceOf(user)).toBe(500);
+    expect(await ledgerFor(order.order_id, "debit")).toEqual([]);
+
+    // Redelivery after the failure still debits, once.
+    expect((await debit(order)).map((m) => m.type)).toEqual(["StepSucceeded"]);
+    expect(await balanceOf(user)).toBe(300);
+    await expectLedgerMatchesBalance(user);
+  });
+
+  test("balances never go negative, even with orders racing for the same money", async () => {
+    const user = newUser();
+    await deposit(db, user, 1_000);
+    const orders = Array.from({ length: 5 }, () => orderFor(user, 300));
+    const outcomes = (await Promise.all(orders.map(debit))).flat();
+
+    const succeeded = outcomes.filter((m) => m.type === "StepSucceeded");
+    const rejected = outcomes.filter((m) => m.type === "OrderRejected");
+    expect(succeeded).toHaveLength(3);
+    expect(rejected).toHaveLength(2);
+    for (const m of rejected) expect(m.payload).toMatchObject({ reason: "insufficient_funds" });
+    expect(await balanceOf(user)).toBe(100);
+    await expectLedgerMatchesBalance(user);
+
+    // The database itself refuses a negative balance.
+    await expect(
+      db.transaction((tx) => tx.update(wallets).set({ balanceCents: sql`${wallets.balanceCents} - 101` }).where(eq(wallets.userId, user))),
+    ).rejects.toThrow();
+    expect(await balanceOf(user)).toBe(100);
+  });
+});
+
+describe("refundOrder", () => {
+  test("a rejection by another service refunds the debit exactly once", async () => {
+    const user = newUser();
+    await deposit(db, user, 1_000);
+    const order = orderFor(user, 400);
+    await debit(order);
+    expect(await balanceOf(user)).toBe(600);
+
+    expect(await refund(rejection(order.order_id, "storage", "out_of_stock"))).toEqual([]);
+    expect(await balanceOf(user)).toBe(1_000);
+    // A second rejection (the registry's timeout, or a redelivery) refunds nothing more.
+    await refund(rejection(order.order_id, "registry", "timeout"));
+    await refund(rejection(order.order_id, "storage", "out_of_stock"));
+    expect(await balanceOf(user)).toBe(1_000);
+
+    const refunds = await ledgerFor(order.order_id, "refund");
+    expect(refunds).toHaveLength(1);
+    expect(refunds[0]).toMatchObject({ userId: user, amountCents: 400, balanceAfterCents: 1_000 });
+    // A late redelivery of OrderCreated does not debit the refunded order again.
+    expect(await debit(order)).toEqual([]);
+    expect(await balanceOf(user)).toBe(1_000);
+    await expectLedgerMatchesBalance(user);
+  });
+
+  test("a rejection that arrives before OrderCreated makes the later debit a no-op", async () => {
+    const user = newUser();
+    await deposit(db, user, 1_000);
+    const order = orderFor(user, 250);
+
+    await refund(rejection(order.order_id, "storage", "unknown_product"));
+    expect(await ledgerFor(order.order_id, "refund")).toEqual([]);
+    expect(await debit(order)).toEqual([]);
+
+    expect(await balanceOf(user)).toBe(1_000);
+    expect(await ledgerFor(order.order_id, "debit")).toEqual([]);
+    await expectLedgerMatchesBalance(user);
+  });
+
+  test("nothing is refunded for an order wallet rejected itself", async () => {
+    const user = newUser();
+    await deposit(db, user, 50);
+    const order = orderFor(user, 60);
+    expect(onlyRejection(await debit(order)).reason).toBe("insufficient_funds");
+
+    await refund(rejection(order.order_id, "registry", "timeout"));
+    expect(await balanceOf(user)).toBe(50);
+    expect(await ledgerFor(order.order_id, "refund")).toEqual([]);
+    await expectLedgerMatchesBalance(user);
+  });
+
+  test("refunds touch only the rejected order's wallet", async () => {
+    const [a, b] = [newUser(), newUser()];
+    await deposit(db, a, 500);
+    await deposit(db, b, 500);
+    const orderA = orderFor(a, 100);
+    const orderB = orderFor(b, 200);
+    await debit(orderA);
+    await debit(orderB);
+
+    await refund(rejection(orderA.order_id, "storage", "out_of_stock"));
+    expect(await balanceOf(a)).toBe(500);
+    expect(await balanceOf(b)).toBe(300);
+    await expectLedgerMatchesBalance(a);
+    await expectLedgerMatchesBalance(b);
+  });
+});

@@ -95,7 +95,7 @@ describe("PostgreSQL restarts", () => {
       await call(t.urls.storage, "POST", "/stock/61/receipts", { quantity: 5 });
       await cluster.restart();
       // The pool reconnects on demand: the next orders go through and complete.
-      const placed = await eventually(async (): Promise<{ id: string } | false> => {
+      const placed = await eventually(async () => {
         const r = await call(t.urls.registry, "POST", "/orders", { user_id: 61, items: [{ product_id: 61, quantity: 1 }] });
         if (r.status !== 201) {
           expect(r.status).toBe(503);

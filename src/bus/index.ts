@@ -8,5 +8,8 @@ import { createMemoryBus } from "./memory";
 export async function createBus(settings: Settings, log: Logger): Promise<Bus> {
   if (settings.BUS === "memory") return createMemoryBus(log);
   const { createKafkaBus } = await import("./kafka");
-  return createKafkaBus({ brokers: settings.KAFKA_BROKERS, clientId: settings.KAFKA_CLIENT_ID }, log);
+  return createKafkaBus(
+    { brokers: settings.KAFKA_BROKERS, clientId: settings.KAFKA_CLIENT_ID, sessionTimeoutMs: settings.KAFKA_SESSION_TIMEOUT_MS },
+    log,
+  );
 }

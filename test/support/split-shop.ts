@@ -10,6 +10,8 @@ export interface SplitShop extends ShopTarget {
   brokers: string;
   databaseUrl: string;
   processes: Record<"registry" | "wallet" | "storage", ShopProcess>;
+  /** Environment the service processes run with (to start one again). */
+  env: Record<string, string>;
 }
 
 /** Starts broker, database and registry/wallet/storage as separate processes over Kafka. */
@@ -30,6 +32,7 @@ export async function startSplitShop(extraEnv: Record<string, string> = {}): Pro
       WALLET_PORT: "0",
       STORAGE_PORT: "0",
       LOG_LEVEL: "info", // the harness reads the "listening" lines
+      KAFKA_SESSION_TIMEOUT_MS: "6000", // a restarted member rejoins quickly
       ...extraEnv,
     };
     const names = ["registry", "wallet", "storage"] as const;
@@ -40,10 +43,12 @@ export async function startSplitShop(extraEnv: Record<string, string> = {}): Pro
     const producer = kafka.producer({ createPartitioner: Partitioners.DefaultPartitioner });
     await producer.connect();
     const pg = cluster;
+    const processes = { registry, wallet, storage };
     return {
       brokers: mock.brokers,
       databaseUrl,
-      processes: { registry, wallet, storage },
+      processes,
+      env,
       urls: { registry: registry.urls.registry ?? "", wallet: wallet.urls.wallet ?? "", storage: storage.urls.storage ?? "" },
       topics: TOPICS,
       publish: async (topic, key, value) => {
@@ -51,7 +56,8 @@ export async function startSplitShop(extraEnv: Record<string, string> = {}): Pro
       },
       async stop() {
         await producer.disconnect();
-        await Promise.all(procs.map((p) => p.stop("SIGTERM")));
+        // Read at stop time: a test may have replaced a process with a restarted one.
+        await Promise.all(Object.values(processes).map((p) => p.stop("SIGTERM")));
         await mock.stop();
         await pg.stop();
       },

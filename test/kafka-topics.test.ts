@@ -1,0 +1,89 @@
+/** The split deployment's topics as another Kafka client sees them; dead records are committed past. */
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { EnvelopeSchema, MESSAGES, parseMessage } from "../src/contracts";
+import { eventually } from "./support/eventually";
+import { call, getJson } from "./support/http";
+import { startShopProcess } from "./support/process";
+import { type SplitShop, startSplitShop } from "./support/split-shop";
+
+let shop: SplitShop;
+beforeAll(async () => {
+  shop = await startSplitShop();
+}, 180_000);
+afterAll(async () => {
+  await shop?.stop();
+}, 60_000);
+
+/** Reads a topic from the beginning with kcat: one JSON object per record. */
+async function readTopic(topic: string): Promise<{ key: string; payload: string; headers: string[] }[]> {
+  const proc = Bun.spawn(["kcat", "-b", shop.brokers, "-C", "-t", topic, "-o", "beginning", "-e", "-J", "-q"], {
+    stdout: "pipe",
+    stderr: "pipe",
+  });
+  const [out, code] = await Promise.all([new Response(proc.stdout).text(), proc.exited]);
+  expect(code).toBe(0);
+  return out
+    .split("\n")
+    .filter(Boolean)
+    .map((line) => JSON.parse(line));
+}
+
+const placeAndSettle = async (userId: number, productId: number, quantity: number) => {
+  const r = await call(shop.urls.registry, "POST", "/orders", { user_id: userId, items: [{ product_id: productId, quantity }] });
+  expect(r.status).toBe(201);
+  return eventually(async () => {
+    const o = await getJson(shop.urls.registry, `/orders/${r.body.id}`);
+    return o.status === "pending" ? false : (o as { id: string; status: string });
+  });
+};
+
+describe("topics seen by kcat", () => {
+  test("every record is a plain JSON envelope keyed by its order id, with id and type headers", async () => {
+    await call(shop.urls.wallet, "POST", "/wallets/71/deposits", { amount_cents: 1500 });
+    await call(shop.urls.storage, "POST", "/stock/71/receipts", { quantity: 5 });
+    const ok = await placeAndSettle(71, 71, 1);
+    const short = await placeAndSettle(71, 71, 1); // 500 cents left: insufficient funds
+    expect([ok.status, short.status]).toEqual(["completed", "rejected"]);
+
+    const seen = new Set<string>();
+    for (const [topicKey, topic] of Object.entries(shop.topics)) {
+      const records = await eventually(async () => {
+        const rs = await readTopic(topic);
+        return rs.some((r) => r.key === short.id) ? rs : false;
+      });
+      for (const r of records) {
+        const parsed = parseMessage(r.payload);
+        if (!parsed.ok) throw new Error(`${topic}: ${parsed.error}: ${r.payload}`);
+        const m = parsed.message;
+        expect(EnvelopeSchema.parse(JSON.parse(r.payload)).id).toBe(m.id);
+        expect(MESSAGES[m.type].topic).toBe(topicKey as keyof typeof shop.topics);
+        expect(r.key).toBe(m.order_id);
+        const headers = Object.fromEntries(
+          Array.from({ length: r.headers.length / 2 }, (_, i) => [r.headers[2 * i], r.headers[2 * i + 1]]),
+        );
+        expect(headers).toEqual({ "message-id": m.id, "message-type": m.type });
+        seen.add(`${m.type}:${m.order_id === ok.id ? "ok" : m.order_id === short.id ? "short" : "other"}`);
+      }
+    }
+    expect([...seen]).toEqual(
+      expect.arrayContaining(["OrderCreated:ok", "StepSucceeded:ok", "OrderCreated:short", "OrderRejected:short", "StepSucceeded:short"]),
+    );
+  });
+
+  test("a malformed record is committed past: a restarted consumer does not see it again", async () => {
+    await shop.publish(shop.topics.new_orders, "junk", "{{{ not json");
+    await eventually(async () => {
+      const text = await (await fetch(`${shop.urls.wallet}/metrics`)).text();
+      return /shop_messages_consumed_total\{outcome="dead"\} [1-9]/.test(text);
+    });
+    expect(await shop.processes.wallet.stop("SIGTERM")).toBe(0);
+    const wallet = await startShopProcess(["--modules", "wallet"], { ...shop.env, WALLET_PORT: new URL(shop.urls.wallet).port }, 1);
+    shop.processes.wallet = wallet;
+    await call(shop.urls.wallet, "POST", "/wallets/72/deposits", { amount_cents: 5000 });
+    await call(shop.urls.storage, "POST", "/stock/72/receipts", { quantity: 1 });
+    expect((await placeAndSettle(72, 72, 1)).status).toBe("completed");
+    const text = await (await fetch(`${shop.urls.wallet}/metrics`)).text();
+    expect(text).toContain('shop_messages_consumed_total{outcome="dead"} 0');
+    expect(text).toMatch(/shop_messages_consumed_total\{outcome="processed"\} [1-9]/);
+  });
+});

@@ -1,11 +1,11 @@
 /** CLI: parse flags and environment, load config, start the chosen modules, stop on a signal. */
-import { applyFlags, ConfigError, loadSettings } from "./config";
+import { applyFlags, ConfigError, type Env, loadSettings, type Settings } from "./config";
 import { createLogger } from "./log";
-import { startShop } from "./shop";
+import { type Shop, startShop } from "./shop";
 
 async function main(): Promise<void> {
-  let env: ReturnType<typeof applyFlags>;
-  let settings: ReturnType<typeof loadSettings>;
+  let env: Env;
+  let settings: Settings;
   try {
     env = applyFlags(Bun.argv.slice(2), process.env);
     settings = loadSettings(env);
@@ -13,14 +13,11 @@ async function main(): Promise<void> {
     return fail(err);
   }
   const log = createLogger(settings.LOG_LEVEL);
-  let shop: Awaited<ReturnType<typeof startShop>>;
-  try {
-    shop = await startShop(settings, env, log);
-  } catch (err) {
-    return fail(err);
-  }
+  const starting = new AbortController();
+  let shop: Shop | null = null;
   const onSignal = (signal: string) => {
     log.info("signal received", { signal });
+    if (!shop) return starting.abort();
     shop.stop().then(
       () => process.exit(0),
       (err) => {
@@ -29,8 +26,18 @@ async function main(): Promise<void> {
       },
     );
   };
+  // Installed before the start: a signal while waiting for a broker still closes the database.
   process.once("SIGINT", () => onSignal("SIGINT"));
   process.once("SIGTERM", () => onSignal("SIGTERM"));
+  try {
+    shop = await startShop(settings, env, log, starting.signal);
+  } catch (err) {
+    if (starting.signal.aborted) {
+      log.info("stopped during start");
+      process.exit(0);
+    }
+    return fail(err);
+  }
 }
 
 function fail(err: unknown): void {

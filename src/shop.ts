@@ -26,8 +26,11 @@ export function databaseTarget(settings: Settings): DatabaseTarget {
     : { driver: "pglite", dataDir: settings.DATA_DIR === ":memory:" ? null : settings.DATA_DIR };
 }
 
-/** Starts `settings.MODULES`; module YAML comes from `settings.CONFIG_DIR` with `env` overrides. */
-export async function startShop(settings: Settings, env: Env, log: Logger): Promise<Shop> {
+/**
+ * Starts `settings.MODULES`; module YAML comes from `settings.CONFIG_DIR` with `env` overrides.
+ * Aborting `abort` during the start (a signal while waiting for Kafka) stops it and rejects.
+ */
+export async function startShop(settings: Settings, env: Env, log: Logger, abort?: AbortSignal): Promise<Shop> {
   const chosen = settings.MODULES.map((name) => MODULES[name]);
   const configs = chosen.map((m) => loadModuleConfig(m.name, m.configSchema, settings.CONFIG_DIR, env));
   const db = await openDatabase(databaseTarget(settings), log.child("db"));
@@ -37,10 +40,13 @@ export async function startShop(settings: Settings, env: Env, log: Logger): Prom
   try {
     for (const m of chosen) await db.migrate(m.name, m.migrationsFolder);
     bus = await createBus(settings, log.child("bus"));
+    const created = bus;
+    abort?.addEventListener("abort", () => void created.stop(), { once: true });
     for (const [i, m] of chosen.entries()) {
       running.push(await m.init({ config: configs[i], db, bus, log: log.child(m.name) }));
     }
     await bus.start();
+    if (abort?.aborted) throw new Error("stopped during start");
     for (const r of running) r.start();
     const urls: Shop["urls"] = {};
     for (const [i, m] of chosen.entries()) {

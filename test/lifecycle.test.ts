@@ -45,6 +45,30 @@ describe("the shop process", () => {
     expect(await second.stop("SIGINT")).toBe(0);
   });
 
+  test("with no broker it waits, says so, and a signal still stops it cleanly", async () => {
+    const dataDir = mkdtempSync(join(tmpdir(), "shop-data-"));
+    dirs.push(dataDir);
+    const proc = Bun.spawn(["bun", "run", "src/main.ts", "--modules", "wallet", "--bus", "kafka"], {
+      cwd: join(import.meta.dir, ".."),
+      env: { ...processEnv(dataDir), PATH: process.env.PATH, KAFKA_BROKERS: "127.0.0.1:9" },
+      stdout: "ignore",
+      stderr: "pipe",
+    });
+    const lines: string[] = [];
+    const reader = (async () => {
+      for await (const chunk of proc.stderr) lines.push(...new TextDecoder().decode(chunk).split("\n"));
+    })();
+    await eventually(() => lines.some((l) => l.includes('"msg":"waiting for Kafka"') && l.includes("127.0.0.1:9")), 30_000);
+    proc.kill("SIGTERM");
+    expect(await proc.exited).toBe(0);
+    await reader;
+    expect(lines.some((l) => l.includes('"msg":"stopped"'))).toBe(true);
+    // The database was closed cleanly: the same data directory opens again.
+    const again = await startShopProcess(["--modules", "wallet"], processEnv(dataDir), 1);
+    expect((await call(again.urls.wallet as string, "GET", "/health")).status).toBe(200);
+    expect(await again.stop()).toBe(0);
+  });
+
   test("--modules starts only the named modules", async () => {
     const p = await startShopProcess(["--modules", "wallet"], processEnv(":memory:"), 1);
     expect(Object.keys(p.urls)).toEqual(["wallet"]);

@@ -41,13 +41,23 @@ export function createKafkaBus(opts: KafkaOptions, log: Logger): Bus {
 
   const topics = () => [...new Set(subscriptions.flatMap((s) => s.topics))];
 
-  const connectAdmin = async (): Promise<Admin> => {
+  // A quiet client for the first contact: one clear line per attempt instead of kafkajs's retries.
+  const probe = new Kafka({
+    clientId: opts.clientId,
+    brokers: opts.brokers,
+    connectionTimeout: 3000,
+    retry: { retries: 0 },
+    logLevel: logLevel.NOTHING,
+  });
+
+  const waitForBroker = async (): Promise<void> => {
     for (let attempt = 1; ; attempt++) {
-      const a = kafka.admin({ retry: { retries: 0 } });
+      const a = probe.admin();
       try {
         await a.connect();
         await a.describeCluster();
-        return a;
+        await a.disconnect();
+        return;
       } catch (err) {
         await a.disconnect().catch(() => {});
         if (stopping) throw new Error("stopped while waiting for Kafka");
@@ -55,6 +65,13 @@ export function createKafkaBus(opts: KafkaOptions, log: Logger): Bus {
         await Bun.sleep(Math.min(5000, 500 * attempt));
       }
     }
+  };
+
+  const connectAdmin = async (): Promise<Admin> => {
+    await waitForBroker();
+    const a = kafka.admin();
+    await a.connect();
+    return a;
   };
 
   const ensureTopics = async (a: Admin, names: string[]) => {

@@ -1,4 +1,4 @@
-/** The split deployment's topics as another Kafka client sees them; dead records are committed past. */
+/** The split deployment's topics as another Kafka client sees them; dead records; a broker outage. */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { EnvelopeSchema, MESSAGES, parseMessage } from "../src/contracts";
 import { eventually } from "./support/eventually";
@@ -34,7 +34,7 @@ const placeAndSettle = async (userId: number, productId: number, quantity: numbe
   return eventually(async () => {
     const o = await getJson(shop.urls.registry, `/orders/${r.body.id}`);
     return o.status === "pending" ? false : (o as { id: string; status: string });
-  });
+  }, 60_000);
 };
 
 describe("topics seen by kcat", () => {
@@ -85,5 +85,32 @@ describe("topics seen by kcat", () => {
     const text = await (await fetch(`${shop.urls.wallet}/metrics`)).text();
     expect(text).toContain('shop_messages_consumed_total{outcome="dead"} 0');
     expect(text).toMatch(/shop_messages_consumed_total\{outcome="processed"\} [1-9]/);
+  });
+});
+
+describe("a broker outage", () => {
+  test("orders placed while Kafka is down complete once it is back; no service dies", async () => {
+    await call(shop.urls.wallet, "POST", "/wallets/73/deposits", { amount_cents: 5000 });
+    await call(shop.urls.storage, "POST", "/stock/73/receipts", { quantity: 2 });
+    shop.kafka.setBroker("down");
+    let placed: { id: string };
+    try {
+      const r = await call(shop.urls.registry, "POST", "/orders", { user_id: 73, items: [{ product_id: 73, quantity: 1 }] });
+      expect(r.status).toBe(201); // the outbox keeps it until the broker is back
+      placed = r.body;
+      await eventually(async () => (await call(shop.urls.registry, "GET", "/health?timeout=1")).status === 503, 20_000);
+    } finally {
+      shop.kafka.setBroker("up");
+    }
+    const done = await eventually(async () => {
+      const o = await getJson(shop.urls.registry, `/orders/${placed.id}`);
+      return o.status === "pending" ? false : o;
+    }, 60_000);
+    expect(done.status).toBe("completed");
+    expect(await getJson(shop.urls.wallet, "/wallets/73")).toMatchObject({ balance_cents: 4000 });
+    for (const p of Object.values(shop.processes)) expect(p.proc.exitCode).toBeNull();
+    for (const base of Object.values(shop.urls)) {
+      await eventually(async () => (await call(base, "GET", "/health?timeout=2")).status === 200, 30_000);
+    }
   });
 });

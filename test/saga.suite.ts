@@ -49,7 +49,7 @@ export function describeSaga(name: string, start: () => Promise<ShopTarget>, opt
         const o = await getJson(t.urls.registry, `/orders/${id}`);
         if (o.status === "pending") throw new Error(`order ${id} still pending`);
         return o;
-      });
+      }, 60_000);
     const send = (m: Message, key = m.order_id) =>
       t.publish(m.type === "OrderCreated" ? t.topics.new_orders : m.type === "StepSucceeded" ? t.topics.success : t.topics.rejected_orders, key, JSON.stringify(m));
     const consumed = async (base: string) => {

@@ -8,6 +8,8 @@ export type KafkaMock = {
   brokers: string;
   /** Terminates the mock broker and waits for it to exit. Safe to call twice. */
   stop(): Promise<void>;
+  /** Takes the broker down (connections dropped and refused) or brings it back up. */
+  setBroker(state: "down" | "up"): void;
 };
 
 const SOURCE = join(import.meta.dir, "kafka-mock", "launcher.c");
@@ -37,6 +39,10 @@ export async function startKafkaMock(topics: string[]): Promise<KafkaMock> {
   return {
     brokers,
     stop: () => (stopping ??= terminate(proc)),
+    setBroker(state) {
+      proc.stdin.write(`${state}\n`);
+      proc.stdin.flush();
+    },
   };
 }
 

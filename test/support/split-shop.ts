@@ -8,6 +8,8 @@ import { createDatabase, FIXTURE_CONFIG, type ShopTarget, TOPICS } from "./shop-
 /** A running split topology. */
 export interface SplitShop extends ShopTarget {
   brokers: string;
+  /** The broker, to take it down and up again. */
+  kafka: KafkaMock;
   databaseUrl: string;
   processes: Record<"registry" | "wallet" | "storage", ShopProcess>;
   /** Environment the service processes run with (to start one again). */
@@ -46,6 +48,7 @@ export async function startSplitShop(extraEnv: Record<string, string> = {}): Pro
     const processes = { registry, wallet, storage };
     return {
       brokers: mock.brokers,
+      kafka: mock,
       databaseUrl,
       processes,
       env,

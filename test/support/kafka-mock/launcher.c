@@ -4,6 +4,8 @@
  * Usage: launcher TOPIC[:PARTITIONS]...   (default 3 partitions, replication 1)
  * Prints the bootstrap servers as one line on stdout, then serves until stdin
  * closes (parent died or hung up) or SIGTERM/SIGINT arrives, and exits 0.
+ * Lines on stdin: "down" takes the broker down (connections dropped and refused),
+ * "up" brings it back, to test outages.
  */
 #define _GNU_SOURCE
 #include <librdkafka/rdkafka.h>
@@ -35,15 +37,40 @@ static int create_topic(rd_kafka_mock_cluster_t *mc, const char *arg) {
         return 0;
 }
 
-/* Blocks until stdin reaches EOF/hangs up or a blocked signal in `set` is pending. */
-static void wait_for_shutdown(const sigset_t *set) {
+/* Applies a "down"/"up" command line to broker 1. */
+static void run_command(rd_kafka_mock_cluster_t *mc, const char *line) {
+        if (strncmp(line, "down", 4) == 0)
+                rd_kafka_mock_broker_set_down(mc, 1);
+        else if (strncmp(line, "up", 2) == 0)
+                rd_kafka_mock_broker_set_up(mc, 1);
+        else
+                fprintf(stderr, "launcher: unknown command '%s'\n", line);
+}
+
+/* Runs stdin commands until stdin reaches EOF/hangs up or a blocked signal in `set` is pending. */
+static void serve(rd_kafka_mock_cluster_t *mc, const sigset_t *set) {
         char buf[512];
+        size_t used = 0;
         struct pollfd fds[2] = {{STDIN_FILENO, POLLIN, 0}, {signalfd(-1, set, 0), POLLIN, 0}};
         for (;;) {
                 if (poll(fds, 2, -1) < 0 || fds[1].revents)
                         return;
-                if (fds[0].revents && read(STDIN_FILENO, buf, sizeof(buf)) <= 0)
+                if (!fds[0].revents)
+                        continue;
+                ssize_t n = read(STDIN_FILENO, buf + used, sizeof(buf) - 1 - used);
+                if (n <= 0)
                         return;
+                used += (size_t)n;
+                buf[used] = '\0';
+                char *nl;
+                while ((nl = strchr(buf, '\n')) != NULL) {
+                        *nl = '\0';
+                        run_command(mc, buf);
+                        used -= (size_t)(nl + 1 - buf);
+                        memmove(buf, nl + 1, used + 1);
+                }
+                if (used == sizeof(buf) - 1)
+                        used = 0; /* an overlong line: drop it */
         }
 }
 
@@ -74,7 +101,7 @@ int main(int argc, char **argv) {
 
         printf("%s\n", rd_kafka_mock_cluster_bootstraps(mc));
         fflush(stdout);
-        wait_for_shutdown(&set);
+        serve(mc, &set);
 
         rd_kafka_mock_cluster_destroy(mc);
         rd_kafka_destroy(rk);

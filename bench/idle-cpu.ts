@@ -16,9 +16,9 @@ function cpuTicks(pid: number): number {
   return Number(fields[11]) + Number(fields[12]);
 }
 
-/** Returns % of one core used by each process over the window. */
+/** Returns % of one core used by each process over the window, with default Kafka settings. */
 export async function measureIdleCpu(): Promise<Record<string, number>> {
-  const shop = await startSplitShop();
+  const shop = await startSplitShop({ KAFKA_FETCH_MAX_WAIT_MS: "5000" });
   try {
     await Bun.sleep(5000); // settle: group joins, first fetches
     const pids = Object.entries(shop.processes).map(([name, p]) => [name, p.proc.pid] as const);

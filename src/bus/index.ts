@@ -9,7 +9,12 @@ export async function createBus(settings: Settings, log: Logger): Promise<Bus> {
   if (settings.BUS === "memory") return createMemoryBus(log);
   const { createKafkaBus } = await import("./kafka");
   return createKafkaBus(
-    { brokers: settings.KAFKA_BROKERS, clientId: settings.KAFKA_CLIENT_ID, sessionTimeoutMs: settings.KAFKA_SESSION_TIMEOUT_MS },
+    {
+      brokers: settings.KAFKA_BROKERS,
+      clientId: settings.KAFKA_CLIENT_ID,
+      sessionTimeoutMs: settings.KAFKA_SESSION_TIMEOUT_MS,
+      fetchMaxWaitMs: settings.KAFKA_FETCH_MAX_WAIT_MS,
+    },
     log,
   );
 }

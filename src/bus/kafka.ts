@@ -20,6 +20,8 @@ export interface KafkaOptions {
   partitions?: number;
   /** Consumer group session timeout (Kafka's default is 30 s). */
   sessionTimeoutMs?: number;
+  /** How long an idle fetch waits at the broker (kafkajs's default is 5 s). */
+  fetchMaxWaitMs?: number;
 }
 
 /** Creates a bus on Kafka; start() waits for the broker and makes sure the topics exist. */
@@ -115,8 +117,8 @@ export function createKafkaBus(opts: KafkaOptions, log: Logger): Bus {
       groupId: sub.group,
       sessionTimeout: opts.sessionTimeoutMs ?? 30_000,
       heartbeatInterval: Math.min(3000, (opts.sessionTimeoutMs ?? 30_000) / 3),
-      // Long-poll for up to a second: idle consumers stay cheap and stop() stays quick.
-      maxWaitTimeInMs: 1000,
+      // A broker answers a fetch as soon as records arrive; the wait only bounds an idle poll.
+      maxWaitTimeInMs: opts.fetchMaxWaitMs ?? 5000,
       retry: { initialRetryTime: 300, maxRetryTime: 10_000, retries: 8 },
     });
     consumers.push(consumer);

@@ -35,6 +35,9 @@ export async function startSplitShop(extraEnv: Record<string, string> = {}): Pro
       STORAGE_PORT: "0",
       LOG_LEVEL: "info", // the harness reads the "listening" lines
       KAFKA_SESSION_TIMEOUT_MS: "6000", // a restarted member rejoins quickly
+      // librdkafka's mock holds every fetch for the full wait, even once records arrive
+      // (a real broker answers at once), so a short wait keeps the saga quick here.
+      KAFKA_FETCH_MAX_WAIT_MS: "200",
       ...extraEnv,
     };
     const names = ["registry", "wallet", "storage"] as const;

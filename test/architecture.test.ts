@@ -137,7 +137,10 @@ function moduleViolations(file: string, source: string): Violation[] {
       const other = moduleOf(target);
       if (other === own) continue;
       if (other !== undefined) flag(spec, `imports module "${other}" (${target}); modules meet only in src/contracts`);
-      else if (!target.startsWith("src/")) flag(spec, `imports ${target}, outside src/ and modules/${own}/`);
+      // A module's own tests may use the shared test support (an in-memory database, a capturing outbox).
+      else if (!target.startsWith("src/") && !(isTestFile(file) && target.startsWith("test/support/"))) {
+        flag(spec, `imports ${target}, outside src/ and modules/${own}/`);
+      }
       else if (WIRING.has(target)) flag(spec, `imports the process wiring ${target}, which reaches every module`);
     } else if (spec.startsWith("/") || /^[a-z]+:\/\//i.test(spec)) {
       flag(spec, "imports an absolute path or URL");
@@ -237,6 +240,9 @@ describe("the detector itself", () => {
   test("a module's test file may use dev dependencies, its code may not", () => {
     const source = `import { Validator } from "@seriousme/openapi-schema-validator";`;
     expect(moduleViolations("modules/storage/storage.test.ts", source)).toEqual([]);
+    const support = `import { inTx } from "../../test/support/module-db";`;
+    expect(moduleViolations("modules/storage/storage.test.ts", support)).toEqual([]);
+    expect(moduleViolations("modules/storage/service.ts", support)).toHaveLength(1);
     expect(moduleViolations("modules/storage/service.ts", source)).toHaveLength(1);
   });
 

@@ -2,9 +2,9 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { eq, inArray, sql } from "drizzle-orm";
 import type { Message, OrderCreated, OrderRejected, StepSucceeded } from "../../src/contracts";
-import { type Database, openDatabase } from "../../src/db/database";
+import type { Database } from "../../src/db/database";
 import { DomainError } from "../../src/errors";
-import { createLogger } from "../../src/log";
+import { capture, inTx, openModuleDatabase, rejection } from "../../test/support/module-db";
 import type { Enqueue } from "../../src/outbox/outbox";
 import { registryModule } from "./index";
 import { orders, products } from "./schema";
@@ -23,9 +23,7 @@ import {
 let db: Database;
 
 beforeAll(async () => {
-  const log = createLogger("silent");
-  db = await openDatabase({ driver: "pglite", dataDir: null }, log);
-  await db.migrate("registry", registryModule.migrationsFolder);
+  db = await openModuleDatabase(registryModule);
 });
 afterAll(() => db?.close());
 
@@ -43,16 +41,6 @@ async function catalogue(...pricesCents: number[]): Promise<number[]> {
   return ids;
 }
 
-/** An enqueue that records what it would publish. */
-function capture(): { sent: Message[]; enqueue: Enqueue } {
-  const sent: Message[] = [];
-  return {
-    sent,
-    enqueue: async (_tx, message) => {
-      sent.push(message);
-    },
-  };
-}
 
 /** Places an order and returns it with the messages it staged. */
 async function place(userId: number, lines: OrderLine[]) {

@@ -1,6 +1,7 @@
 /** Storage's tables, in the `storage` schema. */
 import { sql } from "drizzle-orm";
 import { bigserial, check, index, integer, pgSchema, primaryKey, text, timestamp, uuid } from "drizzle-orm/pg-core";
+import { rejectedOrdersTable } from "../../src/outbox/rejections";
 import { messagingTables } from "../../src/outbox/tables";
 
 export const storageSchema = pgSchema("storage");
@@ -45,11 +46,6 @@ export const receipts = storageSchema.table("receipts", {
 });
 
 /** Orders known to be rejected: a late OrderCreated for them is ignored. */
-export const rejectedOrders = storageSchema.table("rejected_orders", {
-  orderId: uuid("order_id").primaryKey(),
-  service: text("service").notNull(),
-  reason: text("reason").notNull(),
-  createdAt: timestamp("created_at", { withTimezone: true }).notNull().defaultNow(),
-});
+export const rejectedOrders = rejectedOrdersTable(storageSchema);
 
 export const { outbox, inbox, deadLetters } = messagingTables(storageSchema);

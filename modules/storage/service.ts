@@ -4,6 +4,7 @@ import { createMessage, type OrderCreated, type OrderRejected } from "../../src/
 import type { Database, Db } from "../../src/db/database";
 import { notFound } from "../../src/errors";
 import type { Enqueue } from "../../src/outbox/outbox";
+import { isRejected, rememberRejection } from "../../src/outbox/rejections";
 import { receipts, rejectedOrders, reservations, stock } from "./schema";
 
 /** Stock of one product as the API shows it. */
@@ -62,8 +63,7 @@ export async function receive(db: Database, productId: number, quantity: number)
 /** OrderCreated: reserve every item or none; announce the outcome. */
 export async function reserveItems(tx: Db, enqueue: Enqueue, order: OrderCreated): Promise<void> {
   const orderId = order.order_id;
-  const [known] = await tx.select().from(rejectedOrders).where(eq(rejectedOrders.orderId, orderId));
-  if (known) return;
+  if (await isRejected(tx, rejectedOrders, orderId)) return;
   const [held] = await tx.select().from(reservations).where(eq(reservations.orderId, orderId)).limit(1);
   if (held) return;
 
@@ -79,7 +79,7 @@ export async function reserveItems(tx: Db, enqueue: Enqueue, order: OrderCreated
       missing !== undefined
         ? { order_id: orderId, service: "storage", reason: "unknown_product", message: `no stock kept for product ${missing}` }
         : { order_id: orderId, service: "storage", reason: "out_of_stock", message: `not enough of product ${short}` };
-    await tx.insert(rejectedOrders).values({ orderId, service: "storage", reason: rejection.reason });
+    await rememberRejection(tx, rejectedOrders, rejection);
     await enqueue(tx, createMessage("OrderRejected", rejection));
     return;
   }
@@ -101,12 +101,7 @@ export async function reserveItems(tx: Db, enqueue: Enqueue, order: OrderCreated
 /** OrderRejected by another service: remember it, and release what the order holds, once. */
 export async function releaseItems(tx: Db, rejection: OrderRejected): Promise<void> {
   const orderId = rejection.order_id;
-  const remembered = await tx
-    .insert(rejectedOrders)
-    .values({ orderId, service: rejection.service, reason: rejection.reason })
-    .onConflictDoNothing()
-    .returning({ id: rejectedOrders.orderId });
-  if (remembered.length === 0) return;
+  if (!(await rememberRejection(tx, rejectedOrders, rejection))) return;
   const released = await tx
     .update(reservations)
     .set({ state: "released", releasedAt: new Date() })

@@ -2,9 +2,9 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { asc, eq, inArray } from "drizzle-orm";
 import type { Message, OrderCreated, OrderRejected } from "../../src/contracts";
-import { type Database, type Db, openDatabase } from "../../src/db/database";
+import type { Database, Db } from "../../src/db/database";
 import { DomainError } from "../../src/errors";
-import { createLogger } from "../../src/log";
+import { capture, inTx, openModuleDatabase, rejection } from "../../test/support/module-db";
 import type { Enqueue } from "../../src/outbox/outbox";
 import { storageModule } from "./index";
 import { receipts, rejectedOrders, reservations, stock } from "./schema";
@@ -13,9 +13,7 @@ import { getStock, listStock, receive, releaseItems, reserveItems, seedStock } f
 let db: Database;
 
 beforeAll(async () => {
-  const log = createLogger("silent");
-  db = await openDatabase({ driver: "pglite", dataDir: null }, log);
-  await db.migrate("storage", storageModule.migrationsFolder);
+  db = await openModuleDatabase(storageModule);
 });
 afterAll(() => db?.close());
 
@@ -41,25 +39,10 @@ const orderOf = (...lines: [number, number][]): OrderCreated => ({
   total_cents: lines.reduce((sum, [, q]) => sum + q * 100, 0),
 });
 
-const rejection = (orderId: string, service: OrderRejected["service"], reason: OrderRejected["reason"]): OrderRejected => ({
-  order_id: orderId,
-  service,
-  reason,
-  message: `${service} says ${reason}`,
-});
 
-/** Runs `fn` in one transaction with an enqueue that records what it would publish. */
-async function inTx(fn: (tx: Db, enqueue: Enqueue) => Promise<void>): Promise<Message[]> {
-  const sent: Message[] = [];
-  const enqueue: Enqueue = async (_tx, message) => {
-    sent.push(message);
-  };
-  await db.transaction((tx) => fn(tx, enqueue));
-  return sent;
-}
 
-const reserve = (order: OrderCreated) => inTx((tx, enqueue) => reserveItems(tx, enqueue, order));
-const release = (r: OrderRejected) => inTx((tx) => releaseItems(tx, r));
+const reserve = (order: OrderCreated) => inTx(db, (tx, enqueue) => reserveItems(tx, enqueue, order));
+const release = (r: OrderRejected) => inTx(db, (tx) => releaseItems(tx, r));
 
 /** [available, reserved] of each product, in the order given. */
 async function levels(...ids: number[]): Promise<[number, number][]> {

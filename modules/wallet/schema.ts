@@ -1,6 +1,7 @@
 /** Wallet's tables, in the `wallet` schema. */
 import { sql } from "drizzle-orm";
 import { bigint, bigserial, check, index, integer, pgSchema, text, timestamp, uniqueIndex, uuid } from "drizzle-orm/pg-core";
+import { rejectedOrdersTable } from "../../src/outbox/rejections";
 import { messagingTables } from "../../src/outbox/tables";
 
 export const walletSchema = pgSchema("wallet");
@@ -39,11 +40,6 @@ export const ledger = walletSchema.table(
 );
 
 /** Orders known to be rejected: a late OrderCreated for them is ignored. */
-export const rejectedOrders = walletSchema.table("rejected_orders", {
-  orderId: uuid("order_id").primaryKey(),
-  service: text("service").notNull(),
-  reason: text("reason").notNull(),
-  createdAt: timestamp("created_at", { withTimezone: true }).notNull().defaultNow(),
-});
+export const rejectedOrders = rejectedOrdersTable(walletSchema);
 
 export const { outbox, inbox, deadLetters } = messagingTables(walletSchema);

@@ -4,6 +4,7 @@ import { createMessage, type OrderCreated, type OrderRejected } from "../../src/
 import type { Database, Db } from "../../src/db/database";
 import { notFound } from "../../src/errors";
 import type { Enqueue } from "../../src/outbox/outbox";
+import { isRejected, rememberRejection } from "../../src/outbox/rejections";
 import { ledger, rejectedOrders, wallets } from "./schema";
 
 /** Ledger rows returned with a wallet, newest first. */
@@ -99,8 +100,7 @@ export async function deposit(db: Database, userId: number, amountCents: number)
 /** OrderCreated: debit the total once, or reject the order. */
 export async function debitOrder(tx: Db, enqueue: Enqueue, order: OrderCreated): Promise<void> {
   const orderId = order.order_id;
-  const [known] = await tx.select().from(rejectedOrders).where(eq(rejectedOrders.orderId, orderId));
-  if (known) return;
+  if (await isRejected(tx, rejectedOrders, orderId)) return;
   const [done] = await tx
     .select({ id: ledger.id })
     .from(ledger)
@@ -127,19 +127,14 @@ export async function debitOrder(tx: Db, enqueue: Enqueue, order: OrderCreated):
   const rejection: OrderRejected = exists
     ? { order_id: orderId, service: "wallet", reason: "insufficient_funds", message: `balance below ${order.total_cents} cents` }
     : { order_id: orderId, service: "wallet", reason: "unknown_wallet", message: `no wallet for user ${order.user_id}` };
-  await tx.insert(rejectedOrders).values({ orderId, service: "wallet", reason: rejection.reason });
+  await rememberRejection(tx, rejectedOrders, rejection);
   await enqueue(tx, createMessage("OrderRejected", rejection));
 }
 
 /** OrderRejected by another service: remember it, and refund the debit once if there was one. */
 export async function refundOrder(tx: Db, rejection: OrderRejected): Promise<void> {
   const orderId = rejection.order_id;
-  const remembered = await tx
-    .insert(rejectedOrders)
-    .values({ orderId, service: rejection.service, reason: rejection.reason })
-    .onConflictDoNothing()
-    .returning({ id: rejectedOrders.orderId });
-  if (remembered.length === 0) return;
+  if (!(await rememberRejection(tx, rejectedOrders, rejection))) return;
   const [debit] = await tx
     .select()
     .from(ledger)

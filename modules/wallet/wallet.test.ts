@@ -2,9 +2,9 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { and, asc, eq, sql } from "drizzle-orm";
 import type { Message, OrderCreated, OrderRejected } from "../../src/contracts";
-import { type Database, type Db, openDatabase } from "../../src/db/database";
+import type { Database, Db } from "../../src/db/database";
 import { DomainError } from "../../src/errors";
-import { createLogger } from "../../src/log";
+import { capture, inTx, openModuleDatabase, rejection } from "../../test/support/module-db";
 import type { Enqueue } from "../../src/outbox/outbox";
 import { walletModule } from "./index";
 import { ledger, rejectedOrders, wallets } from "./schema";
@@ -13,9 +13,7 @@ import { debitOrder, deposit, getWallet, listWallets, refundOrder, seedWallets }
 let db: Database;
 
 beforeAll(async () => {
-  const log = createLogger("silent");
-  db = await openDatabase({ driver: "pglite", dataDir: null }, log);
-  await db.migrate("wallet", walletModule.migrationsFolder);
+  db = await openModuleDatabase(walletModule);
 });
 afterAll(() => db?.close());
 
@@ -31,25 +29,10 @@ const orderFor = (userId: number, total: number): OrderCreated => ({
   total_cents: total,
 });
 
-const rejection = (orderId: string, service: OrderRejected["service"], reason: OrderRejected["reason"]): OrderRejected => ({
-  order_id: orderId,
-  service,
-  reason,
-  message: `${service} says ${reason}`,
-});
 
-/** Runs `fn` in one transaction with an enqueue that records what it would publish. */
-async function inTx(fn: (tx: Db, enqueue: Enqueue) => Promise<void>): Promise<Message[]> {
-  const sent: Message[] = [];
-  const enqueue: Enqueue = async (_tx, message) => {
-    sent.push(message);
-  };
-  await db.transaction((tx) => fn(tx, enqueue));
-  return sent;
-}
 
-const debit = (order: OrderCreated) => inTx((tx, enqueue) => debitOrder(tx, enqueue, order));
-const refund = (r: OrderRejected) => inTx((tx) => refundOrder(tx, r));
+const debit = (order: OrderCreated) => inTx(db, (tx, enqueue) => debitOrder(tx, enqueue, order));
+const refund = (r: OrderRejected) => inTx(db, (tx) => refundOrder(tx, r));
 
 const balanceOf = async (userId: number): Promise<number | undefined> => {
   const [row] = await db.read((q) => q.select().from(wallets).where(eq(wallets.userId, userId)));

@@ -1,0 +1,36 @@
+/**
+ * A participant's memory of rejected orders. Messages on different topics arrive in any order,
+ * so a rejection heard before its OrderCreated must make that late creation a no-op.
+ */
+import { eq } from "drizzle-orm";
+import { type PgSchema, text, timestamp, uuid } from "drizzle-orm/pg-core";
+import type { OrderRejected } from "../contracts";
+import type { Db } from "../db/database";
+
+/** Declares the `rejected_orders` table inside a participant's schema. */
+export const rejectedOrdersTable = (schema: PgSchema) =>
+  schema.table("rejected_orders", {
+    orderId: uuid("order_id").primaryKey(),
+    service: text("service").notNull(),
+    reason: text("reason").notNull(),
+    createdAt: timestamp("created_at", { withTimezone: true }).notNull().defaultNow(),
+  });
+
+/** One participant's rejected-orders table. */
+export type RejectedOrdersTable = ReturnType<typeof rejectedOrdersTable>;
+
+/** True if the order is known to be rejected. */
+export async function isRejected(tx: Db, table: RejectedOrdersTable, orderId: string): Promise<boolean> {
+  const [row] = await tx.select({ id: table.orderId }).from(table).where(eq(table.orderId, orderId));
+  return row !== undefined;
+}
+
+/** Remembers a rejection; true the first time, false if the order was already known as rejected. */
+export async function rememberRejection(tx: Db, table: RejectedOrdersTable, r: OrderRejected): Promise<boolean> {
+  const inserted = await tx
+    .insert(table)
+    .values({ orderId: r.order_id, service: r.service, reason: r.reason })
+    .onConflictDoNothing()
+    .returning({ id: table.orderId });
+  return inserted.length > 0;
+}

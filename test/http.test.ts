@@ -113,8 +113,8 @@ describe("bad input answers 4xx with a JSON error and changes nothing", () => {
   ];
 
   // Every row gets all six arguments: bun takes a missing trailing argument for a done callback.
-  const rows = cases.map(([service, method, path, body, status, headers]) => [service, method, path, body, status, headers ?? {}] as const);
-  test.each(rows)("%s %s %s -> %d", async (service, method, path, body, status, headers) => {
+  const rows = cases.map(([service, method, path, body, status, headers]) => [service, method, path, status, body, headers ?? {}] as const);
+  test.each(rows)("%s %s %s -> %d", async (service, method, path, status, body, headers) => {
     const before = await snapshot();
     const base = t.urls[service as keyof ShopTarget["urls"]];
     const r = await call(base, method, path, body, headers);

@@ -1,12 +1,12 @@
 /** The HTTP shell every service shares: errors, body limit, health, metrics, OpenAPI, Swagger UI. */
 import { OpenAPIHono } from "@hono/zod-openapi";
-import { swaggerUI } from "@hono/swagger-ui";
 import { bodyLimit } from "hono/body-limit";
 import type { Logger } from "../log";
 import { errorBody, errorHandler, validationHook } from "./errors";
 import { type HealthCheck, healthRoutes } from "./health";
 import { type MetricsSource, metricsRoutes } from "./metrics";
 import type { Router } from "./router";
+import { mountSwagger } from "./swagger";
 
 /** Builds one service's app around the routes of the modules it serves. */
 export function createServiceApp(opts: {
@@ -41,6 +41,6 @@ export function createServiceApp(opts: {
   app.route("/", metricsRoutes([httpMetrics, ...opts.metrics]));
   for (const router of opts.routers) app.route("/", router);
   app.doc31("/openapi.json", { openapi: "3.1.0", info: { title: opts.title, version: "1.0.0" } });
-  app.get("/swagger", swaggerUI({ url: "/openapi.json" }));
+  mountSwagger(app, "/openapi.json", opts.title);
   return app;
 }

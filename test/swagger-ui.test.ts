@@ -1,0 +1,58 @@
+/** Swagger UI renders each service's routes in a real browser (headless Chromium), offline. */
+import { afterAll, beforeAll, expect, test } from "bun:test";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { type ShopTarget, startInProcess } from "./support/shop-target";
+
+let t: ShopTarget;
+const profile = mkdtempSync(join(tmpdir(), "shop-chromium-"));
+beforeAll(async () => {
+  t = await startInProcess();
+});
+afterAll(async () => {
+  await t?.stop();
+  rmSync(profile, { recursive: true, force: true });
+});
+
+/** Loads `url` in headless Chromium, lets its scripts run, and returns the rendered DOM. */
+async function renderedDom(url: string): Promise<string> {
+  const chromium = Bun.which("chromium") ?? Bun.which("chromium-browser");
+  if (!chromium) throw new Error("chromium is not installed (apt-get install chromium)");
+  const proc = Bun.spawn(
+    [
+      chromium,
+      "--headless",
+      "--no-sandbox",
+      "--disable-gpu",
+      "--disable-quic",
+      "--no-first-run",
+      "--disable-background-networking",
+      "--disable-component-update",
+      "--disable-sync",
+      `--user-data-dir=${profile}`,
+      "--virtual-time-budget=15000",
+      "--dump-dom",
+      url,
+    ],
+    { stdout: "pipe", stderr: "ignore" },
+  );
+  const [dom, code] = await Promise.all([new Response(proc.stdout).text(), proc.exited]);
+  expect(code).toBe(0);
+  return dom;
+}
+
+const expected: Record<keyof ShopTarget["urls"], string[]> = {
+  registry: ["/products", "/orders", "/orders/{id}"],
+  wallet: ["/wallets", "/wallets/{user_id}", "/wallets/{user_id}/deposits"],
+  storage: ["/stock", "/stock/{product_id}", "/stock/{product_id}/receipts"],
+};
+
+test("each service's Swagger UI lists its operations", async () => {
+  for (const [name, base] of Object.entries(t.urls) as [keyof ShopTarget["urls"], string][]) {
+    const dom = await renderedDom(`${base}/swagger/`);
+    const paths = [...dom.matchAll(/data-path="([^"]+)"/g)].map((m) => m[1]);
+    expect(new Set(paths)).toEqual(new Set([...expected[name], "/health", "/metrics"]));
+    expect(dom).toContain(`Shop ${name}`);
+  }
+}, 120_000);

@@ -5,6 +5,14 @@ import { type PostgresCluster, startPostgresCluster } from "./postgres-cluster";
 import { type ShopProcess, startShopProcess } from "./process";
 import { createDatabase, FIXTURE_CONFIG, type ShopTarget, TOPICS } from "./shop-target";
 
+/** Kafka settings for librdkafka's mock broker. */
+export const MOCK_KAFKA_SETTINGS = {
+  KAFKA_SESSION_TIMEOUT_MS: "6000", // a restarted member rejoins quickly
+  // The mock holds every fetch for the full wait, even once records arrive (a real broker
+  // answers at once), so a short wait keeps the saga quick here.
+  KAFKA_FETCH_MAX_WAIT_MS: "200",
+};
+
 /** A running split topology. */
 export interface SplitShop extends ShopTarget {
   brokers: string;
@@ -34,10 +42,7 @@ export async function startSplitShop(extraEnv: Record<string, string> = {}): Pro
       WALLET_PORT: "0",
       STORAGE_PORT: "0",
       LOG_LEVEL: "info", // the harness reads the "listening" lines
-      KAFKA_SESSION_TIMEOUT_MS: "6000", // a restarted member rejoins quickly
-      // librdkafka's mock holds every fetch for the full wait, even once records arrive
-      // (a real broker answers at once), so a short wait keeps the saga quick here.
-      KAFKA_FETCH_MAX_WAIT_MS: "200",
+      ...MOCK_KAFKA_SETTINGS,
       ...extraEnv,
     };
     const names = ["registry", "wallet", "storage"] as const;

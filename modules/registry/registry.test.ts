@@ -1,10 +1,9 @@
 /** Registry's rules against an in-memory PGlite: pricing and placing orders, following the saga, timeouts, paging. */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { eq, inArray, sql } from "drizzle-orm";
-import type { Message, OrderCreated, OrderRejected, StepSucceeded } from "../../src/contracts";
+import type { OrderCreated, OrderRejected, StepSucceeded } from "../../src/contracts";
 import type { Database } from "../../src/db/database";
-import { DomainError } from "../../src/errors";
-import { capture, inTx, openModuleDatabase, rejection } from "../../test/support/module-db";
+import { capture, domainError, openModuleDatabase } from "../../test/support/module-db";
 import type { Enqueue } from "../../src/outbox/outbox";
 import { registryModule } from "./index";
 import { orders, products } from "./schema";
@@ -68,15 +67,6 @@ const statusOf = async (orderId: string) => {
 
 const stepsOf = async (orderId: string) => (await getOrder(db, orderId)).timeline.map((e) => `${e.service}:${e.step}`);
 
-async function domainError(promise: Promise<unknown>): Promise<DomainError> {
-  try {
-    await promise;
-  } catch (err) {
-    expect(err).toBeInstanceOf(DomainError);
-    return err as DomainError;
-  }
-  throw new Error("expected a DomainError, but the call succeeded");
-}
 
 const ordersOfUser = (userId: number) => db.read((q) => q.select().from(orders).where(eq(orders.userId, userId)));
 

@@ -1,10 +1,9 @@
 /** Storage's rules against an in-memory PGlite: receipts, all-or-none reservations, rejections, releases once. */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { asc, eq, inArray } from "drizzle-orm";
-import type { Message, OrderCreated, OrderRejected } from "../../src/contracts";
-import type { Database, Db } from "../../src/db/database";
-import { DomainError } from "../../src/errors";
-import { capture, inTx, openModuleDatabase, rejection } from "../../test/support/module-db";
+import type { OrderCreated, OrderRejected } from "../../src/contracts";
+import type { Database } from "../../src/db/database";
+import { domainError, onlyRejection, inTx, openModuleDatabase, rejection } from "../../test/support/module-db";
 import type { Enqueue } from "../../src/outbox/outbox";
 import { storageModule } from "./index";
 import { receipts, rejectedOrders, reservations, stock } from "./schema";
@@ -66,22 +65,7 @@ async function expectReservedMatchesReservations(...ids: number[]): Promise<void
   }
 }
 
-async function domainError(promise: Promise<unknown>): Promise<DomainError> {
-  try {
-    await promise;
-  } catch (err) {
-    expect(err).toBeInstanceOf(DomainError);
-    return err as DomainError;
-  }
-  throw new Error("expected a DomainError, but the call succeeded");
-}
 
-const onlyRejection = (sent: Message[]): OrderRejected => {
-  expect(sent).toHaveLength(1);
-  const [m] = sent;
-  if (m?.type !== "OrderRejected") throw new Error(`expected OrderRejected, got ${m?.type}`);
-  return m.payload;
-};
 
 describe("receipts", () => {
   test("receiving adds to available stock and records the receipt", async () => {

@@ -1,10 +1,9 @@
 /** Wallet's rules against an in-memory PGlite: deposits, debit once per order, rejections, refunds once, no negative balance. */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { and, asc, eq, sql } from "drizzle-orm";
-import type { Message, OrderCreated, OrderRejected } from "../../src/contracts";
-import type { Database, Db } from "../../src/db/database";
-import { DomainError } from "../../src/errors";
-import { capture, inTx, openModuleDatabase, rejection } from "../../test/support/module-db";
+import type { OrderCreated, OrderRejected } from "../../src/contracts";
+import type { Database } from "../../src/db/database";
+import { domainError, onlyRejection, inTx, openModuleDatabase, rejection } from "../../test/support/module-db";
 import type { Enqueue } from "../../src/outbox/outbox";
 import { walletModule } from "./index";
 import { ledger, rejectedOrders, wallets } from "./schema";
@@ -56,22 +55,7 @@ async function expectLedgerMatchesBalance(userId: number): Promise<void> {
   expect(await balanceOf(userId)).toBe(running);
 }
 
-async function domainError(promise: Promise<unknown>): Promise<DomainError> {
-  try {
-    await promise;
-  } catch (err) {
-    expect(err).toBeInstanceOf(DomainError);
-    return err as DomainError;
-  }
-  throw new Error("expected a DomainError, but the call succeeded");
-}
 
-const onlyRejection = (sent: Message[]): OrderRejected => {
-  expect(sent).toHaveLength(1);
-  const [m] = sent;
-  if (m?.type !== "OrderRejected") throw new Error(`expected OrderRejected, got ${m?.type}`);
-  return m.payload;
-};
 
 describe("deposits", () => {
   test("the first deposit opens the wallet; each deposit adds a ledger row", async () => {

@@ -1,5 +1,5 @@
 /** One suite, both transports: the in-memory bus and Kafka (librdkafka's mock broker). */
-import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { afterAll, describe, expect, test } from "bun:test";
 import { type KafkaMock, startKafkaMock } from "../../test/support/kafka-mock";
 import { eventually } from "../../test/support/eventually";
 import { createLogger } from "../log";

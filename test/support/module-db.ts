@@ -1,6 +1,8 @@
 /** Unit-test plumbing for a module's rules: its own in-memory database and a capturing outbox. */
+import { expect } from "bun:test";
 import type { Message, OrderRejected } from "../../src/contracts";
 import { type Database, type Db, openDatabase } from "../../src/db/database";
+import { DomainError } from "../../src/errors";
 import { createLogger } from "../../src/log";
 import type { ShopModule } from "../../src/module";
 import type { Enqueue } from "../../src/outbox/outbox";
@@ -37,3 +39,22 @@ export const rejection = (orderId: string, service: OrderRejected["service"], re
   reason,
   message: `${service} says ${reason}`,
 });
+
+/** Awaits `promise` and returns the DomainError it rejects with; fails if it resolves. */
+export async function domainError(promise: Promise<unknown>): Promise<DomainError> {
+  try {
+    await promise;
+  } catch (err) {
+    expect(err).toBeInstanceOf(DomainError);
+    return err as DomainError;
+  }
+  throw new Error("expected a DomainError, but the call succeeded");
+}
+
+/** The payload of the one OrderRejected in `sent`; fails on anything else. */
+export function onlyRejection(sent: Message[]): OrderRejected {
+  expect(sent).toHaveLength(1);
+  const [m] = sent;
+  if (m?.type !== "OrderRejected") throw new Error(`expected OrderRejected, got ${m?.type}`);
+  return m.payload;
+}

@@ -15,7 +15,8 @@ export const RegistryConfigSchema = ModuleBaseSchema.extend({
         id: z.number().int().positive().max(2_147_483_647),
         sku: z.string().min(1).max(64),
         name: z.string().min(1).max(200),
-        price_cents: Cents,
+        // Bounded so that 50 lines of 1000 units stay exact in a JS number.
+        price_cents: Cents.max(10_000_000_000),
       }),
     )
     .default([]),

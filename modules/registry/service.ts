@@ -1,5 +1,5 @@
 /** Registry's rules: price and place orders, follow the saga, decide each order's final state. */
-import { and, asc, desc, eq, inArray, lt, type SQL } from "drizzle-orm";
+import { and, asc, desc, eq, inArray, lt, type SQL, sql } from "drizzle-orm";
 import { createMessage, type OrderRejected, type StepSucceeded } from "../../src/contracts";
 import type { Database, Db } from "../../src/db/database";
 import { DomainError, notFound } from "../../src/errors";
@@ -173,7 +173,8 @@ const EXPIRY_BATCH = 500;
 /** Rejects pending orders older than the deadline and tells the participants; returns how many. */
 export async function rejectExpiredOrders(db: Database, enqueue: Enqueue, deadlineMs: number): Promise<number> {
   return db.transaction(async (tx) => {
-    const cutoff = new Date(Date.now() - deadlineMs);
+    // The database's clock, like created_at's default: app and database clocks may differ.
+    const cutoff = sql`now() - make_interval(secs => ${deadlineMs / 1000})`;
     const due = await tx
       .select({ id: orders.id })
       .from(orders)

@@ -53,5 +53,5 @@ export const depositRoute = createRoute({
       },
     },
   },
-  responses: { 201: json(Wallet, "The wallet after the deposit"), ...errors(400, 413) },
+  responses: { 201: json(Wallet, "The wallet after the deposit"), ...errors(400, 409, 413) },
 });

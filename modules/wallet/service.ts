@@ -2,7 +2,7 @@
 import { and, asc, desc, eq, gte, sql } from "drizzle-orm";
 import { createMessage, type OrderCreated, type OrderRejected } from "../../src/contracts";
 import type { Database, Db } from "../../src/db/database";
-import { notFound } from "../../src/errors";
+import { DomainError, notFound } from "../../src/errors";
 import type { Enqueue } from "../../src/outbox/outbox";
 import { isRejected, rememberRejection } from "../../src/outbox/rejections";
 import { ledger, rejectedOrders, wallets } from "./schema";
@@ -75,9 +75,16 @@ export async function getWallet(db: Database, userId: number) {
   });
 }
 
+/** Balances stay exact in a JS number. */
+const MAX_BALANCE_CENTS = Number.MAX_SAFE_INTEGER;
+
 /** Adds money to a user's wallet, opening the wallet on the first deposit. */
 export async function deposit(db: Database, userId: number, amountCents: number): Promise<WalletView> {
   return db.transaction(async (tx) => {
+    const [current] = await tx.select({ balance: wallets.balanceCents }).from(wallets).where(eq(wallets.userId, userId)).for("update");
+    if ((current?.balance ?? 0) + amountCents > MAX_BALANCE_CENTS) {
+      throw new DomainError("conflict", "balance_limit", "the balance would exceed its limit", "amount_cents");
+    }
     const [wallet] = await tx
       .insert(wallets)
       .values({ userId, balanceCents: amountCents })

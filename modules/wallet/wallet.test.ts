@@ -58,6 +58,15 @@ async function expectLedgerMatchesBalance(userId: number): Promise<void> {
 
 
 describe("deposits", () => {
+  test("a deposit that would take the balance past its limit is refused and changes nothing", async () => {
+    const user = newUser();
+    await seedWallets(db, [{ user_id: user, balance_cents: Number.MAX_SAFE_INTEGER - 10 }]);
+    const err = await domainError(deposit(db, user, 100));
+    expect(err).toMatchObject({ code: "balance_limit", kind: "conflict" });
+    expect(await balanceOf(user)).toBe(Number.MAX_SAFE_INTEGER - 10);
+    expect(await deposit(db, user, 10)).toMatchObject({ balance_cents: Number.MAX_SAFE_INTEGER });
+  });
+
   test("the first deposit opens the wallet; each deposit adds a ledger row", async () => {
     const user = newUser();
     const missing = await domainError(getWallet(db, user));

@@ -1,6 +1,7 @@
 /**
- * The whole test suite: `bun test` with a JUnit report, then one closing line
- * `N passed, N failed` read from that report. Extra arguments go to `bun test`.
+ * The whole test suite: installs missing Debian prerequisites, runs `bun test` with a JUnit
+ * report, then prints one closing line `N passed, N failed` read from that report.
+ * Extra arguments go to `bun test`.
  */
 import { mkdirSync, readFileSync, rmSync } from "node:fs";
 import { join } from "node:path";
@@ -9,6 +10,16 @@ const root = join(import.meta.dir, "..");
 const report = join(root, ".tmp", "junit.xml");
 mkdirSync(join(root, ".tmp"), { recursive: true });
 rmSync(report, { force: true });
+
+// Debian packages the suite uses (PostgreSQL, librdkafka, kcat, gcc, Chromium), installed if missing.
+const prerequisites = Bun.spawnSync(["bash", join(root, "scripts", "test-prerequisites.sh")], {
+  stdout: "inherit",
+  stderr: "inherit",
+});
+if (prerequisites.exitCode !== 0) {
+  console.log("\n0 passed, 1 failed");
+  process.exit(1);
+}
 
 const run = Bun.spawnSync(
   ["bun", "test", "--timeout=120000", "--reporter=junit", `--reporter-outfile=${report}`, ...process.argv.slice(2)],

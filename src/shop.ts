@@ -6,7 +6,7 @@ import { type Env, loadModuleConfig, type ModuleName, type Settings } from "./co
 import { type Database, type DatabaseTarget, openDatabase } from "./db/database";
 import { createServiceApp } from "./http/app";
 import type { Logger } from "./log";
-import type { RunningModule } from "./module";
+import type { RunningModule, ShopModule } from "./module";
 import { MODULES } from "./modules";
 
 /** A started shop. */
@@ -50,23 +50,8 @@ export async function startShop(settings: Settings, env: Env, log: Logger, abort
     for (const r of running) r.start();
     const urls: Shop["urls"] = {};
     for (const [i, m] of chosen.entries()) {
-      const module = running[i] as RunningModule;
-      const live = bus;
-      const app = createServiceApp({
-        title: m.title,
-        routers: [module.router],
-        checks: { database: () => db.ping(), bus: () => live.check() },
-        metrics: [module.metrics],
-        bodyLimitBytes: settings.BODY_LIMIT_BYTES,
-        log: log.child(`${m.name}.http`),
-      });
-      const server = Bun.serve({
-        port: (configs[i] as { port: number }).port,
-        hostname: settings.HOST,
-        fetch: app.fetch,
-        // Hono answers oversized bodies with a JSON 413; Bun's own cap is the backstop past it.
-        maxRequestBodySize: Math.max(settings.BODY_LIMIT_BYTES * 16, 1_048_576),
-      });
+      const port = (configs[i] as { port: number }).port;
+      const server = serveModule(m, running[i] as RunningModule, port, { settings, db, bus, log });
       servers.push(server);
       urls[m.name] = `http://127.0.0.1:${server.port}`;
       log.info("listening", { module: m.name, url: urls[m.name] });
@@ -83,6 +68,31 @@ export async function startShop(settings: Settings, env: Env, log: Logger, abort
     await shutdown(servers, running, bus, db, log).catch(() => {});
     throw err;
   }
+}
+
+/** One module's HTTP service: its routes inside the shared shell, on its own port. */
+function serveModule(
+  m: ShopModule,
+  module: RunningModule,
+  port: number,
+  ctx: { settings: Settings; db: Database; bus: Bus; log: Logger },
+): Server<undefined> {
+  const { settings, db, bus, log } = ctx;
+  const app = createServiceApp({
+    title: m.title,
+    routers: [module.router],
+    checks: { database: () => db.ping(), bus: () => bus.check() },
+    metrics: [module.metrics],
+    bodyLimitBytes: settings.BODY_LIMIT_BYTES,
+    log: log.child(`${m.name}.http`),
+  });
+  return Bun.serve({
+    port,
+    hostname: settings.HOST,
+    fetch: app.fetch,
+    // Hono answers oversized bodies with a JSON 413; Bun's own cap is the backstop past it.
+    maxRequestBodySize: Math.max(settings.BODY_LIMIT_BYTES * 16, 1_048_576),
+  });
 }
 
 async function shutdown(servers: Server<undefined>[], running: RunningModule[], bus: Bus | null, db: Database, log: Logger) {

@@ -21,4 +21,3 @@ export const RegistryConfigSchema = ModuleBaseSchema.extend({
     )
     .default([]),
 });
-export type RegistryConfig = z.infer<typeof RegistryConfigSchema>;

@@ -2,7 +2,7 @@
 import { and, asc, desc, eq, inArray, lt, type SQL, sql } from "drizzle-orm";
 import { createMessage, type OrderRejected, type StepSucceeded } from "../../src/contracts";
 import type { Database, Db } from "../../src/db/database";
-import { DomainError, notFound } from "../../src/errors";
+import { invalid, notFound } from "../../src/errors";
 import type { Enqueue } from "../../src/outbox/outbox";
 import { orderEvents, orderItems, orders, products } from "./schema";
 
@@ -63,7 +63,7 @@ export async function placeOrder(db: Database, enqueue: Enqueue, userId: number,
   const seen = new Set<number>();
   lines.forEach((l, i) => {
     if (seen.has(l.product_id)) {
-      throw new DomainError("invalid", "duplicate_product", `product ${l.product_id} is listed twice`, `items.${i}.product_id`);
+      throw invalid("duplicate_product", `product ${l.product_id} is listed twice`, `items.${i}.product_id`);
     }
     seen.add(l.product_id);
   });
@@ -73,7 +73,7 @@ export async function placeOrder(db: Database, enqueue: Enqueue, userId: number,
     const items = lines.map((l, i) => {
       const unit = price.get(l.product_id);
       if (unit === undefined) {
-        throw new DomainError("invalid", "unknown_product", `no product ${l.product_id}`, `items.${i}.product_id`);
+        throw invalid("unknown_product", `no product ${l.product_id}`, `items.${i}.product_id`);
       }
       return { product_id: l.product_id, quantity: l.quantity, unit_price_cents: unit };
     });

@@ -15,4 +15,3 @@ export const StorageConfigSchema = ModuleBaseSchema.extend({
     )
     .default([]),
 });
-export type StorageConfig = z.infer<typeof StorageConfigSchema>;

@@ -11,4 +11,3 @@ export const WalletConfigSchema = ModuleBaseSchema.extend({
     .array(z.object({ user_id: z.number().int().positive().max(2_147_483_647), balance_cents: Cents }))
     .default([]),
 });
-export type WalletConfig = z.infer<typeof WalletConfigSchema>;

@@ -16,7 +16,6 @@ export const EnvelopeSchema = z.object({
   order_id: z.uuid(),
   payload: z.unknown(),
 });
-export type RawEnvelope = z.infer<typeof EnvelopeSchema>;
 
 /** The participant services that can name themselves in a message. */
 export const ServiceName = z.enum(["registry", "wallet", "storage"]);

@@ -123,3 +123,16 @@ export function pgCode(err: unknown): string | undefined {
   }
   return undefined;
 }
+
+const CONNECTION_ERRORS = /ECONNREFUSED|ECONNRESET|CONNECTION_|connect_timeout|terminating connection/i;
+
+/** True when the database could not be reached (down, restarting, connection lost). */
+export function isConnectionError(err: unknown): boolean {
+  for (let e: unknown = err, depth = 0; e && depth < 4; depth++) {
+    const code = String((e as { code?: unknown }).code ?? "");
+    const message = String((e as { message?: unknown }).message ?? "");
+    if (CONNECTION_ERRORS.test(code) || CONNECTION_ERRORS.test(message) || code.startsWith("57P")) return true;
+    e = (e as { cause?: unknown }).cause;
+  }
+  return false;
+}

@@ -4,6 +4,7 @@ import { z } from "@hono/zod-openapi";
 import type { Context, Env } from "hono";
 import { HTTPException } from "hono/http-exception";
 import type { ContentfulStatusCode } from "hono/utils/http-status";
+import { isConnectionError } from "../db/database";
 import { DomainError, type ErrorKind } from "../errors";
 import type { Logger } from "../log";
 
@@ -53,23 +54,11 @@ export function errorHandler(log: Logger) {
       const code = /json/i.test(err.message) ? "malformed_json" : "bad_request";
       return c.json(errorBody(code, err.message || "bad request"), status);
     }
-    if (isUnavailable(err)) {
+    if (isConnectionError(err)) {
       log.warn("database unavailable", { path: c.req.path, err });
       return c.json(errorBody("unavailable", "the service is temporarily unavailable"), 503);
     }
     log.error("unhandled error", { method: c.req.method, path: c.req.path, err, stack: err.stack });
     return c.json(errorBody("internal_error", "internal error"), 500);
   };
-}
-
-const CONNECTION_ERRORS = /ECONNREFUSED|ECONNRESET|CONNECTION_|connect_timeout|terminating connection/i;
-
-function isUnavailable(err: unknown): boolean {
-  for (let e: unknown = err, depth = 0; e && depth < 4; depth++) {
-    const code = String((e as { code?: unknown }).code ?? "");
-    const message = String((e as { message?: unknown }).message ?? "");
-    if (CONNECTION_ERRORS.test(code) || CONNECTION_ERRORS.test(message) || code.startsWith("57P")) return true;
-    e = (e as { cause?: unknown }).cause;
-  }
-  return false;
 }

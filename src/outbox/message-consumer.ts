@@ -2,7 +2,7 @@
 import { sql } from "drizzle-orm";
 import type { BusRecord, RecordHandler } from "../bus/bus";
 import { type MessageOf, type MessageType, parseMessage } from "../contracts";
-import type { Database, Db } from "../db/database";
+import { type Database, type Db, isConnectionError } from "../db/database";
 import type { Logger } from "../log";
 import type { MessagingTables } from "./tables";
 
@@ -20,7 +20,7 @@ export interface ConsumerStats {
   failures: number;
 }
 
-/** A handler that failed this many times on one message is recorded as dead, not retried again. */
+/** A handler that failed this many times on one message (database reachable) is recorded as dead. */
 const MAX_ATTEMPTS = 10;
 
 /** Builds the record handler for one module's consumer group. */
@@ -83,6 +83,8 @@ export function createMessageConsumer(opts: {
       }
     } catch (err) {
       stats.failures += 1;
+      // An unreachable database says nothing about the message: retry it for as long as it takes.
+      if (isConnectionError(err)) throw err;
       const n = (attempts.get(message.id) ?? 0) + 1;
       attempts.set(message.id, n);
       if (n < MAX_ATTEMPTS) throw err;

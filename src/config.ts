@@ -41,6 +41,8 @@ const SettingsSchema = z.object({
     .transform(csv)
     .pipe(z.array(z.string().regex(/^[^\s:]+:\d{1,5}$/, "expected host:port")).min(1)),
   KAFKA_CLIENT_ID: z.string().min(1).default("shop"),
+  // Partitions per topic, in the memory bus and for topics the Kafka bus creates.
+  BUS_PARTITIONS: z.coerce.number().int().min(1).max(256).default(3),
   KAFKA_SESSION_TIMEOUT_MS: z.coerce.number().int().min(3000).max(300_000).default(30_000),
   KAFKA_FETCH_MAX_WAIT_MS: z.coerce.number().int().min(10).max(30_000).default(5000),
   DATABASE_URL: z

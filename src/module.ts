@@ -20,7 +20,7 @@ export interface RunningModule {
   router: Router;
   metrics: MetricsSource;
   /** Starts background loops (outbox relay, timers); called once the bus is started. */
-  start(): void;
+  start(): Promise<void>;
   /** Stops background loops and waits for the work in flight. */
   stop(): Promise<void>;
 }

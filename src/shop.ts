@@ -47,7 +47,7 @@ export async function startShop(settings: Settings, env: Env, log: Logger, abort
     }
     await bus.start();
     if (abort?.aborted) throw new Error("stopped during start");
-    for (const r of running) r.start();
+    for (const r of running) await r.start();
     const urls: Shop["urls"] = {};
     for (const [i, m] of chosen.entries()) {
       const port = (configs[i] as { port: number }).port;
@@ -82,7 +82,10 @@ function serveModule(
     title: m.title,
     routers: [module.router],
     checks: { database: () => db.ping(), bus: () => bus.check() },
-    metrics: [module.metrics],
+    metrics: [module.metrics, async () => [
+      { name: "db_statements_total", value: db.stats.statements },
+      { name: "db_transactions_total", value: db.stats.transactions },
+    ]],
     bodyLimitBytes: settings.BODY_LIMIT_BYTES,
     log: log.child(`${m.name}.http`),
   });

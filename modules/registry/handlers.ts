@@ -3,16 +3,20 @@ import type { Database } from "../../src/db/database";
 import { createRouter } from "../../src/http/router";
 import type { Enqueue } from "../../src/outbox/outbox";
 import { createOrderRoute, getOrderRoute, listOrdersRoute, listProductsRoute } from "./routes";
-import { getOrder, listOrders, listProducts, placeOrder } from "./service";
+import type { Catalogue } from "./catalogue";
+import { getOrder, listOrders, placeOrder } from "./service";
 
-/** The registry router; `committed` is called after an order's transaction committed. */
-export function registryRouter(db: Database, enqueue: Enqueue, committed: () => void) {
+/** The registry router; `enqueue` writes to registry's outbox. */
+export function registryRouter(db: Database, catalogue: Catalogue, enqueue: Enqueue) {
   return createRouter()
-    .openapi(listProductsRoute, async (c) => c.json({ products: await listProducts(db) }, 200))
+    .openapi(listProductsRoute, async (c) => {
+      // The body is serialised once per catalogue version, not per request.
+      const { body } = await catalogue.current();
+      return c.body(body, 200, { "content-type": "application/json" }) as never;
+    })
     .openapi(createOrderRoute, async (c) => {
       const { user_id, items } = c.req.valid("json");
-      const order = await placeOrder(db, enqueue, user_id, items);
-      committed();
+      const order = await placeOrder(db, catalogue, enqueue, user_id, items);
       return c.json(order, 201);
     })
     .openapi(listOrdersRoute, async (c) => c.json(await listOrders(db, c.req.valid("query")), 200))

@@ -4,6 +4,7 @@ import type { ShopModule } from "../../src/module";
 import { setUpMessaging } from "../../src/outbox/messaging";
 import { RegistryConfigSchema } from "./config";
 import { REGISTRY_TOPICS, registryConsumers } from "./consumers";
+import { createCatalogue } from "./catalogue";
 import { registryRouter } from "./handlers";
 import * as tables from "./schema";
 import { rejectExpiredOrders, seedProducts } from "./service";
@@ -23,16 +24,16 @@ export const registryModule: ShopModule<typeof RegistryConfigSchema> = {
     let sweeping: Promise<void> | null = null;
     const sweep = async () => {
       try {
-        if ((await rejectExpiredOrders(db, messaging.enqueue, deadlineMs)) > 0) messaging.committed();
+        await rejectExpiredOrders(db, messaging.enqueue, deadlineMs);
       } catch (err) {
         log.warn("deadline sweep failed", { err });
       }
     };
     return {
-      router: registryRouter(db, messaging.enqueue, messaging.committed),
+      router: registryRouter(db, createCatalogue(db), messaging.enqueue),
       metrics: messaging.samples,
-      start() {
-        messaging.start();
+      async start() {
+        await messaging.start();
         sweeper = setInterval(() => {
           sweeping ??= sweep().finally(() => (sweeping = null));
         }, sweepEveryMs);

@@ -1,4 +1,5 @@
 /** Registry's rules against an in-memory PGlite: pricing and placing orders, following the saga, timeouts, paging. */
+import { type Catalogue, createCatalogue } from "./catalogue";
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { eq, inArray, sql } from "drizzle-orm";
 import type { OrderCreated, OrderRejected, StepSucceeded } from "../../src/contracts";
@@ -20,9 +21,11 @@ import {
 } from "./service";
 
 let db: Database;
+let prices: Catalogue;
 
 beforeAll(async () => {
   db = await openModuleDatabase(registryModule);
+  prices = createCatalogue(db);
 });
 afterAll(() => db?.close());
 
@@ -44,7 +47,7 @@ async function catalogue(...pricesCents: number[]): Promise<number[]> {
 /** Places an order and returns it with the messages it staged. */
 async function place(userId: number, lines: OrderLine[]) {
   const { sent, enqueue } = capture();
-  const order = await placeOrder(db, enqueue, userId, lines);
+  const order = await placeOrder(db, prices, enqueue, userId, lines);
   return { order, sent };
 }
 
@@ -125,7 +128,7 @@ describe("placeOrder", () => {
     const ghost = ++lastId;
     const { sent, enqueue } = capture();
     const err = await domainError(
-      placeOrder(db, enqueue, user, [
+      placeOrder(db, prices, enqueue, user, [
         { product_id: p, quantity: 1 },
         { product_id: ghost, quantity: 1 },
       ]),
@@ -140,7 +143,7 @@ describe("placeOrder", () => {
     const [p, q] = (await catalogue(100, 200)) as [number, number];
     const { sent, enqueue } = capture();
     const err = await domainError(
-      placeOrder(db, enqueue, user, [
+      placeOrder(db, prices, enqueue, user, [
         { product_id: p, quantity: 1 },
         { product_id: q, quantity: 1 },
         { product_id: p, quantity: 2 },
@@ -157,7 +160,7 @@ describe("placeOrder", () => {
     const failing: Enqueue = async () => {
       throw new Error("outbox unavailable");
     };
-    await expect(placeOrder(db, failing, user, [{ product_id: p, quantity: 1 }])).rejects.toThrow("outbox unavailable");
+    await expect(placeOrder(db, prices, failing, user, [{ product_id: p, quantity: 1 }])).rejects.toThrow("outbox unavailable");
     expect(await ordersOfUser(user)).toEqual([]);
   });
 

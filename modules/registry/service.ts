@@ -3,6 +3,7 @@ import { and, asc, desc, eq, inArray, lt, type SQL, sql } from "drizzle-orm";
 import { createMessage, type OrderRejected, type StepSucceeded } from "../../src/contracts";
 import type { Database, Db } from "../../src/db/database";
 import { invalid, notFound } from "../../src/errors";
+import type { Catalogue } from "./catalogue";
 import type { Enqueue } from "../../src/outbox/outbox";
 import { orderEvents, orderItems, orders, products } from "./schema";
 
@@ -59,7 +60,13 @@ export interface OrderLine {
 }
 
 /** Prices the lines, stores the order as pending and its OrderCreated in one transaction. */
-export async function placeOrder(db: Database, enqueue: Enqueue, userId: number, lines: OrderLine[]): Promise<OrderView> {
+export async function placeOrder(
+  db: Database,
+  catalogue: Catalogue,
+  enqueue: Enqueue,
+  userId: number,
+  lines: OrderLine[],
+): Promise<OrderView> {
   const seen = new Set<number>();
   lines.forEach((l, i) => {
     if (seen.has(l.product_id)) {
@@ -67,18 +74,15 @@ export async function placeOrder(db: Database, enqueue: Enqueue, userId: number,
     }
     seen.add(l.product_id);
   });
+  const known = await catalogue.lookUp([...seen]);
+  const items = lines.map((l, i) => {
+    const unit = known.get(l.product_id)?.price_cents;
+    if (unit === undefined) throw invalid("unknown_product", `no product ${l.product_id}`, `items.${i}.product_id`);
+    return { product_id: l.product_id, quantity: l.quantity, unit_price_cents: unit };
+  });
+  const total = items.reduce((sum, i) => sum + i.unit_price_cents * i.quantity, 0);
+  const id = crypto.randomUUID();
   return db.transaction(async (tx) => {
-    const rows = await tx.select().from(products).where(inArray(products.id, [...seen]));
-    const price = new Map(rows.map((p) => [p.id, p.priceCents]));
-    const items = lines.map((l, i) => {
-      const unit = price.get(l.product_id);
-      if (unit === undefined) {
-        throw invalid("unknown_product", `no product ${l.product_id}`, `items.${i}.product_id`);
-      }
-      return { product_id: l.product_id, quantity: l.quantity, unit_price_cents: unit };
-    });
-    const total = items.reduce((sum, i) => sum + i.unit_price_cents * i.quantity, 0);
-    const id = crypto.randomUUID();
     const [order] = await tx.insert(orders).values({ id, userId, totalCents: total }).returning();
     const itemRows = await tx
       .insert(orderItems)

@@ -1,14 +1,16 @@
 /** One suite, both transports: the in-memory bus and Kafka (librdkafka's mock broker). */
 import { afterAll, describe, expect, test } from "bun:test";
+import { Partitioners } from "kafkajs";
 import { type KafkaMock, startKafkaMock } from "../../test/support/kafka-mock";
 import { eventually } from "../../test/support/eventually";
 import { createLogger } from "../log";
 import type { Bus, BusRecord } from "./bus";
 import { createKafkaBus } from "./kafka";
 import { createMemoryBus } from "./memory";
+import { partitionFor } from "./partitioner";
 
 const log = createLogger("silent");
-const TOPICS = ["bus-a", "bus-b", "bus-c", "bus-d"];
+const TOPICS = ["bus-a", "bus-b", "bus-c", "bus-d", "bus-e"];
 let mock: KafkaMock | null = null;
 let n = 0;
 
@@ -27,6 +29,12 @@ afterAll(async () => {
   await mock?.stop();
 });
 
+/** A handler that appends every record to `into` and acknowledges the whole batch. */
+const collect = (into: BusRecord[]) => async (rs: BusRecord[]) => {
+  into.push(...rs);
+  return rs.length;
+};
+
 const record = (topic: string, key: string, value: string): BusRecord => ({ topic, key, value, headers: { "message-id": value } });
 
 describe.each(transports)("bus (%s)", (_name, create) => {
@@ -35,7 +43,7 @@ describe.each(transports)("bus (%s)", (_name, create) => {
     const seen: Record<string, BusRecord[]> = { g1: [], g2: [] };
     const group = `order-${crypto.randomUUID()}`;
     for (const g of ["g1", "g2"] as const) {
-      bus.subscribe({ group: `${group}-${g}`, topics: ["bus-a"], handler: async (r) => void seen[g]?.push(r) });
+      bus.subscribe({ group: `${group}-${g}`, topics: ["bus-a"], handler: collect(seen[g] as BusRecord[]) });
     }
     await bus.start();
     try {
@@ -63,11 +71,15 @@ describe.each(transports)("bus (%s)", (_name, create) => {
     bus.subscribe({
       group: `retry-${crypto.randomUUID()}`,
       topics: ["bus-b"],
-      handler: async (r) => {
-        const a = (attempts.get(r.value) ?? 0) + 1;
-        attempts.set(r.value, a);
-        if (r.value.endsWith(":0") && a < 3) throw new Error("not yet");
-        done.push(r.value);
+      handler: async (rs) => {
+        for (const [i, r] of rs.entries()) {
+          const a = (attempts.get(r.value) ?? 0) + 1;
+          attempts.set(r.value, a);
+          if (r.value.endsWith(":0") && a < 3) throw new Error("not yet");
+          if (r.value.endsWith(":1") && a < 2) return i; // the rest of the batch comes again
+          done.push(r.value);
+        }
+        return rs.length;
       },
     });
     await bus.start();
@@ -77,6 +89,7 @@ describe.each(transports)("bus (%s)", (_name, create) => {
       await eventually(() => done.length === 2, 30_000);
       expect(done).toEqual([`${id}:0`, `${id}:1`]);
       expect(attempts.get(`${id}:0`)).toBe(3);
+      expect(attempts.get(`${id}:1`)).toBe(2);
     } finally {
       await bus.stop();
     }
@@ -91,19 +104,22 @@ describe.each(transports)("bus (%s)", (_name, create) => {
     bus.subscribe({
       group: `stop-${crypto.randomUUID()}`,
       topics: ["bus-c"],
-      handler: async () => {
+      handler: async (rs) => {
         started = true;
         await gate;
         finished = true;
+        return rs.length;
       },
     });
     await bus.start();
-    await bus.publish([record("bus-c", "k", crypto.randomUUID())]);
+    // In one process a publish resolves once applied, and the handler is held: don't wait for it.
+    const published = bus.publish([record("bus-c", "k", crypto.randomUUID())]).catch(() => {});
     await eventually(() => started, 30_000);
     const stopping = bus.stop();
     setTimeout(release, 200);
     await stopping;
     expect(finished).toBe(true);
+    await published;
   });
 
   test("records published before a group starts are delivered to it", async () => {
@@ -114,14 +130,124 @@ describe.each(transports)("bus (%s)", (_name, create) => {
     await producer.stop();
     const consumer = await create();
     const got: string[] = [];
-    consumer.subscribe({ group: `late-${crypto.randomUUID()}`, topics: ["bus-d"], handler: async (r) => void got.push(r.value) });
+    consumer.subscribe({ group: `late-${crypto.randomUUID()}`, topics: ["bus-d"], handler: async (rs) => {
+      got.push(...rs.map((r) => r.value));
+      return rs.length;
+    } });
     // The memory bus is per process: its "before" is before start() on the same bus.
-    if (_name === "memory") await consumer.publish([record("bus-d", "k", id)]);
+    const published = _name === "memory" ? consumer.publish([record("bus-d", "k", id)]) : Promise.resolve();
     await consumer.start();
+    await published;
     try {
       await eventually(() => got.includes(id), 30_000);
     } finally {
       await consumer.stop();
+    }
+  });
+});
+
+/** Keys that land on the given partitions of a 3-partition topic. */
+const keysOn = (...partitions: number[]): string[] =>
+  partitions.map((p) => {
+    for (;;) {
+      const key = crypto.randomUUID();
+      if (partitionFor(key, 3) === p) return key;
+    }
+  });
+
+describe.each(transports)("bus partitions (%s)", (_name, create) => {
+  test("partitions are drained concurrently; within one, strictly in order", async () => {
+    const bus = await create();
+    const [held, other, sameAsHeld] = keysOn(0, 1, 0) as [string, string, string];
+    let release!: () => void;
+    const gate = new Promise<void>((r) => (release = r));
+    const seen: string[] = [];
+    bus.subscribe({
+      group: `partitions-${crypto.randomUUID()}`,
+      topics: ["bus-e"],
+      handler: async (rs) => {
+        for (const [i, r] of rs.entries()) {
+          if (r.key === held && !seen.includes(r.value)) {
+            seen.push(r.value);
+            await gate;
+            return i + 1;
+          }
+          seen.push(r.value);
+        }
+        return rs.length;
+      },
+    });
+    await bus.start();
+    try {
+      const published = bus
+        .publish([record("bus-e", held, "held"), record("bus-e", sameAsHeld, "behind"), record("bus-e", other, "other")])
+        .catch(() => {});
+      // Another partition goes on while partition 0 is held; the record behind the held one waits.
+      await eventually(() => seen.includes("other") && seen.includes("held"), 30_000);
+      expect(seen).not.toContain("behind");
+      release();
+      await eventually(() => seen.includes("behind"), 30_000);
+      expect(seen.indexOf("behind")).toBeGreaterThan(seen.indexOf("held"));
+      await published;
+    } finally {
+      release();
+      await bus.stop();
+    }
+  });
+});
+
+describe("memory bus", () => {
+  test("a publish resolves only once every group has applied its records", async () => {
+    const bus = createMemoryBus(log);
+    const applied: Record<string, number> = { fast: 0, slow: 0 };
+    let release!: () => void;
+    const gate = new Promise<void>((r) => (release = r));
+    bus.subscribe({
+      group: "fast",
+      topics: ["t"],
+      handler: async (rs) => {
+        applied.fast = (applied.fast ?? 0) + rs.length;
+        return rs.length;
+      },
+    });
+    bus.subscribe({
+      group: "slow",
+      topics: ["t"],
+      handler: async (rs) => {
+        await gate;
+        applied.slow = (applied.slow ?? 0) + rs.length;
+        return rs.length;
+      },
+    });
+    await bus.start();
+    let resolved = false;
+    const published = bus.publish([record("t", "k", "a"), record("t", "k2", "b")]).then(() => (resolved = true));
+    await eventually(() => applied.fast === 2);
+    expect(resolved).toBe(false); // the slow group is held at its gate
+
+    release();
+    await published;
+    expect(applied.slow).toBe(2);
+    await bus.stop();
+  });
+
+  test("records still unapplied at stop() fail their publish, so their outbox rows stay unpublished", async () => {
+    const bus = createMemoryBus(log);
+    bus.subscribe({ group: "never", topics: ["u"], handler: async () => 0 });
+    await bus.start();
+    const published = bus.publish([record("u", "k", "x")]);
+    await bus.stop();
+    expect(published).rejects.toThrow("bus stopped");
+  });
+
+  test("a key's partition is Kafka's: murmur2 as kafkajs's default partitioner computes it", () => {
+    const kafkajs = Partitioners.DefaultPartitioner();
+    for (let i = 0; i < 2000; i++) {
+      const key = i % 2 ? crypto.randomUUID() : `key-${i}-${"é".repeat(i % 5)}`;
+      for (const n of [1, 3, 12]) {
+        const partitionMetadata = Array.from({ length: n }, (_, partitionId) => ({ partitionId, leader: 0, replicas: [0], isr: [0], partitionErrorCode: 0 }));
+        expect(partitionFor(key, n)).toBe(kafkajs({ topic: "t", partitionMetadata, message: { key, value: null } }));
+      }
     }
   });
 });

@@ -6,12 +6,13 @@ import { createMemoryBus } from "./memory";
 
 /** Creates the configured bus; Kafka's client is only loaded when asked for. */
 export async function createBus(settings: Settings, log: Logger): Promise<Bus> {
-  if (settings.BUS === "memory") return createMemoryBus(log);
+  if (settings.BUS === "memory") return createMemoryBus(log, settings.BUS_PARTITIONS);
   const { createKafkaBus } = await import("./kafka");
   return createKafkaBus(
     {
       brokers: settings.KAFKA_BROKERS,
       clientId: settings.KAFKA_CLIENT_ID,
+      partitions: settings.BUS_PARTITIONS,
       sessionTimeoutMs: settings.KAFKA_SESSION_TIMEOUT_MS,
       fetchMaxWaitMs: settings.KAFKA_FETCH_MAX_WAIT_MS,
     },

@@ -2,15 +2,16 @@
 import {
   type Admin,
   type Consumer,
-  type EachMessagePayload,
+  type EachBatchPayload,
   Kafka,
+  type KafkaMessage,
   type LogEntry,
   logLevel,
   Partitioners,
   type Producer,
 } from "kafkajs";
 import type { Logger } from "../log";
-import { type Bus, type BusRecord, type Subscription, retryDelayMs } from "./bus";
+import { type Bus, type BusRecord, MAX_BATCH, retryDelayMs, type Subscription } from "./bus";
 
 /** Connection settings. */
 export interface KafkaOptions {
@@ -98,7 +99,7 @@ export function createKafkaBus(opts: KafkaOptions, log: Logger): Bus {
 
   /** An idempotent producer where the broker allows it (librdkafka's mock does not), else a plain one. */
   const connectProducer = async (): Promise<Producer> => {
-    const settings = { maxInFlightRequests: 1, createPartitioner: Partitioners.DefaultPartitioner };
+    const settings = { createPartitioner: Partitioners.DefaultPartitioner };
     const idempotent = kafka.producer({ ...settings, idempotent: true });
     try {
       await idempotent.connect();
@@ -107,7 +108,7 @@ export function createKafkaBus(opts: KafkaOptions, log: Logger): Bus {
       await idempotent.disconnect().catch(() => {});
       log.warn("broker refused an idempotent producer; using a plain one (acks=all, one request in flight)", { err });
     }
-    const plain = kafka.producer(settings);
+    const plain = kafka.producer({ ...settings, maxInFlightRequests: 1 });
     await plain.connect();
     return plain;
   };
@@ -126,31 +127,49 @@ export function createKafkaBus(opts: KafkaOptions, log: Logger): Bus {
     await consumer.subscribe({ topics: sub.topics, fromBeginning: true });
     await consumer.run({
       autoCommit: false,
+      eachBatchAutoResolve: false,
       partitionsConsumedConcurrently: opts.partitions ?? 3,
-      eachMessage: (payload) => deliver(consumer, sub, payload),
+      eachBatch: (payload) => deliver(consumer, sub, payload),
     });
   };
 
-  const deliver = async (consumer: Consumer, sub: Subscription, p: EachMessagePayload) => {
-    const record = toRecord(p);
-    for (let attempt = 1; ; attempt++) {
+  /** Hands a fetched batch to the handler in chunks; commits each chunk's offset after it is applied. */
+  const deliver = async (consumer: Consumer, sub: Subscription, p: EachBatchPayload) => {
+    const { topic, partition, messages } = p.batch;
+    let i = 0;
+    let attempt = 0;
+    while (i < messages.length) {
+      // Not committed: what is left is fetched again by whoever owns the partition next.
+      if (stopping || !p.isRunning() || p.isStale()) return;
+      const chunk = messages.slice(i, i + MAX_BATCH);
+      let done = 0;
       try {
-        await sub.handler(record);
-        break;
+        done = Math.max(0, Math.min(chunk.length, await sub.handler(chunk.map((m) => toRecord(topic, m)))));
       } catch (err) {
-        // Not committed: throwing while stopping leaves the record for the next run.
-        if (stopping) throw err;
-        log.warn("handler failed; will retry", { topic: p.topic, partition: p.partition, offset: p.message.offset, attempt, err });
-        await Bun.sleep(retryDelayMs(attempt));
-        await p.heartbeat().catch(() => {});
+        log.warn("handler failed; will retry", { topic, partition, offset: chunk[0]?.offset, err });
       }
+      if (done > 0) {
+        const last = chunk[done - 1] as KafkaMessage;
+        p.resolveOffset(last.offset);
+        await consumer.commitOffsets([{ topic, partition, offset: (BigInt(last.offset) + 1n).toString() }]);
+        i += done;
+      }
+      if (done < chunk.length) {
+        attempt += 1;
+        if (stopping) return;
+        await Bun.sleep(retryDelayMs(attempt));
+      } else {
+        attempt = 0;
+      }
+      await p.heartbeat().catch(() => {});
     }
-    const next = (BigInt(p.message.offset) + 1n).toString();
-    await consumer.commitOffsets([{ topic: p.topic, partition: p.partition, offset: next }]);
   };
 
   return {
     kind: "kafka",
+    // One send at a time: kafkajs serialises an idempotent producer's requests per broker anyway,
+    // and a retried send must not let a later one overtake it. Each send carries a whole batch.
+    publishConcurrency: 1,
     subscribe(sub) {
       subscriptions.push(sub);
     },
@@ -186,17 +205,12 @@ export function createKafkaBus(opts: KafkaOptions, log: Logger): Bus {
   };
 }
 
-function toRecord(p: EachMessagePayload): BusRecord {
+function toRecord(topic: string, m: KafkaMessage): BusRecord {
   const headers: Record<string, string> = {};
-  for (const [k, v] of Object.entries(p.message.headers ?? {})) {
+  for (const [k, v] of Object.entries(m.headers ?? {})) {
     if (v !== undefined) headers[k] = Array.isArray(v) ? v.map(String).join(",") : v.toString();
   }
-  return {
-    topic: p.topic,
-    key: p.message.key?.toString() ?? "",
-    value: p.message.value?.toString() ?? "",
-    headers,
-  };
+  return { topic, key: m.key?.toString() ?? "", value: m.value?.toString() ?? "", headers };
 }
 
 function forwardLog(log: Logger, entry: LogEntry): void {

@@ -1,117 +1,144 @@
-/** In-process bus: per-topic logs, per-group offsets, sequential at-least-once delivery. */
+/**
+ * In-process bus with Kafka's shape: each topic has partitions chosen by key (murmur2), each
+ * consumer group drains every partition in its own lane, in order, a batch at a time. A publish
+ * resolves only once every group has applied its records, so the outbox rows behind them stay
+ * the durable copy until then: a crash loses nothing that a restart's relay will not resend.
+ */
 import type { Logger } from "../log";
-import { type Bus, type BusRecord, type RecordHandler, type Subscription, retryDelayMs } from "./bus";
+import { type Bus, type BusRecord, type BatchHandler, MAX_BATCH, retryDelayMs, type Subscription } from "./bus";
+import { partitionFor } from "./partitioner";
 
-interface TopicLog {
-  /** Offset of records[0]; records before it were consumed by every group and dropped. */
-  base: number;
-  records: BusRecord[];
-  cursors: GroupCursor[];
+interface Entry {
+  record: BusRecord;
+  /** Lanes that have not applied it yet. */
+  waiting: number;
+  applied: () => void;
+  dropped: (err: Error) => void;
 }
 
-interface GroupCursor {
+interface Lane {
   group: string;
+  handler: BatchHandler;
+  /** Absolute offset of the next record to hand to the handler. */
   offset: number;
-  handler: RecordHandler;
   running: Promise<void> | null;
+  attempt: number;
 }
 
-/** Creates the in-memory bus used by the single-process mode. */
-export function createMemoryBus(log: Logger): Bus {
-  const topics = new Map<string, TopicLog>();
+interface Partition {
+  /** Absolute offset of entries[0]; earlier entries were applied by every lane and dropped. */
+  base: number;
+  entries: Entry[];
+  lanes: Lane[];
+}
+
+/** Creates the in-memory bus of the single-process mode, with `partitions` per topic. */
+export function createMemoryBus(log: Logger, partitions = 3): Bus {
+  const topics = new Map<string, Partition[]>();
   let started = false;
   let stopping = false;
-  const timers = new Set<{ resolve: () => void; timer: Timer }>();
+  const pauses = new Set<{ resolve: () => void; timer: Timer }>();
 
-  const topicLog = (name: string): TopicLog => {
-    let t = topics.get(name);
-    if (!t) {
-      t = { base: 0, records: [], cursors: [] };
-      topics.set(name, t);
+  const partitionsOf = (topic: string): Partition[] => {
+    let list = topics.get(topic);
+    if (!list) {
+      list = Array.from({ length: partitions }, () => ({ base: 0, entries: [], lanes: [] }));
+      topics.set(topic, list);
     }
-    return t;
+    return list;
   };
 
   const pause = (ms: number) =>
     new Promise<void>((resolve) => {
-      const entry = { resolve, timer: setTimeout(() => (timers.delete(entry), resolve()), ms) };
-      timers.add(entry);
+      const entry = { resolve, timer: setTimeout(() => (pauses.delete(entry), resolve()), ms) };
+      pauses.add(entry);
     });
 
-  const trim = (t: TopicLog) => {
-    if (t.cursors.length === 0) return;
-    const low = Math.min(...t.cursors.map((c) => c.offset));
-    if (low > t.base) {
-      t.records.splice(0, low - t.base);
-      t.base = low;
+  const trim = (p: Partition) => {
+    let n = 0;
+    while (n < p.entries.length && (p.entries[n] as Entry).waiting === 0) n++;
+    if (n > 0) {
+      p.entries.splice(0, n);
+      p.base += n;
     }
   };
 
-  const drain = async (t: TopicLog, c: GroupCursor) => {
-    let attempt = 0;
-    while (!stopping && c.offset < t.base + t.records.length) {
-      const record = t.records[c.offset - t.base] as BusRecord;
+  const drain = async (p: Partition, lane: Lane) => {
+    while (!stopping && lane.offset < p.base + p.entries.length) {
+      const from = lane.offset - p.base;
+      const batch = p.entries.slice(from, from + MAX_BATCH);
+      let done = 0;
       try {
-        await c.handler(record);
-        c.offset += 1;
-        attempt = 0;
-        trim(t);
+        done = Math.max(0, Math.min(batch.length, await lane.handler(batch.map((e) => e.record))));
       } catch (err) {
-        attempt += 1;
-        log.warn("handler failed; will retry", { topic: record.topic, group: c.group, attempt, err });
-        await pause(retryDelayMs(attempt));
+        log.warn("handler failed; will retry", { topic: batch[0]?.record.topic, group: lane.group, err });
+      }
+      for (const entry of batch.slice(0, done)) if (--entry.waiting === 0) entry.applied();
+      lane.offset += done;
+      trim(p);
+      if (done < batch.length) {
+        lane.attempt += 1;
+        await pause(retryDelayMs(lane.attempt));
+      } else {
+        lane.attempt = 0;
       }
     }
   };
 
-  const pump = (t: TopicLog, c: GroupCursor) => {
-    if (!started || stopping || c.running) return;
-    c.running = drain(t, c).finally(() => {
-      c.running = null;
-      if (!stopping && c.offset < t.base + t.records.length) pump(t, c);
+  const pump = (p: Partition, lane: Lane) => {
+    if (!started || stopping || lane.running) return;
+    lane.running = drain(p, lane).finally(() => {
+      lane.running = null;
+      if (lane.offset < p.base + p.entries.length) pump(p, lane);
     });
   };
 
-  const pumpAll = () => {
-    for (const t of topics.values()) for (const c of t.cursors) pump(t, c);
-  };
+  const lanes = () => [...topics.values()].flat().flatMap((p) => p.lanes.map((lane) => ({ p, lane })));
 
   return {
     kind: "memory",
+    // Appends happen in call order, so publishes in flight together keep each key's order.
+    publishConcurrency: 8,
     async start() {
       started = true;
-      pumpAll();
+      for (const { p, lane } of lanes()) pump(p, lane);
     },
     subscribe(sub: Subscription) {
+      if (started) throw new Error("subscribe before start()");
       for (const name of sub.topics) {
-        const t = topicLog(name);
-        if (t.cursors.some((c) => c.group === sub.group)) {
-          throw new Error(`group ${sub.group} already consumes ${name}`);
+        for (const p of partitionsOf(name)) {
+          if (p.lanes.some((l) => l.group === sub.group)) throw new Error(`group ${sub.group} already consumes ${name}`);
+          p.lanes.push({ group: sub.group, handler: sub.handler, offset: p.base, running: null, attempt: 0 });
+          for (const entry of p.entries) entry.waiting += 1;
         }
-        const cursor = { group: sub.group, offset: t.base, handler: sub.handler, running: null };
-        t.cursors.push(cursor);
-        pump(t, cursor);
       }
     },
-    async publish(records: BusRecord[]) {
-      if (stopping) throw new Error("bus is stopping");
-      for (const r of records) topicLog(r.topic).records.push({ ...r, headers: { ...r.headers } });
-      for (const r of records) {
-        const t = topicLog(r.topic);
-        for (const c of t.cursors) pump(t, c);
-      }
+    publish(records: BusRecord[]) {
+      if (stopping) return Promise.reject(new Error("bus is stopping"));
+      const touched = new Set<Partition>();
+      const acks = records.map((r) => {
+        const p = partitionsOf(r.topic)[partitionFor(r.key, partitions)] as Partition;
+        touched.add(p);
+        return new Promise<void>((applied, dropped) => {
+          if (p.lanes.length === 0) return applied(); // no group in this process reads the topic
+          p.entries.push({ record: { ...r, headers: { ...r.headers } }, waiting: p.lanes.length, applied, dropped });
+        });
+      });
+      for (const p of touched) for (const lane of p.lanes) pump(p, lane);
+      return Promise.all(acks).then(() => undefined);
     },
     async check() {
       if (stopping) throw new Error("bus is stopping");
     },
     async stop() {
       stopping = true;
-      for (const entry of timers) {
+      for (const entry of pauses) {
         clearTimeout(entry.timer);
         entry.resolve();
       }
-      const running = [...topics.values()].flatMap((t) => t.cursors.map((c) => c.running));
-      await Promise.all(running);
+      await Promise.all(lanes().map(({ lane }) => lane.running));
+      // Not applied: their outbox rows stay unpublished and are sent again after a restart.
+      for (const p of [...topics.values()].flat()) for (const e of p.entries) e.dropped(new Error("bus stopped"));
     },
   };
 }

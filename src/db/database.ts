@@ -13,13 +13,23 @@ import { createMutex } from "./mutex";
 /** What queries run against: the database or an open transaction. */
 export type Db = PgDatabase<PgQueryResultHKT>;
 
+/** Round trips to the database so far, for /metrics and the statement-count test. */
+export interface DatabaseStats {
+  /** Statements sent, BEGIN and COMMIT/ROLLBACK included. */
+  statements: number;
+  transactions: number;
+}
+
 /** The process's database, whatever the driver. */
 export interface Database {
   readonly driver: "pglite" | "postgres";
+  readonly stats: DatabaseStats;
   /** Runs `fn` in one transaction; retries it on serialization failures and deadlocks. */
   transaction<T>(fn: (tx: Db) => Promise<T>): Promise<T>;
   /** Runs read-only queries (serialised with writes on PGlite's single connection). */
   read<T>(fn: (db: Db) => Promise<T>): Promise<T>;
+  /** Runs statements outside a transaction, each committing on its own (a one-statement write). */
+  autocommit<T>(fn: (db: Db) => Promise<T>): Promise<T>;
   /** Applies a module's migrations, tracked in drizzle.__migrations_<name>. */
   migrate(name: string, folder: string): Promise<void>;
   /** Throws unless a trivial query succeeds. */
@@ -32,6 +42,40 @@ export type DatabaseTarget =
   | { driver: "postgres"; url: string; poolSize: number }
   | { driver: "pglite"; dataDir: string | null };
 
+const commitHooks = new WeakMap<object, (() => void)[]>();
+
+/**
+ * Runs `hook` once the transaction `tx` has committed (never if it rolls back); outside a
+ * transaction, at once. Lets a writer wake whatever waits for its rows without every caller
+ * having to remember it.
+ */
+export function afterCommit(tx: Db, hook: () => void): void {
+  const hooks = commitHooks.get(tx);
+  if (hooks) hooks.push(hook);
+  else hook();
+}
+
+/** Runs `fn` through `begin` (a driver's transaction), then its after-commit hooks. */
+async function withCommitHooks<T>(
+  begin: (body: (tx: Db) => Promise<T>) => Promise<T>,
+  fn: (tx: Db) => Promise<T>,
+  stats: DatabaseStats,
+): Promise<T> {
+  let hooks: (() => void)[] = [];
+  stats.transactions += 1;
+  stats.statements += 2; // BEGIN and COMMIT (or ROLLBACK)
+  const result = await begin((tx) => {
+    hooks = [];
+    commitHooks.set(tx, hooks);
+    return fn(tx);
+  });
+  for (const hook of hooks) hook();
+  return result;
+}
+
+/** A drizzle logger that only counts the statements it sees. */
+const counting = (stats: DatabaseStats) => ({ logQuery: () => void (stats.statements += 1) });
+
 /** Opens the database named by `target`. */
 export async function openDatabase(target: DatabaseTarget, log: Logger): Promise<Database> {
   return target.driver === "postgres"
@@ -43,14 +87,17 @@ async function openPglite(dataDir: string | null, log: Logger): Promise<Database
   const started = Date.now();
   const client = await PGlite.create(dataDir ?? "memory://");
   log.info("PGlite open", { data_dir: dataDir ?? "memory", ms: Date.now() - started });
-  const db: Db = drizzlePglite(client);
+  const stats: DatabaseStats = { statements: 0, transactions: 0 };
+  const db: Db = drizzlePglite(client, { logger: counting(stats) });
   // One connection: every unit of work takes turns, so no query lands inside another's transaction.
   const exclusive = createMutex();
   let closed = false;
   return {
     driver: "pglite",
-    transaction: (fn) => exclusive(() => db.transaction((tx) => fn(tx))),
+    stats,
+    transaction: (fn) => exclusive(() => withCommitHooks((body) => db.transaction(body), fn, stats)),
     read: (fn) => exclusive(() => fn(db)),
+    autocommit: (fn) => exclusive(() => fn(db)),
     migrate: (name, folder) =>
       exclusive(() => migratePglite(drizzlePglite(client), migrationConfig(name, folder))),
     ping: () => exclusive(async () => void (await client.query("select 1"))),
@@ -73,14 +120,16 @@ async function openPostgres(url: string, poolSize: number, log: Logger): Promise
     max_lifetime: 30 * 60,
     onnotice: () => {},
   });
-  const pg = drizzlePostgres(client);
+  const stats: DatabaseStats = { statements: 0, transactions: 0 };
+  const pg = drizzlePostgres(client, { logger: counting(stats) });
   const db: Db = pg;
   return {
     driver: "postgres",
+    stats,
     async transaction(fn) {
       for (let attempt = 1; ; attempt++) {
         try {
-          return await db.transaction((tx) => fn(tx));
+          return await withCommitHooks((body) => db.transaction(body), fn, stats);
         } catch (err) {
           const code = pgCode(err);
           if (!code || !RETRYABLE.has(code) || attempt >= 5) throw err;
@@ -89,6 +138,7 @@ async function openPostgres(url: string, poolSize: number, log: Logger): Promise
       }
     },
     read: (fn) => fn(db),
+    autocommit: (fn) => fn(db),
     migrate: (name, folder) => withRetry(() => migratePostgres(pg, migrationConfig(name, folder)), log),
     ping: async () => void (await db.execute(sql`select 1`)),
     close: () => client.end({ timeout: 5 }),

@@ -14,34 +14,31 @@ export interface MessagingConfig {
   outbox_poll_ms: number;
 }
 
-/** A module's messaging: enqueue in a transaction, then nudge after commit. */
+/** A module's messaging: enqueue in a transaction; the relay wakes when it commits. */
 export interface Messaging {
   enqueue: Enqueue;
-  /** Call after a transaction that enqueued messages committed. */
-  committed(): void;
-  start(): void;
+  start(): Promise<void>;
   stop(): Promise<void>;
   samples(): Promise<Sample[]>;
 }
 
-/** Subscribes the handlers (built around this module's outbox) to `consume` under the module's consumer group and prepares its relay. */
+/** Subscribes `handlers` to `consume` under the module's consumer group and prepares its outbox relay. */
 export function setUpMessaging(
   ctx: ModuleContext<MessagingConfig>,
   tables: MessagingTables,
-  handlers: (enqueue: Enqueue) => MessageHandlers,
+  handlers: MessageHandlers,
   consume: readonly (keyof Topics)[],
 ): Messaging {
   const { config, db, bus, log } = ctx;
   let relay: OutboxRelay | null = null;
-  const committed = () => relay?.nudge();
-  const enqueue = outboxWriter(tables, config.topics);
+  const outbox = outboxWriter(tables, config.topics, () => relay?.nudge());
   const consumer = createMessageConsumer({
     db,
     group: config.consumer_group,
     tables,
-    handlers: handlers(enqueue),
+    outbox,
+    handlers,
     log: log.child("consumer"),
-    afterCommit: committed,
   });
   bus.subscribe({
     group: config.consumer_group,
@@ -49,10 +46,9 @@ export function setUpMessaging(
     handler: consumer.handle,
   });
   return {
-    enqueue,
-    committed,
-    start() {
-      relay ??= startOutboxRelay({ db, bus, tables, pollMs: config.outbox_poll_ms, log: log.child("outbox") });
+    enqueue: outbox.enqueue,
+    async start() {
+      relay ??= await startOutboxRelay({ db, bus, tables, pollMs: config.outbox_poll_ms, log: log.child("outbox") });
     },
     async stop() {
       await relay?.stop();
@@ -61,11 +57,10 @@ export function setUpMessaging(
       const pending = relay ? await relay.pending() : 0;
       return [
         { name: "outbox_pending", value: pending },
-        ...Object.entries(consumer.stats).map(([outcome, value]) => ({
-          name: "messages_consumed_total",
-          labels: { outcome },
-          value,
-        })),
+        { name: "consumer_batches_total", value: consumer.stats.batches },
+        ...Object.entries(consumer.stats)
+          .filter(([outcome]) => outcome !== "batches")
+          .map(([outcome, value]) => ({ name: "messages_consumed_total", labels: { outcome }, value })),
       ];
     },
   };

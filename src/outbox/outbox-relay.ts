@@ -1,6 +1,10 @@
-/** Moves committed outbox rows onto the bus, oldest first; at-least-once. */
-import { and, asc, count, eq, inArray, lt, sql } from "drizzle-orm";
-import type { BusRecord, Bus } from "../bus/bus";
+/**
+ * Moves committed outbox rows onto the bus, oldest first, at-least-once. A row is claimed
+ * (`in_flight`) in one statement, handed to the bus, and marked `published` only once the bus
+ * says it is durable downstream; a row whose publish failed goes back to `pending`.
+ */
+import { and, asc, count, eq, inArray, lt, ne, sql } from "drizzle-orm";
+import type { Bus, BusRecord } from "../bus/bus";
 import { retryDelayMs } from "../bus/bus";
 import type { Database } from "../db/database";
 import type { Logger } from "../log";
@@ -8,83 +12,129 @@ import type { MessagingTables } from "./tables";
 
 const BATCH = 200;
 const RETENTION_MS = 24 * 3600 * 1000;
-const STOP_WAIT_MS = 5000;
+const PRUNE_EVERY_MS = 60_000;
 
 /** A running relay. */
 export interface OutboxRelay {
-  /** Asks for a pass soon (called after a transaction that enqueued messages). */
+  /** Asks for a pass soon (called after a transaction that enqueued messages committed). */
   nudge(): void;
   /** Rows not yet published, for health and metrics. */
   pending(): Promise<number>;
+  /** Stops claiming; rows still in flight stay `in_flight` and are sent again after a restart. */
   stop(): Promise<void>;
 }
 
-/** Starts relaying `tables.outbox` to `bus`, polling every `pollMs` and on nudges. */
-export function startOutboxRelay(opts: {
+type Row = MessagingTables["outbox"]["$inferSelect"];
+
+/** Starts relaying `tables.outbox` to `bus`: on nudges, and every `pollMs` when nothing nudged. */
+export async function startOutboxRelay(opts: {
   db: Database;
   bus: Bus;
   tables: MessagingTables;
   pollMs: number;
   log: Logger;
-}): OutboxRelay {
+}): Promise<OutboxRelay> {
   const { db, bus, tables, pollMs, log } = opts;
   const { outbox } = tables;
   let stopped = false;
   let again = false;
   let running: Promise<void> | null = null;
-  let timer: Timer | null = null;
+  let inFlight = 0;
   let failures = 0;
-  let lastPrune = 0;
+  let lastPass = 0;
+  let lastPrune = Date.now();
+  let timer: Timer | null = null;
 
-  const passOnce = async (): Promise<number> => {
-    const rows = await db.read((q) =>
-      q.select().from(outbox).where(eq(outbox.state, "pending")).orderBy(asc(outbox.seq)).limit(BATCH),
+  /** Retries `fn` with backoff until it succeeds or the relay stops: rows must not stay claimed. */
+  const persist = async (what: string, fn: () => Promise<unknown>) => {
+    for (let attempt = 1; !stopped; attempt++) {
+      try {
+        await fn();
+        return;
+      } catch (err) {
+        log.warn(`outbox: ${what} failed; retrying`, { attempt, err });
+        await Bun.sleep(retryDelayMs(attempt));
+      }
+    }
+  };
+
+  const claim = (limit: number): Promise<Row[]> =>
+    db.autocommit((q) =>
+      q
+        .update(outbox)
+        .set({ state: "in_flight" })
+        .where(
+          inArray(
+            outbox.seq,
+            q.select({ seq: outbox.seq }).from(outbox).where(eq(outbox.state, "pending")).orderBy(asc(outbox.seq)).limit(limit).for("update", { skipLocked: true }),
+          ),
+        )
+        .returning(),
     );
-    if (rows.length === 0) return 0;
+
+  const send = async (rows: Row[]) => {
+    rows.sort((a, b) => a.seq - b.seq);
+    const seqs = rows.map((r) => r.seq);
     const records: BusRecord[] = rows.map((r) => ({
       topic: r.topic,
       key: r.key,
       value: JSON.stringify(r.envelope),
       headers: { "message-id": r.id, "message-type": r.type },
     }));
-    const seqs = rows.map((r) => r.seq);
     try {
       await bus.publish(records);
     } catch (err) {
-      await db.transaction((tx) =>
-        tx
-          .update(outbox)
-          .set({ attempts: sql`${outbox.attempts} + 1`, lastError: String((err as Error).message ?? err) })
-          .where(inArray(outbox.seq, seqs)),
+      if (stopped) return;
+      failures += 1;
+      log.warn("outbox: publish failed; will retry", { rows: rows.length, failures, err });
+      const lastError = String((err as Error).message ?? err).slice(0, 1000);
+      await persist("release", () =>
+        db.autocommit((q) =>
+          q.update(outbox).set({ state: "pending", attempts: sql`${outbox.attempts} + 1`, lastError }).where(inArray(outbox.seq, seqs)),
+        ),
       );
-      throw err;
+      await Bun.sleep(retryDelayMs(failures));
+      return;
     }
-    await db.transaction((tx) =>
-      tx.update(outbox).set({ state: "published", publishedAt: new Date() }).where(inArray(outbox.seq, seqs)),
+    failures = 0;
+    await persist("mark published", () =>
+      db.autocommit((q) => q.update(outbox).set({ state: "published", publishedAt: new Date() }).where(inArray(outbox.seq, seqs))),
     );
-    return rows.length;
+  };
+
+  /** Claims and hands over batches while the bus takes more publishes in flight. */
+  const fill = async () => {
+    lastPass = Date.now();
+    while (!stopped && inFlight < bus.publishConcurrency) {
+      const rows = await claim(BATCH);
+      if (rows.length === 0) return;
+      inFlight += 1;
+      void send(rows).finally(() => {
+        inFlight -= 1;
+        kick();
+      });
+      if (rows.length < BATCH) return;
+    }
   };
 
   const prune = async () => {
-    if (Date.now() - lastPrune < 60_000) return;
+    if (Date.now() - lastPrune < PRUNE_EVERY_MS) return;
     lastPrune = Date.now();
     const before = new Date(Date.now() - RETENTION_MS);
-    await db.transaction((tx) =>
-      tx.delete(outbox).where(and(eq(outbox.state, "published"), lt(outbox.publishedAt, before))),
-    );
+    await db.autocommit((q) => q.delete(outbox).where(and(eq(outbox.state, "published"), lt(outbox.publishedAt, before))));
   };
 
   const pass = async () => {
     do {
       again = false;
       try {
-        while (!stopped && (await passOnce()) === BATCH) {}
-        failures = 0;
+        await fill();
         await prune();
       } catch (err) {
+        if (stopped) return;
         failures += 1;
-        if (!stopped) log.warn("outbox relay pass failed", { failures, err });
-        if (!stopped) await Bun.sleep(retryDelayMs(failures));
+        log.warn("outbox relay pass failed", { failures, err });
+        await Bun.sleep(retryDelayMs(failures));
         again = true;
       }
     } while (again && !stopped);
@@ -102,28 +152,27 @@ export function startOutboxRelay(opts: {
   };
 
   const schedule = () => {
-    if (stopped) return;
     timer = setTimeout(() => {
-      kick();
+      // A safety net for rows no nudge announced (another process, a lost wake-up).
+      if (Date.now() - lastPass >= pollMs) kick();
       schedule();
     }, pollMs);
   };
 
+  // Claimed by a run that ended before they were confirmed: send them again (duplicates are harmless).
+  await persist("reclaim", () => db.autocommit((q) => q.update(outbox).set({ state: "pending" }).where(eq(outbox.state, "in_flight"))));
   kick();
   schedule();
   return {
     nudge: kick,
     pending: async () => {
-      const [row] = await db.read((q) =>
-        q.select({ n: count() }).from(outbox).where(eq(outbox.state, "pending")),
-      );
+      const [row] = await db.read((q) => q.select({ n: count() }).from(outbox).where(ne(outbox.state, "published")));
       return row?.n ?? 0;
     },
     async stop() {
       stopped = true;
       if (timer) clearTimeout(timer);
-      // A publish stuck on an unreachable broker must not hold the shutdown: its rows stay pending.
-      await Promise.race([running, Bun.sleep(STOP_WAIT_MS)]);
+      await running;
     },
   };
 }

@@ -1,8 +1,11 @@
 /** Messaging tables every module keeps in its own schema: outbox, inbox, dead letters. */
 import { bigserial, index, integer, jsonb, type PgSchema, text, timestamp, uuid } from "drizzle-orm/pg-core";
 
-/** Outbox row states: `pending` until the relay has handed it to the bus. */
-export const OUTBOX_STATES = ["pending", "published"] as const;
+/**
+ * Outbox row states: `pending` until a relay claims it, `in_flight` while the bus has it but
+ * has not confirmed it durable downstream, `published` once it has.
+ */
+export const OUTBOX_STATES = ["pending", "in_flight", "published"] as const;
 
 /** Declares the outbox, inbox and dead-letter tables inside `schema`. */
 export function messagingTables(schema: PgSchema) {

@@ -1,11 +1,20 @@
 /** Everything registry reacts to on the bus. */
-import type { MessageHandlers } from "../../src/outbox/message-consumer";
+import type { Consumers } from "../../src/outbox/message-consumer";
+import { asc, inArray } from "drizzle-orm";
+import { orders } from "./schema";
 import { recordRejection, recordSuccess } from "./service";
 
 /** Registry's consumer: follow each order's steps and rejections. */
-export const registryConsumers: MessageHandlers = {
-  StepSucceeded: (tx, m) => recordSuccess(tx, m.payload),
-  OrderRejected: (tx, m) => recordRejection(tx, m.payload),
+export const registryConsumers: Consumers = {
+  handlers: {
+    StepSucceeded: (tx, m) => recordSuccess(tx, m.payload),
+    OrderRejected: (tx, m) => recordRejection(tx, m.payload),
+  },
+  // The batch's orders, in id order.
+  lockRows: async (tx, messages) => {
+    const ids = [...new Set(messages.map((m) => m.order_id))];
+    await tx.select({ id: orders.id }).from(orders).where(inArray(orders.id, ids)).orderBy(asc(orders.id)).for("update");
+  },
 };
 
 /** The topics registry's consumer group reads. */

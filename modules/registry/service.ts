@@ -82,15 +82,17 @@ export async function placeOrder(
   });
   const total = items.reduce((sum, i) => sum + i.unit_price_cents * i.quantity, 0);
   const id = crypto.randomUUID();
+  const itemRows = items.map((i) => ({ orderId: id, productId: i.product_id, quantity: i.quantity, unitPriceCents: i.unit_price_cents }));
   return db.transaction(async (tx) => {
-    const [order] = await tx.insert(orders).values({ id, userId, totalCents: total }).returning();
-    const itemRows = await tx
-      .insert(orderItems)
-      .values(items.map((i) => ({ orderId: id, productId: i.product_id, quantity: i.quantity, unitPriceCents: i.unit_price_cents })))
-      .returning();
-    await tx.insert(orderEvents).values({ orderId: id, service: "registry", step: "created", detail: `total ${total} cents` });
+    // The order, its lines and its first timeline entry in one statement.
+    const lines = tx.$with("lines").as(tx.insert(orderItems).values(itemRows).returning({ productId: orderItems.productId }));
+    const created = tx
+      .$with("created")
+      .as(tx.insert(orderEvents).values({ orderId: id, service: "registry", step: "created", detail: `total ${total} cents` }).returning({ id: orderEvents.id }));
+    const order = tx.$with("placed").as(tx.insert(orders).values({ id, userId, totalCents: total }).returning());
+    const [row] = await tx.with(lines, created, order).select().from(order);
     await enqueue(tx, createMessage("OrderCreated", { order_id: id, user_id: userId, items, total_cents: total }));
-    return orderView(order as OrderRow, itemRows);
+    return orderView(row as OrderRow, itemRows);
   });
 }
 
@@ -131,33 +133,43 @@ export async function getOrder(db: Database, id: string) {
   });
 }
 
-const lockOrder = async (tx: Db, id: string) => {
-  const [order] = await tx.select().from(orders).where(eq(orders.id, id)).for("update");
-  return order;
-};
-
-/** StepSucceeded: note the step; complete the order once wallet and storage both succeeded. */
+/** StepSucceeded: note the step once; complete the order when wallet and storage both succeeded. */
 export async function recordSuccess(tx: Db, step: StepSucceeded): Promise<void> {
-  const order = await lockOrder(tx, step.order_id);
-  if (!order || step.service === "registry") return;
-  const already = step.service === "wallet" ? order.walletDone : order.storageDone;
-  if (already) return;
-  const walletDone = order.walletDone || step.service === "wallet";
-  const storageDone = order.storageDone || step.service === "storage";
-  const completes = order.status === "pending" && walletDone && storageDone;
-  await tx
+  if (step.service === "registry") return;
+  const flag = step.service === "wallet" ? orders.walletDone : orders.storageDone;
+  const other = step.service === "wallet" ? orders.storageDone : orders.walletDone;
+  // One statement: set this step's flag unless it was set, completing a pending order whose other step is done.
+  const [order] = await tx
     .update(orders)
-    .set({ walletDone, storageDone, updatedAt: new Date(), ...(completes ? { status: "completed" as const } : {}) })
-    .where(eq(orders.id, order.id));
-  const step_name = step.service === "wallet" ? "paid" : "reserved";
-  await tx.insert(orderEvents).values({ orderId: order.id, service: step.service, step: step_name });
-  if (completes) await tx.insert(orderEvents).values({ orderId: order.id, service: "registry", step: "completed" });
+    .set({
+      [step.service === "wallet" ? "walletDone" : "storageDone"]: true,
+      status: sql`case when ${orders.status} = 'pending' and ${other} then 'completed' else ${orders.status} end`,
+      updatedAt: new Date(),
+    })
+    .where(and(eq(orders.id, step.order_id), eq(flag, false)))
+    .returning({ id: orders.id, status: orders.status });
+  if (!order) return; // unknown order, or this step was already recorded
+  const events: (typeof orderEvents.$inferInsert)[] = [
+    { orderId: order.id, service: step.service, step: step.service === "wallet" ? "paid" : "reserved" },
+  ];
+  // Only this update can have completed it: an order with both flags already set is not matched.
+  if (order.status === "completed") events.push({ orderId: order.id, service: "registry", step: "completed" });
+  await tx.insert(orderEvents).values(events);
 }
 
-/** OrderRejected by a participant: the first rejection decides a pending order. */
+/** OrderRejected by a participant: the first rejection decides a pending order; every one is on the timeline. */
 export async function recordRejection(tx: Db, rejection: OrderRejected): Promise<void> {
   if (rejection.service === "registry") return;
-  const order = await lockOrder(tx, rejection.order_id);
+  const pending = sql`${orders.status} = 'pending'`;
+  const [order] = await tx
+    .update(orders)
+    .set({
+      status: sql`case when ${pending} then 'rejected' else ${orders.status} end`,
+      reason: sql`case when ${pending} then ${rejection.reason} else ${orders.reason} end`,
+      updatedAt: sql`case when ${pending} then now() else ${orders.updatedAt} end`,
+    })
+    .where(eq(orders.id, rejection.order_id))
+    .returning({ id: orders.id });
   if (!order) return;
   await tx.insert(orderEvents).values({
     orderId: order.id,
@@ -165,24 +177,23 @@ export async function recordRejection(tx: Db, rejection: OrderRejected): Promise
     step: "rejected",
     detail: `${rejection.reason}: ${rejection.message}`,
   });
-  if (order.status !== "pending") return;
-  await tx
-    .update(orders)
-    .set({ status: "rejected", reason: rejection.reason, updatedAt: new Date() })
-    .where(eq(orders.id, order.id));
 }
 
 const EXPIRY_BATCH = 500;
 
 /** Rejects pending orders older than the deadline and tells the participants; returns how many. */
 export async function rejectExpiredOrders(db: Database, enqueue: Enqueue, deadlineMs: number): Promise<number> {
+  // The database's clock, like created_at's default: app and database clocks may differ.
+  const cutoff = sql`now() - make_interval(secs => ${deadlineMs / 1000})`;
+  const overdue = and(eq(orders.status, "pending"), lt(orders.createdAt, cutoff));
+  // Usually nothing is due: one read, no transaction.
+  const [any] = await db.read((q) => q.select({ id: orders.id }).from(orders).where(overdue).limit(1));
+  if (!any) return 0;
   return db.transaction(async (tx) => {
-    // The database's clock, like created_at's default: app and database clocks may differ.
-    const cutoff = sql`now() - make_interval(secs => ${deadlineMs / 1000})`;
     const due = await tx
       .select({ id: orders.id })
       .from(orders)
-      .where(and(eq(orders.status, "pending"), lt(orders.createdAt, cutoff)))
+      .where(overdue)
       .limit(EXPIRY_BATCH)
       .for("update", { skipLocked: true });
     if (due.length === 0) return 0;

@@ -1,12 +1,31 @@
 /** Everything storage reacts to on the bus. */
-import type { MessageHandlers } from "../../src/outbox/message-consumer";
+import { and, asc, eq, inArray, or } from "drizzle-orm";
+import type { Consumers } from "../../src/outbox/message-consumer";
+import { reservations, stock } from "./schema";
 import { releaseItems, reserveItems } from "./service";
 
 /** Storage's consumer: reserve new orders' items, release orders another service rejected. */
-export const storageConsumers: MessageHandlers = {
-  OrderCreated: (tx, m, enqueue) => reserveItems(tx, enqueue, m.payload),
-  OrderRejected: async (tx, m) => {
-    if (m.payload.service !== "storage") await releaseItems(tx, m.payload);
+export const storageConsumers: Consumers = {
+  handlers: {
+    OrderCreated: (tx, m, enqueue) => reserveItems(tx, enqueue, m.payload),
+    OrderRejected: async (tx, m) => {
+      if (m.payload.service !== "storage") await releaseItems(tx, m.payload);
+    },
+  },
+  // The stock rows of the items to reserve and of the reservations to release, in product order.
+  lockRows: async (tx, messages) => {
+    const products = messages.flatMap((m) => (m.type === "OrderCreated" ? m.payload.items.map((i) => i.product_id) : []));
+    const releases = messages.flatMap((m) => (m.type === "OrderRejected" ? [m.order_id] : []));
+    const held = tx
+      .select({ id: reservations.productId })
+      .from(reservations)
+      .where(and(inArray(reservations.orderId, releases), eq(reservations.state, "reserved")));
+    const conditions = [
+      ...(products.length ? [inArray(stock.productId, [...new Set(products)])] : []),
+      ...(releases.length ? [inArray(stock.productId, held)] : []),
+    ];
+    if (conditions.length === 0) return;
+    await tx.select({ id: stock.productId }).from(stock).where(or(...conditions)).orderBy(asc(stock.productId)).for("update");
   },
 };
 

@@ -1,5 +1,5 @@
 /** Storage's rules: receive goods, reserve an order's items (all or none), release them. */
-import { and, asc, eq, inArray, sql } from "drizzle-orm";
+import { and, asc, eq, inArray, notExists, sql } from "drizzle-orm";
 import { createMessage, type OrderCreated, type OrderRejected } from "../../src/contracts";
 import type { Database, Db } from "../../src/db/database";
 import { notFound } from "../../src/errors";
@@ -63,14 +63,22 @@ export async function receive(db: Database, productId: number, quantity: number)
 /** OrderCreated: reserve every item or none; announce the outcome. */
 export async function reserveItems(tx: Db, enqueue: Enqueue, order: OrderCreated): Promise<void> {
   const orderId = order.order_id;
-  if (await isRejected(tx, rejectedOrders, orderId)) return;
-  const [held] = await tx.select().from(reservations).where(eq(reservations.orderId, orderId)).limit(1);
-  if (held) return;
-
   const wanted = mergeItems(order.items);
   const ids = [...wanted.keys()].sort((a, b) => a - b);
-  // Lock rows in id order so concurrent orders cannot deadlock.
-  const rows = await tx.select().from(stock).where(inArray(stock.productId, ids)).orderBy(asc(stock.productId)).for("update");
+  // Lock rows in id order so concurrent orders cannot deadlock; none come back for a rejected or held order.
+  const rows = await tx
+    .select()
+    .from(stock)
+    .where(
+      and(
+        inArray(stock.productId, ids),
+        notExists(tx.select({ one: sql`1` }).from(rejectedOrders).where(eq(rejectedOrders.orderId, orderId))),
+        notExists(tx.select({ one: sql`1` }).from(reservations).where(eq(reservations.orderId, orderId))),
+      ),
+    )
+    .orderBy(asc(stock.productId))
+    .for("update");
+  if (rows.length < ids.length && (await alreadyDecided(tx, orderId))) return;
   const byId = new Map(rows.map((r) => [r.productId, r]));
   const missing = ids.find((id) => !byId.has(id));
   const short = ids.find((id) => (byId.get(id)?.available ?? 0) < (wanted.get(id) ?? 0));
@@ -83,19 +91,30 @@ export async function reserveItems(tx: Db, enqueue: Enqueue, order: OrderCreated
     await enqueue(tx, createMessage("OrderRejected", rejection));
     return;
   }
-  for (const id of ids) {
-    const quantity = wanted.get(id) ?? 0;
-    await tx
-      .update(stock)
-      .set({
-        available: sql`${stock.available} - ${quantity}`,
-        reserved: sql`${stock.reserved} + ${quantity}`,
-        updatedAt: new Date(),
-      })
-      .where(eq(stock.productId, id));
-  }
+  await moveStock(tx, new Map(ids.map((id) => [id, -(wanted.get(id) ?? 0)])));
   await tx.insert(reservations).values(ids.map((id) => ({ orderId, productId: id, quantity: wanted.get(id) ?? 0 })));
   await enqueue(tx, createMessage("StepSucceeded", { order_id: orderId, service: "storage" }));
+}
+
+/** True if the order was rejected or already holds a reservation. */
+async function alreadyDecided(tx: Db, orderId: string): Promise<boolean> {
+  if (await isRejected(tx, rejectedOrders, orderId)) return true;
+  const [held] = await tx.select({ id: reservations.orderId }).from(reservations).where(eq(reservations.orderId, orderId)).limit(1);
+  return held !== undefined;
+}
+
+/** Moves units between available and reserved in one statement: a negative delta reserves, a positive one releases. */
+async function moveStock(tx: Db, delta: Map<number, number>): Promise<void> {
+  if (delta.size === 0) return;
+  const cases = sql.join(
+    [...delta].map(([id, d]) => sql`when ${id} then ${d}::integer`),
+    sql` `,
+  );
+  const by = sql`(case ${stock.productId} ${cases} end)`;
+  await tx
+    .update(stock)
+    .set({ available: sql`${stock.available} + ${by}`, reserved: sql`${stock.reserved} - ${by}`, updatedAt: new Date() })
+    .where(inArray(stock.productId, [...delta.keys()]));
 }
 
 /** OrderRejected by another service: remember it, and release what the order holds, once. */
@@ -107,16 +126,7 @@ export async function releaseItems(tx: Db, rejection: OrderRejected): Promise<vo
     .set({ state: "released", releasedAt: new Date() })
     .where(and(eq(reservations.orderId, orderId), eq(reservations.state, "reserved")))
     .returning();
-  for (const r of released.sort((a, b) => a.productId - b.productId)) {
-    await tx
-      .update(stock)
-      .set({
-        available: sql`${stock.available} + ${r.quantity}`,
-        reserved: sql`${stock.reserved} - ${r.quantity}`,
-        updatedAt: new Date(),
-      })
-      .where(eq(stock.productId, r.productId));
-  }
+  await moveStock(tx, new Map(released.map((r) => [r.productId, r.quantity])));
 }
 
 function mergeItems(items: OrderCreated["items"]): Map<number, number> {

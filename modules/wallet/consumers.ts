@@ -1,12 +1,28 @@
 /** Everything wallet reacts to on the bus. */
-import type { MessageHandlers } from "../../src/outbox/message-consumer";
+import { and, asc, eq, inArray, or } from "drizzle-orm";
+import type { Consumers } from "../../src/outbox/message-consumer";
+import { ledger, wallets } from "./schema";
 import { debitOrder, refundOrder } from "./service";
 
 /** Wallet's consumer: debit new orders, refund orders another service rejected. */
-export const walletConsumers: MessageHandlers = {
-  OrderCreated: (tx, m, enqueue) => debitOrder(tx, enqueue, m.payload),
-  OrderRejected: async (tx, m) => {
-    if (m.payload.service !== "wallet") await refundOrder(tx, m.payload);
+export const walletConsumers: Consumers = {
+  handlers: {
+    OrderCreated: (tx, m, enqueue) => debitOrder(tx, enqueue, m.payload),
+    OrderRejected: async (tx, m) => {
+      if (m.payload.service !== "wallet") await refundOrder(tx, m.payload);
+    },
+  },
+  // The wallets of the orders to debit and of the debits to refund, in user order.
+  lockRows: async (tx, messages) => {
+    const users = messages.flatMap((m) => (m.type === "OrderCreated" ? [m.payload.user_id] : []));
+    const refunds = messages.flatMap((m) => (m.type === "OrderRejected" ? [m.order_id] : []));
+    const debitors = tx.select({ id: ledger.userId }).from(ledger).where(and(inArray(ledger.orderId, refunds), eq(ledger.kind, "debit")));
+    const conditions = [
+      ...(users.length ? [inArray(wallets.userId, users)] : []),
+      ...(refunds.length ? [inArray(wallets.userId, debitors)] : []),
+    ];
+    if (conditions.length === 0) return;
+    await tx.select({ id: wallets.userId }).from(wallets).where(or(...conditions)).orderBy(asc(wallets.userId)).for("update");
   },
 };
 

@@ -1,5 +1,5 @@
 /** Wallet's rules: deposit, debit an order, refund a rejected one. No HTTP, no bus details. */
-import { and, asc, desc, eq, gte, sql } from "drizzle-orm";
+import { and, asc, desc, eq, gte, notExists, sql } from "drizzle-orm";
 import { createMessage, type OrderCreated, type OrderRejected } from "../../src/contracts";
 import type { Database, Db } from "../../src/db/database";
 import { DomainError, notFound } from "../../src/errors";
@@ -107,17 +107,18 @@ export async function deposit(db: Database, userId: number, amountCents: number)
 /** OrderCreated: debit the total once, or reject the order. */
 export async function debitOrder(tx: Db, enqueue: Enqueue, order: OrderCreated): Promise<void> {
   const orderId = order.order_id;
-  if (await isRejected(tx, rejectedOrders, orderId)) return;
-  const [done] = await tx
-    .select({ id: ledger.id })
-    .from(ledger)
-    .where(and(eq(ledger.orderId, orderId), eq(ledger.kind, "debit")));
-  if (done) return;
-
+  // The common case in one statement: not rejected, not debited yet, enough money.
   const [debited] = await tx
     .update(wallets)
     .set({ balanceCents: sql`${wallets.balanceCents} - ${order.total_cents}`, updatedAt: new Date() })
-    .where(and(eq(wallets.userId, order.user_id), gte(wallets.balanceCents, order.total_cents)))
+    .where(
+      and(
+        eq(wallets.userId, order.user_id),
+        gte(wallets.balanceCents, order.total_cents),
+        notExists(tx.select({ one: sql`1` }).from(rejectedOrders).where(eq(rejectedOrders.orderId, orderId))),
+        notExists(tx.select({ one: sql`1` }).from(ledger).where(and(eq(ledger.orderId, orderId), eq(ledger.kind, "debit")))),
+      ),
+    )
     .returning();
   if (debited) {
     await tx.insert(ledger).values({
@@ -130,6 +131,12 @@ export async function debitOrder(tx: Db, enqueue: Enqueue, order: OrderCreated):
     await enqueue(tx, createMessage("StepSucceeded", { order_id: orderId, service: "wallet" }));
     return;
   }
+  if (await isRejected(tx, rejectedOrders, orderId)) return;
+  const [done] = await tx
+    .select({ id: ledger.id })
+    .from(ledger)
+    .where(and(eq(ledger.orderId, orderId), eq(ledger.kind, "debit")));
+  if (done) return;
   const [exists] = await tx.select({ id: wallets.userId }).from(wallets).where(eq(wallets.userId, order.user_id));
   const rejection: OrderRejected = exists
     ? { order_id: orderId, service: "wallet", reason: "insufficient_funds", message: `balance below ${order.total_cents} cents` }

@@ -17,6 +17,16 @@ export type MessageHandlers = {
   [T in MessageType]?: (tx: Db, message: MessageOf<T>, enqueue: Enqueue) => Promise<void>;
 };
 
+/** A module's consumer: its handlers, and the rows a batch will write, locked up front. */
+export interface Consumers {
+  handlers: MessageHandlers;
+  /**
+   * Locks, in one statement and a fixed order, the rows the batch's fresh messages will update,
+   * so that two batches touching the same rows in different orders cannot deadlock.
+   */
+  lockRows?: (tx: Db, messages: Message[]) => Promise<void>;
+}
+
 /** Counters a consumer keeps, read by /metrics. */
 export interface ConsumerStats {
   processed: number;
@@ -39,10 +49,11 @@ export function createMessageConsumer(opts: {
   group: string;
   tables: MessagingTables;
   outbox: OutboxWriter;
-  handlers: MessageHandlers;
+  consumers: Consumers;
   log: Logger;
 }): { handle: BatchHandler; stats: ConsumerStats } {
-  const { db, group, tables, outbox, handlers, log } = opts;
+  const { db, group, tables, outbox, log } = opts;
+  const { handlers, lockRows } = opts.consumers;
   const stats: ConsumerStats = { processed: 0, duplicates: 0, ignored: 0, dead: 0, failures: 0, batches: 0 };
   const attempts = new Map<string, number>();
 
@@ -75,13 +86,17 @@ export function createMessageConsumer(opts: {
       const fresh = [...wanted.values()].filter((m) => insertedIds.has(m.id));
       if (fresh.length > 0) {
         // Messages about one order, from any topic, take turns within this consumer group (locks in a fixed order: no deadlock).
-        const keys = [...new Set(fresh.map((m) => `${group}:${m.order_id}`))];
-        await tx.execute(
-          sql`select pg_advisory_xact_lock(h) from (select distinct hashtextextended(k, 0) as h from unnest(array[${sql.join(
-            keys.map((k) => sql`${k}`),
-            sql`, `,
-          )}]::text[]) as k order by h) as locks`,
-        );
+        if (db.driver === "postgres") {
+          // (PGlite has one connection: its transactions never overlap, so there is nothing to lock.)
+          const keys = [...new Set(fresh.map((m) => `${group}:${m.order_id}`))];
+          await tx.execute(
+            sql`select pg_advisory_xact_lock(h) from (select distinct hashtextextended(k, 0) as h from unnest(array[${sql.join(
+              keys.map((k) => sql`${k}`),
+              sql`, `,
+            )}]::text[]) as k order by h) as locks`,
+          );
+          await lockRows?.(tx, fresh);
+        }
         const staged = outbox.staging();
         for (const m of fresh) await (handlerFor(m) as NonNullable<ReturnType<typeof handlerFor>>)(tx, m, staged.enqueue);
         await staged.flush(tx);

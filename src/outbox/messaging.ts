@@ -2,7 +2,7 @@
 import type { Topics } from "../config";
 import type { Sample } from "../http/metrics";
 import type { ModuleContext } from "../module";
-import { createMessageConsumer, type MessageHandlers } from "./message-consumer";
+import { type Consumers, createMessageConsumer } from "./message-consumer";
 import { type Enqueue, outboxWriter } from "./outbox";
 import { type OutboxRelay, startOutboxRelay } from "./outbox-relay";
 import type { MessagingTables } from "./tables";
@@ -22,11 +22,11 @@ export interface Messaging {
   samples(): Promise<Sample[]>;
 }
 
-/** Subscribes `handlers` to `consume` under the module's consumer group and prepares its outbox relay. */
+/** Subscribes `consumers` to `consume` under the module's consumer group and prepares its outbox relay. */
 export function setUpMessaging(
   ctx: ModuleContext<MessagingConfig>,
   tables: MessagingTables,
-  handlers: MessageHandlers,
+  consumers: Consumers,
   consume: readonly (keyof Topics)[],
 ): Messaging {
   const { config, db, bus, log } = ctx;
@@ -37,7 +37,7 @@ export function setUpMessaging(
     group: config.consumer_group,
     tables,
     outbox,
-    handlers,
+    consumers,
     log: log.child("consumer"),
   });
   bus.subscribe({

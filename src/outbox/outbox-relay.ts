@@ -1,7 +1,9 @@
 /**
  * Moves committed outbox rows onto the bus, oldest first, at-least-once. A row is claimed
  * (`in_flight`) in one statement, handed to the bus, and marked `published` only once the bus
- * says it is durable downstream; a row whose publish failed goes back to `pending`.
+ * says it is durable downstream; a row whose publish failed goes back to `pending`. Marks are
+ * written together, a moment later: a crash before that only sends a row twice, and consumers
+ * drop the duplicate.
  */
 import { and, asc, count, eq, inArray, lt, ne, sql } from "drizzle-orm";
 import type { Bus, BusRecord } from "../bus/bus";
@@ -13,6 +15,8 @@ import type { MessagingTables } from "./tables";
 const BATCH = 200;
 const RETENTION_MS = 24 * 3600 * 1000;
 const PRUNE_EVERY_MS = 60_000;
+/** How long confirmed rows wait to be marked published together (fewer statements under load). */
+const MARK_AFTER_MS = 100;
 
 /** A running relay. */
 export interface OutboxRelay {
@@ -44,6 +48,11 @@ export async function startOutboxRelay(opts: {
   let lastPass = 0;
   let lastPrune = Date.now();
   let timer: Timer | null = null;
+  /** Claims stopped because the bus had enough in flight: claim again when a send finishes. */
+  let blocked = false;
+  let confirmed: number[] = [];
+  let marking: Promise<void> | null = null;
+  let markTimer: Timer | null = null;
 
   /** Retries `fn` with backoff until it succeeds or the relay stops: rows must not stay claimed. */
   const persist = async (what: string, fn: () => Promise<unknown>) => {
@@ -97,22 +106,41 @@ export async function startOutboxRelay(opts: {
       return;
     }
     failures = 0;
-    await persist("mark published", () =>
-      db.autocommit((q) => q.update(outbox).set({ state: "published", publishedAt: new Date() }).where(inArray(outbox.seq, seqs))),
-    );
+    confirmed.push(...seqs);
+    markTimer ??= setTimeout(() => void markConfirmed(), MARK_AFTER_MS);
   };
+
+  /** Marks every confirmed row published in one statement. */
+  const markConfirmed = async () => {
+    markTimer = null;
+    await marking;
+    const seqs = confirmed;
+    confirmed = [];
+    if (seqs.length === 0) return;
+    marking = persist("mark published", () => markPublished(seqs));
+    await marking;
+  };
+
+  const markPublished = (seqs: number[]) =>
+    db.autocommit((q) => q.update(outbox).set({ state: "published", publishedAt: new Date() }).where(inArray(outbox.seq, seqs)));
 
   /** Claims and hands over batches while the bus takes more publishes in flight. */
   const fill = async () => {
     lastPass = Date.now();
-    while (!stopped && inFlight < bus.publishConcurrency) {
+    blocked = false;
+    while (!stopped) {
+      if (inFlight >= bus.publishConcurrency) {
+        blocked = true;
+        return;
+      }
       const rows = await claim(BATCH);
       if (rows.length === 0) return;
       inFlight += 1;
       void send(rows).finally(() => {
         inFlight -= 1;
-        kick();
+        if (blocked) kick();
       });
+      // A short batch took everything committed so far; later commits nudge again.
       if (rows.length < BATCH) return;
     }
   };
@@ -173,6 +201,10 @@ export async function startOutboxRelay(opts: {
       stopped = true;
       if (timer) clearTimeout(timer);
       await running;
+      // What the bus confirmed so far is marked now (one try); the rest is sent again after a restart.
+      if (markTimer) clearTimeout(markTimer);
+      await marking;
+      if (confirmed.length > 0) await markPublished(confirmed.splice(0)).catch(() => {});
     },
   };
 }

@@ -1,34 +1,43 @@
 /**
- * Idle cost of the split deployment: starts registry, wallet and storage as three processes over
- * Kafka (librdkafka's mock broker) and PostgreSQL, lets them settle, then reads each process's
- * CPU time from /proc over a window with no traffic. Prints % of one core per process.
+ * Idle cost of a running shop: % of one core per process over a window with no traffic.
+ * Run on its own (`bun run bench/idle-cpu.ts`) it starts the split deployment over Kafka
+ * (librdkafka's mock broker, default fetch wait) and PostgreSQL and prints the figures.
  */
-import { readFileSync } from "node:fs";
 import { startSplitShop } from "../test/support/split-shop";
+import { cpuSince, cpuSnapshot, type Pids } from "./proc-stats";
 
-const WINDOW_MS = Number(process.env.IDLE_WINDOW_MS ?? 10_000);
-const TICKS = 100; // USER_HZ on Linux
-
-/** utime + stime of a process, in clock ticks. */
-function cpuTicks(pid: number): number {
-  const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
-  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-  return Number(fields[11]) + Number(fields[12]);
+/** % of one core used by each process over `windowMs` of doing nothing. */
+export async function idleCpu(pids: Pids, windowMs: number): Promise<Record<string, number>> {
+  const before = cpuSnapshot(pids);
+  await Bun.sleep(windowMs);
+  return cpuSince(before, pids);
 }
 
-/** Returns % of one core used by each process over the window, with default Kafka settings. */
-export async function measureIdleCpu(): Promise<Record<string, number>> {
+/**
+ * Waits until every process is back near its idle CPU (within `marginPct` points of `idle`)
+ * for two half-second windows in a row, or `timeoutMs` passed; returns whether it got quiet.
+ */
+export async function waitUntilQuiet(pids: Pids, idle: Record<string, number>, timeoutMs: number, marginPct = 10): Promise<boolean> {
+  const deadline = performance.now() + timeoutMs;
+  let quietWindows = 0;
+  while (quietWindows < 2) {
+    if (performance.now() > deadline) return false;
+    const before = cpuSnapshot(pids);
+    await Bun.sleep(500);
+    const usage = cpuSince(before, pids);
+    const quiet = Object.entries(usage).every(([name, pct]) => pct <= (idle[name] ?? 0) + marginPct);
+    quietWindows = quiet ? quietWindows + 1 : 0;
+  }
+  return true;
+}
+
+/** Starts the split shop with default Kafka settings, lets it settle, and measures its idle CPU. */
+export async function measureIdleCpu(windowMs = Number(process.env.IDLE_WINDOW_MS ?? 10_000)): Promise<Record<string, number>> {
   const shop = await startSplitShop({ KAFKA_FETCH_MAX_WAIT_MS: "5000" });
   try {
     await Bun.sleep(5000); // settle: group joins, first fetches
-    const pids = Object.entries(shop.processes).map(([name, p]) => [name, p.proc.pid] as const);
-    const before = pids.map(([, pid]) => cpuTicks(pid));
-    const started = performance.now();
-    await Bun.sleep(WINDOW_MS);
-    const elapsed = (performance.now() - started) / 1000;
-    return Object.fromEntries(
-      pids.map(([name, pid], i) => [name, ((cpuTicks(pid) - (before[i] ?? 0)) / TICKS / elapsed) * 100]),
-    );
+    const pids = Object.fromEntries(Object.entries(shop.processes).map(([name, p]) => [name, p.proc.pid]));
+    return await idleCpu(pids, windowMs);
   } finally {
     await shop.stop();
   }

@@ -43,6 +43,8 @@ const SettingsSchema = z.object({
   KAFKA_CLIENT_ID: z.string().min(1).default("shop"),
   // Partitions per topic, in the memory bus and for topics the Kafka bus creates.
   BUS_PARTITIONS: z.coerce.number().int().min(1).max(256).default(3),
+  // How long an in-process consumer waits for more records before a short batch (latency vs. batching).
+  BUS_LINGER_MS: z.coerce.number().int().min(0).max(1000).default(5),
   KAFKA_SESSION_TIMEOUT_MS: z.coerce.number().int().min(3000).max(300_000).default(30_000),
   KAFKA_FETCH_MAX_WAIT_MS: z.coerce.number().int().min(10).max(30_000).default(5000),
   DATABASE_URL: z

@@ -6,7 +6,7 @@ import { createMemoryBus } from "./memory";
 
 /** Creates the configured bus; Kafka's client is only loaded when asked for. */
 export async function createBus(settings: Settings, log: Logger): Promise<Bus> {
-  if (settings.BUS === "memory") return createMemoryBus(log, settings.BUS_PARTITIONS);
+  if (settings.BUS === "memory") return createMemoryBus(log, settings.BUS_PARTITIONS, settings.BUS_LINGER_MS);
   const { createKafkaBus } = await import("./kafka");
   return createKafkaBus(
     {

@@ -32,8 +32,12 @@ interface Partition {
   lanes: Lane[];
 }
 
-/** Creates the in-memory bus of the single-process mode, with `partitions` per topic. */
-export function createMemoryBus(log: Logger, partitions = 3): Bus {
+/**
+ * Creates the in-memory bus of the single-process mode, with `partitions` per topic. A lane
+ * with less than a full batch waiting lingers `lingerMs` first, so that under load batches
+ * grow (one transaction for many records) at the price of that much latency per hop.
+ */
+export function createMemoryBus(log: Logger, partitions = 3, lingerMs = 0): Bus {
   const topics = new Map<string, Partition[]>();
   let started = false;
   let stopping = false;
@@ -65,6 +69,8 @@ export function createMemoryBus(log: Logger, partitions = 3): Bus {
 
   const drain = async (p: Partition, lane: Lane) => {
     while (!stopping && lane.offset < p.base + p.entries.length) {
+      // A short wait lets records published meanwhile join the batch (Kafka's linger.ms).
+      if (lingerMs > 0 && p.base + p.entries.length - lane.offset < MAX_BATCH) await pause(lingerMs);
       const from = lane.offset - p.base;
       const batch = p.entries.slice(from, from + MAX_BATCH);
       let done = 0;

@@ -1,0 +1,120 @@
+/** Everything measured for one topology: start time, idle CPU, GET /products, saga load, peak RSS, restart. */
+import type { PostgresCluster } from "../test/support/postgres-cluster";
+import { cleanUp, defer, depth } from "./cleanup";
+import { wrkRequestsPerSecond } from "./http-floor";
+import { idleCpu, waitUntilQuiet } from "./idle-cpu";
+import { launch, type RunningShop } from "./launch";
+import { benchUsers, postAtRate, postAtSaturation, stockUp } from "./load";
+import { OrderTracker } from "./order-tracker";
+import { type PhaseResult, summarise } from "./phase";
+import { type Pids, peakRssMb } from "./proc-stats";
+import type { BenchSettings, Mode } from "./settings";
+import { prepareTopology } from "./topologies";
+
+/** The figures of one topology. */
+export interface ModeResult {
+  mode: Mode;
+  startFreshMs: number;
+  startExistingMs: number;
+  /** % of a core per process (and PostgreSQL's), no traffic. */
+  idleCpu: Record<string, number>;
+  /** VmHWM per process just before stopping, MiB. */
+  peakRssMb: Record<string, number>;
+  productsRps: number;
+  /** The registry's GET /products body, for the bare server. */
+  productsBody: string;
+  saturation: PhaseResult;
+  /** Offered orders/s in the half phase. */
+  halfRate: number;
+  half: PhaseResult;
+  /** Poller requests per second while tracking, and its failed rounds. */
+  pollerRps: number;
+  pollerErrors: number;
+  /** warn/error log lines of the shop processes. */
+  warnings: string[];
+}
+
+/**
+ * Runs the whole sequence on one topology, with progress lines on stderr; stops everything it
+ * started. `postmaster` is the cluster's pid: its CPU (backends included) is measured beside the
+ * shop's in the modes that use PostgreSQL, as is the Kafka broker's.
+ */
+export async function measureMode(mode: Mode, cluster: PostgresCluster, postmaster: number, s: BenchSettings): Promise<ModeResult> {
+  const say = (msg: string) => console.error(`[${mode}] ${msg}`);
+  const mark = depth();
+  try {
+    const { specs, helpers } = await prepareTopology(mode, cluster, s);
+    let shop: RunningShop = await launch(specs);
+    defer(`stop the ${mode} shop`, () => shop.stop());
+    const startFreshMs = shop.startMs;
+    say(`healthy after ${shop.startMs.toFixed(0)} ms (fresh data); idle window ${s.idleSeconds} s`);
+    const watched = () => ({ ...shop.pids, ...helpers, ...(mode === "pglite" ? {} : { postgres: postmaster }) });
+    await Bun.sleep(s.idleSettleSeconds * 1000);
+    const idle = await idleCpu(watched(), s.idleSeconds * 1000);
+
+    const registry = shop.urls.registry;
+    const productsBody = await (await fetch(`${registry}/products`)).text();
+    say(`wrk GET /products for ${s.wrkSeconds} s`);
+    const productsRps = await wrkRequestsPerSecond(`${registry}/products`, s);
+
+    const users = benchUsers(s.clients);
+    await stockUp(shop.urls, users);
+    const tracker = new OrderTracker(registry, s.pollMs, s.pollMaxRps);
+    tracker.start();
+    defer("stop the order poller", () => tracker.stop());
+    const trackingFrom = performance.now();
+    say(`saturation: ${s.clients} clients for ${s.seconds} s`);
+    const satRun = await postAtSaturation(shop.urls, tracker, watched(), users, s.seconds);
+    await drain(tracker, watched(), idle, s, say);
+    const saturation = summarise(satRun, tracker);
+    const halfRate = Math.max(1, saturation.finalPerSecond / 2);
+    say(`saturation: ${saturation.finalPerSecond.toFixed(1)} final/s; half rate: ${halfRate.toFixed(1)} orders/s for ${s.seconds} s`);
+    const halfRun = await postAtRate(shop.urls, tracker, watched(), users, halfRate, s.seconds);
+    await drain(tracker, watched(), idle, s, say);
+    const half = summarise(halfRun, tracker);
+    await tracker.stop();
+    const trackingSeconds = (performance.now() - trackingFrom) / 1000;
+
+    const peak = Object.fromEntries(Object.entries(shop.pids).map(([name, pid]) => [name, peakRssMb(pid)]));
+    const warnings = shop.warnings();
+    await shop.stop();
+    shop = await launch(specs);
+    say(`healthy after ${shop.startMs.toFixed(0)} ms (existing data)`);
+    warnings.push(...shop.warnings());
+    return {
+      mode,
+      startFreshMs,
+      startExistingMs: shop.startMs,
+      idleCpu: idle,
+      peakRssMb: peak,
+      productsRps,
+      productsBody,
+      saturation,
+      halfRate,
+      half,
+      pollerRps: tracker.stats.requests / trackingSeconds,
+      pollerErrors: tracker.stats.errors,
+      warnings,
+    };
+  } finally {
+    await cleanUp(mark);
+  }
+}
+
+/** Waits for the tracked orders to become final and for the shop to stop working (compensations, relays). */
+async function drain(
+  tracker: OrderTracker,
+  pids: Pids,
+  idle: Record<string, number>,
+  s: BenchSettings,
+  say: (msg: string) => void,
+): Promise<void> {
+  const started = performance.now();
+  const left = await tracker.drain(s.drainSeconds * 1000);
+  const finalMs = performance.now() - started;
+  const quiet = await waitUntilQuiet(pids, idle, Math.max(1000, s.drainSeconds * 1000 - finalMs));
+  const ms = performance.now() - started;
+  if (left > 0) say(`${left} orders still pending after ${s.drainSeconds} s`);
+  else if (!quiet) say(`all orders final after ${(finalMs / 1000).toFixed(1)} s, but the shop still busy at ${s.drainSeconds} s`);
+  else if (ms > 3000) say(`all orders final after ${(finalMs / 1000).toFixed(1)} s, shop idle after ${(ms / 1000).toFixed(1)} s`);
+}

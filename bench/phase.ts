@@ -1,0 +1,67 @@
+/** Figures for one phase of posting: rates, POST-to-final latency, rejections. */
+import type { PostingRun } from "./load";
+import type { Outcome, OrderTracker } from "./order-tracker";
+
+/** The summary of a phase. */
+export interface PhaseResult {
+  seconds: number;
+  accepted: number;
+  acceptedPerSecond: number;
+  /** Orders seen final while posting went on, per second of posting. */
+  finalPerSecond: number;
+  /** Orders seen final after posting stopped, per second until the last one (NaN if under 50 or under 1 s). */
+  drainPerSecond: number;
+  /** POST sent (or due) until first seen final, in ms. */
+  p50: number;
+  p99: number;
+  /** Median time from the registry's updated_at to the poller seeing the order final. */
+  pollLagP50: number;
+  /** Final orders rejected, by reason. */
+  rejected: Record<string, number>;
+  /** Accepted orders not final by the end of the drain wait. */
+  stuck: number;
+  failures: Record<string, number>;
+  cpu: Record<string, number>;
+  loadCpu: number;
+  /** % of a core used by programs other than the shop, its database and broker, and the bench. */
+  otherCpu: number;
+  /** CPU milliseconds the shop (with database and broker) spent per order seen final while posting. */
+  cpuMsPerOrder: number;
+}
+
+/** Nearest-rank percentile of sorted values (NaN when empty). */
+export function percentile(sorted: number[], q: number): number {
+  if (sorted.length === 0) return Number.NaN;
+  return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil(q * sorted.length) - 1))] as number;
+}
+
+/** Summarises a posting run from the tracker's outcomes (call after draining). */
+export function summarise(run: PostingRun, tracker: OrderTracker): PhaseResult {
+  const seconds = (run.endedAt - run.startedAt) / 1000;
+  const outcomes = run.accepted.map((a) => tracker.outcome(a.id)).filter((o): o is Outcome => o !== undefined);
+  const latencies = outcomes.map((o) => o.finalAt - o.sentAt).sort((a, b) => a - b);
+  const lags = outcomes.map((o) => o.pollLagMs).sort((a, b) => a - b);
+  const rejected: Record<string, number> = {};
+  for (const o of outcomes) if (o.status === "rejected") rejected[o.reason ?? "?"] = (rejected[o.reason ?? "?"] ?? 0) + 1;
+  const finals = outcomes.filter((o) => o.finalAt <= run.endedAt).length;
+  const shopCpu = Object.values(run.cpu).reduce((a, b) => a + b, 0);
+  const drainMs = Math.max(0, ...outcomes.map((o) => o.finalAt - run.endedAt));
+  const drained = outcomes.length - finals;
+  return {
+    seconds,
+    accepted: run.accepted.length,
+    acceptedPerSecond: run.accepted.length / seconds,
+    finalPerSecond: finals / seconds,
+    drainPerSecond: drained >= 50 && drainMs >= 1000 ? drained / (drainMs / 1000) : Number.NaN,
+    p50: percentile(latencies, 0.5),
+    p99: percentile(latencies, 0.99),
+    pollLagP50: percentile(lags, 0.5),
+    rejected,
+    stuck: run.accepted.length - outcomes.length,
+    failures: run.failures,
+    cpu: run.cpu,
+    loadCpu: run.loadCpu,
+    otherCpu: Math.max(0, run.machineCpu - shopCpu - run.loadCpu),
+    cpuMsPerOrder: (shopCpu * 10 * seconds) / finals,
+  };
+}

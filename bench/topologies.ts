@@ -1,0 +1,65 @@
+/** The three shop topologies under test, as process specs over fresh data. */
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { startKafkaMock } from "../test/support/kafka-mock";
+import type { PostgresCluster } from "../test/support/postgres-cluster";
+import { createDatabase, FIXTURE_CONFIG, TOPICS } from "../test/support/shop-target";
+import { MOCK_KAFKA_SETTINGS } from "../test/support/split-shop";
+import { defer } from "./cleanup";
+import type { ProcessSpec } from "./launch";
+import { findChild, type Pids } from "./proc-stats";
+import type { BenchSettings, Mode } from "./settings";
+
+/** Column headings, per mode. */
+export const MODE_LABELS: Record<Mode, string> = {
+  pglite: "1 process, PGlite",
+  postgres: "1 process, PostgreSQL",
+  kafka: "3 processes, Kafka",
+};
+
+/** Environment shared by every shop process: fixture catalogue, loopback, any free port. */
+const BASE_ENV: Record<string, string> = {
+  CONFIG_DIR: FIXTURE_CONFIG,
+  HOST: "127.0.0.1",
+  REGISTRY_PORT: "0",
+  WALLET_PORT: "0",
+  STORAGE_PORT: "0",
+  LOG_LEVEL: "info", // the launcher reads the "listening" lines
+};
+
+/** A topology ready to launch: its shop processes, and the pids of helpers it runs beside them (the broker). */
+export interface Topology {
+  specs: ProcessSpec[];
+  helpers: Pids;
+}
+
+/** Creates the data (temp dir, database, broker) a mode needs and returns its processes; undo is registered. */
+export async function prepareTopology(mode: Mode, cluster: PostgresCluster, settings: BenchSettings): Promise<Topology> {
+  const all = "registry,wallet,storage";
+  switch (mode) {
+    case "pglite": {
+      const dir = mkdtempSync(join(tmpdir(), "bench-pglite-"));
+      defer(`remove ${dir}`, () => rmSync(dir, { recursive: true, force: true }));
+      return { specs: [{ name: "shop", args: ["--modules", all], env: { ...BASE_ENV, DATA_DIR: join(dir, "data") }, modules: 3 }], helpers: {} };
+    }
+    case "postgres": {
+      const url = await createDatabase(cluster.url);
+      return { specs: [{ name: "shop", args: ["--modules", all], env: { ...BASE_ENV, DATABASE_URL: url }, modules: 3 }], helpers: {} };
+    }
+    case "kafka": {
+      const mock = await startKafkaMock(Object.values(TOPICS).map((t) => `${t}:3`));
+      defer("stop the Kafka mock broker", () => mock.stop());
+      const env = {
+        ...BASE_ENV,
+        ...MOCK_KAFKA_SETTINGS,
+        BUS: "kafka",
+        KAFKA_BROKERS: mock.brokers,
+        KAFKA_FETCH_MAX_WAIT_MS: String(settings.kafkaFetchMaxWaitMs),
+        DATABASE_URL: await createDatabase(cluster.url),
+      };
+      const specs = (["registry", "wallet", "storage"] as const).map((m) => ({ name: m, args: ["--modules", m], env, modules: 1 }));
+      return { specs, helpers: { kafka: findChild(process.pid, "kafka-mock/launcher") } };
+    }
+  }
+}

@@ -105,6 +105,28 @@ describe("saga deadline", () => {
   });
 });
 
+describe("admission control", () => {
+  test("while too many orders are pending, a new one waits, then gets 503 overloaded with Retry-After", async () => {
+    // Registry alone: nobody answers its orders, so they stay pending.
+    const t = await startInProcess({ MODULES: "registry", REGISTRY_MAX_PENDING_ORDERS: "3", REGISTRY_ADMISSION_WAIT_MS: "300" });
+    try {
+      const place = () => fetch(`${t.urls.registry}/orders`, {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify({ user_id: 1, items: [{ product_id: 1, quantity: 1 }] }),
+      });
+      for (let i = 0; i < 3; i++) expect((await place()).status).toBe(201);
+      const refused = await place();
+      expect(refused.status).toBe(503);
+      expect(refused.headers.get("retry-after")).toBe("1");
+      expect(((await refused.json()) as { error: { code: string } }).error.code).toBe("overloaded");
+      expect((await getJson(t.urls.registry, "/orders?limit=10")).orders).toHaveLength(3);
+    } finally {
+      await t.stop();
+    }
+  });
+});
+
 describe("PostgreSQL restarts", () => {
   let cluster: PostgresCluster | null = null;
   afterAll(async () => {

@@ -8,6 +8,9 @@ export const RegistryConfigSchema = ModuleBaseSchema.extend({
   consumer_group: z.string().min(1).default("registry"),
   /** A pending order older than this is rejected with reason `timeout`. */
   saga_deadline_seconds: z.coerce.number().min(0.1).max(86_400).default(30),
+  /** New orders wait while this many are pending (0: no limit), and are refused with 503 after `admission_wait_ms`. */
+  max_pending_orders: z.coerce.number().int().min(0).default(1000),
+  admission_wait_ms: z.coerce.number().int().min(0).max(60_000).default(5000),
   /** The catalogue, inserted on first start only. */
   products: z
     .array(

@@ -3,11 +3,12 @@ import type { Database } from "../../src/db/database";
 import { createRouter } from "../../src/http/router";
 import type { Enqueue } from "../../src/outbox/outbox";
 import { createOrderRoute, getOrderRoute, listOrdersRoute, listProductsRoute } from "./routes";
+import type { Admission } from "./admission";
 import type { Catalogue } from "./catalogue";
 import { getOrder, listOrders, placeOrder } from "./service";
 
 /** The registry router; `enqueue` writes to registry's outbox. */
-export function registryRouter(db: Database, catalogue: Catalogue, enqueue: Enqueue) {
+export function registryRouter(db: Database, catalogue: Catalogue, admission: Admission, enqueue: Enqueue) {
   return createRouter()
     .openapi(listProductsRoute, async (c) => {
       // The body is serialised once per catalogue version, not per request.
@@ -16,6 +17,7 @@ export function registryRouter(db: Database, catalogue: Catalogue, enqueue: Enqu
     })
     .openapi(createOrderRoute, async (c) => {
       const { user_id, items } = c.req.valid("json");
+      await admission.admit();
       const order = await placeOrder(db, catalogue, enqueue, user_id, items);
       return c.json(order, 201);
     })

@@ -4,10 +4,11 @@ import type { ShopModule } from "../../src/module";
 import { setUpMessaging } from "../../src/outbox/messaging";
 import { RegistryConfigSchema } from "./config";
 import { REGISTRY_TOPICS, registryConsumers } from "./consumers";
+import { createAdmission } from "./admission";
 import { createCatalogue } from "./catalogue";
 import { registryRouter } from "./handlers";
 import * as tables from "./schema";
-import { rejectExpiredOrders, seedProducts } from "./service";
+import { nextExpiryInMs, rejectExpiredOrders, seedProducts } from "./service";
 
 export const registryModule: ShopModule<typeof RegistryConfigSchema> = {
   name: "registry",
@@ -19,27 +20,44 @@ export const registryModule: ShopModule<typeof RegistryConfigSchema> = {
     await seedProducts(db, config.products);
     const messaging = setUpMessaging(ctx, tables, registryConsumers, REGISTRY_TOPICS);
     const deadlineMs = config.saga_deadline_seconds * 1000;
-    const sweepEveryMs = Math.min(1000, Math.max(50, deadlineMs / 4));
+    // With nothing pending, look again this often (orders placed by any process); else wake when the oldest is due.
+    const idleCheckMs = Math.min(5000, Math.max(50, deadlineMs / 2));
+    let stopped = false;
     let sweeper: Timer | null = null;
     let sweeping: Promise<void> | null = null;
-    const sweep = async () => {
+    const sweep = async (): Promise<number> => {
       try {
+        const due = await nextExpiryInMs(db, deadlineMs);
+        if (due === null) return idleCheckMs;
+        if (due > 0) return Math.min(due, idleCheckMs);
         await rejectExpiredOrders(db, messaging.enqueue, deadlineMs);
+        return 0;
       } catch (err) {
         log.warn("deadline sweep failed", { err });
+        return idleCheckMs;
       }
     };
+    const schedule = (ms: number) => {
+      if (stopped) return;
+      sweeper = setTimeout(() => {
+        sweeping = sweep().then(schedule, () => schedule(idleCheckMs));
+      }, Math.max(ms, 20));
+    };
     return {
-      router: registryRouter(db, createCatalogue(db), messaging.enqueue),
+      router: registryRouter(
+        db,
+        createCatalogue(db),
+        createAdmission(db, { maxPending: config.max_pending_orders, waitMs: config.admission_wait_ms }),
+        messaging.enqueue,
+      ),
       metrics: messaging.samples,
       async start() {
         await messaging.start();
-        sweeper = setInterval(() => {
-          sweeping ??= sweep().finally(() => (sweeping = null));
-        }, sweepEveryMs);
+        schedule(0);
       },
       async stop() {
-        if (sweeper) clearInterval(sweeper);
+        stopped = true;
+        if (sweeper) clearTimeout(sweeper);
         await sweeping;
         await messaging.stop();
       },

@@ -64,7 +64,7 @@ export const createOrderRoute = createRoute({
   tags: ["registry"],
   summary: "Places an order; it starts pending and the saga decides it",
   request: { body: { required: true, content: { "application/json": { schema: NewOrder } } } },
-  responses: { 201: json(Order, "The pending order"), ...errors(400, 413, 422) },
+  responses: { 201: json(Order, "The pending order"), ...errors(400, 413, 422, 503) },
 });
 
 export const listOrdersRoute = createRoute({

@@ -181,6 +181,18 @@ export async function recordRejection(tx: Db, rejection: OrderRejected): Promise
 
 const EXPIRY_BATCH = 500;
 
+/** Milliseconds until the oldest pending order reaches the deadline (0 if it has), or null if none is pending. */
+export async function nextExpiryInMs(db: Database, deadlineMs: number): Promise<number | null> {
+  const [row] = await db.read((q) =>
+    q
+      .select({ ageMs: sql<string | null>`extract(epoch from now() - min(${orders.createdAt})) * 1000` })
+      .from(orders)
+      .where(eq(orders.status, "pending")),
+  );
+  if (row?.ageMs === null || row?.ageMs === undefined) return null;
+  return Math.max(0, deadlineMs - Number(row.ageMs));
+}
+
 /** Rejects pending orders older than the deadline and tells the participants; returns how many. */
 export async function rejectExpiredOrders(db: Database, enqueue: Enqueue, deadlineMs: number): Promise<number> {
   // The database's clock, like created_at's default: app and database clocks may differ.

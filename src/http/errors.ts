@@ -45,6 +45,7 @@ export const validationHook: Hook<unknown, Env, string, unknown> = (result, c) =
 export function errorHandler(log: Logger) {
   return (err: Error, c: Context): Response => {
     if (err instanceof DomainError) {
+      if (err.kind === "unavailable") c.header("retry-after", "1");
       return c.json(errorBody(err.code, err.message, err.field), STATUS[err.kind]);
     }
     if (err instanceof HTTPException) {

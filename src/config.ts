@@ -118,8 +118,8 @@ export const ModuleBaseSchema = z.object({
   port: z.coerce.number().int().min(0).max(65_535),
   consumer_group: z.string().min(1),
   topics: TopicsSchema,
-  // A safety net only: commits in this process nudge the relay at once.
-  outbox_poll_ms: z.coerce.number().int().min(10).max(60_000).default(2000),
+  // A safety net only: every commit that writes to the outbox wakes the relay at once.
+  outbox_poll_ms: z.coerce.number().int().min(10).max(600_000).default(10_000),
 });
 
 /**

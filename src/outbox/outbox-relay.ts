@@ -103,6 +103,7 @@ export async function startOutboxRelay(opts: {
         ),
       );
       await Bun.sleep(retryDelayMs(failures));
+      kick(); // the released rows are pending again: don't wait for a nudge or the safety-net poll
       return;
     }
     failures = 0;

@@ -9,6 +9,7 @@ import { migrate as migratePostgres } from "drizzle-orm/postgres-js/migrator";
 import postgres from "postgres";
 import type { Logger } from "../log";
 import { createMutex } from "./mutex";
+import { CHECKPOINT_EVERY_MS, ensureDataDir, PGLITE_OPTIONS, shareParsers } from "./pglite-tuning";
 
 /** What queries run against: the database or an open transaction. */
 export type Db = PgDatabase<PgQueryResultHKT>;
@@ -85,13 +86,22 @@ export async function openDatabase(target: DatabaseTarget, log: Logger): Promise
 
 async function openPglite(dataDir: string | null, log: Logger): Promise<Database> {
   const started = Date.now();
-  const client = await PGlite.create(dataDir ?? "memory://");
+  shareParsers();
+  if (dataDir) await ensureDataDir(dataDir);
+  const client = await PGlite.create(dataDir ?? "memory://", PGLITE_OPTIONS);
   log.info("PGlite open", { data_dir: dataDir ?? "memory", ms: Date.now() - started });
   const stats: DatabaseStats = { statements: 0, transactions: 0 };
   const db: Db = drizzlePglite(client, { logger: counting(stats) });
   // One connection: every unit of work takes turns, so no query lands inside another's transaction.
   const exclusive = createMutex();
   let closed = false;
+  let written = stats.transactions;
+  const checkpoints = setInterval(() => {
+    if (closed || stats.transactions === written) return;
+    written = stats.transactions;
+    exclusive(() => client.exec("checkpoint")).catch((err) => log.warn("PGlite checkpoint failed", { err }));
+  }, CHECKPOINT_EVERY_MS);
+  checkpoints.unref();
   return {
     driver: "pglite",
     stats,
@@ -105,6 +115,7 @@ async function openPglite(dataDir: string | null, log: Logger): Promise<Database
       exclusive(async () => {
         if (closed) return;
         closed = true;
+        clearInterval(checkpoints);
         await client.close();
       }),
   };

@@ -1,0 +1,65 @@
+/** What PGlite needs beyond `PGlite.create` to be a fast, small, safe default database. */
+import { existsSync, mkdirSync, readdirSync, renameSync, rmSync } from "node:fs";
+import { dirname } from "node:path";
+import { PGlite, type PGliteOptions, types } from "@electric-sql/pglite";
+import { PgliteSession } from "drizzle-orm/pglite/session";
+
+/**
+ * PGlite's own start parameters plus a small buffer pool: 16 MB instead of 128 MB halves the
+ * resident memory under load (measured: peak ~300 MB instead of 420-560 MB) at no cost here.
+ */
+export const PGLITE_OPTIONS: PGliteOptions = {
+  startParams: [...PGlite.defaultStartParams, "-c", "shared_buffers=16MB"],
+  // Dates, intervals and their arrays as text, as drizzle wants them (see shareParsers()).
+  parsers: Object.fromEntries(
+    [types.TIMESTAMP, types.TIMESTAMPTZ, types.INTERVAL, types.DATE, 1231, 1115, 1185, 1187, 1182].map((t) => [t, (v: string) => v]),
+  ),
+};
+
+let shared = false;
+
+/**
+ * drizzle hands PGlite the same parsers with every query, and PGlite copies its whole parser
+ * table each time (about a sixth of a query's CPU). PGlite gets them once at create time
+ * (PGLITE_OPTIONS), so the per-query copy is dropped here.
+ */
+export function shareParsers(): void {
+  if (shared) return;
+  shared = true;
+  type Prepared = { rawQueryConfig: { parsers?: unknown }; queryConfig: { parsers?: unknown } };
+  const prepare = PgliteSession.prototype.prepareQuery;
+  PgliteSession.prototype.prepareQuery = function (this: PgliteSession<never, never>, ...args: Parameters<typeof prepare>) {
+    const query = prepare.apply(this, args);
+    const p = query as unknown as Prepared;
+    delete p.rawQueryConfig.parsers;
+    delete p.queryConfig.parsers;
+    return query;
+  } as typeof prepare;
+}
+
+/**
+ * Creates a new data directory atomically: PGlite initialises into a scratch directory that is
+ * renamed into place only once complete, so a process killed during its first start never
+ * leaves a half-made directory that cannot be opened again. The initialisation runs in a child
+ * process: it takes about 1 GB of memory that a process never gives back.
+ */
+export async function ensureDataDir(dataDir: string): Promise<void> {
+  if (existsSync(dataDir) && readdirSync(dataDir).length > 0) return;
+  mkdirSync(dirname(dataDir), { recursive: true });
+  const scratch = `${dataDir}.init-${process.pid}`;
+  rmSync(scratch, { recursive: true, force: true });
+  const child = Bun.spawn([process.execPath, import.meta.path, scratch], { stdout: "ignore", stderr: "pipe" });
+  const [code, err] = await Promise.all([child.exited, new Response(child.stderr).text()]);
+  if (code !== 0) throw new Error(`PGlite could not initialise ${dataDir}: ${err.trim().slice(-500)}`);
+  rmSync(dataDir, { recursive: true, force: true }); // an empty directory, if any
+  renameSync(scratch, dataDir);
+}
+
+// Run as a script (by ensureDataDir): initialise the directory named by the argument.
+if (import.meta.main) {
+  const fresh = await PGlite.create(process.argv[2] as string, PGLITE_OPTIONS);
+  await fresh.close();
+}
+
+/** PGlite never checkpoints by itself: without this, a restart after a crash replays every transaction since the last clean close. */
+export const CHECKPOINT_EVERY_MS = 60_000;

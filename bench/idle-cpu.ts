@@ -33,7 +33,14 @@ export async function waitUntilQuiet(pids: Pids, idle: Record<string, number>, t
 
 /** Starts the split shop with default Kafka settings, lets it settle, and measures its idle CPU. */
 export async function measureIdleCpu(windowMs = Number(process.env.IDLE_WINDOW_MS ?? 10_000)): Promise<Record<string, number>> {
-  const shop = await startSplitShop({ KAFKA_FETCH_MAX_WAIT_MS: "5000" });
+  const shop = await startSplitShop({
+    KAFKA_FETCH_MAX_WAIT_MS: "5000",
+    KAFKA_SESSION_TIMEOUT_MS: "30000",
+    // The shipped config's safety-net poll, not the test fixtures' 1 s.
+    REGISTRY_OUTBOX_POLL_MS: "10000",
+    WALLET_OUTBOX_POLL_MS: "10000",
+    STORAGE_OUTBOX_POLL_MS: "10000",
+  });
   try {
     await Bun.sleep(5000); // settle: group joins, first fetches
     const pids = Object.fromEntries(Object.entries(shop.processes).map(([name, p]) => [name, p.proc.pid]));

@@ -26,6 +26,10 @@ const BASE_ENV: Record<string, string> = {
   WALLET_PORT: "0",
   STORAGE_PORT: "0",
   LOG_LEVEL: "info", // the launcher reads the "listening" lines
+  // The shipped config's safety-net poll (config/*.yaml), not the test fixtures' 1 s.
+  REGISTRY_OUTBOX_POLL_MS: "10000",
+  WALLET_OUTBOX_POLL_MS: "10000",
+  STORAGE_OUTBOX_POLL_MS: "10000",
 };
 
 /** A topology ready to launch: its shop processes, and the pids of helpers it runs beside them (the broker). */

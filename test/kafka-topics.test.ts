@@ -45,12 +45,15 @@ describe("topics seen by kcat", () => {
     const short = await placeAndSettle(71, 71, 1); // 500 cents left: insufficient funds
     expect([ok.status, short.status]).toEqual(["completed", "rejected"]);
 
+    // storage may hear wallet's rejection of `short` before its creation (topics are read
+    // concurrently) and then never reserve: success_topics surely holds only `ok`'s records.
+    const last: Record<string, string> = { new_orders: short.id, rejected_orders: short.id, success: ok.id };
     const seen = new Set<string>();
     for (const [topicKey, topic] of Object.entries(shop.topics)) {
       const records = await eventually(async () => {
         const rs = await readTopic(topic);
-        return rs.some((r) => r.key === short.id) ? rs : false;
-      });
+        return rs.some((r) => r.key === last[topicKey]) ? rs : false;
+      }, 60_000);
       for (const r of records) {
         const parsed = parseMessage(r.payload);
         if (!parsed.ok) throw new Error(`${topic}: ${parsed.error}: ${r.payload}`);
@@ -66,7 +69,7 @@ describe("topics seen by kcat", () => {
       }
     }
     expect([...seen]).toEqual(
-      expect.arrayContaining(["OrderCreated:ok", "StepSucceeded:ok", "OrderCreated:short", "OrderRejected:short", "StepSucceeded:short"]),
+      expect.arrayContaining(["OrderCreated:ok", "StepSucceeded:ok", "OrderCreated:short", "OrderRejected:short"]),
     );
   });
 

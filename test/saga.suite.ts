@@ -253,7 +253,8 @@ export function describeSaga(name: string, start: () => Promise<ShopTarget>, opt
           expect(balances[i]).toBe(2500 - spent);
         }
       });
-      expect(completed.length).toBeGreaterThan(0);
+      // Not "some completed": wallet and storage drain the partitions in their own interleaving,
+      // so the orders one accepts and the other accepts may not overlap at all.
       expect(completed.length).toBeLessThan(final.length);
     });
 

@@ -30,6 +30,10 @@ const BASE_ENV: Record<string, string> = {
   REGISTRY_OUTBOX_POLL_MS: "10000",
   WALLET_OUTBOX_POLL_MS: "10000",
   STORAGE_OUTBOX_POLL_MS: "10000",
+  // BENCH_SHOP_<NAME>=value sets <NAME> for the shop processes (e.g. BENCH_SHOP_BUS_LINGER_MS=10).
+  ...Object.fromEntries(
+    Object.entries(process.env).flatMap(([k, v]) => (k.startsWith("BENCH_SHOP_") && v !== undefined ? [[k.slice("BENCH_SHOP_".length), v]] : [])),
+  ),
 };
 
 /** A topology ready to launch: its shop processes, and the pids of helpers it runs beside them (the broker). */

@@ -107,6 +107,7 @@ export async function startOutboxRelay(opts: {
       return;
     }
     failures = 0;
+    if (stopped) return; // confirmed after stop(): sent again after a restart, and dropped as a duplicate
     confirmed.push(...seqs);
     markTimer ??= setTimeout(() => void markConfirmed(), MARK_AFTER_MS);
   };

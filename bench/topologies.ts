@@ -4,7 +4,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { startKafkaMock } from "../test/support/kafka-mock";
 import type { PostgresCluster } from "../test/support/postgres-cluster";
-import { createDatabase, FIXTURE_CONFIG, TOPICS } from "../test/support/shop-target";
+import { createDatabase, processEnv, TOPICS } from "../test/support/shop-target";
 import { MOCK_KAFKA_SETTINGS } from "../test/support/split-shop";
 import { defer } from "./cleanup";
 import type { ProcessSpec } from "./launch";
@@ -19,13 +19,7 @@ export const MODE_LABELS: Record<Mode, string> = {
 };
 
 /** Environment shared by every shop process: fixture catalogue, loopback, any free port. */
-const BASE_ENV: Record<string, string> = {
-  CONFIG_DIR: FIXTURE_CONFIG,
-  HOST: "127.0.0.1",
-  REGISTRY_PORT: "0",
-  WALLET_PORT: "0",
-  STORAGE_PORT: "0",
-  LOG_LEVEL: "info", // the launcher reads the "listening" lines
+const BASE_ENV: Record<string, string> = processEnv({
   // The shipped config's safety-net poll (config/*.yaml), not the test fixtures' 1 s.
   REGISTRY_OUTBOX_POLL_MS: "10000",
   WALLET_OUTBOX_POLL_MS: "10000",
@@ -34,7 +28,7 @@ const BASE_ENV: Record<string, string> = {
   ...Object.fromEntries(
     Object.entries(process.env).flatMap(([k, v]) => (k.startsWith("BENCH_SHOP_") && v !== undefined ? [[k.slice("BENCH_SHOP_".length), v]] : [])),
   ),
-};
+});
 
 /** A topology ready to launch: its shop processes, and the pids of helpers it runs beside them (the broker). */
 export interface Topology {

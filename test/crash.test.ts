@@ -13,7 +13,7 @@ import { auditShop, listOrders, type ShopUrls, unfinishedOrders } from "./suppor
 import { eventually } from "./support/eventually";
 import { type PostgresCluster, startPostgresCluster } from "./support/postgres-cluster";
 import { type ShopProcess, startShopProcess } from "./support/process";
-import { createDatabase, FIXTURE_CONFIG } from "./support/shop-target";
+import { createDatabase, processEnv } from "./support/shop-target";
 
 /** Crashes per backend (CRASH_ROUNDS overrides it for a longer soak); after the last one the shop is restarted once more and audited. */
 const CRASHES = Number(process.env.CRASH_ROUNDS ?? 10);
@@ -248,16 +248,7 @@ describe.each(backends)("kill -9 mid-load, one process on $name", (backend) => {
     async () => {
       const t0 = Date.now();
       const { env: dbEnv, cleanup } = await backend.prepare();
-      const env = {
-        ...dbEnv,
-        CONFIG_DIR: FIXTURE_CONFIG,
-        HOST: "127.0.0.1",
-        REGISTRY_PORT: "0",
-        WALLET_PORT: "0",
-        STORAGE_PORT: "0",
-        LOG_LEVEL: "info",
-        REGISTRY_SAGA_DEADLINE_SECONDS: String(SAGA_DEADLINE_SECONDS),
-      };
+      const env = processEnv({ ...dbEnv, REGISTRY_SAGA_DEADLINE_SECONDS: String(SAGA_DEADLINE_SECONDS) });
       const books: Books = { deposits: new Map(), receipts: new Map(), acknowledged: new Set(), stormErrors: { count: 0, first: [] }, overloaded: 0 };
       let shop: ShopProcess | null = null;
       try {

@@ -7,28 +7,20 @@ import { eventually } from "./support/eventually";
 import { call, getJson } from "./support/http";
 import { type PostgresCluster, startPostgresCluster } from "./support/postgres-cluster";
 import { startShopProcess } from "./support/process";
-import { createDatabase, FIXTURE_CONFIG, startInProcess } from "./support/shop-target";
+import { createDatabase, processEnv, startInProcess } from "./support/shop-target";
 
 const dirs: string[] = [];
 afterAll(() => {
   for (const d of dirs) rmSync(d, { recursive: true, force: true });
 });
 
-const processEnv = (dataDir: string) => ({
-  DATA_DIR: dataDir,
-  CONFIG_DIR: FIXTURE_CONFIG,
-  HOST: "127.0.0.1",
-  REGISTRY_PORT: "0",
-  WALLET_PORT: "0",
-  STORAGE_PORT: "0",
-  LOG_LEVEL: "info",
-});
+const envWithData = (dataDir: string) => processEnv({ DATA_DIR: dataDir });
 
 describe("the shop process", () => {
   test("SIGTERM and SIGINT stop it cleanly; a restart on the same data keeps everything", async () => {
     const dataDir = mkdtempSync(join(tmpdir(), "shop-data-"));
     dirs.push(dataDir);
-    const first = await startShopProcess([], processEnv(dataDir), 3);
+    const first = await startShopProcess([], envWithData(dataDir), 3);
     expect((await call(first.urls.wallet as string, "POST", "/wallets/41/deposits", { amount_cents: 9000 })).status).toBe(201);
     expect((await call(first.urls.storage as string, "POST", "/stock/41/receipts", { quantity: 4 })).status).toBe(201);
     const placed = await call(first.urls.registry as string, "POST", "/orders", { user_id: 41, items: [{ product_id: 41, quantity: 3 }] });
@@ -37,7 +29,7 @@ describe("the shop process", () => {
     expect(await first.stop("SIGTERM")).toBe(0);
     expect(first.logs.some((l) => l.includes('"msg":"stopped"'))).toBe(true);
 
-    const second = await startShopProcess([], processEnv(dataDir), 3);
+    const second = await startShopProcess([], envWithData(dataDir), 3);
     const order = await getJson(second.urls.registry as string, `/orders/${placed.body.id}`);
     expect(order).toMatchObject({ status: "completed", total_cents: 3000 });
     expect(await getJson(second.urls.wallet as string, "/wallets/41")).toMatchObject({ balance_cents: 6000 });
@@ -50,7 +42,7 @@ describe("the shop process", () => {
     dirs.push(dataDir);
     const proc = Bun.spawn(["bun", "run", "src/main.ts", "--modules", "wallet", "--bus", "kafka"], {
       cwd: join(import.meta.dir, ".."),
-      env: { ...processEnv(dataDir), PATH: process.env.PATH, KAFKA_BROKERS: "127.0.0.1:9" },
+      env: { ...envWithData(dataDir), PATH: process.env.PATH, KAFKA_BROKERS: "127.0.0.1:9" },
       stdout: "ignore",
       stderr: "pipe",
     });
@@ -64,13 +56,13 @@ describe("the shop process", () => {
     await reader;
     expect(lines.some((l) => l.includes('"msg":"stopped"'))).toBe(true);
     // The database was closed cleanly: the same data directory opens again.
-    const again = await startShopProcess(["--modules", "wallet"], processEnv(dataDir), 1);
+    const again = await startShopProcess(["--modules", "wallet"], envWithData(dataDir), 1);
     expect((await call(again.urls.wallet as string, "GET", "/health")).status).toBe(200);
     expect(await again.stop()).toBe(0);
   });
 
   test("--modules starts only the named modules", async () => {
-    const p = await startShopProcess(["--modules", "wallet"], processEnv(":memory:"), 1);
+    const p = await startShopProcess(["--modules", "wallet"], envWithData(":memory:"), 1);
     expect(Object.keys(p.urls)).toEqual(["wallet"]);
     expect((await call(p.urls.wallet as string, "GET", "/health")).status).toBe(200);
     expect(await p.stop()).toBe(0);

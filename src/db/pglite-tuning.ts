@@ -1,6 +1,6 @@
 /** What PGlite needs beyond `PGlite.create` to be a fast, small, safe default database. */
 import { existsSync, mkdirSync, readdirSync, renameSync, rmSync } from "node:fs";
-import { dirname } from "node:path";
+import { basename, dirname, join } from "node:path";
 import { PGlite, type PGliteOptions, types } from "@electric-sql/pglite";
 import { PgliteSession } from "drizzle-orm/pglite/session";
 
@@ -46,14 +46,34 @@ export function shareParsers(): void {
 export async function ensureDataDir(dataDir: string): Promise<void> {
   if (existsSync(dataDir) && readdirSync(dataDir).length > 0) return;
   mkdirSync(dirname(dataDir), { recursive: true });
+  removeAbandonedScratch(dataDir);
   const scratch = `${dataDir}.init-${process.pid}`;
-  rmSync(scratch, { recursive: true, force: true });
   const child = Bun.spawn([process.execPath, import.meta.path, scratch], { stdout: "ignore", stderr: "pipe" });
   const [code, err] = await Promise.all([child.exited, new Response(child.stderr).text()]);
   if (code !== 0) throw new Error(`PGlite could not initialise ${dataDir}: ${err.trim().slice(-500)}`);
   rmSync(dataDir, { recursive: true, force: true }); // an empty directory, if any
   renameSync(scratch, dataDir);
 }
+
+/** Removes scratch directories left by first starts whose process died before the rename. */
+function removeAbandonedScratch(dataDir: string): void {
+  const prefix = `${basename(dataDir)}.init-`;
+  for (const name of readdirSync(dirname(dataDir))) {
+    if (!name.startsWith(prefix)) continue;
+    const pid = Number(name.slice(prefix.length));
+    if (Number.isInteger(pid) && pid !== process.pid && isAlive(pid)) continue;
+    rmSync(join(dirname(dataDir), name), { recursive: true, force: true });
+  }
+}
+
+const isAlive = (pid: number): boolean => {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+};
 
 // Run as a script (by ensureDataDir): initialise the directory named by the argument.
 if (import.meta.main) {

@@ -34,6 +34,19 @@ export function testEnv(extra: Record<string, string | undefined> = {}): Record<
   };
 }
 
+/** Environment for a shop child process: fixture config, loopback, free ports, info logs (the harness reads the "listening" lines). */
+export function processEnv(extra: Record<string, string> = {}): Record<string, string> {
+  return {
+    CONFIG_DIR: FIXTURE_CONFIG,
+    HOST: "127.0.0.1",
+    REGISTRY_PORT: "0",
+    WALLET_PORT: "0",
+    STORAGE_PORT: "0",
+    LOG_LEVEL: "info",
+    ...extra,
+  };
+}
+
 /** Starts all three modules in this process. */
 export async function startInProcess(extra: Record<string, string | undefined> = {}): Promise<ShopTarget & { shop: Shop }> {
   const env = testEnv(extra);

@@ -1,6 +1,6 @@
 /** Registry's tables, in the `registry` schema. */
 import { sql } from "drizzle-orm";
-import { bigint, bigserial, boolean, check, index, integer, pgSchema, primaryKey, text, timestamp, uuid } from "drizzle-orm/pg-core";
+import { bigint, bigserial, boolean, check, index, integer, jsonb, pgSchema, primaryKey, text, timestamp, uuid } from "drizzle-orm/pg-core";
 import { messagingTables } from "../../src/outbox/tables";
 
 export const registrySchema = pgSchema("registry");
@@ -31,6 +31,9 @@ export const orders = registrySchema.table(
     totalCents: bigint("total_cents", { mode: "number" }).notNull(),
     walletDone: boolean("wallet_done").notNull().default(false),
     storageDone: boolean("storage_done").notNull().default(false),
+    /** The participant confirmed it undid its part of a rejected order (or rejected it itself, doing nothing). */
+    walletUndone: boolean("wallet_undone").notNull().default(false),
+    storageUndone: boolean("storage_undone").notNull().default(false),
     createdAt: timestamp("created_at", { withTimezone: true }).notNull().defaultNow(),
     updatedAt: timestamp("updated_at", { withTimezone: true }).notNull().defaultNow(),
   },
@@ -61,6 +64,34 @@ export const orderEvents = registrySchema.table(
     at: timestamp("at", { withTimezone: true }).notNull().defaultNow(),
   },
   (t) => [index("order_events_order").on(t.orderId, t.id)],
+);
+
+/**
+ * Orders registry never made that a participant acted on (a forged or stray OrderCreated):
+ * after a grace period registry rejects them (`unknown_order`) so the participants undo it.
+ */
+export const unknownOrders = registrySchema.table("unknown_orders", {
+  orderId: uuid("order_id").primaryKey(),
+  /** The participant whose message revealed it first. */
+  service: text("service").notNull(),
+  firstSeenAt: timestamp("first_seen_at", { withTimezone: true }).notNull().defaultNow(),
+  /** When registry sent its OrderRejected (`unknown_order`); null until then. */
+  answeredAt: timestamp("answered_at", { withTimezone: true }),
+});
+
+/** `Idempotency-Key`s of `POST /orders`: the same key and body replay the original answer. */
+export const idempotencyKeys = registrySchema.table(
+  "idempotency_keys",
+  {
+    key: text("key").primaryKey(),
+    /** sha-256 of the request body as parsed, to refuse a reused key with another body. */
+    requestHash: text("request_hash").notNull(),
+    statusCode: integer("status_code").notNull(),
+    response: jsonb("response").notNull(),
+    orderId: uuid("order_id"),
+    createdAt: timestamp("created_at", { withTimezone: true }).notNull().defaultNow(),
+  },
+  (t) => [index("idempotency_keys_created").on(t.createdAt)],
 );
 
 export const { outbox, inbox, deadLetters } = messagingTables(registrySchema);

@@ -26,12 +26,17 @@ export function messagingTables(schema: PgSchema) {
     },
     (t) => [index().on(t.state, t.seq)],
   );
-  const inbox = schema.table("inbox", {
-    messageId: uuid("message_id").primaryKey(),
-    type: text("type").notNull(),
-    topic: text("topic").notNull(),
-    processedAt: timestamp("processed_at", { withTimezone: true }).notNull().defaultNow(),
-  });
+  const inbox = schema.table(
+    "inbox",
+    {
+      messageId: uuid("message_id").primaryKey(),
+      type: text("type").notNull(),
+      topic: text("topic").notNull(),
+      processedAt: timestamp("processed_at", { withTimezone: true }).notNull().defaultNow(),
+    },
+    // Pruned by age.
+    (t) => [index().on(t.processedAt)],
+  );
   const deadLetters = schema.table("dead_letters", {
     id: bigserial("id", { mode: "number" }).primaryKey(),
     topic: text("topic").notNull(),
@@ -40,6 +45,11 @@ export function messagingTables(schema: PgSchema) {
     headers: jsonb("headers").notNull(),
     error: text("error").notNull(),
     receivedAt: timestamp("received_at", { withTimezone: true }).notNull().defaultNow(),
+    /** Times an operator fed it back through the consumer. */
+    redrives: integer("redrives").notNull().default(0),
+    lastRedriveAt: timestamp("last_redrive_at", { withTimezone: true }),
+    /** When a redrive applied it (or found it applied already); null while it is still dead. */
+    resolvedAt: timestamp("resolved_at", { withTimezone: true }),
   });
   return { outbox, inbox, deadLetters };
 }

@@ -22,15 +22,18 @@ const view = (s: typeof stock.$inferSelect): StockView => ({
   updated_at: s.updatedAt.toISOString(),
 });
 
-/** Inserts starting stock for products that have none yet. */
+/** Inserts starting stock for products that have none yet, recorded as their first receipt. */
 export async function seedStock(db: Database, seed: { product_id: number; available: number }[]) {
   if (seed.length === 0) return;
-  await db.transaction((tx) =>
-    tx
+  await db.transaction(async (tx) => {
+    const inserted = await tx
       .insert(stock)
       .values(seed.map((s) => ({ productId: s.product_id, available: s.available })))
-      .onConflictDoNothing(),
-  );
+      .onConflictDoNothing()
+      .returning();
+    const received = inserted.filter((s) => s.available > 0);
+    if (received.length > 0) await tx.insert(receipts).values(received.map((s) => ({ productId: s.productId, quantity: s.available })));
+  });
 }
 
 /** Stock of every product. */

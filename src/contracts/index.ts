@@ -2,11 +2,13 @@
 import { z } from "zod";
 import type { Topics } from "../config";
 import { EnvelopeSchema } from "./envelope";
+import { ORDER_COMPENSATED, OrderCompensatedSchema } from "./order-compensated";
 import { ORDER_CREATED, OrderCreatedSchema } from "./order-created";
 import { ORDER_REJECTED, OrderRejectedSchema } from "./order-rejected";
 import { STEP_SUCCEEDED, StepSucceededSchema } from "./step-succeeded";
 
 export * from "./envelope";
+export * from "./order-compensated";
 export * from "./order-created";
 export * from "./order-rejected";
 export * from "./step-succeeded";
@@ -16,6 +18,7 @@ export const MESSAGES = {
   [ORDER_CREATED]: { schema: OrderCreatedSchema, topic: "new_orders" },
   [STEP_SUCCEEDED]: { schema: StepSucceededSchema, topic: "success" },
   [ORDER_REJECTED]: { schema: OrderRejectedSchema, topic: "rejected_orders" },
+  [ORDER_COMPENSATED]: { schema: OrderCompensatedSchema, topic: "success" },
 } as const satisfies Record<string, { schema: z.ZodType; topic: keyof Topics }>;
 
 export type MessageType = keyof typeof MESSAGES;

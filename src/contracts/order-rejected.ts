@@ -11,6 +11,8 @@ export const RejectionReason = z.enum([
   "out_of_stock",
   "unknown_product",
   "timeout",
+  // Registry never made this order (a forged or stray OrderCreated): undo whatever was done for it.
+  "unknown_order",
 ]);
 export type RejectionReason = z.infer<typeof RejectionReason>;
 

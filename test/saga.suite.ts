@@ -48,6 +48,8 @@ export function describeSaga(name: string, start: () => Promise<ShopTarget>, opt
       eventually(async () => {
         const o = await getJson(t.urls.registry, `/orders/${id}`);
         if (o.status === "pending") throw new Error(`order ${id} still pending`);
+        // Final means final: a rejected order is closed once wallet and storage confirmed their undoing.
+        if (o.status === "rejected" && o.compensation !== "done") throw new Error(`order ${id} rejected, compensation ${o.compensation}`);
         return o;
       }, 60_000);
     const send = (m: Message, key = m.order_id) =>
@@ -96,8 +98,13 @@ export function describeSaga(name: string, start: () => Promise<ShopTarget>, opt
       const done = await settled(placed.id);
       expect(done.status).toBe("rejected");
       expect(done.reason).toBe("insufficient_funds");
-      await eventually(async () => expect(await stockOf(p)).toEqual({ available: 3, reserved: 0 }));
+      // Closed only once storage confirmed: nothing to wait for after that.
+      expect(await stockOf(p)).toEqual({ available: 3, reserved: 0 });
       expect(await balance(u)).toBe(PRICE - 1);
+      const steps = (done.timeline as { service: string; step: string }[]).map((e) => `${e.service}:${e.step}`);
+      expect(steps).toContain("wallet:rejected");
+      // Storage may have reserved before it heard of the rejection, or not: either way it said what it undid.
+      expect(steps.filter((s) => s === "storage:released" || s === "storage:nothing_to_undo")).toHaveLength(1);
     });
 
     test("out of stock: rejected, and the money comes back", async () => {
@@ -109,7 +116,9 @@ export function describeSaga(name: string, start: () => Promise<ShopTarget>, opt
       const done = await settled(placed.id);
       expect(done.status).toBe("rejected");
       expect(done.reason).toBe("out_of_stock");
-      await eventually(async () => expect(await balance(u)).toBe(50_000));
+      expect(await balance(u)).toBe(50_000);
+      const steps = (done.timeline as { service: string; step: string }[]).map((e) => `${e.service}:${e.step}`);
+      expect(steps.filter((s) => s === "wallet:refunded" || s === "wallet:nothing_to_undo")).toHaveLength(1);
       expect(await stockOf(p)).toEqual({ available: 1, reserved: 0 });
     });
 
@@ -120,7 +129,7 @@ export function describeSaga(name: string, start: () => Promise<ShopTarget>, opt
       const done = await settled(placed.id);
       expect(done.status).toBe("rejected");
       expect(done.reason).toBe("unknown_wallet");
-      await eventually(async () => expect(await stockOf(p)).toEqual({ available: 2, reserved: 0 }));
+      expect(await stockOf(p)).toEqual({ available: 2, reserved: 0 });
     });
 
     test("unknown product: 422 naming the item, no order stored", async () => {
@@ -241,18 +250,16 @@ export function describeSaga(name: string, start: () => Promise<ShopTarget>, opt
       const completed = final.filter((o) => o.status === "completed");
       const units = (pid: number) =>
         completed.flatMap((o) => o.items as { product_id: number; quantity: number }[]).filter((i) => i.product_id === pid).reduce((s, i) => s + i.quantity, 0);
-      // Compensations of rejected orders finish shortly after registry decides.
-      await eventually(async () => {
-        const [a, b] = [await stockOf(pa), await stockOf(pb)];
-        expect(a).toEqual({ available: 4 - units(pa), reserved: units(pa) });
-        expect(b).toEqual({ available: 3 - units(pb), reserved: units(pb) });
-        const balances = await Promise.all(users.map(balance));
-        expect(balances.every((b) => b >= 0)).toBe(true);
-        for (const [i, u] of users.entries()) {
-          const spent = completed.filter((o) => o.user_id === u).reduce((s, o) => s + o.total_cents, 0);
-          expect(balances[i]).toBe(2500 - spent);
-        }
-      });
+      // Every order is final with its compensations confirmed: the books balance now, not eventually.
+      const [a, b] = [await stockOf(pa), await stockOf(pb)];
+      expect(a).toEqual({ available: 4 - units(pa), reserved: units(pa) });
+      expect(b).toEqual({ available: 3 - units(pb), reserved: units(pb) });
+      const balances = await Promise.all(users.map(balance));
+      expect(balances.every((b) => b >= 0)).toBe(true);
+      for (const [i, u] of users.entries()) {
+        const spent = completed.filter((o) => o.user_id === u).reduce((s, o) => s + o.total_cents, 0);
+        expect(balances[i]).toBe(2500 - spent);
+      }
       // Not "some completed": wallet and storage drain the partitions in their own interleaving,
       // so the orders one accepts and the other accepts may not overlap at all.
       expect(completed.length).toBeLessThan(final.length);

@@ -8,9 +8,15 @@ export const RegistryConfigSchema = ModuleBaseSchema.extend({
   consumer_group: z.string().min(1).default("registry"),
   /** A pending order older than this is rejected with reason `timeout`. */
   saga_deadline_seconds: z.coerce.number().min(0.1).max(86_400).default(30),
+  /** A participant's message about an order registry never made is answered (`unknown_order`) after this grace. */
+  unknown_order_grace_ms: z.coerce.number().int().min(0).max(600_000).default(2000),
+  /** A rejected order whose compensations are not all confirmed this long after the rejection is listed as stuck. */
+  compensation_deadline_seconds: z.coerce.number().min(0.1).max(86_400).default(60),
   /** New orders wait while this many are pending (0: no limit), and are refused with 503 after `admission_wait_ms`. */
   max_pending_orders: z.coerce.number().int().min(0).default(1000),
   admission_wait_ms: z.coerce.number().int().min(0).max(60_000).default(5000),
+  /** How long an `Idempotency-Key` of `POST /orders` is remembered; the same key after that places a new order. */
+  idempotency_key_retention_hours: z.coerce.number().positive().max(8760).default(24),
   /** The catalogue, inserted on first start only. */
   products: z
     .array(

@@ -2,13 +2,14 @@
 import type { Consumers } from "../../src/outbox/message-consumer";
 import { asc, inArray } from "drizzle-orm";
 import { orders } from "./schema";
-import { recordRejection, recordSuccess } from "./service";
+import { recordCompensation, recordRejection, recordSuccess } from "./service";
 
-/** Registry's consumer: follow each order's steps and rejections. */
+/** Registry's consumer: follow each order's steps, rejections and compensations. */
 export const registryConsumers: Consumers = {
   handlers: {
     StepSucceeded: (tx, m) => recordSuccess(tx, m.payload),
     OrderRejected: (tx, m) => recordRejection(tx, m.payload),
+    OrderCompensated: (tx, m) => recordCompensation(tx, m.payload),
   },
   // The batch's orders, in id order.
   lockRows: async (tx, messages) => {

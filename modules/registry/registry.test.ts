@@ -7,17 +7,20 @@ import type { Database } from "../../src/db/database";
 import { capture, domainError, openModuleDatabase } from "../../test/support/module-db";
 import type { Enqueue } from "../../src/outbox/outbox";
 import { registryModule } from "./index";
-import { orders, products } from "./schema";
+import { orders, products, unknownOrders } from "./schema";
 import {
   getOrder,
   listOrders,
   listProducts,
   type OrderLine,
   placeOrder,
+  recordCompensation,
   recordRejection,
   recordSuccess,
   rejectExpiredOrders,
+  rejectUnknownOrders,
   seedProducts,
+  stuckSagas,
 } from "./service";
 
 let db: Database;
@@ -62,6 +65,20 @@ const succeed = (orderId: string, service: StepSucceeded["service"]) =>
 
 const reject = (orderId: string, service: OrderRejected["service"], reason: OrderRejected["reason"]) =>
   db.transaction((tx) => recordRejection(tx, { order_id: orderId, service, reason, message: `${service} says ${reason}` }));
+
+/** Moves an order's creation time `ms` into the past. */
+const age = (id: string, ms: number) =>
+  db.transaction((tx) =>
+    tx
+      .update(orders)
+      .set({ createdAt: sql`${orders.createdAt} - make_interval(secs => ${ms / 1000})` })
+      .where(eq(orders.id, id)),
+  );
+
+const compensate = (orderId: string, service: "wallet" | "storage", action: "refunded" | "released" | "nothing_to_undo") =>
+  db.transaction((tx) => recordCompensation(tx, { order_id: orderId, service, action, amount: action === "nothing_to_undo" ? 0 : 5 }));
+
+const compensationOf = async (orderId: string) => (await getOrder(db, orderId)).compensation;
 
 const statusOf = async (orderId: string) => {
   const o = await getOrder(db, orderId);
@@ -232,15 +249,89 @@ describe("following the saga", () => {
   });
 });
 
-describe("rejectExpiredOrders", () => {
-  /** Moves an order's creation time `ms` into the past. */
-  const age = (id: string, ms: number) =>
-    db.transaction((tx) =>
-      tx
-        .update(orders)
-        .set({ createdAt: sql`${orders.createdAt} - make_interval(secs => ${ms / 1000})` })
-        .where(eq(orders.id, id)),
+describe("compensations", () => {
+  test("a rejected order is closed only once each participant confirmed its undoing; the timeline shows each", async () => {
+    const id = await pendingOrder();
+    await succeed(id, "wallet");
+    expect(await compensationOf(id)).toBeNull();
+    await reject(id, "storage", "out_of_stock");
+    // Storage rejected, so it did nothing; wallet paid and must refund.
+    expect(await statusOf(id)).toEqual({ status: "rejected", reason: "out_of_stock" });
+    expect(await compensationOf(id)).toBe("pending");
+    await compensate(id, "wallet", "refunded");
+    expect(await compensationOf(id)).toBe("done");
+    // A redelivered confirmation is noted once.
+    await compensate(id, "wallet", "refunded");
+    expect(await stepsOf(id)).toEqual(["registry:created", "wallet:paid", "storage:rejected", "wallet:refunded"]);
+    expect((await getOrder(db, id)).timeline.at(-1)?.detail).toBe("5 cents");
+  });
+
+  test("a timed-out order waits for both participants, whatever order their answers come in", async () => {
+    const id = await pendingOrder();
+    await compensate(id, "storage", "nothing_to_undo");
+    await age(id, 60_000);
+    const { enqueue } = capture();
+    expect(await rejectExpiredOrders(db, enqueue, 1000)).toContain(id);
+    expect(await compensationOf(id)).toBe("pending");
+    const stuck = await stuckSagas(db, { deadlineMs: 1000, graceMs: 0, compensationMs: 0, limit: 1000 });
+    expect(stuck.find((s) => s.order_id === id)).toMatchObject({ overdue: "compensation", waiting_for: ["wallet"], reason: "timeout" });
+    await compensate(id, "wallet", "nothing_to_undo");
+    expect(await compensationOf(id)).toBe("done");
+    const after = await stuckSagas(db, { deadlineMs: 1000, graceMs: 0, compensationMs: 0, limit: 1000 });
+    expect(after.find((s) => s.order_id === id)).toBeUndefined();
+  });
+
+  test("GET /orders?status= lists only orders in that state", async () => {
+    const user = newUser();
+    const done = await pendingOrder(user);
+    const open = await pendingOrder(user);
+    await succeed(done, "wallet");
+    await succeed(done, "storage");
+    const only = async (status: "pending" | "completed" | "rejected") =>
+      (await listOrders(db, { user_id: user, status, limit: 10 })).orders.map((o) => o.id);
+    expect(await only("completed")).toEqual([done]);
+    expect(await only("pending")).toEqual([open]);
+    expect(await only("rejected")).toEqual([]);
+  });
+});
+
+describe("unknown orders", () => {
+  test("effects for an order registry never made are answered once with unknown_order after the grace", async () => {
+    const ghost = crypto.randomUUID();
+    await succeed(ghost, "wallet");
+    await reject(ghost, "storage", "out_of_stock");
+    await compensate(ghost, "wallet", "refunded");
+    const graceMs = 60_000;
+    const first = capture();
+    expect(await rejectUnknownOrders(db, first.enqueue, graceMs)).toEqual([]);
+    await db.transaction((tx) =>
+      tx.update(unknownOrders).set({ firstSeenAt: sql`now() - interval '2 minutes'` }).where(eq(unknownOrders.orderId, ghost)),
     );
+    const { sent, enqueue } = capture();
+    expect(await rejectUnknownOrders(db, enqueue, graceMs)).toContain(ghost);
+    expect(sent.find((m) => m.order_id === ghost)).toMatchObject({
+      type: "OrderRejected",
+      payload: { order_id: ghost, service: "registry", reason: "unknown_order" },
+    });
+    // Answered once: neither a second sweep nor more news about it sends anything again.
+    await succeed(ghost, "storage");
+    const again = capture();
+    expect(await rejectUnknownOrders(db, again.enqueue, graceMs)).toEqual([]);
+    expect(again.sent).toEqual([]);
+    expect(await domainError(getOrder(db, ghost))).toMatchObject({ code: "unknown_order" });
+  });
+
+  test("a real order is never answered as unknown", async () => {
+    const id = await pendingOrder();
+    await succeed(id, "wallet");
+    await db.transaction((tx) => tx.insert(unknownOrders).values({ orderId: id, service: "wallet", firstSeenAt: new Date(0) }));
+    const { sent, enqueue } = capture();
+    expect(await rejectUnknownOrders(db, enqueue, 0)).not.toContain(id);
+    expect(sent.filter((m) => m.order_id === id)).toEqual([]);
+  });
+});
+
+describe("rejectExpiredOrders", () => {
 
   test("rejects only pending orders older than the deadline, telling everyone with reason timeout", async () => {
     const deadlineMs = 10 * 60_000;
@@ -254,7 +345,7 @@ describe("rejectExpiredOrders", () => {
     for (const id of [stale, staleDone, staleRejected]) await age(id, 2 * deadlineMs);
 
     const { sent, enqueue } = capture();
-    expect(await rejectExpiredOrders(db, enqueue, deadlineMs)).toBe(1);
+    expect(await rejectExpiredOrders(db, enqueue, deadlineMs)).toEqual([stale]);
     expect(sent).toHaveLength(1);
     expect(sent[0]).toMatchObject({
       type: "OrderRejected",
@@ -270,7 +361,7 @@ describe("rejectExpiredOrders", () => {
 
     // Swept once: a second sweep finds nothing, and late successes do not complete it.
     const again = capture();
-    expect(await rejectExpiredOrders(db, again.enqueue, deadlineMs)).toBe(0);
+    expect(await rejectExpiredOrders(db, again.enqueue, deadlineMs)).toEqual([]);
     expect(again.sent).toEqual([]);
     await succeed(stale, "wallet");
     await succeed(stale, "storage");
@@ -288,7 +379,7 @@ describe("rejectExpiredOrders", () => {
     expect(await statusOf(stale)).toEqual({ status: "pending", reason: null });
 
     const { sent, enqueue } = capture();
-    expect(await rejectExpiredOrders(db, enqueue, deadlineMs)).toBe(1);
+    expect(await rejectExpiredOrders(db, enqueue, deadlineMs)).toEqual([stale]);
     expect(sent.map((m) => m.order_id)).toEqual([stale]);
   });
 });

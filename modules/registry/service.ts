@@ -1,11 +1,12 @@
 /** Registry's rules: price and place orders, follow the saga, decide each order's final state. */
-import { and, asc, desc, eq, inArray, lt, type SQL, sql } from "drizzle-orm";
-import { createMessage, type OrderRejected, type StepSucceeded } from "../../src/contracts";
+import { and, asc, count, desc, eq, inArray, isNull, lt, type SQL, sql } from "drizzle-orm";
+import { createMessage, type OrderCompensated, type OrderRejected, type StepSucceeded } from "../../src/contracts";
 import type { Database, Db } from "../../src/db/database";
 import { invalid, notFound } from "../../src/errors";
 import type { Catalogue } from "./catalogue";
+import { claimKey, type KeyedRequest, recordAnswer } from "./idempotency";
 import type { Enqueue } from "../../src/outbox/outbox";
-import { orderEvents, orderItems, orders, products } from "./schema";
+import { ORDER_STATUSES, orderEvents, orderItems, orders, products, unknownOrders } from "./schema";
 
 type OrderRow = typeof orders.$inferSelect;
 type ItemRow = typeof orderItems.$inferSelect;
@@ -18,12 +19,20 @@ export const productView = (p: typeof products.$inferSelect) => ({
   price_cents: p.priceCents,
 });
 
+/**
+ * Where a rejected order's undoing stands: `done` once wallet and storage each confirmed it
+ * (or rejected the order themselves, doing nothing), `pending` until then; null otherwise.
+ */
+export const compensationOf = (o: Pick<OrderRow, "status" | "walletUndone" | "storageUndone">) =>
+  o.status !== "rejected" ? null : o.walletUndone && o.storageUndone ? ("done" as const) : ("pending" as const);
+
 /** An order as the API shows it. */
 export const orderView = (o: OrderRow, items: ItemRow[]) => ({
   id: o.id,
   user_id: o.userId,
   status: o.status,
   reason: o.reason,
+  compensation: compensationOf(o),
   total_cents: o.totalCents,
   items: items.map((i) => ({
     product_id: i.productId,
@@ -59,13 +68,18 @@ export interface OrderLine {
   quantity: number;
 }
 
-/** Prices the lines, stores the order as pending and its OrderCreated in one transaction. */
+/**
+ * Prices the lines, stores the order as pending and its OrderCreated in one transaction. With
+ * `keyed`, the idempotency key and this answer join that transaction; a key answered already
+ * throws AlreadyAnswered (nothing written), one used for another body idempotency_key_reused.
+ */
 export async function placeOrder(
   db: Database,
   catalogue: Catalogue,
   enqueue: Enqueue,
   userId: number,
   lines: OrderLine[],
+  keyed?: KeyedRequest,
 ): Promise<OrderView> {
   const seen = new Set<number>();
   lines.forEach((l, i) => {
@@ -84,6 +98,8 @@ export async function placeOrder(
   const id = crypto.randomUUID();
   const itemRows = items.map((i) => ({ orderId: id, productId: i.product_id, quantity: i.quantity, unitPriceCents: i.unit_price_cents }));
   return db.transaction(async (tx) => {
+    // First, so that a concurrent request with the same key waits here for this one to commit.
+    if (keyed) await claimKey(tx, keyed);
     // The order, its lines and its first timeline entry in one statement.
     const lines = tx.$with("lines").as(tx.insert(orderItems).values(itemRows).returning({ productId: orderItems.productId }));
     const created = tx
@@ -92,15 +108,21 @@ export async function placeOrder(
     const order = tx.$with("placed").as(tx.insert(orders).values({ id, userId, totalCents: total }).returning());
     const [row] = await tx.with(lines, created, order).select().from(order);
     await enqueue(tx, createMessage("OrderCreated", { order_id: id, user_id: userId, items, total_cents: total }));
-    return orderView(row as OrderRow, itemRows);
+    const view = orderView(row as OrderRow, itemRows);
+    if (keyed) await recordAnswer(tx, keyed, id, { statusCode: 201, body: view });
+    return view;
   });
 }
 
 /** A page of orders, newest first; `cursor` is the `next_cursor` of the previous page. */
-export async function listOrders(db: Database, q: { user_id?: number; limit: number; cursor?: number }) {
+export async function listOrders(
+  db: Database,
+  q: { user_id?: number; status?: (typeof ORDER_STATUSES)[number]; limit: number; cursor?: number },
+) {
   return db.read(async (r) => {
     const where: SQL[] = [];
     if (q.user_id !== undefined) where.push(eq(orders.userId, q.user_id));
+    if (q.status !== undefined) where.push(eq(orders.status, q.status));
     if (q.cursor !== undefined) where.push(lt(orders.seq, q.cursor));
     const rows = await r
       .select()
@@ -148,7 +170,11 @@ export async function recordSuccess(tx: Db, step: StepSucceeded): Promise<void> 
     })
     .where(and(eq(orders.id, step.order_id), eq(flag, false)))
     .returning({ id: orders.id, status: orders.status });
-  if (!order) return; // unknown order, or this step was already recorded
+  if (!order) {
+    // This step was recorded already, or registry never made the order: then it must be undone.
+    await noteIfUnknown(tx, step.order_id, step.service);
+    return;
+  }
   const events: (typeof orderEvents.$inferInsert)[] = [
     { orderId: order.id, service: step.service, step: step.service === "wallet" ? "paid" : "reserved" },
   ];
@@ -157,7 +183,10 @@ export async function recordSuccess(tx: Db, step: StepSucceeded): Promise<void> 
   await tx.insert(orderEvents).values(events);
 }
 
-/** OrderRejected by a participant: the first rejection decides a pending order; every one is on the timeline. */
+/**
+ * OrderRejected by a participant: the first rejection decides a pending order; every one is on
+ * the timeline. A participant that rejects did nothing for the order, so it has nothing to undo.
+ */
 export async function recordRejection(tx: Db, rejection: OrderRejected): Promise<void> {
   if (rejection.service === "registry") return;
   const pending = sql`${orders.status} = 'pending'`;
@@ -167,15 +196,71 @@ export async function recordRejection(tx: Db, rejection: OrderRejected): Promise
       status: sql`case when ${pending} then 'rejected' else ${orders.status} end`,
       reason: sql`case when ${pending} then ${rejection.reason} else ${orders.reason} end`,
       updatedAt: sql`case when ${pending} then now() else ${orders.updatedAt} end`,
+      [rejection.service === "wallet" ? "walletUndone" : "storageUndone"]: true,
     })
     .where(eq(orders.id, rejection.order_id))
     .returning({ id: orders.id });
-  if (!order) return;
+  if (!order) {
+    await noteIfUnknown(tx, rejection.order_id, rejection.service);
+    return;
+  }
   await tx.insert(orderEvents).values({
     orderId: order.id,
     service: rejection.service,
     step: "rejected",
     detail: `${rejection.reason}: ${rejection.message}`,
+  });
+}
+
+/** OrderCompensated: a participant undid its part of a rejected order (or had nothing to undo); noted once. */
+export async function recordCompensation(tx: Db, c: OrderCompensated): Promise<void> {
+  const flag = c.service === "wallet" ? orders.walletUndone : orders.storageUndone;
+  const [order] = await tx
+    .update(orders)
+    .set({ [c.service === "wallet" ? "walletUndone" : "storageUndone"]: true, updatedAt: new Date() })
+    .where(and(eq(orders.id, c.order_id), eq(flag, false)))
+    .returning({ id: orders.id });
+  // Already noted, or an order registry never made (its undoing is the participants' business: no answer, no loop).
+  if (!order) return;
+  const detail = c.action === "refunded" ? `${c.amount} cents` : c.action === "released" ? `${c.amount} units` : null;
+  await tx.insert(orderEvents).values({ orderId: order.id, service: c.service, step: c.action, detail });
+}
+
+/** A participant acted on an order registry may never have made: remember it, to reject it after a grace. */
+async function noteIfUnknown(tx: Db, orderId: string, service: string): Promise<void> {
+  const [known] = await tx.select({ id: orders.id }).from(orders).where(eq(orders.id, orderId));
+  if (known) return;
+  await tx.insert(unknownOrders).values({ orderId, service }).onConflictDoNothing();
+}
+
+/**
+ * Rejects (`unknown_order`) the orders a participant acted on that registry never made, once each,
+ * after `graceMs` (a real order is always stored before its OrderCreated leaves, so the grace only
+ * absorbs clock skew). Returns their ids.
+ */
+export async function rejectUnknownOrders(db: Database, enqueue: Enqueue, graceMs: number): Promise<string[]> {
+  const due = and(isNull(unknownOrders.answeredAt), lt(unknownOrders.firstSeenAt, sql`now() - make_interval(secs => ${graceMs / 1000})`));
+  const [any] = await db.read((q) => q.select({ id: unknownOrders.orderId }).from(unknownOrders).where(due).limit(1));
+  if (!any) return [];
+  return db.transaction(async (tx) => {
+    const rows = await tx
+      .select({
+        id: unknownOrders.orderId,
+        service: unknownOrders.service,
+        known: sql<boolean>`exists (select 1 from ${orders} where ${orders.id} = ${unknownOrders.orderId})`,
+      })
+      .from(unknownOrders)
+      .where(due)
+      .limit(EXPIRY_BATCH)
+      .for("update", { skipLocked: true });
+    if (rows.length === 0) return [];
+    await tx.update(unknownOrders).set({ answeredAt: new Date() }).where(inArray(unknownOrders.orderId, rows.map((r) => r.id)));
+    const unknown = rows.filter((r) => !r.known);
+    for (const r of unknown) {
+      const message = `registry has no order ${r.id} (first heard of from ${r.service})`;
+      await enqueue(tx, createMessage("OrderRejected", { order_id: r.id, service: "registry", reason: "unknown_order", message }));
+    }
+    return unknown.map((r) => r.id);
   });
 }
 
@@ -193,14 +278,14 @@ export async function nextExpiryInMs(db: Database, deadlineMs: number): Promise<
   return Math.max(0, deadlineMs - Number(row.ageMs));
 }
 
-/** Rejects pending orders older than the deadline and tells the participants; returns how many. */
-export async function rejectExpiredOrders(db: Database, enqueue: Enqueue, deadlineMs: number): Promise<number> {
+/** Rejects pending orders older than the deadline and tells the participants; returns their ids. */
+export async function rejectExpiredOrders(db: Database, enqueue: Enqueue, deadlineMs: number): Promise<string[]> {
   // The database's clock, like created_at's default: app and database clocks may differ.
   const cutoff = sql`now() - make_interval(secs => ${deadlineMs / 1000})`;
   const overdue = and(eq(orders.status, "pending"), lt(orders.createdAt, cutoff));
   // Usually nothing is due: one read, no transaction.
   const [any] = await db.read((q) => q.select({ id: orders.id }).from(orders).where(overdue).limit(1));
-  if (!any) return 0;
+  if (!any) return [];
   return db.transaction(async (tx) => {
     const due = await tx
       .select({ id: orders.id })
@@ -208,7 +293,7 @@ export async function rejectExpiredOrders(db: Database, enqueue: Enqueue, deadli
       .where(overdue)
       .limit(EXPIRY_BATCH)
       .for("update", { skipLocked: true });
-    if (due.length === 0) return 0;
+    if (due.length === 0) return [];
     const expired = await tx
       .update(orders)
       .set({ status: "rejected", reason: "timeout", updatedAt: new Date() })
@@ -219,6 +304,77 @@ export async function rejectExpiredOrders(db: Database, enqueue: Enqueue, deadli
       await tx.insert(orderEvents).values({ orderId: id, service: "registry", step: "rejected", detail: `timeout: ${message}` });
       await enqueue(tx, createMessage("OrderRejected", { order_id: id, service: "registry", reason: "timeout", message }));
     }
-    return expired.length;
+    return expired.map((o) => o.id);
+  });
+}
+
+/** How many orders are in each state (and reason): counters that survive restarts, read from the table. */
+export async function orderCounts(db: Database) {
+  const rows = await db.read((q) =>
+    q
+      .select({ status: orders.status, reason: orders.reason, compensation: sql<string | null>`case when ${orders.status} <> 'rejected' then null when ${orders.walletUndone} and ${orders.storageUndone} then 'done' else 'pending' end`, n: count() })
+      .from(orders)
+      .groupBy(sql`1, 2, 3`),
+  );
+  const [unknown] = await db.read((q) => q.select({ n: count() }).from(unknownOrders));
+  return { orders: rows, unknownOrders: unknown?.n ?? 0 };
+}
+
+/** A saga whose outcome or compensations are overdue. */
+export interface StuckSaga {
+  order_id: string;
+  status: (typeof ORDER_STATUSES)[number];
+  reason: string | null;
+  /** `outcome`: still pending past the deadline; `compensation`: rejected, but a participant has not confirmed its undoing. */
+  overdue: "outcome" | "compensation";
+  /** Participants that have not answered. */
+  waiting_for: ("wallet" | "storage")[];
+  created_at: string;
+  updated_at: string;
+  overdue_seconds: number;
+}
+
+/**
+ * Orders still pending `graceMs` past the deadline (the sweeper should have rejected them), and
+ * rejected orders whose compensations are not all confirmed `compensationMs` after the rejection.
+ */
+export async function stuckSagas(
+  db: Database,
+  opts: { deadlineMs: number; graceMs: number; compensationMs: number; limit: number },
+): Promise<StuckSaga[]> {
+  const secs = (ms: number) => sql`make_interval(secs => ${ms / 1000})`;
+  const rows = await db.read((q) =>
+    q
+      .select({
+        o: orders,
+        overdueSeconds: sql<string>`extract(epoch from now() - case when ${orders.status} = 'pending' then ${orders.createdAt} + ${secs(opts.deadlineMs)} else ${orders.updatedAt} end)`,
+      })
+      .from(orders)
+      .where(
+        sql`(${orders.status} = 'pending' and ${orders.createdAt} < now() - ${secs(opts.deadlineMs + opts.graceMs)})
+          or (${orders.status} = 'rejected' and not (${orders.walletUndone} and ${orders.storageUndone}) and ${orders.updatedAt} < now() - ${secs(opts.compensationMs)})`,
+      )
+      .orderBy(asc(orders.seq))
+      .limit(opts.limit),
+  );
+  return rows.map(({ o, overdueSeconds }) => {
+    const waiting: ("wallet" | "storage")[] = [];
+    if (o.status === "pending") {
+      if (!o.walletDone) waiting.push("wallet");
+      if (!o.storageDone) waiting.push("storage");
+    } else {
+      if (!o.walletUndone) waiting.push("wallet");
+      if (!o.storageUndone) waiting.push("storage");
+    }
+    return {
+      order_id: o.id,
+      status: o.status,
+      reason: o.reason,
+      overdue: o.status === "pending" ? ("outcome" as const) : ("compensation" as const),
+      waiting_for: waiting,
+      created_at: o.createdAt.toISOString(),
+      updated_at: o.updatedAt.toISOString(),
+      overdue_seconds: Math.max(0, Math.round(Number(overdueSeconds))),
+    };
   });
 }

@@ -8,8 +8,8 @@ import { releaseItems, reserveItems } from "./service";
 export const storageConsumers: Consumers = {
   handlers: {
     OrderCreated: (tx, m, enqueue) => reserveItems(tx, enqueue, m.payload),
-    OrderRejected: async (tx, m) => {
-      if (m.payload.service !== "storage") await releaseItems(tx, m.payload);
+    OrderRejected: async (tx, m, enqueue) => {
+      if (m.payload.service !== "storage") await releaseItems(tx, enqueue, m.payload);
     },
   },
   // The stock rows of the items to reserve and of the reservations to release, in product order.

@@ -120,8 +120,11 @@ async function moveStock(tx: Db, delta: Map<number, number>): Promise<void> {
     .where(inArray(stock.productId, [...delta.keys()]));
 }
 
-/** OrderRejected by another service: remember it, and release what the order holds, once. */
-export async function releaseItems(tx: Db, rejection: OrderRejected): Promise<void> {
+/**
+ * OrderRejected by another service: remember it, release what the order holds once, and say what
+ * was undone (registry closes the order on it). Heard again: nothing, it was said already.
+ */
+export async function releaseItems(tx: Db, enqueue: Enqueue, rejection: OrderRejected): Promise<void> {
   const orderId = rejection.order_id;
   if (!(await rememberRejection(tx, rejectedOrders, rejection))) return;
   const released = await tx
@@ -130,6 +133,16 @@ export async function releaseItems(tx: Db, rejection: OrderRejected): Promise<vo
     .where(and(eq(reservations.orderId, orderId), eq(reservations.state, "reserved")))
     .returning();
   await moveStock(tx, new Map(released.map((r) => [r.productId, r.quantity])));
+  const units = released.reduce((n, r) => n + r.quantity, 0);
+  await enqueue(
+    tx,
+    createMessage("OrderCompensated", {
+      order_id: orderId,
+      service: "storage",
+      action: released.length > 0 ? "released" : "nothing_to_undo",
+      amount: units,
+    }),
+  );
 }
 
 function mergeItems(items: OrderCreated["items"]): Map<number, number> {

@@ -41,7 +41,9 @@ const orderOf = (...lines: [number, number][]): OrderCreated => ({
 
 
 const reserve = (order: OrderCreated) => inTx(db, (tx, enqueue) => reserveItems(tx, enqueue, order));
-const release = (r: OrderRejected) => inTx(db, (tx) => releaseItems(tx, r));
+const release = (r: OrderRejected) => inTx(db, (tx, enqueue) => releaseItems(tx, enqueue, r));
+/** The payloads of what a call announced. */
+const payloads = (sent: { payload: unknown }[]) => sent.map((m) => m.payload);
 
 /** [available, reserved] of each product, in the order given. */
 async function levels(...ids: number[]): Promise<[number, number][]> {
@@ -75,7 +77,8 @@ describe("receipts", () => {
     expect(await getStock(db, p)).toMatchObject({ product_id: p, available: 15, reserved: 0 });
     expect((await listStock(db)).find((s) => s.product_id === p)).toMatchObject({ available: 15 });
     const rows = await db.read((q) => q.select().from(receipts).where(eq(receipts.productId, p)).orderBy(asc(receipts.id)));
-    expect(rows.map((r) => r.quantity)).toEqual([7, 5]);
+    // The starting stock is the first receipt.
+    expect(rows.map((r) => r.quantity)).toEqual([3, 7, 5]);
   });
 
   test("receiving or reading an unknown product fails with unknown_product and stores nothing", async () => {
@@ -190,14 +193,16 @@ describe("releaseItems", () => {
       [0, 5],
     ]);
 
-    expect(await release(rejection(order.order_id, "wallet", "insufficient_funds"))).toEqual([]);
+    expect(payloads(await release(rejection(order.order_id, "wallet", "insufficient_funds")))).toEqual([
+      { order_id: order.order_id, service: "storage", action: "released", amount: 7 },
+    ]);
     expect(await levels(a, b)).toEqual([
       [5, 0],
       [5, 0],
     ]);
-    // The registry's timeout, or a redelivery, releases nothing more.
-    await release(rejection(order.order_id, "registry", "timeout"));
-    await release(rejection(order.order_id, "wallet", "insufficient_funds"));
+    // The registry's timeout, or a redelivery, releases nothing more and says nothing more.
+    expect(await release(rejection(order.order_id, "registry", "timeout"))).toEqual([]);
+    expect(await release(rejection(order.order_id, "wallet", "insufficient_funds"))).toEqual([]);
     expect(await levels(a, b)).toEqual([
       [5, 0],
       [5, 0],
@@ -226,7 +231,9 @@ describe("releaseItems", () => {
   test("a rejection that arrives before OrderCreated makes the later reservation a no-op", async () => {
     const [a] = (await stocked(5)) as [number];
     const order = orderOf([a, 2]);
-    await release(rejection(order.order_id, "wallet", "insufficient_funds"));
+    expect(payloads(await release(rejection(order.order_id, "wallet", "insufficient_funds")))).toEqual([
+      { order_id: order.order_id, service: "storage", action: "nothing_to_undo", amount: 0 },
+    ]);
     expect(await reserve(order)).toEqual([]);
     expect(await levels(a)).toEqual([[5, 0]]);
     expect(await reservationsOf(order.order_id)).toEqual([]);

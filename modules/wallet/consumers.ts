@@ -8,8 +8,8 @@ import { debitOrder, refundOrder } from "./service";
 export const walletConsumers: Consumers = {
   handlers: {
     OrderCreated: (tx, m, enqueue) => debitOrder(tx, enqueue, m.payload),
-    OrderRejected: async (tx, m) => {
-      if (m.payload.service !== "wallet") await refundOrder(tx, m.payload);
+    OrderRejected: async (tx, m, enqueue) => {
+      if (m.payload.service !== "wallet") await refundOrder(tx, enqueue, m.payload);
     },
   },
   // The wallets of the orders to debit and of the debits to refund, in user order.

@@ -145,15 +145,21 @@ export async function debitOrder(tx: Db, enqueue: Enqueue, order: OrderCreated):
   await enqueue(tx, createMessage("OrderRejected", rejection));
 }
 
-/** OrderRejected by another service: remember it, and refund the debit once if there was one. */
-export async function refundOrder(tx: Db, rejection: OrderRejected): Promise<void> {
+/**
+ * OrderRejected by another service: remember it, refund the debit once if there was one, and say
+ * what was undone (registry closes the order on it). Heard again: nothing, it was said already.
+ */
+export async function refundOrder(tx: Db, enqueue: Enqueue, rejection: OrderRejected): Promise<void> {
   const orderId = rejection.order_id;
   if (!(await rememberRejection(tx, rejectedOrders, rejection))) return;
   const [debit] = await tx
     .select()
     .from(ledger)
     .where(and(eq(ledger.orderId, orderId), eq(ledger.kind, "debit")));
-  if (!debit) return;
+  if (!debit) {
+    await enqueue(tx, createMessage("OrderCompensated", { order_id: orderId, service: "wallet", action: "nothing_to_undo", amount: 0 }));
+    return;
+  }
   const [wallet] = await tx
     .update(wallets)
     .set({ balanceCents: sql`${wallets.balanceCents} + ${debit.amountCents}`, updatedAt: new Date() })
@@ -167,4 +173,5 @@ export async function refundOrder(tx: Db, rejection: OrderRejected): Promise<voi
     amountCents: debit.amountCents,
     balanceAfterCents: wallet.balanceCents,
   });
+  await enqueue(tx, createMessage("OrderCompensated", { order_id: orderId, service: "wallet", action: "refunded", amount: debit.amountCents }));
 }

@@ -31,7 +31,9 @@ const orderFor = (userId: number, total: number): OrderCreated => ({
 
 
 const debit = (order: OrderCreated) => inTx(db, (tx, enqueue) => debitOrder(tx, enqueue, order));
-const refund = (r: OrderRejected) => inTx(db, (tx) => refundOrder(tx, r));
+const refund = (r: OrderRejected) => inTx(db, (tx, enqueue) => refundOrder(tx, enqueue, r));
+/** The payloads of what a call announced. */
+const payloads = (sent: { payload: unknown }[]) => sent.map((m) => m.payload);
 
 const balanceOf = async (userId: number): Promise<number | undefined> => {
   const [row] = await db.read((q) => q.select().from(wallets).where(eq(wallets.userId, userId)));
@@ -210,11 +212,13 @@ describe("refundOrder", () => {
     await debit(order);
     expect(await balanceOf(user)).toBe(600);
 
-    expect(await refund(rejection(order.order_id, "storage", "out_of_stock"))).toEqual([]);
+    expect(payloads(await refund(rejection(order.order_id, "storage", "out_of_stock")))).toEqual([
+      { order_id: order.order_id, service: "wallet", action: "refunded", amount: 400 },
+    ]);
     expect(await balanceOf(user)).toBe(1_000);
-    // A second rejection (the registry's timeout, or a redelivery) refunds nothing more.
-    await refund(rejection(order.order_id, "registry", "timeout"));
-    await refund(rejection(order.order_id, "storage", "out_of_stock"));
+    // A second rejection (the registry's timeout, or a redelivery) refunds nothing more and says nothing more.
+    expect(await refund(rejection(order.order_id, "registry", "timeout"))).toEqual([]);
+    expect(await refund(rejection(order.order_id, "storage", "out_of_stock"))).toEqual([]);
     expect(await balanceOf(user)).toBe(1_000);
 
     const refunds = await ledgerFor(order.order_id, "refund");
@@ -231,7 +235,9 @@ describe("refundOrder", () => {
     await deposit(db, user, 1_000);
     const order = orderFor(user, 250);
 
-    await refund(rejection(order.order_id, "storage", "unknown_product"));
+    expect(payloads(await refund(rejection(order.order_id, "storage", "unknown_product")))).toEqual([
+      { order_id: order.order_id, service: "wallet", action: "nothing_to_undo", amount: 0 },
+    ]);
     expect(await ledgerFor(order.order_id, "refund")).toEqual([]);
     expect(await debit(order)).toEqual([]);
 
@@ -246,7 +252,8 @@ describe("refundOrder", () => {
     const order = orderFor(user, 60);
     expect(onlyRejection(await debit(order)).reason).toBe("insufficient_funds");
 
-    await refund(rejection(order.order_id, "registry", "timeout"));
+    // Its own rejection already told registry it did nothing: no second word.
+    expect(await refund(rejection(order.order_id, "registry", "timeout"))).toEqual([]);
     expect(await balanceOf(user)).toBe(50);
     expect(await ledgerFor(order.order_id, "refund")).toEqual([]);
     await expectLedgerMatchesBalance(user);

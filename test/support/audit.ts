@@ -50,6 +50,7 @@ const OrderSchema = z.object({
   user_id: z.number().int(),
   status: z.string(),
   reason: z.string().nullable(),
+  compensation: z.enum(["pending", "done"]).nullable(),
   total_cents: Cents,
   items: z.array(z.object({ product_id: z.number().int(), quantity: z.number().int() })),
 });
@@ -101,10 +102,10 @@ export async function listOrders(registry: string, userId?: number): Promise<Lis
   }
 }
 
-/** Orders of the given users that are not final yet. */
+/** Orders of the given users that are not final yet: pending, or rejected with compensations outstanding. */
 export async function unfinishedOrders(registry: string, users: Iterable<number>): Promise<ListedOrder[]> {
   const lists = await Promise.all([...users].map((u) => listOrders(registry, u)));
-  return lists.flat().filter((o) => o.status !== "completed" && o.status !== "rejected");
+  return lists.flat().filter((o) => o.status === "pending" || (o.status === "rejected" && o.compensation !== "done"));
 }
 
 /** Signed effect of a ledger row on the balance (amounts are shown as magnitudes). */
@@ -133,6 +134,7 @@ export async function auditShop(input: AuditInput): Promise<Audit> {
       counts.rejected += 1;
       const reason = o.reason ?? "(none)";
       counts.reasons[reason] = (counts.reasons[reason] ?? 0) + 1;
+      if (o.compensation !== "done") violations.push(`order ${o.id} (user ${o.user_id}): rejected, compensation ${o.compensation}`);
     } else {
       counts.pending += 1;
       violations.push(`order ${o.id} (user ${o.user_id}): status ${o.status}, not final`);

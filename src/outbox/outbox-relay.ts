@@ -178,6 +178,8 @@ export async function startOutboxRelay(opts: {
     }
     running = pass().finally(() => {
       running = null;
+      // A kick that came after the pass's last look (between its loop test and here) is not lost.
+      if (again) kick();
     });
   };
 

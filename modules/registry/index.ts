@@ -49,7 +49,7 @@ export const registryModule: ShopModule<typeof RegistryConfigSchema> = {
         createCatalogue(db),
         createAdmission(db, { maxPending: config.max_pending_orders, waitMs: config.admission_wait_ms }),
         messaging.enqueue,
-      ),
+      ).route("/", messaging.admin),
       metrics: messaging.samples,
       async start() {
         await messaging.start();

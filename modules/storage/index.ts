@@ -17,7 +17,7 @@ export const storageModule: ShopModule<typeof StorageConfigSchema> = {
     await seedStock(ctx.db, ctx.config.stock);
     const messaging = setUpMessaging(ctx, tables, storageConsumers, STORAGE_TOPICS);
     return {
-      router: storageRouter(ctx.db),
+      router: storageRouter(ctx.db).route("/", messaging.admin),
       metrics: messaging.samples,
       start: messaging.start,
       stop: messaging.stop,

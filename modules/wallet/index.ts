@@ -17,7 +17,7 @@ export const walletModule: ShopModule<typeof WalletConfigSchema> = {
     await seedWallets(ctx.db, ctx.config.wallets);
     const messaging = setUpMessaging(ctx, tables, walletConsumers, WALLET_TOPICS);
     return {
-      router: walletRouter(ctx.db),
+      router: walletRouter(ctx.db).route("/", messaging.admin),
       metrics: messaging.samples,
       start: messaging.start,
       stop: messaging.stop,

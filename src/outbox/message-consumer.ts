@@ -37,10 +37,34 @@ export interface ConsumerStats {
   batches: number;
 }
 
+/** What applying one message came to: its effect ran, the inbox had it already, or no handler wants it. */
+export type ApplyOutcome = "applied" | "duplicate" | "ignored";
+
+/** One module's consumer group. */
+export interface MessageConsumer {
+  /** The bus's batch handler. */
+  handle: BatchHandler;
+  stats: ConsumerStats;
+  /** Applies `message` (read from `topic`) inside `tx` exactly as a delivery would: inbox, locks, handler, outbox. */
+  applyIn(tx: Db, message: Message, topic: string): Promise<ApplyOutcome>;
+}
+
 /** A handler that failed this many times on one message (database reachable) is recorded as dead. */
-const MAX_ATTEMPTS = 5;
+export const MAX_ATTEMPTS = 5;
 
 type Parsed = { record: BusRecord; message: Message | null; error: string | null };
+type Delivery = { message: Message; topic: string };
+
+/** The most specific text of an error: a driver's own message rather than the query wrapping it. */
+export function errorText(err: unknown): string {
+  let e: unknown = err;
+  for (let depth = 0; depth < 4; depth++) {
+    const cause = (e as { cause?: unknown } | null)?.cause;
+    if (!(cause instanceof Error)) break;
+    e = cause;
+  }
+  return String((e as Error | null)?.message ?? e).slice(0, 1000);
+}
 
 /** Builds the batch handler for one module's consumer group. */
 export function createMessageConsumer(opts: {
@@ -51,7 +75,7 @@ export function createMessageConsumer(opts: {
   outbox: OutboxWriter;
   consumers: Consumers;
   log: Logger;
-}): { handle: BatchHandler; stats: ConsumerStats } {
+}): MessageConsumer {
   const { db, group, tables, outbox, log } = opts;
   const { handlers, lockRows } = opts.consumers;
   const stats: ConsumerStats = { processed: 0, duplicates: 0, ignored: 0, dead: 0, failures: 0, batches: 0 };
@@ -67,42 +91,54 @@ export function createMessageConsumer(opts: {
 
   const handlerFor = (m: Message) => handlers[m.type] as ((tx: Db, m: Message, e: Enqueue) => Promise<void>) | undefined;
 
+  /** Records `wanted` in the inbox and runs the handlers of the messages it had not seen; returns how many ran. */
+  const applyFresh = async (tx: Db, wanted: Delivery[]): Promise<number> => {
+    if (wanted.length === 0) return 0;
+    const inserted = await tx
+      .insert(tables.inbox)
+      .values(wanted.map(({ message: m, topic }) => ({ messageId: m.id, type: m.type, topic })))
+      .onConflictDoNothing()
+      .returning({ id: tables.inbox.messageId });
+    const insertedIds = new Set(inserted.map((r) => r.id));
+    const fresh = wanted.map((w) => w.message).filter((m) => insertedIds.has(m.id));
+    if (fresh.length === 0) return 0;
+    // Messages about one order, from any topic, take turns within this consumer group (locks in a fixed order: no deadlock).
+    if (db.driver === "postgres") {
+      // (PGlite has one connection: its transactions never overlap, so there is nothing to lock.)
+      const keys = [...new Set(fresh.map((m) => `${group}:${m.order_id}`))];
+      await tx.execute(
+        sql`select pg_advisory_xact_lock(h) from (select distinct hashtextextended(k, 0) as h from unnest(array[${sql.join(
+          keys.map((k) => sql`${k}`),
+          sql`, `,
+        )}]::text[]) as k order by h) as locks`,
+      );
+      await lockRows?.(tx, fresh);
+    }
+    const staged = outbox.staging();
+    for (const m of fresh) await (handlerFor(m) as NonNullable<ReturnType<typeof handlerFor>>)(tx, m, staged.enqueue);
+    await staged.flush(tx);
+    return fresh.length;
+  };
+
   /** Applies `batch` in one transaction; resolves with the counts to add once it committed. */
   const apply = (batch: Parsed[]) =>
     db.transaction(async (tx) => {
       const dead = batch.filter((p) => p.error !== null);
       if (dead.length > 0) await tx.insert(tables.deadLetters).values(dead.map((p) => deadRow(p.record, p.error as string)));
-      const wanted = new Map<string, Message>();
-      for (const p of batch) if (p.message && handlerFor(p.message) && !wanted.has(p.message.id)) wanted.set(p.message.id, p.message);
+      const wanted = new Map<string, Delivery>();
+      for (const p of batch) {
+        if (p.message && handlerFor(p.message) && !wanted.has(p.message.id)) wanted.set(p.message.id, { message: p.message, topic: p.record.topic });
+      }
       const known = batch.filter((p) => p.message && handlerFor(p.message)).length;
       const ignored = batch.length - dead.length - known;
-      if (wanted.size === 0) return { processed: 0, duplicates: known, ignored, dead };
-      const inserted = await tx
-        .insert(tables.inbox)
-        .values([...wanted.values()].map((m) => ({ messageId: m.id, type: m.type, topic: topicOf(batch, m.id) })))
-        .onConflictDoNothing()
-        .returning({ id: tables.inbox.messageId });
-      const insertedIds = new Set(inserted.map((r) => r.id));
-      const fresh = [...wanted.values()].filter((m) => insertedIds.has(m.id));
-      if (fresh.length > 0) {
-        // Messages about one order, from any topic, take turns within this consumer group (locks in a fixed order: no deadlock).
-        if (db.driver === "postgres") {
-          // (PGlite has one connection: its transactions never overlap, so there is nothing to lock.)
-          const keys = [...new Set(fresh.map((m) => `${group}:${m.order_id}`))];
-          await tx.execute(
-            sql`select pg_advisory_xact_lock(h) from (select distinct hashtextextended(k, 0) as h from unnest(array[${sql.join(
-              keys.map((k) => sql`${k}`),
-              sql`, `,
-            )}]::text[]) as k order by h) as locks`,
-          );
-          await lockRows?.(tx, fresh);
-        }
-        const staged = outbox.staging();
-        for (const m of fresh) await (handlerFor(m) as NonNullable<ReturnType<typeof handlerFor>>)(tx, m, staged.enqueue);
-        await staged.flush(tx);
-      }
-      return { processed: fresh.length, duplicates: known - fresh.length, ignored, dead };
+      const processed = await applyFresh(tx, [...wanted.values()]);
+      return { processed, duplicates: known - processed, ignored, dead };
     });
+
+  const applyIn = async (tx: Db, message: Message, topic: string): Promise<ApplyOutcome> => {
+    if (!handlerFor(message)) return "ignored";
+    return (await applyFresh(tx, [{ message, topic }])) > 0 ? "applied" : "duplicate";
+  };
 
   const handle: BatchHandler = async (records) => {
     const batch: Parsed[] = records.map((record) => {
@@ -146,13 +182,12 @@ export function createMessageConsumer(opts: {
     log.warn("handler failed", { topic: p.record.topic, key: p.record.key, attempt: n, err });
     if (n < MAX_ATTEMPTS) return 0;
     attempts.delete(id);
-    await db.transaction((tx) => tx.insert(tables.deadLetters).values(deadRow(p.record, `handler failed ${n} times: ${err.message}`)));
+    const error = `handler failed ${n} times: ${errorText(err)}`;
+    await db.transaction((tx) => tx.insert(tables.deadLetters).values(deadRow(p.record, error)));
     stats.dead += 1;
-    log.warn("dead letter", { topic: p.record.topic, key: p.record.key, error: err.message });
+    log.warn("dead letter", { topic: p.record.topic, key: p.record.key, error });
     return 1;
   };
 
-  return { handle, stats };
+  return { handle, stats, applyIn };
 }
-
-const topicOf = (batch: Parsed[], id: string): string => batch.find((p) => p.message?.id === id)?.record.topic ?? "";

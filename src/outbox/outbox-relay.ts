@@ -3,9 +3,9 @@
  * (`in_flight`) in one statement, handed to the bus, and marked `published` only once the bus
  * says it is durable downstream; a row whose publish failed goes back to `pending`. Marks are
  * written together, a moment later: a crash before that only sends a row twice, and consumers
- * drop the duplicate.
+ * drop the duplicate. Published rows are pruned by the module's retention (retention.ts).
  */
-import { and, asc, count, eq, inArray, lt, ne, sql } from "drizzle-orm";
+import { asc, eq, inArray, sql } from "drizzle-orm";
 import type { Bus, BusRecord } from "../bus/bus";
 import { retryDelayMs } from "../bus/bus";
 import type { Database } from "../db/database";
@@ -13,8 +13,6 @@ import type { Logger } from "../log";
 import type { MessagingTables } from "./tables";
 
 const BATCH = 200;
-const RETENTION_MS = 24 * 3600 * 1000;
-const PRUNE_EVERY_MS = 60_000;
 /** How long confirmed rows wait to be marked published together (fewer statements under load). */
 const MARK_AFTER_MS = 100;
 
@@ -22,8 +20,6 @@ const MARK_AFTER_MS = 100;
 export interface OutboxRelay {
   /** Asks for a pass soon (called after a transaction that enqueued messages committed). */
   nudge(): void;
-  /** Rows not yet published, for health and metrics. */
-  pending(): Promise<number>;
   /** Stops claiming; rows still in flight stay `in_flight` and are sent again after a restart. */
   stop(): Promise<void>;
 }
@@ -46,7 +42,6 @@ export async function startOutboxRelay(opts: {
   let inFlight = 0;
   let failures = 0;
   let lastPass = 0;
-  let lastPrune = Date.now();
   let timer: Timer | null = null;
   /** Claims stopped because the bus had enough in flight: claim again when a send finishes. */
   let blocked = false;
@@ -147,19 +142,11 @@ export async function startOutboxRelay(opts: {
     }
   };
 
-  const prune = async () => {
-    if (Date.now() - lastPrune < PRUNE_EVERY_MS) return;
-    lastPrune = Date.now();
-    const before = new Date(Date.now() - RETENTION_MS);
-    await db.autocommit((q) => q.delete(outbox).where(and(eq(outbox.state, "published"), lt(outbox.publishedAt, before))));
-  };
-
   const pass = async () => {
     do {
       again = false;
       try {
         await fill();
-        await prune();
       } catch (err) {
         if (stopped) return;
         failures += 1;
@@ -197,10 +184,6 @@ export async function startOutboxRelay(opts: {
   schedule();
   return {
     nudge: kick,
-    pending: async () => {
-      const [row] = await db.read((q) => q.select({ n: count() }).from(outbox).where(ne(outbox.state, "published")));
-      return row?.n ?? 0;
-    },
     async stop() {
       stopped = true;
       if (timer) clearTimeout(timer);

@@ -1,0 +1,131 @@
+/**
+ * Dead letters for an operator: list them, and redrive one through the module's consumer once
+ * its cause is fixed. A redrive is the same path as a delivery (parse, inbox, handler, outbox)
+ * in one transaction that also resolves the letter, so it applies a message at most once.
+ */
+import { and, desc, eq, getTableColumns, isNotNull, isNull, lt, type SQL, sql } from "drizzle-orm";
+import { parseMessage } from "../contracts";
+import { type Database, isConnectionError } from "../db/database";
+import { DomainError, invalid, notFound } from "../errors";
+import type { Logger } from "../log";
+import { type ApplyOutcome, errorText, type MessageConsumer } from "./message-consumer";
+import type { MessagingTables } from "./tables";
+
+type DeadLetters = MessagingTables["deadLetters"];
+type DeadLetterRow = DeadLetters["$inferSelect"];
+
+/** Which dead letters a listing shows: still dead (the default), resolved by a redrive, or both. */
+export const DEAD_LETTER_FILTERS = ["dead", "resolved", "all"] as const;
+export type DeadLetterFilter = (typeof DEAD_LETTER_FILTERS)[number];
+
+/** A dead letter as the admin API shows it. */
+export function deadLetterView(r: DeadLetterRow) {
+  return {
+    id: r.id,
+    state: r.resolvedAt ? ("resolved" as const) : ("dead" as const),
+    topic: r.topic,
+    key: r.key,
+    value: r.value,
+    headers: r.headers as Record<string, string>,
+    error: r.error,
+    received_at: r.receivedAt.toISOString(),
+    redrives: r.redrives,
+    last_redrive_at: r.lastRedriveAt?.toISOString() ?? null,
+    resolved_at: r.resolvedAt?.toISOString() ?? null,
+  };
+}
+
+/** A page of dead letters, newest first; `cursor` is the `next_cursor` of the previous page. */
+export async function listDeadLetters(db: Database, table: DeadLetters, q: { state: DeadLetterFilter; limit: number; cursor?: number }) {
+  const where: SQL[] = [];
+  if (q.state === "dead") where.push(isNull(table.resolvedAt));
+  if (q.state === "resolved") where.push(isNotNull(table.resolvedAt));
+  if (q.cursor !== undefined) where.push(lt(table.id, q.cursor));
+  const rows = await db.read((r) =>
+    r
+      .select()
+      .from(table)
+      .where(and(...where))
+      .orderBy(desc(table.id))
+      .limit(q.limit + 1),
+  );
+  const page = rows.slice(0, q.limit);
+  return { dead_letters: page.map(deadLetterView), next_cursor: rows.length > q.limit ? String(page.at(-1)?.id) : null };
+}
+
+/** What a redrive needs: the module's database, dead letters, consumer, and how far back its inbox remembers. */
+export interface Redriver {
+  db: Database;
+  table: DeadLetters;
+  consumer: MessageConsumer;
+  /** The inbox retention: past it, the inbox may have forgotten a later delivery of the same message. */
+  inboxWindowMs: number;
+  log: Logger;
+}
+
+/** A handler that threw during a redrive (the transaction was rolled back). */
+class HandlerFailed extends Error {}
+
+/**
+ * Feeds dead letter `id` back through the consumer. Resolved: the letter, with `applied`
+ * (the handler ran), `duplicate` (the inbox had the message already: nothing ran) or `ignored`
+ * (this module no longer reacts to its type). A record still invalid (422 invalid_message) or
+ * whose handler still fails (409 redrive_failed) only counts the attempt and keeps the new error.
+ * An already resolved letter answers 409 already_resolved; one older than the inbox window,
+ * 409 redrive_window_passed (the inbox could no longer tell whether it was applied since).
+ */
+export async function redriveDeadLetter(r: Redriver, id: number): Promise<{ dead_letter: ReturnType<typeof deadLetterView>; outcome: ApplyOutcome }> {
+  const { db, table, consumer, log } = r;
+  const [found] = await db.read((q) =>
+    q
+      .select({ ...getTableColumns(table), expired: sql<boolean>`${table.receivedAt} < now() - ${r.inboxWindowMs / 1000}::double precision * interval '1 second'` })
+      .from(table)
+      .where(eq(table.id, id)),
+  );
+  if (!found) throw notFound("unknown_dead_letter", `no dead letter ${id}`, "id");
+  if (found.resolvedAt) throw alreadyResolved(id);
+  if (found.expired) {
+    throw new DomainError("conflict", "redrive_window_passed", `dead letter ${id} is older than the inbox retention window; it cannot be redriven safely`);
+  }
+  const parsed = parseMessage(found.value);
+  if (!parsed.ok) {
+    await recordFailure(r, id, `redrive: ${parsed.error}`);
+    throw invalid("invalid_message", `the record is still not a valid message: ${parsed.error}`);
+  }
+  const message = parsed.message;
+  try {
+    const done = await db.transaction(async (tx) => {
+      // Locked: two redrives of one letter take turns, and the second sees it resolved.
+      const [open] = await tx.select({ id: table.id }).from(table).where(and(eq(table.id, id), isNull(table.resolvedAt))).for("update");
+      if (!open) return null;
+      const outcome = await consumer.applyIn(tx, message, found.topic).catch((err: unknown) => {
+        throw new HandlerFailed(errorText(err), { cause: err });
+      });
+      const [row] = await tx
+        .update(table)
+        .set({ resolvedAt: sql`now()`, redrives: sql`${table.redrives} + 1`, lastRedriveAt: sql`now()` })
+        .where(eq(table.id, id))
+        .returning();
+      return { dead_letter: deadLetterView(row as DeadLetterRow), outcome };
+    });
+    if (!done) throw alreadyResolved(id);
+    log.info("dead letter redriven", { id, topic: found.topic, key: found.key, outcome: done.outcome });
+    return done;
+  } catch (err) {
+    if (!(err instanceof HandlerFailed) || isConnectionError(err.cause)) throw err instanceof HandlerFailed ? err.cause : err;
+    await recordFailure(r, id, `redrive failed: ${err.message}`);
+    log.warn("dead letter redrive failed", { id, topic: found.topic, key: found.key, error: err.message });
+    throw new DomainError("conflict", "redrive_failed", `the handler failed again: ${err.message}`);
+  }
+}
+
+const alreadyResolved = (id: number) => new DomainError("conflict", "already_resolved", `dead letter ${id} was resolved already`);
+
+/** Counts a failed redrive and keeps its error; nothing else changes. */
+const recordFailure = (r: Redriver, id: number, error: string) =>
+  r.db.autocommit((q) =>
+    q
+      .update(r.table)
+      .set({ redrives: sql`${r.table.redrives} + 1`, lastRedriveAt: sql`now()`, error })
+      .where(and(eq(r.table.id, id), isNull(r.table.resolvedAt))),
+  );

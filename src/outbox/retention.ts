@@ -1,0 +1,149 @@
+/**
+ * Retention: bookkeeping tables (inbox, published outbox rows, dead letters, remembered
+ * rejections) are pruned by age on the database clock, in bounded batches, by a timer per
+ * module. Safe with several processes of one module: each batch skips rows another is deleting.
+ */
+import { and, eq, inArray, isNull, lt, type SQL, sql } from "drizzle-orm";
+import type { PgColumn, PgTable } from "drizzle-orm/pg-core";
+import type { Database } from "../db/database";
+import type { Logger } from "../log";
+import type { RejectedOrdersTable } from "./rejections";
+import type { MessagingTables } from "./tables";
+
+/** Most rows one DELETE removes: short statements and locks, whatever the backlog. */
+export const PRUNE_BATCH = 5000;
+
+/** One table's pruning rule: rows whose `at` is older than `olderThanMs` (and match `where`) go. */
+export interface PruneJob {
+  /** Names the job in logs and in the result of a run. */
+  name: string;
+  table: PgTable;
+  /** A unique column of `table` (its primary key): the batch is chosen by it. */
+  key: PgColumn;
+  /** The timestamp the age is counted from; rows where it is null are kept. */
+  at: PgColumn;
+  olderThanMs: number;
+  where?: SQL;
+}
+
+/**
+ * Deletes `job`'s expired rows, PRUNE_BATCH at a time, each batch its own statement, until a
+ * batch comes back short (or `stopped()`); returns how many went. Rows locked by a concurrent
+ * pruner are skipped, so two processes never wait on or deadlock with each other.
+ */
+export async function pruneOlderThan(db: Database, job: PruneJob, stopped: () => boolean = () => false): Promise<number> {
+  const { table, key, at } = job;
+  const expired = and(lt(at, sql`now() - ${job.olderThanMs / 1000}::double precision * interval '1 second'`), job.where);
+  let total = 0;
+  for (;;) {
+    const deleted = await db.autocommit((q) =>
+      q
+        .delete(table)
+        .where(inArray(key, q.select({ key }).from(table).where(expired).limit(PRUNE_BATCH).for("update", { skipLocked: true })))
+        .returning({ key }),
+    );
+    total += deleted.length;
+    if (deleted.length < PRUNE_BATCH || stopped()) return total;
+  }
+}
+
+/** Retention windows of a module's messaging tables (ModuleBaseSchema in src/config.ts). */
+export interface RetentionConfig {
+  inbox_retention_hours: number;
+  outbox_retention_hours: number;
+  dead_letter_retention_days: number;
+  unresolved_dead_letter_retention_days: number;
+}
+
+const HOUR_MS = 3600 * 1000;
+const DAY_MS = 24 * HOUR_MS;
+
+/** The messaging tables of a module, and its remembered rejections if it is a saga participant. */
+export type RetainedTables = MessagingTables & { rejectedOrders?: RejectedOrdersTable };
+
+/** The pruning jobs for a module's messaging tables under `config`. */
+export function messagingPruneJobs(tables: RetainedTables, config: RetentionConfig): PruneJob[] {
+  const { inbox, outbox, deadLetters, rejectedOrders } = tables;
+  const inboxMs = config.inbox_retention_hours * HOUR_MS;
+  const jobs: PruneJob[] = [
+    { name: "inbox", table: inbox, key: inbox.messageId, at: inbox.processedAt, olderThanMs: inboxMs },
+    {
+      name: "outbox",
+      table: outbox,
+      key: outbox.seq,
+      at: outbox.publishedAt,
+      olderThanMs: config.outbox_retention_hours * HOUR_MS,
+      where: eq(outbox.state, "published"),
+    },
+    {
+      name: "resolved_dead_letters",
+      table: deadLetters,
+      key: deadLetters.id,
+      at: deadLetters.resolvedAt,
+      olderThanMs: config.dead_letter_retention_days * DAY_MS,
+    },
+    {
+      name: "unresolved_dead_letters",
+      table: deadLetters,
+      key: deadLetters.id,
+      at: deadLetters.receivedAt,
+      olderThanMs: config.unresolved_dead_letter_retention_days * DAY_MS,
+      where: isNull(deadLetters.resolvedAt),
+    },
+  ];
+  // A late OrderCreated must still find the rejection: keep it as long as a redelivery can come.
+  if (rejectedOrders) {
+    jobs.push({ name: "rejected_orders", table: rejectedOrders, key: rejectedOrders.orderId, at: rejectedOrders.createdAt, olderThanMs: inboxMs });
+  }
+  return jobs;
+}
+
+/** Runs every job once; returns the rows pruned per job. */
+export async function pruneAll(db: Database, jobs: PruneJob[], stopped?: () => boolean): Promise<Record<string, number>> {
+  const pruned: Record<string, number> = {};
+  for (const job of jobs) pruned[job.name] = (pruned[job.name] ?? 0) + (await pruneOlderThan(db, job, stopped));
+  return pruned;
+}
+
+/** How often a module prunes; the first run comes a little after the start (not in the start's rush). */
+const PRUNE_EVERY_MS = 60_000;
+const FIRST_PRUNE_MS = 5_000;
+
+/** A module's retention timer. */
+export interface Retention {
+  stop(): Promise<void>;
+}
+
+/** Prunes `jobs` every minute until stopped; a failed run is logged and tried again next time. */
+export function startRetention(db: Database, jobs: PruneJob[], log: Logger): Retention {
+  let stopped = false;
+  let timer: Timer | null = null;
+  let running: Promise<void> | null = null;
+  const run = async () => {
+    try {
+      const pruned = await pruneAll(db, jobs, () => stopped);
+      const total = Object.values(pruned).reduce((a, b) => a + b, 0);
+      if (total > 0) log.info("pruned", pruned);
+    } catch (err) {
+      if (!stopped) log.warn("pruning failed; trying again later", { err });
+    }
+  };
+  const schedule = (ms: number) => {
+    if (stopped) return;
+    timer = setTimeout(() => {
+      running = run().finally(() => {
+        running = null;
+        schedule(PRUNE_EVERY_MS);
+      });
+    }, ms);
+    timer.unref?.();
+  };
+  schedule(FIRST_PRUNE_MS);
+  return {
+    async stop() {
+      stopped = true;
+      if (timer) clearTimeout(timer);
+      await running;
+    },
+  };
+}

@@ -7,6 +7,7 @@ import { REGISTRY_TOPICS, registryConsumers } from "./consumers";
 import { createAdmission } from "./admission";
 import { createCatalogue } from "./catalogue";
 import { registryRouter } from "./handlers";
+import { idempotencyKeyPruneJob } from "./idempotency";
 import * as tables from "./schema";
 import { nextExpiryInMs, rejectExpiredOrders, seedProducts } from "./service";
 
@@ -18,7 +19,9 @@ export const registryModule: ShopModule<typeof RegistryConfigSchema> = {
   async init(ctx) {
     const { db, config, log } = ctx;
     await seedProducts(db, config.products);
-    const messaging = setUpMessaging(ctx, tables, registryConsumers, REGISTRY_TOPICS);
+    // Expired Idempotency-Keys are pruned with the messaging tables (a key seen again after that places a new order).
+    const keyRetention = idempotencyKeyPruneJob(config.idempotency_key_retention_hours * 3_600_000);
+    const messaging = setUpMessaging(ctx, tables, registryConsumers, REGISTRY_TOPICS, [keyRetention]);
     const deadlineMs = config.saga_deadline_seconds * 1000;
     // With nothing pending, look again this often (orders placed by any process); else wake when the oldest is due.
     const idleCheckMs = Math.min(5000, Math.max(50, deadlineMs / 2));

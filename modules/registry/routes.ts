@@ -1,6 +1,7 @@
 /** Registry's HTTP contract. */
 import { createRoute, z } from "@hono/zod-openapi";
 import { MAX_QUANTITY } from "../../src/contracts";
+import { ErrorBodySchema } from "../../src/http/errors";
 import { errors, Id, IdParam, json } from "../../src/http/schemas";
 
 const Product = z
@@ -58,13 +59,42 @@ export const listProductsRoute = createRoute({
   responses: { 200: json(z.object({ products: z.array(Product) }), "Products by id") },
 });
 
+/** 1 to 255 visible ASCII characters (inner spaces allowed). */
+const IdempotencyKey = z
+  .string()
+  .regex(/^[\x21-\x7e](?:[\x20-\x7e]{0,253}[\x21-\x7e])?$/, "expected 1 to 255 visible ASCII characters")
+  .optional()
+  .openapi({
+    description:
+      "Makes retries safe: the first request with a key places the order; the same key with the same body " +
+      "(also while the first is in flight) answers that first answer again, with `Idempotent-Replayed: true`, " +
+      "and places nothing; the same key with another body is refused (422 `idempotency_key_reused`). " +
+      "Keys are kept `idempotency_key_retention_hours` (24 h); after that the key places a new order.",
+    example: "0f8fad5b-d9cb-469f-a165-70867728950e",
+  });
+
 export const createOrderRoute = createRoute({
   method: "post",
   path: "/orders",
   tags: ["registry"],
   summary: "Places an order; it starts pending and the saga decides it",
-  request: { body: { required: true, content: { "application/json": { schema: NewOrder } } } },
-  responses: { 201: json(Order, "The pending order"), ...errors(400, 413, 422, 503) },
+  request: {
+    headers: z.object({ "Idempotency-Key": IdempotencyKey }),
+    body: { required: true, content: { "application/json": { schema: NewOrder } } },
+  },
+  responses: {
+    201: {
+      ...json(Order, "The pending order (or, for a repeated Idempotency-Key, the order first answered)"),
+      headers: {
+        "Idempotent-Replayed": {
+          description: "`true` when this is the answer first given for the same Idempotency-Key",
+          schema: { type: "string", enum: ["true"] },
+        },
+      },
+    },
+    ...errors(400, 413, 503),
+    422: json(ErrorBodySchema, "Unknown or repeated product (`unknown_product`, `duplicate_product`), or an Idempotency-Key used with another body (`idempotency_key_reused`)"),
+  },
 });
 
 export const listOrdersRoute = createRoute({

@@ -8,12 +8,11 @@ import { afterAll, describe, expect, test } from "bun:test";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { z } from "zod";
-import { auditShop, listOrders, type ShopUrls, unfinishedOrders } from "./support/audit";
-import { eventually } from "./support/eventually";
+import { listOrders, type ShopUrls } from "./support/audit";
 import { type PostgresCluster, startPostgresCluster } from "./support/postgres-cluster";
 import { type ShopProcess, startShopProcess } from "./support/process";
 import { createDatabase, processEnv } from "./support/shop-target";
+import { auditUntilClean, type Books, newBooks, openAccounts, printTimelines, startStorm, waitAllFinal } from "./support/storm";
 
 /** Crashes per backend (CRASH_ROUNDS overrides it for a longer soak); after the last one the shop is restarted once more and audited. */
 const CRASHES = Number(process.env.CRASH_ROUNDS ?? 10);
@@ -41,14 +40,6 @@ const SAGA_DEADLINE_SECONDS = 1;
 const START_TIMEOUT_MS = 120_000;
 const FINAL_TIMEOUT_MS = 150_000;
 const AUDIT_TIMEOUT_MS = 30_000;
-const REQUEST_TIMEOUT_MS = 30_000;
-
-/** Every fixture product costs 10.00. */
-const PRICE = 1000;
-/** Deposits cycle through these: rich users only ever meet empty shelves, poor ones run out of money. */
-const DEPOSITS = [80 * PRICE, 12 * PRICE, 4 * PRICE, 1.5 * PRICE];
-/** Stock per product of a round: three plentiful, three scarce. */
-const RECEIPTS = [1000, 1000, 1000, 8, 5, 3];
 
 type Backend = { name: string; prepare(): Promise<{ env: Record<string, string>; cleanup(): Promise<void> }> };
 
@@ -78,51 +69,6 @@ const backends: Backend[] = [
   },
 ];
 
-const OrderReply = z.object({ id: z.string(), status: z.string() });
-const Timeline = z.object({ timeline: z.array(z.object({ service: z.string(), step: z.string(), detail: z.string().nullable() })) });
-
-/** What the test put in and what it was told, across all rounds of one backend. */
-interface Books {
-  deposits: Map<number, number>;
-  receipts: Map<number, number>;
-  acknowledged: Set<string>;
-  /** Answers other than 201 or 503 overloaded (or failed requests) before the kill, none expected: how many, and the first few. */
-  stormErrors: { count: number; first: string[] };
-  /** Orders refused with 503 `overloaded` (admission control): no order, the client may try again. */
-  overloaded: number;
-}
-
-function stormError(books: Books, message: string): void {
-  books.stormErrors.count += 1;
-  if (books.stormErrors.first.length < 10) books.stormErrors.first.push(message);
-}
-
-const pick = <T>(xs: readonly T[]): T => xs[Math.floor(Math.random() * xs.length)] as T;
-
-function shuffled<T>(xs: readonly T[]): T[] {
-  const out = [...xs];
-  for (let i = out.length - 1; i > 0; i--) {
-    const j = Math.floor(Math.random() * (i + 1));
-    [out[i], out[j]] = [out[j] as T, out[i] as T];
-  }
-  return out;
-}
-
-async function post(base: string, path: string, body: unknown): Promise<{ status: number; text: string }> {
-  const res = await fetch(`${base}${path}`, {
-    method: "POST",
-    headers: { "content-type": "application/json" },
-    body: JSON.stringify(body),
-    signal: AbortSignal.timeout(REQUEST_TIMEOUT_MS),
-  });
-  return { status: res.status, text: await res.text() };
-}
-
-async function postOk(base: string, path: string, body: unknown): Promise<void> {
-  const r = await post(base, path, body);
-  if (r.status !== 201) throw new Error(`POST ${path}: ${r.status} ${r.text}`);
-}
-
 function urlsOf(p: ShopProcess): ShopUrls {
   const { registry, wallet, storage } = p.urls;
   if (!registry || !wallet || !storage) throw new Error(`missing a module: ${JSON.stringify(p.urls)}`);
@@ -138,108 +84,48 @@ async function crashRound(shop: ShopProcess, round: number, books: Books, label:
   const users = Array.from({ length: USERS_PER_ROUND }, (_, i) => 1000 * round + i + 1);
   // Fresh products each round while the catalogue lasts (a long soak reuses them; receipts add up).
   const products = Array.from({ length: PRODUCTS_PER_ROUND }, (_, i) => ((PRODUCTS_PER_ROUND * (round - 1) + i) % CATALOGUE) + 1);
-  for (const [i, u] of users.entries()) {
-    const cents = DEPOSITS[i % DEPOSITS.length] as number;
-    await postOk(urls.wallet, `/wallets/${u}/deposits`, { amount_cents: cents });
-    books.deposits.set(u, (books.deposits.get(u) ?? 0) + cents);
-  }
-  for (const [i, p] of products.entries()) {
-    const quantity = RECEIPTS[i % RECEIPTS.length] as number;
-    await postOk(urls.storage, `/stock/${p}/receipts`, { quantity });
-    books.receipts.set(p, (books.receipts.get(p) ?? 0) + quantity);
-  }
+  await openAccounts(urls, books, users, products);
 
-  const capacity = users.length * ORDERS_PER_USER;
-  const slots = new Map(users.map((u) => [u, ORDERS_PER_USER]));
-  let killed = false;
-  let placed = 0;
-  let inFlight = 0;
   const started = Date.now();
-  let kill!: () => void;
-  const killNow = new Promise<void>((resolve) => {
-    kill = resolve;
-  });
+  const killNow = Promise.withResolvers<void>();
   const killAfter = KILL_AFTER_MS[0] + Math.random() * (KILL_AFTER_MS[1] - KILL_AFTER_MS[0]);
   let timeUp = false;
+  const storm = startStorm(urls, books, {
+    users,
+    products,
+    clients: CLIENTS,
+    ordersPerUser: ORDERS_PER_USER,
+    label: `round ${round}`,
+    onPlaced: (placed) => {
+      if ((timeUp && placed >= MIN_PLACED) || placed >= storm.capacity * KILL_AT_SHARE) killNow.resolve();
+    },
+  });
   const timer = setTimeout(() => {
     timeUp = true;
-    if (placed >= MIN_PLACED) kill();
+    if (storm.placed >= MIN_PLACED) killNow.resolve();
   }, killAfter);
-  const lastResort = setTimeout(kill, MAX_STORM_MS);
+  const lastResort = setTimeout(killNow.resolve, MAX_STORM_MS);
 
-  const client = async () => {
-    while (!killed) {
-      const open = users.filter((u) => (slots.get(u) ?? 0) > 0);
-      if (open.length === 0) return;
-      const user = pick(open);
-      slots.set(user, (slots.get(user) ?? 0) - 1);
-      // One to four different products: storage reserves all of them or none.
-      const items = shuffled(products)
-        .slice(0, 1 + Math.floor(Math.random() * 4))
-        .map((p) => ({ product_id: p, quantity: 1 + Math.floor(Math.random() * 2) }));
-      inFlight += 1;
-      try {
-        const r = await post(urls.registry, "/orders", { user_id: user, items });
-        if (r.status === 201) {
-          const body = OrderReply.parse(JSON.parse(r.text));
-          books.acknowledged.add(body.id);
-          placed += 1;
-          if ((timeUp && placed >= MIN_PLACED) || placed >= capacity * KILL_AT_SHARE) kill();
-        } else if (r.status === 503 && /"overloaded"/.test(r.text)) {
-          books.overloaded += 1;
-          slots.set(user, (slots.get(user) ?? 0) + 1);
-        } else if (!killed) {
-          stormError(books, `round ${round}: POST /orders ${r.status} ${r.text.slice(0, 200)}`);
-        }
-      } catch (err) {
-        // Connection errors are what a kill looks like; before it they are a failure.
-        if (!killed) stormError(books, `round ${round}: POST /orders failed: ${(err as Error).message}`);
-      } finally {
-        inFlight -= 1;
-      }
-    }
-  };
-
-  const clients = Array.from({ length: CLIENTS }, client);
   // Every client out of orders to place also ends the storm (then nothing is in flight at the kill).
-  await Promise.race([killNow, Promise.all(clients)]);
+  await Promise.race([killNow.promise, storm.finished]);
   clearTimeout(timer);
   clearTimeout(lastResort);
-  killed = true;
-  const inFlightAtKill = inFlight;
-  const placedAtKill = placed;
+  storm.halt();
+  const inFlightAtKill = storm.inFlight;
+  const placedAtKill = storm.placed;
   shop.proc.kill("SIGKILL");
   const code = await shop.proc.exited;
-  await Promise.all(clients);
+  await storm.finished;
   console.log(
     `[${label}] round ${round}: kill -9 after ${Date.now() - started} ms, ${placedAtKill} orders placed, ` +
       `${inFlightAtKill} posts in flight, exit ${code}`,
   );
 }
 
-/** Waits until no order of the test's users is pending. */
+/** Waits until every order of the test's users is final (compensations included). */
 async function allFinal(urls: ShopUrls, books: Books, label: string): Promise<void> {
-  const f0 = Date.now();
-  await eventually(
-    async () => {
-      const left = await unfinishedOrders(urls.registry, books.deposits.keys());
-      if (left.length > 0) throw new Error(`${left.length} orders still pending, e.g. ${left[0]?.id}`);
-    },
-    FINAL_TIMEOUT_MS,
-    500,
-  );
-  console.log(`[${label}] every order final after ${Date.now() - f0} ms`);
-}
-
-/** Prints the saga timeline of the first few orders a violation names, to tell what was lost. */
-async function printTimelines(registry: string, violations: string[], label: string): Promise<void> {
-  const ids = [...new Set(violations.flatMap((v) => v.match(/[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}/g) ?? []))];
-  for (const id of ids.slice(0, 5)) {
-    const res = await fetch(`${registry}/orders/${id}`, { signal: AbortSignal.timeout(REQUEST_TIMEOUT_MS) });
-    const parsed = Timeline.safeParse(await res.json());
-    const steps = parsed.success ? parsed.data.timeline.map((e) => `${e.service}:${e.step}${e.detail ? ` (${e.detail})` : ""}`).join(" → ") : "?";
-    console.log(`[${label}] order ${id}: ${steps}`);
-  }
+  const ms = await waitAllFinal(urls, books, FINAL_TIMEOUT_MS);
+  console.log(`[${label}] every order final after ${ms} ms`);
 }
 
 describe.each(backends)("kill -9 mid-load, one process on $name", (backend) => {
@@ -249,7 +135,7 @@ describe.each(backends)("kill -9 mid-load, one process on $name", (backend) => {
       const t0 = Date.now();
       const { env: dbEnv, cleanup } = await backend.prepare();
       const env = processEnv({ ...dbEnv, REGISTRY_SAGA_DEADLINE_SECONDS: String(SAGA_DEADLINE_SECONDS) });
-      const books: Books = { deposits: new Map(), receipts: new Map(), acknowledged: new Set(), stormErrors: { count: 0, first: [] }, overloaded: 0 };
+      const books = newBooks();
       let shop: ShopProcess | null = null;
       try {
         for (let round = 1; round <= CRASHES; round++) {
@@ -271,18 +157,10 @@ describe.each(backends)("kill -9 mid-load, one process on $name", (backend) => {
         await allFinal(urls, books, backend.name).catch(() => {});
 
         // Compensations land shortly after registry decides: wait for the books to balance.
-        const input = { urls, deposits: books.deposits, receipts: books.receipts, acknowledged: books.acknowledged };
-        const audit = await eventually(
-          async () => {
-            const a = await auditShop(input);
-            return a.violations.length === 0 ? a : false;
-          },
-          AUDIT_TIMEOUT_MS,
-          1000,
-        ).catch(() => auditShop(input));
+        const audit = await auditUntilClean(urls, books, AUDIT_TIMEOUT_MS);
         console.log(
           `[${backend.name}] ${audit.orders.length} orders: ${audit.counts.completed} completed, ${audit.counts.rejected} rejected ` +
-            `${JSON.stringify(audit.counts.reasons)}, ${audit.counts.pending} not final; ${books.overloaded} refused as overloaded; ` +
+            `${JSON.stringify(audit.counts.reasons)}, ${audit.counts.pending} not final; ${books.refused["503 overloaded"] ?? 0} refused as overloaded; ` +
             `${audit.violations.length} violations; ` +
             `${Math.round((Date.now() - t0) / 1000)} s`,
         );

@@ -1,4 +1,5 @@
 /** Order load: money and stock for it, clients posting at saturation, and open-loop arrivals at a fixed rate. */
+import { adminHeaders } from "../test/support/http";
 import type { ShopUrls } from "./launch";
 import type { OrderTracker } from "./order-tracker";
 import { cpuSince, cpuSnapshot, type MachineSnapshot, machineSince, machineSnapshot, type Pids } from "./proc-stats";
@@ -31,8 +32,8 @@ export function benchUsers(count: number): number[] {
 /** Gives every user plenty of money and every fixture product plenty of stock. */
 export async function stockUp(urls: ShopUrls, users: number[]): Promise<void> {
   const calls = [
-    ...users.map((u) => () => postJson(`${urls.wallet}/wallets/${u}/deposits`, { amount_cents: MONEY_PER_USER_CENTS })),
-    ...Array.from({ length: PRODUCTS }, (_, i) => () => postJson(`${urls.storage}/stock/${i + 1}/receipts`, { quantity: STOCK_PER_PRODUCT })),
+    ...users.map((u) => () => postJson(`${urls.wallet}/wallets/${u}/deposits`, { amount_cents: MONEY_PER_USER_CENTS }, adminHeaders)),
+    ...Array.from({ length: PRODUCTS }, (_, i) => () => postJson(`${urls.storage}/stock/${i + 1}/receipts`, { quantity: STOCK_PER_PRODUCT }, adminHeaders)),
   ];
   for (let i = 0; i < calls.length; i += 16) {
     const answers = await Promise.all(calls.slice(i, i + 16).map((c) => c()));
@@ -123,7 +124,7 @@ async function placeOrder(registry: string, user: number, product: number, sentA
   run.failures[key] = (run.failures[key] ?? 0) + 1;
 }
 
-async function postJson(url: string, body: unknown): Promise<{ status: number; text: string }> {
-  const res = await fetch(url, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(body) });
+async function postJson(url: string, body: unknown, headers: Record<string, string> = {}): Promise<{ status: number; text: string }> {
+  const res = await fetch(url, { method: "POST", headers: { ...headers, "content-type": "application/json" }, body: JSON.stringify(body) });
   return { status: res.status, text: await res.text() };
 }

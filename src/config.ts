@@ -57,6 +57,13 @@ const SettingsSchema = z.object({
   CONFIG_DIR: z.string().min(1).default("./config"),
   HOST: z.string().min(1).default("0.0.0.0"),
   BODY_LIMIT_BYTES: z.coerce.number().int().min(1024).max(10_485_760).default(65_536),
+  // Bearer token for deposits, receipts and /admin/*; unset: a random one per start, logged once.
+  ADMIN_TOKEN: z
+    .string()
+    .min(16, "at least 16 characters")
+    .regex(/^[\x21-\x7e]+$/, "printable ASCII without spaces")
+    .optional()
+    .or(z.literal("").transform(() => undefined)),
   LOG_LEVEL: z.enum(LOG_LEVELS).default("info"),
 });
 

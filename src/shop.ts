@@ -5,6 +5,7 @@ import { createBus } from "./bus/index";
 import { type Env, loadModuleConfig, type ModuleName, type Settings } from "./config";
 import { type Database, type DatabaseTarget, openDatabase } from "./db/database";
 import { createServiceApp } from "./http/app";
+import { adminToken } from "./http/auth";
 import type { Logger } from "./log";
 import type { RunningModule, ShopModule } from "./module";
 import { MODULES } from "./modules";
@@ -87,6 +88,7 @@ function serveModule(
       { name: "db_transactions_total", value: db.stats.transactions },
     ]],
     bodyLimitBytes: settings.BODY_LIMIT_BYTES,
+    adminToken: adminToken(settings, log),
     log: log.child(`${m.name}.http`),
   });
   return Bun.serve({

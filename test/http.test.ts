@@ -2,7 +2,10 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { Validator } from "@seriousme/openapi-schema-validator";
 import { eventually } from "./support/eventually";
-import { call, getJson } from "./support/http";
+import { loadSettings } from "../src/config";
+import { adminToken } from "../src/http/auth";
+import { createLogger } from "../src/log";
+import { adminHeaders, call, getJson, TEST_ADMIN_TOKEN } from "./support/http";
 import { type ShopTarget, startInProcess } from "./support/shop-target";
 
 let t: ShopTarget;
@@ -22,8 +25,8 @@ describe("routes", () => {
     const r = t.urls.registry;
     expect((await getJson(r, "/products")).products).toHaveLength(100);
     expect((await getJson(r, "/products/")).products[0]).toEqual({ id: 1, sku: "T-1", name: "Test product 1", price_cents: 1000 });
-    expect((await call(t.urls.wallet, "POST", "/wallets/77/deposits/", { amount_cents: 5000 })).status).toBe(201);
-    expect((await call(t.urls.storage, "POST", "/stock/90/receipts", { quantity: 2 })).status).toBe(201);
+    expect((await call(t.urls.wallet, "POST", "/wallets/77/deposits/", { amount_cents: 5000 }, adminHeaders)).status).toBe(201);
+    expect((await call(t.urls.storage, "POST", "/stock/90/receipts", { quantity: 2 }, adminHeaders)).status).toBe(201);
     const placed = await call(r, "POST", "/orders/", { user_id: 77, items: [{ product_id: 90, quantity: 2 }] });
     expect(placed.status).toBe(201);
     expect(placed.body).toMatchObject({ user_id: 77, status: "pending", total_cents: 2000 });
@@ -99,17 +102,17 @@ describe("bad input answers 4xx with a JSON error and changes nothing", () => {
     ["registry", "GET", "/nowhere", undefined, 404],
     ["wallet", "GET", "/wallets/abc", undefined, 400],
     ["wallet", "GET", "/wallets/424242", undefined, 404],
-    ["wallet", "POST", "/wallets/1/deposits", { amount_cents: -100 }, 400],
-    ["wallet", "POST", "/wallets/1/deposits", { amount_cents: 10.5 }, 400],
-    ["wallet", "POST", "/wallets/1/deposits", { amount_cents: 1e15 }, 400],
-    ["wallet", "POST", "/wallets/1/deposits", { amount: 100 }, 400],
-    ["wallet", "POST", "/wallets/0/deposits", { amount_cents: 100 }, 400],
-    ["wallet", "POST", "/wallets/99999999999/deposits", { amount_cents: 100 }, 400],
+    ["wallet", "POST", "/wallets/1/deposits", { amount_cents: -100 }, 400, adminHeaders],
+    ["wallet", "POST", "/wallets/1/deposits", { amount_cents: 10.5 }, 400, adminHeaders],
+    ["wallet", "POST", "/wallets/1/deposits", { amount_cents: 1e15 }, 400, adminHeaders],
+    ["wallet", "POST", "/wallets/1/deposits", { amount: 100 }, 400, adminHeaders],
+    ["wallet", "POST", "/wallets/0/deposits", { amount_cents: 100 }, 400, adminHeaders],
+    ["wallet", "POST", "/wallets/99999999999/deposits", { amount_cents: 100 }, 400, adminHeaders],
     ["storage", "GET", "/stock/999999", undefined, 404],
-    ["storage", "POST", "/stock/999999/receipts", { quantity: 1 }, 404],
-    ["storage", "POST", "/stock/1/receipts", { quantity: 0 }, 400],
-    ["storage", "POST", "/stock/1/receipts", "[1,2", 400],
-    ["storage", "POST", "/stock/1/receipts", { quantity: 1, pad: big }, 413],
+    ["storage", "POST", "/stock/999999/receipts", { quantity: 1 }, 404, adminHeaders],
+    ["storage", "POST", "/stock/1/receipts", { quantity: 0 }, 400, adminHeaders],
+    ["storage", "POST", "/stock/1/receipts", "[1,2", 400, adminHeaders],
+    ["storage", "POST", "/stock/1/receipts", { quantity: 1, pad: big }, 413, adminHeaders],
   ];
 
   // Every row gets all six arguments: bun takes a missing trailing argument for a done callback.
@@ -135,5 +138,84 @@ describe("bad input answers 4xx with a JSON error and changes nothing", () => {
     });
     expect(r.status).toBe(413);
     expect(await snapshot()).toEqual(before);
+  });
+});
+
+describe("admin writes need the admin token", () => {
+  const writes = [
+    ["wallet", "/wallets/7/deposits", { amount_cents: 500 }],
+    ["storage", "/stock/7/receipts", { quantity: 3 }],
+  ] as const;
+  const refused: [string, Record<string, string>][] = [
+    ["no Authorization", {}],
+    ["a wrong token", { authorization: "Bearer not-the-admin-token-at-all" }],
+    ["the token one character short", { authorization: `Bearer ${TEST_ADMIN_TOKEN.slice(0, -1)}` }],
+    ["the token as Basic credentials", { authorization: `Basic ${TEST_ADMIN_TOKEN}` }],
+    ["an empty bearer", { authorization: "Bearer " }],
+  ];
+
+  test.each(refused)("%s: 401 with WWW-Authenticate, nothing changes", async (_, headers) => {
+    for (const [service, path, body] of writes) {
+      const before = await snapshot();
+      const r = await call(t.urls[service], "POST", path, body, headers);
+      expect(r.status).toBe(401);
+      expect(r.headers.get("www-authenticate") ?? "").toStartWith("Bearer");
+      expect(r.body.error.code).toBe("unauthorized");
+      expect(await snapshot()).toEqual(before);
+    }
+  });
+
+  test("with the token: 201 (the scheme name in any case)", async () => {
+    const before = await getJson(t.urls.wallet, "/wallets/8").catch(() => ({ balance_cents: 0 }));
+    const r = await call(t.urls.wallet, "POST", "/wallets/8/deposits", { amount_cents: 250 }, { authorization: `bearer ${TEST_ADMIN_TOKEN}` });
+    expect(r.status).toBe(201);
+    expect(r.body.balance_cents).toBe(before.balance_cents + 250);
+    expect((await call(t.urls.storage, "POST", "/stock/8/receipts", { quantity: 1 }, adminHeaders)).status).toBe(201);
+  });
+
+  test("every path under /admin/ needs it, on every service, before anything else is looked at", async () => {
+    for (const base of Object.values(t.urls)) {
+      for (const path of ["/admin", "/admin/", "/admin/no-such-thing", "/%61dmin/no-such-thing"]) {
+        const r = await call(base, "GET", path);
+        expect(r.status).toBe(401);
+        expect(r.body.error.code).toBe("unauthorized");
+      }
+      expect((await call(base, "POST", "/admin/no-such-thing", "{broken", { "content-type": "text/plain" })).status).toBe(401);
+      const known = await call(base, "GET", "/admin/no-such-thing", undefined, adminHeaders);
+      expect(known.status).toBe(404);
+      expect(known.body.error.code).toBe("not_found");
+    }
+  });
+
+  test("the OpenAPI documents declare the bearer scheme and a 401 on the protected routes", async () => {
+    for (const [service, path] of [["wallet", "/wallets/{user_id}/deposits"], ["storage", "/stock/{product_id}/receipts"]] as const) {
+      const doc = await getJson(t.urls[service], "/openapi.json");
+      expect(doc.components.securitySchemes.adminToken).toMatchObject({ type: "http", scheme: "bearer" });
+      expect(doc.paths[path].post.security).toEqual([{ adminToken: [] }]);
+      expect(doc.paths[path].post.responses["401"].content["application/json"].schema).toEqual({ $ref: "#/components/schemas/Error" });
+      // Everything under /admin/ is declared protected (whoever added it); reads elsewhere stay open.
+      for (const [p, item] of Object.entries<Record<string, { security?: unknown }>>(doc.paths)) {
+        for (const [method, op] of Object.entries(item)) {
+          if (p.startsWith("/admin/")) expect([p, method, op.security]).toEqual([p, method, [{ adminToken: [] }]]);
+          else if (method === "get") expect([p, op.security]).toEqual([p, undefined]);
+        }
+      }
+    }
+  });
+
+  test("without ADMIN_TOKEN a start makes up one token for all its modules and logs it once", () => {
+    const lines: [string, Record<string, unknown> | undefined][] = [];
+    const log = createLogger("silent");
+    const spy = { ...log, info: (msg: string, fields?: Record<string, unknown>) => void lines.push([msg, fields]) };
+    const settings = loadSettings({});
+    const first = adminToken(settings, spy);
+    expect(adminToken(settings, spy)).toBe(first);
+    expect(first.length).toBeGreaterThanOrEqual(16);
+    expect(lines).toEqual([["admin token (generated; set ADMIN_TOKEN to choose one)", { token: first }]]);
+    expect(adminToken(loadSettings({}), spy)).not.toBe(first); // another start, another token
+    expect(adminToken(loadSettings({ ADMIN_TOKEN: TEST_ADMIN_TOKEN }), spy)).toBe(TEST_ADMIN_TOKEN);
+    expect(lines).toHaveLength(2);
+    expect(() => loadSettings({ ADMIN_TOKEN: "too-short" })).toThrow("ADMIN_TOKEN");
+    expect(() => loadSettings({ ADMIN_TOKEN: "has a space in the middle" })).toThrow("ADMIN_TOKEN");
   });
 });

@@ -2,7 +2,7 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { EnvelopeSchema, MESSAGES, parseMessage } from "../src/contracts";
 import { eventually } from "./support/eventually";
-import { call, getJson } from "./support/http";
+import { adminHeaders, call, getJson } from "./support/http";
 import { startShopProcess } from "./support/process";
 import { type SplitShop, startSplitShop } from "./support/split-shop";
 
@@ -39,8 +39,8 @@ const placeAndSettle = async (userId: number, productId: number, quantity: numbe
 
 describe("topics seen by kcat", () => {
   test("every record is a plain JSON envelope keyed by its order id, with id and type headers", async () => {
-    await call(shop.urls.wallet, "POST", "/wallets/71/deposits", { amount_cents: 1500 });
-    await call(shop.urls.storage, "POST", "/stock/71/receipts", { quantity: 5 });
+    await call(shop.urls.wallet, "POST", "/wallets/71/deposits", { amount_cents: 1500 }, adminHeaders);
+    await call(shop.urls.storage, "POST", "/stock/71/receipts", { quantity: 5 }, adminHeaders);
     const ok = await placeAndSettle(71, 71, 1);
     const short = await placeAndSettle(71, 71, 1); // 500 cents left: insufficient funds
     expect([ok.status, short.status]).toEqual(["completed", "rejected"]);
@@ -82,8 +82,8 @@ describe("topics seen by kcat", () => {
     expect(await shop.processes.wallet.stop("SIGTERM")).toBe(0);
     const wallet = await startShopProcess(["--modules", "wallet"], { ...shop.env, WALLET_PORT: new URL(shop.urls.wallet).port }, 1);
     shop.processes.wallet = wallet;
-    await call(shop.urls.wallet, "POST", "/wallets/72/deposits", { amount_cents: 5000 });
-    await call(shop.urls.storage, "POST", "/stock/72/receipts", { quantity: 1 });
+    await call(shop.urls.wallet, "POST", "/wallets/72/deposits", { amount_cents: 5000 }, adminHeaders);
+    await call(shop.urls.storage, "POST", "/stock/72/receipts", { quantity: 1 }, adminHeaders);
     expect((await placeAndSettle(72, 72, 1)).status).toBe("completed");
     const text = await (await fetch(`${shop.urls.wallet}/metrics`)).text();
     expect(text).toContain('shop_messages_consumed_total{outcome="dead"} 0');
@@ -93,8 +93,8 @@ describe("topics seen by kcat", () => {
 
 describe("a broker outage", () => {
   test("orders placed while Kafka is down complete once it is back; no service dies", async () => {
-    await call(shop.urls.wallet, "POST", "/wallets/73/deposits", { amount_cents: 5000 });
-    await call(shop.urls.storage, "POST", "/stock/73/receipts", { quantity: 2 });
+    await call(shop.urls.wallet, "POST", "/wallets/73/deposits", { amount_cents: 5000 }, adminHeaders);
+    await call(shop.urls.storage, "POST", "/stock/73/receipts", { quantity: 2 }, adminHeaders);
     shop.kafka.setBroker("down");
     let placed: { id: string };
     try {

@@ -4,7 +4,7 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { eventually } from "./support/eventually";
-import { call, getJson } from "./support/http";
+import { adminHeaders, call, getJson } from "./support/http";
 import { type PostgresCluster, startPostgresCluster } from "./support/postgres-cluster";
 import { startShopProcess } from "./support/process";
 import { createDatabase, processEnv, startInProcess } from "./support/shop-target";
@@ -21,8 +21,8 @@ describe("the shop process", () => {
     const dataDir = mkdtempSync(join(tmpdir(), "shop-data-"));
     dirs.push(dataDir);
     const first = await startShopProcess([], envWithData(dataDir), 3);
-    expect((await call(first.urls.wallet as string, "POST", "/wallets/41/deposits", { amount_cents: 9000 })).status).toBe(201);
-    expect((await call(first.urls.storage as string, "POST", "/stock/41/receipts", { quantity: 4 })).status).toBe(201);
+    expect((await call(first.urls.wallet as string, "POST", "/wallets/41/deposits", { amount_cents: 9000 }, adminHeaders)).status).toBe(201);
+    expect((await call(first.urls.storage as string, "POST", "/stock/41/receipts", { quantity: 4 }, adminHeaders)).status).toBe(201);
     const placed = await call(first.urls.registry as string, "POST", "/orders", { user_id: 41, items: [{ product_id: 41, quantity: 3 }] });
     expect(placed.status).toBe(201);
     await eventually(async () => (await getJson(first.urls.registry as string, `/orders/${placed.body.id}`)).status === "completed");
@@ -74,7 +74,7 @@ describe("saga deadline", () => {
     // No storage module: wallet debits, nobody reserves, registry gives up after the deadline.
     const t = await startInProcess({ MODULES: "registry,wallet", REGISTRY_SAGA_DEADLINE_SECONDS: "0.5" });
     try {
-      await call(t.urls.wallet, "POST", "/wallets/51/deposits", { amount_cents: 5000 });
+      await call(t.urls.wallet, "POST", "/wallets/51/deposits", { amount_cents: 5000 }, adminHeaders);
       const placed = await call(t.urls.registry, "POST", "/orders", { user_id: 51, items: [{ product_id: 51, quantity: 2 }] });
       expect(placed.status).toBe(201);
       const done = await eventually(async () => {
@@ -129,8 +129,8 @@ describe("PostgreSQL restarts", () => {
     cluster = await startPostgresCluster({ name: "restart" });
     const t = await startInProcess({ DATABASE_URL: await createDatabase(cluster.url) });
     try {
-      await call(t.urls.wallet, "POST", "/wallets/61/deposits", { amount_cents: 5000 });
-      await call(t.urls.storage, "POST", "/stock/61/receipts", { quantity: 5 });
+      await call(t.urls.wallet, "POST", "/wallets/61/deposits", { amount_cents: 5000 }, adminHeaders);
+      await call(t.urls.storage, "POST", "/stock/61/receipts", { quantity: 5 }, adminHeaders);
       await cluster.restart();
       // The pool reconnects on demand: the next orders go through and complete.
       const placed = await eventually(async () => {

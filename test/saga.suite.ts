@@ -5,7 +5,7 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { createMessage, type Message } from "../src/contracts";
 import { eventually } from "./support/eventually";
-import { call, getJson } from "./support/http";
+import { adminHeaders, call, getJson } from "./support/http";
 import type { ShopTarget } from "./support/shop-target";
 
 const PRICE = 1000; // every fixture product costs 10.00
@@ -26,11 +26,11 @@ export function describeSaga(name: string, start: () => Promise<ShopTarget>, opt
     }, 60_000);
 
     const deposit = async (userId: number, cents: number) => {
-      const r = await call(t.urls.wallet, "POST", `/wallets/${userId}/deposits`, { amount_cents: cents });
+      const r = await call(t.urls.wallet, "POST", `/wallets/${userId}/deposits`, { amount_cents: cents }, adminHeaders);
       expect(r.status).toBe(201);
     };
     const receive = async (productId: number, quantity: number) => {
-      const r = await call(t.urls.storage, "POST", `/stock/${productId}/receipts`, { quantity });
+      const r = await call(t.urls.storage, "POST", `/stock/${productId}/receipts`, { quantity }, adminHeaders);
       expect(r.status).toBe(201);
     };
     const balance = async (userId: number) => (await getJson(t.urls.wallet, `/wallets/${userId}`)).balance_cents as number;

@@ -4,7 +4,7 @@
  */
 import { afterAll, describe, expect, test } from "bun:test";
 import { eventually } from "./support/eventually";
-import { call, getJson } from "./support/http";
+import { adminHeaders, call, getJson } from "./support/http";
 import { type PostgresCluster, startPostgresCluster } from "./support/postgres-cluster";
 import { createDatabase, startInProcess } from "./support/shop-target";
 
@@ -27,8 +27,8 @@ describe.each(backends)("statements per order (%s)", (name, env) => {
     const t = await startInProcess(await env());
     try {
       const stats = t.shop.db.stats;
-      await call(t.urls.wallet, "POST", "/wallets/77/deposits", { amount_cents: 1_000_000 });
-      await call(t.urls.storage, "POST", "/stock/77/receipts", { quantity: 1000 });
+      await call(t.urls.wallet, "POST", "/wallets/77/deposits", { amount_cents: 1_000_000 }, adminHeaders);
+      await call(t.urls.storage, "POST", "/stock/77/receipts", { quantity: 1000 }, adminHeaders);
       // What one status read costs, so the polling below can be taken out of the count.
       const id = (await call(t.urls.registry, "POST", "/orders", { user_id: 77, items: [{ product_id: 77, quantity: 1 }] })).body.id;
       await eventually(async () => (await getJson(t.urls.registry, `/orders/${id}`)).status === "completed");

@@ -1,5 +1,6 @@
 /** Storage's HTTP contract. */
 import { createRoute, z } from "@hono/zod-openapi";
+import { adminSecurity } from "../../src/http/auth";
 import { errors, IdParam, json } from "../../src/http/schemas";
 
 const Stock = z
@@ -36,7 +37,8 @@ export const receiveRoute = createRoute({
   method: "post",
   path: "/stock/{product_id}/receipts",
   tags: ["storage"],
-  summary: "Adds received units to available stock",
+  summary: "Adds received units to available stock; needs the admin token",
+  security: adminSecurity,
   request: {
     params: ProductParams,
     body: {

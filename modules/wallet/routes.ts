@@ -1,5 +1,6 @@
 /** Wallet's HTTP contract. */
 import { createRoute, z } from "@hono/zod-openapi";
+import { adminSecurity } from "../../src/http/auth";
 import { AmountCents, errors, IdParam, json } from "../../src/http/schemas";
 
 const Wallet = z
@@ -41,7 +42,8 @@ export const depositRoute = createRoute({
   method: "post",
   path: "/wallets/{user_id}/deposits",
   tags: ["wallet"],
-  summary: "Tops up a wallet (opening it on the first deposit)",
+  summary: "Tops up a wallet (opening it on the first deposit); needs the admin token",
+  security: adminSecurity,
   request: {
     params: UserParams,
     body: {

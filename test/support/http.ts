@@ -1,5 +1,11 @@
 /** A small JSON client for black-box tests. */
 
+/** ADMIN_TOKEN of every shop the tests and the bench start (testEnv, processEnv, split shop). */
+export const TEST_ADMIN_TOKEN = "test-admin-token-0123456789";
+
+/** Headers for admin writes (deposits, receipts, /admin/*): `call(base, "POST", path, body, adminHeaders)`. */
+export const adminHeaders: Readonly<Record<string, string>> = { authorization: `Bearer ${TEST_ADMIN_TOKEN}` };
+
 /** A response with its parsed JSON body. */
 export interface Reply<T = unknown> {
   status: number;

@@ -4,6 +4,7 @@ import postgres from "postgres";
 import { loadSettings, type Topics } from "../../src/config";
 import { createLogger } from "../../src/log";
 import { type Shop, startShop } from "../../src/shop";
+import { TEST_ADMIN_TOKEN } from "./http";
 
 /** Where the fixture config (test catalogue, no seeded wallets) lives. */
 export const FIXTURE_CONFIG = join(import.meta.dir, "../fixtures/config");
@@ -30,6 +31,7 @@ export function testEnv(extra: Record<string, string | undefined> = {}): Record<
     WALLET_PORT: "0",
     STORAGE_PORT: "0",
     LOG_LEVEL: process.env.TEST_LOG_LEVEL ?? "error",
+    ADMIN_TOKEN: TEST_ADMIN_TOKEN,
     ...extra,
   };
 }
@@ -43,6 +45,7 @@ export function processEnv(extra: Record<string, string> = {}): Record<string, s
     WALLET_PORT: "0",
     STORAGE_PORT: "0",
     LOG_LEVEL: "info",
+    ADMIN_TOKEN: TEST_ADMIN_TOKEN,
     ...extra,
   };
 }

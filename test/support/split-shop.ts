@@ -1,5 +1,6 @@
 /** The split deployment without Docker: a Kafka-protocol broker, PostgreSQL and three `bun` processes. */
 import { Kafka, logLevel, Partitioners } from "kafkajs";
+import { TEST_ADMIN_TOKEN } from "./http";
 import { type KafkaMock, startKafkaMock } from "./kafka-mock";
 import { type PostgresCluster, startPostgresCluster } from "./postgres-cluster";
 import { type ShopProcess, startShopProcess } from "./process";
@@ -42,6 +43,7 @@ export async function startSplitShop(extraEnv: Record<string, string> = {}): Pro
       WALLET_PORT: "0",
       STORAGE_PORT: "0",
       LOG_LEVEL: "info", // the harness reads the "listening" lines
+      ADMIN_TOKEN: TEST_ADMIN_TOKEN,
       ...MOCK_KAFKA_SETTINGS,
       ...extraEnv,
     };
@@ -79,4 +81,28 @@ export async function startSplitShop(extraEnv: Record<string, string> = {}): Pro
     await cluster?.stop();
     throw err;
   }
+}
+
+/** One of the split shop's service processes. */
+export type SplitService = keyof SplitShop["processes"];
+
+/**
+ * Starts `name` again on its port with the shop's environment plus `env` (after its process was
+ * stopped or killed), and puts the new process in place of the old one.
+ */
+export async function startService(shop: SplitShop, name: SplitService, env: Record<string, string> = {}): Promise<ShopProcess> {
+  const port = new URL(shop.urls[name]).port;
+  const proc = await startShopProcess(["--modules", name], { ...shop.env, [`${name.toUpperCase()}_PORT`]: port, ...env }, 1);
+  shop.processes[name] = proc;
+  return proc;
+}
+
+/** Stops `name` with `signal` and starts it again (see startService). */
+export async function restartService(
+  shop: SplitShop,
+  name: SplitService,
+  opts: { signal?: NodeJS.Signals; env?: Record<string, string> } = {},
+): Promise<ShopProcess> {
+  await shop.processes[name].stop(opts.signal ?? "SIGTERM");
+  return startService(shop, name, opts.env);
 }

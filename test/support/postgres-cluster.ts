@@ -13,7 +13,14 @@ export type PostgresCluster = {
   stop(): Promise<void>;
   /** Fast shutdown and start again on the same port and data directory. */
   restart(): Promise<void>;
+  /** Shuts the server down and leaves it down (an outage); `immediate` is a crash, recovered from on up(). */
+  down(mode?: ShutdownMode): Promise<void>;
+  /** Starts the server again on the same port and data directory after down(); resolves once it accepts connections. */
+  up(): Promise<void>;
 };
+
+/** pg_ctl stop modes: `fast` disconnects clients and checkpoints; `immediate` quits at once (crash recovery on the next start). */
+export type ShutdownMode = "fast" | "immediate";
 
 /** Options for {@link startPostgresCluster}. */
 export type PostgresClusterOptions = {
@@ -62,6 +69,14 @@ export async function startPostgresCluster(opts: PostgresClusterOptions = {}): P
     async restart() {
       if (stopped) throw new Error("restart() called on a stopped PostgresCluster");
       await stopServer(layout);
+      await startServer(layout);
+    },
+    async down(mode = "fast") {
+      if (stopped) throw new Error("down() called on a stopped PostgresCluster");
+      await stopServer(layout, mode);
+    },
+    async up() {
+      if (stopped) throw new Error("up() called on a stopped PostgresCluster");
       await startServer(layout);
     },
   };
@@ -166,10 +181,10 @@ async function startServer(layout: Layout): Promise<void> {
   await waitUntilReady(layout);
 }
 
-/** Fast shutdown (disconnects clients, no crash recovery needed on next start). */
-async function stopServer(layout: Layout): Promise<void> {
+/** Shuts the server down (fast by default: disconnects clients, no crash recovery needed on the next start). */
+async function stopServer(layout: Layout, mode: ShutdownMode = "fast"): Promise<void> {
   if (!existsSync(join(layout.data, "postmaster.pid"))) return;
-  await runAsPg(layout, [join(layout.binDir, "pg_ctl"), "stop", "-D", layout.data, "-m", "fast", "-w", "-t", "60"]);
+  await runAsPg(layout, [join(layout.binDir, "pg_ctl"), "stop", "-D", layout.data, "-m", mode, "-w", "-t", "60"]);
 }
 
 /** Polls pg_isready until the server accepts connections or the deadline passes. */

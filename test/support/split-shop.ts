@@ -20,6 +20,8 @@ export interface SplitShop extends ShopTarget {
   /** The broker, to take it down and up again. */
   kafka: KafkaMock;
   databaseUrl: string;
+  /** The PostgreSQL cluster, to take it down and up again. */
+  postgres: PostgresCluster;
   processes: Record<"registry" | "wallet" | "storage", ShopProcess>;
   /** Environment the service processes run with (to start one again). */
   env: Record<string, string>;
@@ -60,6 +62,7 @@ export async function startSplitShop(extraEnv: Record<string, string> = {}): Pro
       brokers: mock.brokers,
       kafka: mock,
       databaseUrl,
+      postgres: pg,
       processes,
       env,
       urls: { registry: registry.urls.registry ?? "", wallet: wallet.urls.wallet ?? "", storage: storage.urls.storage ?? "" },

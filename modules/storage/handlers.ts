@@ -1,6 +1,8 @@
 /** Storage's HTTP handlers: parse, call the service, map the result. */
+import { auditReportRoute } from "../../src/audit/routes";
 import type { Database } from "../../src/db/database";
 import { createRouter } from "../../src/http/router";
+import { storageAuditReport } from "./audit";
 import { getStockRoute, listStockRoute, receiveRoute } from "./routes";
 import { getStock, listStock, receive } from "./service";
 
@@ -12,5 +14,6 @@ export function storageRouter(db: Database) {
     .openapi(receiveRoute, async (c) => {
       const { product_id } = c.req.valid("param");
       return c.json(await receive(db, product_id, c.req.valid("json").quantity), 201);
-    });
+    })
+    .openapi(auditReportRoute("storage"), async (c) => c.json(await storageAuditReport(db), 200));
 }

@@ -1,6 +1,8 @@
 /** Wallet's HTTP handlers: parse, call the service, map the result. */
+import { auditReportRoute } from "../../src/audit/routes";
 import type { Database } from "../../src/db/database";
 import { createRouter } from "../../src/http/router";
+import { walletAuditReport } from "./audit";
 import { depositRoute, getWalletRoute, listWalletsRoute } from "./routes";
 import { deposit, getWallet, listWallets } from "./service";
 
@@ -13,5 +15,6 @@ export function walletRouter(db: Database) {
       const { user_id } = c.req.valid("param");
       const { amount_cents } = c.req.valid("json");
       return c.json(await deposit(db, user_id, amount_cents), 201);
-    });
+    })
+    .openapi(auditReportRoute("wallet"), async (c) => c.json(await walletAuditReport(db), 200));
 }

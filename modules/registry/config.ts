@@ -17,6 +17,9 @@ export const RegistryConfigSchema = ModuleBaseSchema.extend({
   admission_wait_ms: z.coerce.number().int().min(0).max(60_000).default(5000),
   /** How long an `Idempotency-Key` of `POST /orders` is remembered; the same key after that places a new order. */
   idempotency_key_retention_hours: z.coerce.number().positive().max(8760).default(24),
+  /** Where `GET /admin/audit` fetches wallet's and storage's reports when they are not served by this process. */
+  wallet_url: z.url({ protocol: /^https?$/ }).default("http://127.0.0.1:8001"),
+  storage_url: z.url({ protocol: /^https?$/ }).default("http://127.0.0.1:8002"),
   /** The catalogue, inserted on first start only. */
   products: z
     .array(

@@ -105,9 +105,8 @@ export async function pruneAll(db: Database, jobs: PruneJob[], stopped?: () => b
   return pruned;
 }
 
-/** How often a module prunes; the first run comes a little after the start (not in the start's rush). */
+/** How often a module prunes; the first run comes 30-60 s after the start (not in its rush; replicas spread). */
 const PRUNE_EVERY_MS = 60_000;
-const FIRST_PRUNE_MS = 5_000;
 
 /** A module's retention timer. */
 export interface Retention {
@@ -138,7 +137,7 @@ export function startRetention(db: Database, jobs: PruneJob[], log: Logger): Ret
     }, ms);
     timer.unref?.();
   };
-  schedule(FIRST_PRUNE_MS);
+  schedule(PRUNE_EVERY_MS * (0.5 + Math.random() / 2));
   return {
     async stop() {
       stopped = true;

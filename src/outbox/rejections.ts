@@ -3,18 +3,23 @@
  * so a rejection heard before its OrderCreated must make that late creation a no-op.
  */
 import { eq } from "drizzle-orm";
-import { type PgSchema, text, timestamp, uuid } from "drizzle-orm/pg-core";
+import { index, type PgSchema, text, timestamp, uuid } from "drizzle-orm/pg-core";
 import type { OrderRejected } from "../contracts";
 import type { Db } from "../db/database";
 
 /** Declares the `rejected_orders` table inside a participant's schema. */
 export const rejectedOrdersTable = (schema: PgSchema) =>
-  schema.table("rejected_orders", {
-    orderId: uuid("order_id").primaryKey(),
-    service: text("service").notNull(),
-    reason: text("reason").notNull(),
-    createdAt: timestamp("created_at", { withTimezone: true }).notNull().defaultNow(),
-  });
+  schema.table(
+    "rejected_orders",
+    {
+      orderId: uuid("order_id").primaryKey(),
+      service: text("service").notNull(),
+      reason: text("reason").notNull(),
+      createdAt: timestamp("created_at", { withTimezone: true }).notNull().defaultNow(),
+    },
+    // Pruned by age, like the inbox.
+    (t) => [index().on(t.createdAt)],
+  );
 
 /** One participant's rejected-orders table. */
 export type RejectedOrdersTable = ReturnType<typeof rejectedOrdersTable>;

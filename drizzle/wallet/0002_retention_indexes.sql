@@ -1,0 +1,1 @@
+CREATE INDEX "rejected_orders_created_at_index" ON "wallet"."rejected_orders" USING btree ("created_at");

@@ -71,6 +71,9 @@ export async function startShop(settings: Settings, env: Env, log: Logger, abort
   }
 }
 
+/** Bun's request body cap: 100x past the largest BODY_LIMIT_BYTES, a backstop only (see serveModule). */
+const BUN_BODY_BACKSTOP_BYTES = 1024 * 1024 * 1024;
+
 /** One module's HTTP service: its routes inside the shared shell, on its own port. */
 function serveModule(
   m: ShopModule,
@@ -95,8 +98,11 @@ function serveModule(
     port,
     hostname: settings.HOST,
     fetch: app.fetch,
-    // Hono answers oversized bodies with a JSON 413; Bun's own cap is the backstop past it.
-    maxRequestBodySize: Math.max(settings.BODY_LIMIT_BYTES * 16, 1_048_576),
+    // Bun streams the body to fetch() (backpressure, nothing buffered ahead), so the shell's
+    // bodyLimit answers an oversized body with a JSON 413 after reading at most BODY_LIMIT_BYTES
+    // (at once when Content-Length says so). Bun's own cap is only a backstop: a declared
+    // Content-Length past it gets Bun's bare 413 before the app sees the request.
+    maxRequestBodySize: BUN_BODY_BACKSTOP_BYTES,
   });
 }
 

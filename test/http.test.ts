@@ -77,7 +77,7 @@ describe("routes", () => {
 });
 
 describe("bad input answers 4xx with a JSON error and changes nothing", () => {
-  const big = "x".repeat(200_000);
+  const big = "x".repeat(1_100_000); // past the default BODY_LIMIT_BYTES (1 MiB)
   const cases: [string, string, string, unknown, number, Record<string, string>?][] = [
     ["registry", "POST", "/orders", "{not json", 400],
     ["registry", "POST", "/orders", "", 400],
@@ -137,6 +137,7 @@ describe("bad input answers 4xx with a JSON error and changes nothing", () => {
       body: JSON.stringify({ user_id: 1, items: [{ product_id: 1, quantity: 1 }], pad: "y".repeat(5_000_000) }),
     });
     expect(r.status).toBe(413);
+    expect(((await r.json()) as { error: { code: string } }).error.code).toBe("payload_too_large");
     expect(await snapshot()).toEqual(before);
   });
 });

@@ -36,12 +36,13 @@ const TimelineEntry = z
 
 const OrderDetail = Order.extend({ timeline: z.array(TimelineEntry) }).openapi("OrderDetail");
 
+// Strict: an unknown field is a 400 naming it, not silently dropped.
 const NewOrder = z
-  .object({
+  .strictObject({
     user_id: Id.openapi({ example: 1 }),
     items: z
       .array(
-        z.object({
+        z.strictObject({
           product_id: Id.openapi({ example: 1 }),
           quantity: z.number().int().positive().max(MAX_QUANTITY).openapi({ example: 2 }),
         }),

@@ -46,7 +46,7 @@ export const receiveRoute = createRoute({
       content: {
         "application/json": {
           schema: z
-            .object({ quantity: z.number().int().positive().max(1_000_000).openapi({ example: 10 }) })
+            .strictObject({ quantity: z.number().int().positive().max(1_000_000).openapi({ example: 10 }) })
             .openapi("Receipt"),
         },
       },

@@ -50,7 +50,7 @@ export const depositRoute = createRoute({
       required: true,
       content: {
         "application/json": {
-          schema: z.object({ amount_cents: AmountCents.openapi({ example: 10_000 }) }).openapi("Deposit"),
+          schema: z.strictObject({ amount_cents: AmountCents.openapi({ example: 10_000 }) }).openapi("Deposit"),
         },
       },
     },

@@ -1,5 +1,6 @@
-/** The HTTP shell every service shares: errors, admin token, body limit, health, metrics, OpenAPI, Swagger UI. */
+/** The HTTP shell every service shares: errors, admin token, body checks, health, metrics, OpenAPI, Swagger UI. */
 import { OpenAPIHono } from "@hono/zod-openapi";
+import type { MiddlewareHandler } from "hono";
 import { bodyLimit } from "hono/body-limit";
 import type { Logger } from "../log";
 import { documentAdmin, needsAdmin, requireAdmin } from "./auth";
@@ -8,6 +9,9 @@ import { type HealthCheck, healthRoutes } from "./health";
 import { type MetricsSource, metricsRoutes } from "./metrics";
 import type { Router } from "./router";
 import { mountSwagger } from "./swagger";
+
+/** Methods counted by name in the metrics; any other (a client may send any token) counts as OTHER. */
+const KNOWN_METHODS = new Set(["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]);
 
 /** Builds one service's app around the routes of the modules it serves. */
 export function createServiceApp(opts: {
@@ -23,10 +27,17 @@ export function createServiceApp(opts: {
   const app = new OpenAPIHono({ strict: false, defaultHook: validationHook });
   const counts = new Map<string, number>();
   app.onError(errorHandler(opts.log));
-  app.notFound((c) => c.json(errorBody("not_found", `no route for ${c.req.method} ${c.req.path}`), 404));
+  app.notFound((c) => {
+    const allowed = allowedMethods(app, c.req.path);
+    if (allowed.length === 0) return c.json(errorBody("not_found", `no route for ${c.req.method} ${c.req.path}`), 404);
+    c.header("Allow", allowed.join(", "));
+    return c.json(errorBody("method_not_allowed", `${c.req.path} allows ${allowed.join(", ")}`), 405);
+  });
+  // Outermost: every answer is counted, whatever stage gave it.
   app.use(async (c, next) => {
     await next();
-    const key = `${c.req.method} ${c.res.status}`;
+    const method = KNOWN_METHODS.has(c.req.method) ? c.req.method : "OTHER";
+    const key = `${method} ${c.res.status}`;
     counts.set(key, (counts.get(key) ?? 0) + 1);
   });
   // Admin routes refuse a request without the token before anything else looks at it.
@@ -39,10 +50,11 @@ export function createServiceApp(opts: {
       }
     }
   }
+  app.use(jsonInUtf8);
   app.use(
     bodyLimit({
       maxSize: opts.bodyLimitBytes,
-      onError: (c) => c.json(errorBody("payload_too_large", "request body is too large"), 413),
+      onError: (c) => c.json(errorBody("payload_too_large", `request body is over ${opts.bodyLimitBytes} bytes`), 413),
     }),
   );
   const httpMetrics: MetricsSource = async () =>
@@ -59,4 +71,52 @@ export function createServiceApp(opts: {
   );
   mountSwagger(app, "/openapi.json", opts.title);
   return app;
+}
+
+/**
+ * A body in the JSON family must be plain `application/json` in UTF-8: no charset parameter or
+ * `charset=utf-8` (any case, quoted or not); otherwise 415. Other media types are left to the
+ * route, which answers 415 if it takes a JSON body (and 404 where there is no route).
+ */
+const jsonInUtf8: MiddlewareHandler = async (c, next) => {
+  const type = c.req.header("content-type");
+  if (type !== undefined && c.req.raw.body !== null && !acceptableJson(type)) {
+    return c.json(errorBody("unsupported_media_type", "send the body as application/json in UTF-8"), 415);
+  }
+  await next();
+};
+
+/** False for a JSON-family media type other than UTF-8 `application/json`; true for the rest. */
+function acceptableJson(contentType: string): boolean {
+  const [media = "", ...params] = contentType.split(";");
+  const essence = media.trim().toLowerCase();
+  if (!essence.endsWith("/json") && !essence.endsWith("+json")) return true;
+  if (essence !== "application/json") return false;
+  for (const param of params) {
+    const eq = param.indexOf("=");
+    const name = (eq < 0 ? param : param.slice(0, eq)).trim().toLowerCase();
+    if (name !== "charset") continue;
+    const value = param
+      .slice(eq + 1)
+      .trim()
+      .replace(/^"(.*)"$/, "$1")
+      .toLowerCase();
+    if (value !== "utf-8") return false;
+  }
+  return true;
+}
+
+/** Methods of the documented routes whose path matches `path` (for a 405 with Allow). */
+function allowedMethods(app: OpenAPIHono, path: string): string[] {
+  const methods = new Set<string>();
+  for (const def of app.openAPIRegistry.definitions) {
+    if (def.type !== "route") continue;
+    const pattern = def.route.path
+      .split(/{[^}]+}/)
+      .map((part) => part.replaceAll(/[.*+?^$()|[\]\\]/g, "\\$&"))
+      .join("[^/]+");
+    if (new RegExp(`^${pattern}/?$`).test(path)) methods.add(def.route.method.toUpperCase());
+  }
+  if (methods.has("GET")) methods.add("HEAD");
+  return [...methods].sort();
 }

@@ -36,7 +36,9 @@ export const errorBody = (code: string, message: string, field?: string): ErrorB
 export const validationHook: Hook<unknown, Env, string, unknown> = (result, c) => {
   if (result.success) return;
   const issue = result.error.issues[0];
-  const field = issue?.path.join(".") || result.target;
+  // An unknown key is named by its own path, not its object's.
+  const path = issue?.code === "unrecognized_keys" ? [...issue.path, issue.keys[0] ?? ""] : (issue?.path ?? []);
+  const field = path.join(".") || result.target;
   const message = issue ? `${field}: ${issue.message}` : "invalid request";
   return c.json(errorBody("invalid_request", message, field), 400);
 };
@@ -51,7 +53,7 @@ export function errorHandler(log: Logger) {
     if (err instanceof HTTPException) {
       const status = err.status;
       if (status === 413) return c.json(errorBody("payload_too_large", "request body is too large"), 413);
-      if (status === 415) return c.json(errorBody("unsupported_media_type", "send the body as application/json"), 415);
+      if (status === 415) return c.json(errorBody("unsupported_media_type", "send the body as application/json in UTF-8"), 415);
       const code = /json/i.test(err.message) ? "malformed_json" : "bad_request";
       return c.json(errorBody(code, err.message || "bad request"), status);
     }

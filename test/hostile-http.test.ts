@@ -1,0 +1,219 @@
+/**
+ * Hostile HTTP input against every route of the three services (one process): each request gets
+ * a 4xx with the JSON error shape, is counted in shop_http_requests_total, and changes nothing
+ * (balances, stock, orders). test/http.test.ts covers the plain bad-input cases; these are the
+ * nastier ones: bodies that are not objects, oversized and chunked bodies, charsets, methods,
+ * raw paths, overlong query strings, headers, tokens.
+ */
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { connect } from "node:net";
+import { adminHeaders, call, getJson, TEST_ADMIN_TOKEN } from "./support/http";
+import { type ShopTarget, startInProcess } from "./support/shop-target";
+
+type Service = keyof ShopTarget["urls"];
+
+let t: ShopTarget;
+beforeAll(async () => {
+  t = await startInProcess();
+  // Some state for "nothing changed" to compare against.
+  expect((await call(t.urls.wallet, "POST", "/wallets/5/deposits", { amount_cents: 12_345 }, adminHeaders)).status).toBe(201);
+  expect((await call(t.urls.storage, "POST", "/stock/5/receipts", { quantity: 7 }, adminHeaders)).status).toBe(201);
+});
+afterAll(() => t.stop());
+
+const snapshot = async () => ({
+  wallets: await getJson(t.urls.wallet, "/wallets"),
+  stock: await getJson(t.urls.storage, "/stock"),
+  orders: await getJson(t.urls.registry, "/orders?limit=100"),
+});
+
+/** shop_http_requests_total by "METHOD status" for one service. */
+async function requestCounts(service: Service): Promise<Map<string, number>> {
+  const text = await (await fetch(`${t.urls[service]}/metrics`)).text();
+  const out = new Map<string, number>();
+  for (const m of text.matchAll(/^shop_http_requests_total\{method="([^"]*)",status="(\d+)"\} (\d+)$/gm)) {
+    out.set(`${m[1]} ${m[2]}`, Number(m[3]));
+  }
+  return out;
+}
+
+/** What a hostile request got back. */
+interface Answer {
+  status: number;
+  headers: Headers;
+  text: string;
+}
+
+/** A request the fetch client could not send as is: written byte for byte on a socket. */
+async function raw(service: Service, head: string, body = ""): Promise<Answer> {
+  const { hostname, port } = new URL(t.urls[service]);
+  const bytes = await new Promise<string>((resolve, reject) => {
+    const socket = connect(Number(port), hostname);
+    const chunks: Buffer[] = [];
+    socket.on("data", (d: Buffer) => chunks.push(d));
+    socket.on("end", () => resolve(Buffer.concat(chunks).toString("latin1")));
+    socket.on("error", reject);
+    socket.write(`${head}\r\nHost: ${hostname}\r\nConnection: close\r\n\r\n${body}`, "latin1");
+  });
+  const split = bytes.indexOf("\r\n\r\n");
+  const [statusLine = "", ...lines] = bytes.slice(0, split).split("\r\n");
+  const headers = new Headers();
+  for (const line of lines) {
+    const colon = line.indexOf(":");
+    headers.append(line.slice(0, colon).trim(), line.slice(colon + 1).trim());
+  }
+  return { status: Number(statusLine.split(" ")[1]), headers, text: bytes.slice(split + 4) };
+}
+
+async function send(service: Service, method: string, path: string, body?: RequestInit["body"], headers: Record<string, string> = {}): Promise<Answer> {
+  const res = await fetch(`${t.urls[service]}${path}`, { method, headers, body });
+  return { status: res.status, headers: res.headers, text: await res.text() };
+}
+
+const JSON_TYPE = { "content-type": "application/json" };
+const order = { user_id: 1, items: [{ product_id: 1, quantity: 1 }] };
+const orderText = JSON.stringify(order);
+const MB20 = 20 * 1024 * 1024;
+
+/** A 20 MB JSON-looking body sent in 64 KiB chunks without Content-Length (Transfer-Encoding: chunked). */
+function chunkedBody(total = MB20): ReadableStream<Uint8Array> {
+  const chunk = new TextEncoder().encode("x".repeat(64 * 1024));
+  let sent = 0;
+  return new ReadableStream({
+    start(controller) {
+      controller.enqueue(new TextEncoder().encode('{"user_id":1,"pad":"'));
+    },
+    pull(controller) {
+      if (sent >= total) return controller.close();
+      sent += chunk.length;
+      controller.enqueue(chunk);
+    },
+  });
+}
+
+/** A hostile case: the request, the status it must get, the method label it is counted under, and optionally the field named. */
+interface Case {
+  name: string;
+  service: Service;
+  /** Label the metrics count it under (the method, or OTHER). */
+  counted: string;
+  status: number;
+  code?: string;
+  field?: string;
+  send: () => Promise<Answer>;
+}
+
+const post = (service: Service, path: string, body: RequestInit["body"], headers: Record<string, string> = JSON_TYPE) => () =>
+  send(service, "POST", path, body, headers);
+const get = (service: Service, path: string, headers: Record<string, string> = {}) => () => send(service, "GET", path, undefined, headers);
+const admin = { ...JSON_TYPE, ...adminHeaders };
+
+const cases: Case[] = [
+  // --- bodies that are not what the route takes (registry POST /orders)
+  { name: "malformed JSON (cut short)", service: "registry", counted: "POST", status: 400, code: "malformed_json", send: post("registry", "/orders", '{"user_id": 1, "items": [') },
+  { name: "a JSON array", service: "registry", counted: "POST", status: 400, send: post("registry", "/orders", `[${orderText}]`) },
+  { name: "a JSON string", service: "registry", counted: "POST", status: 400, send: post("registry", "/orders", '"an order, please"') },
+  { name: "JSON null", service: "registry", counted: "POST", status: 400, send: post("registry", "/orders", "null") },
+  { name: "a JSON number", service: "registry", counted: "POST", status: 400, send: post("registry", "/orders", "42") },
+  { name: "a number past float range (1e400 parses to Infinity)", service: "registry", counted: "POST", status: 400, field: "user_id", send: post("registry", "/orders", '{"user_id":1e400,"items":[{"product_id":1,"quantity":1}]}') },
+  { name: "an id past 2^53", service: "registry", counted: "POST", status: 400, field: "user_id", send: post("registry", "/orders", '{"user_id":9007199254740993,"items":[{"product_id":1,"quantity":1}]}') },
+  { name: "user_id zero", service: "registry", counted: "POST", status: 400, field: "user_id", send: post("registry", "/orders", JSON.stringify({ ...order, user_id: 0 })) },
+  { name: "user_id a float", service: "registry", counted: "POST", status: 400, field: "user_id", send: post("registry", "/orders", JSON.stringify({ ...order, user_id: 1.5 })) },
+  { name: "product_id null", service: "registry", counted: "POST", status: 400, field: "items.0.product_id", send: post("registry", "/orders", JSON.stringify({ user_id: 1, items: [{ product_id: null, quantity: 1 }] })) },
+  { name: "an extra field with NUL and a lone surrogate", service: "registry", counted: "POST", status: 400, field: "note", send: post("registry", "/orders", '{"user_id":1,"items":[{"product_id":1,"quantity":1}],"note":"\\u0000\\ud800\u202e"}') },
+  { name: "an extra field inside an item", service: "registry", counted: "POST", status: 400, field: "items.0.colour", send: post("registry", "/orders", JSON.stringify({ user_id: 1, items: [{ product_id: 1, quantity: 1, colour: "red" }] })) },
+  { name: "a duplicated key (the last one is the one validated)", service: "registry", counted: "POST", status: 400, field: "user_id", send: post("registry", "/orders", '{"user_id":1,"items":[{"product_id":1,"quantity":1}],"user_id":"1; drop table orders"}') },
+  { name: "10,000 items: fits the body limit, refused by validation", service: "registry", counted: "POST", status: 400, field: "items", send: post("registry", "/orders", JSON.stringify({ user_id: 1, items: Array.from({ length: 10_000 }, (_, i) => ({ product_id: (i % 100) + 1, quantity: 1 })) })) },
+  { name: "20 MB with Content-Length", service: "registry", counted: "POST", status: 413, code: "payload_too_large", send: post("registry", "/orders", `{"user_id":1,"pad":"${"x".repeat(MB20)}"}`) },
+  { name: "20 MB chunked, no Content-Length", service: "registry", counted: "POST", status: 413, code: "payload_too_large", send: post("registry", "/orders", chunkedBody()) },
+  // --- media types and charsets
+  { name: "application/json; charset=latin1", service: "registry", counted: "POST", status: 415, code: "unsupported_media_type", send: post("registry", "/orders", orderText, { "content-type": "application/json; charset=latin1" }) },
+  { name: "application/json; charset=utf-16", service: "registry", counted: "POST", status: 415, send: post("registry", "/orders", orderText, { "content-type": "application/json; charset=utf-16" }) },
+  { name: "application/vnd.api+json", service: "registry", counted: "POST", status: 415, send: post("registry", "/orders", orderText, { "content-type": "application/vnd.api+json" }) },
+  { name: "text/json", service: "registry", counted: "POST", status: 415, send: post("registry", "/orders", orderText, { "content-type": "text/json" }) },
+  { name: "a form", service: "registry", counted: "POST", status: 415, send: post("registry", "/orders", "user_id=1&items=1", { "content-type": "application/x-www-form-urlencoded" }) },
+  { name: "multipart", service: "registry", counted: "POST", status: 415, send: post("registry", "/orders", "--b\r\n\r\nx\r\n--b--", { "content-type": "multipart/form-data; boundary=b" }) },
+  { name: "a body without a content type", service: "registry", counted: "POST", status: 415, send: () => raw("registry", `POST /orders HTTP/1.1\r\nContent-Length: ${orderText.length}`, orderText) },
+  // --- Idempotency-Key. ADJUST if registry's rules for the header change: over 255 characters or with a control character must be 400.
+  { name: "Idempotency-Key of 256 characters", service: "registry", counted: "POST", status: 400, field: "Idempotency-Key", send: post("registry", "/orders", orderText, { ...JSON_TYPE, "idempotency-key": "k".repeat(256) }) },
+  { name: "Idempotency-Key with a control character", service: "registry", counted: "POST", status: 400, field: "Idempotency-Key", send: () => raw("registry", `POST /orders HTTP/1.1\r\nContent-Type: application/json\r\nIdempotency-Key: abc\x7fdef\r\nContent-Length: ${orderText.length}`, orderText) },
+  { name: "Idempotency-Key that is not ASCII", service: "registry", counted: "POST", status: 400, field: "Idempotency-Key", send: () => raw("registry", `POST /orders HTTP/1.1\r\nContent-Type: application/json\r\nIdempotency-Key: cl\xe9\r\nContent-Length: ${orderText.length}`, orderText) },
+  // --- query strings and path parameters
+  { name: "limit=-1", service: "registry", counted: "GET", status: 400, field: "limit", send: get("registry", "/orders?limit=-1") },
+  { name: "cursor=abc", service: "registry", counted: "GET", status: 400, field: "cursor", send: get("registry", "/orders?cursor=abc") },
+  { name: "limit given twice", service: "registry", counted: "GET", status: 400, field: "limit", send: get("registry", "/orders?limit=10&limit=20") },
+  { name: "user_id an emoji", service: "registry", counted: "GET", status: 400, field: "user_id", send: get("registry", "/orders?user_id=%F0%9F%92%A5") },
+  { name: "an overlong query string (12,000-digit cursor)", service: "registry", counted: "GET", status: 400, field: "cursor", send: get("registry", `/orders?cursor=${"9".repeat(12_000)}`) },
+  { name: "a uuid with a non-hex digit", service: "registry", counted: "GET", status: 400, send: get("registry", "/orders/00000000-0000-4000-8000-00000000000g") },
+  { name: "a uuid with an encoded NUL", service: "registry", counted: "GET", status: 400, send: get("registry", `/orders/${crypto.randomUUID()}%00`) },
+  { name: "path traversal, encoded slashes", service: "registry", counted: "GET", status: 400, send: () => raw("registry", "GET /orders/..%2f..%2f..%2fetc%2fpasswd HTTP/1.1") },
+  { name: "path traversal, dot segments", service: "registry", counted: "GET", status: 404, code: "not_found", send: () => raw("registry", "GET /orders/../../../etc/passwd HTTP/1.1") },
+  // --- methods
+  { name: "PUT /orders", service: "registry", counted: "PUT", status: 405, code: "method_not_allowed", send: () => send("registry", "PUT", "/orders", orderText, JSON_TYPE) },
+  { name: "DELETE /orders/{id}", service: "registry", counted: "DELETE", status: 405, send: () => send("registry", "DELETE", `/orders/${crypto.randomUUID()}`) },
+  { name: "POST /products", service: "registry", counted: "POST", status: 405, send: post("registry", "/products", "{}") },
+  // Bun itself drops a method it does not know (FROBNICATE: no answer at all); WebDAV's are passed on.
+  { name: "an unusual method (counted as OTHER)", service: "registry", counted: "OTHER", status: 405, send: () => raw("registry", "PROPFIND /orders HTTP/1.1") },
+  { name: "POST /metrics", service: "registry", counted: "POST", status: 405, send: post("registry", "/metrics", "{}") },
+  // --- wallet
+  { name: "deposit without a token", service: "wallet", counted: "POST", status: 401, code: "unauthorized", send: post("wallet", "/wallets/5/deposits", '{"amount_cents":100}') },
+  { name: "deposit with a wrong token", service: "wallet", counted: "POST", status: 401, code: "unauthorized", send: post("wallet", "/wallets/5/deposits", '{"amount_cents":100}', { ...JSON_TYPE, authorization: `Bearer ${TEST_ADMIN_TOKEN}x` }) },
+  { name: "deposit, user id a string", service: "wallet", counted: "POST", status: 400, field: "user_id", send: post("wallet", "/wallets/abc/deposits", '{"amount_cents":100}', admin) },
+  { name: "deposit, user id negative", service: "wallet", counted: "POST", status: 400, field: "user_id", send: post("wallet", "/wallets/-5/deposits", '{"amount_cents":100}', admin) },
+  { name: "deposit, user id a float", service: "wallet", counted: "POST", status: 400, field: "user_id", send: post("wallet", "/wallets/5.5/deposits", '{"amount_cents":100}', admin) },
+  { name: "deposit, amount as a string", service: "wallet", counted: "POST", status: 400, field: "amount_cents", send: post("wallet", "/wallets/5/deposits", '{"amount_cents":"100"}', admin) },
+  { name: "deposit, amount 1e400", service: "wallet", counted: "POST", status: 400, field: "amount_cents", send: post("wallet", "/wallets/5/deposits", '{"amount_cents":1e400}', admin) },
+  { name: "deposit with an extra field", service: "wallet", counted: "POST", status: 400, field: "currency", send: post("wallet", "/wallets/5/deposits", '{"amount_cents":100,"currency":"EUR"}', admin) },
+  { name: "deposit as a JSON array", service: "wallet", counted: "POST", status: 400, send: post("wallet", "/wallets/5/deposits", '[{"amount_cents":100}]', admin) },
+  { name: "deposit in latin1", service: "wallet", counted: "POST", status: 415, send: post("wallet", "/wallets/5/deposits", '{"amount_cents":100}', { ...admin, "content-type": "application/json; charset=ISO-8859-1" }) },
+  { name: "GET /wallets/<encoded NUL>", service: "wallet", counted: "GET", status: 400, send: get("wallet", "/wallets/%00") },
+  { name: "GET /wallets/<20 digits>", service: "wallet", counted: "GET", status: 400, send: get("wallet", `/wallets/${"9".repeat(20)}`) },
+  { name: "DELETE /wallets/{id}", service: "wallet", counted: "DELETE", status: 405, send: () => send("wallet", "DELETE", "/wallets/5") },
+  { name: "GET /admin/dead-letters without a token", service: "wallet", counted: "GET", status: 401, send: get("wallet", "/admin/dead-letters") },
+  // --- storage
+  { name: "receipt without a token, 20 MB body: refused before reading it", service: "storage", counted: "POST", status: 401, send: post("storage", "/stock/5/receipts", `{"quantity":1,"pad":"${"x".repeat(MB20)}"}`) },
+  { name: "receipt, 20 MB with Content-Length", service: "storage", counted: "POST", status: 413, send: post("storage", "/stock/5/receipts", `{"quantity":1,"pad":"${"x".repeat(MB20)}"}`, admin) },
+  { name: "receipt, 20 MB chunked", service: "storage", counted: "POST", status: 413, send: post("storage", "/stock/5/receipts", chunkedBody(), admin) },
+  { name: "receipt, quantity past the bound", service: "storage", counted: "POST", status: 400, field: "quantity", send: post("storage", "/stock/5/receipts", '{"quantity":1000001}', admin) },
+  { name: "receipt, JSON null", service: "storage", counted: "POST", status: 400, send: post("storage", "/stock/5/receipts", "null", admin) },
+  { name: "receipt with an extra field", service: "storage", counted: "POST", status: 400, field: "note", send: post("storage", "/stock/5/receipts", '{"quantity":1,"note":"\\u0000"}', admin) },
+  { name: "GET /stock/0", service: "storage", counted: "GET", status: 400, send: get("storage", "/stock/0") },
+  { name: "GET /stock/-1", service: "storage", counted: "GET", status: 400, send: get("storage", "/stock/-1") },
+  { name: "PATCH /stock/{id}", service: "storage", counted: "PATCH", status: 405, send: () => send("storage", "PATCH", "/stock/5", '{"available":1000}', JSON_TYPE) },
+  { name: "redrive without a token", service: "storage", counted: "POST", status: 401, send: post("storage", "/admin/dead-letters/1/redrive", "{}") },
+  { name: "GET /health?timeout=1e400", service: "storage", counted: "GET", status: 400, send: get("storage", "/health?timeout=1e400") },
+];
+
+describe("hostile requests get a JSON 4xx, are counted, and change nothing", () => {
+  test.each(cases.map((c) => [c.name, c] as const))("%s", async (_, c) => {
+    const before = await snapshot();
+    const countsBefore = await requestCounts(c.service);
+    const r = await c.send();
+    const body = JSON.parse(r.text) as { error: { code: string; message: string; field?: string } };
+    expect({ status: r.status, body }).toMatchObject({ status: c.status, body: { error: { code: expect.any(String), message: expect.any(String) } } });
+    expect(r.headers.get("content-type") ?? "").toContain("application/json");
+    if (c.code) expect(body.error.code).toEqual(c.code);
+    if (c.field) expect(body.error.field).toEqual(c.field);
+    if (c.status === 401) expect(r.headers.get("www-authenticate") ?? "").toStartWith("Bearer");
+    if (c.status === 405) expect(r.headers.get("allow") ?? "").not.toBe("");
+    expect(r.text).not.toMatch(/at .*\.ts|select |insert |node_modules/i);
+    const key = `${c.counted} ${c.status}`;
+    expect((await requestCounts(c.service)).get(key) ?? 0).toBe((countsBefore.get(key) ?? 0) + 1);
+    expect(await snapshot()).toEqual(before);
+  }, 60_000);
+
+  test("there are about fifty of them, over all three services", () => {
+    expect(cases.length).toBeGreaterThanOrEqual(50);
+    expect(new Set(cases.map((c) => c.service))).toEqual(new Set(["registry", "wallet", "storage"]));
+  });
+
+  test("the service still answers normally afterwards; UTF-8 in any spelling is accepted", async () => {
+    for (const type of ["application/json; charset=UTF-8", "application/json;charset=utf-8", 'Application/JSON; charset="utf-8"']) {
+      const r = await call(t.urls.wallet, "POST", "/wallets/6/deposits", { amount_cents: 1 }, { ...adminHeaders, "content-type": type });
+      expect([type, r.status]).toEqual([type, 201]);
+    }
+    expect((await getJson(t.urls.wallet, "/wallets/6")).balance_cents).toBe(3);
+    expect((await getJson(t.urls.wallet, "/wallets/5")).balance_cents).toBe(12_345);
+    expect((await getJson(t.urls.storage, "/stock/5")).available).toBeGreaterThanOrEqual(7);
+  });
+});

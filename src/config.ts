@@ -128,16 +128,17 @@ export const ModuleBaseSchema = z.object({
   topics: TopicsSchema,
   // A safety net only: every commit that writes to the outbox wakes the relay at once.
   outbox_poll_ms: z.coerce.number().int().min(10).max(600_000).default(10_000),
-  // Retention (README "Retention"): how long each bookkeeping table keeps a row.
+  // Retention (README "Retention"): how long each bookkeeping table keeps a row (fractions
+  // allowed, e.g. 0.25 hours; the soak bench shortens every window to a minute).
   // Inbox ids and remembered rejections: as long as a redelivery can come, i.e. as long as the
   // broker keeps a record (Kafka's default log.retention.hours is 168).
-  inbox_retention_hours: z.coerce.number().int().min(1).max(87_600).default(168),
+  inbox_retention_hours: z.coerce.number().positive().max(87_600).default(168),
   // Published outbox rows, kept for inspection only (nothing is sent again once published).
-  outbox_retention_hours: z.coerce.number().int().min(1).max(87_600).default(24),
+  outbox_retention_hours: z.coerce.number().positive().max(87_600).default(24),
   // Resolved dead letters, counted from their resolution.
-  dead_letter_retention_days: z.coerce.number().int().min(1).max(3650).default(30),
+  dead_letter_retention_days: z.coerce.number().positive().max(3650).default(30),
   // Unresolved dead letters, counted from their arrival (they can be redriven only within the inbox window).
-  unresolved_dead_letter_retention_days: z.coerce.number().int().min(1).max(3650).default(90),
+  unresolved_dead_letter_retention_days: z.coerce.number().positive().max(3650).default(90),
 });
 
 /**

@@ -64,7 +64,10 @@ export async function postAtSaturation(
   return finish(run, pids);
 }
 
-/** Open-loop arrivals: order i is posted at start + i/rate whatever the answers so far, for `seconds`. */
+/**
+ * Open-loop arrivals: order i is posted at start + i/rate whatever the answers so far, for
+ * `seconds`, with `headersFor(i)` as extra request headers (e.g. an Idempotency-Key).
+ */
 export async function postAtRate(
   urls: ShopUrls,
   tracker: OrderTracker,
@@ -72,6 +75,7 @@ export async function postAtRate(
   users: number[],
   ratePerSecond: number,
   seconds: number,
+  headersFor: (i: number) => Record<string, string> = () => ({}),
 ): Promise<PostingRun> {
   const run = begin(pids);
   const total = Math.max(1, Math.round(ratePerSecond * seconds));
@@ -80,7 +84,7 @@ export async function postAtRate(
     const due = run.startedAt + (i * 1000) / ratePerSecond;
     const wait = due - performance.now();
     if (wait >= 1) await Bun.sleep(wait);
-    inFlight.push(placeOrder(urls.registry, users[i % users.length] as number, (i % PRODUCTS) + 1, due, tracker, run));
+    inFlight.push(placeOrder(urls.registry, users[i % users.length] as number, (i % PRODUCTS) + 1, due, tracker, run, headersFor(i)));
   }
   await Promise.all(inFlight);
   return finish(run, pids);
@@ -106,11 +110,19 @@ function finish(run: Started, pids: Pids): PostingRun {
 }
 
 /** POSTs one single-item order; on 201 hands it to the tracker, else counts the failure. */
-async function placeOrder(registry: string, user: number, product: number, sentAt: number, tracker: OrderTracker, run: Started): Promise<void> {
+async function placeOrder(
+  registry: string,
+  user: number,
+  product: number,
+  sentAt: number,
+  tracker: OrderTracker,
+  run: Started,
+  headers: Record<string, string> = {},
+): Promise<void> {
   const body = { user_id: user, items: [{ product_id: product, quantity: 1 }] };
   let key: string;
   try {
-    const answer = await postJson(`${registry}/orders`, body);
+    const answer = await postJson(`${registry}/orders`, body, headers);
     if (answer.status === 201) {
       const id = (JSON.parse(answer.text) as { id: string }).id;
       run.accepted.push({ id, sentAt });

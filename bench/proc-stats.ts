@@ -106,9 +106,18 @@ export function findChild(parent: number, text: string): number {
 
 /** Peak resident set size (VmHWM) of a process, in MiB. */
 export function peakRssMb(pid: number): number {
+  return statusMb(pid, "VmHWM");
+}
+
+/** Resident set size now (VmRSS) of a process, in MiB. */
+export function rssMb(pid: number): number {
+  return statusMb(pid, "VmRSS");
+}
+
+function statusMb(pid: number, field: "VmHWM" | "VmRSS"): number {
   const status = readFileSync(`/proc/${pid}/status`, "utf8");
-  const kb = /^VmHWM:\s+(\d+)\s+kB/m.exec(status)?.[1];
-  if (kb === undefined) throw new Error(`no VmHWM in /proc/${pid}/status`);
+  const kb = new RegExp(`^${field}:\\s+(\\d+)\\s+kB`, "m").exec(status)?.[1];
+  if (kb === undefined) throw new Error(`no ${field} in /proc/${pid}/status`);
   return Number(kb) / 1024;
 }
 

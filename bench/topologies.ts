@@ -36,9 +36,13 @@ export interface Topology {
   helpers: Pids;
 }
 
-/** Creates the data (temp dir, database, broker) a mode needs and returns its processes; undo is registered. */
-export async function prepareTopology(mode: Mode, cluster: PostgresCluster, settings: BenchSettings): Promise<Topology> {
+/** Creates the data (temp dir, database, broker) a mode needs and returns its processes; undo is registered. PGlite needs no cluster. */
+export async function prepareTopology(mode: Mode, cluster: PostgresCluster | null, settings: BenchSettings): Promise<Topology> {
   const all = "registry,wallet,storage";
+  const clusterUrl = () => {
+    if (!cluster) throw new Error(`mode ${mode} needs a PostgreSQL cluster`);
+    return cluster.url;
+  };
   switch (mode) {
     case "pglite": {
       const dir = mkdtempSync(join(tmpdir(), "bench-pglite-"));
@@ -46,7 +50,7 @@ export async function prepareTopology(mode: Mode, cluster: PostgresCluster, sett
       return { specs: [{ name: "shop", args: ["--modules", all], env: { ...BASE_ENV, DATA_DIR: join(dir, "data") }, modules: 3 }], helpers: {} };
     }
     case "postgres": {
-      const url = await createDatabase(cluster.url);
+      const url = await createDatabase(clusterUrl());
       return { specs: [{ name: "shop", args: ["--modules", all], env: { ...BASE_ENV, DATABASE_URL: url }, modules: 3 }], helpers: {} };
     }
     case "kafka": {
@@ -58,7 +62,7 @@ export async function prepareTopology(mode: Mode, cluster: PostgresCluster, sett
         BUS: "kafka",
         KAFKA_BROKERS: mock.brokers,
         KAFKA_FETCH_MAX_WAIT_MS: String(settings.kafkaFetchMaxWaitMs),
-        DATABASE_URL: await createDatabase(cluster.url),
+        DATABASE_URL: await createDatabase(clusterUrl()),
       };
       const specs = (["registry", "wallet", "storage"] as const).map((m) => ({ name: m, args: ["--modules", m], env, modules: 1 }));
       return { specs, helpers: { kafka: findChild(process.pid, "kafka-mock/launcher") } };

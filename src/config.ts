@@ -45,7 +45,11 @@ const SettingsSchema = z.object({
   BUS_PARTITIONS: z.coerce.number().int().min(1).max(256).default(3),
   // How long an in-process consumer waits for more records before a short batch (latency vs. batching).
   BUS_LINGER_MS: z.coerce.number().int().min(0).max(1000).default(5),
-  KAFKA_SESSION_TIMEOUT_MS: z.coerce.number().int().min(3000).max(300_000).default(30_000),
+  // Consumer group timings: a member restarted after kill -9 joins once its old self's session
+  // expires; a shorter session means a shorter wait (see README, "Kafka consumer timings").
+  KAFKA_SESSION_TIMEOUT_MS: z.coerce.number().int().min(3000).max(300_000).default(10_000),
+  KAFKA_HEARTBEAT_INTERVAL_MS: z.coerce.number().int().min(100).max(100_000).default(1000),
+  KAFKA_REBALANCE_TIMEOUT_MS: z.coerce.number().int().min(1000).max(300_000).default(20_000),
   KAFKA_FETCH_MAX_WAIT_MS: z.coerce.number().int().min(10).max(30_000).default(5000),
   DATABASE_URL: z
     .string()

@@ -14,6 +14,8 @@ export async function createBus(settings: Settings, log: Logger): Promise<Bus> {
       clientId: settings.KAFKA_CLIENT_ID,
       partitions: settings.BUS_PARTITIONS,
       sessionTimeoutMs: settings.KAFKA_SESSION_TIMEOUT_MS,
+      heartbeatIntervalMs: settings.KAFKA_HEARTBEAT_INTERVAL_MS,
+      rebalanceTimeoutMs: settings.KAFKA_REBALANCE_TIMEOUT_MS,
       fetchMaxWaitMs: settings.KAFKA_FETCH_MAX_WAIT_MS,
     },
     log,

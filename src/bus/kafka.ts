@@ -11,7 +11,16 @@ import {
   type Producer,
 } from "kafkajs";
 import type { Logger } from "../log";
-import { type Bus, type BusRecord, MAX_BATCH, retryDelayMs, type Subscription } from "./bus";
+import {
+  type Bus,
+  type BusRecord,
+  type ConsumerState,
+  type FatalListener,
+  MAX_BATCH,
+  notJoinedReason,
+  retryDelayMs,
+  type Subscription,
+} from "./bus";
 
 /** Connection settings. */
 export interface KafkaOptions {
@@ -19,10 +28,29 @@ export interface KafkaOptions {
   clientId: string;
   /** Partitions of topics this bus creates. */
   partitions?: number;
-  /** Consumer group session timeout (Kafka's default is 30 s). */
+  /**
+   * Consumer group session timeout: a member silent this long (killed) is dropped from its
+   * group. A member restarted after `kill -9` joins only once its old self is dropped.
+   */
   sessionTimeoutMs?: number;
+  /** How often a member heartbeats (under a third of the session timeout). */
+  heartbeatIntervalMs?: number;
+  /** How long the coordinator waits for live members to rejoin during a rebalance. */
+  rebalanceTimeoutMs?: number;
   /** How long an idle fetch waits at the broker (kafkajs's default is 5 s). */
   fetchMaxWaitMs?: number;
+}
+
+/** Defaults of the consumer group timings (see README, "Kafka consumer timings"). */
+export const KAFKA_CONSUMER_DEFAULTS = { sessionTimeoutMs: 10_000, heartbeatIntervalMs: 1000, rebalanceTimeoutMs: 20_000 };
+
+/** One subscription's consumer and what it reported. */
+interface Member {
+  sub: Subscription;
+  consumer: Consumer;
+  state: ConsumerState;
+  /** consumer.run(): settles once the first join succeeded or crashed. */
+  running: Promise<void> | null;
 }
 
 /** Creates a bus on Kafka; start() waits for the broker and makes sure the topics exist. */
@@ -37,12 +65,50 @@ export function createKafkaBus(opts: KafkaOptions, log: Logger): Bus {
     logCreator: () => (entry: LogEntry) => forwardLog(log, entry),
   });
   const subscriptions: Subscription[] = [];
-  const consumers: Consumer[] = [];
+  const members: Member[] = [];
   let admin: Admin | null = null;
   let producer: Producer | null = null;
   let stopping = false;
+  let starting: Promise<void> | null = null;
+  let stopped: Promise<void> | null = null;
+  /** Aborted by stop(): cuts the waits of a start in progress short. */
+  const halt = new AbortController();
+  const fatalListeners: FatalListener[] = [];
+  let failure: Error | null = null;
+  let markJoined!: () => void;
+  let failJoin!: (err: Error) => void;
+  const allJoined = new Promise<void>((resolve, reject) => {
+    markJoined = resolve;
+    failJoin = reject;
+  });
+  allJoined.catch(() => {});
 
   const topics = () => [...new Set(subscriptions.flatMap((s) => s.topics))];
+
+  /** Sleeps `ms`, or less if the bus stops meanwhile. */
+  const pause = (ms: number) =>
+    new Promise<void>((resolve) => {
+      if (halt.signal.aborted) return resolve();
+      const timer = setTimeout(done, ms);
+      function done() {
+        clearTimeout(timer);
+        halt.signal.removeEventListener("abort", done);
+        resolve();
+      }
+      halt.signal.addEventListener("abort", done, { once: true });
+    });
+
+  const stillStarting = () => {
+    if (stopping) throw new Error("Kafka bus stopped during start");
+  };
+
+  /** A failure the bus does not recover from: the process should stop and exit non-zero. */
+  const fail = (err: Error) => {
+    if (stopping || failure) return;
+    failure = err;
+    failJoin(err);
+    for (const listener of fatalListeners) listener(err);
+  };
 
   // A quiet client for the first contact: one clear line per attempt instead of kafkajs's retries.
   const probe = new Kafka({
@@ -65,7 +131,8 @@ export function createKafkaBus(opts: KafkaOptions, log: Logger): Bus {
         await a.disconnect().catch(() => {});
         if (stopping) throw new Error("stopped while waiting for Kafka");
         log.warn("waiting for Kafka", { brokers: opts.brokers.join(","), attempt, err });
-        await Bun.sleep(Math.min(5000, 500 * attempt));
+        await pause(Math.min(5000, 500 * attempt));
+        if (stopping) throw new Error("stopped while waiting for Kafka");
       }
     }
   };
@@ -93,7 +160,7 @@ export function createKafkaBus(opts: KafkaOptions, log: Logger): Bus {
       if (missing.length === 0) return;
       if (stopping) throw new Error("stopped while waiting for topics");
       log.warn("waiting for topics to exist", { missing, attempt });
-      await Bun.sleep(Math.min(5000, 500 * attempt));
+      await pause(Math.min(5000, 500 * attempt));
     }
   };
 
@@ -113,28 +180,99 @@ export function createKafkaBus(opts: KafkaOptions, log: Logger): Bus {
     return plain;
   };
 
+  const sessionTimeout = opts.sessionTimeoutMs ?? KAFKA_CONSUMER_DEFAULTS.sessionTimeoutMs;
+  const heartbeatInterval = Math.min(
+    opts.heartbeatIntervalMs ?? KAFKA_CONSUMER_DEFAULTS.heartbeatIntervalMs,
+    Math.floor(sessionTimeout / 3),
+  );
+  const rebalanceTimeout = opts.rebalanceTimeoutMs ?? KAFKA_CONSUMER_DEFAULTS.rebalanceTimeoutMs;
+
+  const now = () => new Date().toISOString();
+  const setError = (state: ConsumerState, err: unknown) => {
+    state.last_error = err instanceof Error ? `${err.name}: ${err.message}` : String(err);
+    state.last_error_at = now();
+  };
+
+  /** Follows the consumer's events into its state; a crash kafkajs gives up on is fatal. */
+  const watch = (m: Member) => {
+    const { consumer, state } = m;
+    const { GROUP_JOIN, FETCH_START, REBALANCING, CRASH, STOP } = consumer.events;
+    consumer.on(GROUP_JOIN, ({ payload }) => {
+      Object.assign(state, { state: "joined", joined: true, partitions: { ...payload.memberAssignment } });
+      log.info("consumer group joined", { group: state.group, partitions: state.partitions, duration_ms: payload.duration });
+      if (members.length === subscriptions.length && members.every((x) => x.state.joined)) markJoined();
+    });
+    consumer.on(FETCH_START, () => {
+      state.last_poll_at = now();
+    });
+    consumer.on(REBALANCING, () => {
+      Object.assign(state, { state: "rebalancing", joined: false });
+    });
+    consumer.on(STOP, () => {
+      Object.assign(state, { state: stopping ? "stopped" : state.state, joined: false, partitions: {} });
+    });
+    consumer.on(CRASH, ({ payload }) => {
+      if (stopping) return;
+      const { error, restart } = payload;
+      setError(state, error);
+      Object.assign(state, { state: restart ? "restarting" : "failed", joined: false, partitions: {} });
+      if (restart) {
+        log.warn("consumer crashed; kafkajs restarts it", { group: state.group, restart, err: error });
+      } else {
+        log.error("consumer crashed; kafkajs does not restart it", { group: state.group, restart, err: error });
+        fail(new Error(`consumer group ${state.group} crashed: ${error.message}`));
+      }
+    });
+  };
+
   const startConsumer = async (sub: Subscription) => {
     const consumer = kafka.consumer({
       groupId: sub.group,
-      sessionTimeout: opts.sessionTimeoutMs ?? 30_000,
-      heartbeatInterval: Math.min(3000, (opts.sessionTimeoutMs ?? 30_000) / 3),
+      sessionTimeout,
+      heartbeatInterval,
+      rebalanceTimeout,
       // A broker answers a fetch as soon as records arrive; the wait only bounds an idle poll.
       maxWaitTimeInMs: opts.fetchMaxWaitMs ?? 5000,
       retry: { initialRetryTime: 300, maxRetryTime: 10_000, retries: 8 },
     });
-    consumers.push(consumer);
+    const state: ConsumerState = {
+      group: sub.group,
+      topics: [...sub.topics],
+      state: "joining",
+      joined: false,
+      partitions: {},
+      last_poll_at: null,
+      last_error: null,
+      last_error_at: null,
+    };
+    const member: Member = { sub, consumer, state, running: null };
+    members.push(member);
+    watch(member);
     await consumer.connect();
+    stillStarting();
     await consumer.subscribe({ topics: sub.topics, fromBeginning: true });
-    await consumer.run({
-      autoCommit: false,
-      eachBatchAutoResolve: false,
-      partitionsConsumedConcurrently: opts.partitions ?? 3,
-      eachBatch: (payload) => deliver(consumer, sub, payload),
-    });
+    stillStarting();
+    // Not awaited: joining waits for the group (up to a session timeout after a kill -9);
+    // readiness follows GROUP_JOIN instead. A crash while joining arrives as a CRASH event.
+    member.running = consumer
+      .run({
+        autoCommit: false,
+        eachBatchAutoResolve: false,
+        partitionsConsumedConcurrently: opts.partitions ?? 3,
+        eachBatch: (payload) => deliver(consumer, member, payload),
+      })
+      .catch((err: Error) => {
+        if (stopping) return;
+        setError(state, err);
+        Object.assign(state, { state: "failed", joined: false });
+        log.error("consumer failed to start", { group: sub.group, err });
+        fail(new Error(`consumer group ${sub.group} failed to start: ${err.message}`));
+      });
   };
 
   /** Hands a fetched batch to the handler in chunks; commits each chunk's offset after it is applied. */
-  const deliver = async (consumer: Consumer, sub: Subscription, p: EachBatchPayload) => {
+  const deliver = async (consumer: Consumer, member: Member, p: EachBatchPayload) => {
+    const { sub, state } = member;
     const { topic, partition, messages } = p.batch;
     let i = 0;
     let attempt = 0;
@@ -147,6 +285,7 @@ export function createKafkaBus(opts: KafkaOptions, log: Logger): Bus {
         done = Math.max(0, Math.min(chunk.length, await sub.handler(chunk.map((m) => toRecord(topic, m)))));
       } catch (err) {
         log.warn("handler failed; will retry", { topic, partition, offset: chunk[0]?.offset, err });
+        setError(state, err);
       }
       if (done > 0) {
         const last = chunk[done - 1] as KafkaMessage;
@@ -157,7 +296,7 @@ export function createKafkaBus(opts: KafkaOptions, log: Logger): Bus {
       if (done < chunk.length) {
         attempt += 1;
         if (stopping) return;
-        await Bun.sleep(retryDelayMs(attempt));
+        await pause(retryDelayMs(attempt));
       } else {
         attempt = 0;
       }
@@ -171,14 +310,29 @@ export function createKafkaBus(opts: KafkaOptions, log: Logger): Bus {
     // and a retried send must not let a later one overtake it. Each send carries a whole batch.
     publishConcurrency: 1,
     subscribe(sub) {
+      if (starting) throw new Error("subscribe before start()");
       subscriptions.push(sub);
     },
-    async start() {
-      admin = await connectAdmin();
-      await ensureTopics(admin, topics());
-      producer = await connectProducer();
-      for (const sub of subscriptions) await startConsumer(sub);
-      log.info("Kafka bus started", { brokers: opts.brokers.join(","), groups: subscriptions.map((s) => s.group) });
+    start() {
+      if (stopping) return Promise.reject(new Error("Kafka bus is stopped"));
+      starting ??= (async () => {
+        admin = await connectAdmin();
+        stillStarting();
+        await ensureTopics(admin, topics());
+        stillStarting();
+        producer = await connectProducer();
+        stillStarting();
+        for (const sub of subscriptions) await startConsumer(sub);
+        if (subscriptions.length === 0) markJoined();
+        log.info("Kafka bus started", { brokers: opts.brokers.join(","), groups: subscriptions.map((s) => s.group) });
+      })();
+      return starting;
+    },
+    joined: () => allJoined,
+    consumers: () => members.map(({ state }) => ({ ...state, topics: [...state.topics], partitions: { ...state.partitions } })),
+    onFatal(listener) {
+      fatalListeners.push(listener);
+      if (failure) listener(failure);
     },
     async publish(records: BusRecord[]) {
       if (!producer || stopping) throw new Error("Kafka producer is not running");
@@ -195,12 +349,31 @@ export function createKafkaBus(opts: KafkaOptions, log: Logger): Bus {
     async check() {
       if (!admin || stopping) throw new Error("Kafka bus is not running");
       await admin.describeCluster();
+      const reason = notJoinedReason(members.map((m) => m.state));
+      if (reason) throw new Error(reason);
     },
-    async stop() {
-      stopping = true;
-      await Promise.all(consumers.map((c) => c.disconnect().catch((err) => log.warn("consumer disconnect", { err }))));
-      await producer?.disconnect().catch((err) => log.warn("producer disconnect", { err }));
-      await admin?.disconnect().catch(() => {});
+    stop() {
+      stopped ??= (async () => {
+        stopping = true;
+        halt.abort();
+        failJoin(new Error("Kafka bus stopped"));
+        await starting?.catch(() => {});
+        await Promise.all(
+          members.map(async ({ consumer, state, running }) => {
+            await consumer.disconnect().catch((err) => log.warn("consumer disconnect", { err }));
+            // A join cut short by the disconnect crashes, and kafkajs schedules a restart once
+            // run() settles: wait for that (bounded) and stop again, which cancels it.
+            let timer: Timer | undefined;
+            await Promise.race([running, new Promise((resolve) => (timer = setTimeout(resolve, 5000)))]);
+            clearTimeout(timer);
+            await consumer.stop().catch(() => {});
+            Object.assign(state, { state: "stopped", joined: false, partitions: {} });
+          }),
+        );
+        await producer?.disconnect().catch((err) => log.warn("producer disconnect", { err }));
+        await admin?.disconnect().catch(() => {});
+      })();
+      return stopped;
     },
   };
 }

@@ -5,7 +5,15 @@
  * the durable copy until then: a crash loses nothing that a restart's relay will not resend.
  */
 import type { Logger } from "../log";
-import { type Bus, type BusRecord, type BatchHandler, MAX_BATCH, retryDelayMs, type Subscription } from "./bus";
+import {
+  type BatchHandler,
+  type Bus,
+  type BusRecord,
+  type ConsumerState,
+  MAX_BATCH,
+  retryDelayMs,
+  type Subscription,
+} from "./bus";
 import { partitionFor } from "./partitioner";
 
 interface Entry {
@@ -18,6 +26,7 @@ interface Entry {
 
 interface Lane {
   group: string;
+  state: ConsumerState;
   handler: BatchHandler;
   /** Absolute offset of the next record to hand to the handler. */
   offset: number;
@@ -41,6 +50,14 @@ export function createMemoryBus(log: Logger, partitions = 3, lingerMs = 0): Bus 
   const topics = new Map<string, Partition[]>();
   let started = false;
   let stopping = false;
+  const states: ConsumerState[] = [];
+  let markJoined!: () => void;
+  let failJoin!: (err: Error) => void;
+  const joined = new Promise<void>((resolve, reject) => {
+    markJoined = resolve;
+    failJoin = reject;
+  });
+  joined.catch(() => {});
   const pauses = new Set<{ resolve: () => void; timer: Timer }>();
 
   const partitionsOf = (topic: string): Partition[] => {
@@ -73,11 +90,14 @@ export function createMemoryBus(log: Logger, partitions = 3, lingerMs = 0): Bus 
       if (lingerMs > 0 && p.base + p.entries.length - lane.offset < MAX_BATCH) await pause(lingerMs);
       const from = lane.offset - p.base;
       const batch = p.entries.slice(from, from + MAX_BATCH);
+      lane.state.last_poll_at = new Date().toISOString();
       let done = 0;
       try {
         done = Math.max(0, Math.min(batch.length, await lane.handler(batch.map((e) => e.record))));
       } catch (err) {
         log.warn("handler failed; will retry", { topic: batch[0]?.record.topic, group: lane.group, err });
+        lane.state.last_error = err instanceof Error ? err.message : String(err);
+        lane.state.last_error_at = new Date().toISOString();
       }
       for (const entry of batch.slice(0, done)) if (--entry.waiting === 0) entry.applied();
       lane.offset += done;
@@ -106,15 +126,38 @@ export function createMemoryBus(log: Logger, partitions = 3, lingerMs = 0): Bus 
     // Appends happen in call order, so publishes in flight together keep each key's order.
     publishConcurrency: 8,
     async start() {
+      if (stopping) throw new Error("bus is stopping");
       started = true;
+      // One process holds every partition of every topic: each group is "joined" at once.
+      for (const state of states) {
+        state.state = "joined";
+        state.joined = true;
+        state.partitions = Object.fromEntries(state.topics.map((t) => [t, partitionsOf(t).map((_, i) => i)]));
+      }
+      markJoined();
       for (const { p, lane } of lanes()) pump(p, lane);
     },
+    joined: () => joined,
+    consumers: () => states.map((s) => ({ ...s, topics: [...s.topics], partitions: { ...s.partitions } })),
+    // Nothing here fails for good: a failing handler is retried.
+    onFatal() {},
     subscribe(sub: Subscription) {
       if (started) throw new Error("subscribe before start()");
+      const state: ConsumerState = {
+        group: sub.group,
+        topics: [...sub.topics],
+        state: "idle",
+        joined: false,
+        partitions: {},
+        last_poll_at: null,
+        last_error: null,
+        last_error_at: null,
+      };
+      states.push(state);
       for (const name of sub.topics) {
         for (const p of partitionsOf(name)) {
           if (p.lanes.some((l) => l.group === sub.group)) throw new Error(`group ${sub.group} already consumes ${name}`);
-          p.lanes.push({ group: sub.group, handler: sub.handler, offset: p.base, running: null, attempt: 0 });
+          p.lanes.push({ group: sub.group, state, handler: sub.handler, offset: p.base, running: null, attempt: 0 });
           for (const entry of p.entries) entry.waiting += 1;
         }
       }
@@ -135,9 +178,12 @@ export function createMemoryBus(log: Logger, partitions = 3, lingerMs = 0): Bus 
     },
     async check() {
       if (stopping) throw new Error("bus is stopping");
+      if (!started) throw new Error("bus is not started");
     },
     async stop() {
       stopping = true;
+      failJoin(new Error("bus stopped"));
+      for (const state of states) Object.assign(state, { state: "stopped", joined: false, partitions: {} });
       for (const entry of pauses) {
         clearTimeout(entry.timer);
         entry.resolve();

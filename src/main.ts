@@ -15,22 +15,38 @@ async function main(): Promise<void> {
   const log = createLogger(settings.LOG_LEVEL);
   const starting = new AbortController();
   let shop: Shop | null = null;
-  const onSignal = (signal: string) => {
-    log.info("signal received", { signal });
-    if (!shop) return starting.abort();
-    shop.stop().then(
-      () => process.exit(0),
+  let exiting = false;
+  /** Stops the shop cleanly once, then exits with `code` (or 1 if the stop itself failed). */
+  const stopAndExit = (running: Shop, code: number) => {
+    if (exiting) return;
+    exiting = true;
+    running.stop().then(
+      () => process.exit(code),
       (err) => {
         log.error("unclean stop", { err });
         process.exit(1);
       },
     );
   };
-  // Installed before the start: a signal while waiting for a broker still closes the database.
+  const onSignal = (signal: string) => {
+    log.info("signal received", { signal });
+    if (!shop) return starting.abort();
+    stopAndExit(shop, 0);
+  };
+  // Installed before the start: a signal while migrating or waiting for a broker still closes the database.
   process.once("SIGINT", () => onSignal("SIGINT"));
   process.once("SIGTERM", () => onSignal("SIGTERM"));
+  // After HTTP is up, a failure (the bus cannot start, a consumer crashed for good) stops the
+  // shop cleanly and exits non-zero, so that a supervisor starts it again.
+  let fatal: Error | null = null;
+  const onFatal = (err: Error) => {
+    fatal = err;
+    if (!shop) return;
+    log.error("stopping after a fatal error", { err });
+    stopAndExit(shop, 1);
+  };
   try {
-    shop = await startShop(settings, env, log, starting.signal);
+    shop = await startShop(settings, env, log, { signal: starting.signal, onFatal });
   } catch (err) {
     if (starting.signal.aborted) {
       log.info("stopped during start");
@@ -38,6 +54,8 @@ async function main(): Promise<void> {
     }
     return fail(err);
   }
+  if (starting.signal.aborted) return stopAndExit(shop, 0);
+  if (fatal) onFatal(fatal);
 }
 
 function fail(err: unknown): void {

@@ -1,6 +1,6 @@
 /** Starts the chosen modules in this process: database, bus, HTTP servers; stops them cleanly. */
 import type { Server } from "bun";
-import type { Bus } from "./bus/bus";
+import { type Bus, notJoinedReason } from "./bus/bus";
 import { createBus } from "./bus/index";
 import { type Env, loadModuleConfig, type ModuleName, type Settings } from "./config";
 import { type Database, type DatabaseTarget, openDatabase } from "./db/database";
@@ -16,8 +16,27 @@ export interface Shop {
   urls: Partial<Record<ModuleName, string>>;
   bus: Bus;
   db: Database;
+  /**
+   * Settles once the shop is ready: bus started, modules' background work started, every
+   * consumer group joined. Rejects if that failed (see StartOptions.onFatal) or the shop stopped first.
+   */
+  ready: Promise<void>;
+  /** Why the shop is not ready, or null when it is. */
+  notReady(): string | null;
   /** Stops accepting requests, finishes work in flight, closes the bus and the database. */
   stop(): Promise<void>;
+}
+
+/** How the caller follows a start. */
+export interface StartOptions {
+  /** Aborting it before startShop() resolves (a signal during migrations) stops the start and rejects. */
+  signal?: AbortSignal;
+  /**
+   * Called once if the shop fails after its HTTP services are up: the bus or a module's
+   * background work could not start, or a consumer crashed for good. The shop is not ready from
+   * then on; the caller should stop() it and exit non-zero so that a supervisor restarts it.
+   */
+  onFatal?: (err: Error) => void;
 }
 
 /** Where the settings say the data lives. */
@@ -27,48 +46,107 @@ export function databaseTarget(settings: Settings): DatabaseTarget {
     : { driver: "pglite", dataDir: settings.DATA_DIR === ":memory:" ? null : settings.DATA_DIR };
 }
 
+/** How far the start behind the open HTTP services has come. */
+type Phase = "bus" | "modules" | "joining" | "ready";
+
 /**
  * Starts `settings.MODULES`; module YAML comes from `settings.CONFIG_DIR` with `env` overrides.
- * Aborting `abort` during the start (a signal while waiting for Kafka) stops it and rejects.
+ * Opens the database, migrates, initialises the modules and serves HTTP, then resolves; the bus
+ * and the modules' background work start behind it (see Shop.ready). Until then `/health` is 503
+ * with the reason and state-changing requests get 503 `not_ready`, so a restarted service answers
+ * at once instead of staying dark while its consumer groups rejoin.
  */
-export async function startShop(settings: Settings, env: Env, log: Logger, abort?: AbortSignal): Promise<Shop> {
+export async function startShop(settings: Settings, env: Env, log: Logger, opts: StartOptions = {}): Promise<Shop> {
   const chosen = settings.MODULES.map((name) => MODULES[name]);
   const configs = chosen.map((m) => loadModuleConfig(m.name, m.configSchema, settings.CONFIG_DIR, env));
   const db = await openDatabase(databaseTarget(settings), log.child("db"));
   const servers: Server<undefined>[] = [];
   const running: RunningModule[] = [];
   let bus: Bus | null = null;
+  let phase: Phase = "bus";
+  let stopping = false;
+  let failure: Error | null = null;
+  const notReady = (): string | null => {
+    if (stopping) return "stopping";
+    if (failure) return `failed: ${failure.message}`;
+    switch (phase) {
+      case "ready":
+        return null;
+      case "bus":
+        return `starting: ${bus?.kind === "kafka" ? "connecting to Kafka" : "starting the bus"}`;
+      case "modules":
+        return "starting: background work";
+      case "joining":
+        return `starting: ${(bus && notJoinedReason(bus.consumers())) || "consumer groups joining"}`;
+    }
+  };
+  const urls: Shop["urls"] = {};
   try {
     for (const m of chosen) await db.migrate(m.name, m.migrationsFolder);
     bus = await createBus(settings, log.child("bus"));
-    const created = bus;
-    abort?.addEventListener("abort", () => void created.stop(), { once: true });
     for (const [i, m] of chosen.entries()) {
       running.push(await m.init({ config: configs[i], db, bus, log: log.child(m.name) }));
     }
-    await bus.start();
-    if (abort?.aborted) throw new Error("stopped during start");
-    for (const r of running) await r.start();
-    const urls: Shop["urls"] = {};
+    if (opts.signal?.aborted) throw new Error("stopped during start");
     for (const [i, m] of chosen.entries()) {
       const port = (configs[i] as { port: number }).port;
-      const server = serveModule(m, running[i] as RunningModule, port, { settings, db, bus, log });
+      const server = serveModule(m, running[i] as RunningModule, port, { settings, db, bus, notReady, log });
       servers.push(server);
       urls[m.name] = `http://127.0.0.1:${server.port}`;
       log.info("listening", { module: m.name, url: urls[m.name] });
     }
-    const started = bus;
-    let stopping: Promise<void> | null = null;
-    return {
-      urls,
-      bus: started,
-      db,
-      stop: () => (stopping ??= shutdown(servers, running, started, db, log)),
-    };
   } catch (err) {
     await shutdown(servers, running, bus, db, log).catch(() => {});
     throw err;
   }
+
+  const started = bus;
+  let halted!: () => void;
+  const halt = new Promise<void>((resolve) => (halted = resolve));
+  const fatal = (err: Error) => {
+    if (stopping || failure) return;
+    failure = err;
+    log.error("failed after start; not ready", { err });
+    opts.onFatal?.(err);
+  };
+  started.onFatal(fatal);
+  const ready = (async () => {
+    const stillStarting = () => {
+      if (stopping) throw new Error("stopped during start");
+    };
+    await started.start();
+    stillStarting();
+    phase = "modules";
+    for (const r of running) {
+      await r.start();
+      stillStarting();
+    }
+    phase = "joining";
+    await Promise.race([started.joined(), halt]);
+    stillStarting();
+    phase = "ready";
+    log.info("ready", { modules: chosen.map((m) => m.name) });
+  })();
+  ready.catch((err: Error) => fatal(err));
+
+  let stopped: Promise<void> | null = null;
+  return {
+    urls,
+    bus: started,
+    db,
+    ready,
+    notReady,
+    stop: () =>
+      (stopped ??= (async () => {
+        stopping = true;
+        halted();
+        await shutdown(servers, running, started, db, log, async () => {
+          // A start still waiting for the broker is cut short; one starting modules finishes first.
+          if (phase === "bus") await started.stop();
+          await ready.catch(() => {});
+        });
+      })()),
+  };
 }
 
 /** Bun's request body cap: 100x past the largest BODY_LIMIT_BYTES, a backstop only (see serveModule). */
@@ -79,13 +157,22 @@ function serveModule(
   m: ShopModule,
   module: RunningModule,
   port: number,
-  ctx: { settings: Settings; db: Database; bus: Bus; log: Logger },
+  ctx: { settings: Settings; db: Database; bus: Bus; notReady: () => string | null; log: Logger },
 ): Server<undefined> {
-  const { settings, db, bus, log } = ctx;
+  const { settings, db, bus, notReady, log } = ctx;
   const app = createServiceApp({
     title: m.title,
     routers: [module.router],
-    checks: { database: () => db.ping(), bus: () => bus.check() },
+    checks: {
+      database: () => db.ping(),
+      bus: async () => {
+        const reason = notReady();
+        if (reason) throw new Error(reason);
+        await bus.check();
+      },
+    },
+    consumers: () => bus.consumers(),
+    notReady,
     metrics: [module.metrics, async () => [
       { name: "db_statements_total", value: db.stats.statements },
       { name: "db_transactions_total", value: db.stats.transactions },
@@ -106,9 +193,17 @@ function serveModule(
   });
 }
 
-async function shutdown(servers: Server<undefined>[], running: RunningModule[], bus: Bus | null, db: Database, log: Logger) {
+async function shutdown(
+  servers: Server<undefined>[],
+  running: RunningModule[],
+  bus: Bus | null,
+  db: Database,
+  log: Logger,
+  settleStart?: () => Promise<void>,
+) {
   log.info("stopping");
   await Promise.all(servers.map((s) => s.stop()));
+  await settleStart?.();
   await Promise.all(running.map((r) => r.stop()));
   await bus?.stop();
   await db.close();

@@ -5,7 +5,7 @@ import { bodyLimit } from "hono/body-limit";
 import type { Logger } from "../log";
 import { documentAdmin, needsAdmin, requireAdmin } from "./auth";
 import { errorBody, errorHandler, validationHook } from "./errors";
-import { type HealthCheck, healthRoutes } from "./health";
+import { type HealthCheck, type HealthOptions, healthRoutes, readinessGate } from "./health";
 import { type MetricsSource, metricsRoutes } from "./metrics";
 import type { Router } from "./router";
 import { mountSwagger } from "./swagger";
@@ -18,6 +18,10 @@ export function createServiceApp(opts: {
   title: string;
   routers: Router[];
   checks: Record<string, HealthCheck>;
+  /** Consumer groups shown by /health. */
+  consumers?: HealthOptions["consumers"];
+  /** Why the service is not ready (null when it is): state-changing requests get 503 not_ready meanwhile. */
+  notReady?: () => string | null;
   metrics: MetricsSource[];
   bodyLimitBytes: number;
   /** Bearer token for routes under /admin/ and routes whose OpenAPI `security` names the admin scheme. */
@@ -40,6 +44,7 @@ export function createServiceApp(opts: {
     const key = `${method} ${c.res.status}`;
     counts.set(key, (counts.get(key) ?? 0) + 1);
   });
+  if (opts.notReady) app.use(readinessGate(opts.notReady));
   // Admin routes refuse a request without the token before anything else looks at it.
   const admin = requireAdmin(opts.adminToken);
   app.use("/admin/*", admin);
@@ -62,7 +67,7 @@ export function createServiceApp(opts: {
       const [method, status] = key.split(" ");
       return { name: "http_requests_total", labels: { method: method ?? "", status: status ?? "" }, value };
     });
-  app.route("/", healthRoutes(opts.checks));
+  app.route("/", healthRoutes(opts.checks, { consumers: opts.consumers }));
   app.route("/", metricsRoutes([httpMetrics, ...opts.metrics]));
   for (const router of opts.routers) app.route("/", router);
   let doc: unknown = null;

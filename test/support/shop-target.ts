@@ -55,6 +55,11 @@ export async function startInProcess(extra: Record<string, string | undefined> =
   const env = testEnv(extra);
   const settings = loadSettings(env);
   const shop = await startShop(settings, env, createLogger(settings.LOG_LEVEL));
+  // Tests act at once: wait until the bus runs and every consumer group joined.
+  await shop.ready.catch(async (err) => {
+    await shop.stop();
+    throw err;
+  });
   const { registry, wallet, storage } = shop.urls;
   return {
     shop,

@@ -10,6 +10,11 @@ export type KafkaMock = {
   stop(): Promise<void>;
   /** Takes the broker down (connections dropped and refused) or brings it back up. */
   setBroker(state: "down" | "up"): void;
+  /**
+   * Answers the next `count` requests of a Kafka API (e.g. 11, JoinGroup) with a Kafka error
+   * code (e.g. 30, GROUP_AUTHORIZATION_FAILED), each after `delayMs`, as a broker refusing a client would.
+   */
+  failRequests(apiKey: number, count: number, errorCode: number, delayMs?: number): void;
 };
 
 const SOURCE = join(import.meta.dir, "kafka-mock", "launcher.c");
@@ -41,6 +46,10 @@ export async function startKafkaMock(topics: string[]): Promise<KafkaMock> {
     stop: () => (stopping ??= terminate(proc)),
     setBroker(state) {
       proc.stdin.write(`${state}\n`);
+      proc.stdin.flush();
+    },
+    failRequests(apiKey, count, errorCode, delayMs = 0) {
+      proc.stdin.write(`error ${apiKey} ${count} ${errorCode} ${delayMs}\n`);
       proc.stdin.flush();
     },
   };

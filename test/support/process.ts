@@ -11,17 +11,32 @@ export interface ShopProcess {
   urls: Record<string, string>;
   /** Every log line so far. */
   logs: string[];
+  /** Settles on its "ready" log line (bus started, every consumer group joined); rejects if it exits first. */
+  ready: Promise<void>;
+  /** Milliseconds from the spawn to the last "listening" line, and to the "ready" line once seen. */
+  timings: { listeningMs: number; readyMs: number | null };
   /** Sends a signal and waits for the exit code. */
   stop(signal?: NodeJS.Signals): Promise<number>;
 }
 
-/** Starts `bun run src/main.ts args` with `env` and waits until each module listens. */
+/** What startShopProcess waits for. */
+export interface StartProcessOptions {
+  /** Also wait for the "ready" log line (default true); false returns once every module listens. */
+  waitReady?: boolean;
+}
+
+/**
+ * Starts `bun run src/main.ts args` with `env` and waits until each module listens and,
+ * unless `waitReady` is false, until the process is ready (its consumer groups joined).
+ */
 export async function startShopProcess(
   args: string[],
   env: Record<string, string | undefined>,
   expectModules: number,
   timeoutMs = 60_000,
+  opts: StartProcessOptions = {},
 ): Promise<ShopProcess> {
+  const spawnedAt = performance.now();
   const proc = Bun.spawn(["bun", "run", "src/main.ts", ...args], {
     cwd: ROOT,
     env: { PATH: process.env.PATH, HOME: process.env.HOME, TMPDIR: process.env.TMPDIR, ...env },
@@ -31,12 +46,10 @@ export async function startShopProcess(
   });
   const logs: string[] = [];
   const urls: Record<string, string> = {};
-  let ready!: () => void;
-  let failed!: (e: Error) => void;
-  const listening = new Promise<void>((res, rej) => {
-    ready = res;
-    failed = rej;
-  });
+  const timings: ShopProcess["timings"] = { listeningMs: 0, readyMs: null };
+  const listening = Promise.withResolvers<void>();
+  const ready = Promise.withResolvers<void>();
+  ready.promise.catch(() => {});
   (async () => {
     const decoder = new TextDecoder();
     let buffer = "";
@@ -52,17 +65,32 @@ export async function startShopProcess(
           const entry = JSON.parse(line) as { msg?: string; module?: string; url?: string };
           if (entry.msg === "listening" && entry.module && entry.url) {
             urls[entry.module] = entry.url;
-            if (Object.keys(urls).length === expectModules) ready();
+            if (Object.keys(urls).length === expectModules) {
+              timings.listeningMs = performance.now() - spawnedAt;
+              listening.resolve();
+            }
+          } else if (entry.msg === "ready") {
+            timings.readyMs = performance.now() - spawnedAt;
+            ready.resolve();
           }
         } catch {}
         nl = buffer.indexOf("\n");
       }
     }
   })();
-  proc.exited.then((code) => failed(new Error(`shop exited with ${code} before listening:\n${logs.slice(-20).join("\n")}`)));
-  const timer = setTimeout(() => failed(new Error(`shop not listening after ${timeoutMs} ms:\n${logs.slice(-20).join("\n")}`)), timeoutMs);
+  proc.exited.then((code) => {
+    const tail = logs.slice(-20).join("\n");
+    listening.reject(new Error(`shop exited with ${code} before listening:\n${tail}`));
+    ready.reject(new Error(`shop exited with ${code} before ready:\n${tail}`));
+  });
+  const waitFor = opts.waitReady === false ? listening.promise : Promise.all([listening.promise, ready.promise]);
+  const what = opts.waitReady === false ? "listening" : "ready";
+  let timer: Timer | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`shop not ${what} after ${timeoutMs} ms:\n${logs.slice(-20).join("\n")}`)), timeoutMs);
+  });
   try {
-    await listening;
+    await Promise.race([waitFor, timeout]);
   } catch (err) {
     proc.kill("SIGKILL");
     throw err;
@@ -73,6 +101,8 @@ export async function startShopProcess(
     proc,
     urls,
     logs,
+    ready: ready.promise,
+    timings,
     async stop(signal = "SIGTERM") {
       proc.kill(signal);
       return proc.exited;

@@ -5,7 +5,10 @@
  * Prints the bootstrap servers as one line on stdout, then serves until stdin
  * closes (parent died or hung up) or SIGTERM/SIGINT arrives, and exits 0.
  * Lines on stdin: "down" takes the broker down (connections dropped and refused),
- * "up" brings it back, to test outages.
+ * "up" brings it back, to test outages; "error API_KEY COUNT ERROR_CODE [DELAY_MS]"
+ * answers the next COUNT requests of that API (e.g. 11 JoinGroup) with that Kafka error
+ * code (e.g. 30 GROUP_AUTHORIZATION_FAILED), each after DELAY_MS, as a broker refusing a
+ * client would.
  */
 #define _GNU_SOURCE
 #include <librdkafka/rdkafka.h>
@@ -37,13 +40,17 @@ static int create_topic(rd_kafka_mock_cluster_t *mc, const char *arg) {
         return 0;
 }
 
-/* Applies a "down"/"up" command line to broker 1. */
+/* Applies a "down"/"up"/"error" command line to broker 1. */
 static void run_command(rd_kafka_mock_cluster_t *mc, const char *line) {
+        int api_key, count, code, rtt_ms = 0;
         if (strncmp(line, "down", 4) == 0)
                 rd_kafka_mock_broker_set_down(mc, 1);
         else if (strncmp(line, "up", 2) == 0)
                 rd_kafka_mock_broker_set_up(mc, 1);
-        else
+        else if (sscanf(line, "error %d %d %d %d", &api_key, &count, &code, &rtt_ms) >= 3 && count > 0 && count <= 1000) {
+                for (int i = 0; i < count; i++)
+                        rd_kafka_mock_broker_push_request_error_rtts(mc, 1, (int16_t)api_key, 1, (rd_kafka_resp_err_t)code, rtt_ms);
+        } else
                 fprintf(stderr, "launcher: unknown command '%s'\n", line);
 }
 

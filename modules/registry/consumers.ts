@@ -8,7 +8,7 @@ import { recordCompensation, recordRejection, recordSuccess } from "./service";
 export const registryConsumers: Consumers = {
   handlers: {
     StepSucceeded: (tx, m) => recordSuccess(tx, m.payload),
-    OrderRejected: (tx, m) => recordRejection(tx, m.payload),
+    OrderRejected: (tx, m, enqueue) => recordRejection(tx, enqueue, m.payload),
     OrderCompensated: (tx, m) => recordCompensation(tx, m.payload),
   },
   // The batch's orders, in id order.

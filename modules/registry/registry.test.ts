@@ -63,8 +63,12 @@ async function pendingOrder(userId = newUser()): Promise<string> {
 const succeed = (orderId: string, service: StepSucceeded["service"]) =>
   db.transaction((tx) => recordSuccess(tx, { order_id: orderId, service }));
 
-const reject = (orderId: string, service: OrderRejected["service"], reason: OrderRejected["reason"]) =>
-  db.transaction((tx) => recordRejection(tx, { order_id: orderId, service, reason, message: `${service} says ${reason}` }));
+/** A participant's rejection; returns what registry announced in answer. */
+const reject = async (orderId: string, service: OrderRejected["service"], reason: OrderRejected["reason"]) => {
+  const { sent, enqueue } = capture();
+  await db.transaction((tx) => recordRejection(tx, enqueue, { order_id: orderId, service, reason, message: `${service} says ${reason}` }));
+  return sent;
+};
 
 /** Moves an order's creation time `ms` into the past. */
 const age = (id: string, ms: number) =>
@@ -218,11 +222,15 @@ describe("following the saga", () => {
   test("a rejection after one success rejects with that reason; later news does not change it", async () => {
     const id = await pendingOrder();
     await succeed(id, "wallet");
-    await reject(id, "storage", "out_of_stock");
+    // Registry announces its decision in its own name: the participants undo on its word only.
+    expect((await reject(id, "storage", "out_of_stock")).map((m) => m.payload)).toEqual([
+      { order_id: id, service: "registry", reason: "out_of_stock", message: "storage: storage says out_of_stock" },
+    ]);
     expect(await statusOf(id)).toEqual({ status: "rejected", reason: "out_of_stock" });
 
     await succeed(id, "storage");
-    await reject(id, "wallet", "insufficient_funds");
+    // Decided already: noted, not announced again.
+    expect(await reject(id, "wallet", "insufficient_funds")).toEqual([]);
     expect(await statusOf(id)).toEqual({ status: "rejected", reason: "out_of_stock" });
     expect(await stepsOf(id)).toEqual(["registry:created", "wallet:paid", "storage:rejected", "storage:reserved", "wallet:rejected"]);
     expect((await getOrder(db, id)).timeline[2]?.detail).toContain("out_of_stock");
@@ -232,8 +240,10 @@ describe("following the saga", () => {
     const id = await pendingOrder();
     await succeed(id, "wallet");
     await succeed(id, "storage");
-    await reject(id, "wallet", "insufficient_funds");
+    // No genuine rejection exists for a completed order: registry announces nothing, so nobody undoes anything.
+    expect(await reject(id, "wallet", "insufficient_funds")).toEqual([]);
     expect(await statusOf(id)).toEqual({ status: "completed", reason: null });
+    expect(await compensationOf(id)).toBeNull();
   });
 
   test("registry's own rejection echoed back and messages about unknown orders change nothing", async () => {

@@ -184,28 +184,33 @@ export async function recordSuccess(tx: Db, step: StepSucceeded): Promise<void> 
 }
 
 /**
- * OrderRejected by a participant: the first rejection decides a pending order; every one is on
- * the timeline. A participant that rejects did nothing for the order, so it has nothing to undo.
+ * OrderRejected by a participant: the first rejection decides a pending order, and registry
+ * announces its decision (OrderRejected in its own name) so the participants undo their parts:
+ * they act on registry's word only, so a rejection of an order already completed undoes nothing.
+ * Every rejection is on the timeline. A participant that rejects did nothing for the order, so it
+ * has nothing to undo.
  */
-export async function recordRejection(tx: Db, rejection: OrderRejected): Promise<void> {
+export async function recordRejection(tx: Db, enqueue: Enqueue, rejection: OrderRejected): Promise<void> {
   if (rejection.service === "registry") return;
-  const pending = sql`${orders.status} = 'pending'`;
-  const [order] = await tx
+  const undone = rejection.service === "wallet" ? "walletUndone" : "storageUndone";
+  const [decided] = await tx
     .update(orders)
-    .set({
-      status: sql`case when ${pending} then 'rejected' else ${orders.status} end`,
-      reason: sql`case when ${pending} then ${rejection.reason} else ${orders.reason} end`,
-      updatedAt: sql`case when ${pending} then now() else ${orders.updatedAt} end`,
-      [rejection.service === "wallet" ? "walletUndone" : "storageUndone"]: true,
-    })
-    .where(eq(orders.id, rejection.order_id))
+    .set({ status: "rejected", reason: rejection.reason, updatedAt: new Date(), [undone]: true })
+    .where(and(eq(orders.id, rejection.order_id), eq(orders.status, "pending")))
     .returning({ id: orders.id });
-  if (!order) {
-    await noteIfUnknown(tx, rejection.order_id, rejection.service);
-    return;
+  if (decided) {
+    const message = `${rejection.service}: ${rejection.message}`.slice(0, 500);
+    await enqueue(tx, createMessage("OrderRejected", { order_id: decided.id, service: "registry", reason: rejection.reason, message }));
+  } else {
+    // Decided already (or never made): only note that this participant did nothing.
+    const [known] = await tx.update(orders).set({ [undone]: true }).where(eq(orders.id, rejection.order_id)).returning({ id: orders.id });
+    if (!known) {
+      await noteIfUnknown(tx, rejection.order_id, rejection.service);
+      return;
+    }
   }
   await tx.insert(orderEvents).values({
-    orderId: order.id,
+    orderId: rejection.order_id,
     service: rejection.service,
     step: "rejected",
     detail: `${rejection.reason}: ${rejection.message}`,

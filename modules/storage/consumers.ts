@@ -4,12 +4,13 @@ import type { Consumers } from "../../src/outbox/message-consumer";
 import { reservations, stock } from "./schema";
 import { releaseItems, reserveItems } from "./service";
 
-/** Storage's consumer: reserve new orders' items, release orders another service rejected. */
+/** Storage's consumer: reserve new orders' items, release orders registry rejected. */
 export const storageConsumers: Consumers = {
   handlers: {
     OrderCreated: (tx, m, enqueue) => reserveItems(tx, enqueue, m.payload),
     OrderRejected: async (tx, m, enqueue) => {
-      if (m.payload.service !== "storage") await releaseItems(tx, enqueue, m.payload);
+      // Registry decides an order's fate: undo only on its word (a participant's own rejection reaches us through it).
+      if (m.payload.service === "registry") await releaseItems(tx, enqueue, m.payload);
     },
   },
   // The stock rows of the items to reserve and of the reservations to release, in product order.

@@ -121,7 +121,7 @@ async function moveStock(tx: Db, delta: Map<number, number>): Promise<void> {
 }
 
 /**
- * OrderRejected by another service: remember it, release what the order holds once, and say what
+ * OrderRejected by registry: remember it, release what the order holds once, and say what
  * was undone (registry closes the order on it). Heard again: nothing, it was said already.
  */
 export async function releaseItems(tx: Db, enqueue: Enqueue, rejection: OrderRejected): Promise<void> {

@@ -4,12 +4,13 @@ import type { Consumers } from "../../src/outbox/message-consumer";
 import { ledger, wallets } from "./schema";
 import { debitOrder, refundOrder } from "./service";
 
-/** Wallet's consumer: debit new orders, refund orders another service rejected. */
+/** Wallet's consumer: debit new orders, refund orders registry rejected. */
 export const walletConsumers: Consumers = {
   handlers: {
     OrderCreated: (tx, m, enqueue) => debitOrder(tx, enqueue, m.payload),
     OrderRejected: async (tx, m, enqueue) => {
-      if (m.payload.service !== "wallet") await refundOrder(tx, enqueue, m.payload);
+      // Registry decides an order's fate: undo only on its word (a participant's own rejection reaches us through it).
+      if (m.payload.service === "registry") await refundOrder(tx, enqueue, m.payload);
     },
   },
   // The wallets of the orders to debit and of the debits to refund, in user order.

@@ -146,7 +146,7 @@ export async function debitOrder(tx: Db, enqueue: Enqueue, order: OrderCreated):
 }
 
 /**
- * OrderRejected by another service: remember it, refund the debit once if there was one, and say
+ * OrderRejected by registry: remember it, refund the debit once if there was one, and say
  * what was undone (registry closes the order on it). Heard again: nothing, it was said already.
  */
 export async function refundOrder(tx: Db, enqueue: Enqueue, rejection: OrderRejected): Promise<void> {

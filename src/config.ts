@@ -27,6 +27,13 @@ const csv = (s: string) =>
     .map((x) => x.trim())
     .filter(Boolean);
 
+/** A bus signing key: at least 32 characters; empty means unset. */
+const signingKey = z
+  .string()
+  .min(32, "at least 32 characters")
+  .optional()
+  .or(z.literal("").transform(() => undefined));
+
 const SettingsSchema = z.object({
   MODULES: z
     .string()
@@ -69,6 +76,11 @@ const SettingsSchema = z.object({
     .regex(/^[\x21-\x7e]+$/, "printable ASCII without spaces")
     .optional()
     .or(z.literal("").transform(() => undefined)),
+  // HMAC key for bus records (README "Signed records"): every published record is signed, every
+  // consumed one checked. Unset: nothing is signed or checked. The previous key is only accepted
+  // when checking (a rolling key change); it needs BUS_SIGNING_KEY.
+  BUS_SIGNING_KEY: signingKey,
+  BUS_SIGNING_KEY_PREVIOUS: signingKey,
   LOG_LEVEL: z.enum(LOG_LEVELS).default("info"),
 });
 
@@ -112,6 +124,9 @@ export function applyFlags(argv: string[], env: Env): Env {
 export function loadSettings(env: Env): Settings {
   const parsed = SettingsSchema.safeParse(env);
   if (!parsed.success) throw configErrorFrom(parsed.error, "");
+  if (parsed.data.BUS_SIGNING_KEY_PREVIOUS && !parsed.data.BUS_SIGNING_KEY) {
+    throw new ConfigError("BUS_SIGNING_KEY_PREVIOUS", "set BUS_SIGNING_KEY too (the previous key only verifies)");
+  }
   return parsed.data;
 }
 

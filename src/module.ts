@@ -1,6 +1,7 @@
 /** The contract between the process wiring and a business module's one door. */
 import type { z } from "zod";
 import type { Bus } from "./bus/bus";
+import type { RecordSigner } from "./bus/signing";
 import type { ModuleName } from "./config";
 import type { Database } from "./db/database";
 import type { MetricsSource } from "./http/metrics";
@@ -13,6 +14,8 @@ export interface ModuleContext<C> {
   db: Database;
   bus: Bus;
   log: Logger;
+  /** Signs the records the module publishes and checks those it consumes (BUS_SIGNING_KEY); absent or null: neither. */
+  signing?: RecordSigner | null;
 }
 
 /** A module after init: its routes and its background work. */

@@ -2,6 +2,7 @@
 import type { Server } from "bun";
 import { type Bus, notJoinedReason } from "./bus/bus";
 import { createBus } from "./bus/index";
+import { recordSigning } from "./bus/signing";
 import { type Env, loadModuleConfig, type ModuleName, type Settings } from "./config";
 import { type Database, type DatabaseTarget, openDatabase } from "./db/database";
 import { createServiceApp } from "./http/app";
@@ -84,8 +85,9 @@ export async function startShop(settings: Settings, env: Env, log: Logger, opts:
   try {
     for (const m of chosen) await db.migrate(m.name, m.migrationsFolder);
     bus = await createBus(settings, log.child("bus"));
+    const signing = recordSigning(settings, log.child("bus"));
     for (const [i, m] of chosen.entries()) {
-      running.push(await m.init({ config: configs[i], db, bus, log: log.child(m.name) }));
+      running.push(await m.init({ config: configs[i], db, bus, log: log.child(m.name), signing }));
     }
     if (opts.signal?.aborted) throw new Error("stopped during start");
     for (const [i, m] of chosen.entries()) {

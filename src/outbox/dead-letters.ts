@@ -4,8 +4,8 @@
  * in one transaction that also resolves the letter, so it applies a message at most once.
  */
 import { and, desc, eq, getTableColumns, isNotNull, isNull, lt, type SQL, sql } from "drizzle-orm";
-import { parseMessage } from "../contracts";
 import { type Database, isConnectionError } from "../db/database";
+import { BAD_SIGNATURE } from "../bus/signing";
 import { DomainError, invalid, notFound } from "../errors";
 import type { Logger } from "../log";
 import { type ApplyOutcome, errorText, type MessageConsumer } from "./message-consumer";
@@ -69,7 +69,8 @@ class HandlerFailed extends Error {}
 /**
  * Feeds dead letter `id` back through the consumer. Resolved: the letter, with `applied`
  * (the handler ran), `duplicate` (the inbox had the message already: nothing ran) or `ignored`
- * (this module no longer reacts to its type). A record still invalid (422 invalid_message) or
+ * (this module no longer reacts to its type). A record still invalid (422 invalid_message; 422
+ * bad_signature when its signature is missing or wrong, see src/bus/signing.ts) or
  * whose handler still fails (409 redrive_failed) only counts the attempt and keeps the new error.
  * An already resolved letter answers 409 already_resolved; one older than the inbox window,
  * 409 redrive_window_passed (the inbox could no longer tell whether it was applied since).
@@ -87,9 +88,11 @@ export async function redriveDeadLetter(r: Redriver, id: number): Promise<{ dead
   if (found.expired) {
     throw new DomainError("conflict", "redrive_window_passed", `dead letter ${id} is older than the inbox retention window; it cannot be redriven safely`);
   }
-  const parsed = parseMessage(found.value);
+  // The same step as a delivery: the signature (when records are signed), then the value.
+  const parsed = consumer.parse({ topic: found.topic, key: found.key, value: found.value, headers: found.headers as Record<string, string> });
   if (!parsed.ok) {
     await recordFailure(r, id, `redrive: ${parsed.error}`);
+    if (parsed.error === BAD_SIGNATURE) throw invalid("bad_signature", "the record's signature is missing or wrong: it cannot be redriven");
     throw invalid("invalid_message", `the record is still not a valid message: ${parsed.error}`);
   }
   const message = parsed.message;

@@ -6,7 +6,8 @@
  */
 import { sql } from "drizzle-orm";
 import type { BatchHandler, BusRecord } from "../bus/bus";
-import { type Message, type MessageOf, type MessageType, parseMessage } from "../contracts";
+import { BAD_SIGNATURE, type RecordSigner } from "../bus/signing";
+import { type Message, type MessageOf, type MessageType, type ParseResult, parseMessage } from "../contracts";
 import { type Database, type Db, isConnectionError } from "../db/database";
 import type { Logger } from "../log";
 import type { Enqueue, OutboxWriter } from "./outbox";
@@ -47,6 +48,11 @@ export interface MessageConsumer {
   stats: ConsumerStats;
   /** Applies `message` (read from `topic`) inside `tx` exactly as a delivery would: inbox, locks, handler, outbox. */
   applyIn(tx: Db, message: Message, topic: string): Promise<ApplyOutcome>;
+  /**
+   * Reads a record as a delivery does: its signature first (when records are signed: missing or
+   * wrong is the error "bad signature"), then its value. Never throws.
+   */
+  parse(record: BusRecord): ParseResult;
 }
 
 /** A handler that failed this many times on one message (database reachable) is recorded as dead. */
@@ -75,8 +81,11 @@ export function createMessageConsumer(opts: {
   outbox: OutboxWriter;
   consumers: Consumers;
   log: Logger;
+  /** Checks every record's signature; null or absent: records are not checked. */
+  signer?: RecordSigner | null;
 }): MessageConsumer {
   const { db, group, tables, outbox, log } = opts;
+  const signer = opts.signer ?? null;
   const { handlers, lockRows } = opts.consumers;
   const stats: ConsumerStats = { processed: 0, duplicates: 0, ignored: 0, dead: 0, failures: 0, batches: 0 };
   const attempts = new Map<string, number>();
@@ -140,9 +149,12 @@ export function createMessageConsumer(opts: {
     return (await applyFresh(tx, [{ message, topic }])) > 0 ? "applied" : "duplicate";
   };
 
+  const parse = (record: BusRecord): ParseResult =>
+    signer && !signer.verify(record) ? { ok: false, error: BAD_SIGNATURE } : parseMessage(record.value);
+
   const handle: BatchHandler = async (records) => {
     const batch: Parsed[] = records.map((record) => {
-      const parsed = parseMessage(record.value);
+      const parsed = parse(record);
       return parsed.ok ? { record, message: parsed.message, error: null } : { record, message: null, error: parsed.error };
     });
     try {
@@ -189,5 +201,5 @@ export function createMessageConsumer(opts: {
     return 1;
   };
 
-  return { handle, stats, applyIn };
+  return { handle, stats, applyIn, parse };
 }

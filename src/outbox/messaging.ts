@@ -39,6 +39,7 @@ export function setUpMessaging(
   extraPruning: PruneJob[] = [],
 ): Messaging {
   const { config, db, bus, log } = ctx;
+  const signer = ctx.signing ?? null;
   let relay: OutboxRelay | null = null;
   let retention: Retention | null = null;
   const outbox = outboxWriter(tables, config.topics, () => relay?.nudge());
@@ -49,6 +50,7 @@ export function setUpMessaging(
     outbox,
     consumers,
     log: log.child("consumer"),
+    signer,
   });
   bus.subscribe({
     group: config.consumer_group,
@@ -66,7 +68,7 @@ export function setUpMessaging(
     enqueue: outbox.enqueue,
     admin,
     async start() {
-      relay ??= await startOutboxRelay({ db, bus, tables, pollMs: config.outbox_poll_ms, log: log.child("outbox") });
+      relay ??= await startOutboxRelay({ db, bus, tables, pollMs: config.outbox_poll_ms, log: log.child("outbox"), signer });
       retention ??= startRetention(db, [...messagingPruneJobs(tables, config), ...extraPruning], log.child("retention"));
     },
     async stop() {

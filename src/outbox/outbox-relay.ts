@@ -8,6 +8,7 @@
 import { asc, eq, inArray, sql } from "drizzle-orm";
 import type { Bus, BusRecord } from "../bus/bus";
 import { retryDelayMs } from "../bus/bus";
+import { type RecordSigner, SIGNATURE_HEADER } from "../bus/signing";
 import type { Database } from "../db/database";
 import type { Logger } from "../log";
 import type { MessagingTables } from "./tables";
@@ -33,8 +34,11 @@ export async function startOutboxRelay(opts: {
   tables: MessagingTables;
   pollMs: number;
   log: Logger;
+  /** Signs every record (a `signature` header); null or absent: records go unsigned. */
+  signer?: RecordSigner | null;
 }): Promise<OutboxRelay> {
   const { db, bus, tables, pollMs, log } = opts;
+  const signer = opts.signer ?? null;
   const { outbox } = tables;
   let stopped = false;
   let again = false;
@@ -79,12 +83,11 @@ export async function startOutboxRelay(opts: {
   const send = async (rows: Row[]) => {
     rows.sort((a, b) => a.seq - b.seq);
     const seqs = rows.map((r) => r.seq);
-    const records: BusRecord[] = rows.map((r) => ({
-      topic: r.topic,
-      key: r.key,
-      value: JSON.stringify(r.envelope),
-      headers: { "message-id": r.id, "message-type": r.type },
-    }));
+    const records: BusRecord[] = rows.map((r) => {
+      const record: BusRecord = { topic: r.topic, key: r.key, value: JSON.stringify(r.envelope), headers: { "message-id": r.id, "message-type": r.type } };
+      if (signer) record.headers[SIGNATURE_HEADER] = signer.sign(record);
+      return record;
+    });
     try {
       await bus.publish(records);
     } catch (err) {

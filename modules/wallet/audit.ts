@@ -121,7 +121,7 @@ async function checkRows(tx: Db, out: Out): Promise<void> {
 async function orderFacts(tx: Db, out: Out): Promise<WalletAuditReport["facts"]["orders"]> {
   const rows = rowsOf(
     await tx.execute(sql`
-      select order_id, min(user_id) as user_id, count(distinct user_id) as users,
+      select order_id, min(user_id) as user_id, max(user_id) as other_user_id,
              count(*) filter (where kind = 'debit') as debits,
              coalesce(sum(amount_cents) filter (where kind = 'debit'), 0) as debit_cents,
              count(*) filter (where kind = 'refund') as refunds,
@@ -131,7 +131,7 @@ async function orderFacts(tx: Db, out: Out): Promise<WalletAuditReport["facts"][
       group by order_id`),
   );
   for (const r of rows) {
-    if (Number(r.users) > 1) out.add("one wallet per order", `order ${r.order_id}: ledger rows on ${r.users} different wallets`);
+    if (Number(r.user_id) !== Number(r.other_user_id)) out.add("one wallet per order", `order ${r.order_id}: ledger rows on users ${r.user_id} and ${r.other_user_id}`);
   }
   return rows.map((r) => ({
     order_id: String(r.order_id),

@@ -14,6 +14,8 @@ export interface ModuleContext<C> {
   db: Database;
   bus: Bus;
   log: Logger;
+  /** Base URLs of the modules this process serves, filled in as their HTTP services start listening. */
+  siblings: Readonly<Partial<Record<ModuleName, string>>>;
   /** Signs the records the module publishes and checks those it consumes (BUS_SIGNING_KEY); absent or null: neither. */
   signing?: RecordSigner | null;
 }

@@ -87,7 +87,7 @@ export async function startShop(settings: Settings, env: Env, log: Logger, opts:
     bus = await createBus(settings, log.child("bus"));
     const signing = recordSigning(settings, log.child("bus"));
     for (const [i, m] of chosen.entries()) {
-      running.push(await m.init({ config: configs[i], db, bus, log: log.child(m.name), signing }));
+      running.push(await m.init({ config: configs[i], db, bus, log: log.child(m.name), siblings: urls, signing }));
     }
     if (opts.signal?.aborted) throw new Error("stopped during start");
     for (const [i, m] of chosen.entries()) {

@@ -5,16 +5,20 @@
  * - a participant (storage) down longer than the saga deadline: registry rejects with `timeout`,
  *   wallet refunds, the sagas are listed as stuck until storage is back, and what storage does
  *   when it returns is undone exactly once;
- * - forged and replayed records on every topic: unknown orders, junk of every kind, the same
- *   message twice, the same order under a new message id, a wrong service name. Each is
- *   dead-lettered or compensated, never a lasting effect, and no answer loops;
- * - an OrderRejected forged for a completed order: nothing may change.
+ * - stray and replayed records of a legitimate producer (signed with the shop's BUS_SIGNING_KEY) on
+ *   every topic: unknown orders, junk of every kind, the same message twice, the same order under
+ *   a new message id, a wrong service name. Each is dead-lettered or compensated, never a lasting
+ *   effect, and no answer loops;
+ * - an OrderRejected forged (unsigned, or signed with another key) for a completed order: every
+ *   reader dead-letters it as "bad signature"; nothing changes.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { BAD_SIGNATURE, SIGNATURE_HEADER, signRecord } from "../src/bus/signing";
 import { createMessage, type Message, parseMessage } from "../src/contracts";
 import { auditShop } from "./support/audit";
 import { eventually } from "./support/eventually";
 import { adminHeaders, call, getJson } from "./support/http";
+import { TEST_BUS_SIGNING_KEY } from "./support/shop-target";
 import { restartService, type SplitShop, type SplitService, startService, startSplitShop } from "./support/split-shop";
 import { auditUntilClean, newBooks, openAccounts, printTimelines, startStorm, waitAllFinal } from "./support/storm";
 
@@ -96,7 +100,10 @@ const settled = (id: string) =>
     return o;
   }, FINAL_TIMEOUT_MS, 100);
 
-/** Puts a record on a topic as a foreign producer would; counted as forged. */
+/**
+ * Puts a record on a topic as a stray producer holding the signing key would (a module restored from
+ * an old backup, a replaying tool); counted as forged.
+ */
 const forge = async (topic: string, key: string, value: string) => {
   figures.forged += 1;
   await shop.publish(topic, key, value);
@@ -135,7 +142,13 @@ async function readAll(): Promise<{ topic: string; key: string | null; value: st
 /** Produces a record with a null value (a tombstone) through kcat: kafkajs's producer here only sends strings. */
 async function forgeTombstone(topic: string, key: string) {
   figures.forged += 1;
-  const proc = Bun.spawn(["kcat", "-b", shop.brokers, "-P", "-t", topic, "-K", "\t", "-Z"], { stdin: "pipe", stdout: "pipe", stderr: "pipe" });
+  // Signed like forge()'s records: a consumer reads a null value as "".
+  const signature = `${SIGNATURE_HEADER}=${signRecord(TEST_BUS_SIGNING_KEY, { topic, key, value: "" })}`;
+  const proc = Bun.spawn(["kcat", "-b", shop.brokers, "-P", "-t", topic, "-K", "\t", "-Z", "-H", signature], {
+    stdin: "pipe",
+    stdout: "pipe",
+    stderr: "pipe",
+  });
   proc.stdin.write(`${key}\t\n`);
   await proc.stdin.end();
   const [err, code] = await Promise.all([new Response(proc.stderr).text(), proc.exited]);
@@ -398,8 +411,9 @@ describe("faults in the saga (three processes, Kafka, PostgreSQL)", () => {
         expect(huge.length).toBe(2); // every service reads two of the three topics
         for (const d of huge) expect(d.value.length).toBe(100_000); // kept, cut
         const mine = letters.filter((d) => junkKeys.some((j) => j.key === d.key));
-        // Dead once per reader: never twice.
+        // Dead once per reader: never twice; for what it is, not for its signature (the junk is signed).
         expect(new Set(mine.map((d) => d.key)).size).toBe(mine.length);
+        expect(mine.filter((d) => d.error === BAD_SIGNATURE)).toEqual([]);
       }
       expect(await balance(victim)).toBe(20 * PRICE);
       expect(await stockOf(vp)).toEqual({ available: 10, reserved: 0 });
@@ -583,9 +597,10 @@ describe("faults in the saga (three processes, Kafka, PostgreSQL)", () => {
   );
 
   // No genuine OrderRejected exists for a completed order (registry completes only once both steps succeeded, and
-  // its sweeper rejects only pending orders), so one on the bus is forged or corrupt and must change nothing.
+  // its sweeper rejects only pending orders), so one on the bus is forged or corrupt and must change nothing. A forger
+  // does not hold BUS_SIGNING_KEY: its records, unsigned or signed with another key, are dead-lettered by every reader.
   test(
-    "an OrderRejected forged for a completed order, in registry's name or wallet's: not reopened, not refunded, not released",
+    "an OrderRejected forged for a completed order, in registry's name or wallet's (unsigned, or signed with another key): dead-lettered, not reopened, not refunded, not released",
     async () => {
       const books = newBooks();
       const cases = [
@@ -604,13 +619,32 @@ describe("faults in the saga (three processes, Kafka, PostgreSQL)", () => {
         expect((await settled(o.id)).status).toBe("completed");
       }
       const before = await consumedAll();
+      const wrongKey = "not-the-shop-key-".padEnd(40, "x");
+      const forgeries = [
+        { signed: "unsigned", headers: () => ({}) },
+        { signed: "with another key", headers: (topic: string, key: string, value: string) => ({ [SIGNATURE_HEADER]: signRecord(wrongKey, { topic, key, value }) }) },
+      ];
       for (const [i, c] of cases.entries()) {
-        await forgeMessage(createMessage("OrderRejected", { order_id: placed[i] as string, ...c.as, message: "forged" }));
+        for (const f of forgeries) {
+          const m = createMessage("OrderRejected", { order_id: placed[i] as string, ...c.as, message: `forged, ${f.signed}` });
+          const [topic, key, value] = [shop.topics.rejected_orders, m.order_id, JSON.stringify(m)];
+          figures.forged += 1;
+          await shop.publishUnsigned(topic, key, value, f.headers(topic, key, value));
+        }
       }
       await eventually(async () => {
         const now = await consumedAll();
-        for (const s of SERVICES) expect(now[s].total - before[s].total).toBeGreaterThanOrEqual(cases.length);
+        for (const s of SERVICES) expect(now[s].total - before[s].total).toBeGreaterThanOrEqual(cases.length * forgeries.length);
       }, FINAL_TIMEOUT_MS, 250);
+      // Every reader of rejected_orders set each forgery aside for its signature, and applied none.
+      for (const s of SERVICES) {
+        const letters = (await deadLetters(s)).filter((d) => placed.includes(d.key));
+        expect(letters.map((d) => `${d.key} ${d.error}`).sort()).toEqual(
+          placed.flatMap((id) => forgeries.map(() => `${id} ${BAD_SIGNATURE}`)).sort(),
+        );
+        const now = await consumed(shop.urls[s]);
+        expect(now.dead - before[s].dead).toBeGreaterThanOrEqual(cases.length * forgeries.length);
+      }
       // Whatever the participants said about it (OrderCompensated) has reached registry a grace later.
       await sentinel();
       const found: string[] = [];

@@ -1,9 +1,11 @@
 /** The split deployment's topics as another Kafka client sees them; dead records; a broker outage. */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { signRecord } from "../src/bus/signing";
 import { EnvelopeSchema, MESSAGES, parseMessage } from "../src/contracts";
 import { eventually } from "./support/eventually";
 import { adminHeaders, call, getJson } from "./support/http";
 import { startShopProcess } from "./support/process";
+import { TEST_BUS_SIGNING_KEY } from "./support/shop-target";
 import { type SplitShop, startSplitShop } from "./support/split-shop";
 
 /** Bounds for waits on a busy machine: generous, since each is a condition, not a sleep. */
@@ -76,7 +78,9 @@ describe("topics seen by kcat", () => {
         const headers = Object.fromEntries(
           Array.from({ length: r.headers.length / 2 }, (_, i) => [r.headers[2 * i], r.headers[2 * i + 1]]),
         );
-        expect(headers).toEqual({ "message-id": m.id, "message-type": m.type });
+        // Signed with the shop's BUS_SIGNING_KEY over topic, key and value (src/bus/signing.ts).
+        const signature = signRecord(TEST_BUS_SIGNING_KEY, { topic, key: r.key, value: r.payload });
+        expect(headers).toEqual({ "message-id": m.id, "message-type": m.type, signature });
         seen.add(`${m.type}:${m.order_id === ok.id ? "ok" : m.order_id === short.id ? "short" : "other"}`);
       }
     }

@@ -1,6 +1,7 @@
 /** The shop under test, whatever its topology: base URLs plus a way to put raw records on the bus. */
 import { join } from "node:path";
 import postgres from "postgres";
+import { SIGNATURE_HEADER, signRecord } from "../../src/bus/signing";
 import { loadSettings, type Topics } from "../../src/config";
 import { createLogger } from "../../src/log";
 import { type Shop, startShop } from "../../src/shop";
@@ -13,9 +14,22 @@ export const FIXTURE_CONFIG = join(import.meta.dir, "../fixtures/config");
 export interface ShopTarget {
   urls: { registry: string; wallet: string; storage: string };
   topics: Topics;
-  /** Puts a raw record on a topic, as another producer would. */
+  /**
+   * Puts a raw record on a topic, signed with the shop's BUS_SIGNING_KEY as the shop's own
+   * producers sign theirs: a stray or replayed record of a legitimate producer.
+   */
   publish(topic: string, key: string, value: string): Promise<void>;
+  /** Puts a raw record on a topic with exactly `headers` (by default none, so no signature): a forgery by someone without the key. */
+  publishUnsigned(topic: string, key: string, value: string, headers?: Record<string, string>): Promise<void>;
   stop(): Promise<void>;
+}
+
+/** BUS_SIGNING_KEY of every shop the tests start (testEnv, processEnv, split shop); not a secret. */
+export const TEST_BUS_SIGNING_KEY = "test-bus-signing-key-0123456789abcdef";
+
+/** Headers of a record signed with `signingKey` (none when it is unset, as the shop's relay does). */
+export function signedHeaders(signingKey: string | undefined, topic: string, key: string, value: string): Record<string, string> {
+  return signingKey ? { [SIGNATURE_HEADER]: signRecord(signingKey, { topic, key, value }) } : {};
 }
 
 /** Default topic names, as in the fixture config. */
@@ -32,6 +46,7 @@ export function testEnv(extra: Record<string, string | undefined> = {}): Record<
     STORAGE_PORT: "0",
     LOG_LEVEL: process.env.TEST_LOG_LEVEL ?? "error",
     ADMIN_TOKEN: TEST_ADMIN_TOKEN,
+    BUS_SIGNING_KEY: TEST_BUS_SIGNING_KEY,
     ...extra,
   };
 }
@@ -46,6 +61,7 @@ export function processEnv(extra: Record<string, string> = {}): Record<string, s
     STORAGE_PORT: "0",
     LOG_LEVEL: "info",
     ADMIN_TOKEN: TEST_ADMIN_TOKEN,
+    BUS_SIGNING_KEY: TEST_BUS_SIGNING_KEY,
     ...extra,
   };
 }
@@ -65,7 +81,8 @@ export async function startInProcess(extra: Record<string, string | undefined> =
     shop,
     urls: { registry: registry ?? "", wallet: wallet ?? "", storage: storage ?? "" },
     topics: TOPICS,
-    publish: (topic, key, value) => shop.bus.publish([{ topic, key, value, headers: {} }]),
+    publish: (topic, key, value) => shop.bus.publish([{ topic, key, value, headers: signedHeaders(settings.BUS_SIGNING_KEY, topic, key, value) }]),
+    publishUnsigned: (topic, key, value, headers = {}) => shop.bus.publish([{ topic, key, value, headers }]),
     stop: () => shop.stop(),
   };
 }

@@ -4,7 +4,7 @@ import { TEST_ADMIN_TOKEN } from "./http";
 import { type KafkaMock, startKafkaMock } from "./kafka-mock";
 import { type PostgresCluster, startPostgresCluster } from "./postgres-cluster";
 import { type ShopProcess, startShopProcess } from "./process";
-import { createDatabase, FIXTURE_CONFIG, type ShopTarget, TOPICS } from "./shop-target";
+import { createDatabase, FIXTURE_CONFIG, type ShopTarget, signedHeaders, TEST_BUS_SIGNING_KEY, TOPICS } from "./shop-target";
 
 /** Kafka settings for librdkafka's mock broker. */
 export const MOCK_KAFKA_SETTINGS = {
@@ -46,6 +46,7 @@ export async function startSplitShop(extraEnv: Record<string, string> = {}): Pro
       STORAGE_PORT: "0",
       LOG_LEVEL: "info", // the harness reads the "listening" lines
       ADMIN_TOKEN: TEST_ADMIN_TOKEN,
+      BUS_SIGNING_KEY: TEST_BUS_SIGNING_KEY,
       ...MOCK_KAFKA_SETTINGS,
       ...extraEnv,
     };
@@ -68,7 +69,10 @@ export async function startSplitShop(extraEnv: Record<string, string> = {}): Pro
       urls: { registry: registry.urls.registry ?? "", wallet: wallet.urls.wallet ?? "", storage: storage.urls.storage ?? "" },
       topics: TOPICS,
       publish: async (topic, key, value) => {
-        await producer.send({ topic, acks: -1, messages: [{ key, value }] });
+        await producer.send({ topic, acks: -1, messages: [{ key, value, headers: signedHeaders(env.BUS_SIGNING_KEY, topic, key, value) }] });
+      },
+      publishUnsigned: async (topic, key, value, headers = {}) => {
+        await producer.send({ topic, acks: -1, messages: [{ key, value, headers }] });
       },
       async stop() {
         await producer.disconnect();

@@ -1,13 +1,16 @@
 /** Registry's HTTP handlers: parse, call the service, map the result. */
 import type { ContentfulStatusCode } from "hono/utils/http-status";
+import { auditReportRoute, shopAuditRoute } from "../../src/audit/routes";
+import { auditShop, fetchReport } from "../../src/audit/shop-audit";
 import type { Database } from "../../src/db/database";
 import { createRouter } from "../../src/http/router";
 import type { Enqueue } from "../../src/outbox/outbox";
-import { createOrderRoute, getOrderRoute, listOrdersRoute, listProductsRoute } from "./routes";
+import { createOrderRoute, getOrderRoute, listOrdersRoute, listProductsRoute, stuckSagasRoute } from "./routes";
 import type { Admission } from "./admission";
+import { type RegistryAuditSettings, registryAuditReport } from "./audit";
 import type { Catalogue } from "./catalogue";
 import { AlreadyAnswered, findAnswer, IDEMPOTENCY_HEADER, REPLAYED_HEADER, requestHash, type StoredAnswer } from "./idempotency";
-import { getOrder, listOrders, placeOrder } from "./service";
+import { getOrder, listOrders, placeOrder, stuckSagas } from "./service";
 
 /** The registry router; `enqueue` writes to registry's outbox. */
 export function registryRouter(db: Database, catalogue: Catalogue, admission: Admission, enqueue: Enqueue) {
@@ -41,4 +44,33 @@ export function registryRouter(db: Database, catalogue: Catalogue, admission: Ad
     })
     .openapi(listOrdersRoute, async (c) => c.json(await listOrders(db, c.req.valid("query")), 200))
     .openapi(getOrderRoute, async (c) => c.json(await getOrder(db, c.req.valid("param").id), 200));
+}
+
+/** Registry's operator routes (behind the admin token, like every /admin route). */
+export function registryAdminRouter(db: Database, opts: { deadlineMs: number; compensationMs: number }) {
+  return createRouter().openapi(stuckSagasRoute, async (c) => {
+    const { limit } = c.req.valid("query");
+    // A pending order gets a few seconds past the deadline for the sweeper to reach it.
+    return c.json({ sagas: await stuckSagas(db, { ...opts, graceMs: 5000, limit }) }, 200);
+  });
+}
+
+/**
+ * `GET /admin/audit/report` (registry's own report) and `GET /admin/audit` (the whole shop's):
+ * registry's report first, then wallet's and storage's fetched from `peers()` with the caller's
+ * admin token (the shell has checked it is this process's token).
+ */
+export function registryAuditRouter(db: Database, settings: RegistryAuditSettings, peers: () => { wallet: string; storage: string }) {
+  return createRouter()
+    .openapi(auditReportRoute("registry"), async (c) => c.json(await registryAuditReport(db, settings), 200))
+    .openapi(shopAuditRoute, async (c) => {
+      const token = /^Bearer +(\S+)/i.exec(c.req.header("authorization") ?? "")?.[1];
+      const urls = peers();
+      const audit = await auditShop({
+        registry: () => registryAuditReport(db, settings),
+        wallet: () => fetchReport("wallet", urls.wallet, token),
+        storage: () => fetchReport("storage", urls.storage, token),
+      });
+      return c.json(audit, 200);
+    });
 }

@@ -1,15 +1,17 @@
 /** Registry: catalogue and orders; it decides each order's final state. The module's one door. */
 import { join } from "node:path";
+import type { Database } from "../../src/db/database";
+import type { Sample } from "../../src/http/metrics";
 import type { ShopModule } from "../../src/module";
 import { setUpMessaging } from "../../src/outbox/messaging";
 import { RegistryConfigSchema } from "./config";
 import { REGISTRY_TOPICS, registryConsumers } from "./consumers";
 import { createAdmission } from "./admission";
 import { createCatalogue } from "./catalogue";
-import { registryRouter } from "./handlers";
+import { registryAdminRouter, registryAuditRouter, registryRouter } from "./handlers";
 import { idempotencyKeyPruneJob } from "./idempotency";
 import * as tables from "./schema";
-import { nextExpiryInMs, rejectExpiredOrders, seedProducts } from "./service";
+import { nextExpiryInMs, orderCounts, rejectExpiredOrders, rejectUnknownOrders, seedProducts } from "./service";
 
 export const registryModule: ShopModule<typeof RegistryConfigSchema> = {
   name: "registry",
@@ -30,10 +32,15 @@ export const registryModule: ShopModule<typeof RegistryConfigSchema> = {
     let sweeping: Promise<void> | null = null;
     const sweep = async (): Promise<number> => {
       try {
+        for (const id of await rejectUnknownOrders(db, messaging.enqueue, config.unknown_order_grace_ms)) {
+          log.warn("unknown order rejected: a participant acted on an order registry never made", { order_id: id });
+        }
         const due = await nextExpiryInMs(db, deadlineMs);
         if (due === null) return idleCheckMs;
         if (due > 0) return Math.min(due, idleCheckMs);
-        await rejectExpiredOrders(db, messaging.enqueue, deadlineMs);
+        for (const id of await rejectExpiredOrders(db, messaging.enqueue, deadlineMs)) {
+          log.warn("order timed out", { order_id: id, deadline_seconds: config.saga_deadline_seconds });
+        }
         return 0;
       } catch (err) {
         log.warn("deadline sweep failed", { err });
@@ -46,14 +53,24 @@ export const registryModule: ShopModule<typeof RegistryConfigSchema> = {
         sweeping = sweep().then(schedule, () => schedule(idleCheckMs));
       }, Math.max(ms, 20));
     };
+    const audit = registryAuditRouter(
+      db,
+      {
+        deadlineSeconds: config.saga_deadline_seconds,
+        compensationDeadlineSeconds: config.compensation_deadline_seconds,
+        unknownOrderGraceSeconds: config.unknown_order_grace_ms / 1000,
+      },
+      // Siblings in this process first: their ports may be chosen at start.
+      () => ({ wallet: ctx.siblings.wallet ?? config.wallet_url, storage: ctx.siblings.storage ?? config.storage_url }),
+    );
     return {
       router: registryRouter(
         db,
         createCatalogue(db),
         createAdmission(db, { maxPending: config.max_pending_orders, waitMs: config.admission_wait_ms }),
         messaging.enqueue,
-      ).route("/", messaging.admin),
-      metrics: messaging.samples,
+      ).route("/", registryAdminRouter(db, { deadlineMs, compensationMs: config.compensation_deadline_seconds * 1000 })).route("/", messaging.admin).route("/", audit),
+      metrics: async () => [...(await messaging.samples()), ...(await orderSamples(db))],
       async start() {
         await messaging.start();
         schedule(0);
@@ -67,3 +84,16 @@ export const registryModule: ShopModule<typeof RegistryConfigSchema> = {
     };
   },
 };
+
+/** Orders by state from the table: counters that survive restarts. */
+async function orderSamples(db: Database): Promise<Sample[]> {
+  const counts = await orderCounts(db);
+  return [
+    ...counts.orders.map((r) => ({
+      name: "orders",
+      labels: { status: r.status, reason: r.reason ?? "", compensation: r.compensation ?? "" },
+      value: r.n,
+    })),
+    { name: "unknown_orders", value: counts.unknownOrders },
+  ];
+}

@@ -23,6 +23,9 @@ const Order = z
     user_id: z.number().int(),
     status: z.enum(["pending", "completed", "rejected"]),
     reason: z.string().nullable().openapi({ example: "insufficient_funds" }),
+    compensation: z.enum(["pending", "done"]).nullable().openapi({
+      description: "For a rejected order: `done` once wallet and storage confirmed they undid their part, `pending` until then; null otherwise",
+    }),
     total_cents: z.number().int(),
     items: z.array(OrderItem),
     created_at: z.string(),
@@ -106,6 +109,7 @@ export const listOrdersRoute = createRoute({
   request: {
     query: z.object({
       user_id: IdParam.optional().openapi({ example: 1 }),
+      status: z.enum(["pending", "completed", "rejected"]).optional().openapi({ example: "rejected" }),
       limit: z.coerce.number().int().min(1).max(100).default(20),
       cursor: z.coerce.number().int().positive().optional().openapi({ description: "next_cursor of the previous page" }),
     }),
@@ -123,4 +127,28 @@ export const getOrderRoute = createRoute({
   summary: "One order with its saga timeline",
   request: { params: z.object({ id: z.uuid().openapi({ param: { name: "id", in: "path" } }) }) },
   responses: { 200: json(OrderDetail, "The order"), ...errors(400, 404) },
+});
+
+const StuckSaga = z
+  .object({
+    order_id: z.uuid(),
+    status: z.enum(["pending", "completed", "rejected"]),
+    reason: z.string().nullable(),
+    overdue: z.enum(["outcome", "compensation"]).openapi({
+      description: "`outcome`: still pending past the saga deadline; `compensation`: rejected, and a participant has not confirmed its undoing",
+    }),
+    waiting_for: z.array(z.enum(["wallet", "storage"])),
+    created_at: z.string(),
+    updated_at: z.string(),
+    overdue_seconds: z.number().int(),
+  })
+  .openapi("StuckSaga");
+
+export const stuckSagasRoute = createRoute({
+  method: "get",
+  path: "/admin/sagas/stuck",
+  tags: ["admin"],
+  summary: "Orders whose outcome or compensations are overdue, oldest first",
+  request: { query: z.object({ limit: z.coerce.number().int().min(1).max(1000).default(100) }) },
+  responses: { 200: json(z.object({ sagas: z.array(StuckSaga) }), "Overdue sagas"), ...errors(400) },
 });

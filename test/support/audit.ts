@@ -7,8 +7,14 @@
  *
  * The audited users and products must be the caller's own: every order for an audited product is
  * placed by an audited user (other suites sharing the database use other ids).
+ *
+ * It then runs the shop's own audit (src/audit: each module's report from `GET /admin/audit/report`
+ * and the cross-module check) over the whole database, and adds its violations.
  */
 import { z } from "zod";
+import { auditShop as runShopAudit, httpSources } from "../../src/audit/shop-audit";
+import type { ShopAudit } from "../../src/contracts/audit";
+import { TEST_ADMIN_TOKEN } from "./http";
 
 /** Base URL of each service. */
 export interface ShopUrls {
@@ -28,6 +34,8 @@ export interface AuditInput {
   acknowledged?: Iterable<string>;
   /** Rows `GET /wallets/{id}` shows at most; a ledger that long may be cut and cannot be audited per order. */
   ledgerPage?: number;
+  /** Bearer token for the modules' audit reports (default: the test shops' ADMIN_TOKEN). */
+  adminToken?: string;
 }
 
 /** An order as `GET /orders` lists it (the fields the audit reads). */
@@ -41,6 +49,8 @@ export interface Audit {
   orders: ListedOrder[];
   /** Orders by status, and rejected orders by reason. */
   counts: { completed: number; rejected: number; pending: number; reasons: Record<string, number> };
+  /** The shop's own audit (its violations are among `violations`). */
+  shop: ShopAudit;
 }
 
 const Cents = z.number().int();
@@ -187,7 +197,11 @@ export async function auditShop(input: AuditInput): Promise<Audit> {
     if (!receipts.has(p)) violations.push(`product ${p}: sold in completed orders but not audited (no receipt given)`);
   }
 
-  return { violations, orders, counts };
+  // The shop's own audit: every module's books and the rules across them, for the whole database.
+  const shop = await runShopAudit(httpSources(urls, input.adminToken ?? TEST_ADMIN_TOKEN, REQUEST_TIMEOUT_MS));
+  violations.push(...shop.violations);
+
+  return { violations, orders, counts, shop };
 }
 
 /** Per-order ledger rules for one user's wallet, plus the ledger's own arithmetic. */

@@ -35,14 +35,17 @@ export interface KafkaOptions {
   sessionTimeoutMs?: number;
   /** How often a member heartbeats (under a third of the session timeout). */
   heartbeatIntervalMs?: number;
-  /** How long the coordinator waits for live members to rejoin during a rebalance. */
+  /**
+   * How long the coordinator waits for live members to rejoin during a rebalance; kafkajs gives
+   * a JoinGroup this long plus 5 s to be answered. Default: twice the session timeout.
+   */
   rebalanceTimeoutMs?: number;
   /** How long an idle fetch waits at the broker (kafkajs's default is 5 s). */
   fetchMaxWaitMs?: number;
 }
 
 /** Defaults of the consumer group timings (see README, "Kafka consumer timings"). */
-export const KAFKA_CONSUMER_DEFAULTS = { sessionTimeoutMs: 10_000, heartbeatIntervalMs: 1000, rebalanceTimeoutMs: 20_000 };
+export const KAFKA_CONSUMER_DEFAULTS = { sessionTimeoutMs: 10_000, heartbeatIntervalMs: 1000 };
 
 /** One subscription's consumer and what it reported. */
 interface Member {
@@ -185,7 +188,17 @@ export function createKafkaBus(opts: KafkaOptions, log: Logger): Bus {
     opts.heartbeatIntervalMs ?? KAFKA_CONSUMER_DEFAULTS.heartbeatIntervalMs,
     Math.floor(sessionTimeout / 3),
   );
-  const rebalanceTimeout = opts.rebalanceTimeoutMs ?? KAFKA_CONSUMER_DEFAULTS.rebalanceTimeoutMs;
+  // Not below the session timeout: librdkafka's mock holds a JoinGroup for up to a session
+  // timeout, and kafkajs would give up on it and join again, forever.
+  const rebalanceTimeout = opts.rebalanceTimeoutMs ?? 2 * sessionTimeout;
+  // kafkajs heartbeats between fetches: an idle fetch held for the full wait delays the next one.
+  const fetchMaxWait = opts.fetchMaxWaitMs ?? 5000;
+  if (sessionTimeout < 2 * fetchMaxWait) {
+    log.warn("the session timeout is under twice the fetch wait: an idle member may miss its session", {
+      session_timeout_ms: sessionTimeout,
+      fetch_max_wait_ms: fetchMaxWait,
+    });
+  }
 
   const now = () => new Date().toISOString();
   const setError = (state: ConsumerState, err: unknown) => {
@@ -232,7 +245,7 @@ export function createKafkaBus(opts: KafkaOptions, log: Logger): Bus {
       heartbeatInterval,
       rebalanceTimeout,
       // A broker answers a fetch as soon as records arrive; the wait only bounds an idle poll.
-      maxWaitTimeInMs: opts.fetchMaxWaitMs ?? 5000,
+      maxWaitTimeInMs: fetchMaxWait,
       retry: { initialRetryTime: 300, maxRetryTime: 10_000, retries: 8 },
     });
     const state: ConsumerState = {

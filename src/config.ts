@@ -57,7 +57,11 @@ const SettingsSchema = z.object({
   KAFKA_SESSION_TIMEOUT_MS: z.coerce.number().int().min(3000).max(300_000).default(10_000),
   KAFKA_HEARTBEAT_INTERVAL_MS: z.coerce.number().int().min(100).max(100_000).default(1000),
   // Unset: twice the session timeout (a JoinGroup may be held that long; see README).
-  KAFKA_REBALANCE_TIMEOUT_MS: z.coerce.number().int().min(1000).max(600_000).optional(),
+  KAFKA_REBALANCE_TIMEOUT_MS: z
+    .literal("")
+    .transform(() => undefined)
+    .or(z.coerce.number().int().min(1000).max(600_000))
+    .optional(),
   KAFKA_FETCH_MAX_WAIT_MS: z.coerce.number().int().min(10).max(30_000).default(5000),
   DATABASE_URL: z
     .string()

@@ -2,6 +2,8 @@
  * The figures of a soak run (bench/soak.ts): the tables counted at each sample, the latency
  * probe, and the test of whether a series levelled off.
  */
+import { readdirSync, statSync } from "node:fs";
+import { basename, dirname, join } from "node:path";
 import { percentile } from "./phase";
 import { num } from "./table";
 
@@ -32,6 +34,30 @@ export const COUNTED: { column: string; sql: string }[] = [
     sql: `select sum(pg_total_relation_size(t::regclass)) / 1048576.0 from unnest(array[${prunedTables.map((t) => `'${t}'`).join(", ")}]) t`,
   },
 ];
+
+/**
+ * The files (relative to the data directory) of the pruned tables, their indexes and TOAST
+ * tables, so their size can be read from disk while PGlite has the directory open.
+ */
+export const PRUNED_FILES_QUERY = `with t as (select x::regclass::oid as oid from unnest(array[${prunedTables.map((t) => `'${t}'`).join(", ")}]) x),
+  toast as (select reltoastrelid as oid from pg_class where oid in (select oid from t) and reltoastrelid <> 0)
+  select pg_relation_filepath(oid) as path from (
+    select oid from t union all select oid from toast
+    union all select indexrelid from pg_index where indrelid in (select oid from t union all select oid from toast)
+  ) r`;
+
+/** MiB on disk of the relation files `paths` (each with its segments .1, .2 and forks _fsm, _vm). */
+export function relationFilesMb(dataDir: string, paths: string[]): number {
+  let bytes = 0;
+  for (const path of paths) {
+    const dir = join(dataDir, dirname(path));
+    const base = basename(path);
+    for (const name of readdirSync(dir)) {
+      if (name === base || name.startsWith(`${base}.`) || name.startsWith(`${base}_`)) bytes += statSync(join(dir, name)).size;
+    }
+  }
+  return bytes / 1_048_576;
+}
 
 /** Row counts print as integers, the rest with num()'s precision. */
 export const fmt = (column: string, v: number) =>
@@ -112,6 +138,7 @@ type Rule = { share: number; slack: number } | { shown: string };
 function ruleFor(column: string): Rule {
   if (column === "orders") return { shown: "grows (kept by design)" };
   if (column === "probe max ms") return { shown: "not judged (one probe)" };
+  if (column === "machine %") return { shown: "not judged (all the machine's work)" };
   if (column === "pending") return { share: 0.5, slack: 50 };
   if (column.startsWith("probe") || column === "CPU %") return { share: 0.5, slack: 5 };
   if (column === "RSS MB" || column === "pruned MB") return { share: 0.1, slack: 2 };

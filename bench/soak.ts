@@ -20,9 +20,9 @@ import { launch, type RunningShop } from "./launch";
 import { benchUsers, postAtRate, stockUp } from "./load";
 import { OrderTracker } from "./order-tracker";
 import { type PhaseResult, summarise } from "./phase";
-import { cpuSince, cpuSnapshot, rssMb } from "./proc-stats";
+import { cpuSince, cpuSnapshot, machineSince, machineSnapshot, rssMb } from "./proc-stats";
 import { readSettings } from "./settings";
-import { COUNTED, type Counter, counterFor, fmt, judge, Prober, probeUrl, type Sample } from "./soak-figures";
+import { COUNTED, type Counter, counterFor, fmt, judge, PRUNED_FILES_QUERY, Prober, probeUrl, relationFilesMb, type Sample } from "./soak-figures";
 import { num, renderTable } from "./table";
 import { prepareTopology } from "./topologies";
 
@@ -103,12 +103,15 @@ function retentionEnv(seconds: number): Record<string, string> {
   return env;
 }
 
-/** The shop under soak: its process, and how to count its tables while it runs (PostgreSQL) or after (PGlite). */
+/**
+ * The shop under soak: its process, and how to count its tables while it runs (PostgreSQL), or
+ * on PGlite the size on disk of the pruned tables while it runs and their rows after it stopped.
+ */
 interface SoakShop {
   shop: RunningShop;
   pid: number;
   counter: Counter | null;
-  dataDir: string | null;
+  pglite: { dataDir: string; prunedMb: () => number } | null;
 }
 
 /** Starts the database and the shop with the shortened retention windows; undo is registered. */
@@ -119,22 +122,30 @@ async function startSoakShop(s: SoakSettings): Promise<SoakShop> {
   const specs = topology.specs.map((spec) => ({ ...spec, env: { ...spec.env, ...retentionEnv(s.retentionSeconds) } }));
   const spec = specs[0];
   if (!spec) throw new Error("no shop process to start");
+  const dataDir = spec.env.DATA_DIR;
+  let pglite: SoakShop["pglite"] = null;
+  if (dataDir) {
+    // A first start makes the tables; where their files are is read while no process holds the directory.
+    await (await launch(specs)).stop();
+    const paths = (await queryPglite(dataDir, PRUNED_FILES_QUERY)).map((row) => String(row.path));
+    pglite = { dataDir, prunedMb: () => relationFilesMb(dataDir, paths) };
+  }
   const shop = await launch(specs);
   defer("stop the shop", () => shop.stop());
   const pid = shop.pids[spec.name] as number;
   console.error(`[soak] shop healthy after ${shop.startMs.toFixed(0)} ms, pid ${pid}`);
   const url = spec.env.DATABASE_URL;
-  if (!url) return { shop, pid, counter: null, dataDir: spec.env.DATA_DIR ?? null };
+  if (!url) return { shop, pid, counter: null, pglite };
   const client = postgres(url, { max: 1, onnotice: () => {} });
   defer("close the counting connection", () => client.end({ timeout: 5 }));
-  return { shop, pid, counter: counterFor((text) => client.unsafe(text)), dataDir: null };
+  return { shop, pid, counter: counterFor((text) => client.unsafe(text)), pglite: null };
 }
 
-/** Counts a PGlite shop's tables once it has stopped. */
-async function countPglite(dataDir: string): Promise<Record<string, number>> {
+/** Runs one query on a PGlite data directory no process has open. */
+async function queryPglite(dataDir: string, text: string): Promise<Record<string, unknown>[]> {
   const db = await PGlite.create(dataDir, PGLITE_OPTIONS);
   try {
-    return await counterFor(async (text) => (await db.query<Record<string, unknown>>(text)).rows)();
+    return (await db.query<Record<string, unknown>>(text)).rows;
   } finally {
     await db.close();
   }
@@ -150,7 +161,7 @@ interface SoakRun {
 }
 
 /** Posts orders at the set rate while sampling every `sampleSeconds`, then waits for the orders to be final. */
-async function soak(s: SoakSettings, { shop, pid, counter }: SoakShop): Promise<SoakRun> {
+async function soak(s: SoakSettings, { shop, pid, counter, pglite }: SoakShop): Promise<SoakRun> {
   const users = benchUsers(s.users);
   // The first users get no money: their orders are rejected (unknown_wallet).
   await stockUp(shop.urls, users.slice(Math.round(users.length * s.rejectShare)));
@@ -170,17 +181,21 @@ async function soak(s: SoakSettings, { shop, pid, counter }: SoakShop): Promise<
   const loadStart = performance.now();
   const posting = postAtRate(shop.urls, tracker, shop.pids, users, s.rate, s.seconds, headersFor);
   let cpuBefore = cpuSnapshot({ shop: pid });
+  let machineBefore = machineSnapshot();
   for (let k = 1; k * s.sampleSeconds <= s.seconds + 1e-9; k++) {
     await Bun.sleep(Math.max(0, loadStart + k * s.sampleSeconds * 1000 - performance.now()));
     const t = (performance.now() - loadStart) / 1000;
     const latency = prober.take();
     const cpu = cpuSince(cpuBefore, { shop: pid }).shop ?? Number.NaN;
+    const machine = machineSince(machineBefore);
     cpuBefore = cpuSnapshot({ shop: pid });
-    const counts = counter ? await counter() : {};
+    machineBefore = machineSnapshot();
+    const counts = counter ? await counter() : pglite ? { "pruned MB": pglite.prunedMb() } : {};
     const previous = samples.at(-1);
     const figures: Record<string, number> = {
       "orders/s": ((counts.orders ?? Number.NaN) - (previous?.figures.orders ?? 0)) / (t - (previous?.t ?? 0)),
       "CPU %": cpu,
+      "machine %": machine,
       "RSS MB": rssMb(pid),
       "probe p50 ms": latency.p50,
       "probe p99 ms": latency.p99,
@@ -212,9 +227,9 @@ function report(s: SoakSettings, r: SoakRun, finalCounts: Record<string, number>
   console.log(renderTable([["t s", ...columns], ...rows]));
   console.log(
     `\nprobe: GET ${r.probed} every ${s.probeMs} ms, latency in ms over each sample's window (the event loop's lag as a client sees it; ${r.probeErrors} failed)` +
-      "\nCPU %: of one core, the shop process; RSS MB: its resident memory at the sample" +
+      "\nCPU %: of one core, the shop process; machine %: the whole machine busy, of one core (other work competes); RSS MB: its resident memory at the sample" +
       (finalCounts
-        ? ""
+        ? "\npruned MB: the files on disk of the pruned tables with their indexes"
         : "\ncounts: rows per table (r registry, w wallet, s storage); keys: idempotency_keys; dead: dead letters of all three; pruned MB: the pruned tables with their indexes"),
   );
   if (finalCounts) {
@@ -248,7 +263,8 @@ try {
   const target = await startSoakShop(s);
   const run = await soak(s, target);
   await target.shop.stop();
-  const finalCounts = target.dataDir ? await countPglite(target.dataDir) : null;
+  const { pglite } = target;
+  const finalCounts = pglite ? await counterFor((text) => queryPglite(pglite.dataDir, text))() : null;
   report(s, run, finalCounts, loadBefore);
   console.log(`\nsoak took ${((performance.now() - started) / 60_000).toFixed(1)} min`);
 } catch (err) {

@@ -303,7 +303,14 @@ export function createKafkaBus(opts: KafkaOptions, log: Logger): Bus {
       if (done > 0) {
         const last = chunk[done - 1] as KafkaMessage;
         p.resolveOffset(last.offset);
-        await consumer.commitOffsets([{ topic, partition, offset: (BigInt(last.offset) + 1n).toString() }]);
+        // Through the batch's own commit (the consumer-level one wraps a lost membership in a
+        // non-retriable error that kafkajs gives up on); see rejoinOnLostMembership.
+        await p
+          .commitOffsetsIfNecessary({ topics: [{ topic, partitions: [{ partition, offset: (BigInt(last.offset) + 1n).toString() }] }] })
+          .catch((err: unknown) => {
+            rejoinOnLostMembership(err);
+            throw err;
+          });
         i += done;
       }
       if (done < chunk.length) {
@@ -313,7 +320,7 @@ export function createKafkaBus(opts: KafkaOptions, log: Logger): Bus {
       } else {
         attempt = 0;
       }
-      await p.heartbeat().catch(() => {});
+      await p.heartbeat().catch(rejoinOnLostMembership);
     }
   };
 
@@ -407,4 +414,21 @@ function forwardLog(log: Logger, entry: LogEntry): void {
   if (entry.level === logLevel.ERROR) log.warn(line, { namespace: entry.namespace, ...fields });
   else if (entry.level === logLevel.WARN) log.warn(line, { namespace: entry.namespace, ...fields });
   else log.debug(line, { namespace: entry.namespace, ...fields });
+}
+
+/** Kafka error types that mean this member no longer holds its partitions: rejoin the group. */
+const MEMBERSHIP_LOST = new Set(["UNKNOWN_MEMBER_ID", "ILLEGAL_GENERATION", "REBALANCE_IN_PROGRESS", "NOT_COORDINATOR_FOR_GROUP"]);
+
+/**
+ * After the broker dropped this member (a broker outage, or a handler retrying past the session
+ * timeout), a commit or heartbeat fails with one of MEMBERSHIP_LOST. Rethrown as kafkajs's own
+ * protocol error (not wrapped), it makes kafkajs's runner rejoin the group instead of crashing;
+ * what was applied but not committed is delivered again and dropped by the inbox. Returns for
+ * any other error (the caller decides).
+ */
+function rejoinOnLostMembership(err: unknown): void {
+  let root: unknown = err;
+  while (root instanceof Error && root.cause instanceof Error) root = root.cause;
+  const type = (root as { type?: unknown } | null)?.type;
+  if (typeof type === "string" && MEMBERSHIP_LOST.has(type)) throw root;
 }

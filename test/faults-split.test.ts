@@ -104,6 +104,40 @@ async function waitPlaced(storm: Storm, from: number, n: number, what: string): 
   });
 }
 
+/** A user and a product no storm uses. */
+const RECOVERY_USER = 90_001;
+const RECOVERY_PRODUCT = 99;
+
+/** After the fault, a fresh funded order completes (placed again while earlier tries time out as the groups settle). */
+async function aFreshOrderCompletes(label: string): Promise<void> {
+  const { urls } = running();
+  const t0 = Date.now();
+  await openAccounts(urls, newBooks(), [RECOVERY_USER], [RECOVERY_PRODUCT]);
+  let tries = 0;
+  await eventually(
+    async () => {
+      tries += 1;
+      const placed = await fetch(`${urls.registry}/orders`, {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify({ user_id: RECOVERY_USER, items: [{ product_id: RECOVERY_PRODUCT, quantity: 1 }] }),
+        signal: AbortSignal.timeout(REQUEST_TIMEOUT_MS),
+      });
+      const order = (await placed.json()) as { id?: string };
+      if (placed.status !== 201 || !order.id) throw new Error(`POST /orders ${placed.status}`);
+      const final = await eventually(async () => {
+        const o = (await (await fetch(`${urls.registry}/orders/${order.id}`)).json()) as { status: string };
+        if (o.status === "pending") throw new Error("pending");
+        return o.status;
+      }, 30_000);
+      if (final !== "completed") throw new Error(`order ${order.id} ${final}`);
+    },
+    FINAL_TIMEOUT_MS,
+    500,
+  );
+  console.log(`[${label}] a fresh order completes after the fault (${tries} tries, ${Date.now() - t0} ms)`);
+}
+
 /** Refusals of each kind between two snapshots of Books.refused. */
 function refusedSince(books: Books, before: Record<string, number>): Record<string, number> {
   const out: Record<string, number> = {};
@@ -137,7 +171,9 @@ async function settleAndAudit(label: string, books: Books, extra: string): Promi
   }
   expect(books.stormErrors).toEqual({ count: 0, first: [] });
   expect({ violations: audit.violations.length, first: audit.violations.slice(0, 20) }).toEqual({ violations: 0, first: [] });
-  expect(audit.counts.completed).toBeGreaterThan(0);
+  // With a 3 s deadline every order caught in the fault may time out: show instead that the saga
+  // works again end to end, once the groups have settled.
+  await aFreshOrderCompletes(label);
   await waitHealth(urls, 200, HEALTH_TIMEOUT_MS);
 }
 

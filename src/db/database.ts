@@ -129,6 +129,10 @@ async function openPostgres(url: string, poolSize: number, log: Logger): Promise
     connect_timeout: 5,
     idle_timeout: 30,
     max_lifetime: 30 * 60,
+    // Seconds before reconnecting after a failed connection. postgres.js's default grows with the
+    // failures shared by the pool (3^n / 100 s, up to 20 s), so after an outage of a few seconds
+    // requests waited 10-20 s for a server that was back long before: cap it at one second.
+    backoff: (retries: number) => Math.min(1, 0.05 * 2 ** retries) * (0.5 + Math.random() / 2),
     onnotice: () => {},
   });
   const stats: DatabaseStats = { statements: 0, transactions: 0 };

@@ -105,6 +105,46 @@ describe("outbox relay", () => {
     }
   });
 
+  test("a claim whose answer was lost (committed, then the connection failed) is sent anyway, without a restart", async () => {
+    const sent: BusRecord[] = [];
+    const bus: Bus = {
+      kind: "memory",
+      publishConcurrency: 1,
+      start: async () => {},
+      joined: async () => {},
+      consumers: () => [],
+      onFatal: () => {},
+      subscribe: () => {},
+      check: async () => {},
+      stop: async () => {},
+      publish: async (records) => {
+        sent.push(...records);
+      },
+    };
+    // The first claim commits, then its answer is lost as when the database goes away mid-reply.
+    let lose = true;
+    const lossy: Database = {
+      ...db,
+      autocommit: async (fn) => {
+        const result = await db.autocommit(fn);
+        if (lose && Array.isArray(result) && result.length > 0) {
+          lose = false;
+          throw Object.assign(new Error("connection closed"), { code: "CONNECTION_CLOSED" });
+        }
+        return result;
+      },
+    };
+    const orderId = await enqueueOne();
+    const relay = await startOutboxRelay({ db: lossy, bus, tables, pollMs: 60_000, log });
+    try {
+      await eventually(async () => (await stateOf(orderId)) === "published");
+      expect(lose).toBe(false);
+      expect(sent.filter((r) => r.key === orderId)).toHaveLength(1);
+    } finally {
+      await relay.stop();
+    }
+  });
+
   test("rows left in flight by a process that died are sent again by the next relay", async () => {
     // First life: the bus never confirms (the process "dies" with the record unapplied).
     const first = heldBus();

@@ -5,7 +5,7 @@
  * written together, a moment later: a crash before that only sends a row twice, and consumers
  * drop the duplicate. Published rows are pruned by the module's retention (retention.ts).
  */
-import { asc, eq, inArray, sql } from "drizzle-orm";
+import { and, asc, eq, inArray, notInArray, sql } from "drizzle-orm";
 import type { Bus, BusRecord } from "../bus/bus";
 import { retryDelayMs } from "../bus/bus";
 import { type RecordSigner, SIGNATURE_HEADER } from "../bus/signing";
@@ -52,6 +52,13 @@ export async function startOutboxRelay(opts: {
   let confirmed: number[] = [];
   let marking: Promise<void> | null = null;
   let markTimer: Timer | null = null;
+  /** Rows this relay claimed and has not yet released or marked published. */
+  const held = new Set<number>();
+  /**
+   * A claim failed: its UPDATE may have committed with the answer lost (the database went away),
+   * leaving rows `in_flight` that nobody holds. The next pass returns such rows to `pending`.
+   */
+  let orphansPossible = false;
 
   /** Retries `fn` with backoff until it succeeds or the relay stops: rows must not stay claimed. */
   const persist = async (what: string, fn: () => Promise<unknown>) => {
@@ -100,6 +107,7 @@ export async function startOutboxRelay(opts: {
           q.update(outbox).set({ state: "pending", attempts: sql`${outbox.attempts} + 1`, lastError }).where(inArray(outbox.seq, seqs)),
         ),
       );
+      for (const seq of seqs) held.delete(seq);
       await Bun.sleep(retryDelayMs(failures));
       kick(); // the released rows are pending again: don't wait for a nudge or the safety-net poll
       return;
@@ -119,6 +127,7 @@ export async function startOutboxRelay(opts: {
     if (seqs.length === 0) return;
     marking = persist("mark published", () => markPublished(seqs));
     await marking;
+    for (const seq of seqs) held.delete(seq);
   };
 
   const markPublished = (seqs: number[]) =>
@@ -128,13 +137,30 @@ export async function startOutboxRelay(opts: {
   const fill = async () => {
     lastPass = Date.now();
     blocked = false;
+    if (orphansPossible) {
+      const mine = [...held];
+      await db.autocommit((q) =>
+        q
+          .update(outbox)
+          .set({ state: "pending" })
+          .where(and(eq(outbox.state, "in_flight"), mine.length ? notInArray(outbox.seq, mine) : undefined)),
+      );
+      orphansPossible = false;
+    }
     while (!stopped) {
       if (inFlight >= bus.publishConcurrency) {
         blocked = true;
         return;
       }
-      const rows = await claim(BATCH);
+      let rows: Row[];
+      try {
+        rows = await claim(BATCH);
+      } catch (err) {
+        orphansPossible = true;
+        throw err;
+      }
       if (rows.length === 0) return;
+      for (const r of rows) held.add(r.seq);
       inFlight += 1;
       void send(rows).finally(() => {
         inFlight -= 1;

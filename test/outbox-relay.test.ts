@@ -53,6 +53,20 @@ function heldBus() {
   return { bus, seen, release };
 }
 
+/** A bus that only publishes, through `publish`. */
+const stubBus = (publish: Bus["publish"]): Bus => ({
+  kind: "memory",
+  publishConcurrency: 1,
+  start: async () => {},
+  joined: async () => {},
+  consumers: () => [],
+  onFatal: () => {},
+  subscribe: () => {},
+  check: async () => {},
+  stop: async () => {},
+  publish,
+});
+
 describe("outbox relay", () => {
   test("a row is in flight until every group applied it, then published", async () => {
     const { bus, seen, release } = heldBus();
@@ -75,24 +89,13 @@ describe("outbox relay", () => {
   test("a publish that fails puts the rows back to pending and they are sent again", async () => {
     let fail = true;
     const sent: BusRecord[] = [];
-    const flaky: Bus = {
-      kind: "memory",
-      publishConcurrency: 1,
-      start: async () => {},
-      joined: async () => {},
-      consumers: () => [],
-      onFatal: () => {},
-      subscribe: () => {},
-      check: async () => {},
-      stop: async () => {},
-      publish: async (records) => {
-        if (fail) {
-          fail = false;
-          throw new Error("broker away");
-        }
-        sent.push(...records);
-      },
-    };
+    const flaky = stubBus(async (records) => {
+      if (fail) {
+        fail = false;
+        throw new Error("broker away");
+      }
+      sent.push(...records);
+    });
     const orderId = await enqueueOne();
     const relay = await startOutboxRelay({ db, bus: flaky, tables, pollMs: 60_000, log });
     try {
@@ -107,20 +110,9 @@ describe("outbox relay", () => {
 
   test("a claim whose answer was lost (committed, then the connection failed) is sent anyway, without a restart", async () => {
     const sent: BusRecord[] = [];
-    const bus: Bus = {
-      kind: "memory",
-      publishConcurrency: 1,
-      start: async () => {},
-      joined: async () => {},
-      consumers: () => [],
-      onFatal: () => {},
-      subscribe: () => {},
-      check: async () => {},
-      stop: async () => {},
-      publish: async (records) => {
-        sent.push(...records);
-      },
-    };
+    const bus = stubBus(async (records) => {
+      sent.push(...records);
+    });
     // The first claim commits, then its answer is lost as when the database goes away mid-reply.
     let lose = true;
     const lossy: Database = {

@@ -81,5 +81,5 @@ if (import.meta.main) {
   await fresh.close();
 }
 
-/** PGlite never checkpoints by itself: without this, a restart after a crash replays every transaction since the last clean close. */
+/** PGlite never checkpoints (nor vacuums) by itself: without this, a restart after a crash replays every transaction since the last clean close. */
 export const CHECKPOINT_EVERY_MS = 60_000;

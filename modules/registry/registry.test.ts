@@ -231,6 +231,9 @@ describe("following the saga", () => {
     await succeed(id, "storage");
     // Decided already: noted, not announced again.
     expect(await reject(id, "wallet", "insufficient_funds")).toEqual([]);
+    // The same rejections replayed under new message ids: nothing more on the timeline.
+    await reject(id, "storage", "out_of_stock");
+    await reject(id, "wallet", "insufficient_funds");
     expect(await statusOf(id)).toEqual({ status: "rejected", reason: "out_of_stock" });
     expect(await stepsOf(id)).toEqual(["registry:created", "wallet:paid", "storage:rejected", "storage:reserved", "wallet:rejected"]);
     expect((await getOrder(db, id)).timeline[2]?.detail).toContain("out_of_stock");

@@ -193,6 +193,7 @@ export async function recordSuccess(tx: Db, step: StepSucceeded): Promise<void> 
 export async function recordRejection(tx: Db, enqueue: Enqueue, rejection: OrderRejected): Promise<void> {
   if (rejection.service === "registry") return;
   const undone = rejection.service === "wallet" ? "walletUndone" : "storageUndone";
+  const undoneFlag = rejection.service === "wallet" ? orders.walletUndone : orders.storageUndone;
   const [decided] = await tx
     .update(orders)
     .set({ status: "rejected", reason: rejection.reason, updatedAt: new Date(), [undone]: true })
@@ -202,9 +203,14 @@ export async function recordRejection(tx: Db, enqueue: Enqueue, rejection: Order
     const message = `${rejection.service}: ${rejection.message}`.slice(0, 500);
     await enqueue(tx, createMessage("OrderRejected", { order_id: decided.id, service: "registry", reason: rejection.reason, message }));
   } else {
-    // Decided already (or never made): only note that this participant did nothing.
-    const [known] = await tx.update(orders).set({ [undone]: true }).where(eq(orders.id, rejection.order_id)).returning({ id: orders.id });
-    if (!known) {
+    // Decided already (or never made): only note, once, that this participant did nothing.
+    const [noted] = await tx
+      .update(orders)
+      .set({ [undone]: true })
+      .where(and(eq(orders.id, rejection.order_id), eq(undoneFlag, false)))
+      .returning({ id: orders.id });
+    if (!noted) {
+      // Heard already (a replay under a new message id), or an order registry never made.
       await noteIfUnknown(tx, rejection.order_id, rejection.service);
       return;
     }

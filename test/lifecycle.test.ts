@@ -61,6 +61,31 @@ describe("the shop process", () => {
     expect(await again.stop()).toBe(0);
   });
 
+  test("one owner per data directory: a second process refuses to start; a lock left by a killed process is taken over", async () => {
+    const dataDir = mkdtempSync(join(tmpdir(), "shop-data-"));
+    dirs.push(dataDir, `${dataDir}.lock`);
+    const first = await startShopProcess(["--modules", "wallet"], envWithData(dataDir), 1);
+    const second = Bun.spawn(["bun", "run", "src/main.ts", "--modules", "storage"], {
+      cwd: join(import.meta.dir, ".."),
+      env: { ...envWithData(dataDir), PATH: process.env.PATH },
+      stdout: "ignore",
+      stderr: "pipe",
+    });
+    const [code, stderr] = await Promise.all([second.exited, new Response(second.stderr).text()]);
+    expect(code).toBe(1);
+    expect(stderr).toContain(`${dataDir} is in use by process ${first.proc.pid}`);
+    // The owner never noticed.
+    expect((await call(first.urls.wallet as string, "GET", "/health")).status).toBe(200);
+    first.proc.kill("SIGKILL");
+    await first.proc.exited;
+    expect(await Bun.file(`${dataDir}.lock`).text()).toBe(`${first.proc.pid}\n`);
+    const next = await startShopProcess(["--modules", "wallet"], envWithData(dataDir), 1);
+    expect((await call(next.urls.wallet as string, "GET", "/health")).status).toBe(200);
+    expect(await next.stop()).toBe(0);
+    // Released on a clean stop.
+    expect(await Bun.file(`${dataDir}.lock`).exists()).toBe(false);
+  });
+
   test("--modules starts only the named modules", async () => {
     const p = await startShopProcess(["--modules", "wallet"], envWithData(":memory:"), 1);
     expect(Object.keys(p.urls)).toEqual(["wallet"]);

@@ -9,7 +9,7 @@ import { migrate as migratePostgres } from "drizzle-orm/postgres-js/migrator";
 import postgres from "postgres";
 import type { Logger } from "../log";
 import { createMutex } from "./mutex";
-import { CHECKPOINT_EVERY_MS, ensureDataDir, PGLITE_OPTIONS, shareParsers } from "./pglite-tuning";
+import { CHECKPOINT_EVERY_MS, ensureDataDir, lockDataDir, PGLITE_OPTIONS, shareParsers } from "./pglite-tuning";
 
 /** What queries run against: the database or an open transaction. */
 export type Db = PgDatabase<PgQueryResultHKT>;
@@ -87,8 +87,15 @@ export async function openDatabase(target: DatabaseTarget, log: Logger): Promise
 async function openPglite(dataDir: string | null, log: Logger): Promise<Database> {
   const started = Date.now();
   shareParsers();
-  if (dataDir) await ensureDataDir(dataDir);
-  const client = await PGlite.create(dataDir ?? "memory://", PGLITE_OPTIONS);
+  const unlock = dataDir ? lockDataDir(dataDir) : () => {};
+  let client: PGlite;
+  try {
+    if (dataDir) await ensureDataDir(dataDir);
+    client = await PGlite.create(dataDir ?? "memory://", PGLITE_OPTIONS);
+  } catch (err) {
+    unlock();
+    throw err;
+  }
   log.info("PGlite open", { data_dir: dataDir ?? "memory", ms: Date.now() - started });
   const stats: DatabaseStats = { statements: 0, transactions: 0 };
   const db: Db = drizzlePglite(client, { logger: counting(stats) });
@@ -123,6 +130,7 @@ async function openPglite(dataDir: string | null, log: Logger): Promise<Database
         closed = true;
         clearInterval(checkpoints);
         await client.close();
+        unlock();
       }),
   };
 }

@@ -1,5 +1,5 @@
 /** What PGlite needs beyond `PGlite.create` to be a fast, small, safe default database. */
-import { existsSync, mkdirSync, readdirSync, renameSync, rmSync } from "node:fs";
+import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
 import { basename, dirname, join } from "node:path";
 import { PGlite, type PGliteOptions, types } from "@electric-sql/pglite";
 import { PgliteSession } from "drizzle-orm/pglite/session";
@@ -74,6 +74,44 @@ const isAlive = (pid: number): boolean => {
     return false;
   }
 };
+
+/** Another live process owns the data directory: PGlite is one process's database. */
+export class DataDirInUse extends Error {
+  override readonly name = "DataDirInUse";
+  constructor(
+    readonly dataDir: string,
+    readonly pid: number,
+  ) {
+    super(`${dataDir} is in use by process ${pid} (${dataDir}.lock): stop it first, or set DATA_DIR to another directory`);
+  }
+}
+
+/**
+ * Makes this process the one owner of `dataDir` through `<dataDir>.lock` (its pid), created
+ * exclusively beside the directory, before anything opens or initialises it. A lock whose process
+ * is gone (kill -9) is taken over. Returns the release, to call once the database is closed.
+ */
+export function lockDataDir(dataDir: string): () => void {
+  mkdirSync(dirname(dataDir), { recursive: true });
+  const lock = `${dataDir}.lock`;
+  for (let attempt = 0; ; attempt++) {
+    try {
+      writeFileSync(lock, `${process.pid}\n`, { flag: "wx" });
+      break;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== "EEXIST" || attempt >= 2) throw err;
+    }
+    const owner = Number.parseInt(readFileSync(lock, "utf8"), 10);
+    // The same pid is a previous life of this process (a container's pid 1 restarted): stale too.
+    if (Number.isInteger(owner) && owner !== process.pid && isAlive(owner)) throw new DataDirInUse(dataDir, owner);
+    rmSync(lock, { force: true });
+  }
+  return () => {
+    try {
+      if (Number.parseInt(readFileSync(lock, "utf8"), 10) === process.pid) rmSync(lock, { force: true });
+    } catch {}
+  };
+}
 
 // Run as a script (by ensureDataDir): initialise the directory named by the argument.
 if (import.meta.main) {

@@ -10,14 +10,18 @@ import { LOG_LEVELS } from "./log";
 export const MODULE_NAMES = ["registry", "wallet", "storage"] as const;
 export type ModuleName = (typeof MODULE_NAMES)[number];
 
-/** A setting that failed validation; `setting` names it as the user wrote it. */
+/**
+ * A setting that failed validation; `setting` names it as the user wrote it (a variable, a flag,
+ * or `<file>: <key>`), `value` is the bad value as shown (quoted, secrets hidden), if there is one.
+ */
 export class ConfigError extends Error {
   override readonly name = "ConfigError";
   constructor(
     readonly setting: string,
     message: string,
+    readonly value?: string,
   ) {
-    super(`${setting}: ${message}`);
+    super(`${setting}${value === undefined ? "" : `=${value}`}: ${message}`);
   }
 }
 
@@ -87,7 +91,47 @@ const SettingsSchema = z.object({
   BUS_SIGNING_KEY: signingKey,
   BUS_SIGNING_KEY_PREVIOUS: signingKey,
   LOG_LEVEL: z.enum(LOG_LEVELS).default("info"),
+  // Names of `<MODULE>_*` variables that are not meant for the shop (set by a platform, say).
+  IGNORE_VARS: z.string().default("").transform(csv),
 });
+
+type SettingName = keyof typeof SettingsSchema.shape;
+
+/** One line per setting for `--help`; the type makes every setting need one. */
+const SETTING_HELP: Record<SettingName, string> = {
+  MODULES: "modules this process runs (registry, wallet, storage), comma-separated",
+  BUS: "message bus: memory (one process) or kafka",
+  KAFKA_BROKERS: "Kafka bootstrap brokers, host:port, comma-separated",
+  KAFKA_CLIENT_ID: "Kafka client id",
+  BUS_PARTITIONS: "partitions per topic (memory bus, and topics the Kafka bus creates)",
+  BUS_LINGER_MS: "how long an in-process consumer waits to fill a batch",
+  KAFKA_SESSION_TIMEOUT_MS: "consumer group session timeout",
+  KAFKA_HEARTBEAT_INTERVAL_MS: "consumer group heartbeat interval",
+  KAFKA_REBALANCE_TIMEOUT_MS: "consumer group rebalance timeout (unset: twice the session timeout)",
+  KAFKA_FETCH_MAX_WAIT_MS: "longest a Kafka fetch waits for records",
+  DATABASE_URL: "PostgreSQL URL, postgres://... (unset: embedded PGlite in DATA_DIR)",
+  DATABASE_POOL_SIZE: "PostgreSQL connections per process",
+  DATA_DIR: "PGlite's files (:memory: for a throwaway database)",
+  CONFIG_DIR: "where <module>.yaml files are read from",
+  HOST: "address the HTTP services listen on",
+  BODY_LIMIT_BYTES: "largest request body read",
+  ADMIN_TOKEN: "bearer token for deposits, receipts and /admin/* (unset: random per start, logged once)",
+  BUS_SIGNING_KEY: "HMAC key signing bus records, 32+ characters (unset: not signed nor checked)",
+  BUS_SIGNING_KEY_PREVIOUS: "previous signing key, still accepted when checking (needs BUS_SIGNING_KEY)",
+  LOG_LEVEL: `log level: ${LOG_LEVELS.join(", ")}`,
+  IGNORE_VARS: "<MODULE>_* variables that are not the shop's, comma-separated (not checked, not applied)",
+};
+
+/** Settings whose values are never printed. */
+const SECRETS = new Set(["ADMIN_TOKEN", "BUS_SIGNING_KEY", "BUS_SIGNING_KEY_PREVIOUS"]);
+
+/** How a bad value is shown: JSON-quoted, shortened; secrets hidden, a URL's password masked. */
+export function showValue(name: string, value: unknown): string {
+  if (SECRETS.has(name)) return typeof value === "string" ? `(hidden, ${value.length} characters)` : "(hidden)";
+  let text = value === undefined ? "(missing)" : JSON.stringify(value) ?? String(value);
+  if (name === "DATABASE_URL") text = text.replace(/(\/\/[^/@:]*:)[^@/]*@/, "$1***@");
+  return text.length > 80 ? `${text.slice(0, 77)}...` : text;
+}
 
 /** Validated process-level settings. */
 export type Settings = z.infer<typeof SettingsSchema>;
@@ -109,6 +153,21 @@ const FLAGS = [
   "storage-port",
 ] as const;
 
+const flagName = (flag: string) => flag.toUpperCase().replaceAll("-", "_");
+
+/** Which entries of an env map applyFlags took from a flag (name -> `--flag`). */
+const fromFlags = new WeakMap<Env, Map<string, string>>();
+
+/** Where a setting's value came from, as the user wrote it: `--flag` or the variable's name. */
+function origin(env: Env, name: string): string {
+  return fromFlags.get(env)?.get(name) ?? name;
+}
+
+/** True when the arguments ask for help (`--help` or `-h`). */
+export function wantsHelp(argv: string[]): boolean {
+  return argv.includes("--help") || argv.includes("-h");
+}
+
 /** Folds command-line flags into the environment map; flags win over the environment. */
 export function applyFlags(argv: string[], env: Env): Env {
   let values: Record<string, string | boolean | undefined>;
@@ -116,23 +175,39 @@ export function applyFlags(argv: string[], env: Env): Env {
     const options = Object.fromEntries(FLAGS.map((f) => [f, { type: "string" as const }]));
     values = parseArgs({ args: argv, options, strict: true, allowPositionals: false }).values;
   } catch (err) {
-    throw new ConfigError("arguments", (err as Error).message);
+    throw new ConfigError("arguments", `${(err as Error).message} (see --help)`);
   }
   const out: Env = { ...env };
+  const flags = new Map<string, string>();
   for (const [flag, value] of Object.entries(values)) {
-    if (typeof value === "string") out[flag.toUpperCase().replaceAll("-", "_")] = value;
+    if (typeof value !== "string") continue;
+    out[flagName(flag)] = value;
+    flags.set(flagName(flag), `--${flag}`);
   }
+  fromFlags.set(out, flags);
   return out;
 }
 
-/** Parses process settings or throws a ConfigError naming the first bad setting. */
+/** Parses process settings or throws a ConfigError naming the first bad setting and its value. */
 export function loadSettings(env: Env): Settings {
-  const parsed = SettingsSchema.safeParse(env);
-  if (!parsed.success) throw configErrorFrom(parsed.error, "");
+  const parsed = SettingsSchema.safeParse(env, { reportInput: true });
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0];
+    const name = String(issue?.path[0] ?? "settings");
+    const element = issue && issue.path.length > 1 ? `${showValue(name, issue.input)}: ` : "";
+    throw new ConfigError(origin(env, name), `${element}${readable(issue)}`, showValue(name, env[name]));
+  }
   if (parsed.data.BUS_SIGNING_KEY_PREVIOUS && !parsed.data.BUS_SIGNING_KEY) {
     throw new ConfigError("BUS_SIGNING_KEY_PREVIOUS", "set BUS_SIGNING_KEY too (the previous key only verifies)");
   }
   return parsed.data;
+}
+
+/** A zod issue's message, plainer where zod's is obscure. */
+function readable(issue: z.core.$ZodIssue | undefined): string {
+  if (!issue) return "invalid";
+  if (issue.code === "invalid_type" && issue.expected === "number") return "expected a number";
+  return issue.message;
 }
 
 /** Topic names; the defaults are the seed's. */
@@ -165,10 +240,86 @@ export const ModuleBaseSchema = z.object({
   unresolved_dead_letter_retention_days: z.coerce.number().positive().max(3650).default(90),
 });
 
+/** The parts of a zod schema's definition the key checks look at. */
+interface Def {
+  type: string;
+  innerType?: z.ZodType;
+  in?: z.ZodType;
+  shape?: Record<string, z.ZodType>;
+  element?: z.ZodType;
+}
+
+/** `schema` without its wrappers (default, optional, pipe, ...): the shape a value must have. */
+function unwrap(schema: z.ZodType): Def {
+  let def = schema._zod.def as unknown as Def;
+  for (;;) {
+    const inner = def.innerType ?? (def.type === "pipe" ? def.in : undefined);
+    if (!inner) return def;
+    def = inner._zod.def as unknown as Def;
+  }
+}
+
+const isMapping = (v: unknown): v is Record<string, unknown> => typeof v === "object" && v !== null && !Array.isArray(v);
+
+/** The first key in `value` (at any depth, through mappings and lists) that `schema` does not know. */
+function unknownKey(schema: z.ZodType, value: unknown, path: string[] = []): { path: string[]; known: string[] } | null {
+  const def = unwrap(schema);
+  if (def.type === "object" && def.shape && isMapping(value)) {
+    const known = Object.keys(def.shape);
+    for (const [key, v] of Object.entries(value)) {
+      const field = def.shape[key];
+      if (!field) return { path: [...path, key], known };
+      const deeper = unknownKey(field, v, [...path, key]);
+      if (deeper) return deeper;
+    }
+  } else if (def.type === "array" && def.element && Array.isArray(value)) {
+    for (const [i, v] of value.entries()) {
+      const deeper = unknownKey(def.element, v, [...path, String(i)]);
+      if (deeper) return deeper;
+    }
+  }
+  return null;
+}
+
+/** Edit distance between two short strings. */
+function distance(a: string, b: string): number {
+  let prev = Array.from({ length: b.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= a.length; i++) {
+    const row = [i];
+    for (let j = 1; j <= b.length; j++) {
+      row[j] = Math.min((prev[j] as number) + 1, (row[j - 1] as number) + 1, (prev[j - 1] as number) + (a[i - 1] === b[j - 1] ? 0 : 1));
+    }
+    prev = row;
+  }
+  return prev[b.length] as number;
+}
+
+/** The known name closest to `name`, if close enough to be a likely misspelling or a cut-off name. */
+export function closest(name: string, known: readonly string[]): string | undefined {
+  let best: string | undefined;
+  let bestDistance = Number.POSITIVE_INFINITY;
+  for (const k of known) {
+    const d = k.startsWith(name) && name.length >= 3 ? 1 : distance(name, k);
+    if (d < bestDistance) [best, bestDistance] = [k, d];
+  }
+  return best !== undefined && bestDistance <= Math.max(2, Math.floor(name.length / 3)) ? best : undefined;
+}
+
+const hint = (name: string, known: readonly string[], show: (k: string) => string = (k) => k) => {
+  const near = closest(name, known);
+  return near === undefined ? "" : ` (did you mean ${show(near)}?)`;
+};
+
+/** Variables with a module's prefix that are never its overrides: the audit script's `<MODULE>_URL`. */
+const NOT_OVERRIDES = new Set(["URL"]);
+
 /**
  * Reads `config/<module>.yaml`, applies environment overrides and validates it.
- * `<MODULE>_<KEY>` overrides a top-level scalar key (REGISTRY_PORT, WALLET_CONSUMER_GROUP);
- * `TOPIC_NEW_ORDERS`, `TOPIC_REJECTED_ORDERS`, `TOPIC_SUCCESS` override topic names.
+ * A key the module's schema does not know, in the file (at any depth) or as `<MODULE>_<KEY>`, is an
+ * error. `<MODULE>_<KEY>` overrides a top-level scalar key (REGISTRY_PORT, WALLET_CONSUMER_GROUP);
+ * `TOPIC_NEW_ORDERS`, `TOPIC_REJECTED_ORDERS`, `TOPIC_SUCCESS` override topic names. Exempt from
+ * the check (and not applied): empty values, `<MODULE>_URL`, and the names listed in IGNORE_VARS.
+ * Errors name where the bad value came from (variable, flag, or file and key) and the value.
  */
 export function loadModuleConfig<S extends z.ZodType>(
   name: ModuleName,
@@ -183,32 +334,143 @@ export function loadModuleConfig<S extends z.ZodType>(
   } catch (err) {
     throw new ConfigError(file, `cannot read: ${(err as Error).message}`);
   }
-  if (typeof raw !== "object" || raw === null || Array.isArray(raw)) {
+  if (!isMapping(raw)) {
     throw new ConfigError(file, "expected a mapping at the top level");
   }
-  const doc = { ...(raw as Record<string, unknown>) };
+  const unknown = unknownKey(schema, raw);
+  if (unknown) {
+    const key = unknown.path.at(-1) as string;
+    throw new ConfigError(`${file}: ${unknown.path.join(".")}`, `unknown key${hint(key, unknown.known)}; known: ${unknown.known.join(", ")}`);
+  }
+  const shape = unwrap(schema).shape ?? {};
+  const doc = { ...raw };
+  /** Which variable set each overridden key, by its path ("port", "topics.success"). */
+  const overrides = new Map<string, string>();
   const prefix = `${name.toUpperCase()}_`;
+  const ignored = new Set(csv(env.IGNORE_VARS ?? ""));
   for (const [key, value] of Object.entries(env)) {
     // An empty value (a blanked line in .env) means "not set", as for the process settings.
-    if (value === undefined || value === "") continue;
-    if (key.startsWith(prefix)) {
-      const field = key.slice(prefix.length).toLowerCase();
-      if (typeof doc[field] !== "object" || doc[field] === null) doc[field] = value;
+    if (value === undefined || value === "" || !key.startsWith(prefix) || ignored.has(key)) continue;
+    const rest = key.slice(prefix.length);
+    if (NOT_OVERRIDES.has(rest)) continue;
+    const field = rest.toLowerCase();
+    const from = origin(env, key);
+    const fieldSchema = shape[field];
+    if (fieldSchema && rest !== rest.toUpperCase()) {
+      throw new ConfigError(from, `write it in upper case: ${prefix}${rest.toUpperCase()}`, showValue(key, value));
     }
+    if (!fieldSchema) {
+      throw new ConfigError(
+        from,
+        `${name} has no setting "${field}"${hint(rest, Object.keys(shape).map((k) => k.toUpperCase()), (k) => prefix + k)}; ` +
+          `if this variable is not meant for the shop, add it to IGNORE_VARS (or unset it) (see --help)`,
+        showValue(key, value),
+      );
+    }
+    const kind = unwrap(fieldSchema).type;
+    if (kind === "object" || kind === "array") {
+      throw new ConfigError(from, `${field} is a ${kind === "array" ? "list" : "mapping"}; set it in ${file}`, showValue(key, value));
+    }
+    doc[field] = value;
+    overrides.set(field, key);
   }
-  const topics = { ...((doc.topics as Record<string, unknown> | undefined) ?? {}) };
+  const topics = { ...(isMapping(doc.topics) ? doc.topics : {}) };
   for (const key of ["new_orders", "rejected_orders", "success"]) {
-    const value = env[`TOPIC_${key.toUpperCase()}`];
-    if (value) topics[key] = value;
+    const variable = `TOPIC_${key.toUpperCase()}`;
+    const value = env[variable];
+    if (!value) continue;
+    topics[key] = value;
+    overrides.set(`topics.${key}`, variable);
   }
   doc.topics = topics;
-  const parsed = schema.safeParse(doc);
-  if (!parsed.success) throw configErrorFrom(parsed.error, `${name}.yaml: `);
+  const parsed = schema.safeParse(doc, { reportInput: true });
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0];
+    const path = (issue?.path ?? []).map(String);
+    const message = readable(issue);
+    const variable = overrides.get(path.join(".")) ?? overrides.get(path[0] ?? "");
+    if (variable !== undefined) throw new ConfigError(origin(env, variable), message, showValue(variable, env[variable]));
+    let value: unknown = doc;
+    for (const p of path) value = isMapping(value) || Array.isArray(value) ? (value as Record<string, unknown>)[p] : undefined;
+    throw new ConfigError(`${file}: ${path.join(".") || "(root)"}`, message, showValue("", value));
+  }
   return parsed.data;
 }
 
-function configErrorFrom(error: z.ZodError, prefix: string): ConfigError {
-  const issue = error.issues[0];
-  const path = issue?.path.join(".") || "(root)";
-  return new ConfigError(`${prefix}${path}`, issue?.message ?? "invalid");
+/** One module's port and where it was set, for checkPorts. */
+export interface ModulePort {
+  module: ModuleName;
+  port: number;
+}
+
+/**
+ * Two modules of one process on one port (0, "any free port", excepted) is a ConfigError naming
+ * where each port was set. Called before anything opens.
+ */
+export function checkPorts(ports: ModulePort[], configDir: string, env: Env): void {
+  const seen = new Map<number, ModuleName>();
+  const where = (m: ModuleName) => {
+    const variable = `${m.toUpperCase()}_PORT`;
+    return env[variable] ? origin(env, variable) : `${join(configDir, `${m}.yaml`)}: port`;
+  };
+  for (const { module, port } of ports) {
+    const other = seen.get(port);
+    if (port !== 0 && other) {
+      const variable = `${module.toUpperCase()}_PORT`;
+      const shown = env[variable] ? showValue(variable, env[variable]) : String(port);
+      throw new ConfigError(where(module), `${other} uses port ${port} too (${where(other)}); give each module its own port`, shown);
+    }
+    seen.set(port, module);
+  }
+}
+
+/** A module as `--help` describes it. */
+export interface ModuleHelp {
+  name: ModuleName;
+  configSchema: z.ZodType;
+}
+
+/** The `--help` text: every flag and variable with its default, and the module YAML rules. */
+export function helpText(modules: readonly ModuleHelp[]): string {
+  const defaults = SettingsSchema.parse({});
+  const show = (v: unknown) => (v === undefined ? "unset" : Array.isArray(v) ? v.join(",") || "none" : String(v));
+  const flagOf = new Map(FLAGS.map((f) => [flagName(f), `--${f}`]));
+  const row = (left: string, text: string, dflt: string) => `  ${left.padEnd(46)} ${text} [default: ${dflt}]`;
+  const lines = [
+    "Usage: bun run src/main.ts [--flag value ...]",
+    "",
+    "Starts the shop's modules in one process. Flags win over environment variables (Bun also reads .env).",
+    "",
+    "Process settings (variable, flag):",
+    ...(Object.keys(SETTING_HELP) as SettingName[]).map((name) => {
+      const flag = flagOf.get(name);
+      return row(flag ? `${name}, ${flag}` : name, SETTING_HELP[name], show(defaults[name]));
+    }),
+    `  ${"-h, --help".padEnd(46)} print this help and exit`,
+    "",
+    "Module settings: each module reads <CONFIG_DIR>/<module>.yaml; <MODULE>_<KEY> overrides a",
+    "top-level scalar key of a module this process runs (REGISTRY_SAGA_DEADLINE_SECONDS=10),",
+    "TOPIC_NEW_ORDERS, TOPIC_REJECTED_ORDERS and TOPIC_SUCCESS override topic names for all.",
+    "An unknown key in a YAML file, or a REGISTRY_*, WALLET_* or STORAGE_* variable that names no",
+    "key of a module this process runs, is an error; exempt are empty values, <MODULE>_URL",
+    "(scripts/audit.ts) and the names listed in IGNORE_VARS. Lists and mappings are set in the file.",
+  ];
+  for (const m of modules) {
+    const shape = unwrap(m.configSchema).shape ?? {};
+    const file = `${m.name}.yaml`;
+    const parsed = m.configSchema.safeParse({});
+    const dflt = (parsed.success && isMapping(parsed.data) ? parsed.data : {}) as Record<string, unknown>;
+    lines.push("", `${file} (module ${m.name}):`);
+    for (const [key, field] of Object.entries(shape)) {
+      const kind = unwrap(field).type;
+      const variable = `${m.name.toUpperCase()}_${key.toUpperCase()}`;
+      const flag = flagOf.get(variable);
+      if (kind === "object" || kind === "array") {
+        lines.push(`  ${key.padEnd(46)} ${kind === "array" ? "list" : "mapping"}, in the file only${key === "topics" ? " (or TOPIC_*)" : ""}`);
+      } else {
+        lines.push(row(`${variable}${flag ? `, ${flag}` : ""}`, `overrides ${key}`, show(dflt[key])));
+      }
+    }
+  }
+  return lines.join("\n");
 }

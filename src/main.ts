@@ -1,11 +1,16 @@
 /** CLI: parse flags and environment, load config, start the chosen modules, stop on a signal. */
-import { applyFlags, ConfigError, type Env, loadSettings, type Settings } from "./config";
+import { applyFlags, ConfigError, type Env, helpText, loadSettings, MODULE_NAMES, type Settings, wantsHelp } from "./config";
 import { createLogger } from "./log";
+import { MODULES } from "./modules";
 import { type Shop, startShop } from "./shop";
 
 async function main(): Promise<void> {
   let env: Env;
   let settings: Settings;
+  if (wantsHelp(Bun.argv.slice(2))) {
+    console.log(helpText(MODULE_NAMES.map((name) => MODULES[name])));
+    process.exit(0);
+  }
   try {
     env = applyFlags(Bun.argv.slice(2), process.env);
     settings = loadSettings(env);

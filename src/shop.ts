@@ -3,7 +3,7 @@ import type { Server } from "bun";
 import { type Bus, notJoinedReason } from "./bus/bus";
 import { createBus } from "./bus/index";
 import { recordSigning } from "./bus/signing";
-import { type Env, loadModuleConfig, type ModuleName, type Settings } from "./config";
+import { checkPorts, type Env, loadModuleConfig, type ModuleName, type Settings } from "./config";
 import { type Database, type DatabaseTarget, openDatabase } from "./db/database";
 import { createServiceApp } from "./http/app";
 import { adminToken } from "./http/auth";
@@ -60,6 +60,7 @@ type Phase = "bus" | "modules" | "joining" | "ready";
 export async function startShop(settings: Settings, env: Env, log: Logger, opts: StartOptions = {}): Promise<Shop> {
   const chosen = settings.MODULES.map((name) => MODULES[name]);
   const configs = chosen.map((m) => loadModuleConfig(m.name, m.configSchema, settings.CONFIG_DIR, env));
+  checkPorts(chosen.map((m, i) => ({ module: m.name, port: (configs[i] as { port: number }).port })), settings.CONFIG_DIR, env);
   const db = await openDatabase(databaseTarget(settings), log.child("db"));
   const servers: Server<undefined>[] = [];
   const running: RunningModule[] = [];

@@ -6,7 +6,8 @@ import { join, resolve } from "node:path";
 import { RegistryConfigSchema } from "../modules/registry/config";
 import { StorageConfigSchema } from "../modules/storage/config";
 import { WalletConfigSchema } from "../modules/wallet/config";
-import { applyFlags, ConfigError, type Env, loadModuleConfig, loadSettings } from "../src/config";
+import { applyFlags, ConfigError, checkPorts, closest, type Env, helpText, loadModuleConfig, loadSettings, MODULE_NAMES } from "../src/config";
+import { MODULES } from "../src/modules";
 
 const ROOT = resolve(import.meta.dir, "..");
 const CONFIG_DIR = join(ROOT, "config");
@@ -79,11 +80,30 @@ describe("process settings", () => {
     ["LOG_LEVEL", "loud"],
     ["DATABASE_URL", "mysql://x"],
     ["DATABASE_POOL_SIZE", "0"],
-  ])("%s=%p is refused by name", (name, value) => {
+  ])("%s=%p is refused by name, with the value", (name, value) => {
     const err = configError(() => loadSettings({ [name]: value }));
-    // A list names the offending element as NAME.<index>.
-    expect(err.setting.split(".")[0]).toBe(name);
-    expect(err.message).toStartWith(`${err.setting}: `);
+    expect(err.setting).toBe(name);
+    expect(err.message).toStartWith(`${name}=${JSON.stringify(value)}: `);
+  });
+
+  test("a value from a flag is named by the flag", () => {
+    const err = configError(() => loadSettings(applyFlags(["--bus", "rabbit"], { BUS: "memory" })));
+    expect(err.message).toStartWith('--bus="rabbit": ');
+    const port = configError(() => loadModuleConfig("registry", RegistryConfigSchema, CONFIG_DIR, applyFlags(["--registry-port", "abc"], {})));
+    expect(port.message).toBe('--registry-port="abc": expected a number');
+  });
+
+  test("secrets are never printed: tokens and keys show their length, a database URL hides its password", () => {
+    const token = configError(() => loadSettings({ ADMIN_TOKEN: "hunter2" }));
+    expect(token.message).not.toContain("hunter2");
+    expect(token.message).toStartWith("ADMIN_TOKEN=(hidden, 7 characters): ");
+    for (const name of ["BUS_SIGNING_KEY", "BUS_SIGNING_KEY_PREVIOUS"]) {
+      const err = configError(() => loadSettings({ BUS_SIGNING_KEY: "k".repeat(40), [name]: "s3cret-but-short" }));
+      expect(err.message).not.toContain("s3cret");
+    }
+    const url = configError(() => loadSettings({ DATABASE_URL: "mysql://shop:pa55word@db/shop" }));
+    expect(url.message).not.toContain("pa55word");
+    expect(url.message).toContain('"mysql://shop:***@db/shop"');
   });
 });
 
@@ -127,12 +147,93 @@ describe("module YAML", () => {
     expect(registry.products.length).toBeGreaterThan(0);
   });
 
-  test("an override cannot replace a list or mapping, and a bad override is named like the YAML key", () => {
-    const { wallet } = loadAll(CONFIG_DIR, { WALLET_WALLETS: "[]", WALLET_TOPICS: "nope" });
-    expect(wallet.wallets.length).toBeGreaterThan(0);
-    expect(wallet.topics.new_orders).toBe("new_orders");
+  test("an override of a list or mapping is an error; a bad override is named by its variable, with the value", () => {
+    expect(configError(() => loadAll(CONFIG_DIR, { WALLET_WALLETS: "[]" })).message).toBe(
+      `WALLET_WALLETS="[]": wallets is a list; set it in ${join(CONFIG_DIR, "wallet.yaml")}`,
+    );
+    expect(configError(() => loadAll(CONFIG_DIR, { WALLET_TOPICS: "nope" })).setting).toBe("WALLET_TOPICS");
     const err = configError(() => loadModuleConfig("registry", RegistryConfigSchema, CONFIG_DIR, { REGISTRY_PORT: "abc" }));
-    expect(err.setting).toBe("registry.yaml: port");
+    expect(err.message).toBe('REGISTRY_PORT="abc": expected a number');
+  });
+
+  test("every <MODULE>_* variable the tests, benches and compose set is a key of its module", async () => {
+    const shapes = { registry: RegistryConfigSchema.shape, wallet: WalletConfigSchema.shape, storage: StorageConfigSchema.shape };
+    const files = [
+      ...new Bun.Glob("{test,bench}/**/*.ts").scanSync({ cwd: ROOT }),
+      "docker-compose.yml",
+    ].filter((f) => f !== "test/config.test.ts" && !f.includes("node_modules"));
+    const found = new Set<string>();
+    for (const f of files) {
+      const text = await Bun.file(join(ROOT, f)).text();
+      for (const [, name] of text.matchAll(/\b((?:REGISTRY|WALLET|STORAGE)_[A-Z_]+)\b/g)) found.add(name as string);
+      // bench/soak.ts builds names per module: `${m}_KEY`.
+      for (const [, key] of text.matchAll(/\$\{m\}_([A-Z_]+)/g)) for (const m of MODULE_NAMES) found.add(`${m.toUpperCase()}_${key}`);
+    }
+    expect(found.size).toBeGreaterThan(10);
+    for (const name of found) {
+      const [prefix, ...rest] = name.split("_");
+      const key = rest.join("_").toLowerCase();
+      if (key === "url") continue; // scripts/audit.ts's, exempt
+      expect(`${name}: ${key in shapes[prefix?.toLowerCase() as keyof typeof shapes]}`).toBe(`${name}: true`);
+    }
+  });
+
+  test("a <MODULE>_* variable that names no key is an error with a hint, only for the modules loaded; IGNORE_VARS and <MODULE>_URL are exempt", () => {
+    const typo = configError(() => loadModuleConfig("registry", RegistryConfigSchema, CONFIG_DIR, { REGISTRY_SAGA_DEADLINE_SECOND: "3" }));
+    expect(typo.setting).toBe("REGISTRY_SAGA_DEADLINE_SECOND");
+    expect(typo.message).toContain('REGISTRY_SAGA_DEADLINE_SECOND="3": registry has no setting');
+    expect(typo.message).toContain("did you mean REGISTRY_SAGA_DEADLINE_SECONDS?");
+    const platform = configError(() => loadModuleConfig("storage", StorageConfigSchema, CONFIG_DIR, { STORAGE_DRIVER: "overlay2" }));
+    expect(platform.message).toContain("IGNORE_VARS");
+    expect(platform.message).not.toContain("did you mean");
+    expect(configError(() => loadModuleConfig("wallet", WalletConfigSchema, CONFIG_DIR, { WALLET_port: "1" })).message).toContain("upper case: WALLET_PORT");
+    // Not checked: another module's prefix, an empty value, IGNORE_VARS, the audit script's <MODULE>_URL.
+    expect(
+      loadModuleConfig("storage", StorageConfigSchema, CONFIG_DIR, {
+        REGISTRY_BOGUS: "1",
+        STORAGE_BOGUS: "",
+        STORAGE_DRIVER: "overlay2",
+        STORAGE_CLASS: "x",
+        IGNORE_VARS: "STORAGE_DRIVER, STORAGE_CLASS",
+        STORAGE_URL: "http://localhost:8002",
+      }).port,
+    ).toBe(8002);
+  });
+
+  test("the YAML files in config/ and test/fixtures/config/ have no unknown keys", () => {
+    expect(() => loadAll(join(ROOT, "test/fixtures/config"), {})).not.toThrow();
+  });
+
+  test("duplicate ports are an error naming where each was set; port 0 may repeat", () => {
+    const env: Env = { WALLET_PORT: "8000" };
+    const err = configError(() =>
+      checkPorts(
+        [
+          { module: "registry", port: 8000 },
+          { module: "wallet", port: 8000 },
+        ],
+        CONFIG_DIR,
+        env,
+      ),
+    );
+    expect(err.message).toBe(`WALLET_PORT="8000": registry uses port 8000 too (${join(CONFIG_DIR, "registry.yaml")}: port); give each module its own port`);
+    expect(() => checkPorts(MODULE_NAMES.map((module) => ({ module, port: 0 })), CONFIG_DIR, {})).not.toThrow();
+  });
+
+  test("closest: a likely misspelling or a cut-off name, nothing for an unrelated word", () => {
+    expect(closest("outbox_pol_ms", ["port", "outbox_poll_ms"])).toBe("outbox_poll_ms");
+    expect(closest("SAGA_DEADLINE", ["PORT", "SAGA_DEADLINE_SECONDS"])).toBe("SAGA_DEADLINE_SECONDS");
+    expect(closest("DRIVER", ["PORT", "CONSUMER_GROUP"])).toBeUndefined();
+  });
+
+  test("help lists every process setting and flag, and each module's variables", () => {
+    const text = helpText(MODULE_NAMES.map((m) => MODULES[m]));
+    for (const name of Object.keys(loadSettings({}))) expect(text).toContain(`  ${name}`);
+    for (const flag of ["--modules", "--bus", "--kafka-brokers", "--database-url", "--data-dir", "--config-dir", "--log-level", "--registry-port", "--wallet-port", "--storage-port", "--help"]) {
+      expect(text).toContain(flag);
+    }
+    expect(text).toContain("REGISTRY_SAGA_DEADLINE_SECONDS");
+    expect(text).toContain("STORAGE_UNRESOLVED_DEAD_LETTER_RETENTION_DAYS");
   });
 
   describe("bad files", () => {
@@ -157,17 +258,32 @@ describe("module YAML", () => {
     });
 
     test.each([
-      ["port", "-1", "registry.yaml: port"],
-      ["port", "70000", "registry.yaml: port"],
-      ["saga_deadline_seconds", "abc", "registry.yaml: saga_deadline_seconds"],
-      ["consumer_group", "''", "registry.yaml: consumer_group"],
-      ["topics", "{ success: '' }", "registry.yaml: topics.success"],
-      ["products", "[{ id: 1, sku: A, name: A, price_cents: 9.99 }]", "registry.yaml: products.0.price_cents"],
-    ])("%s: %s is refused as %p", (key, value, setting) => {
+      ["port", "-1", "port", "-1"],
+      ["port", "70000", "port", "70000"],
+      ["saga_deadline_seconds", "abc", "saga_deadline_seconds", '"abc"'],
+      ["consumer_group", "''", "consumer_group", '""'],
+      ["topics", "{ success: '' }", "topics.success", '""'],
+      ["products", "[{ id: 1, sku: A, name: A, price_cents: 9.99 }]", "products.0.price_cents", "9.99"],
+    ])("%s: %s is refused as file: %s=%s", (key, value, path, shown) => {
       const text = `${BASE.split("\n").filter((l) => l && !l.startsWith(`${key}:`)).join("\n")}\n${key}: ${value}\n`;
-      const err = configError(() => loadModuleConfig("registry", RegistryConfigSchema, withRegistry(text), {}));
-      expect(err.setting).toBe(setting);
-      expect(err.message).toStartWith(`${setting}: `);
+      const sub = withRegistry(text);
+      const err = configError(() => loadModuleConfig("registry", RegistryConfigSchema, sub, {}));
+      expect(err.setting).toBe(`${join(sub, "registry.yaml")}: ${path}`);
+      expect(err.message).toStartWith(`${err.setting}=${shown}: `);
+    });
+
+    test.each([
+      ["sag_deadline_seconds: 3", "sag_deadline_seconds", "saga_deadline_seconds"],
+      ["topics: { succes: s }", "topics.succes", "success"],
+      ["products: [{ id: 1, skew: A, name: A, price_cents: 1 }]", "products.0.skew", "sku"],
+      ["colour: blue", "colour", null],
+    ])("an unknown key (%s) is refused as file: %s, with a hint when close", (line, path, near) => {
+      const sub = withRegistry(`${BASE}${line}\n`);
+      const err = configError(() => loadModuleConfig("registry", RegistryConfigSchema, sub, {}));
+      expect(err.setting).toBe(`${join(sub, "registry.yaml")}: ${path}`);
+      expect(err.message).toContain("unknown key");
+      if (near) expect(err.message).toContain(`did you mean ${near}?`);
+      else expect(err.message).not.toContain("did you mean");
     });
 
     test("a missing file, unparsable YAML or a non-mapping document names the file", () => {
@@ -191,18 +307,18 @@ describe("module YAML", () => {
       writeFileSync(join(bad, "registry.yaml"), "port: -1\n");
       const run = await runCli(["--modules", "registry", "--config-dir", bad, "--data-dir", ":memory:"]);
       expect(run.exitCode).toBe(2);
-      expect(run.stderr.trim()).toStartWith("config error: registry.yaml: port");
+      expect(run.stderr.trim()).toStartWith(`config error: ${join(bad, "registry.yaml")}: port=-1: `);
       expect(run.stderr.trim().split("\n")).toHaveLength(1);
     });
   });
 });
 
 /** Runs the real entry point with `args`; returns its exit code and output. */
-async function runCli(args: string[]) {
+async function runCli(args: string[], env: Env = {}) {
   const proc = Bun.spawn([process.execPath, "run", "src/main.ts", ...args], {
     cwd: ROOT,
     // A clean environment, so only the arguments decide what is wrong.
-    env: { PATH: process.env.PATH, HOME: process.env.HOME },
+    env: { PATH: process.env.PATH, HOME: process.env.HOME, ...env },
     stdin: "ignore",
     stdout: "pipe",
     stderr: "pipe",
@@ -215,9 +331,44 @@ describe("the CLI", () => {
   test("an invalid --bus stops the process with exit code 2 and a message naming BUS", async () => {
     const run = await runCli(["--bus", "rabbit"]);
     expect(run.exitCode).toBe(2);
-    expect(run.stderr).toContain("config error: BUS");
+    expect(run.stderr).toStartWith('config error: --bus="rabbit": ');
     expect(run.stderr.trim().split("\n")).toHaveLength(1);
     expect(run.stdout).toBe("");
+  });
+
+  test("--help and -h print every flag and variable and exit 0", async () => {
+    for (const flag of ["--help", "-h"]) {
+      const run = await runCli([flag]);
+      expect(run.exitCode).toBe(0);
+      for (const f of ["--modules", "--bus", "--database-url", "--config-dir", "--registry-port", "--storage-port"]) expect(run.stdout).toContain(f);
+      for (const v of ["DATABASE_URL", "ADMIN_TOKEN", "IGNORE_VARS", "WALLET_OUTBOX_POLL_MS"]) expect(run.stdout).toContain(v);
+      expect(run.stderr).toBe("");
+    }
+  });
+
+  test("REGISTRY_PORT=abc: exit 2 naming the variable and its value", async () => {
+    const run = await runCli(["--data-dir", ":memory:"], { REGISTRY_PORT: "abc" });
+    expect(run.exitCode).toBe(2);
+    expect(run.stderr.trim()).toBe('config error: REGISTRY_PORT="abc": expected a number');
+  });
+
+  test("an unknown key in a module's YAML: exit 2 naming the file and the key", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "shop-config-cli-"));
+    try {
+      writeFileSync(join(dir, "wallet.yaml"), "port: 0\nconsumer_group: wallet\noutbox_pol_ms: 100\n");
+      const run = await runCli(["--modules", "wallet", "--data-dir", ":memory:"], { CONFIG_DIR: dir });
+      expect(run.exitCode).toBe(2);
+      expect(run.stderr.trim()).toStartWith(`config error: ${join(dir, "wallet.yaml")}: outbox_pol_ms: unknown key (did you mean outbox_poll_ms?)`);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  test("two modules on one port: exit 2 before the database opens", async () => {
+    const run = await runCli(["--data-dir", ":memory:", "--log-level", "info"], { REGISTRY_PORT: "18123", STORAGE_PORT: "18123" });
+    expect(run.exitCode).toBe(2);
+    expect(run.stderr).toContain('config error: STORAGE_PORT="18123": registry uses port 18123 too (REGISTRY_PORT)');
+    expect(run.stdout + run.stderr).not.toContain("PGlite open");
   });
 
   test("an unknown flag stops the process with exit code 2 and a message naming the arguments", async () => {

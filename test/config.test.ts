@@ -156,11 +156,12 @@ describe("module YAML", () => {
     expect(err.message).toBe('REGISTRY_PORT="abc": expected a number');
   });
 
-  test("every <MODULE>_* variable the tests, benches and compose set is a key of its module", async () => {
+  test("every <MODULE>_* variable the tests, benches, compose and .env.example set is a key of its module", async () => {
     const shapes = { registry: RegistryConfigSchema.shape, wallet: WalletConfigSchema.shape, storage: StorageConfigSchema.shape };
     const files = [
       ...new Bun.Glob("{test,bench}/**/*.ts").scanSync({ cwd: ROOT }),
       "docker-compose.yml",
+      ".env.example",
     ].filter((f) => f !== "test/config.test.ts" && !f.includes("node_modules"));
     const found = new Set<string>();
     for (const f of files) {

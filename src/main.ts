@@ -33,14 +33,20 @@ async function main(): Promise<void> {
       },
     );
   };
+  let signalled = false;
   const onSignal = (signal: string) => {
+    // Ctrl-C under `bun run dev` reaches this process twice: from the terminal (the whole process
+    // group) and forwarded by the `bun run` wrapper. The first one stops the shop; a later one must
+    // not end the process half-way (the default action would, leaving the database unclosed).
+    if (signalled) return log.info("signal received while stopping; still stopping", { signal });
+    signalled = true;
     log.info("signal received", { signal });
     if (!shop) return starting.abort();
     stopAndExit(shop, 0);
   };
   // Installed before the start: a signal while migrating or waiting for a broker still closes the database.
-  process.once("SIGINT", () => onSignal("SIGINT"));
-  process.once("SIGTERM", () => onSignal("SIGTERM"));
+  process.on("SIGINT", () => onSignal("SIGINT"));
+  process.on("SIGTERM", () => onSignal("SIGTERM"));
   // After HTTP is up, a failure (the bus cannot start, a consumer crashed for good) stops the
   // shop cleanly and exits non-zero, so that a supervisor starts it again.
   let fatal: Error | null = null;

@@ -86,6 +86,19 @@ describe("the shop process", () => {
     expect(await Bun.file(`${dataDir}.lock`).exists()).toBe(false);
   });
 
+  test("Ctrl-C twice (the terminal's and the `bun run` wrapper's): one clean stop, exit 0, the data directory released", async () => {
+    const dataDir = mkdtempSync(join(tmpdir(), "shop-data-"));
+    dirs.push(dataDir, `${dataDir}.lock`);
+    const p = await startShopProcess(["--modules", "wallet"], envWithData(dataDir), 1);
+    p.proc.kill("SIGINT");
+    // The second arrives while the first is being handled (a pending signal would merge with it).
+    await eventually(() => p.logs.some((l) => l.includes('"msg":"signal received"')));
+    p.proc.kill("SIGINT");
+    expect(await p.proc.exited).toBe(0);
+    await eventually(() => p.logs.some((l) => l.includes('"msg":"stopped"')));
+    expect(await Bun.file(`${dataDir}.lock`).exists()).toBe(false);
+  });
+
   test("--modules starts only the named modules", async () => {
     const p = await startShopProcess(["--modules", "wallet"], envWithData(":memory:"), 1);
     expect(Object.keys(p.urls)).toEqual(["wallet"]);

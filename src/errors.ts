@@ -21,3 +21,10 @@ export const notFound = (code: string, message: string, field?: string) =>
 /** Shorthand for a 422-style domain error. */
 export const invalid = (code: string, message: string, field?: string) =>
   new DomainError("invalid", code, message, field);
+
+/** An error and the causes it wraps (drizzle wraps the driver's, kafkajs its protocol errors), outermost first. */
+export function causeChain(err: unknown, depth = 4): unknown[] {
+  const chain: unknown[] = [];
+  for (let e: unknown = err; e !== null && e !== undefined && chain.length <= depth; e = (e as { cause?: unknown }).cause) chain.push(e);
+  return chain;
+}

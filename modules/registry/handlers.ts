@@ -3,6 +3,7 @@ import type { ContentfulStatusCode } from "hono/utils/http-status";
 import { auditReportRoute, shopAuditRoute } from "../../src/audit/routes";
 import { auditShop, fetchReport } from "../../src/audit/shop-audit";
 import type { Database } from "../../src/db/database";
+import { bearer } from "../../src/http/auth";
 import { createRouter } from "../../src/http/router";
 import type { Enqueue } from "../../src/outbox/outbox";
 import { createOrderRoute, getOrderRoute, listOrdersRoute, listProductsRoute, stuckSagasRoute } from "./routes";
@@ -64,7 +65,7 @@ export function registryAuditRouter(db: Database, settings: RegistryAuditSetting
   return createRouter()
     .openapi(auditReportRoute("registry"), async (c) => c.json(await registryAuditReport(db, settings), 200))
     .openapi(shopAuditRoute, async (c) => {
-      const token = /^Bearer +(\S+)/i.exec(c.req.header("authorization") ?? "")?.[1];
+      const token = bearer(c.req.header("authorization")) ?? undefined;
       const urls = peers();
       const audit = await auditShop({
         registry: () => registryAuditReport(db, settings),

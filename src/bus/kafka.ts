@@ -10,6 +10,7 @@ import {
   Partitioners,
   type Producer,
 } from "kafkajs";
+import { causeChain } from "../errors";
 import type { Logger } from "../log";
 import {
   type Bus,
@@ -427,8 +428,7 @@ const MEMBERSHIP_LOST = new Set(["UNKNOWN_MEMBER_ID", "ILLEGAL_GENERATION", "REB
  * any other error (the caller decides).
  */
 function rejoinOnLostMembership(err: unknown): void {
-  let root: unknown = err;
-  while (root instanceof Error && root.cause instanceof Error) root = root.cause;
-  const type = (root as { type?: unknown } | null)?.type;
+  const root = causeChain(err).findLast((c) => c instanceof Error);
+  const type = (root as { type?: unknown } | undefined)?.type;
   if (typeof type === "string" && MEMBERSHIP_LOST.has(type)) throw root;
 }

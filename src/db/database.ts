@@ -7,6 +7,7 @@ import { migrate as migratePglite } from "drizzle-orm/pglite/migrator";
 import { drizzle as drizzlePostgres } from "drizzle-orm/postgres-js";
 import { migrate as migratePostgres } from "drizzle-orm/postgres-js/migrator";
 import postgres from "postgres";
+import { causeChain } from "../errors";
 import type { Logger } from "../log";
 import { createMutex } from "./mutex";
 import { CHECKPOINT_EVERY_MS, ensureDataDir, lockDataDir, PGLITE_OPTIONS, shareParsers } from "./pglite-tuning";
@@ -195,10 +196,9 @@ async function withRetry(fn: () => Promise<void>, log: Logger): Promise<void> {
 
 /** The SQLSTATE of a driver error, looking through drizzle's wrapping. */
 export function pgCode(err: unknown): string | undefined {
-  for (let e: unknown = err, depth = 0; e && depth < 4; depth++) {
+  for (const e of causeChain(err)) {
     const code = (e as { code?: unknown }).code;
     if (typeof code === "string" && /^[0-9A-Z]{5}$/.test(code)) return code;
-    e = (e as { cause?: unknown }).cause;
   }
   return undefined;
 }
@@ -207,11 +207,9 @@ const CONNECTION_ERRORS = /ECONNREFUSED|ECONNRESET|CONNECTION_|connect_timeout|t
 
 /** True when the database could not be reached (down, restarting, connection lost). */
 export function isConnectionError(err: unknown): boolean {
-  for (let e: unknown = err, depth = 0; e && depth < 4; depth++) {
+  return causeChain(err).some((e) => {
     const code = String((e as { code?: unknown }).code ?? "");
     const message = String((e as { message?: unknown }).message ?? "");
-    if (CONNECTION_ERRORS.test(code) || CONNECTION_ERRORS.test(message) || code.startsWith("57P")) return true;
-    e = (e as { cause?: unknown }).cause;
-  }
-  return false;
+    return CONNECTION_ERRORS.test(code) || CONNECTION_ERRORS.test(message) || code.startsWith("57P");
+  });
 }

@@ -21,7 +21,7 @@ export const ADMIN_PREFIX = "/admin/";
 const digest = (s: string) => createHash("sha256").update(s, "utf8").digest();
 
 /** The presented bearer token, or null when the header is missing or not a bearer credential. */
-function bearer(header: string | undefined): string | null {
+export function bearer(header: string | undefined): string | null {
   const m = /^Bearer +([^\s]+) *$/i.exec(header ?? "");
   return m?.[1] ?? null;
 }

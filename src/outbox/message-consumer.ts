@@ -9,6 +9,7 @@ import type { BatchHandler, BusRecord } from "../bus/bus";
 import { BAD_SIGNATURE, type RecordSigner } from "../bus/signing";
 import { type Message, type MessageOf, type MessageType, type ParseResult, parseMessage } from "../contracts";
 import { type Database, type Db, isConnectionError } from "../db/database";
+import { causeChain } from "../errors";
 import type { Logger } from "../log";
 import type { Enqueue, OutboxWriter } from "./outbox";
 import type { MessagingTables } from "./tables";
@@ -63,12 +64,7 @@ type Delivery = { message: Message; topic: string };
 
 /** The most specific text of an error: a driver's own message rather than the query wrapping it. */
 export function errorText(err: unknown): string {
-  let e: unknown = err;
-  for (let depth = 0; depth < 4; depth++) {
-    const cause = (e as { cause?: unknown } | null)?.cause;
-    if (!(cause instanceof Error)) break;
-    e = cause;
-  }
+  const e = causeChain(err).findLast((c) => c instanceof Error) ?? err;
   return String((e as Error | null)?.message ?? e).slice(0, 1000);
 }
 

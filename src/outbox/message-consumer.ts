@@ -79,6 +79,8 @@ export function createMessageConsumer(opts: {
   log: Logger;
   /** Checks every record's signature; null or absent: records are not checked. */
   signer?: RecordSigner | null;
+  /** Told of each record recorded as dead, once its dead letter committed (for the per-topic counter). */
+  onDeadLetter?: (topic: string) => void;
 }): MessageConsumer {
   const { db, group, tables, outbox, log } = opts;
   const signer = opts.signer ?? null;
@@ -160,6 +162,7 @@ export function createMessageConsumer(opts: {
       stats.duplicates += done.duplicates;
       stats.ignored += done.ignored;
       stats.dead += done.dead.length;
+      for (const p of done.dead) opts.onDeadLetter?.(p.record.topic);
       for (const p of done.dead) log.warn("dead letter", { topic: p.record.topic, key: p.record.key, error: p.error });
       for (const p of batch) if (p.message) attempts.delete(p.message.id);
       return records.length;
@@ -193,6 +196,7 @@ export function createMessageConsumer(opts: {
     const error = `handler failed ${n} times: ${errorText(err)}`;
     await db.transaction((tx) => tx.insert(tables.deadLetters).values(deadRow(p.record, error)));
     stats.dead += 1;
+    opts.onDeadLetter?.(p.record.topic);
     log.warn("dead letter", { topic: p.record.topic, key: p.record.key, error });
     return 1;
   };

@@ -1,9 +1,10 @@
 /** Process settings (.env, environment, flags) and module YAML files, validated once at start. */
-import { readFileSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { parse as parseYaml } from "yaml";
 import { z } from "zod";
+import { assetPath, IN_BINARY } from "./assets";
 import { LOG_LEVELS } from "./log";
 
 /** The business modules a process can run. */
@@ -96,6 +97,9 @@ const SettingsSchema = z.object({
 });
 
 type SettingName = keyof typeof SettingsSchema.shape;
+
+/** The module YAML files the binary carries (the project's config/ at build time). */
+export const BUILT_IN_CONFIG_DIR = assetPath("config");
 
 /** One line per setting for `--help`; the type makes every setting need one. */
 const SETTING_HELP: Record<SettingName, string> = {
@@ -200,6 +204,8 @@ export function loadSettings(env: Env): Settings {
   if (parsed.data.BUS_SIGNING_KEY_PREVIOUS && !parsed.data.BUS_SIGNING_KEY) {
     throw new ConfigError("BUS_SIGNING_KEY_PREVIOUS", "set BUS_SIGNING_KEY too (the previous key only verifies)");
   }
+  // The binary runs from any directory: without ./config (and CONFIG_DIR unset) it uses the copy it carries.
+  if (IN_BINARY && !env.CONFIG_DIR && !existsSync(parsed.data.CONFIG_DIR)) parsed.data.CONFIG_DIR = BUILT_IN_CONFIG_DIR;
   return parsed.data;
 }
 

@@ -1,5 +1,6 @@
 /** CLI: parse flags and environment, load config, start the chosen modules, stop on a signal. */
 import { applyFlags, ConfigError, type Env, helpText, loadSettings, MODULE_NAMES, type Settings, wantsHelp } from "./config";
+import { INIT_DATA_DIR_FLAG, initDataDir } from "./db/pglite-tuning";
 import { createLogger } from "./log";
 import { MODULES } from "./modules";
 import { type Shop, startShop } from "./shop";
@@ -7,6 +8,12 @@ import { type Shop, startShop } from "./shop";
 async function main(): Promise<void> {
   let env: Env;
   let settings: Settings;
+  const [first, second] = Bun.argv.slice(2);
+  if (first === INIT_DATA_DIR_FLAG && second) {
+    // The binary run by itself to initialise a new PGlite data directory (see ensureDataDir).
+    await initDataDir(second);
+    process.exit(0);
+  }
   if (wantsHelp(Bun.argv.slice(2))) {
     console.log(helpText(MODULE_NAMES.map((name) => MODULES[name])));
     process.exit(0);

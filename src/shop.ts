@@ -1,5 +1,6 @@
 /** Starts the chosen modules in this process: database, bus, HTTP servers; stops them cleanly. */
 import type { Server } from "bun";
+import { migrationsFolder } from "./assets";
 import { type Bus, notJoinedReason } from "./bus/bus";
 import { createBus } from "./bus/index";
 import { recordSigning } from "./bus/signing";
@@ -84,7 +85,7 @@ export async function startShop(settings: Settings, env: Env, log: Logger, opts:
   };
   const urls: Shop["urls"] = {};
   try {
-    for (const m of chosen) await db.migrate(m.name, m.migrationsFolder);
+    for (const m of chosen) await db.migrate(m.name, migrationsFolder(m.name, m.migrationsFolder));
     bus = await createBus(settings, log.child("bus"));
     const signing = recordSigning(settings, log.child("bus"));
     for (const [i, m] of chosen.entries()) {

@@ -10,7 +10,7 @@ import postgres from "postgres";
 import { causeChain } from "../errors";
 import type { Logger } from "../log";
 import { createMutex } from "./mutex";
-import { CHECKPOINT_EVERY_MS, ensureDataDir, lockDataDir, PGLITE_OPTIONS, shareParsers } from "./pglite-tuning";
+import { CHECKPOINT_EVERY_MS, ensureDataDir, lockDataDir, pgliteOptions, shareParsers } from "./pglite-tuning";
 
 /** What queries run against: the database or an open transaction. */
 export type Db = PgDatabase<PgQueryResultHKT>;
@@ -92,7 +92,7 @@ async function openPglite(dataDir: string | null, log: Logger): Promise<Database
   let client: PGlite;
   try {
     if (dataDir) await ensureDataDir(dataDir);
-    client = await PGlite.create(dataDir ?? "memory://", PGLITE_OPTIONS);
+    client = await PGlite.create(dataDir ?? "memory://", await pgliteOptions());
   } catch (err) {
     unlock();
     throw err;

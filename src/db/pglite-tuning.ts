@@ -3,6 +3,7 @@ import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, w
 import { basename, dirname, join } from "node:path";
 import { PGlite, type PGliteOptions, types } from "@electric-sql/pglite";
 import { PgliteSession } from "drizzle-orm/pglite/session";
+import { assetPath, IN_BINARY, PGLITE_ASSETS } from "../assets";
 
 /**
  * PGlite's own start parameters plus a small buffer pool: 16 MB instead of 128 MB halves the
@@ -15,6 +16,31 @@ export const PGLITE_OPTIONS: PGliteOptions = {
     [types.TIMESTAMP, types.TIMESTAMPTZ, types.INTERVAL, types.DATE, 1231, 1115, 1185, 1187, 1182].map((t) => [t, (v: string) => v]),
   ),
 };
+
+let embedded: Promise<PGliteOptions> | null = null;
+
+/**
+ * PGLITE_OPTIONS, plus, in the binary, PGlite's wasm and data bundle from the embedded files:
+ * PGlite looks for them beside its own module, which a compiled binary does not have on disk.
+ */
+export function pgliteOptions(): Promise<PGliteOptions> {
+  if (!IN_BINARY) return Promise.resolve(PGLITE_OPTIONS);
+  embedded ??= (async () => {
+    const compile = async (file: string) => WebAssembly.compile(await Bun.file(assetPath(file)).arrayBuffer());
+    const [pgliteWasmModule, initdbWasmModule] = await Promise.all([compile(PGLITE_ASSETS.wasm), compile(PGLITE_ASSETS.initdb)]);
+    return { ...PGLITE_OPTIONS, pgliteWasmModule, initdbWasmModule, fsBundle: Bun.file(assetPath(PGLITE_ASSETS.data)) };
+  })();
+  return embedded;
+}
+
+/** The hidden argument with which the binary runs itself to initialise a data directory (see ensureDataDir). */
+export const INIT_DATA_DIR_FLAG = "--internal-init-data-dir";
+
+/** Initialises a new PGlite data directory and closes it: the child process's whole job. */
+export async function initDataDir(dir: string): Promise<void> {
+  const fresh = await PGlite.create(dir, await pgliteOptions());
+  await fresh.close();
+}
 
 let shared = false;
 
@@ -48,7 +74,9 @@ export async function ensureDataDir(dataDir: string): Promise<void> {
   mkdirSync(dirname(dataDir), { recursive: true });
   removeAbandonedScratch(dataDir);
   const scratch = `${dataDir}.init-${process.pid}`;
-  const child = Bun.spawn([process.execPath, import.meta.path, scratch], { stdout: "ignore", stderr: "pipe" });
+  // From source, this file runs as a script; the binary has one entry, main.ts, which knows the flag.
+  const args = IN_BINARY ? [process.execPath, INIT_DATA_DIR_FLAG, scratch] : [process.execPath, import.meta.path, scratch];
+  const child = Bun.spawn(args, { stdout: "ignore", stderr: "pipe" });
   const [code, err] = await Promise.all([child.exited, new Response(child.stderr).text()]);
   if (code !== 0) throw new Error(`PGlite could not initialise ${dataDir}: ${err.trim().slice(-500)}`);
   rmSync(dataDir, { recursive: true, force: true }); // an empty directory, if any
@@ -114,10 +142,7 @@ export function lockDataDir(dataDir: string): () => void {
 }
 
 // Run as a script (by ensureDataDir): initialise the directory named by the argument.
-if (import.meta.main) {
-  const fresh = await PGlite.create(process.argv[2] as string, PGLITE_OPTIONS);
-  await fresh.close();
-}
+if (import.meta.main) await initDataDir(process.argv[2] as string);
 
 /** PGlite never checkpoints (nor vacuums) by itself: without this, a restart after a crash replays every transaction since the last clean close. */
 export const CHECKPOINT_EVERY_MS = 60_000;

@@ -23,6 +23,10 @@ export interface ShopProcess {
 export interface StartProcessOptions {
   /** Also wait for the "ready" log line (default true); false returns once every module listens. */
   waitReady?: boolean;
+  /** What to run instead of `bun run src/main.ts` (the built binary, `bun run start`); `args` follow it. */
+  command?: string[];
+  /** Working directory (default: the project root). */
+  cwd?: string;
 }
 
 /**
@@ -37,8 +41,8 @@ export async function startShopProcess(
   opts: StartProcessOptions = {},
 ): Promise<ShopProcess> {
   const spawnedAt = performance.now();
-  const proc = Bun.spawn(["bun", "run", "src/main.ts", ...args], {
-    cwd: ROOT,
+  const proc = Bun.spawn([...(opts.command ?? ["bun", "run", "src/main.ts"]), ...args], {
+    cwd: opts.cwd ?? ROOT,
     env: { PATH: process.env.PATH, HOME: process.env.HOME, TMPDIR: process.env.TMPDIR, ...env },
     stdin: "ignore",
     stdout: "ignore",

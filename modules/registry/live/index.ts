@@ -1,0 +1,57 @@
+/** The live order page: `GET /` (the page), `GET /live/events` (its stream), `GET /live/overview` (balances and stock). */
+import type { Database } from "../../../src/db/database";
+import { errorBody } from "../../../src/http/errors";
+import type { MetricsRegistry } from "../../../src/http/metrics";
+import { createRouter, type Router } from "../../../src/http/router";
+import type { Logger } from "../../../src/log";
+// Embedded as text, so that a `bun build --compile` binary carries it (typed by bun-types as an HTML bundle).
+import pageText from "../page/index.html" with { type: "text" };
+import { liveMetrics } from "./metrics";
+import { createOrderFeed, type OrderFeedOptions, type StreamServer } from "./order-feed";
+import { createOverview } from "./overview";
+import { LiveSnapshot, liveEventsRoute, liveOverviewRoute, livePageRoute } from "./routes";
+
+const page = pageText as unknown as string;
+
+/** What the module mounts. */
+export interface LivePage {
+  router: Router;
+  /** Ends every event stream; the module calls it when it stops (the page reconnects to another process). */
+  stop(): Promise<void>;
+}
+
+/** The page's routes over registry's database; `peers` gives wallet's and storage's base URLs. */
+export function createLivePage(deps: {
+  db: Database;
+  log: Logger;
+  metrics: MetricsRegistry;
+  peers: () => { wallet: string; storage: string };
+  feed?: Partial<OrderFeedOptions>;
+}): LivePage {
+  const { db, log, peers } = deps;
+  let clients = () => 0;
+  const feed = createOrderFeed(db, log, deps.feed, liveMetrics(deps.metrics, () => clients()));
+  clients = feed.clients;
+  const overview = createOverview(peers);
+  const router = createRouter()
+    .openapi(livePageRoute, (c) => c.html(page, 200, { "cache-control": "no-cache" }) as never)
+    .openapi(liveEventsRoute, (c) => {
+      const stream = feed.connect({ signal: c.req.raw.signal, server: streamServer(c.env) });
+      if (!stream) return c.json(errorBody("unavailable", "too many live clients; retry shortly"), 503, { "retry-after": "5" });
+      return c.body(stream, 200, {
+        "content-type": "text/event-stream; charset=utf-8",
+        "cache-control": "no-cache",
+        "x-accel-buffering": "no",
+      }) as never;
+    })
+    .openapi(liveOverviewRoute, async (c) => c.json(await overview(), 200));
+  router.openAPIRegistry.register("LiveSnapshot", LiveSnapshot);
+  return { router, stop: () => feed.stop() };
+}
+
+/** Bun passes its server to `fetch` as the env; the feed uses it to notice the server stopping. */
+function streamServer(env: unknown): StreamServer | undefined {
+  if (typeof env !== "object" || env === null || !("port" in env)) return undefined;
+  const server = env as { port: unknown };
+  return typeof server.port === "number" ? (env as StreamServer) : undefined;
+}

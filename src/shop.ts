@@ -4,7 +4,7 @@ import { migrationsFolder } from "./assets";
 import { type Bus, notJoinedReason } from "./bus/bus";
 import { createBus } from "./bus/index";
 import { recordSigning } from "./bus/signing";
-import { checkPorts, type Env, loadModuleConfig, type ModuleName, type Settings } from "./config";
+import { checkPorts, type Env, loadModuleConfig, type ModuleName, type Settings, type Topics } from "./config";
 import { type Database, type DatabaseTarget, openDatabase } from "./db/database";
 import { createServiceApp } from "./http/app";
 import { adminToken } from "./http/auth";
@@ -94,7 +94,8 @@ export async function startShop(settings: Settings, env: Env, log: Logger, opts:
     if (opts.signal?.aborted) throw new Error("stopped during start");
     for (const [i, m] of chosen.entries()) {
       const port = (configs[i] as { port: number }).port;
-      const server = serveModule(m, running[i] as RunningModule, port, { settings, db, bus, notReady, log });
+      const topics = (configs[i] as { topics: Topics }).topics;
+      const server = serveModule(m, running[i] as RunningModule, port, { settings, db, bus, notReady, log, topics });
       servers.push(server);
       urls[m.name] = `http://127.0.0.1:${server.port}`;
       log.info("listening", { module: m.name, url: urls[m.name] });
@@ -161,7 +162,7 @@ function serveModule(
   m: ShopModule,
   module: RunningModule,
   port: number,
-  ctx: { settings: Settings; db: Database; bus: Bus; notReady: () => string | null; log: Logger },
+  ctx: { settings: Settings; db: Database; bus: Bus; notReady: () => string | null; log: Logger; topics: Topics },
 ): Server<undefined> {
   const { settings, db, bus, notReady, log } = ctx;
   const app = createServiceApp({
@@ -184,6 +185,7 @@ function serveModule(
     bodyLimitBytes: settings.BODY_LIMIT_BYTES,
     adminToken: adminToken(settings, log),
     log: log.child(`${m.name}.http`),
+    messages: { topics: ctx.topics, brokers: settings.KAFKA_BROKERS, partitions: settings.BUS_PARTITIONS },
   });
   return Bun.serve({
     port,

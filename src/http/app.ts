@@ -3,6 +3,8 @@ import { OpenAPIHono } from "@hono/zod-openapi";
 import type { MiddlewareHandler } from "hono";
 import { bodyLimit } from "hono/body-limit";
 import type { Logger } from "../log";
+import type { AsyncApiOptions } from "../contracts/asyncapi";
+import { asyncApiRoutes } from "./asyncapi";
 import { documentAdmin, needsAdmin, requireAdmin } from "./auth";
 import { errorBody, errorHandler, validationHook } from "./errors";
 import { type HealthCheck, type HealthOptions, healthRoutes, readinessGate } from "./health";
@@ -27,6 +29,8 @@ export function createServiceApp(opts: {
   /** Bearer token for routes under /admin/ and routes whose OpenAPI `security` names the admin scheme. */
   adminToken: string;
   log: Logger;
+  /** What GET /asyncapi.json is built from: the service's topic names, brokers and partitions. */
+  messages: AsyncApiOptions;
 }): OpenAPIHono {
   const app = new OpenAPIHono({ strict: false, defaultHook: validationHook });
   const counts = new Map<string, number>();
@@ -69,6 +73,7 @@ export function createServiceApp(opts: {
     });
   app.route("/", healthRoutes(opts.checks, { consumers: opts.consumers }));
   app.route("/", metricsRoutes([httpMetrics, ...opts.metrics]));
+  app.route("/", asyncApiRoutes(opts.messages));
   for (const router of opts.routers) app.route("/", router);
   let doc: unknown = null;
   app.get("/openapi.json", (c) =>

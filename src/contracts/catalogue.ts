@@ -3,7 +3,7 @@
  * and the test that compares them with the modules' consumers.ts and outboxes all read it.
  */
 import type { Topics } from "../config";
-import type { ServiceName } from "./envelope";
+import { ServiceName } from "./envelope";
 import { MESSAGES, type MessageType, type PayloadOf } from "./index";
 
 /** A sample payload, shown in the AsyncAPI document (and checked against the zod schema by the tests). */
@@ -136,8 +136,7 @@ export function messagesMarkdown(topics: Topics): string {
   const byMessage = types.map(
     (t) => `| \`${t}\` | \`${topics[MESSAGES[t].topic]}\` | ${modulesOf(t, "producers").join(", ")} | ${modulesOf(t, "consumers").join(", ")} | ${MESSAGE_FLOWS[t].summary} |`,
   );
-  const services: ServiceName[] = ["registry", "wallet", "storage"];
-  const byModule = services.map((m) => {
+  const byModule = ServiceName.options.map((m) => {
     const sends = types.filter((t) => modulesOf(t, "producers").includes(m));
     const receives = types.filter((t) => modulesOf(t, "consumers").includes(m));
     return `| ${m} | ${code(sends)} | ${code(receives)} |`;

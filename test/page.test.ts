@@ -1,0 +1,98 @@
+/**
+ * The live order page in headless Chromium: it places orders from its form and shows them reach
+ * completed or rejected (with the reason) without a reload, with balances and stock following.
+ * Leaves a screenshot in .tmp/artifacts/order-page.png.
+ */
+import { afterAll, beforeAll, expect, test } from "bun:test";
+import { mkdirSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { type Browser, launchChromium } from "./support/chromium";
+import { adminHeaders, call } from "./support/http";
+import { type ShopTarget, startInProcess } from "./support/shop-target";
+
+const ARTIFACTS = join(import.meta.dir, "../.tmp/artifacts");
+const PAID = 5101; // 50.00 on the wallet
+const POOR = 5102; // 5.00 on the wallet: short for 20.00
+const PRODUCT = 51; // 10.00 each, 10 in stock
+
+let t: ShopTarget;
+let browser: Browser | undefined;
+beforeAll(async () => {
+  t = await startInProcess();
+});
+afterAll(async () => {
+  // Each in its own step, so that one failing does not leave the other running.
+  await browser?.close().catch(() => {});
+  await t?.stop();
+});
+
+/** Fills the form and presses the button, as a person would. */
+async function placeFromForm(userId: number, productId: number, quantity: number): Promise<void> {
+  const { page } = browser as Browser;
+  await page.evaluate(`(() => {
+    const set = (id, v) => { const i = document.getElementById(id); i.value = String(v); i.dispatchEvent(new Event("change")); };
+    document.getElementById("answer").removeAttribute("data-status");
+    set("user-id", ${userId}); set("product", ${productId}); set("quantity", ${quantity});
+    document.getElementById("place").click();
+  })()`);
+  await page.waitFor(`document.getElementById("answer").dataset.status !== undefined`);
+}
+
+const row = (kind: "user-id" | "product-id", id: number) => `document.querySelector('tr[data-${kind}="${id}"]')`;
+const order = (id: string) => `document.querySelector('li.order[data-order-id="${id}"]')`;
+
+test("an order placed from the page goes live to completed, a short one to rejected with its reason", async () => {
+  expect((await call(t.urls.wallet, "POST", `/wallets/${PAID}/deposits`, { amount_cents: 5000 }, adminHeaders)).status).toBe(201);
+  expect((await call(t.urls.wallet, "POST", `/wallets/${POOR}/deposits`, { amount_cents: 500 }, adminHeaders)).status).toBe(201);
+  expect((await call(t.urls.storage, "POST", `/stock/${PRODUCT}/receipts`, { quantity: 10 }, adminHeaders)).status).toBe(201);
+
+  browser = await launchChromium({ width: 1366, height: 900 });
+  const { page } = browser;
+  const base = `${t.urls.registry}/`;
+  await page.navigate(base);
+  await page.evaluate("window.__loadedOnce = true");
+  await page.waitFor(`document.getElementById("conn").dataset.state === "live"`);
+  await page.waitFor(`document.querySelectorAll("#product option").length === 100`);
+  await page.waitFor(`${row("user-id", PAID)}?.dataset.balanceCents === "5000"`);
+  await page.waitFor(`${row("product-id", PRODUCT)}?.dataset.available === "10"`);
+
+  await placeFromForm(PAID, PRODUCT, 2);
+  const answer = await page.evaluate<{ status: string; orderId: string; text: string }>(
+    `(() => { const a = document.getElementById("answer"); return { status: a.dataset.status, orderId: a.dataset.orderId, text: a.textContent }; })()`,
+  );
+  expect(answer.status).toBe("201");
+  expect(answer.text).toContain("pending");
+  await page.waitFor(`${order(answer.orderId)}?.dataset.status === "completed"`);
+  const steps = await page.evaluate<string>(`${order(answer.orderId)}.querySelector(".timeline").textContent`);
+  for (const step of ["registry created", "wallet paid", "storage reserved", "registry completed"]) expect(steps).toContain(step);
+  await page.waitFor(`${row("user-id", PAID)}?.dataset.balanceCents === "3000"`);
+  await page.waitFor(`${row("product-id", PRODUCT)}?.dataset.available === "8" && ${row("product-id", PRODUCT)}?.dataset.reserved === "2"`);
+
+  await placeFromForm(POOR, PRODUCT, 2);
+  const rejectedId = await page.evaluate<string>(`document.getElementById("answer").dataset.orderId`);
+  await page.waitFor(`${order(rejectedId)}?.dataset.status === "rejected"`);
+  await page.waitFor(`${order(rejectedId)}.querySelector('[data-role="reason"]')?.textContent.includes("compensation done")`);
+  expect(await page.evaluate<string>(`${order(rejectedId)}.querySelector('[data-role="reason"]').textContent`)).toContain("insufficient_funds");
+  // Storage reserved and released the two units; the poor wallet was never charged.
+  await page.waitFor(`${row("product-id", PRODUCT)}?.dataset.available === "8" && ${row("product-id", PRODUCT)}?.dataset.reserved === "2"`);
+  expect(await page.evaluate<string>(`${row("user-id", POOR)}.dataset.balanceCents`)).toBe("500");
+
+  // A refused request shows the shop's 4xx answer.
+  await placeFromForm(PAID, PRODUCT, 0);
+  const refused = await page.evaluate<{ status: string; text: string }>(
+    `(() => { const a = document.getElementById("answer"); return { status: a.dataset.status, text: a.textContent }; })()`,
+  );
+  expect(refused.status).toBe("400");
+  expect(refused.text).toContain("invalid_request");
+
+  // All of it live: the page was never reloaded, asked nothing but the shop, and threw nothing.
+  expect(await page.evaluate<boolean>("window.__loadedOnce === true")).toBe(true);
+  expect(page.requests.filter((u) => !u.startsWith(t.urls.registry) && !u.startsWith("about:") && !u.startsWith("data:"))).toEqual([]);
+  expect(page.errors).toEqual([]);
+
+  await page.waitFor(`!document.querySelector(".flash, tr.changed")`);
+  mkdirSync(ARTIFACTS, { recursive: true });
+  const png = await page.screenshot();
+  expect(png.subarray(1, 4).toString()).toBe("PNG");
+  writeFileSync(join(ARTIFACTS, "order-page.png"), png);
+}, 120_000);

@@ -28,6 +28,7 @@ export function registryRouter(db: Database, catalogue: Catalogue, admission: Ad
       const replay = (answer: StoredAnswer) =>
         c.body(JSON.stringify(answer.body), answer.statusCode as ContentfulStatusCode, {
           "content-type": "application/json",
+          ...locationOf(answer.body),
           [REPLAYED_HEADER]: "true",
         }) as never;
       try {
@@ -36,7 +37,7 @@ export function registryRouter(db: Database, catalogue: Catalogue, admission: Ad
         if (earlier) return replay(earlier);
         await admission.admit();
         const order = await placeOrder(db, catalogue, enqueue, user_id, items, keyed);
-        return c.json(order, 201);
+        return c.json(order, 201, locationOf(order));
       } catch (err) {
         // Answered by a concurrent request with the same key while this one waited.
         if (err instanceof AlreadyAnswered) return replay(err.answer);
@@ -45,6 +46,12 @@ export function registryRouter(db: Database, catalogue: Catalogue, admission: Ad
     })
     .openapi(listOrdersRoute, async (c) => c.json(await listOrders(db, c.req.valid("query")), 200))
     .openapi(getOrderRoute, async (c) => c.json(await getOrder(db, c.req.valid("param").id), 200));
+}
+
+/** The `Location` of a placed order: its own URL (GET /orders/{id}); none for a stored answer without an id. */
+function locationOf(order: unknown): Record<string, string> {
+  const id = (order as { id?: unknown } | null)?.id;
+  return typeof id === "string" ? { Location: `/orders/${id}` } : {};
 }
 
 /** Registry's operator routes (behind the admin token, like every /admin route). */

@@ -1,67 +1,142 @@
-/** Registry's HTTP contract. */
+/** Registry's HTTP contract: the catalogue, orders and the stuck-saga view, with examples the API really gives. */
 import { createRoute, z } from "@hono/zod-openapi";
-import { MAX_QUANTITY } from "../../src/contracts";
-import { ErrorBodySchema } from "../../src/http/errors";
-import { errors, Id, IdParam, json } from "../../src/http/schemas";
+import { MAX_QUANTITY, RejectionReason } from "../../src/contracts";
+import { Id, IdParam, intParam, json, locationHeader, Timestamp, withErrors } from "../../src/http/schemas";
+
+const ORDER_STATUSES = ["pending", "completed", "rejected"] as const;
+/** A rejected order's reasons (the bus contract's), and null; documented only: the service reads them as text. */
+const REASONS = [...RejectionReason.options, null];
 
 const Product = z
-  .object({ id: z.number().int(), sku: z.string(), name: z.string(), price_cents: z.number().int() })
-  .openapi("Product", { example: { id: 1, sku: "KB-001", name: "Keyboard", price_cents: 4_999 } });
+  .object({
+    id: z.int().describe("Product id"),
+    sku: z.string().describe("Stock-keeping unit"),
+    name: z.string().describe("Name shown to customers"),
+    price_cents: z.int().describe("Unit price in cents"),
+  })
+  .describe("A product of the catalogue")
+  .openapi("Product");
 
 const OrderItem = z
   .object({
-    product_id: z.number().int(),
-    quantity: z.number().int(),
-    unit_price_cents: z.number().int(),
-    line_total_cents: z.number().int(),
+    product_id: z.int().describe("Product id"),
+    quantity: z.int().describe("Units ordered"),
+    unit_price_cents: z.int().describe("The product's price in cents when the order was placed"),
+    line_total_cents: z.int().describe("quantity × unit_price_cents"),
   })
+  .describe("One line of an order, priced when it was placed")
   .openapi("OrderItem");
 
 const Order = z
   .object({
-    id: z.uuid(),
-    user_id: z.number().int(),
-    status: z.enum(["pending", "completed", "rejected"]),
-    reason: z.string().nullable().openapi({ example: "insufficient_funds" }),
-    compensation: z.enum(["pending", "done"]).nullable().openapi({
-      description: "For a rejected order: `done` once wallet and storage confirmed they undid their part, `pending` until then; null otherwise",
-    }),
-    total_cents: z.number().int(),
-    items: z.array(OrderItem),
-    created_at: z.string(),
-    updated_at: z.string(),
+    id: z.uuid().describe("Order id"),
+    user_id: z.int().describe("The customer (their wallet's user id)"),
+    status: z
+      .enum(ORDER_STATUSES)
+      .describe("`pending` until the saga decides; `completed` once paid and reserved; `rejected` on the first refusal or the deadline"),
+    reason: z
+      .string()
+      .nullable()
+      .openapi({ enum: REASONS })
+      .describe("Why a rejected order was rejected (the first refusal); null unless `status` is `rejected`"),
+    compensation: z
+      .enum(["pending", "done"])
+      .nullable()
+      .describe("For a rejected order: `done` once wallet and storage confirmed they undid their part, `pending` until then; null otherwise"),
+    total_cents: z.int().describe("Sum of the line totals, in cents"),
+    items: z.array(OrderItem).describe("The lines, as ordered"),
+    created_at: Timestamp.describe("When it was placed"),
+    updated_at: Timestamp.describe("When its status last changed"),
   })
+  .describe("An order and where its saga stands")
   .openapi("Order");
 
 const TimelineEntry = z
-  .object({ at: z.string(), service: z.string(), step: z.string(), detail: z.string().nullable() })
+  .object({
+    at: Timestamp.describe("When the step was recorded"),
+    service: z.string().openapi({ enum: ["registry", "wallet", "storage"] }).describe("Who took the step"),
+    step: z
+      .string()
+      .openapi({ enum: ["created", "paid", "reserved", "completed", "rejected", "refunded", "released", "nothing_to_undo"] })
+      .describe("What happened: placed, paid, reserved, completed, rejected, or a compensation (refunded, released, nothing_to_undo)"),
+    detail: z.string().nullable().describe("Amounts or the rejection's reason and message; null when there is nothing to add"),
+  })
+  .describe("One step of an order's saga")
   .openapi("TimelineEntry");
 
-const OrderDetail = Order.extend({ timeline: z.array(TimelineEntry) }).openapi("OrderDetail");
+const OrderDetail = Order.extend({ timeline: z.array(TimelineEntry).describe("The saga's steps, oldest first") })
+  .describe("An order with its saga timeline")
+  .openapi("OrderDetail");
 
 // Strict: an unknown field is a 400 naming it, not silently dropped.
 const NewOrder = z
   .strictObject({
-    user_id: Id.openapi({ example: 1 }),
+    user_id: Id.describe("The customer: the wallet debited"),
     items: z
       .array(
-        z.strictObject({
-          product_id: Id.openapi({ example: 1 }),
-          quantity: z.number().int().positive().max(MAX_QUANTITY).openapi({ example: 2 }),
-        }),
+        z
+          .strictObject({
+            product_id: Id.describe("A product of the catalogue, at most once per order"),
+            quantity: z.int().positive().max(MAX_QUANTITY).describe(`Units, 1 to ${MAX_QUANTITY}`),
+          })
+          .describe("One line"),
       )
       .min(1)
-      .max(50),
+      .max(50)
+      .describe("1 to 50 lines, each product at most once"),
   })
+  .describe("An order to place; unknown fields are refused")
   .openapi("NewOrder");
 
-export const listProductsRoute = createRoute({
-  method: "get",
-  path: "/products",
-  tags: ["registry"],
-  summary: "The catalogue",
-  responses: { 200: json(z.object({ products: z.array(Product) }), "Products by id") },
-});
+/** Real answers, one order throughout: user 1 buys a keyboard and two mice (catalogue of config/registry.yaml). */
+const ORDER_ID = "3f6c1a52-8d4e-4b8e-9a57-2c1d0e9b7a41";
+const PLACED_AT = "2026-03-14T09:26:53.589Z";
+const DECIDED_AT = "2026-03-14T09:26:53.647Z";
+const ITEMS = [
+  { product_id: 1, quantity: 1, unit_price_cents: 8999, line_total_cents: 8999 },
+  { product_id: 2, quantity: 2, unit_price_cents: 2999, line_total_cents: 5998 },
+];
+const PENDING = {
+  id: ORDER_ID,
+  user_id: 1,
+  status: "pending" as const,
+  reason: null,
+  compensation: null,
+  total_cents: 14997,
+  items: ITEMS,
+  created_at: PLACED_AT,
+  updated_at: PLACED_AT,
+};
+const COMPLETED = { ...PENDING, status: "completed" as const, updated_at: DECIDED_AT };
+const REJECTED = {
+  id: "b0e5f7d2-1c3a-4f69-8e2b-5d7c9a1e4f30",
+  user_id: 6,
+  status: "rejected" as const,
+  reason: "insufficient_funds" as const,
+  compensation: "done" as const,
+  total_cents: 999,
+  items: [{ product_id: 7, quantity: 1, unit_price_cents: 999, line_total_cents: 999 }],
+  created_at: "2026-03-14T09:25:10.002Z",
+  updated_at: "2026-03-14T09:25:10.071Z",
+};
+
+export const listProductsRoute = createRoute(
+  withErrors({
+    method: "get",
+    path: "/products",
+    tags: ["registry"],
+    summary: "The catalogue",
+    description: "Every product that can be ordered, by id, with its current price in cents.",
+    responses: {
+      200: json(z.object({ products: z.array(Product).describe("Every product, by id") }), "The catalogue", {
+        products: [
+          { id: 1, sku: "KB-001", name: "Mechanical keyboard", price_cents: 8999 },
+          { id: 2, sku: "MS-002", name: "Wireless mouse", price_cents: 2999 },
+        ],
+      }),
+    },
+  }),
+);
 
 /** 1 to 255 visible ASCII characters (inner spaces allowed). */
 const IdempotencyKey = z
@@ -77,78 +152,196 @@ const IdempotencyKey = z
     example: "0f8fad5b-d9cb-469f-a165-70867728950e",
   });
 
-export const createOrderRoute = createRoute({
-  method: "post",
-  path: "/orders",
-  tags: ["registry"],
-  summary: "Places an order; it starts pending and the saga decides it",
-  request: {
-    headers: z.object({ "Idempotency-Key": IdempotencyKey }),
-    body: { required: true, content: { "application/json": { schema: NewOrder } } },
-  },
-  responses: {
-    201: {
-      ...json(Order, "The pending order (or, for a repeated Idempotency-Key, the order first answered)"),
-      headers: {
-        "Idempotent-Replayed": {
-          description: "`true` when this is the answer first given for the same Idempotency-Key",
-          schema: { type: "string", enum: ["true"] },
+export const createOrderRoute = createRoute(
+  withErrors(
+    {
+      method: "post",
+      path: "/orders",
+      tags: ["registry"],
+      summary: "Places an order; it starts pending and the saga decides it",
+      description:
+        "Prices the items from the catalogue and stores the order as `pending`; wallet then debits the total and storage " +
+        "reserves the items, and the order becomes `completed`, or `rejected` with a reason (any refusal, or no outcome " +
+        "within the saga deadline) while what was done is undone. Follow `Location` (GET /orders/{id}) for the outcome. " +
+        "While too many orders are still pending, a new one waits briefly and may be refused with 503 `overloaded`.",
+      request: {
+        headers: z.object({ "Idempotency-Key": IdempotencyKey }),
+        body: {
+          required: true,
+          description: "Who orders what",
+          content: {
+            "application/json": {
+              schema: NewOrder,
+              example: { user_id: 1, items: [{ product_id: 1, quantity: 1 }, { product_id: 2, quantity: 2 }] },
+            },
+          },
+        },
+      },
+      responses: {
+        201: {
+          ...json(Order, "The pending order (or, for a repeated Idempotency-Key, the order first answered)", PENDING),
+          headers: {
+            ...locationHeader("The order's own URL (GET /orders/{id})", `/orders/${ORDER_ID}`),
+            "Idempotent-Replayed": {
+              description: "`true` when this is the answer first given for the same Idempotency-Key (nothing was placed); absent otherwise",
+              schema: { type: "string", enum: ["true"] },
+            },
+          },
         },
       },
     },
-    ...errors(400, 413, 503),
-    422: json(ErrorBodySchema, "Unknown or repeated product (`unknown_product`, `duplicate_product`), or an Idempotency-Key used with another body (`idempotency_key_reused`)"),
-  },
-});
+    {
+      400: {
+        invalid_request: {
+          when: "a field is missing, of the wrong type or out of range, an unknown field, or a bad Idempotency-Key (`field` names it)",
+          message: "items.0.quantity: Too small: expected number to be >0",
+          field: "items.0.quantity",
+        },
+      },
+      422: {
+        unknown_product: { when: "an item names a product that is not in the catalogue", message: "no product 4242", field: "items.1.product_id" },
+        duplicate_product: { when: "a product is listed twice", message: "product 2 is listed twice", field: "items.1.product_id" },
+        idempotency_key_reused: {
+          when: "the Idempotency-Key was used with another body",
+          message: "this Idempotency-Key was used with another request body; send a new key for a new order",
+          field: "Idempotency-Key",
+        },
+      },
+      503: {
+        overloaded: {
+          when: "too many orders are still pending (`max_pending_orders`) and none finished within `admission_wait_ms`; retry after `Retry-After` seconds",
+          message: "2000 orders are still in progress; try again shortly",
+        },
+      },
+    },
+  ),
+);
 
-export const listOrdersRoute = createRoute({
-  method: "get",
-  path: "/orders",
-  tags: ["registry"],
-  summary: "Orders, newest first, a page at a time",
-  request: {
-    query: z.object({
-      user_id: IdParam.optional().openapi({ example: 1 }),
-      status: z.enum(["pending", "completed", "rejected"]).optional().openapi({ example: "rejected" }),
-      limit: z.coerce.number().int().min(1).max(100).default(20),
-      cursor: z.coerce.number().int().positive().optional().openapi({ description: "next_cursor of the previous page" }),
-    }),
-  },
-  responses: {
-    200: json(z.object({ orders: z.array(Order), next_cursor: z.string().nullable() }), "A page of orders"),
-    ...errors(400),
-  },
-});
+export const listOrdersRoute = createRoute(
+  withErrors(
+    {
+      method: "get",
+      path: "/orders",
+      tags: ["registry"],
+      summary: "Orders, newest first, a page at a time",
+      description: "Filter by user and status; pass `next_cursor` back as `cursor` for the next page (null on the last).",
+      request: {
+        query: z.object({
+          user_id: IdParam.optional().openapi({ description: "Only this user's orders", example: 1 }),
+          status: z.enum(ORDER_STATUSES).optional().openapi({ description: "Only orders in this state", example: "completed" }),
+          limit: intParam((i) => i.min(1).max(100))
+            .default(20)
+            .openapi({ description: "Orders per page, 1 to 100", example: 20 }),
+          cursor: intParam((i) => i.positive())
+            .optional()
+            .openapi({ description: "`next_cursor` of the previous page", example: 4128 }),
+        }),
+      },
+      responses: {
+        200: json(
+          z.object({
+            orders: z.array(Order).describe("Newest first"),
+            next_cursor: z.string().nullable().describe("Pass as `cursor` for the next page; null on the last page"),
+          }),
+          "A page of orders",
+          { orders: [COMPLETED, REJECTED], next_cursor: "4127" },
+        ),
+      },
+    },
+    {
+      400: {
+        invalid_request: {
+          when: "a query parameter is out of range or not written in decimal digits (`field` names it)",
+          message: "limit: Too big: expected number to be <=100",
+          field: "limit",
+        },
+      },
+    },
+  ),
+);
 
-export const getOrderRoute = createRoute({
-  method: "get",
-  path: "/orders/{id}",
-  tags: ["registry"],
-  summary: "One order with its saga timeline",
-  request: { params: z.object({ id: z.uuid().openapi({ param: { name: "id", in: "path" } }) }) },
-  responses: { 200: json(OrderDetail, "The order"), ...errors(400, 404) },
-});
+export const getOrderRoute = createRoute(
+  withErrors(
+    {
+      method: "get",
+      path: "/orders/{id}",
+      tags: ["registry"],
+      summary: "One order with its saga timeline",
+      description: "The order's state and every step of its saga so far (the `Location` of POST /orders).",
+      request: {
+        params: z.object({ id: z.uuid().openapi({ param: { name: "id", in: "path" }, description: "Order id", example: ORDER_ID }) }),
+      },
+      responses: {
+        200: json(OrderDetail, "The order", {
+          ...COMPLETED,
+          timeline: [
+            { at: PLACED_AT, service: "registry", step: "created", detail: "total 14997 cents" },
+            { at: "2026-03-14T09:26:53.631Z", service: "wallet", step: "paid", detail: null },
+            { at: "2026-03-14T09:26:53.640Z", service: "storage", step: "reserved", detail: null },
+            { at: DECIDED_AT, service: "registry", step: "completed", detail: null },
+          ],
+        }),
+      },
+    },
+    {
+      400: { invalid_request: { when: "`id` is not a UUID", message: "id: Invalid UUID", field: "id" } },
+      404: { unknown_order: { when: "no order has this id", message: "no order 9d2b7c1e-0f4a-4c3d-8b6e-2a5f1e7d3c90", field: "id" } },
+    },
+  ),
+);
 
 const StuckSaga = z
   .object({
-    order_id: z.uuid(),
-    status: z.enum(["pending", "completed", "rejected"]),
-    reason: z.string().nullable(),
-    overdue: z.enum(["outcome", "compensation"]).openapi({
-      description: "`outcome`: still pending past the saga deadline; `compensation`: rejected, and a participant has not confirmed its undoing",
-    }),
-    waiting_for: z.array(z.enum(["wallet", "storage"])),
-    created_at: z.string(),
-    updated_at: z.string(),
-    overdue_seconds: z.number().int(),
+    order_id: z.uuid().describe("Order id"),
+    status: z.enum(ORDER_STATUSES).describe("The order's status"),
+    reason: z.string().nullable().openapi({ enum: REASONS }).describe("Why it was rejected; null while pending"),
+    overdue: z
+      .enum(["outcome", "compensation"])
+      .describe("`outcome`: still pending past the saga deadline; `compensation`: rejected, and a participant has not confirmed its undoing"),
+    waiting_for: z.array(z.enum(["wallet", "storage"])).describe("The participants that have not answered"),
+    created_at: Timestamp.describe("When the order was placed"),
+    updated_at: Timestamp.describe("When its status last changed"),
+    overdue_seconds: z.int().describe("Seconds past its deadline"),
   })
+  .describe("A saga whose outcome or compensation is overdue")
   .openapi("StuckSaga");
 
-export const stuckSagasRoute = createRoute({
-  method: "get",
-  path: "/admin/sagas/stuck",
-  tags: ["admin"],
-  summary: "Orders whose outcome or compensations are overdue, oldest first",
-  request: { query: z.object({ limit: z.coerce.number().int().min(1).max(1000).default(100) }) },
-  responses: { 200: json(z.object({ sagas: z.array(StuckSaga) }), "Overdue sagas"), ...errors(400) },
-});
+export const stuckSagasRoute = createRoute(
+  withErrors(
+    {
+      method: "get",
+      path: "/admin/sagas/stuck",
+      tags: ["admin"],
+      summary: "Orders whose outcome or compensations are overdue, oldest first",
+      description:
+        "A pending order past the saga deadline (plus a few seconds for the sweeper), or a rejected one whose " +
+        "compensations are not all confirmed within `compensation_deadline_seconds`. Empty when all is well.",
+      request: {
+        query: z.object({
+          limit: intParam((i) => i.min(1).max(1000))
+            .default(100)
+            .openapi({ description: "At most this many, 1 to 1000", example: 100 }),
+        }),
+      },
+      responses: {
+        200: json(z.object({ sagas: z.array(StuckSaga).describe("Oldest first") }), "Overdue sagas", {
+          sagas: [
+            {
+              order_id: "c71d9e04-5b2a-4e8f-9c3d-7a6b1f0e2d58",
+              status: "rejected",
+              reason: "out_of_stock",
+              overdue: "compensation",
+              waiting_for: ["wallet"],
+              created_at: "2026-03-14T08:58:21.310Z",
+              updated_at: "2026-03-14T08:58:21.377Z",
+              overdue_seconds: 42,
+            },
+          ],
+        }),
+      },
+    },
+    {
+      400: { invalid_request: { when: "`limit` is out of range or not decimal digits", message: "limit: Too big: expected number to be <=1000", field: "limit" } },
+    },
+  ),
+);

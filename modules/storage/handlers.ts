@@ -13,7 +13,7 @@ export function storageRouter(db: Database) {
     .openapi(getStockRoute, async (c) => c.json(await getStock(db, c.req.valid("param").product_id), 200))
     .openapi(receiveRoute, async (c) => {
       const { product_id } = c.req.valid("param");
-      return c.json(await receive(db, product_id, c.req.valid("json").quantity), 201);
+      return c.json(await receive(db, product_id, c.req.valid("json").quantity), 201, { Location: `/stock/${product_id}` });
     })
     .openapi(auditReportRoute("storage"), async (c) => c.json(await storageAuditReport(db), 200));
 }

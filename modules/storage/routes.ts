@@ -1,56 +1,106 @@
-/** Storage's HTTP contract. */
+/** Storage's HTTP contract: stock per product and receipts, with examples the API really gives. */
 import { createRoute, z } from "@hono/zod-openapi";
 import { adminSecurity } from "../../src/http/auth";
-import { errors, IdParam, json } from "../../src/http/schemas";
+import { IdParam, json, locationHeader, Timestamp, withErrors } from "../../src/http/schemas";
 
 const Stock = z
   .object({
-    product_id: z.number().int(),
-    available: z.number().int(),
-    reserved: z.number().int(),
-    updated_at: z.string(),
+    product_id: z.int().describe("Product id (the registry's catalogue)"),
+    available: z.int().describe("Units that can be reserved by new orders"),
+    reserved: z.int().describe("Units held for orders (released again if an order is rejected)"),
+    updated_at: Timestamp.describe("When the stock last changed"),
   })
-  .openapi("Stock", { example: { product_id: 1, available: 40, reserved: 2, updated_at: "2026-01-01T00:00:00.000Z" } });
+  .describe("A product's stock")
+  .openapi("Stock");
 
 const ProductParams = z.object({
-  product_id: IdParam.openapi({ param: { name: "product_id", in: "path" }, example: 1 }),
+  product_id: IdParam.openapi({ param: { name: "product_id", in: "path" }, description: "Product id (decimal digits)", example: 2 }),
 });
 
-export const listStockRoute = createRoute({
-  method: "get",
-  path: "/stock",
-  tags: ["storage"],
-  summary: "Available and reserved units of every product",
-  responses: { 200: json(z.object({ stock: z.array(Stock) }), "Stock by product id") },
-});
+/** Real answers for one product: 40 mice received, then an order reserved 2. */
+const RECEIVED = { product_id: 2, available: 40, reserved: 0, updated_at: "2026-03-14T09:21:07.118Z" };
+const RESERVED = { product_id: 2, available: 38, reserved: 2, updated_at: "2026-03-14T09:26:53.640Z" };
 
-export const getStockRoute = createRoute({
-  method: "get",
-  path: "/stock/{product_id}",
-  tags: ["storage"],
-  summary: "Available and reserved units of one product",
-  request: { params: ProductParams },
-  responses: { 200: json(Stock, "The product's stock"), ...errors(400, 404) },
-});
+export const listStockRoute = createRoute(
+  withErrors({
+    method: "get",
+    path: "/stock",
+    tags: ["storage"],
+    summary: "Available and reserved units of every product",
+    description: "Every product storage keeps stock for (seeded from config/storage.yaml), by product id.",
+    responses: {
+      200: json(z.object({ stock: z.array(Stock).describe("By product id") }), "Every product's stock", {
+        stock: [{ product_id: 1, available: 25, reserved: 1, updated_at: "2026-03-14T09:26:53.640Z" }, RESERVED],
+      }),
+    },
+  }),
+);
 
-export const receiveRoute = createRoute({
-  method: "post",
-  path: "/stock/{product_id}/receipts",
-  tags: ["storage"],
-  summary: "Adds received units to available stock; needs the admin token",
-  security: adminSecurity,
-  request: {
-    params: ProductParams,
-    body: {
-      required: true,
-      content: {
-        "application/json": {
-          schema: z
-            .strictObject({ quantity: z.number().int().positive().max(1_000_000).openapi({ example: 10 }) })
-            .openapi("Receipt"),
+export const getStockRoute = createRoute(
+  withErrors(
+    {
+      method: "get",
+      path: "/stock/{product_id}",
+      tags: ["storage"],
+      summary: "Available and reserved units of one product",
+      description: "One product's stock.",
+      request: { params: ProductParams },
+      responses: { 200: json(Stock, "The product's stock", RESERVED) },
+    },
+    {
+      400: {
+        invalid_request: {
+          when: "`product_id` is not a positive integer in decimal digits (`1e2`, `0x10`, `007` are refused)",
+          message: "product_id: expected an integer written in decimal digits",
+          field: "product_id",
+        },
+      },
+      404: { unknown_product: { when: "storage keeps no stock for this product", message: "no stock kept for product 999999", field: "product_id" } },
+    },
+  ),
+);
+
+export const receiveRoute = createRoute(
+  withErrors(
+    {
+      method: "post",
+      path: "/stock/{product_id}/receipts",
+      tags: ["storage"],
+      summary: "Adds received units to available stock; needs the admin token",
+      description: "Adds `quantity` to the product's available units and records the receipt, in one transaction.",
+      security: adminSecurity,
+      request: {
+        params: ProductParams,
+        body: {
+          required: true,
+          description: "How many units arrived",
+          content: {
+            "application/json": {
+              schema: z
+                .strictObject({ quantity: z.int().positive().max(1_000_000).describe("Units received, 1 to 1 000 000") })
+                .describe("A receipt; unknown fields are refused")
+                .openapi("Receipt"),
+              example: { quantity: 40 },
+            },
+          },
+        },
+      },
+      responses: {
+        201: {
+          ...json(Stock, "The stock after the receipt", RECEIVED),
+          headers: locationHeader("The product's stock URL (GET /stock/{product_id})", "/stock/2"),
         },
       },
     },
-  },
-  responses: { 201: json(Stock, "The stock after the receipt"), ...errors(400, 404, 413) },
-});
+    {
+      400: {
+        invalid_request: {
+          when: "`product_id` or `quantity` is missing, not an integer or out of range, or an unknown field (`field` names it)",
+          message: "quantity: Too big: expected number to be <=1000000",
+          field: "quantity",
+        },
+      },
+      404: { unknown_product: { when: "storage keeps no stock for this product", message: "no stock kept for product 999999", field: "product_id" } },
+    },
+  ),
+);

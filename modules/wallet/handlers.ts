@@ -14,7 +14,7 @@ export function walletRouter(db: Database) {
     .openapi(depositRoute, async (c) => {
       const { user_id } = c.req.valid("param");
       const { amount_cents } = c.req.valid("json");
-      return c.json(await deposit(db, user_id, amount_cents), 201);
+      return c.json(await deposit(db, user_id, amount_cents), 201, { Location: `/wallets/${user_id}` });
     })
     .openapi(auditReportRoute("wallet"), async (c) => c.json(await walletAuditReport(db), 200));
 }

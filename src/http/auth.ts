@@ -3,7 +3,7 @@ import { createHash, randomBytes, timingSafeEqual } from "node:crypto";
 import type { MiddlewareHandler } from "hono";
 import type { Settings } from "../config";
 import type { Logger } from "../log";
-import { errorBody } from "./errors";
+import { errorBody, errorContent, SHELL_ERRORS } from "./errors";
 
 /** The security scheme's name in the OpenAPI documents. */
 export const ADMIN_SCHEME = "adminToken";
@@ -75,10 +75,7 @@ const METHODS = ["get", "put", "post", "delete", "patch", "head", "options", "tr
  */
 export function documentAdmin<D extends object>(document: D): D {
   const doc = document as Doc;
-  const unauthorized = {
-    description: "Missing or wrong admin token",
-    content: { "application/json": { schema: doc.components?.schemas?.Error ? { $ref: "#/components/schemas/Error" } : ERROR } },
-  };
+  const unauthorized = errorContent(401, { unauthorized: SHELL_ERRORS.unauthorized });
   const paths: NonNullable<Doc["paths"]> = {};
   for (const [path, item] of Object.entries(doc.paths ?? {})) {
     if (!item) continue;
@@ -111,16 +108,3 @@ export function documentAdmin<D extends object>(document: D): D {
     },
   };
 }
-
-/** The error shape, for a document whose routes never named it. */
-const ERROR = {
-  type: "object",
-  required: ["error"],
-  properties: {
-    error: {
-      type: "object",
-      required: ["code", "message"],
-      properties: { code: { type: "string" }, message: { type: "string" }, field: { type: "string" } },
-    },
-  },
-};

@@ -8,17 +8,136 @@ import { isConnectionError } from "../db/database";
 import { DomainError, type ErrorKind } from "../errors";
 import type { Logger } from "../log";
 
-/** The JSON error body, also used in the OpenAPI document. */
-export const ErrorBodySchema = z
-  .object({
-    error: z.object({
-      code: z.string().openapi({ example: "invalid_request" }),
-      message: z.string(),
-      field: z.string().optional().openapi({ example: "items.0.quantity" }),
-    }),
-  })
-  .openapi("Error");
+/** The JSON error body (any code); each route documents its own codes (errorContent). */
+export const ErrorBodySchema = z.object({
+  error: z.object({
+    code: z.string().openapi({ example: "invalid_request" }),
+    message: z.string(),
+    field: z.string().optional().openapi({ example: "items.0.quantity" }),
+  }),
+});
 export type ErrorBody = z.infer<typeof ErrorBodySchema>;
+
+/** The statuses an error body can come with. */
+export type ErrorStatus = 400 | 401 | 404 | 409 | 413 | 415 | 422 | 500 | 503;
+
+/** One error code a route can answer: when it is given, and a message and field as the API writes them. */
+export interface ErrorCase {
+  when: string;
+  message: string;
+  field?: string;
+}
+
+/** The codes the HTTP shell itself gives (validation, token, body checks, readiness, outages), with real messages. */
+export const SHELL_ERRORS = {
+  invalid_request: {
+    when: "a parameter, header or body field is missing or invalid (`field` names it)",
+    message: "items.0.quantity: Too small: expected number to be >0",
+    field: "items.0.quantity",
+  },
+  malformed_json: { when: "the body is not JSON (or is empty)", message: "Malformed JSON in request body" },
+  unauthorized: {
+    when: "no `Authorization: Bearer <admin token>`, or another token",
+    message: "send Authorization: Bearer <admin token>",
+  },
+  payload_too_large: { when: "the body is over BODY_LIMIT_BYTES (1 MiB by default)", message: "request body is over 1048576 bytes" },
+  unsupported_media_type: {
+    when: "the body is not `application/json` in UTF-8 (another media type or charset)",
+    message: "send the body as application/json in UTF-8",
+  },
+  not_ready: {
+    when: "the service is starting or stopping (consumer groups not joined yet); writes are refused, reads go through. Retry after `Retry-After` seconds",
+    message: "the service is not ready (starting: consumer groups joining); retry shortly",
+  },
+  unavailable: {
+    when: "the database cannot be reached; retry after `Retry-After` seconds",
+    message: "the service is temporarily unavailable",
+  },
+  internal_error: { when: "a bug; the details are in the service's log, never in the answer", message: "internal error" },
+} satisfies Record<string, ErrorCase>;
+
+const STATUS_TEXT: Record<ErrorStatus, string> = {
+  400: "Bad request",
+  401: "Missing or wrong admin token",
+  404: "Not found",
+  409: "Conflict with the current state",
+  413: "Body too large",
+  415: "Unsupported media type",
+  422: "The request names something that cannot be used",
+  500: "Internal error",
+  503: "Temporarily unavailable",
+};
+
+/** The JSON schema of an error body whose `code` is one of `codes`. */
+export function errorSchema(codes: string[]) {
+  return {
+    type: "object" as const,
+    description: "The one error shape of every service",
+    required: ["error"],
+    additionalProperties: false,
+    properties: {
+      error: {
+        type: "object" as const,
+        description: "What went wrong",
+        required: ["code", "message"],
+        additionalProperties: false,
+        properties: {
+          code: { type: "string" as const, enum: codes, description: "Stable, machine-readable reason; the route lists every code it can give" },
+          message: { type: "string" as const, description: "What went wrong, for a person; wording may change" },
+          field: {
+            type: "string" as const,
+            description: "The field, parameter or header at fault (a dotted path into the body, e.g. `items.0.quantity`), when there is one",
+          },
+        },
+      },
+    },
+  };
+}
+
+/** A documented error response of `status`: code enum, one example per code, the codes explained, headers the shell sets. */
+export function errorContent(status: ErrorStatus, cases: Record<string, ErrorCase>) {
+  const codes = Object.keys(cases);
+  const lines = Object.entries(cases).map(([code, c]) => `\`${code}\`: ${c.when}`);
+  const examples = Object.fromEntries(
+    Object.entries(cases).map(([code, c]) => [code, { summary: c.when.split(/[.;(]/)[0]?.trim() ?? code, value: errorBody(code, c.message, c.field) }]),
+  );
+  const headers =
+    status === 503
+      ? { "Retry-After": { description: "Seconds to wait before retrying", schema: { type: "integer" as const, minimum: 1, example: 1 } } }
+      : status === 401
+        ? { "WWW-Authenticate": { description: "The scheme to use", schema: { type: "string" as const, example: 'Bearer realm="shop admin"' } } }
+        : undefined;
+  return {
+    description: `${STATUS_TEXT[status]}. ${lines.join("; ")}.`,
+    ...(headers ? { headers } : {}),
+    content: { "application/json": { schema: errorSchema(codes), examples } },
+  };
+}
+
+const WRITE_METHODS = ["post", "put", "patch", "delete"];
+const ALL_METHODS = ["get", "put", "post", "delete", "patch", "head", "options", "trace"];
+
+/**
+ * For routes that did not document them with `withErrors`: adds to every operation of an OpenAPI
+ * document the 500 the shell can always give, and 503 `not_ready` to every write.
+ */
+export function documentShellErrors<D extends object>(document: D): D {
+  const doc = document as { paths?: Record<string, Record<string, { responses?: Record<string, unknown> } | undefined>> };
+  const paths: Record<string, Record<string, unknown>> = {};
+  for (const [path, item] of Object.entries(doc.paths ?? {})) {
+    const out: Record<string, unknown> = { ...item };
+    for (const method of ALL_METHODS) {
+      const op = item[method];
+      if (!op) continue;
+      const responses = { ...op.responses };
+      responses["500"] ??= errorContent(500, { internal_error: SHELL_ERRORS.internal_error });
+      if (WRITE_METHODS.includes(method)) responses["503"] ??= errorContent(503, { not_ready: SHELL_ERRORS.not_ready });
+      out[method] = { ...op, responses };
+    }
+    paths[path] = out;
+  }
+  return { ...document, paths };
+}
 
 const STATUS: Record<ErrorKind, ContentfulStatusCode> = {
   invalid: 422,

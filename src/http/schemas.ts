@@ -1,34 +1,127 @@
-/** Request and response pieces that every module's routes share. */
-import { z } from "@hono/zod-openapi";
-import { ErrorBodySchema } from "./errors";
+/** Request and response pieces that every module's routes share, and the error responses each route documents. */
+import { type RouteConfig, z } from "@hono/zod-openapi";
+import { ADMIN_PREFIX, needsAdmin } from "./auth";
+import { type ErrorCase, type ErrorStatus, errorContent, SHELL_ERRORS } from "./errors";
+
+/** The largest id: ids are positive 32-bit integers. */
+export const MAX_ID = 2_147_483_647;
 
 /** A positive 32-bit id in a JSON body. */
-export const Id = z.number().int().positive().max(2_147_483_647);
+export const Id = z.int().positive().max(MAX_ID);
+
+/** Decimal digits, no sign, exponent, point, spaces or leading zero. */
+const DECIMAL = /^(0|[1-9][0-9]*)$/;
+
+/** Message for a path or query integer that is not written in decimal digits. */
+const NOT_DECIMAL = "expected an integer written in decimal digits";
+
+/**
+ * An integer in a path or query string: decimal digits only (`1e2`, `0x10`, `+7`, `7.0`, ` 7`
+ * are 400, not read as another number), then `bounds` (e.g. `i => i.positive().max(9)`).
+ * Documented as `type: integer`.
+ */
+export const intParam = (bounds: (i: z.ZodInt) => z.ZodInt) =>
+  z.preprocess(
+    (v) => (typeof v === "string" && DECIMAL.test(v) ? Number(v) : v),
+    bounds(z.int({ error: (issue) => (issue.code === "invalid_type" ? NOT_DECIMAL : undefined) })),
+  );
 
 /** A positive 32-bit id in a path or query string. */
-export const IdParam = z.coerce.number().pipe(Id);
+export const IdParam = intParam((i) => i.positive().max(MAX_ID));
 
 /** An amount of money in cents in a request body: positive, bounded. */
-export const AmountCents = z.number().int().positive().max(100_000_000_000);
+export const AmountCents = z.int().positive().max(100_000_000_000);
 
-/** A JSON response entry for a route. */
-export const json = <S extends z.ZodType>(schema: S, description: string) => ({
+/** An ISO 8601 timestamp in UTC with milliseconds, as every response writes them. */
+export const Timestamp = z.iso.datetime().openapi({ example: "2026-03-14T09:26:53.589Z" });
+
+/** A JSON response entry for a route, with an example that the API really gives. */
+export const json = <S extends z.ZodType>(schema: S, description: string, example?: z.input<S>) => ({
   description,
-  content: { "application/json": { schema } },
+  content: { "application/json": example === undefined ? { schema } : { schema, example } },
 });
 
-/** The error responses a route can give, by status. */
-export const errors = (...statuses: (400 | 404 | 409 | 413 | 422 | 503)[]) =>
-  Object.fromEntries(statuses.map((s) => [s, json(ErrorBodySchema, ERROR_TEXT[s])])) as Record<
-    number,
-    ReturnType<typeof json<typeof ErrorBodySchema>>
-  >;
+/** The `Location` header of a 201: where the created resource is read. */
+export const locationHeader = (description: string, example: string) => ({
+  Location: { description, required: true, schema: { type: "string" as const, format: "uri-reference", example } },
+});
 
-const ERROR_TEXT = {
-  400: "Malformed or invalid request",
-  404: "Not found",
-  409: "Conflict",
-  413: "Body too large",
-  422: "Request names something that cannot be used",
-  503: "Temporarily unavailable",
-} as const;
+/**
+ * The codes a route adds to the ones the shell gives, by status: for each code when it is given,
+ * and a message and field as the API writes them (the documented example). A code given here for
+ * a status the shell also answers (400 `invalid_request`) replaces the shell's example.
+ */
+export type RouteErrors = Partial<Record<ErrorStatus, Record<string, ErrorCase>>>;
+
+/** What a route's errors depend on besides its own codes. */
+export interface ErrorOptions {
+  /** Whether the route reads or writes the database (503 `unavailable` during an outage); default true. */
+  database?: boolean;
+}
+
+const WRITES = new Set(["post", "put", "patch", "delete"]);
+
+/**
+ * `config` with every error response it can give, each with `code` as an enum of exactly the
+ * codes of that status and one example per code: 400 when it validates anything (`malformed_json`
+ * too with a JSON body), 401 for an admin route, 413 and 415 with a JSON body, 503 `not_ready` for
+ * a write and `unavailable` with a database, 500 always; plus the route's own `errors`.
+ */
+export function withErrors<const R extends RouteConfig>(config: R, errors: RouteErrors = {}, opts: ErrorOptions = {}): R {
+  const request = config.request;
+  const jsonBody = request?.body?.content?.["application/json"] !== undefined;
+  const cases: RouteErrors = {};
+  const add = (status: ErrorStatus, code: string, c: ErrorCase) => {
+    cases[status] = { ...cases[status], [code]: c };
+  };
+  if (request?.params || request?.query || request?.headers || jsonBody) add(400, "invalid_request", SHELL_ERRORS.invalid_request);
+  if (jsonBody) {
+    add(400, "malformed_json", SHELL_ERRORS.malformed_json);
+    add(413, "payload_too_large", SHELL_ERRORS.payload_too_large);
+    add(415, "unsupported_media_type", SHELL_ERRORS.unsupported_media_type);
+  }
+  if (needsAdmin(config.security) || config.path === "/admin" || config.path.startsWith(ADMIN_PREFIX)) {
+    add(401, "unauthorized", SHELL_ERRORS.unauthorized);
+  }
+  if (WRITES.has(config.method)) add(503, "not_ready", SHELL_ERRORS.not_ready);
+  if (opts.database !== false) add(503, "unavailable", SHELL_ERRORS.unavailable);
+  add(500, "internal_error", SHELL_ERRORS.internal_error);
+  for (const [status, codes] of Object.entries(errors)) {
+    for (const [code, c] of Object.entries(codes ?? {})) add(Number(status) as ErrorStatus, code, c);
+  }
+  const responses: Record<string, unknown> = { ...config.responses };
+  for (const [status, codes] of Object.entries(cases)) responses[status] = errorContent(Number(status) as ErrorStatus, codes ?? {});
+  return { ...config, responses } as R;
+}
+
+/**
+ * @deprecated Use `withErrors`, which lists the codes of each status. Kept for routes not moved yet:
+ * the shell's codes for the given statuses.
+ */
+export const errors = (...statuses: ErrorStatus[]) =>
+  Object.fromEntries(
+    statuses.map((s) => [s, errorContent(s, Object.fromEntries(Object.entries(SHELL_ERRORS).filter(([code]) => SHELL_STATUS[code] === s)))]),
+  ) as Record<number, ReturnType<typeof errorContent>>;
+
+const SHELL_STATUS: Record<string, ErrorStatus> = {
+  invalid_request: 400,
+  malformed_json: 400,
+  unauthorized: 401,
+  payload_too_large: 413,
+  unsupported_media_type: 415,
+  internal_error: 500,
+  not_ready: 503,
+  unavailable: 503,
+};
+
+/** The `info` of a service's OpenAPI document: what every route shares. */
+export const serviceInfo = (title: string) => ({
+  title,
+  version: "1.0.0",
+  description:
+    "Part of the Shop backend: registry (:8000, catalogue and orders), wallet (:8001, balances) and storage (:8002, stock); " +
+    "an order is decided by a saga between them. JSON bodies are `application/json` in UTF-8; ids are positive integers " +
+    "(orders: UUIDs); money is integer cents. Every error is `{ \"error\": { \"code\", \"message\", \"field\"? } }` and each " +
+    "operation lists its codes per status. Any path without a route answers 404 `not_found`; a known path with another " +
+    "method answers 405 `method_not_allowed` with `Allow`. Trailing slashes are accepted.",
+});

@@ -1,6 +1,6 @@
 /** Every module's admin routes over its messaging tables: dead letters, and their redrive. */
 import { createRoute, z } from "@hono/zod-openapi";
-import { errors, json } from "../http/schemas";
+import { intParam, json, withErrors } from "../http/schemas";
 import { createRouter } from "../http/router";
 import { DEAD_LETTER_FILTERS, listDeadLetters, type Redriver, redriveDeadLetter } from "./dead-letters";
 
@@ -20,32 +20,31 @@ const DeadLetter = z
   })
   .openapi("DeadLetter");
 
-const DeadLetterId = z.coerce
-  .number()
-  .int()
-  .positive()
-  .max(Number.MAX_SAFE_INTEGER)
-  .openapi({ param: { name: "id", in: "path" }, example: 1 });
+const DeadLetterId = intParam((i) => i.positive().max(Number.MAX_SAFE_INTEGER)).openapi({
+  param: { name: "id", in: "path" },
+  description: "Dead letter id (decimal digits)",
+  example: 1,
+});
 
-export const listDeadLettersRoute = createRoute({
+export const listDeadLettersRoute = createRoute(withErrors({
   method: "get",
   path: "/admin/dead-letters",
   tags: ["admin"],
   summary: "This service's dead letters, newest first, a page at a time",
+  description: "Records its consumers set aside (invalid, unsigned, or whose handler kept failing); pass `next_cursor` back as `cursor`.",
   request: {
     query: z.object({
       state: z.enum(DEAD_LETTER_FILTERS).default("dead").openapi({ description: "dead (not resolved yet), resolved, or all" }),
-      limit: z.coerce.number().int().min(1).max(100).default(20),
-      cursor: z.coerce.number().int().positive().optional().openapi({ description: "next_cursor of the previous page" }),
+      limit: intParam((i) => i.min(1).max(100)).default(20).openapi({ description: "Dead letters per page, 1 to 100", example: 20 }),
+      cursor: intParam((i) => i.positive()).optional().openapi({ description: "next_cursor of the previous page", example: 17 }),
     }),
   },
   responses: {
     200: json(z.object({ dead_letters: z.array(DeadLetter), next_cursor: z.string().nullable() }), "A page of dead letters"),
-    ...errors(400),
   },
-});
+}));
 
-export const redriveDeadLetterRoute = createRoute({
+export const redriveDeadLetterRoute = createRoute(withErrors({
   method: "post",
   path: "/admin/dead-letters/{id}/redrive",
   tags: ["admin"],
@@ -62,9 +61,22 @@ export const redriveDeadLetterRoute = createRoute({
       z.object({ dead_letter: DeadLetter, outcome: z.enum(["applied", "duplicate", "ignored"]) }).openapi("Redrive"),
       "The resolved dead letter",
     ),
-    ...errors(400, 404, 409, 422, 503),
   },
-});
+}, {
+  404: { unknown_dead_letter: { when: "no dead letter has this id", message: "no dead letter 5", field: "id" } },
+  409: {
+    redrive_failed: { when: "the handler failed again (the attempt is counted)", message: "the handler failed again: no wallet for user 9" },
+    already_resolved: { when: "a redrive resolved it before", message: "dead letter 5 was resolved already" },
+    redrive_window_passed: {
+      when: "it is older than the inbox retention window",
+      message: "dead letter 5 is older than the inbox retention window; it cannot be redriven safely",
+    },
+  },
+  422: {
+    invalid_message: { when: "the record is still not a valid message", message: "the record is still not a valid message: payload.order_id: Invalid UUID" },
+    bad_signature: { when: "its signature is missing or wrong", message: "the record's signature is missing or wrong: it cannot be redriven" },
+  },
+}));
 
 /** The admin router of one module. */
 export function adminRouter(redriver: Redriver) {

@@ -6,10 +6,11 @@ import type { Logger } from "../log";
 import type { AsyncApiOptions } from "../contracts/asyncapi";
 import { asyncApiRoutes } from "./asyncapi";
 import { documentAdmin, needsAdmin, requireAdmin } from "./auth";
-import { errorBody, errorHandler, validationHook } from "./errors";
+import { documentShellErrors, errorBody, errorHandler, validationHook } from "./errors";
 import { type HealthCheck, type HealthOptions, healthRoutes, readinessGate } from "./health";
 import { type MetricsSource, metricsRoutes } from "./metrics";
 import type { Router } from "./router";
+import { serviceInfo } from "./schemas";
 import { mountSwagger } from "./swagger";
 
 /** Methods counted by name in the metrics; any other (a client may send any token) counts as OTHER. */
@@ -75,10 +76,12 @@ export function createServiceApp(opts: {
   app.route("/", metricsRoutes([httpMetrics, ...opts.metrics]));
   app.route("/", asyncApiRoutes(opts.messages));
   for (const router of opts.routers) app.route("/", router);
-  let doc: unknown = null;
-  app.get("/openapi.json", (c) =>
-    c.json((doc ??= documentAdmin(app.getOpenAPI31Document({ openapi: "3.1.0", info: { title: opts.title, version: "1.0.0" } })))),
-  );
+  let doc: object | null = null;
+  app.get("/openapi.json", (c) => {
+    doc ??= documentAdmin(documentShellErrors(app.getOpenAPI31Document({ openapi: "3.1.0", info: serviceInfo(opts.title) })));
+    // The server is where the document was fetched from: Swagger UI's "Try it out" calls this service on whatever port it runs.
+    return c.json({ ...doc, servers: [{ url: new URL(c.req.url).origin, description: `${opts.title} (where this document was served from)` }] });
+  });
   mountSwagger(app, "/openapi.json", opts.title);
   return app;
 }

@@ -3,7 +3,8 @@ import { applyFlags, ConfigError, type Env, helpText, loadSettings, MODULE_NAMES
 import { INIT_DATA_DIR_FLAG, initDataDir } from "./db/pglite-tuning";
 import { createLogger } from "./log";
 import { MODULES } from "./modules";
-import { type Shop, startShop } from "./shop";
+import { databaseTarget, type Shop, startShop } from "./shop";
+import { announceReady, startFacts } from "./start-banner";
 
 async function main(): Promise<void> {
   let env: Env;
@@ -63,8 +64,9 @@ async function main(): Promise<void> {
     log.error("stopping after a fatal error", { err });
     stopAndExit(shop, 1);
   };
+  const tty = process.stderr.isTTY === true;
   try {
-    shop = await startShop(settings, env, log, { signal: starting.signal, onFatal });
+    shop = await startShop(settings, env, log, { signal: starting.signal, onFatal, tty });
   } catch (err) {
     if (starting.signal.aborted) {
       log.info("stopped during start");
@@ -74,6 +76,9 @@ async function main(): Promise<void> {
   }
   if (starting.signal.aborted) return stopAndExit(shop, 0);
   if (fatal) onFatal(fatal);
+  const { urls } = shop;
+  // performance.now() counts from the process's start.
+  shop.ready.then(() => announceReady(startFacts(settings, databaseTarget(settings), urls, performance.now()), log, tty), () => {});
 }
 
 function fail(err: unknown): void {

@@ -11,6 +11,7 @@ import { adminToken } from "./http/auth";
 import type { Logger } from "./log";
 import type { RunningModule, ShopModule } from "./module";
 import { MODULES } from "./modules";
+import { reportOpening } from "./start-banner";
 
 /** A started shop. */
 export interface Shop {
@@ -39,6 +40,8 @@ export interface StartOptions {
    * then on; the caller should stop() it and exit non-zero so that a supervisor restarts it.
    */
   onFatal?: (err: Error) => void;
+  /** A person watches stderr on a terminal: an updating progress line while the embedded database opens. */
+  tty?: boolean;
 }
 
 /** Where the settings say the data lives. */
@@ -62,7 +65,16 @@ export async function startShop(settings: Settings, env: Env, log: Logger, opts:
   const chosen = settings.MODULES.map((name) => MODULES[name]);
   const configs = chosen.map((m) => loadModuleConfig(m.name, m.configSchema, settings.CONFIG_DIR, env));
   checkPorts(chosen.map((m, i) => ({ module: m.name, port: (configs[i] as { port: number }).port })), settings.CONFIG_DIR, env);
-  const db = await openDatabase(databaseTarget(settings), log.child("db"));
+  const target = databaseTarget(settings);
+  const opening = reportOpening(target, log.child("db"), opts.tty === true);
+  let db: Database;
+  try {
+    db = await openDatabase(target, opening.log);
+  } catch (err) {
+    opening.done(false);
+    throw err;
+  }
+  opening.done(true);
   const servers: Server<undefined>[] = [];
   const running: RunningModule[] = [];
   let bus: Bus | null = null;
@@ -130,7 +142,7 @@ export async function startShop(settings: Settings, env: Env, log: Logger, opts:
     await Promise.race([started.joined(), halt]);
     stillStarting();
     phase = "ready";
-    log.info("ready", { modules: chosen.map((m) => m.name) });
+    // The caller announces it (src/start-banner.ts): a banner on a terminal, a "ready" log line otherwise.
   })();
   ready.catch((err: Error) => fatal(err));
 

@@ -1,42 +1,24 @@
 /** Swagger UI renders each service's routes in a real browser (headless Chromium), offline. */
 import { afterAll, beforeAll, expect, test } from "bun:test";
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { chromiumBinary, chromiumFlags, freshProfile } from "./support/chromium";
 import { type ShopTarget, startInProcess } from "./support/shop-target";
 
 let t: ShopTarget;
-const profile = mkdtempSync(join(tmpdir(), "shop-chromium-"));
+const profile = freshProfile();
 beforeAll(async () => {
   t = await startInProcess();
 });
 afterAll(async () => {
   await t?.stop();
-  rmSync(profile, { recursive: true, force: true });
+  profile.remove();
 });
 
 /** Loads `url` in headless Chromium, lets its scripts run, and returns the rendered DOM. */
 async function renderedDom(url: string): Promise<string> {
-  const chromium = Bun.which("chromium") ?? Bun.which("chromium-browser");
-  if (!chromium) throw new Error("chromium is not installed (apt-get install chromium)");
-  const proc = Bun.spawn(
-    [
-      chromium,
-      "--headless",
-      "--no-sandbox",
-      "--disable-gpu",
-      "--disable-quic",
-      "--no-first-run",
-      "--disable-background-networking",
-      "--disable-component-update",
-      "--disable-sync",
-      `--user-data-dir=${profile}`,
-      "--virtual-time-budget=15000",
-      "--dump-dom",
-      url,
-    ],
-    { stdout: "pipe", stderr: "ignore" },
-  );
+  const proc = Bun.spawn([chromiumBinary(), ...chromiumFlags(profile.dir), "--virtual-time-budget=15000", "--dump-dom", url], {
+    stdout: "pipe",
+    stderr: "ignore",
+  });
   const [dom, code] = await Promise.all([new Response(proc.stdout).text(), proc.exited]);
   expect(code).toBe(0);
   return dom;
@@ -44,7 +26,7 @@ async function renderedDom(url: string): Promise<string> {
 
 /** Each service's own business routes; every service also has health, metrics and admin routes. */
 const expected: Record<keyof ShopTarget["urls"], string[]> = {
-  registry: ["/products", "/orders", "/orders/{id}", "/admin/sagas/stuck", "/admin/audit"],
+  registry: ["/products", "/orders", "/orders/{id}", "/admin/sagas/stuck", "/admin/audit", "/", "/live/events", "/live/overview"],
   wallet: ["/wallets", "/wallets/{user_id}", "/wallets/{user_id}/deposits"],
   storage: ["/stock", "/stock/{product_id}", "/stock/{product_id}/receipts"],
 };

@@ -5,7 +5,7 @@ import { parseArgs } from "node:util";
 import { parse as parseYaml } from "yaml";
 import { z } from "zod";
 import { assetPath, IN_BINARY } from "./assets";
-import { LOG_LEVELS } from "./log";
+import { LOG_FORMATS, LOG_LEVELS } from "./log";
 
 /** The business modules a process can run. */
 export const MODULE_NAMES = ["registry", "wallet", "storage"] as const;
@@ -92,6 +92,8 @@ const SettingsSchema = z.object({
   BUS_SIGNING_KEY: signingKey,
   BUS_SIGNING_KEY_PREVIOUS: signingKey,
   LOG_LEVEL: z.enum(LOG_LEVELS).default("info"),
+  // Unset: pretty lines when stderr is a terminal, one JSON object per line otherwise.
+  LOG_FORMAT: z.enum(LOG_FORMATS).optional().or(z.literal("").transform(() => undefined)),
   // Names of `<MODULE>_*` variables that are not meant for the shop (set by a platform, say).
   IGNORE_VARS: z.string().default("").transform(csv),
 });
@@ -123,6 +125,7 @@ const SETTING_HELP: Record<SettingName, string> = {
   BUS_SIGNING_KEY: "HMAC key signing bus records, 32+ characters (unset: not signed nor checked)",
   BUS_SIGNING_KEY_PREVIOUS: "previous signing key, still accepted when checking (needs BUS_SIGNING_KEY)",
   LOG_LEVEL: `log level: ${LOG_LEVELS.join(", ")}`,
+  LOG_FORMAT: `log format: ${LOG_FORMATS.join(", ")} (unset: pretty on a terminal, JSON otherwise)`,
   IGNORE_VARS: "<MODULE>_* variables that are not the shop's, comma-separated (not checked, not applied)",
 };
 

@@ -25,7 +25,7 @@ async function main(): Promise<void> {
   } catch (err) {
     return fail(err);
   }
-  const log = createLogger(settings.LOG_LEVEL);
+  const log = createLogger(settings.LOG_LEVEL, { format: settings.LOG_FORMAT });
   const starting = new AbortController();
   let shop: Shop | null = null;
   let exiting = false;

@@ -7,6 +7,10 @@ export const MAX_QUANTITY = 1000;
 /** Integer money in minor units (cents). */
 export const Cents = z.number().int().min(0).max(Number.MAX_SAFE_INTEGER);
 
+/** What a request id may look like (an incoming X-Request-Id, a message's request_id); anything else is replaced or dropped. */
+export const REQUEST_ID_PATTERN = /^[A-Za-z0-9._:-]{1,128}$/;
+export const RequestId = z.string().regex(REQUEST_ID_PATTERN);
+
 /** Envelope fields; `payload` is checked against the schema named by `type`. */
 export const EnvelopeSchema = z.object({
   id: z.uuid(),
@@ -14,6 +18,8 @@ export const EnvelopeSchema = z.object({
   version: z.number().int().positive(),
   occurred_at: z.iso.datetime({ offset: true }),
   order_id: z.uuid(),
+  /** The HTTP request that set the order going, passed on by every message it leads to (absent on older records). */
+  request_id: RequestId.optional().catch(undefined),
   payload: z.unknown(),
 });
 

@@ -32,6 +32,8 @@ export type Message = {
     version: number;
     occurred_at: string;
     order_id: string;
+    /** See EnvelopeSchema: set by the outbox from the request (or message) being served. */
+    request_id?: string;
     payload: PayloadOf<T>;
   };
 }[MessageType];

@@ -11,6 +11,7 @@ import { type HealthCheck, type HealthOptions, healthRoutes, readinessGate } fro
 import { type MetricsSource, metricsRoutes } from "./metrics";
 import type { Router } from "./router";
 import { serviceInfo } from "./schemas";
+import { requestLog } from "./request-log";
 import { mountSwagger } from "./swagger";
 
 /** Methods counted by name in the metrics; any other (a client may send any token) counts as OTHER. */
@@ -42,6 +43,8 @@ export function createServiceApp(opts: {
     c.header("Allow", allowed.join(", "));
     return c.json(errorBody("method_not_allowed", `${c.req.path} allows ${allowed.join(", ")}`), 405);
   });
+  // Outermost of all: the request id is set before anything answers, and every answer is logged.
+  app.use(requestLog(opts.log));
   // Outermost: every answer is counted, whatever stage gave it.
   app.use(async (c, next) => {
     await next();

@@ -10,7 +10,8 @@ import { BAD_SIGNATURE, type RecordSigner } from "../bus/signing";
 import { type Message, type MessageOf, type MessageType, type ParseResult, parseMessage } from "../contracts";
 import { type Database, type Db, isConnectionError } from "../db/database";
 import { causeChain } from "../errors";
-import type { Logger } from "../log";
+import type { LogFields, Logger } from "../log";
+import { withRequestId } from "../request-context";
 import type { Enqueue, OutboxWriter } from "./outbox";
 import type { MessagingTables } from "./tables";
 
@@ -61,6 +62,8 @@ export const MAX_ATTEMPTS = 5;
 
 type Parsed = { record: BusRecord; message: Message | null; error: string | null };
 type Delivery = { message: Message; topic: string };
+/** What became of one message: its step is logged once the batch committed. */
+type StepOutcome = "applied" | "duplicate" | "ignored" | "dead-lettered" | "failed";
 
 /** The most specific text of an error: a driver's own message rather than the query wrapping it. */
 export function errorText(err: unknown): string {
@@ -98,9 +101,10 @@ export function createMessageConsumer(opts: {
 
   const handlerFor = (m: Message) => handlers[m.type] as ((tx: Db, m: Message, e: Enqueue) => Promise<void>) | undefined;
 
-  /** Records `wanted` in the inbox and runs the handlers of the messages it had not seen; returns how many ran. */
-  const applyFresh = async (tx: Db, wanted: Delivery[]): Promise<number> => {
-    if (wanted.length === 0) return 0;
+  /** Records `wanted` in the inbox and runs the handlers of the messages it had not seen; returns how long each that ran took (ms, by id). */
+  const applyFresh = async (tx: Db, wanted: Delivery[]): Promise<Map<string, number>> => {
+    const took = new Map<string, number>();
+    if (wanted.length === 0) return took;
     const inserted = await tx
       .insert(tables.inbox)
       .values(wanted.map(({ message: m, topic }) => ({ messageId: m.id, type: m.type, topic })))
@@ -108,7 +112,7 @@ export function createMessageConsumer(opts: {
       .returning({ id: tables.inbox.messageId });
     const insertedIds = new Set(inserted.map((r) => r.id));
     const fresh = wanted.map((w) => w.message).filter((m) => insertedIds.has(m.id));
-    if (fresh.length === 0) return 0;
+    if (fresh.length === 0) return took;
     // Messages about one order, from any topic, take turns within this consumer group (locks in a fixed order: no deadlock).
     if (db.driver === "postgres") {
       // (PGlite has one connection: its transactions never overlap, so there is nothing to lock.)
@@ -122,9 +126,15 @@ export function createMessageConsumer(opts: {
       await lockRows?.(tx, fresh);
     }
     const staged = outbox.staging();
-    for (const m of fresh) await (handlerFor(m) as NonNullable<ReturnType<typeof handlerFor>>)(tx, m, staged.enqueue);
+    for (const m of fresh) {
+      const started = performance.now();
+      const handler = handlerFor(m) as NonNullable<ReturnType<typeof handlerFor>>;
+      // Under the message's request id: what the handler enqueues and logs carries it on.
+      await withRequestId(m.request_id, () => handler(tx, m, staged.enqueue));
+      took.set(m.id, performance.now() - started);
+    }
     await staged.flush(tx);
-    return fresh.length;
+    return took;
   };
 
   /** Applies `batch` in one transaction; resolves with the counts to add once it committed. */
@@ -138,13 +148,13 @@ export function createMessageConsumer(opts: {
       }
       const known = batch.filter((p) => p.message && handlerFor(p.message)).length;
       const ignored = batch.length - dead.length - known;
-      const processed = await applyFresh(tx, [...wanted.values()]);
-      return { processed, duplicates: known - processed, ignored, dead };
+      const applied = await applyFresh(tx, [...wanted.values()]);
+      return { processed: applied.size, duplicates: known - applied.size, ignored, dead, applied };
     });
 
   const applyIn = async (tx: Db, message: Message, topic: string): Promise<ApplyOutcome> => {
     if (!handlerFor(message)) return "ignored";
-    return (await applyFresh(tx, [{ message, topic }])) > 0 ? "applied" : "duplicate";
+    return (await applyFresh(tx, [{ message, topic }])).size > 0 ? "applied" : "duplicate";
   };
 
   const parse = (record: BusRecord): ParseResult =>
@@ -163,7 +173,8 @@ export function createMessageConsumer(opts: {
       stats.ignored += done.ignored;
       stats.dead += done.dead.length;
       for (const p of done.dead) opts.onDeadLetter?.(p.record.topic);
-      for (const p of done.dead) log.warn("dead letter", { topic: p.record.topic, key: p.record.key, error: p.error });
+      for (const p of done.dead) log.warn("dead letter", { ...stepFields(p, "dead-lettered"), error: p.error });
+      logSteps(batch, done.applied);
       for (const p of batch) if (p.message) attempts.delete(p.message.id);
       return records.length;
     } catch (err) {
@@ -190,15 +201,36 @@ export function createMessageConsumer(opts: {
     const id = p.message?.id ?? "";
     const n = (attempts.get(id) ?? 0) + 1;
     attempts.set(id, n);
-    log.warn("handler failed", { topic: p.record.topic, key: p.record.key, attempt: n, err });
+    log.warn("handler failed", { ...stepFields(p, "failed"), attempt: n, err });
     if (n < MAX_ATTEMPTS) return 0;
     attempts.delete(id);
     const error = `handler failed ${n} times: ${errorText(err)}`;
     await db.transaction((tx) => tx.insert(tables.deadLetters).values(deadRow(p.record, error)));
     stats.dead += 1;
     opts.onDeadLetter?.(p.record.topic);
-    log.warn("dead letter", { topic: p.record.topic, key: p.record.key, error });
+    log.warn("dead letter", { ...stepFields(p, "dead-lettered"), error });
     return 1;
+  };
+
+  /** The fields of a saga step's line: which message, which order, which request, what became of it. */
+  const stepFields = (p: Parsed, outcome: StepOutcome, ms?: number): LogFields => {
+    const m = p.message;
+    const fields: LogFields = { outcome, group, topic: p.record.topic };
+    if (m) Object.assign(fields, { step: `${m.type} -> ${group}`, type: m.type, order_id: m.order_id, message_id: m.id, request_id: m.request_id });
+    else fields.key = p.record.key;
+    if (ms !== undefined) fields.duration_ms = Math.round(ms * 10) / 10;
+    return fields;
+  };
+
+  /** One line per message of a committed batch (dead letters have their own): applied at info, the rest at debug. */
+  const logSteps = (batch: Parsed[], applied: Map<string, number>) => {
+    for (const p of batch) {
+      if (!p.message) continue;
+      const ms = applied.get(p.message.id);
+      applied.delete(p.message.id); // the same id again in this batch is a duplicate
+      if (ms !== undefined) log.info("saga step", stepFields(p, "applied", ms));
+      else log.debug("saga step", stepFields(p, handlerFor(p.message) ? "duplicate" : "ignored"));
+    }
   };
 
   return { handle, stats, applyIn, parse };

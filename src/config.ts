@@ -236,6 +236,9 @@ export const ModuleBaseSchema = z.object({
   topics: TopicsSchema,
   // A safety net only: every commit that writes to the outbox wakes the relay at once.
   outbox_poll_ms: z.coerce.number().int().min(10).max(600_000).default(10_000),
+  // /health/ready fails (503) while more outbox rows than this wait to be published: a
+  // service whose messages are not leaving should get no new work (README "Health").
+  ready_max_outbox_backlog: z.coerce.number().int().min(0).default(10_000),
   // Retention (README "Retention"): how long each bookkeeping table keeps a row (fractions
   // allowed, e.g. 0.25 hours; the soak bench shortens every window to a minute).
   // Inbox ids and remembered rejections: as long as a redelivery can come, i.e. as long as the
@@ -439,47 +442,130 @@ export interface ModuleHelp {
   configSchema: z.ZodType;
 }
 
-/** The `--help` text: every flag and variable with its default, and the module YAML rules. */
-export function helpText(modules: readonly ModuleHelp[]): string {
-  const defaults = SettingsSchema.parse({});
-  const show = (v: unknown) => (v === undefined ? "unset" : Array.isArray(v) ? v.join(",") || "none" : String(v));
+/** What each key of a module's YAML means (every key of every module schema needs a line; test/config.test.ts checks). */
+export const MODULE_KEY_HELP: Readonly<Record<string, string>> = {
+  port: "HTTP port (0: any free port)",
+  consumer_group: "the module's consumer group on the bus",
+  "topics.new_orders": "topic of new orders (OrderCreated)",
+  "topics.rejected_orders": "topic of rejections (OrderRejected)",
+  "topics.success": "topic of succeeded steps (StepSucceeded)",
+  outbox_poll_ms: "how often the outbox relay looks anyway (every commit wakes it at once)",
+  ready_max_outbox_backlog: "/health/ready is 503 while more outbox rows than this wait to be published",
+  inbox_retention_hours: "how long processed message ids and remembered rejections are kept",
+  outbox_retention_hours: "how long published outbox rows are kept",
+  dead_letter_retention_days: "how long resolved dead letters are kept",
+  unresolved_dead_letter_retention_days: "how long unresolved dead letters are kept",
+  saga_deadline_seconds: "a pending order older than this is rejected (reason timeout)",
+  unknown_order_grace_ms: "a message about an order registry never made is answered (unknown_order) after this",
+  compensation_deadline_seconds: "a rejected order not compensated this long after is listed as stuck",
+  max_pending_orders: "new orders wait while this many are pending (0: no limit)",
+  admission_wait_ms: "how long a new order waits for room before 503 overloaded",
+  idempotency_key_retention_hours: "how long an Idempotency-Key of POST /orders is remembered",
+  wallet_url: "wallet's URL for GET /admin/audit, when wallet runs elsewhere",
+  storage_url: "storage's URL for GET /admin/audit, when storage runs elsewhere",
+  products: "the catalogue, inserted on first start only",
+  wallets: "starting balances, inserted on first start only",
+  stock: "starting stock, inserted on first start only",
+};
+
+/** One setting as `--help` and the README's reference list it. */
+export interface ReferenceRow {
+  /** A process variable (`MODULES`), or a YAML key (`port`, `topics.success`). */
+  key: string;
+  /** The variable that sets or overrides it, and its flag, if any. */
+  variable?: string;
+  flag?: string;
+  default: string;
+  text: string;
+}
+
+/** The settings of one scope: the process, or one module's YAML. */
+export interface ReferenceSection {
+  title: string;
+  rows: ReferenceRow[];
+}
+
+/** A field's default, as shown; "required" if it has none, "unset" if optional. */
+function shownDefault(field: z.ZodType): string {
+  const parsed = field.safeParse(undefined);
+  if (!parsed.success) return "required";
+  const v = parsed.data;
+  if (v === undefined) return "unset";
+  if (Array.isArray(v)) return v.length === 0 ? "none" : v.join(",");
+  return String(v);
+}
+
+/**
+ * Every setting, generated from the schemas so it cannot drift: process settings (variables and
+ * flags), then each module's YAML keys with the variable overriding each, nested keys and list
+ * items included. `--help` prints it; `bun run scripts/config-reference.ts` writes it into the README.
+ */
+export function configReference(modules: readonly ModuleHelp[]): ReferenceSection[] {
   const flagOf = new Map(FLAGS.map((f) => [flagName(f), `--${f}`]));
-  const row = (left: string, text: string, dflt: string) => `  ${left.padEnd(46)} ${text} [default: ${dflt}]`;
-  const lines = [
-    "Usage: bun run src/main.ts [--flag value ...]",
-    "",
-    "Starts the shop's modules in one process. Flags win over environment variables (Bun also reads .env).",
-    "",
-    "Process settings (variable, flag):",
-    ...(Object.keys(SETTING_HELP) as SettingName[]).map((name) => {
-      const flag = flagOf.get(name);
-      return row(flag ? `${name}, ${flag}` : name, SETTING_HELP[name], show(defaults[name]));
-    }),
-    `  ${"-h, --help".padEnd(46)} print this help and exit`,
-    "",
-    "Module settings: each module reads <CONFIG_DIR>/<module>.yaml; <MODULE>_<KEY> overrides a",
-    "top-level scalar key of a module this process runs (REGISTRY_SAGA_DEADLINE_SECONDS=10),",
-    "TOPIC_NEW_ORDERS, TOPIC_REJECTED_ORDERS and TOPIC_SUCCESS override topic names for all.",
-    "An unknown key in a YAML file, or a REGISTRY_*, WALLET_* or STORAGE_* variable that names no",
-    "key of a module this process runs, is an error; exempt are empty values, <MODULE>_URL",
-    "(scripts/audit.ts) and the names listed in IGNORE_VARS. Lists and mappings are set in the file.",
-  ];
+  const process: ReferenceSection = {
+    title: "Process settings (environment, .env or flag)",
+    rows: (Object.keys(SETTING_HELP) as SettingName[]).map((name) => ({
+      key: name,
+      variable: name,
+      flag: flagOf.get(name),
+      default: shownDefault(SettingsSchema.shape[name]),
+      text: SETTING_HELP[name],
+    })),
+  };
+  const sections = [process];
   for (const m of modules) {
-    const shape = unwrap(m.configSchema).shape ?? {};
-    const file = `${m.name}.yaml`;
-    const parsed = m.configSchema.safeParse({});
-    const dflt = (parsed.success && isMapping(parsed.data) ? parsed.data : {}) as Record<string, unknown>;
-    lines.push("", `${file} (module ${m.name}):`);
-    for (const [key, field] of Object.entries(shape)) {
-      const kind = unwrap(field).type;
-      const variable = `${m.name.toUpperCase()}_${key.toUpperCase()}`;
-      const flag = flagOf.get(variable);
-      if (kind === "object" || kind === "array") {
-        lines.push(`  ${key.padEnd(46)} ${kind === "array" ? "list" : "mapping"}, in the file only${key === "topics" ? " (or TOPIC_*)" : ""}`);
+    const rows: ReferenceRow[] = [];
+    for (const [key, field] of Object.entries(unwrap(m.configSchema).shape ?? {})) {
+      const def = unwrap(field);
+      if (def.type === "object") {
+        // A mapping (topics): each key on its own row; topic names have their TOPIC_* variables.
+        for (const [sub, inner] of Object.entries(def.shape ?? {})) {
+          const variable = key === "topics" ? `TOPIC_${sub.toUpperCase()}` : undefined;
+          const parentDefault = field.safeParse(undefined);
+          const value = parentDefault.success && isMapping(parentDefault.data) ? parentDefault.data[sub] : undefined;
+          rows.push({ key: `${key}.${sub}`, variable, default: value === undefined ? shownDefault(inner) : String(value), text: MODULE_KEY_HELP[`${key}.${sub}`] ?? "" });
+        }
+      } else if (def.type === "array") {
+        const items = def.element ? Object.keys(unwrap(def.element).shape ?? {}) : [];
+        const text = `${MODULE_KEY_HELP[key] ?? ""}; a list of { ${items.join(", ")} }, in the file only`;
+        rows.push({ key, default: shownDefault(field), text });
       } else {
-        lines.push(row(`${variable}${flag ? `, ${flag}` : ""}`, `overrides ${key}`, show(dflt[key])));
+        const variable = `${m.name.toUpperCase()}_${key.toUpperCase()}`;
+        rows.push({ key, variable, flag: flagOf.get(variable), default: shownDefault(field), text: MODULE_KEY_HELP[key] ?? "" });
       }
     }
+    sections.push({ title: `${m.name}: <CONFIG_DIR>/${m.name}.yaml`, rows });
   }
+  return sections;
+}
+
+/** The `--help` text: every flag and variable with its default, and every key of the module YAML files. */
+export function helpText(modules: readonly ModuleHelp[]): string {
+  const sections = configReference(modules);
+  const COLUMN = 44;
+  const row = (r: ReferenceRow) => {
+    const name = [r.key, r.variable !== r.key ? r.variable : undefined, r.flag].filter(Boolean).join(", ");
+    const text = `${r.text} [default: ${r.default}]`;
+    // A long name gets its own line, the text below it in the column.
+    return name.length < COLUMN ? `  ${name.padEnd(COLUMN)} ${text}` : `  ${name}\n  ${"".padEnd(COLUMN)} ${text}`;
+  };
+  const lines = [
+    "Usage: shop [--flag value ...]   (from the source tree: bun run src/main.ts, bun run dev)",
+    "",
+    "Starts the chosen modules of the shop in one process. Flags win over environment variables,",
+    "which win over .env in the working directory and the module YAML files.",
+  ];
+  for (const [i, section] of sections.entries()) {
+    lines.push("", `${section.title}:`, ...section.rows.map(row));
+    if (i === 0) lines.push(`  ${"-h, --help".padEnd(COLUMN)} print this help and exit`);
+  }
+  lines.push(
+    "",
+    "<MODULE>_<KEY> overrides a top-level key of a module this process runs (REGISTRY_SAGA_DEADLINE_SECONDS=10);",
+    "TOPIC_* override topic names for all. Lists are set in the file. An unknown key in a YAML file, or a",
+    "REGISTRY_*, WALLET_* or STORAGE_* variable that names no key, is an error; exempt are empty values,",
+    "<MODULE>_URL (scripts/audit.ts) and the names in IGNORE_VARS. The binary (bun run build) uses its",
+    "built-in copy of config/ when ./config is absent and CONFIG_DIR is unset.",
+  );
   return lines.join("\n");
 }

@@ -4,7 +4,8 @@ import type { Bus } from "./bus/bus";
 import type { RecordSigner } from "./bus/signing";
 import type { ModuleName } from "./config";
 import type { Database } from "./db/database";
-import type { MetricsSource } from "./http/metrics";
+import type { HealthCheck } from "./http/health";
+import type { MetricsRegistry } from "./http/metrics";
 import type { Router } from "./http/router";
 import type { Logger } from "./log";
 
@@ -18,12 +19,15 @@ export interface ModuleContext<C> {
   siblings: Readonly<Partial<Record<ModuleName, string>>>;
   /** Signs the records the module publishes and checks those it consumes (BUS_SIGNING_KEY); absent or null: neither. */
   signing?: RecordSigner | null;
+  /** The registry of the module's service app: the module registers its metric families here. */
+  metrics: MetricsRegistry;
 }
 
 /** A module after init: its routes and its background work. */
 export interface RunningModule {
   router: Router;
-  metrics: MetricsSource;
+  /** Checks only /health/ready runs (e.g. the outbox backlog bound), besides the database and the bus. */
+  readyChecks?: Record<string, HealthCheck>;
   /** Starts background loops (outbox relay, timers); called once the bus is started. */
   start(): Promise<void>;
   /** Stops background loops and waits for the work in flight. */

@@ -8,6 +8,7 @@ import { checkPorts, type Env, loadModuleConfig, type ModuleName, type Settings,
 import { type Database, type DatabaseTarget, openDatabase } from "./db/database";
 import { createServiceApp } from "./http/app";
 import { adminToken } from "./http/auth";
+import { databaseMetrics, type MetricsRegistry, Registry } from "./http/metrics";
 import type { Logger } from "./log";
 import type { RunningModule, ShopModule } from "./module";
 import { MODULES } from "./modules";
@@ -96,18 +97,24 @@ export async function startShop(settings: Settings, env: Env, log: Logger, opts:
     }
   };
   const urls: Shop["urls"] = {};
+  // One registry per service app: each port's /metrics reports its own service (and the shared database handle).
+  const registries = chosen.map(() => {
+    const registry = new Registry();
+    databaseMetrics(registry, db);
+    return registry;
+  });
   try {
     for (const m of chosen) await db.migrate(m.name, migrationsFolder(m.name, m.migrationsFolder));
     bus = await createBus(settings, log.child("bus"));
     const signing = recordSigning(settings, log.child("bus"));
     for (const [i, m] of chosen.entries()) {
-      running.push(await m.init({ config: configs[i], db, bus, log: log.child(m.name), siblings: urls, signing }));
+      running.push(await m.init({ config: configs[i], db, bus, log: log.child(m.name), siblings: urls, signing, metrics: registries[i] as Registry }));
     }
     if (opts.signal?.aborted) throw new Error("stopped during start");
     for (const [i, m] of chosen.entries()) {
       const port = (configs[i] as { port: number }).port;
       const topics = (configs[i] as { topics: Topics }).topics;
-      const server = serveModule(m, running[i] as RunningModule, port, { settings, db, bus, notReady, log, topics });
+      const server = serveModule(m, running[i] as RunningModule, port, { settings, db, bus, notReady, log, topics }, registries[i] as Registry);
       servers.push(server);
       urls[m.name] = `http://127.0.0.1:${server.port}`;
       log.info("listening", { module: m.name, url: urls[m.name] });
@@ -175,6 +182,7 @@ function serveModule(
   module: RunningModule,
   port: number,
   ctx: { settings: Settings; db: Database; bus: Bus; notReady: () => string | null; log: Logger; topics: Topics },
+  metrics: MetricsRegistry,
 ): Server<undefined> {
   const { settings, db, bus, notReady, log } = ctx;
   const app = createServiceApp({
@@ -190,10 +198,8 @@ function serveModule(
     },
     consumers: () => bus.consumers(),
     notReady,
-    metrics: [module.metrics, async () => [
-      { name: "db_statements_total", value: db.stats.statements },
-      { name: "db_transactions_total", value: db.stats.transactions },
-    ]],
+    metrics,
+    readyChecks: module.readyChecks,
     bodyLimitBytes: settings.BODY_LIMIT_BYTES,
     adminToken: adminToken(settings, log),
     log: log.child(`${m.name}.http`),

@@ -6,8 +6,9 @@ import { join, resolve } from "node:path";
 import { RegistryConfigSchema } from "../modules/registry/config";
 import { StorageConfigSchema } from "../modules/storage/config";
 import { WalletConfigSchema } from "../modules/wallet/config";
-import { applyFlags, ConfigError, checkPorts, closest, type Env, helpText, loadModuleConfig, loadSettings, MODULE_NAMES } from "../src/config";
+import { applyFlags, ConfigError, checkPorts, closest, type Env, helpText, loadModuleConfig, loadSettings, MODULE_KEY_HELP, MODULE_NAMES } from "../src/config";
 import { MODULES } from "../src/modules";
+import { schemaKeys } from "./support/schema-keys";
 
 const ROOT = resolve(import.meta.dir, "..");
 const CONFIG_DIR = join(ROOT, "config");
@@ -235,6 +236,22 @@ describe("module YAML", () => {
     }
     expect(text).toContain("REGISTRY_SAGA_DEADLINE_SECONDS");
     expect(text).toContain("STORAGE_UNRESOLVED_DEAD_LETTER_RETENTION_DAYS");
+  });
+
+  test("help lists every key of every module schema (nested keys and list items too), each with a description", () => {
+    const lines = helpText(MODULE_NAMES.map((m) => MODULES[m])).split("\n");
+    for (const name of MODULE_NAMES) {
+      const { configSchema } = MODULES[name];
+      const section = lines.slice(lines.findIndex((l) => l.startsWith(`${name}: `)));
+      for (const { path } of schemaKeys(configSchema)) {
+        const [list, item] = path.split("[].");
+        // A list's row names its items: "products ... a list of { id, sku, ... }".
+        const line = section.find((l) => l === `  ${list}` || l.startsWith(`  ${list} `) || l.startsWith(`  ${list},`));
+        expect(line, `${name}: ${path}`).toBeDefined();
+        if (item) expect(line).toMatch(new RegExp(`[{,] ${item}[ ,]`));
+        else expect(MODULE_KEY_HELP[path], `description of ${path}`).toBeTruthy();
+      }
+    }
   });
 
   describe("bad files", () => {

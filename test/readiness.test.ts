@@ -1,13 +1,19 @@
 /**
  * Readiness: a restarted service answers HTTP at once and says it is not ready until its
- * consumer group has joined; a consumer that crashes for good stops the process (exit 1).
+ * consumer group has joined; a consumer that crashes for good stops the process (exit 1);
+ * /health/ready fails while the outbox backlog is over its bound.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { copyFileSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { sql } from "drizzle-orm";
 import { eventually } from "./support/eventually";
 import { adminHeaders, call, getJson } from "./support/http";
 import { type KafkaMock, startKafkaMock } from "./support/kafka-mock";
 import { type ShopProcess, startShopProcess } from "./support/process";
-import { processEnv, TOPICS } from "./support/shop-target";
+import { FIXTURE_CONFIG, processEnv, type ShopTarget, startInProcess, TOPICS } from "./support/shop-target";
+import type { Shop } from "../src/shop";
 import { MOCK_KAFKA_SETTINGS, type SplitShop, startSplitShop } from "./support/split-shop";
 
 /** Kafka API keys and error codes the broker answers with in the crash tests. */
@@ -198,4 +204,52 @@ describe("a consumer that crashes for good (wallet alone: Kafka mock, PGlite)", 
     expectCrashLogged(wallet);
     expect(logged(wallet, "failed after start; not ready")).toHaveLength(1);
   }, 120_000);
+});
+
+describe("an outbox backlog over ready_max_outbox_backlog (one process, PGlite)", () => {
+  const BOUND = 2;
+  let dir: string;
+  let t: ShopTarget & { shop: Shop };
+  beforeAll(async () => {
+    // The fixture config, with wallet's bound lowered.
+    dir = mkdtempSync(join(tmpdir(), "shop-ready-"));
+    for (const f of readdirSync(FIXTURE_CONFIG)) copyFileSync(join(FIXTURE_CONFIG, f), join(dir, f));
+    writeFileSync(join(dir, "wallet.yaml"), `${await Bun.file(join(FIXTURE_CONFIG, "wallet.yaml")).text()}\nready_max_outbox_backlog: ${BOUND}\n`);
+    t = await startInProcess({ CONFIG_DIR: dir });
+  }, 120_000);
+  afterAll(async () => {
+    await t?.stop();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  /** Rows the bus has not confirmed (as when Kafka stops acknowledging): no relay sends them again before a restart. */
+  const stuckRows = (n: number) =>
+    t.shop.db.autocommit((q) =>
+      q.execute(sql`insert into wallet.outbox (id, topic, key, type, envelope, state)
+        select gen_random_uuid(), ${TOPICS.success}, 'k', 'StepSucceeded', '{}'::jsonb, 'in_flight' from generate_series(1, ${n})`),
+    );
+
+  test("at the bound it is ready; past it /health/ready is 503 naming the backlog, while /health and /health/live stay 200", async () => {
+    const wallet = t.urls.wallet;
+    await stuckRows(BOUND);
+    expect((await call(wallet, "GET", "/health/ready")).status).toBe(200);
+
+    await stuckRows(1);
+    const ready = await call(wallet, "GET", "/health/ready");
+    expect(ready.status).toBe(503);
+    expect(ready.body.checks.outbox).toMatchObject({ status: "fail", error: `outbox backlog ${BOUND + 1} is over ready_max_outbox_backlog (${BOUND})` });
+    expect(ready.body.checks.database.status).toBe("ok");
+    const health = await call(wallet, "GET", "/health");
+    expect(health.status).toBe(200);
+    expect(health.body.checks.outbox).toBeUndefined();
+    expect(await getJson(wallet, "/health/live")).toEqual({ status: "ok" });
+    // Each service judges its own outbox (registry's default bound is 10000).
+    expect((await call(t.urls.registry, "GET", "/health/ready")).status).toBe(200);
+    // Not ready is not refusing: a deposit is still taken.
+    expect((await call(wallet, "POST", "/wallets/91/deposits", { amount_cents: 100 }, adminHeaders)).status).toBe(201);
+
+    // Published at last: ready again.
+    await t.shop.db.autocommit((q) => q.execute(sql`update wallet.outbox set state = 'published', published_at = now() where key = 'k'`));
+    await eventually(async () => (await call(wallet, "GET", "/health/ready")).status === 200);
+  }, 60_000);
 });

@@ -3,6 +3,7 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { count, inArray, sql } from "drizzle-orm";
 import type { Database } from "../src/db/database";
 import { openDatabase } from "../src/db/database";
+import { Registry } from "../src/http/metrics";
 import { createLogger } from "../src/log";
 import { messagingGauges } from "../src/outbox/gauges";
 import { messagingPruneJobs, PRUNE_BATCH, pruneAll, pruneOlderThan, type RetentionConfig } from "../src/outbox/retention";
@@ -139,7 +140,11 @@ describe.each(backends)("retention on %s", (_name, open) => {
         { id: uuid(), topic: "t", key: "k", type: "x", envelope, state: "published", createdAt: ago("1 hour"), publishedAt: sql`now()` },
       ]);
     });
-    const samples = await messagingGauges(db, tables);
+    const registry = new Registry();
+    messagingGauges(registry, db, tables);
+    const samples = (await registry.getMetricsAsJSON()).flatMap((m) =>
+      m.values.map((v) => ({ name: m.name.replace(/^shop_/, ""), labels: v.labels, value: v.value })),
+    );
     const value = (name: string, labels?: Record<string, string>) =>
       samples.find((s) => s.name === name && JSON.stringify(s.labels ?? {}) === JSON.stringify(labels ?? {}))?.value;
     expect(value("dead_letters", { topic: "new_orders", state: "dead" })).toBe(2);

@@ -1,7 +1,5 @@
 /** Registry: catalogue and orders; it decides each order's final state. The module's one door. */
 import { join } from "node:path";
-import type { Database } from "../../src/db/database";
-import type { Sample } from "../../src/http/metrics";
 import type { ShopModule } from "../../src/module";
 import { setUpMessaging } from "../../src/outbox/messaging";
 import { RegistryConfigSchema } from "./config";
@@ -10,8 +8,9 @@ import { createAdmission } from "./admission";
 import { createCatalogue } from "./catalogue";
 import { registryAdminRouter, registryAuditRouter, registryRouter } from "./handlers";
 import { idempotencyKeyPruneJob } from "./idempotency";
+import { registryMetrics } from "./metrics";
 import * as tables from "./schema";
-import { nextExpiryInMs, orderCounts, rejectExpiredOrders, rejectUnknownOrders, seedProducts } from "./service";
+import { nextExpiryInMs, rejectExpiredOrders, rejectUnknownOrders, seedProducts } from "./service";
 
 export const registryModule: ShopModule<typeof RegistryConfigSchema> = {
   name: "registry",
@@ -23,7 +22,8 @@ export const registryModule: ShopModule<typeof RegistryConfigSchema> = {
     await seedProducts(db, config.products);
     // Expired Idempotency-Keys are pruned with the messaging tables (a key seen again after that places a new order).
     const keyRetention = idempotencyKeyPruneJob(config.idempotency_key_retention_hours * 3_600_000);
-    const messaging = setUpMessaging(ctx, tables, registryConsumers, REGISTRY_TOPICS, [keyRetention]);
+    const sagaEnded = registryMetrics(ctx.metrics, db);
+    const messaging = setUpMessaging(ctx, tables, registryConsumers(sagaEnded), REGISTRY_TOPICS, [keyRetention]);
     const deadlineMs = config.saga_deadline_seconds * 1000;
     // With nothing pending, look again this often (orders placed by any process); else wake when the oldest is due.
     const idleCheckMs = Math.min(5000, Math.max(50, deadlineMs / 2));
@@ -38,7 +38,7 @@ export const registryModule: ShopModule<typeof RegistryConfigSchema> = {
         const due = await nextExpiryInMs(db, deadlineMs);
         if (due === null) return idleCheckMs;
         if (due > 0) return Math.min(due, idleCheckMs);
-        for (const id of await rejectExpiredOrders(db, messaging.enqueue, deadlineMs)) {
+        for (const id of await rejectExpiredOrders(db, messaging.enqueue, deadlineMs, sagaEnded)) {
           log.warn("order timed out", { order_id: id, deadline_seconds: config.saga_deadline_seconds });
         }
         return 0;
@@ -70,7 +70,7 @@ export const registryModule: ShopModule<typeof RegistryConfigSchema> = {
         createAdmission(db, { maxPending: config.max_pending_orders, waitMs: config.admission_wait_ms }),
         messaging.enqueue,
       ).route("/", registryAdminRouter(db, { deadlineMs, compensationMs: config.compensation_deadline_seconds * 1000 })).route("/", messaging.admin).route("/", audit),
-      metrics: async () => [...(await messaging.samples()), ...(await orderSamples(db))],
+      readyChecks: { outbox: messaging.ready },
       async start() {
         await messaging.start();
         schedule(0);
@@ -84,16 +84,3 @@ export const registryModule: ShopModule<typeof RegistryConfigSchema> = {
     };
   },
 };
-
-/** Orders by state from the table: counters that survive restarts. */
-async function orderSamples(db: Database): Promise<Sample[]> {
-  const counts = await orderCounts(db);
-  return [
-    ...counts.orders.map((r) => ({
-      name: "orders",
-      labels: { status: r.status, reason: r.reason ?? "", compensation: r.compensation ?? "" },
-      value: r.n,
-    })),
-    { name: "unknown_orders", value: counts.unknownOrders },
-  ];
-}

@@ -1,7 +1,7 @@
 /** Registry's rules: price and place orders, follow the saga, decide each order's final state. */
 import { and, asc, count, desc, eq, inArray, isNull, lt, type SQL, sql } from "drizzle-orm";
 import { createMessage, type OrderCompensated, type OrderRejected, type StepSucceeded } from "../../src/contracts";
-import type { Database, Db } from "../../src/db/database";
+import { afterCommit, type Database, type Db } from "../../src/db/database";
 import { invalid, notFound } from "../../src/errors";
 import type { Catalogue } from "./catalogue";
 import { claimKey, type KeyedRequest, recordAnswer } from "./idempotency";
@@ -155,8 +155,14 @@ export async function getOrder(db: Database, id: string) {
   });
 }
 
+/** Told, once the transaction committed, that an order reached its final state `seconds` after it was placed. */
+export type SagaEnded = (status: "completed" | "rejected", seconds: number) => void;
+
+/** Seconds from an order's creation to now (the database's clock, like created_at's default). */
+const sagaSeconds = sql<number>`extract(epoch from now() - ${orders.createdAt})::double precision`;
+
 /** StepSucceeded: note the step once; complete the order when wallet and storage both succeeded. */
-export async function recordSuccess(tx: Db, step: StepSucceeded): Promise<void> {
+export async function recordSuccess(tx: Db, step: StepSucceeded, ended?: SagaEnded): Promise<void> {
   if (step.service === "registry") return;
   const flag = step.service === "wallet" ? orders.walletDone : orders.storageDone;
   const other = step.service === "wallet" ? orders.storageDone : orders.walletDone;
@@ -169,7 +175,7 @@ export async function recordSuccess(tx: Db, step: StepSucceeded): Promise<void> 
       updatedAt: new Date(),
     })
     .where(and(eq(orders.id, step.order_id), eq(flag, false)))
-    .returning({ id: orders.id, status: orders.status });
+    .returning({ id: orders.id, status: orders.status, seconds: sagaSeconds });
   if (!order) {
     // This step was recorded already, or registry never made the order: then it must be undone.
     await noteIfUnknown(tx, step.order_id, step.service);
@@ -179,7 +185,10 @@ export async function recordSuccess(tx: Db, step: StepSucceeded): Promise<void> 
     { orderId: order.id, service: step.service, step: step.service === "wallet" ? "paid" : "reserved" },
   ];
   // Only this update can have completed it: an order with both flags already set is not matched.
-  if (order.status === "completed") events.push({ orderId: order.id, service: "registry", step: "completed" });
+  if (order.status === "completed") {
+    events.push({ orderId: order.id, service: "registry", step: "completed" });
+    if (ended) afterCommit(tx, () => ended("completed", Number(order.seconds)));
+  }
   await tx.insert(orderEvents).values(events);
 }
 
@@ -190,7 +199,7 @@ export async function recordSuccess(tx: Db, step: StepSucceeded): Promise<void> 
  * Every rejection is on the timeline. A participant that rejects did nothing for the order, so it
  * has nothing to undo.
  */
-export async function recordRejection(tx: Db, enqueue: Enqueue, rejection: OrderRejected): Promise<void> {
+export async function recordRejection(tx: Db, enqueue: Enqueue, rejection: OrderRejected, ended?: SagaEnded): Promise<void> {
   if (rejection.service === "registry") return;
   const undone = rejection.service === "wallet" ? "walletUndone" : "storageUndone";
   const undoneFlag = rejection.service === "wallet" ? orders.walletUndone : orders.storageUndone;
@@ -198,8 +207,9 @@ export async function recordRejection(tx: Db, enqueue: Enqueue, rejection: Order
     .update(orders)
     .set({ status: "rejected", reason: rejection.reason, updatedAt: new Date(), [undone]: true })
     .where(and(eq(orders.id, rejection.order_id), eq(orders.status, "pending")))
-    .returning({ id: orders.id });
+    .returning({ id: orders.id, seconds: sagaSeconds });
   if (decided) {
+    if (ended) afterCommit(tx, () => ended("rejected", Number(decided.seconds)));
     const message = `${rejection.service}: ${rejection.message}`.slice(0, 500);
     await enqueue(tx, createMessage("OrderRejected", { order_id: decided.id, service: "registry", reason: rejection.reason, message }));
   } else {
@@ -290,7 +300,7 @@ export async function nextExpiryInMs(db: Database, deadlineMs: number): Promise<
 }
 
 /** Rejects pending orders older than the deadline and tells the participants; returns their ids. */
-export async function rejectExpiredOrders(db: Database, enqueue: Enqueue, deadlineMs: number): Promise<string[]> {
+export async function rejectExpiredOrders(db: Database, enqueue: Enqueue, deadlineMs: number, ended?: SagaEnded): Promise<string[]> {
   // The database's clock, like created_at's default: app and database clocks may differ.
   const cutoff = sql`now() - make_interval(secs => ${deadlineMs / 1000})`;
   const overdue = and(eq(orders.status, "pending"), lt(orders.createdAt, cutoff));
@@ -309,8 +319,9 @@ export async function rejectExpiredOrders(db: Database, enqueue: Enqueue, deadli
       .update(orders)
       .set({ status: "rejected", reason: "timeout", updatedAt: new Date() })
       .where(and(inArray(orders.id, due.map((o) => o.id)), eq(orders.status, "pending")))
-      .returning({ id: orders.id });
-    for (const { id } of expired) {
+      .returning({ id: orders.id, seconds: sagaSeconds });
+    for (const { id, seconds } of expired) {
+      if (ended) afterCommit(tx, () => ended("rejected", Number(seconds)));
       const message = `no outcome within ${deadlineMs / 1000} s`;
       await tx.insert(orderEvents).values({ orderId: id, service: "registry", step: "rejected", detail: `timeout: ${message}` });
       await enqueue(tx, createMessage("OrderRejected", { order_id: id, service: "registry", reason: "timeout", message }));

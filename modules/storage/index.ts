@@ -18,7 +18,7 @@ export const storageModule: ShopModule<typeof StorageConfigSchema> = {
     const messaging = setUpMessaging(ctx, tables, storageConsumers, STORAGE_TOPICS);
     return {
       router: storageRouter(ctx.db).route("/", messaging.admin),
-      metrics: messaging.samples,
+      readyChecks: { outbox: messaging.ready },
       start: messaging.start,
       stop: messaging.stop,
     };

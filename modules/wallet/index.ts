@@ -18,7 +18,7 @@ export const walletModule: ShopModule<typeof WalletConfigSchema> = {
     const messaging = setUpMessaging(ctx, tables, walletConsumers, WALLET_TOPICS);
     return {
       router: walletRouter(ctx.db).route("/", messaging.admin),
-      metrics: messaging.samples,
+      readyChecks: { outbox: messaging.ready },
       start: messaging.start,
       stop: messaging.stop,
     };

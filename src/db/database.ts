@@ -22,10 +22,24 @@ export interface DatabaseStats {
   transactions: number;
 }
 
+/**
+ * How busy the connections are, for /metrics. postgres.js has no pool API, so for PostgreSQL
+ * these are units of work in flight (transactions, reads, one-statement writes; each holds a
+ * connection while it runs) against the configured maximum; PGlite has one connection behind a
+ * mutex: in use while a call holds it, the rest wait.
+ */
+export interface PoolUse {
+  max: number;
+  inUse: number;
+  waiting: number;
+}
+
 /** The process's database, whatever the driver. */
 export interface Database {
   readonly driver: "pglite" | "postgres";
   readonly stats: DatabaseStats;
+  /** Connections in use and callers waiting for one, now. */
+  pool(): PoolUse;
   /** Runs `fn` in one transaction; retries it on serialization failures and deadlocks. */
   transaction<T>(fn: (tx: Db) => Promise<T>): Promise<T>;
   /** Runs read-only queries (serialised with writes on PGlite's single connection). */
@@ -119,6 +133,7 @@ async function openPglite(dataDir: string | null, log: Logger): Promise<Database
   return {
     driver: "pglite",
     stats,
+    pool: () => ({ max: 1, inUse: Math.min(1, exclusive.queued), waiting: Math.max(0, exclusive.queued - 1) }),
     transaction: (fn) => exclusive(() => withCommitHooks((body) => db.transaction(body), fn, stats)),
     read: (fn) => exclusive(() => fn(db)),
     autocommit: (fn) => exclusive(() => fn(db)),
@@ -153,24 +168,35 @@ async function openPostgres(url: string, poolSize: number, log: Logger): Promise
   const stats: DatabaseStats = { statements: 0, transactions: 0 };
   const pg = drizzlePostgres(client, { logger: counting(stats) });
   const db: Db = pg;
+  let busy = 0;
+  const counted = async <T>(fn: () => Promise<T>): Promise<T> => {
+    busy += 1;
+    try {
+      return await fn();
+    } finally {
+      busy -= 1;
+    }
+  };
   return {
     driver: "postgres",
     stats,
-    async transaction(fn) {
-      for (let attempt = 1; ; attempt++) {
-        try {
-          return await withCommitHooks((body) => db.transaction(body), fn, stats);
-        } catch (err) {
-          const code = pgCode(err);
-          if (!code || !RETRYABLE.has(code) || attempt >= 5) throw err;
-          log.debug("transaction retried", { code, attempt });
+    pool: () => ({ max: poolSize, inUse: Math.min(busy, poolSize), waiting: Math.max(0, busy - poolSize) }),
+    transaction: (fn) =>
+      counted(async () => {
+        for (let attempt = 1; ; attempt++) {
+          try {
+            return await withCommitHooks((body) => db.transaction(body), fn, stats);
+          } catch (err) {
+            const code = pgCode(err);
+            if (!code || !RETRYABLE.has(code) || attempt >= 5) throw err;
+            log.debug("transaction retried", { code, attempt });
+          }
         }
-      }
-    },
-    read: (fn) => fn(db),
-    autocommit: (fn) => fn(db),
+      }),
+    read: (fn) => counted(() => fn(db)),
+    autocommit: (fn) => counted(() => fn(db)),
     migrate: (name, folder) => withRetry(() => migratePostgres(pg, migrationConfig(name, folder)), log),
-    ping: async () => void (await db.execute(sql`select 1`)),
+    ping: () => counted(async () => void (await db.execute(sql`select 1`))),
     close: () => client.end({ timeout: 5 }),
   };
 }

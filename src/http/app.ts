@@ -8,14 +8,11 @@ import { asyncApiRoutes } from "./asyncapi";
 import { documentAdmin, needsAdmin, requireAdmin } from "./auth";
 import { documentShellErrors, errorBody, errorHandler, validationHook } from "./errors";
 import { type HealthCheck, type HealthOptions, healthRoutes, readinessGate } from "./health";
-import { type MetricsSource, metricsRoutes } from "./metrics";
+import { httpMetrics, type MetricsRegistry, metricsRoutes, Registry } from "./metrics";
 import type { Router } from "./router";
 import { serviceInfo } from "./schemas";
 import { requestLog } from "./request-log";
 import { mountSwagger } from "./swagger";
-
-/** Methods counted by name in the metrics; any other (a client may send any token) counts as OTHER. */
-const KNOWN_METHODS = new Set(["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]);
 
 /** Builds one service's app around the routes of the modules it serves. */
 export function createServiceApp(opts: {
@@ -26,7 +23,10 @@ export function createServiceApp(opts: {
   consumers?: HealthOptions["consumers"];
   /** Why the service is not ready (null when it is): state-changing requests get 503 not_ready meanwhile. */
   notReady?: () => string | null;
-  metrics: MetricsSource[];
+  /** The service's registry, rendered by /metrics; the app adds its HTTP families to it (absent: a registry of its own). */
+  metrics?: MetricsRegistry;
+  /** Checks that only /health/ready runs, besides `checks` (the outbox backlog bound). */
+  readyChecks?: Record<string, HealthCheck>;
   bodyLimitBytes: number;
   /** Bearer token for routes under /admin/ and routes whose OpenAPI `security` names the admin scheme. */
   adminToken: string;
@@ -35,7 +35,6 @@ export function createServiceApp(opts: {
   messages: AsyncApiOptions;
 }): OpenAPIHono {
   const app = new OpenAPIHono({ strict: false, defaultHook: validationHook });
-  const counts = new Map<string, number>();
   app.onError(errorHandler(opts.log));
   app.notFound((c) => {
     const allowed = allowedMethods(app, c.req.path);
@@ -46,12 +45,8 @@ export function createServiceApp(opts: {
   // Outermost of all: the request id is set before anything answers, and every answer is logged.
   app.use(requestLog(opts.log));
   // Outermost: every answer is counted, whatever stage gave it.
-  app.use(async (c, next) => {
-    await next();
-    const method = KNOWN_METHODS.has(c.req.method) ? c.req.method : "OTHER";
-    const key = `${method} ${c.res.status}`;
-    counts.set(key, (counts.get(key) ?? 0) + 1);
-  });
+  const metrics = opts.metrics ?? new Registry();
+  app.use(httpMetrics(metrics));
   if (opts.notReady) app.use(readinessGate(opts.notReady));
   // Admin routes refuse a request without the token before anything else looks at it.
   const admin = requireAdmin(opts.adminToken);
@@ -70,13 +65,8 @@ export function createServiceApp(opts: {
       onError: (c) => c.json(errorBody("payload_too_large", `request body is over ${opts.bodyLimitBytes} bytes`), 413),
     }),
   );
-  const httpMetrics: MetricsSource = async () =>
-    [...counts].map(([key, value]) => {
-      const [method, status] = key.split(" ");
-      return { name: "http_requests_total", labels: { method: method ?? "", status: status ?? "" }, value };
-    });
-  app.route("/", healthRoutes(opts.checks, { consumers: opts.consumers }));
-  app.route("/", metricsRoutes([httpMetrics, ...opts.metrics]));
+  app.route("/", healthRoutes(opts.checks, { consumers: opts.consumers, readyChecks: opts.readyChecks }));
+  app.route("/", metricsRoutes(metrics));
   app.route("/", asyncApiRoutes(opts.messages));
   for (const router of opts.routers) app.route("/", router);
   let doc: object | null = null;

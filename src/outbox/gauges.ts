@@ -4,48 +4,82 @@
  */
 import { count, isNull, ne, sql } from "drizzle-orm";
 import type { Database } from "../db/database";
-import type { Sample } from "../http/metrics";
+import { type MetricsRegistry, tableGauges } from "../http/metrics";
 import type { MessagingTables } from "./tables";
 
+/** What one scrape reads from the messaging tables. */
+interface MessagingSnapshot {
+  letters: { topic: string; dead: boolean; n: number }[];
+  backlog: { state: string; n: number; age: number }[];
+}
+
+/** Rows of `tables.outbox` not published yet (pending or in flight). */
+export async function outboxBacklog(db: Database, tables: MessagingTables): Promise<number> {
+  const [row] = await db.read((q) => q.select({ n: count() }).from(tables.outbox).where(ne(tables.outbox.state, "published")));
+  return row?.n ?? 0;
+}
+
 /**
- * `dead_letters{topic,state}`: dead letters by topic, still dead or resolved by a redrive;
- * `outbox_backlog{state}`: rows not published yet (pending, in_flight); `outbox_pending` their
- * sum; `outbox_oldest_unpublished_seconds`: the age of the oldest of them (0 when none).
+ * `shop_dead_letters{topic,state}`: dead letters by topic, still dead or resolved by a redrive;
+ * `shop_outbox_backlog{state}`: rows not published yet (pending, in_flight); `shop_outbox_pending`
+ * their sum; `shop_outbox_oldest_unpublished_seconds`: the age of the oldest of them (0 when none).
+ * One query per scrape. `consumed`: the topics the module reads, reported at 0 before any dead letter.
  */
-export async function messagingGauges(db: Database, tables: MessagingTables): Promise<Sample[]> {
+export function messagingGauges(registry: MetricsRegistry, db: Database, tables: MessagingTables, consumed: string[] = []): void {
   const { deadLetters, outbox } = tables;
-  const [letters, backlog] = await db.read((q) =>
-    Promise.all([
-      q
-        .select({ topic: deadLetters.topic, dead: sql<boolean>`${isNull(deadLetters.resolvedAt)}`, n: count() })
-        .from(deadLetters)
-        .groupBy(deadLetters.topic, isNull(deadLetters.resolvedAt)),
-      q
-        .select({
-          state: outbox.state,
-          n: count(),
-          age: sql<number>`coalesce(extract(epoch from now() - min(${outbox.createdAt})), 0)::double precision`,
-        })
-        .from(outbox)
-        .where(ne(outbox.state, "published"))
-        .groupBy(outbox.state),
-    ]),
-  );
-  const byTopic = new Map<string, { dead: number; resolved: number }>();
-  for (const r of letters) {
-    const entry = byTopic.get(r.topic) ?? { dead: 0, resolved: 0 };
-    entry[r.dead ? "dead" : "resolved"] += r.n;
-    byTopic.set(r.topic, entry);
-  }
-  const backlogOf = (state: string) => backlog.find((r) => r.state === state);
-  const oldest = Math.max(0, ...backlog.map((r) => Number(r.age)));
-  return [
-    ...[...byTopic].flatMap(([topic, n]) => [
-      { name: "dead_letters", labels: { topic, state: "dead" }, value: n.dead },
-      { name: "dead_letters", labels: { topic, state: "resolved" }, value: n.resolved },
-    ]),
-    ...(["pending", "in_flight"] as const).map((state) => ({ name: "outbox_backlog", labels: { state }, value: backlogOf(state)?.n ?? 0 })),
-    { name: "outbox_pending", value: backlog.reduce((sum, r) => sum + r.n, 0) },
-    { name: "outbox_oldest_unpublished_seconds", value: Math.round(oldest * 1000) / 1000 },
-  ];
+  const read = (): Promise<MessagingSnapshot> =>
+    db.read(async (q) => {
+      const [letters, backlog] = await Promise.all([
+        q
+          .select({ topic: deadLetters.topic, dead: sql<boolean>`${isNull(deadLetters.resolvedAt)}`, n: count() })
+          .from(deadLetters)
+          .groupBy(deadLetters.topic, isNull(deadLetters.resolvedAt)),
+        q
+          .select({
+            state: outbox.state,
+            n: count(),
+            age: sql<number>`coalesce(extract(epoch from now() - min(${outbox.createdAt})), 0)::double precision`,
+          })
+          .from(outbox)
+          .where(ne(outbox.state, "published"))
+          .groupBy(outbox.state),
+      ]);
+      return { letters, backlog: backlog.map((r) => ({ state: r.state, n: r.n, age: Number(r.age) })) };
+    });
+  tableGauges<MessagingSnapshot>(registry, read, [
+    {
+      name: "shop_dead_letters",
+      help: "Dead letters by topic: still dead, or resolved by a redrive",
+      labelNames: ["topic", "state"],
+      values: ({ letters }) => {
+        const byTopic = new Map<string, { dead: number; resolved: number }>(consumed.map((topic) => [topic, { dead: 0, resolved: 0 }]));
+        for (const r of letters) {
+          const entry = byTopic.get(r.topic) ?? { dead: 0, resolved: 0 };
+          entry[r.dead ? "dead" : "resolved"] += r.n;
+          byTopic.set(r.topic, entry);
+        }
+        return [...byTopic].flatMap(([topic, n]) => [
+          { labels: { topic, state: "dead" }, value: n.dead },
+          { labels: { topic, state: "resolved" }, value: n.resolved },
+        ]);
+      },
+    },
+    {
+      name: "shop_outbox_backlog",
+      help: "Outbox rows not published yet, by state (pending: not claimed; in_flight: the bus has not confirmed them)",
+      labelNames: ["state"],
+      values: ({ backlog }) =>
+        (["pending", "in_flight"] as const).map((state) => ({ labels: { state }, value: backlog.find((r) => r.state === state)?.n ?? 0 })),
+    },
+    {
+      name: "shop_outbox_pending",
+      help: "Outbox rows not published yet (the sum of shop_outbox_backlog)",
+      values: ({ backlog }) => [{ value: backlog.reduce((sum, r) => sum + r.n, 0) }],
+    },
+    {
+      name: "shop_outbox_oldest_unpublished_seconds",
+      help: "Age of the oldest outbox row not published yet (0 when none)",
+      values: ({ backlog }) => [{ value: Math.round(Math.max(0, ...backlog.map((r) => r.age)) * 1000) / 1000 }],
+    },
+  ]);
 }

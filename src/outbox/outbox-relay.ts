@@ -36,6 +36,8 @@ export async function startOutboxRelay(opts: {
   log: Logger;
   /** Signs every record (a `signature` header); null or absent: records go unsigned. */
   signer?: RecordSigner | null;
+  /** Told of the records the bus has acknowledged (for the produced-messages counter). */
+  onPublished?: (records: BusRecord[]) => void;
 }): Promise<OutboxRelay> {
   const { db, bus, tables, pollMs, log } = opts;
   const signer = opts.signer ?? null;
@@ -113,6 +115,7 @@ export async function startOutboxRelay(opts: {
       return;
     }
     failures = 0;
+    opts.onPublished?.(records);
     if (stopped) return; // confirmed after stop(): sent again after a restart, and dropped as a duplicate
     confirmed.push(...seqs);
     markTimer ??= setTimeout(() => void markConfirmed(), MARK_AFTER_MS);

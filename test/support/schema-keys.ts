@@ -1,0 +1,46 @@
+/** Every key a zod config schema accepts, walked from the schema itself (to check generated references against). */
+import type { z } from "zod";
+
+interface Def {
+  type: string;
+  innerType?: z.ZodType;
+  in?: z.ZodType;
+  shape?: Record<string, z.ZodType>;
+  element?: z.ZodType;
+}
+
+/** The definition under default, optional, pipe, prefault... wrappers. */
+function unwrap(schema: z.ZodType): Def {
+  let def = schema._zod.def as unknown as Def;
+  for (;;) {
+    const inner = def.innerType ?? (def.type === "pipe" ? def.in : undefined);
+    if (!inner) return def;
+    def = inner._zod.def as unknown as Def;
+  }
+}
+
+/** One key: its path (`port`, `topics.success`, `products[].id`) and its default, if it has one. */
+export interface SchemaKey {
+  path: string;
+  default?: unknown;
+}
+
+/** The keys of an object schema, nested mappings and list items included. */
+export function schemaKeys(schema: z.ZodType, prefix = ""): SchemaKey[] {
+  const keys: SchemaKey[] = [];
+  for (const [key, field] of Object.entries(unwrap(schema).shape ?? {})) {
+    const path = `${prefix}${key}`;
+    const def = unwrap(field);
+    const parsed = field.safeParse(undefined);
+    if (def.type === "object") {
+      const defaults = parsed.success ? (parsed.data as Record<string, unknown>) : {};
+      for (const sub of schemaKeys(field, `${path}.`)) keys.push({ ...sub, default: sub.default ?? defaults[sub.path.slice(path.length + 1)] });
+    } else if (def.type === "array") {
+      keys.push({ path, default: parsed.success ? parsed.data : undefined });
+      if (def.element) keys.push(...schemaKeys(def.element, `${path}[].`).map((k) => ({ path: k.path })));
+    } else {
+      keys.push({ path, default: parsed.success ? parsed.data : undefined });
+    }
+  }
+  return keys;
+}

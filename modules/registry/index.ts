@@ -8,6 +8,7 @@ import { createAdmission } from "./admission";
 import { createCatalogue } from "./catalogue";
 import { registryAdminRouter, registryAuditRouter, registryRouter } from "./handlers";
 import { idempotencyKeyPruneJob } from "./idempotency";
+import { createLivePage } from "./live";
 import { registryMetrics } from "./metrics";
 import * as tables from "./schema";
 import { nextExpiryInMs, rejectExpiredOrders, rejectUnknownOrders, seedProducts } from "./service";
@@ -53,6 +54,8 @@ export const registryModule: ShopModule<typeof RegistryConfigSchema> = {
         sweeping = sweep().then(schedule, () => schedule(idleCheckMs));
       }, Math.max(ms, 20));
     };
+    // Siblings in this process first: their ports may be chosen at start.
+    const peers = () => ({ wallet: ctx.siblings.wallet ?? config.wallet_url, storage: ctx.siblings.storage ?? config.storage_url });
     const audit = registryAuditRouter(
       db,
       {
@@ -60,16 +63,16 @@ export const registryModule: ShopModule<typeof RegistryConfigSchema> = {
         compensationDeadlineSeconds: config.compensation_deadline_seconds,
         unknownOrderGraceSeconds: config.unknown_order_grace_ms / 1000,
       },
-      // Siblings in this process first: their ports may be chosen at start.
-      () => ({ wallet: ctx.siblings.wallet ?? config.wallet_url, storage: ctx.siblings.storage ?? config.storage_url }),
+      peers,
     );
+    const live = createLivePage({ db, log, metrics: ctx.metrics, peers });
     return {
       router: registryRouter(
         db,
         createCatalogue(db),
         createAdmission(db, { maxPending: config.max_pending_orders, waitMs: config.admission_wait_ms }),
         messaging.enqueue,
-      ).route("/", registryAdminRouter(db, { deadlineMs, compensationMs: config.compensation_deadline_seconds * 1000 })).route("/", messaging.admin).route("/", audit),
+      ).route("/", registryAdminRouter(db, { deadlineMs, compensationMs: config.compensation_deadline_seconds * 1000 })).route("/", messaging.admin).route("/", audit).route("/", live.router),
       readyChecks: { outbox: messaging.ready },
       async start() {
         await messaging.start();
@@ -79,6 +82,7 @@ export const registryModule: ShopModule<typeof RegistryConfigSchema> = {
         stopped = true;
         if (sweeper) clearTimeout(sweeper);
         await sweeping;
+        await live.stop();
         await messaging.stop();
       },
     };

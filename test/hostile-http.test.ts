@@ -27,12 +27,14 @@ const snapshot = async () => ({
   orders: await getJson(t.urls.registry, "/orders?limit=100"),
 });
 
-/** shop_http_requests_total by "METHOD status" for one service. */
+/** shop_http_requests_total by "METHOD status" for one service (summed over its other labels, such as the route). */
 async function requestCounts(service: Service): Promise<Map<string, number>> {
   const text = await (await fetch(`${t.urls[service]}/metrics`)).text();
   const out = new Map<string, number>();
-  for (const m of text.matchAll(/^shop_http_requests_total\{method="([^"]*)",status="(\d+)"\} (\d+)$/gm)) {
-    out.set(`${m[1]} ${m[2]}`, Number(m[3]));
+  for (const m of text.matchAll(/^shop_http_requests_total\{(.*)\} (\d+)$/gm)) {
+    const labels = Object.fromEntries([...(m[1] ?? "").matchAll(/(\w+)="([^"]*)"/g)].map((l) => [l[1], l[2]]));
+    const key = `${labels.method} ${labels.status}`;
+    out.set(key, (out.get(key) ?? 0) + Number(m[2]));
   }
   return out;
 }

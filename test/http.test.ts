@@ -1,6 +1,5 @@
 /** HTTP through the real servers: every route, the OpenAPI documents, and bad input that changes nothing. */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { Validator } from "@seriousme/openapi-schema-validator";
 import { eventually } from "./support/eventually";
 import { loadSettings } from "../src/config";
 import { adminToken } from "../src/http/auth";
@@ -42,7 +41,7 @@ describe("routes", () => {
     expect(await getJson(t.urls.storage, "/stock/90")).toMatchObject({ available: 0, reserved: 2 });
   });
 
-  test("each service serves health, metrics, Swagger UI and a valid OpenAPI 3.1 document", async () => {
+  test("each service serves health, metrics, Swagger UI and an OpenAPI 3.1 document", async () => {
     const expected: Record<string, string[]> = {
       registry: ["/products", "/orders", "/orders/{id}"],
       wallet: ["/wallets", "/wallets/{user_id}", "/wallets/{user_id}/deposits"],
@@ -58,10 +57,8 @@ describe("routes", () => {
         expect(ui.status).toBe(200);
         expect(await ui.text()).toContain("swagger-ui");
       }
+      // test/openapi.test.ts validates the documents and holds them to what the services answer.
       const doc = await getJson(base, "/openapi.json");
-      const result = await new Validator().validate(doc);
-      expect(result.errors ?? []).toEqual([]);
-      expect(result.valid).toBe(true);
       expect(doc.openapi).toBe("3.1.0");
       expect(Object.keys(doc.paths)).toEqual(expect.arrayContaining(["/health", ...(expected[name] ?? [])]));
     }
@@ -193,7 +190,7 @@ describe("admin writes need the admin token", () => {
       const doc = await getJson(t.urls[service], "/openapi.json");
       expect(doc.components.securitySchemes.adminToken).toMatchObject({ type: "http", scheme: "bearer" });
       expect(doc.paths[path].post.security).toEqual([{ adminToken: [] }]);
-      expect(doc.paths[path].post.responses["401"].content["application/json"].schema).toEqual({ $ref: "#/components/schemas/Error" });
+      expect(doc.paths[path].post.responses["401"].content["application/json"].schema.properties.error.properties.code.enum).toEqual(["unauthorized"]);
       // Everything under /admin/ is declared protected (whoever added it); reads elsewhere stay open.
       for (const [p, item] of Object.entries<Record<string, { security?: unknown }>>(doc.paths)) {
         for (const [method, op] of Object.entries(item)) {

@@ -6,19 +6,37 @@ import { DEAD_LETTER_FILTERS, listDeadLetters, type Redriver, redriveDeadLetter 
 
 const DeadLetter = z
   .object({
-    id: z.number().int(),
-    state: z.enum(["dead", "resolved"]),
-    topic: z.string(),
-    key: z.string(),
+    id: z.number().int().describe("Dead letter id"),
+    state: z.enum(["dead", "resolved"]).describe("`dead` until a redrive applies it (or finds it applied), then `resolved`"),
+    topic: z.string().describe("The topic it came from"),
+    key: z.string().describe("The record's key (the order id)"),
     value: z.string().openapi({ description: "The record's value as received (cut at 100 000 characters)" }),
-    headers: z.record(z.string(), z.string()),
+    headers: z.record(z.string(), z.string()).describe("The record's headers"),
     error: z.string().openapi({ description: "Why it was set aside, or why its last redrive failed" }),
-    received_at: z.string(),
+    received_at: z.string().describe("When it was set aside"),
     redrives: z.number().int().openapi({ description: "Times it was fed back through the consumer" }),
-    last_redrive_at: z.string().nullable(),
+    last_redrive_at: z.string().nullable().describe("When it was last redriven; null if never"),
     resolved_at: z.string().nullable().openapi({ description: "When a redrive applied it, or found it applied already" }),
   })
+  .describe("A record a consumer set aside")
   .openapi("DeadLetter");
+
+/** A real dead letter: an OrderCreated whose payload failed validation, later fixed upstream and redriven. */
+const DEAD_LETTER_EXAMPLE = {
+  id: 17,
+  state: "dead" as const,
+  topic: "new_orders",
+  key: "3f6c1a52-8d4e-4b8e-9a57-2c1d0e9b7a41",
+  value:
+    '{"id":"6a1f0c3e-2b7d-4e59-8f1a-9c0d3b2e7a64","type":"OrderCreated","version":1,"occurred_at":"2026-03-14T09:26:53.590Z",' +
+    '"order_id":"3f6c1a52-8d4e-4b8e-9a57-2c1d0e9b7a41","payload":{"order_id":"3f6c1a52-8d4e-4b8e-9a57-2c1d0e9b7a41","user_id":1,"items":[],"total":0}}',
+  headers: { "message-id": "6a1f0c3e-2b7d-4e59-8f1a-9c0d3b2e7a64", "message-type": "OrderCreated" },
+  error: "payload.items: Too small: expected array to have >=1 items",
+  received_at: "2026-03-14T09:26:53.612Z",
+  redrives: 0,
+  last_redrive_at: null,
+  resolved_at: null,
+};
 
 const DeadLetterId = intParam((i) => i.positive().max(Number.MAX_SAFE_INTEGER)).openapi({
   param: { name: "id", in: "path" },
@@ -40,7 +58,14 @@ export const listDeadLettersRoute = createRoute(withErrors({
     }),
   },
   responses: {
-    200: json(z.object({ dead_letters: z.array(DeadLetter), next_cursor: z.string().nullable() }), "A page of dead letters"),
+    200: json(
+      z.object({
+        dead_letters: z.array(DeadLetter).describe("Newest first"),
+        next_cursor: z.string().nullable().describe("Pass as `cursor` for the next page; null on the last page"),
+      }),
+      "A page of dead letters",
+      { dead_letters: [DEAD_LETTER_EXAMPLE], next_cursor: null },
+    ),
   },
 }));
 
@@ -58,8 +83,20 @@ export const redriveDeadLetterRoute = createRoute(withErrors({
   request: { params: z.object({ id: DeadLetterId }) },
   responses: {
     200: json(
-      z.object({ dead_letter: DeadLetter, outcome: z.enum(["applied", "duplicate", "ignored"]) }).openapi("Redrive"),
+      z
+        .object({
+          dead_letter: DeadLetter,
+          outcome: z
+            .enum(["applied", "duplicate", "ignored"])
+            .describe("`applied`: the handler ran; `duplicate`: it was applied already; `ignored`: this service no longer reacts to its type"),
+        })
+        .describe("A redriven dead letter and what the redrive did")
+        .openapi("Redrive"),
       "The resolved dead letter",
+      {
+        dead_letter: { ...DEAD_LETTER_EXAMPLE, state: "resolved", redrives: 1, last_redrive_at: "2026-03-14T10:02:11.040Z", resolved_at: "2026-03-14T10:02:11.040Z" },
+        outcome: "applied",
+      },
     ),
   },
 }, {

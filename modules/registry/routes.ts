@@ -64,7 +64,8 @@ const TimelineEntry = z
   .describe("One step of an order's saga")
   .openapi("TimelineEntry");
 
-const OrderDetail = Order.extend({ timeline: z.array(TimelineEntry).describe("The saga's steps, oldest first") })
+/** Also the base of the live page's LiveOrder (live/routes.ts). */
+export const OrderDetail = Order.extend({ timeline: z.array(TimelineEntry).describe("The saga's steps, oldest first") })
   .describe("An order with its saga timeline")
   .openapi("OrderDetail");
 

@@ -37,7 +37,7 @@ export function createLivePage(deps: {
     .openapi(livePageRoute, (c) => c.html(page, 200, { "cache-control": "no-cache" }) as never)
     .openapi(liveEventsRoute, (c) => {
       const stream = feed.connect({ signal: c.req.raw.signal, server: streamServer(c.env) });
-      if (!stream) return c.json(errorBody("unavailable", "too many live clients; retry shortly"), 503, { "retry-after": "5" });
+      if (!stream) return c.json(errorBody("too_many_clients", "too many live clients; retry shortly"), 503, { "retry-after": "5" });
       return c.body(stream, 200, {
         "content-type": "text/event-stream; charset=utf-8",
         "cache-control": "no-cache",

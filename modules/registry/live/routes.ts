@@ -1,92 +1,155 @@
 /** The live order page's HTTP contract: the page, its event stream, and balances and stock beside it. */
 import { createRoute, z } from "@hono/zod-openapi";
-import { errors, json } from "../../../src/http/schemas";
+import { json, Timestamp, withErrors } from "../../../src/http/schemas";
+import { OrderDetail } from "../routes";
 
-const TimelineEntry = z.object({ at: z.string(), service: z.string(), step: z.string(), detail: z.string().nullable() });
-
-const LiveOrder = z
-  .object({
-    id: z.uuid(),
-    user_id: z.number().int(),
-    status: z.enum(["pending", "completed", "rejected"]),
-    reason: z.string().nullable(),
-    compensation: z.enum(["pending", "done"]).nullable(),
-    total_cents: z.number().int(),
-    items: z.array(
-      z.object({
-        product_id: z.number().int(),
-        quantity: z.number().int(),
-        unit_price_cents: z.number().int(),
-        line_total_cents: z.number().int(),
-      }),
-    ),
-    created_at: z.string(),
-    updated_at: z.string(),
-    timeline: z.array(TimelineEntry),
-    version: z.number().int().openapi({ description: "Id of the order's latest timeline entry: a copy with a lower version is older" }),
-  })
+/** An order as the stream sends it: whole, with its timeline and a version. */
+export const LiveOrder = OrderDetail.extend({
+  version: z.int().describe("Id of the order's latest timeline entry: of two copies of an order, the one with the higher version is newer"),
+})
+  .describe("An order with its saga timeline, as the live stream sends it")
   .openapi("LiveOrder");
 
-export const livePageRoute = createRoute({
-  method: "get",
-  path: "/",
-  tags: ["live"],
-  summary: "The live order page",
-  description:
-    "A plain HTML page (no build step, nothing fetched from elsewhere) showing the newest orders and each one's saga timeline " +
-    "as they change (from `GET /live/events`), balances and stock beside them (`GET /live/overview`), and a form that places an order.",
-  responses: { 200: { description: "The page", content: { "text/html": { schema: z.string() } } } },
-});
+/** The first event of every connection. */
+export const LiveSnapshot = z
+  .object({ orders: z.array(LiveOrder).describe("The newest orders (30 at most), newest first") })
+  .describe("The `data` of the `snapshot` event")
+  .openapi("LiveSnapshot");
 
-export const liveEventsRoute = createRoute({
-  method: "get",
-  path: "/live/events",
-  tags: ["live"],
-  summary: "Order changes as server-sent events",
-  description:
-    "A `text/event-stream` that stays open. On connecting: `retry: 3000`, then one `snapshot` event " +
-    "(`data: {\"orders\": [LiveOrder, ...]}`, newest first). Then an `order` event (`data: LiveOrder`, the whole order) " +
-    "whenever an order is placed or its status, compensation or timeline changes, in any registry process sharing the database " +
-    "(seen within a poll interval, 250 ms). Each event's `id:` is the version it carries. A comment line (`: heartbeat`) comes " +
-    "every 5 s. A client that reconnects gets a fresh snapshot. In a burst, only the newest 100 changed orders per interval are sent.",
-  responses: {
-    200: {
-      description: "The event stream",
-      content: {
-        "text/event-stream": {
-          schema: z.string().openapi({
-            example: 'id: 42\nevent: order\ndata: {"id":"…","status":"completed","timeline":[…],"version":42}\n\n: heartbeat\n\n',
-          }),
+const EXAMPLE_ORDER = {
+  id: "3f6c1a52-8d4e-4b8e-9a57-2c1d0e9b7a41",
+  user_id: 1,
+  status: "completed",
+  reason: null,
+  compensation: null,
+  total_cents: 2000,
+  items: [{ product_id: 2, quantity: 2, unit_price_cents: 1000, line_total_cents: 2000 }],
+  created_at: "2026-03-14T09:26:53.589Z",
+  updated_at: "2026-03-14T09:26:53.647Z",
+  timeline: [
+    { at: "2026-03-14T09:26:53.589Z", service: "registry", step: "created", detail: "total 2000 cents" },
+    { at: "2026-03-14T09:26:53.631Z", service: "wallet", step: "paid", detail: null },
+    { at: "2026-03-14T09:26:53.640Z", service: "storage", step: "reserved", detail: null },
+    { at: "2026-03-14T09:26:53.647Z", service: "registry", step: "completed", detail: null },
+  ],
+  version: 42,
+};
+
+export const livePageRoute = createRoute(
+  withErrors(
+    {
+      method: "get",
+      path: "/",
+      tags: ["live"],
+      summary: "The live order page",
+      description:
+        "A plain HTML page (no build step, nothing fetched from elsewhere) showing the newest orders and each one's saga timeline " +
+        "as they change (from `GET /live/events`), balances and stock beside them (`GET /live/overview`), and a form that places " +
+        "an order (`POST /orders`) and shows the answer. It needs no admin token.",
+      responses: { 200: { description: "The page", content: { "text/html": { schema: z.string().describe("An HTML document") } } } },
+    },
+    {},
+    { database: false },
+  ),
+);
+
+export const liveEventsRoute = createRoute(
+  withErrors(
+    {
+      method: "get",
+      path: "/live/events",
+      tags: ["live"],
+      summary: "Order changes as server-sent events",
+      description:
+        "A `text/event-stream` that stays open. On connecting: `retry: 3000`, then one `snapshot` event " +
+        "(`data`: LiveSnapshot, the newest orders). Then an `order` event (`data`: LiveOrder, the whole order) whenever an order " +
+        "is placed or its status, compensation or timeline changes, in any registry process sharing the database: one poller per " +
+        "process reads the timeline entries committed since its cursor every 250 ms while a client is connected. Each event's " +
+        "`id:` is the version it carries. A comment line (`: heartbeat`) comes every 5 s. A client that reconnects gets a fresh " +
+        "snapshot. In a burst, only the newest 100 changed orders per poll are sent.",
+      responses: {
+        200: {
+          description: "The event stream",
+          content: {
+            "text/event-stream": {
+              schema: z.string().describe("Server-sent events: `snapshot`, then `order` events and heartbeat comments"),
+              example: `retry: 3000\n\nid: 42\nevent: snapshot\ndata: {"orders":[${JSON.stringify(EXAMPLE_ORDER)}]}\n\n: heartbeat 2026-03-14T09:26:58.589Z\n\n`,
+            },
+          },
         },
       },
     },
-    ...errors(503),
-  },
-});
-
-/** Referenced so that the generated document describes the events' data. */
-export const LiveSnapshot = z.object({ orders: z.array(LiveOrder) }).openapi("LiveSnapshot");
+    {
+      503: {
+        too_many_clients: {
+          when: "200 clients are connected to this process already; retry after `Retry-After` seconds",
+          message: "too many live clients; retry shortly",
+        },
+      },
+    },
+  ),
+);
 
 const Overview = z
   .object({
-    wallets: z.array(z.object({ user_id: z.number().int(), balance_cents: z.number().int() })),
-    wallets_total: z.number().int().openapi({ description: "Wallets in all; the first 200 by user id are listed" }),
-    stock: z.array(z.object({ product_id: z.number().int(), available: z.number().int(), reserved: z.number().int() })),
-    stock_total: z.number().int().openapi({ description: "Products in stock in all; the first 200 by id are listed" }),
-    unavailable: z.array(z.object({ service: z.enum(["wallet", "storage"]), message: z.string() })).openapi({
-      description: "Services that did not answer (their list is then empty)",
-    }),
-    fetched_at: z.string(),
+    wallets: z
+      .array(
+        z
+          .object({ user_id: z.int().describe("The wallet's user"), balance_cents: z.int().describe("Balance in cents") })
+          .describe("One wallet"),
+      )
+      .describe("Balances by user id, the first 200"),
+    wallets_total: z.int().describe("Wallets in all"),
+    stock: z
+      .array(
+        z
+          .object({
+            product_id: z.int().describe("Product id"),
+            available: z.int().describe("Units free to reserve"),
+            reserved: z.int().describe("Units held by orders"),
+          })
+          .describe("One product's stock"),
+      )
+      .describe("Stock by product id, the first 200"),
+    stock_total: z.int().describe("Products with a stock row in all"),
+    unavailable: z
+      .array(
+        z
+          .object({
+            service: z.enum(["wallet", "storage"]).describe("The service that did not answer"),
+            message: z.string().describe("Why, without internals"),
+          })
+          .describe("A service that could not be asked"),
+      )
+      .describe("Services that did not answer (their list is then empty)"),
+    fetched_at: Timestamp.describe("When registry asked them"),
   })
+  .describe("Balances and stock as wallet and storage report them")
   .openapi("LiveOverview");
 
-export const liveOverviewRoute = createRoute({
-  method: "get",
-  path: "/live/overview",
-  tags: ["live"],
-  summary: "Balances and stock, as wallet and storage report them",
-  description:
-    "Registry asks wallet (`GET /wallets`) and storage (`GET /stock`) over HTTP, in one process as in the split deployment, " +
-    "and answers at most every 0.5 s from a fresh fetch. A service that does not answer is named in `unavailable`.",
-  responses: { 200: json(Overview, "Balances and stock") },
-});
+export const liveOverviewRoute = createRoute(
+  withErrors(
+    {
+      method: "get",
+      path: "/live/overview",
+      tags: ["live"],
+      summary: "Balances and stock, as wallet and storage report them",
+      description:
+        "Registry asks wallet (`GET /wallets`) and storage (`GET /stock`) over HTTP, in one process as in the split deployment " +
+        "(`wallet_url`, `storage_url`), so the page talks to registry only. Answers are shared for 0.5 s; a service that does " +
+        "not answer within 3 s is named in `unavailable`.",
+      responses: {
+        200: json(Overview, "Balances and stock", {
+          wallets: [{ user_id: 1, balance_cents: 98000 }],
+          wallets_total: 1,
+          stock: [{ product_id: 2, available: 8, reserved: 2 }],
+          stock_total: 1,
+          unavailable: [],
+          fetched_at: "2026-03-14T09:26:54.012Z",
+        }),
+      },
+    },
+    {},
+    { database: false },
+  ),
+);

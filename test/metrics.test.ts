@@ -8,9 +8,12 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { parse as parseYaml } from "yaml";
+import { type Database, openDatabase } from "../src/db/database";
+import { createLogger } from "../src/log";
 import { eventually } from "./support/eventually";
 import { adminHeaders, call, getJson } from "./support/http";
-import { type ShopTarget, startInProcess } from "./support/shop-target";
+import { type PostgresCluster, startPostgresCluster } from "./support/postgres-cluster";
+import { createDatabase, type ShopTarget, startInProcess } from "./support/shop-target";
 
 type Service = keyof ShopTarget["urls"];
 const SERVICES: Service[] = ["registry", "wallet", "storage"];
@@ -155,7 +158,6 @@ describe("/metrics after a completed and a rejected order", () => {
   });
 
   test("the event-loop lag is measured: never negative, and not 0 every time", async () => {
-    const lags: number[] = [];
     await eventually(async () => {
       const e = await scrape("registry");
       const lag = one(e, "nodejs_eventloop_lag_seconds");
@@ -164,7 +166,6 @@ describe("/metrics after a completed and a rejected order", () => {
       const p99 = one(e, "nodejs_eventloop_lag_p99_seconds");
       expect(p99).toBeGreaterThanOrEqual(0);
       expect(p99).toBeLessThan(60);
-      lags.push(lag);
       return lag > 0;
     }, 30_000, 300);
   });
@@ -234,6 +235,50 @@ describe("/metrics after a completed and a rejected order", () => {
       expect(one(e, "shop_db_transactions_total")).toBeGreaterThan(0);
     }
   });
+});
+
+describe("the database pool gauges (Database.pool())", () => {
+  let cluster: PostgresCluster | null = null;
+  const opened: Database[] = [];
+  afterAll(async () => {
+    for (const db of opened) await db.close();
+    await cluster?.stop();
+  }, 60_000);
+
+  /** Starts `n` transactions that hold until released; resolves once `db.pool()` shows them. */
+  const hold = async (db: Database, n: number) => {
+    let release!: () => void;
+    const gate = new Promise<void>((resolve) => (release = resolve));
+    const running = Array.from({ length: n }, () => db.transaction(() => gate));
+    return {
+      release: async () => {
+        release();
+        await Promise.all(running);
+      },
+    };
+  };
+
+  test("PGlite: one connection; in use while a call holds the mutex, the others waiting", async () => {
+    const db = await openDatabase({ driver: "pglite", dataDir: null }, createLogger("silent"));
+    opened.push(db);
+    expect(db.pool()).toEqual({ max: 1, inUse: 0, waiting: 0 });
+    const held = await hold(db, 3);
+    await eventually(() => db.pool().inUse === 1);
+    expect(db.pool()).toEqual({ max: 1, inUse: 1, waiting: 2 });
+    await held.release();
+    expect(db.pool()).toEqual({ max: 1, inUse: 0, waiting: 0 });
+  });
+
+  test("PostgreSQL: units of work in flight against the pool size; past it, waiting", async () => {
+    cluster = await startPostgresCluster({ name: "metrics" });
+    const db = await openDatabase({ driver: "postgres", url: await createDatabase(cluster.url), poolSize: 2 }, createLogger("silent"));
+    opened.push(db);
+    expect(db.pool()).toEqual({ max: 2, inUse: 0, waiting: 0 });
+    const held = await hold(db, 3);
+    expect(db.pool()).toEqual({ max: 2, inUse: 2, waiting: 1 });
+    await held.release();
+    expect(db.pool()).toEqual({ max: 2, inUse: 0, waiting: 0 });
+  }, 120_000);
 });
 
 describe("the observability profile (deploy/)", () => {

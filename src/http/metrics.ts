@@ -120,12 +120,20 @@ export function httpMetrics(registry: MetricsRegistry): MiddlewareHandler {
   };
 }
 
+/** Hono route paths (`/orders/:id`) as OpenAPI patterns (`/orders/{id}`); as many as there are routes. */
+const patterns = new Map<string, string>();
+
 /** The OpenAPI-style pattern of the route that matched (`/orders/{id}`), or UNMATCHED_ROUTE. */
 function routeOf(c: Context): string {
   // Middleware is registered for every method ("ALL"); a route, for its own.
   const matched = matchedRoutes(c).findLast((r) => r.method !== "ALL");
   if (!matched) return UNMATCHED_ROUTE;
-  return matched.path.replaceAll(/:(\w+)(\{[^}]*\})?/g, "{$1}");
+  let pattern = patterns.get(matched.path);
+  if (pattern === undefined) {
+    pattern = matched.path.replaceAll(/:(\w+)(\{[^}]*\})?/g, "{$1}");
+    patterns.set(matched.path, pattern);
+  }
+  return pattern;
 }
 
 /**

@@ -44,6 +44,8 @@ function processMetrics(): Registry {
   const registry = new Registry();
   collectDefaultMetrics({ register: registry });
   for (const name of NOT_UNDER_BUN) registry.removeSingleMetric(name);
+  // nodejs_eventloop_lag_seconds is measured after each reading (a setImmediate): take one now so the first scrape has a value.
+  void registry.metrics();
   processRegistry = registry;
   return registry;
 }

@@ -39,7 +39,8 @@ const signingKey = z
   .optional()
   .or(z.literal("").transform(() => undefined));
 
-const SettingsSchema = z.object({
+/** The process settings: variables (and .env), or their flags. */
+export const SettingsSchema = z.object({
   MODULES: z
     .string()
     .default(MODULE_NAMES.join(","))
@@ -155,6 +156,7 @@ const FLAGS = [
   "data-dir",
   "config-dir",
   "log-level",
+  "log-format",
   "registry-port",
   "wallet-port",
   "storage-port",
@@ -482,6 +484,8 @@ export interface ReferenceRow {
 /** The settings of one scope: the process, or one module's YAML. */
 export interface ReferenceSection {
   title: string;
+  /** The module whose YAML this is; absent for the process settings. */
+  module?: ModuleName;
   rows: ReferenceRow[];
 }
 
@@ -534,7 +538,7 @@ export function configReference(modules: readonly ModuleHelp[]): ReferenceSectio
         rows.push({ key, variable, flag: flagOf.get(variable), default: shownDefault(field), text: MODULE_KEY_HELP[key] ?? "" });
       }
     }
-    sections.push({ title: `${m.name}: <CONFIG_DIR>/${m.name}.yaml`, rows });
+    sections.push({ title: `${m.name}: <CONFIG_DIR>/${m.name}.yaml`, module: m.name, rows });
   }
   return sections;
 }

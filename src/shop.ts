@@ -114,7 +114,9 @@ export async function startShop(settings: Settings, env: Env, log: Logger, opts:
     for (const [i, m] of chosen.entries()) {
       const port = (configs[i] as { port: number }).port;
       const topics = (configs[i] as { topics: Topics }).topics;
-      const server = serveModule(m, running[i] as RunningModule, port, { settings, db, bus, notReady, log, topics }, registries[i] as Registry);
+      const server = listenOrExplain(m.name, port, settings.HOST, () =>
+        serveModule(m, running[i] as RunningModule, port, { settings, db, bus, notReady, log, topics }, registries[i] as Registry),
+      );
       servers.push(server);
       urls[m.name] = `http://127.0.0.1:${server.port}`;
       log.info("listening", { module: m.name, url: urls[m.name] });
@@ -171,6 +173,20 @@ export async function startShop(settings: Settings, env: Env, log: Logger, opts:
         });
       })()),
   };
+}
+
+/** Serves, or says which module's port is taken and how to choose another (Bun only asks "Is port N in use?"). */
+function listenOrExplain<T>(module: ModuleName, port: number, host: string, serve: () => T): T {
+  try {
+    return serve();
+  } catch (err) {
+    if ((err as { code?: unknown }).code !== "EADDRINUSE") throw err;
+    throw new Error(
+      `${module} cannot listen on ${host}:${port}: the port is in use (another shop still running?); ` +
+        `stop that process, or choose another port: ${module.toUpperCase()}_PORT=<port> or --${module}-port <port> (0: any free port)`,
+      { cause: err },
+    );
+  }
 }
 
 /** Bun's request body cap: 100x past the largest BODY_LIMIT_BYTES, a backstop only (see serveModule). */

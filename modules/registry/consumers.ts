@@ -1,14 +1,15 @@
 /** Everything registry reacts to on the bus. */
+import type { Logger } from "../../src/log";
 import type { Consumers } from "../../src/outbox/message-consumer";
 import { asc, inArray } from "drizzle-orm";
 import { orders } from "./schema";
 import { recordCompensation, recordRejection, recordSuccess, type SagaEnded } from "./service";
 
-/** Registry's consumer: follow each order's steps, rejections and compensations; `ended` hears of each final state. */
-export const registryConsumers = (ended?: SagaEnded): Consumers => ({
+/** Registry's consumer: follow each order's steps, rejections and compensations; `ended` hears of each final state, `log` logs it. */
+export const registryConsumers = (ended?: SagaEnded, log?: Logger): Consumers => ({
   handlers: {
-    StepSucceeded: (tx, m) => recordSuccess(tx, m.payload, ended),
-    OrderRejected: (tx, m, enqueue) => recordRejection(tx, enqueue, m.payload, ended),
+    StepSucceeded: (tx, m) => recordSuccess(tx, m.payload, decided(m, ended, log)),
+    OrderRejected: (tx, m, enqueue) => recordRejection(tx, enqueue, m.payload, decided(m, ended, log, m.payload.reason)),
     OrderCompensated: (tx, m) => recordCompensation(tx, m.payload),
   },
   // The batch's orders, in id order.
@@ -17,6 +18,14 @@ export const registryConsumers = (ended?: SagaEnded): Consumers => ({
     await tx.select({ id: orders.id }).from(orders).where(inArray(orders.id, ids)).orderBy(asc(orders.id)).for("update");
   },
 });
+
+/** `ended`, and a line saying how the order of `m` ended, under the request id that placed it. */
+const decided =
+  (m: { order_id: string; request_id?: string }, ended?: SagaEnded, log?: Logger, reason?: string): SagaEnded =>
+  (status, seconds) => {
+    ended?.(status, seconds);
+    log?.info(`order ${status}`, { order_id: m.order_id, status, reason, saga_seconds: Math.round(seconds * 1000) / 1000, request_id: m.request_id });
+  };
 
 /** The topics registry's consumer group reads. */
 export const REGISTRY_TOPICS = ["success", "rejected_orders"] as const;

@@ -24,7 +24,7 @@ export const registryModule: ShopModule<typeof RegistryConfigSchema> = {
     // Expired Idempotency-Keys are pruned with the messaging tables (a key seen again after that places a new order).
     const keyRetention = idempotencyKeyPruneJob(config.idempotency_key_retention_hours * 3_600_000);
     const sagaEnded = registryMetrics(ctx.metrics, db);
-    const messaging = setUpMessaging(ctx, tables, registryConsumers(sagaEnded), REGISTRY_TOPICS, [keyRetention]);
+    const messaging = setUpMessaging(ctx, tables, registryConsumers(sagaEnded, log.child("saga")), REGISTRY_TOPICS, [keyRetention]);
     const deadlineMs = config.saga_deadline_seconds * 1000;
     // With nothing pending, look again this often (orders placed by any process); else wake when the oldest is due.
     const idleCheckMs = Math.min(5000, Math.max(50, deadlineMs / 2));

@@ -99,6 +99,41 @@ describe("the shop process", () => {
     expect(await Bun.file(`${dataDir}.lock`).exists()).toBe(false);
   });
 
+  for (const script of ["dev", "start"]) {
+    test(`Ctrl-C under \`bun run ${script}\` (SIGINT to the whole process group, as a terminal sends it): stopped, exit 0, the data directory released`, async () => {
+      const dataDir = mkdtempSync(join(tmpdir(), "shop-data-"));
+      dirs.push(dataDir, `${dataDir}.lock`);
+      const p = await startShopProcess(["--modules", "wallet"], envWithData(dataDir), 1, 60_000, { command: ["bun", "run", script], detached: true });
+      // The group holds the `bun run` wrapper and the shop: both get it, and the wrapper forwards its own.
+      process.kill(-(p.proc.pid as number), "SIGINT");
+      expect(await p.proc.exited).toBe(0);
+      await eventually(() => p.logs.some((l) => l.includes('"msg":"stopped"')));
+      expect(p.logs.some((l) => l.includes('"level":"error"'))).toBe(false);
+      expect(await Bun.file(`${dataDir}.lock`).exists()).toBe(false);
+    });
+  }
+
+  test("a port in use: exit 1 naming the module, the address and how to choose another port; the data directory released", async () => {
+    const dataDir = mkdtempSync(join(tmpdir(), "shop-data-"));
+    dirs.push(dataDir, `${dataDir}.lock`);
+    const squatter = Bun.serve({ port: 0, hostname: "127.0.0.1", fetch: () => new Response("taken") });
+    try {
+      const proc = Bun.spawn(["bun", "run", "src/main.ts", "--modules", "wallet", "--wallet-port", String(squatter.port)], {
+        cwd: join(import.meta.dir, ".."),
+        env: { ...envWithData(dataDir), PATH: process.env.PATH },
+        stdout: "ignore",
+        stderr: "pipe",
+      });
+      const [code, stderr] = await Promise.all([proc.exited, new Response(proc.stderr).text()]);
+      expect(code).toBe(1);
+      expect(stderr).toContain(`failed to start: wallet cannot listen on 127.0.0.1:${squatter.port}: the port is in use`);
+      expect(stderr).toContain("WALLET_PORT=<port>");
+      expect(await Bun.file(`${dataDir}.lock`).exists()).toBe(false);
+    } finally {
+      squatter.stop(true);
+    }
+  });
+
   test("--modules starts only the named modules", async () => {
     const p = await startShopProcess(["--modules", "wallet"], envWithData(":memory:"), 1);
     expect(Object.keys(p.urls)).toEqual(["wallet"]);

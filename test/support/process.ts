@@ -27,6 +27,8 @@ export interface StartProcessOptions {
   command?: string[];
   /** Working directory (default: the project root). */
   cwd?: string;
+  /** Its own process group, like a terminal's foreground job: `process.kill(-proc.pid, "SIGINT")` is Ctrl-C. */
+  detached?: boolean;
 }
 
 /**
@@ -43,6 +45,7 @@ export async function startShopProcess(
   const spawnedAt = performance.now();
   const proc = Bun.spawn([...(opts.command ?? ["bun", "run", "src/main.ts"]), ...args], {
     cwd: opts.cwd ?? ROOT,
+    detached: opts.detached ?? false,
     env: { PATH: process.env.PATH, HOME: process.env.HOME, TMPDIR: process.env.TMPDIR, ...env },
     stdin: "ignore",
     stdout: "ignore",

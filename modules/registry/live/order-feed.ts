@@ -6,7 +6,7 @@
 import type { Database } from "../../../src/db/database";
 import type { Logger } from "../../../src/log";
 import { EventCursor } from "./event-cursor";
-import { eventsAfter, latestEventId, type LiveOrder, liveOrders } from "./order-reads";
+import { eventsAfter, type LiveOrder, liveOrders, settledEventId } from "./order-reads";
 
 /** Tuning of the feed; the defaults suit a person watching a page. */
 export interface OrderFeedOptions {
@@ -83,7 +83,7 @@ export function createOrderFeed(
   // Read once per spell of connected clients, before the first snapshot: what the snapshot misses, the poller sends.
   let cursor: Promise<EventCursor> | null = null;
   const cursorNow = () =>
-    (cursor ??= latestEventId(db).then(
+    (cursor ??= settledEventId(db, opts.gapWaitMs).then(
       (id) => new EventCursor(id, opts.gapWaitMs),
       (err) => {
         cursor = null;
@@ -134,7 +134,7 @@ export function createOrderFeed(
     const fresh = new Set(at.accept(rows.map((r) => r.id), Date.now()));
     const changed = [...new Set(rows.filter((r) => fresh.has(r.id)).map((r) => r.orderId))];
     // The newest orders matter to a page; in a storm the older changes are left out.
-    const orders = changed.length ? (await liveOrders(db, { ids: changed })).slice(0, opts.maxOrdersPerPoll) : [];
+    const orders = changed.length ? await liveOrders(db, { ids: changed, limit: opts.maxOrdersPerPoll }) : [];
     // Oldest first, so that a page inserting each at the top ends newest first.
     for (const order of orders.reverse()) broadcast(sseFrame("order", order.version, order));
     observer.polled((performance.now() - started) / 1000, orders.length);
@@ -161,7 +161,7 @@ export function createOrderFeed(
   const welcome = async (client: Client) => {
     try {
       await cursorNow();
-      const orders = await liveOrders(db, { newest: opts.snapshotSize });
+      const orders = await liveOrders(db, { limit: opts.snapshotSize });
       const version = orders.reduce((v, o) => Math.max(v, o.version), 0);
       const backlog = client.backlog ?? [];
       client.backlog = null;

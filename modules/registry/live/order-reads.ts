@@ -1,5 +1,5 @@
 /** The reads behind the live feed: orders with their timelines, and the events since a cursor. */
-import { asc, desc, gt, inArray, max } from "drizzle-orm";
+import { asc, desc, gt, inArray, lt, max, sql } from "drizzle-orm";
 import type { Database } from "../../../src/db/database";
 import { orderEvents, orderItems, orders } from "../schema";
 import { orderView, type OrderView } from "../service";
@@ -10,9 +10,18 @@ export type LiveOrder = OrderView & {
   version: number;
 };
 
-/** The highest timeline entry id so far (0 when there is none). */
-export async function latestEventId(db: Database): Promise<number> {
-  const [row] = await db.read((q) => q.select({ id: max(orderEvents.id) }).from(orderEvents));
+/**
+ * The highest id of the timeline entries recorded more than `settledMs` ago (0 when there is none):
+ * a cursor from there sends the recent changes again (harmless: each carries its version) and
+ * still catches an entry of that window whose transaction commits late.
+ */
+export async function settledEventId(db: Database, settledMs: number): Promise<number> {
+  const [row] = await db.read((q) =>
+    q
+      .select({ id: max(orderEvents.id) })
+      .from(orderEvents)
+      .where(lt(orderEvents.at, sql`now() - make_interval(secs => ${settledMs / 1000})`)),
+  );
   return Number(row?.id ?? 0);
 }
 
@@ -28,15 +37,16 @@ export async function eventsAfter(db: Database, after: number, limit: number): P
   );
 }
 
-/** The `limit` newest orders, or those of `ids` (newest first), each with its items and timeline. */
-export async function liveOrders(db: Database, pick: { newest: number } | { ids: string[] }): Promise<LiveOrder[]> {
+/** The `limit` newest orders, or of those with `ids`, each with its items and timeline; newest first. */
+export async function liveOrders(db: Database, pick: { limit: number; ids?: string[] }): Promise<LiveOrder[]> {
   return db.read(async (r) => {
-    const rows =
-      "ids" in pick
-        ? pick.ids.length === 0
-          ? []
-          : await r.select().from(orders).where(inArray(orders.id, pick.ids)).orderBy(desc(orders.seq))
-        : await r.select().from(orders).orderBy(desc(orders.seq)).limit(pick.newest);
+    if (pick.ids?.length === 0) return [];
+    const rows = await r
+      .select()
+      .from(orders)
+      .where(pick.ids ? inArray(orders.id, pick.ids) : undefined)
+      .orderBy(desc(orders.seq))
+      .limit(pick.limit);
     if (rows.length === 0) return [];
     const ids = rows.map((o) => o.id);
     const items = await r.select().from(orderItems).where(inArray(orderItems.orderId, ids));

@@ -111,11 +111,12 @@ export async function startShop(settings: Settings, env: Env, log: Logger, opts:
       running.push(await m.init({ config: configs[i], db, bus, log: log.child(m.name), siblings: urls, signing, metrics: registries[i] as Registry }));
     }
     if (opts.signal?.aborted) throw new Error("stopped during start");
+    const created = bus;
     for (const [i, m] of chosen.entries()) {
       const port = (configs[i] as { port: number }).port;
       const topics = (configs[i] as { topics: Topics }).topics;
       const server = listenOrExplain(m.name, port, settings.HOST, () =>
-        serveModule(m, running[i] as RunningModule, port, { settings, db, bus, notReady, log, topics }, registries[i] as Registry),
+        serveModule(m, running[i] as RunningModule, port, { settings, db, bus: created, notReady, log, topics }, registries[i] as Registry),
       );
       servers.push(server);
       urls[m.name] = `http://127.0.0.1:${server.port}`;

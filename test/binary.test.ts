@@ -37,6 +37,17 @@ describe("the binary", () => {
     const shop = await startShopProcess([], env, 3, 120_000, { command: [binary], cwd });
     try {
       expect(existsSync(join(cwd, "data"))).toBe(true);
+      // Without a terminal the banner's facts come as the ready line.
+      const ready = JSON.parse(shop.logs.find((l) => l.includes('"msg":"ready"')) as string);
+      const port = (url: string | undefined) => new URL(url as string).port;
+      expect(ready).toMatchObject({
+        modules: ["registry", "wallet", "storage"],
+        database: `PGlite in ${join(cwd, "data")}`,
+        live_page: `http://localhost:${port(shop.urls.registry)}/`,
+        swagger: { storage: `http://localhost:${port(shop.urls.storage)}/swagger/` },
+      });
+      expect(ready.ready_ms).toBeGreaterThan(0);
+      expect(shop.logs.some((l) => l.includes('"msg":"opening the embedded database"') && l.includes('"first_start":true'))).toBe(true);
       for (const url of Object.values(shop.urls)) expect((await call(url, "GET", "/health")).status).toBe(200);
       const { registry, wallet, storage } = shop.urls as Record<"registry" | "wallet" | "storage", string>;
       // The built-in config seeds user 1 with 1000.00 and product 2 (29.99) with 100 in stock.

@@ -1,0 +1,39 @@
+import { describe, expect, test } from "bun:test";
+import { loadSettings } from "./config";
+import { describeDatabase, formatBanner, startFacts } from "./start-banner";
+
+describe("start banner", () => {
+  test("the database as a person reads it, never with the password", () => {
+    expect(describeDatabase({ driver: "postgres", url: "postgres://shop:s3cret@db.internal:5432/shop", poolSize: 10 })).toBe(
+      "PostgreSQL db.internal:5432/shop as shop",
+    );
+    expect(describeDatabase({ driver: "pglite", dataDir: null })).toBe("PGlite in memory (nothing kept)");
+    expect(describeDatabase({ driver: "pglite", dataDir: "/srv/shop/data" })).toBe("PGlite in /srv/shop/data");
+  });
+
+  test("one screen: mode, database, bus, each module's URL and Swagger UI, the live page, ready in N ms", () => {
+    const settings = loadSettings({});
+    const urls = { registry: "http://127.0.0.1:8000", wallet: "http://127.0.0.1:8001", storage: "http://127.0.0.1:8002" };
+    const facts = startFacts(settings, { driver: "pglite", dataDir: "/srv/shop/data" }, urls, 1234.4);
+    const banner = formatBanner(facts);
+    for (const text of [
+      "ready in 1234 ms",
+      "one process: registry, wallet, storage",
+      "PGlite in /srv/shop/data",
+      "in memory",
+      "http://localhost:8001   swagger http://localhost:8001/swagger/",
+      "live page http://localhost:8000/",
+    ]) {
+      expect(banner).toContain(text);
+    }
+    expect(banner.split("\n").length).toBeLessThan(24);
+  });
+
+  test("a service of the split deployment: its modules only, Kafka's brokers, no live page without registry", () => {
+    const settings = loadSettings({ MODULES: "wallet", BUS: "kafka", KAFKA_BROKERS: "k1:9092,k2:9092", HOST: "10.0.0.5" });
+    const facts = startFacts(settings, { driver: "postgres", url: "postgres://u:p@db/shop", poolSize: 10 }, { wallet: "http://127.0.0.1:8001" }, 10);
+    expect(facts).toMatchObject({ mode: "service: wallet only", bus: "Kafka at k1:9092, k2:9092", urls: { wallet: "http://10.0.0.5:8001" } });
+    expect(facts.live_page).toBeUndefined();
+    expect(JSON.stringify(facts)).not.toContain(":p@");
+  });
+});

@@ -3,7 +3,7 @@
  * modules like `bun run src/main.ts`. It carries its migrations, default config, PGlite's wasm and
  * data bundle and Swagger UI's assets (src/assets.ts lists them) under their project-relative paths.
  */
-import { existsSync } from "node:fs";
+import { existsSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { EMBEDDED } from "../src/assets";
@@ -34,5 +34,7 @@ if (!result.success) {
   for (const log of result.logs) console.error(log);
   process.exit(1);
 }
+// The executable carries its source map (stack traces name src/ lines); the file beside it is not needed.
+rmSync(`${outfile}.map`, { force: true });
 const size = Bun.file(outfile).size;
 console.log(`built ${outfile} (${(size / 1024 / 1024).toFixed(0)} MB) in ${Date.now() - started} ms`);

@@ -1,6 +1,6 @@
 /** The single executable (`bun run build`): runs from any directory with its embedded migrations, config, PGlite and Swagger UI. */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { eventually } from "./support/eventually";
@@ -27,7 +27,8 @@ beforeAll(async () => {
 afterAll(() => rmSync(work, { recursive: true, force: true }));
 
 describe("the binary", () => {
-  test("--help works from anywhere", () => {
+  test("is one file, and --help works from anywhere", () => {
+    expect(readdirSync(work).sort()).toEqual(["run", "shop"]);
     const help = Bun.spawnSync([binary, "--help"], { cwd, env: { PATH: process.env.PATH } });
     expect(help.exitCode).toBe(0);
     expect(help.stdout.toString()).toContain("MODULES, --modules");

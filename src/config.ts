@@ -119,7 +119,7 @@ const SETTING_HELP: Record<SettingName, string> = {
   DATABASE_URL: "PostgreSQL URL, postgres://... (unset: embedded PGlite in DATA_DIR)",
   DATABASE_POOL_SIZE: "PostgreSQL connections per process",
   DATA_DIR: "PGlite's files (:memory: for a throwaway database)",
-  CONFIG_DIR: "where <module>.yaml files are read from",
+  CONFIG_DIR: "where <module>.yaml files are read from (the binary, without ./config: its built-in copy)",
   HOST: "address the HTTP services listen on",
   BODY_LIMIT_BYTES: "largest request body read",
   ADMIN_TOKEN: "bearer token for deposits, receipts and /admin/* (unset: random per start, logged once)",

@@ -19,7 +19,9 @@ export const EnvelopeSchema = z.object({
   occurred_at: z.iso.datetime({ offset: true }),
   order_id: z.uuid(),
   /** The HTTP request that set the order going, passed on by every message it leads to (absent on older records). */
-  request_id: RequestId.optional().catch(undefined),
+  request_id: RequestId.optional()
+    .catch(undefined)
+    .describe("The X-Request-Id of the POST /orders that started this order's saga, passed on by every message that follows (absent on older records; a malformed one is dropped, not dead-lettered)."),
   payload: z.unknown(),
 });
 

@@ -41,7 +41,9 @@ export function logFormatFor(format: LogFormat | undefined, isTTY: boolean): Log
 
 /** Creates a logger writing at or above `level`; lines logged while serving a request or a message carry its request_id. */
 export function createLogger(level: LogLevel, opts: LoggerOptions = {}): Logger {
-  const format = logFormatFor(opts.format, process.stderr.isTTY === true);
+  // Colours only where a person reads stderr (not where stdout happens to be a terminal).
+  const onTerminal = opts.destination === undefined && process.stderr.isTTY === true;
+  const format = logFormatFor(opts.format, onTerminal);
   const root = pino(
     {
       level,
@@ -57,6 +59,7 @@ export function createLogger(level: LogLevel, opts: LoggerOptions = {}): Logger 
       : pretty({
           destination: opts.destination ?? 2,
           sync: true,
+          colorize: onTerminal,
           translateTime: "SYS:HH:MM:ss.l",
           ignore: "component",
           messageFormat: "{component}: {msg}",

@@ -5,7 +5,11 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { eventually } from "./support/eventually";
 import { adminHeaders, call, getJson, TEST_ADMIN_TOKEN } from "./support/http";
+import { startKafkaMock } from "./support/kafka-mock";
+import { startPostgresCluster } from "./support/postgres-cluster";
 import { startShopProcess } from "./support/process";
+import { createDatabase, TOPICS } from "./support/shop-target";
+import { MOCK_KAFKA_SETTINGS } from "./support/split-shop";
 
 const ROOT = join(import.meta.dir, "..");
 const work = mkdtempSync(join(tmpdir(), "shop-binary-"));
@@ -89,5 +93,30 @@ describe("the binary", () => {
       expect(await shop.stop("SIGINT")).toBe(0);
     }
     expect(shop.logs.some((l) => l.includes('"msg":"stopped"'))).toBe(true);
+  }, 240_000);
+
+  test("the split deployment from three copies of it: Kafka and PostgreSQL, an order completes", async () => {
+    const kafka = await startKafkaMock(Object.values(TOPICS).map((t) => `${t}:3`));
+    const postgres = await startPostgresCluster({ name: "binary" });
+    const started: Awaited<ReturnType<typeof startShopProcess>>[] = [];
+    try {
+      const split = { ...env, BUS: "kafka", KAFKA_BROKERS: kafka.brokers, DATABASE_URL: await createDatabase(postgres.url), ...MOCK_KAFKA_SETTINGS };
+      for (const name of ["registry", "wallet", "storage"]) {
+        started.push(await startShopProcess(["--modules", name], split, 1, 120_000, { command: [binary], cwd }));
+      }
+      const [registry, wallet] = started.map((p) => Object.values(p.urls)[0] as string) as [string, string];
+      const ready = JSON.parse(started[1]?.logs.find((l) => l.includes('"msg":"ready"')) as string);
+      expect(ready).toMatchObject({ mode: "service: wallet only", bus: `Kafka at ${kafka.brokers}` });
+      expect(ready.database).toStartWith("PostgreSQL 127.0.0.1:");
+      const placed = await call(registry, "POST", "/orders", { user_id: 2, items: [{ product_id: 7, quantity: 3 }] });
+      expect(placed.status).toBe(201);
+      await eventually(async () => (await getJson(registry, `/orders/${placed.body.id}`)).status === "completed", 60_000);
+      expect((await getJson(wallet, "/wallets/2")).balance_cents).toBe(50_000 - 3 * 999);
+    } finally {
+      for (const p of started) expect(await p.stop("SIGTERM")).toBe(0);
+      await kafka.stop();
+      await postgres.stop();
+    }
+    for (const p of started) expect(p.logs.some((l) => l.includes('"msg":"stopped"'))).toBe(true);
   }, 240_000);
 });

@@ -6,6 +6,7 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { z } from "zod";
 import { Hono } from "hono";
+import { createMessage, parseMessage } from "../src/contracts";
 import { errorBody, errorHandler } from "../src/http/errors";
 import { requestLog } from "../src/http/request-log";
 import { createLogger, type LogFields, type Logger, logFormatFor } from "../src/log";
@@ -79,6 +80,24 @@ describe("the logger", () => {
     expect(logFormatFor(undefined, true)).toBe("pretty");
     expect(logFormatFor("json", true)).toBe("json");
     expect(logFormatFor("pretty", false)).toBe("pretty");
+  });
+});
+
+describe("request_id in the envelope", () => {
+  const created = () => createMessage("StepSucceeded", { order_id: crypto.randomUUID(), service: "wallet" });
+
+  test("optional: a record without one (written before it existed) is read as before", () => {
+    const m = created();
+    expect(parseMessage(JSON.stringify(m))).toEqual({ ok: true, message: m });
+  });
+
+  test("kept when sane; a malformed one is dropped, and the message still applies", () => {
+    const m = created();
+    expect(parseMessage(JSON.stringify({ ...m, request_id: "order-42" }))).toEqual({ ok: true, message: { ...m, request_id: "order-42" } });
+    for (const bad of ["two words", "x".repeat(129), 42, null]) {
+      const read = parseMessage(JSON.stringify({ ...m, request_id: bad }));
+      expect(read.ok && read.message.request_id).toBeUndefined();
+    }
   });
 });
 

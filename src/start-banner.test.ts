@@ -21,6 +21,7 @@ describe("start banner", () => {
       "one process: registry, wallet, storage",
       "PGlite in /srv/shop/data",
       "in memory",
+      `config    ${process.cwd()}/config`,
       "http://localhost:8001   swagger http://localhost:8001/swagger/",
       "live page http://localhost:8000/",
     ]) {

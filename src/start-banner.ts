@@ -4,7 +4,7 @@
  */
 import { existsSync, readdirSync } from "node:fs";
 import { resolve } from "node:path";
-import type { ModuleName, Settings } from "./config";
+import { BUILT_IN_CONFIG_DIR, type ModuleName, type Settings } from "./config";
 import type { DatabaseTarget } from "./db/database";
 import type { Logger } from "./log";
 
@@ -14,6 +14,8 @@ export interface StartFacts {
   mode: string;
   database: string;
   bus: string;
+  /** Where the module YAML came from. */
+  config: string;
   urls: Partial<Record<ModuleName, string>>;
   swagger: Partial<Record<ModuleName, string>>;
   /** The live order page (registry's `/`), when registry runs here. */
@@ -61,6 +63,7 @@ export function startFacts(settings: Settings, target: DatabaseTarget, urls: Par
     mode,
     database: describeDatabase(target),
     bus,
+    config: settings.CONFIG_DIR === BUILT_IN_CONFIG_DIR ? "built into the binary (there is no ./config)" : resolve(settings.CONFIG_DIR),
     urls: open,
     swagger,
     ...(open.registry ? { live_page: `${open.registry}/` } : {}),
@@ -78,6 +81,7 @@ export function formatBanner(facts: StartFacts): string {
     row("mode", facts.mode),
     row("database", facts.database),
     row("bus", facts.bus),
+    row("config", facts.config),
     "",
   ];
   const width = Math.max(...Object.values(facts.urls).map((u) => (u as string).length));

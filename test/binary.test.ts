@@ -48,6 +48,7 @@ describe("the binary", () => {
       expect(ready).toMatchObject({
         modules: ["registry", "wallet", "storage"],
         database: `PGlite in ${join(cwd, "data")}`,
+        config: "built into the binary (there is no ./config)",
         live_page: `http://localhost:${port(shop.urls.registry)}/`,
         swagger: { storage: `http://localhost:${port(shop.urls.storage)}/swagger/` },
       });

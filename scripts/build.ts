@@ -4,7 +4,7 @@
  * data bundle and Swagger UI's assets (src/assets.ts lists them) under their project-relative paths.
  */
 import { existsSync, rmSync } from "node:fs";
-import { join } from "node:path";
+import { basename, join } from "node:path";
 import { parseArgs } from "node:util";
 import { EMBEDDED } from "../src/assets";
 
@@ -12,6 +12,9 @@ const root = join(import.meta.dir, "..");
 const { values } = parseArgs({ args: Bun.argv.slice(2), options: { outfile: { type: "string" } } });
 const outfile = values.outfile ?? join(root, "dist", "shop");
 const missing = EMBEDDED.filter((p) => !existsSync(join(root, p)));
+// A single file is embedded by its name alone (src/assets.ts): two of one name would collide.
+const names = EMBEDDED.map((p) => basename(p));
+if (new Set(names).size !== names.length) throw new Error(`two embedded files share a name: ${names.join(", ")}`);
 if (missing.length > 0) {
   console.error(`cannot build: missing ${missing.join(", ")} (run bun install?)`);
   process.exit(1);

@@ -1,7 +1,7 @@
 /**
  * Files the process reads at run time besides its code: migrations, default module config, PGlite's
  * wasm and data bundle, Swagger UI's assets. From the source tree they are read where they are; a
- * binary made by `bun run build` (scripts/build.ts) carries them inside under the same relative paths.
+ * binary made by `bun run build` (scripts/build.ts) carries them inside (see assetPath).
  */
 import { basename, join } from "node:path";
 
@@ -19,7 +19,7 @@ export const PGLITE_ASSETS = {
 export const SWAGGER_UI_DIR = "node_modules/swagger-ui-dist";
 export const SWAGGER_UI_FILES = ["swagger-ui.css", "swagger-ui-bundle.js"] as const;
 
-/** Single files scripts/build.ts embeds, relative to the project root. */
+/** Single files scripts/build.ts embeds, relative to the project root (in the binary by name: names must differ). */
 const EMBEDDED_FILES: readonly string[] = [...Object.values(PGLITE_ASSETS), ...SWAGGER_UI_FILES.map((f) => `${SWAGGER_UI_DIR}/${f}`)];
 
 /** Everything scripts/build.ts embeds, relative to the project root: folders (all their files), then single files. */

@@ -99,7 +99,9 @@ export async function startShopProcess(
   try {
     await Promise.race([waitFor, timeout]);
   } catch (err) {
-    proc.kill("SIGKILL");
+    // A detached start (`bun run <script>`) is a group: the wrapper and the shop under it.
+    if (opts.detached) process.kill(-proc.pid, "SIGKILL");
+    else proc.kill("SIGKILL");
     throw err;
   } finally {
     clearTimeout(timer);

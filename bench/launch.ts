@@ -31,11 +31,13 @@ export interface RunningShop {
 }
 
 const HEALTHY_TIMEOUT_MS = 90_000;
+/** The bench's shops log at info, as in production (several lines per order): the harness keeps only a tail for error reports. */
+const LOG_TAIL_LINES = 1000;
 
 /** Spawns every process at once and waits until all modules listen and report healthy. */
 export async function launch(specs: ProcessSpec[]): Promise<RunningShop> {
   const started = performance.now();
-  const settled = await Promise.allSettled(specs.map((s) => startShopProcess(s.args, s.env, s.modules, HEALTHY_TIMEOUT_MS)));
+  const settled = await Promise.allSettled(specs.map((s) => startShopProcess(s.args, s.env, s.modules, HEALTHY_TIMEOUT_MS, { maxLogLines: LOG_TAIL_LINES })));
   const procs = settled.flatMap((r) => (r.status === "fulfilled" ? [r.value] : []));
   for (const p of procs) trackPid(p.proc.pid);
   const stop = (graceMs = 10_000) => Promise.all(procs.map((p) => stopProcess(p, graceMs))).then(() => undefined);

@@ -29,6 +29,8 @@ export interface StartProcessOptions {
   cwd?: string;
   /** Its own process group, like a terminal's foreground job: `process.kill(-proc.pid, "SIGINT")` is Ctrl-C. */
   detached?: boolean;
+  /** Keep only the newest this many log lines (a long bench at LOG_LEVEL=info writes several per order); default all. */
+  maxLogLines?: number;
 }
 
 /**
@@ -52,6 +54,7 @@ export async function startShopProcess(
     stderr: "pipe",
   });
   const logs: string[] = [];
+  const maxLogLines = opts.maxLogLines ?? Number.POSITIVE_INFINITY;
   const urls: Record<string, string> = {};
   const timings: ShopProcess["timings"] = { listeningMs: 0, readyMs: null };
   const listening = Promise.withResolvers<void>();
@@ -67,6 +70,7 @@ export async function startShopProcess(
         const line = buffer.slice(0, nl);
         buffer = buffer.slice(nl + 1);
         logs.push(line);
+        if (logs.length > maxLogLines) logs.splice(0, logs.length - maxLogLines);
         if (process.env.TEST_LOG_LEVEL) console.error(line);
         try {
           const entry = JSON.parse(line) as { msg?: string; module?: string; url?: string };

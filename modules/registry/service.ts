@@ -243,7 +243,7 @@ export async function recordCompensation(tx: Db, c: OrderCompensated): Promise<v
     .returning({ id: orders.id });
   // Already noted, or an order registry never made (its undoing is the participants' business: no answer, no loop).
   if (!order) return;
-  const detail = c.action === "refunded" ? `${c.amount} cents` : c.action === "released" ? `${c.amount} units` : null;
+  const detail = c.action === "refunded" ? `${c.amount} cents` : c.action === "released" ? `${c.amount} ${c.amount === 1 ? "unit" : "units"}` : null;
   await tx.insert(orderEvents).values({ orderId: order.id, service: c.service, step: c.action, detail });
 }
 

@@ -213,13 +213,21 @@ export function createKafkaBus(opts: KafkaOptions, log: Logger): Bus {
     const { GROUP_JOIN, FETCH_START, REBALANCING, CRASH, STOP } = consumer.events;
     consumer.on(GROUP_JOIN, ({ payload }) => {
       Object.assign(state, { state: "joined", joined: true, partitions: { ...payload.memberAssignment } });
-      log.info("consumer group joined", { group: state.group, partitions: state.partitions, duration_ms: payload.duration });
+      // One line per rebalance this member went through: which partitions it holds from now on.
+      log.info("consumer group joined", {
+        group: state.group,
+        member: payload.memberId,
+        leader: payload.isLeader,
+        partitions: state.partitions,
+        duration_ms: payload.duration,
+      });
       if (members.length === subscriptions.length && members.every((x) => x.state.joined)) markJoined();
     });
     consumer.on(FETCH_START, () => {
       state.last_poll_at = now();
     });
-    consumer.on(REBALANCING, () => {
+    consumer.on(REBALANCING, ({ payload }) => {
+      if (!stopping) log.info("consumer group rebalancing", { group: state.group, member: payload.memberId });
       Object.assign(state, { state: "rebalancing", joined: false });
     });
     consumer.on(STOP, () => {

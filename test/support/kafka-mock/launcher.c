@@ -92,6 +92,12 @@ int main(int argc, char **argv) {
 
         rd_kafka_conf_t *conf = rd_kafka_conf_new();
         rd_kafka_conf_set(conf, "log_level", "3", errstr, sizeof(errstr));
+        /* KAFKA_MOCK_DEBUG=mock logs the mock's group coordinator (joins, syncs, timers) on stderr. */
+        const char *debug = getenv("KAFKA_MOCK_DEBUG");
+        if (debug && *debug) {
+                rd_kafka_conf_set(conf, "debug", debug, errstr, sizeof(errstr));
+                rd_kafka_conf_set(conf, "log_level", "7", errstr, sizeof(errstr));
+        }
         rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, sizeof(errstr));
         if (!rk) {
                 fprintf(stderr, "launcher: rd_kafka_new: %s\n", errstr);

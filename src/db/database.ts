@@ -51,6 +51,23 @@ export interface Database {
   /** Throws unless a trivial query succeeds. */
   ping(): Promise<void>;
   close(): Promise<void>;
+  /**
+   * PostgreSQL only: a connection of its own, outside the pool, for session state such as an
+   * advisory lock (it never idles out or retires; its locks go when it closes or breaks). PGlite
+   * has none: one process holds its data directory.
+   */
+  session?(): Promise<DbSession>;
+}
+
+/** A dedicated connection (see Database.session). */
+export interface DbSession {
+  readonly db: Db;
+  /** Called once if the connection closes or breaks (its session locks are gone then). */
+  onClose(hook: () => void): void;
+  /** LISTENs on `channel` (on a connection of its own, re-established if it breaks) until close(). */
+  listen(channel: string, onNotify: () => void): Promise<void>;
+  /** Closes the connection at once. */
+  close(): Promise<void>;
 }
 
 /** Where to keep data: a PostgreSQL URL, a PGlite directory, or PGlite in memory. */
@@ -89,17 +106,28 @@ async function withCommitHooks<T>(
   return result;
 }
 
-/** A drizzle logger that only counts the statements it sees. */
-const counting = (stats: DatabaseStats) => ({ logQuery: () => void (stats.statements += 1) });
-
-/** Opens the database named by `target`. */
-export async function openDatabase(target: DatabaseTarget, log: Logger): Promise<Database> {
-  return target.driver === "postgres"
-    ? openPostgres(target.url, target.poolSize, log)
-    : openPglite(target.dataDir, log);
+/** Test hooks of an embedded database (the fault simulator, src/sim); production passes none. */
+export interface DatabaseHooks {
+  /** Called before each statement is sent (not BEGIN/COMMIT); throwing fails that statement. */
+  onStatement?: () => void;
 }
 
-async function openPglite(dataDir: string | null, log: Logger): Promise<Database> {
+/** A drizzle logger that only counts the statements it sees (and calls the simulator's hook, if any). */
+const counting = (stats: DatabaseStats, onStatement?: () => void) => ({
+  logQuery: () => {
+    stats.statements += 1;
+    onStatement?.();
+  },
+});
+
+/** Opens the database named by `target`. */
+export async function openDatabase(target: DatabaseTarget, log: Logger, hooks: DatabaseHooks = {}): Promise<Database> {
+  return target.driver === "postgres"
+    ? openPostgres(target.url, target.poolSize, log)
+    : openPglite(target.dataDir, log, hooks);
+}
+
+async function openPglite(dataDir: string | null, log: Logger, hooks: DatabaseHooks = {}): Promise<Database> {
   const started = Date.now();
   shareParsers();
   const unlock = dataDir ? lockDataDir(dataDir) : () => {};
@@ -113,7 +141,7 @@ async function openPglite(dataDir: string | null, log: Logger): Promise<Database
   }
   log.info("PGlite open", { data_dir: dataDir ?? "memory", ms: Date.now() - started });
   const stats: DatabaseStats = { statements: 0, transactions: 0 };
-  const db: Db = drizzlePglite(client, { logger: counting(stats) });
+  const db: Db = drizzlePglite(client, { logger: counting(stats, hooks.onStatement) });
   // One connection: every unit of work takes turns, so no query lands inside another's transaction.
   const exclusive = createMutex();
   let closed = false;
@@ -198,6 +226,28 @@ async function openPostgres(url: string, poolSize: number, log: Logger): Promise
     migrate: (name, folder) => withRetry(() => migratePostgres(pg, migrationConfig(name, folder)), log),
     ping: () => counted(async () => void (await db.execute(sql`select 1`))),
     close: () => client.end({ timeout: 5 }),
+    async session() {
+      let closed: (() => void) | null = null;
+      const conn = postgres(url, {
+        max: 1,
+        connect_timeout: 5,
+        idle_timeout: 0,
+        max_lifetime: 0,
+        onnotice: () => {},
+        onclose: () => closed?.(),
+      });
+      return {
+        db: drizzlePostgres(conn, { logger: counting(stats) }),
+        onClose(hook) {
+          closed = () => {
+            closed = null;
+            hook();
+          };
+        },
+        listen: async (channel, onNotify) => void (await conn.listen(channel, () => onNotify())),
+        close: () => conn.end({ timeout: 0 }),
+      };
+    },
   };
 }
 

@@ -1,5 +1,5 @@
 /** Wires a module's outbox relay, consumer group, retention and admin routes in one call. */
-import { Counter } from "prom-client";
+import { Counter, Gauge } from "prom-client";
 import type { BusRecord } from "../bus/bus";
 import type { Topics } from "../config";
 import type { HealthCheck } from "../http/health";
@@ -96,6 +96,14 @@ export function setUpMessaging(
     },
   });
   messagingGauges(ctx.metrics, db, tables, topics);
+  new Gauge({
+    name: "shop_outbox_relay_leading",
+    help: "1 while this process's outbox relay is the one publishing the module's outbox (one process of a module at a time), else 0",
+    registers: [ctx.metrics],
+    collect() {
+      this.set(relay?.leading() ? 1 : 0);
+    },
+  });
   const admin = adminRouter({
     db,
     table: tables.deadLetters,

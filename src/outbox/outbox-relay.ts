@@ -4,28 +4,62 @@
  * says it is durable downstream; a row whose publish failed goes back to `pending`. Marks are
  * written together, a moment later: a crash before that only sends a row twice, and consumers
  * drop the duplicate. Published rows are pruned by the module's retention (retention.ts).
+ *
+ * One relay per outbox claims at a time (ADR 0010): on PostgreSQL, several processes of a module
+ * share the outbox, and the one holding a session-level advisory lock (keyed by the outbox table)
+ * on a connection of its own leads; the others stand by, trying for the lock every second. Claims
+ * run on the lock's connection and only match while that very session holds the lock, so a relay
+ * whose connection broke cannot claim once another may lead. A new leader first returns the rows
+ * left `in_flight` to `pending`. PGlite is one process by construction: its relay always leads.
  */
-import { and, asc, eq, inArray, notInArray, sql } from "drizzle-orm";
+import { and, asc, eq, inArray, notInArray, type SQL, sql } from "drizzle-orm";
+import { getTableConfig } from "drizzle-orm/pg-core";
+import { rowsOf } from "../audit/rows";
 import type { Bus, BusRecord } from "../bus/bus";
 import { retryDelayMs } from "../bus/bus";
 import { type RecordSigner, SIGNATURE_HEADER } from "../bus/signing";
-import type { Database } from "../db/database";
+import type { Database, Db, DbSession } from "../db/database";
 import type { Logger } from "../log";
 import type { MessagingTables } from "./tables";
 
 const BATCH = 200;
 /** How long confirmed rows wait to be marked published together (fewer statements under load). */
 const MARK_AFTER_MS = 100;
+/** How often a standby tries for the lead, and a leader checks it still holds it. */
+const ELECT_EVERY_MS = 1000;
+/** First key of the relays' advisory locks (the second is the outbox table's). "OBOX". */
+const LOCK_CLASS = 0x4f424f58;
 
 /** A running relay. */
 export interface OutboxRelay {
   /** Asks for a pass soon (called after a transaction that enqueued messages committed). */
   nudge(): void;
-  /** Stops claiming; rows still in flight stay `in_flight` and are sent again after a restart. */
+  /** True while this relay is the one that claims its outbox's rows. */
+  leading(): boolean;
+  /** Stops claiming and gives up the lead; rows still in flight stay `in_flight` and are sent again by the next leader. */
   stop(): Promise<void>;
 }
 
 type Row = MessagingTables["outbox"]["$inferSelect"];
+
+/** The advisory-lock key of an outbox: a positive 31-bit hash (FNV-1a) of its schema-qualified name. */
+export function outboxLockKey(outbox: MessagingTables["outbox"]): [number, number] {
+  const { schema, name } = getTableConfig(outbox);
+  let h = 0x811c9dc5;
+  for (const ch of `${schema ?? "public"}.${name}`) h = Math.imul(h ^ ch.charCodeAt(0), 0x01000193);
+  return [LOCK_CLASS, (h >>> 0) & 0x7fffffff];
+}
+
+/**
+ * Where claims run, and whether this relay may claim. On PostgreSQL: a dedicated session that
+ * holds the outbox's advisory lock, and `fence`, a condition true only in the session holding it.
+ */
+interface Lead {
+  session: DbSession;
+  fence: SQL;
+  /** Set when the connection closed or broke: the lock is gone with it. */
+  lost: boolean;
+}
 
 /** Starts relaying `tables.outbox` to `bus`: on nudges, and every `pollMs` when nothing nudged. */
 export async function startOutboxRelay(opts: {
@@ -38,10 +72,17 @@ export async function startOutboxRelay(opts: {
   signer?: RecordSigner | null;
   /** Told of the records the bus has acknowledged (for the produced-messages counter). */
   onPublished?: (records: BusRecord[]) => void;
+  /** How often a standby tries for the lead (default 1 s, or `pollMs` if shorter). */
+  electEveryMs?: number;
 }): Promise<OutboxRelay> {
   const { db, bus, tables, pollMs, log } = opts;
   const signer = opts.signer ?? null;
   const { outbox } = tables;
+  const elected = db.session !== undefined;
+  const electEveryMs = opts.electEveryMs ?? Math.min(ELECT_EVERY_MS, pollMs);
+  const [lockClass, lockKey] = outboxLockKey(outbox);
+  /** Where the other processes' commits wake the leader. */
+  const channel = `${getTableConfig(outbox).schema ?? "public"}_outbox_committed`;
   let stopped = false;
   let again = false;
   let running: Promise<void> | null = null;
@@ -49,6 +90,12 @@ export async function startOutboxRelay(opts: {
   let failures = 0;
   let lastPass = 0;
   let timer: Timer | null = null;
+  let electTimer: Timer | null = null;
+  let electing: Promise<void> | null = null;
+  /** PostgreSQL: the lead while this relay holds it. */
+  let lead: Lead | null = null;
+  /** PostgreSQL: a standby's connection, kept for its next try. */
+  let standby: Lead | null = null;
   /** Claims stopped because the bus had enough in flight: claim again when a send finishes. */
   let blocked = false;
   let confirmed: number[] = [];
@@ -57,10 +104,117 @@ export async function startOutboxRelay(opts: {
   /** Rows this relay claimed and has not yet released or marked published. */
   const held = new Set<number>();
   /**
-   * A claim failed: its UPDATE may have committed with the answer lost (the database went away),
-   * leaving rows `in_flight` that nobody holds. The next pass returns such rows to `pending`.
+   * Rows may be `in_flight` that no running relay holds: left by a previous leader (this relay
+   * just took the lead), or by a claim of this relay that failed (its UPDATE may have committed
+   * with the answer lost). The next pass returns such rows to `pending`.
    */
-  let orphansPossible = false;
+  let orphansPossible = !elected;
+
+  const leading = () => !elected || (lead !== null && !lead.lost);
+
+  /** Runs a claim: on PGlite, as any statement; on PostgreSQL, on the lead's session, fenced by its lock. */
+  const claimWith = <T>(fn: (q: Db, fence: SQL | undefined) => Promise<T>): Promise<T> => {
+    if (!elected) return db.autocommit((q) => fn(q, undefined));
+    const current = lead;
+    if (!current || current.lost) return Promise.reject(new Error("outbox relay: not leading"));
+    return fn(current.session.db, current.fence);
+  };
+
+  /** Gives the lead up: closes its session (the lock goes with it). */
+  const resign = async (why: string) => {
+    const current = lead;
+    if (!current) return;
+    lead = null;
+    log.info("outbox relay: lead given up", { why });
+    await current.session.close().catch(() => {});
+  };
+
+  /** Takes the lead if the lock is free; a new leader reclaims what was left in flight on its next pass. */
+  const elect = async () => {
+    if (stopped) return;
+    if (lead?.lost) await resign("lock connection closed");
+    if (lead) {
+      // Still holding it? A broken connection reports on use; a silent reconnect fails the fence.
+      try {
+        const [row] = rowsOf(await lead.session.db.execute(sql`select ${lead.fence} as held`));
+        if (row?.held !== true) await resign("lock no longer held");
+      } catch (err) {
+        log.warn("outbox relay: lock check failed", { err });
+        await resign("lock check failed");
+      }
+      return;
+    }
+    // A standby keeps its connection between tries (no new connection every second).
+    let candidate = standby?.lost ? null : standby;
+    standby = null;
+    try {
+      if (!candidate) {
+        const session = await (db.session as () => Promise<DbSession>)();
+        const fresh: Lead = {
+          session,
+          lost: false,
+          fence: sql`exists (select 1 from pg_locks where locktype = 'advisory' and pid = pg_backend_pid() and granted
+            and classid::bigint = ${lockClass}::bigint and objid::bigint = ${lockKey}::bigint and objsubid = 2)`,
+        };
+        session.onClose(() => {
+          fresh.lost = true;
+        });
+        candidate = fresh;
+      }
+      const [row] = rowsOf(await candidate.session.db.execute(sql`select pg_try_advisory_lock(${lockClass}::int, ${lockKey}::int) as ok`));
+      if (stopped || candidate.lost) {
+        await candidate.session.close().catch(() => {});
+        return;
+      }
+      if (row?.ok !== true) {
+        standby = candidate;
+        return;
+      }
+      // A leader whose host vanished (no FIN) is noticed by the server in ~20 s, not the kernel's 2 h.
+      await candidate.session.db
+        .execute(sql`select set_config('tcp_keepalives_idle', '10', false), set_config('tcp_keepalives_interval', '5', false), set_config('tcp_keepalives_count', '2', false)`)
+        .catch(() => {});
+      // Commits in the other processes of the module wake this relay (they nudge a standby).
+      await candidate.session.listen(channel, kick);
+      lead = candidate;
+      orphansPossible = true;
+      log.info("outbox relay: leading", { outbox: getTableConfig(outbox).name });
+      kick();
+    } catch (err) {
+      log.warn("outbox relay: election failed; trying again", { err });
+      if (candidate) await candidate.session.close().catch(() => {});
+    }
+  };
+
+  /** A standby's nudge: tell the leader, at most one notification in flight (later nudges ride on the next). */
+  let notifying = false;
+  let notifyAgain = false;
+  const notifyLeader = () => {
+    if (stopped) return;
+    if (notifying) {
+      notifyAgain = true;
+      return;
+    }
+    notifying = true;
+    db.autocommit((q) => q.execute(sql`select pg_notify(${channel}, '')`))
+      .catch((err) => log.debug("outbox relay: notify failed (the leader polls anyway)", { err }))
+      .finally(() => {
+        notifying = false;
+        if (notifyAgain) {
+          notifyAgain = false;
+          notifyLeader();
+        }
+      });
+  };
+
+  const scheduleElection = () => {
+    electTimer = setTimeout(() => {
+      electing = elect().finally(() => {
+        electing = null;
+        if (!stopped) scheduleElection();
+      });
+    }, electEveryMs);
+  };
 
   /** Retries `fn` with backoff until it succeeds or the relay stops: rows must not stay claimed. */
   const persist = async (what: string, fn: () => Promise<unknown>) => {
@@ -76,18 +230,35 @@ export async function startOutboxRelay(opts: {
   };
 
   const claim = (limit: number): Promise<Row[]> =>
-    db.autocommit((q) =>
+    claimWith((q, fence) =>
       q
         .update(outbox)
         .set({ state: "in_flight" })
         .where(
           inArray(
             outbox.seq,
-            q.select({ seq: outbox.seq }).from(outbox).where(eq(outbox.state, "pending")).orderBy(asc(outbox.seq)).limit(limit).for("update", { skipLocked: true }),
+            q
+              .select({ seq: outbox.seq })
+              .from(outbox)
+              .where(and(eq(outbox.state, "pending"), fence))
+              .orderBy(asc(outbox.seq))
+              .limit(limit)
+              .for("update", { skipLocked: true }),
           ),
         )
         .returning(),
     );
+
+  /** Returns rows `in_flight` that this relay does not hold to `pending` (fenced like a claim). */
+  const reclaimOrphans = () => {
+    const mine = [...held];
+    return claimWith((q, fence) =>
+      q
+        .update(outbox)
+        .set({ state: "pending" })
+        .where(and(eq(outbox.state, "in_flight"), mine.length ? notInArray(outbox.seq, mine) : undefined, fence)),
+    );
+  };
 
   const send = async (rows: Row[]) => {
     rows.sort((a, b) => a.seq - b.seq);
@@ -104,6 +275,7 @@ export async function startOutboxRelay(opts: {
       failures += 1;
       log.warn("outbox: publish failed; will retry", { rows: rows.length, failures, err });
       const lastError = String((err as Error).message ?? err).slice(0, 1000);
+      // Not fenced: at worst a row another leader took is sent once more (consumers drop duplicates).
       await persist("release", () =>
         db.autocommit((q) =>
           q.update(outbox).set({ state: "pending", attempts: sql`${outbox.attempts} + 1`, lastError }).where(inArray(outbox.seq, seqs)),
@@ -116,7 +288,7 @@ export async function startOutboxRelay(opts: {
     }
     failures = 0;
     opts.onPublished?.(records);
-    if (stopped) return; // confirmed after stop(): sent again after a restart, and dropped as a duplicate
+    if (stopped) return; // confirmed after stop(): sent again by the next leader, and dropped as a duplicate
     confirmed.push(...seqs);
     markTimer ??= setTimeout(() => void markConfirmed(), MARK_AFTER_MS);
   };
@@ -133,6 +305,7 @@ export async function startOutboxRelay(opts: {
     for (const seq of seqs) held.delete(seq);
   };
 
+  // Not fenced: the bus has these records, whoever leads now.
   const markPublished = (seqs: number[]) =>
     db.autocommit((q) => q.update(outbox).set({ state: "published", publishedAt: new Date() }).where(inArray(outbox.seq, seqs)));
 
@@ -140,37 +313,33 @@ export async function startOutboxRelay(opts: {
   const fill = async () => {
     lastPass = Date.now();
     blocked = false;
-    if (orphansPossible) {
-      const mine = [...held];
-      await db.autocommit((q) =>
-        q
-          .update(outbox)
-          .set({ state: "pending" })
-          .where(and(eq(outbox.state, "in_flight"), mine.length ? notInArray(outbox.seq, mine) : undefined)),
-      );
-      orphansPossible = false;
-    }
-    while (!stopped) {
-      if (inFlight >= bus.publishConcurrency) {
-        blocked = true;
-        return;
+    if (!leading()) return;
+    try {
+      if (orphansPossible) {
+        await reclaimOrphans();
+        orphansPossible = false;
       }
-      let rows: Row[];
-      try {
-        rows = await claim(BATCH);
-      } catch (err) {
-        orphansPossible = true;
-        throw err;
+      while (!stopped && leading()) {
+        if (inFlight >= bus.publishConcurrency) {
+          blocked = true;
+          return;
+        }
+        const rows = await claim(BATCH);
+        if (rows.length === 0) return;
+        for (const r of rows) held.add(r.seq);
+        inFlight += 1;
+        void send(rows).finally(() => {
+          inFlight -= 1;
+          if (blocked) kick();
+        });
+        // A short batch took everything committed so far; later commits nudge again.
+        if (rows.length < BATCH) return;
       }
-      if (rows.length === 0) return;
-      for (const r of rows) held.add(r.seq);
-      inFlight += 1;
-      void send(rows).finally(() => {
-        inFlight -= 1;
-        if (blocked) kick();
-      });
-      // A short batch took everything committed so far; later commits nudge again.
-      if (rows.length < BATCH) return;
+    } catch (err) {
+      orphansPossible = true;
+      // The lock's connection is suspect: give the lead up; whoever takes it next reclaims.
+      if (elected) await resign("claim failed");
+      throw err;
     }
   };
 
@@ -183,6 +352,7 @@ export async function startOutboxRelay(opts: {
         if (stopped) return;
         failures += 1;
         log.warn("outbox relay pass failed", { failures, err });
+        if (elected) return; // the election timer takes the lead again (or another relay does)
         await Bun.sleep(retryDelayMs(failures));
         again = true;
       }
@@ -210,20 +380,28 @@ export async function startOutboxRelay(opts: {
     }, pollMs);
   };
 
-  // Claimed by a run that ended before they were confirmed: send them again (duplicates are harmless).
-  await persist("reclaim", () => db.autocommit((q) => q.update(outbox).set({ state: "pending" }).where(eq(outbox.state, "in_flight"))));
+  if (elected) {
+    await elect();
+    scheduleElection();
+  }
   kick();
   schedule();
   return {
-    nudge: kick,
+    nudge: () => (leading() ? kick() : notifyLeader()),
+    leading,
     async stop() {
       stopped = true;
       if (timer) clearTimeout(timer);
+      if (electTimer) clearTimeout(electTimer);
+      await electing;
       await running;
-      // What the bus confirmed so far is marked now (one try); the rest is sent again after a restart.
+      // What the bus confirmed so far is marked now (one try); the rest is sent again by the next leader.
       if (markTimer) clearTimeout(markTimer);
       await marking;
       if (confirmed.length > 0) await markPublished(confirmed.splice(0)).catch(() => {});
+      await resign("stopping");
+      await standby?.session.close().catch(() => {});
+      standby = null;
     },
   };
 }

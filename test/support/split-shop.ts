@@ -25,6 +25,8 @@ export interface SplitShop extends ShopTarget {
   processes: Record<"registry" | "wallet" | "storage", ShopProcess>;
   /** Environment the service processes run with (to start one again). */
   env: Record<string, string>;
+  /** Extra processes of a module started with startReplica (stopped with the shop). */
+  replicas: ShopProcess[];
 }
 
 /** Starts broker, database and registry/wallet/storage as separate processes over Kafka. */
@@ -59,12 +61,14 @@ export async function startSplitShop(extraEnv: Record<string, string> = {}): Pro
     await producer.connect();
     const pg = cluster;
     const processes = { registry, wallet, storage };
+    const replicas: ShopProcess[] = [];
     return {
       brokers: mock.brokers,
       kafka: mock,
       databaseUrl,
       postgres: pg,
       processes,
+      replicas,
       env,
       urls: { registry: registry.urls.registry ?? "", wallet: wallet.urls.wallet ?? "", storage: storage.urls.storage ?? "" },
       topics: TOPICS,
@@ -77,7 +81,7 @@ export async function startSplitShop(extraEnv: Record<string, string> = {}): Pro
       async stop() {
         await producer.disconnect();
         // Read at stop time: a test may have replaced a process with a restarted one.
-        await Promise.all(Object.values(processes).map((p) => p.stop("SIGTERM")));
+        await Promise.all([...Object.values(processes), ...replicas].map((p) => p.stop("SIGTERM")));
         await mock.stop();
         await pg.stop();
       },
@@ -112,4 +116,23 @@ export async function restartService(
 ): Promise<ShopProcess> {
   await shop.processes[name].stop(opts.signal ?? "SIGTERM");
   return startService(shop, name, opts.env);
+}
+
+/**
+ * Starts one more process of module `name` on a free HTTP port, with the shop's environment plus
+ * `env`: same PostgreSQL, same broker, same consumer group as the first one. Resolves once it
+ * listens and, unless `waitReady` is false, once it is ready (its consumer groups joined, which
+ * takes the other members through a rebalance). The shop stops it with the others.
+ */
+export async function startReplica(
+  shop: SplitShop,
+  name: SplitService,
+  env: Record<string, string> = {},
+  opts: { waitReady?: boolean } = {},
+): Promise<ShopProcess> {
+  const proc = await startShopProcess(["--modules", name], { ...shop.env, [`${name.toUpperCase()}_PORT`]: "0", ...env }, 1, 60_000, {
+    waitReady: opts.waitReady,
+  });
+  shop.replicas.push(proc);
+  return proc;
 }

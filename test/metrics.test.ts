@@ -284,12 +284,19 @@ describe("the database pool gauges (Database.pool())", () => {
 describe("the observability profile (deploy/)", () => {
   const path = join(import.meta.dir, "../deploy/grafana/dashboards/saga.json");
 
-  test("Prometheus scrapes the three services' /metrics, each with its service label", () => {
+  test("Prometheus scrapes every replica of the three services' /metrics (DNS discovery), each with its service label", () => {
     const config = parseYaml(readFileSync(join(import.meta.dir, "../deploy/prometheus/prometheus.yml"), "utf8")) as {
-      scrape_configs: { metrics_path?: string; static_configs: { targets: string[]; labels: { service: string } }[] }[];
+      scrape_configs: {
+        metrics_path?: string;
+        dns_sd_configs: { names: string[]; type: string; port: number }[];
+        relabel_configs: { source_labels: string[]; target_label: string }[];
+      }[];
     };
-    const targets = config.scrape_configs.flatMap((job) => job.static_configs.map((c) => `${c.labels.service} ${c.targets.join(",")} ${job.metrics_path}`));
-    expect(targets.sort()).toEqual(["registry registry:8000 /metrics", "storage storage:8002 /metrics", "wallet wallet:8001 /metrics"]);
+    const targets = config.scrape_configs.flatMap((job) => job.dns_sd_configs.map((c) => `${c.type} ${c.names.join(",")}:${c.port} ${job.metrics_path}`));
+    expect(targets.sort()).toEqual(["A registry:8000 /metrics", "A storage:8002 /metrics", "A wallet:8001 /metrics"]);
+    for (const job of config.scrape_configs) {
+      expect(job.relabel_configs).toContainEqual({ source_labels: ["__meta_dns_name"], target_label: "service" });
+    }
   });
 
   test("parses, and every metric its queries use is exported by some service", async () => {

@@ -16,6 +16,7 @@ export const MODE_LABELS: Record<Mode, string> = {
   pglite: "1 process, PGlite",
   postgres: "1 process, PostgreSQL",
   kafka: "3 processes, Kafka",
+  "kafka-2x": "5 processes, Kafka (wallet ×2, storage ×2)",
 };
 
 /** Environment shared by every shop process: fixture catalogue, loopback, any free port. */
@@ -53,7 +54,8 @@ export async function prepareTopology(mode: Mode, cluster: PostgresCluster | nul
       const url = await createDatabase(clusterUrl());
       return { specs: [{ name: "shop", args: ["--modules", all], env: { ...BASE_ENV, DATABASE_URL: url }, modules: 3 }], helpers: {} };
     }
-    case "kafka": {
+    case "kafka":
+    case "kafka-2x": {
       const mock = await startKafkaMock(Object.values(TOPICS).map((t) => `${t}:3`));
       defer("stop the Kafka mock broker", () => mock.stop());
       const env = {
@@ -64,7 +66,11 @@ export async function prepareTopology(mode: Mode, cluster: PostgresCluster | nul
         KAFKA_FETCH_MAX_WAIT_MS: String(settings.kafkaFetchMaxWaitMs),
         DATABASE_URL: await createDatabase(clusterUrl()),
       };
-      const specs = (["registry", "wallet", "storage"] as const).map((m) => ({ name: m, args: ["--modules", m], env, modules: 1 }));
+      const specs: ProcessSpec[] = (["registry", "wallet", "storage"] as const).map((m) => ({ name: m, args: ["--modules", m], env, modules: 1 }));
+      // Two processes of each participant: one consumer group of two members each (the topics'
+      // 3 partitions split 2 + 1), one outbox relay leading per module. The load goes through the
+      // one registry; wallet's and storage's URLs (stocking up) are either process's.
+      if (mode === "kafka-2x") for (const m of ["wallet", "storage"] as const) specs.push({ name: `${m}2`, args: ["--modules", m], env, modules: 1 });
       return { specs, helpers: { kafka: findChild(process.pid, "kafka-mock/launcher") } };
     }
   }

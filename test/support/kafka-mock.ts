@@ -25,7 +25,11 @@ const STOP_TIMEOUT_MS = 5_000;
 
 type Launcher = Subprocess<"pipe", "pipe", "inherit">;
 
-/** Starts a mock Kafka broker with the given topics (`name` or `name:partitions`, default 3). */
+/**
+ * Starts a mock Kafka broker with the given topics (`name` or `name:partitions`, default 3).
+ * With KAFKA_MOCK_DEBUG=mock in the environment, the launcher logs the mock's group coordinator
+ * (joins, syncs, rebalance timers) on stderr.
+ */
 export async function startKafkaMock(topics: string[]): Promise<KafkaMock> {
   await ensureLauncherBuilt();
   // stderr is inherited (not piped): a pending read on it would keep the event loop alive.

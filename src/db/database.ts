@@ -62,6 +62,8 @@ export interface Database {
 /** A dedicated connection (see Database.session). */
 export interface DbSession {
   readonly db: Db;
+  /** The same connection, its statements left out of `stats` (housekeeping such as a lock check). */
+  readonly quiet: Db;
   /** Called once if the connection closes or breaks (its session locks are gone then). */
   onClose(hook: () => void): void;
   /** LISTENs on `channel` (on a connection of its own, re-established if it breaks) until close(). */
@@ -238,6 +240,7 @@ async function openPostgres(url: string, poolSize: number, log: Logger): Promise
       });
       return {
         db: drizzlePostgres(conn, { logger: counting(stats) }),
+        quiet: drizzlePostgres(conn),
         onClose(hook) {
           closed = () => {
             closed = null;

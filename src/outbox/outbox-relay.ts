@@ -136,7 +136,7 @@ export async function startOutboxRelay(opts: {
     if (lead) {
       // Still holding it? A broken connection reports on use; a silent reconnect fails the fence.
       try {
-        const [row] = rowsOf(await lead.session.db.execute(sql`select ${lead.fence} as held`));
+        const [row] = rowsOf(await lead.session.quiet.execute(sql`select ${lead.fence} as held`));
         if (row?.held !== true) await resign("lock no longer held");
       } catch (err) {
         log.warn("outbox relay: lock check failed", { err });
@@ -161,7 +161,7 @@ export async function startOutboxRelay(opts: {
         });
         candidate = fresh;
       }
-      const [row] = rowsOf(await candidate.session.db.execute(sql`select pg_try_advisory_lock(${lockClass}::int, ${lockKey}::int) as ok`));
+      const [row] = rowsOf(await candidate.session.quiet.execute(sql`select pg_try_advisory_lock(${lockClass}::int, ${lockKey}::int) as ok`));
       if (stopped || candidate.lost) {
         await candidate.session.close().catch(() => {});
         return;
@@ -171,7 +171,7 @@ export async function startOutboxRelay(opts: {
         return;
       }
       // A leader whose host vanished (no FIN) is noticed by the server in ~20 s, not the kernel's 2 h.
-      await candidate.session.db
+      await candidate.session.quiet
         .execute(sql`select set_config('tcp_keepalives_idle', '10', false), set_config('tcp_keepalives_interval', '5', false), set_config('tcp_keepalives_count', '2', false)`)
         .catch(() => {});
       // Commits in the other processes of the module wake this relay (they nudge a standby).

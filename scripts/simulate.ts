@@ -53,9 +53,13 @@ if (seeds !== undefined) {
   const tty = process.stderr.isTTY === true;
   const failing: number[] = [];
   const started = performance.now();
+  let slowest = { seed: 0, took: 0 };
   const totals = Object.fromEntries(FAULT_KINDS.map((k) => [k, 0])) as Record<string, number>;
   for (let seed = from; seed < from + n; seed++) {
+    const seedStarted = performance.now();
     const r = await simulate({ seed, orders, faults, plant });
+    const took = (performance.now() - seedStarted) / 1000;
+    slowest = took > slowest.took ? { seed, took } : slowest;
     for (const k of FAULT_KINDS) totals[k] = (totals[k] ?? 0) + r.faults[k];
     if (r.violations.length > 0) {
       failing.push(seed);
@@ -75,6 +79,7 @@ if (seeds !== undefined) {
   if (tty) process.stderr.write("\n");
   const secs = (performance.now() - started) / 1000;
   console.log(`${n} seeds (${from}..${from + n - 1}) x ${orders} orders in ${secs.toFixed(0)}s: ${failing.length} failing`);
+  console.log(`slowest: seed ${slowest.seed} (${slowest.took.toFixed(1)}s)`);
   console.log(`faults injected: ${FAULT_KINDS.map((k) => `${k} ${totals[k]}`).join(", ")}`);
   if (failing.length > 0) console.log(`failing seeds: ${failing.join(" ")}`);
   process.exit(failing.length > 0 ? 1 : 0);

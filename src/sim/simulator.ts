@@ -41,6 +41,7 @@ export const FAULT_KINDS = [
   "crash-in-transaction",
   "crash-idle",
   "db-error",
+  "handler-error",
   "publish-failed",
   "publish-ack-lost",
   "time-jump",
@@ -77,6 +78,9 @@ const SAGA_DEADLINE_SECONDS = 30;
 /** An id in the trace, with the word "order " that may precede it (the label says it). */
 const LABELLED = /(?:order )?([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})/g;
 
+/** Statement faults the scheduler arms, drawn with these odds (a crash in a transaction as often as a dropped connection). */
+const ARMED_FAULTS = ["db-error", "db-error", "handler-error", "crash-in-transaction", "crash-in-transaction"] as const;
+
 /** Thrown by a statement when the simulated process crashes inside a transaction. */
 class SimulatedCrash extends Error {
   override readonly name = "SimulatedCrash";
@@ -87,6 +91,14 @@ class SimulatedDbError extends Error {
   readonly code = "57P01";
   constructor() {
     super("simulated: terminating connection due to administrator command");
+  }
+}
+
+/** A statement refused inside a transaction (SQLSTATE 40001): the handler fails, the consumer retries it one by one. */
+class SimulatedSerializationFailure extends Error {
+  readonly code = "40001";
+  constructor() {
+    super("simulated: could not serialize access due to concurrent update");
   }
 }
 
@@ -131,18 +143,22 @@ async function run(opts: SimOptions, env: VirtualEnv, work: Random, sched: Rando
 
   // --- the database: one in-memory PGlite for the run; statements pass the fault hook ---
   let txDepth = 0;
-  let armed: { kind: "db-error" | "crash-in-transaction"; countdown: number } | null = null;
+  let armed: { kind: (typeof ARMED_FAULTS)[number]; countdown: number } | null = null;
   let crashRequested: string | null = null;
   let current: Incarnation | null = null;
   const onStatement = () => {
     if (!armed || !injecting || !current || current.dead) return;
-    if (armed.kind === "crash-in-transaction" && txDepth === 0) return;
+    if (armed.kind !== "db-error" && txDepth === 0) return;
     if (--armed.countdown > 0) return;
     const kind = armed.kind;
     armed = null;
     if (kind === "db-error") {
       fault("db-error", "a statement fails (connection dropped)");
       throw new SimulatedDbError();
+    }
+    if (kind === "handler-error") {
+      fault("handler-error", "a statement inside a transaction fails (serialization failure)");
+      throw new SimulatedSerializationFailure();
     }
     fault("crash-in-transaction", "the process dies between two statements of a transaction");
     current.dead = true;
@@ -258,6 +274,8 @@ async function run(opts: SimOptions, env: VirtualEnv, work: Random, sched: Rando
   const requests = new Map<number, Promise<void>>();
   let nextOrder = 0;
   const orderIds: string[] = [];
+  /** The order each request created, to name it on the request's line. */
+  const requestOrder = new Map<number, string>();
   const placeOrder = () => {
     const i = nextOrder++;
     const body = workload[i] as (typeof workload)[number];
@@ -270,7 +288,10 @@ async function run(opts: SimOptions, env: VirtualEnv, work: Random, sched: Rando
         const text = await res.text();
         if (inc.dead) return; // the client saw the connection drop
         const id = res.status === 201 ? (JSON.parse(text) as { id: string }).id : null;
-        if (id) orderIds.push(id);
+        if (id) {
+          orderIds.push(id);
+          requestOrder.set(i + 1, id);
+        }
         trace(`request ${i + 1}: ${res.status}${id ? ` ${id} pending` : ` ${text.slice(0, 120)}`}`);
       } catch (err) {
         trace(`request ${i + 1}: failed: ${(err as Error).message}`);
@@ -370,10 +391,12 @@ async function run(opts: SimOptions, env: VirtualEnv, work: Random, sched: Rando
         crashRequested = "crash";
         break;
       case 4:
-        armed = { kind: sched.chance(0.6) ? "db-error" : "crash-in-transaction", countdown: sched.int(1, 40) };
+        armed = { kind: sched.pick(ARMED_FAULTS), countdown: sched.int(1, 40) };
         break;
     }
-    await env.idle();
+    // Mostly one step at a time; sometimes the next step starts while this one's work is in
+    // flight, so their statements interleave (in an order the seed still fixes).
+    if (settling || !sched.chance(0.25)) await env.idle();
     if (crashRequested) await crash(crashRequested);
   };
 
@@ -430,7 +453,12 @@ async function run(opts: SimOptions, env: VirtualEnv, work: Random, sched: Rando
       }
       return l;
     });
-  const labelled = lines.map(label);
+  const named = lines.map((l) => {
+    const m = l.match(/ request (\d+): POST /);
+    const id = m ? requestOrder.get(Number(m[1])) : undefined;
+    return id ? `${l} (order ${id})` : l;
+  });
+  const labelled = named.map(label);
   const violations = audit.violations.map(label);
   const text = `${labelled.join("\n")}\n`;
   const hash = new Bun.CryptoHasher("sha256").update(text).digest("hex");

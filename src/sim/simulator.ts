@@ -42,6 +42,7 @@ export const FAULT_KINDS = [
   "crash-idle",
   "db-error",
   "handler-error",
+  "commit-answer-lost",
   "publish-failed",
   "publish-ack-lost",
   "time-jump",
@@ -78,8 +79,8 @@ const SAGA_DEADLINE_SECONDS = 30;
 /** An id in the trace, with the word "order " that may precede it (the label says it). */
 const LABELLED = /(?:order )?([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})/g;
 
-/** Statement faults the scheduler arms, drawn with these odds (a crash in a transaction as often as a dropped connection). */
-const ARMED_FAULTS = ["db-error", "db-error", "handler-error", "crash-in-transaction", "crash-in-transaction"] as const;
+/** Database faults the scheduler arms, each as likely. */
+const ARMED_FAULTS = ["db-error", "handler-error", "crash-in-transaction", "commit-answer-lost"] as const;
 
 /** Thrown by a statement when the simulated process crashes inside a transaction. */
 class SimulatedCrash extends Error {
@@ -148,6 +149,7 @@ async function run(opts: SimOptions, env: VirtualEnv, work: Random, sched: Rando
   let current: Incarnation | null = null;
   const onStatement = () => {
     if (!armed || !injecting || !current || current.dead) return;
+    if (armed.kind === "commit-answer-lost") return; // counted in units of work, see gated()
     if (armed.kind !== "db-error" && txDepth === 0) return;
     if (--armed.countdown > 0) return;
     const kind = armed.kind;
@@ -170,6 +172,15 @@ async function run(opts: SimOptions, env: VirtualEnv, work: Random, sched: Rando
     const gate = () => {
       if (inc.dead) throw new SimulatedCrash("process crashed");
     };
+    /** A unit of work committed; a "commit-answer-lost" fault makes its caller see a dropped connection anyway. */
+    const answered = <T>(value: T): T => {
+      if (armed?.kind === "commit-answer-lost" && injecting && !inc.dead && --armed.countdown <= 0) {
+        armed = null;
+        fault("commit-answer-lost", "a write committed, then the connection dropped before its answer");
+        throw new SimulatedDbError();
+      }
+      return value;
+    };
     return {
       driver: base.driver,
       get stats() {
@@ -177,17 +188,19 @@ async function run(opts: SimOptions, env: VirtualEnv, work: Random, sched: Rando
       },
       pool: () => base.pool(),
       transaction: (fn) =>
-        base.transaction(async (tx) => {
-          gate();
-          txDepth += 1;
-          try {
-            return await fn(tx);
-          } finally {
-            txDepth -= 1;
-          }
-        }),
+        base
+          .transaction(async (tx) => {
+            gate();
+            txDepth += 1;
+            try {
+              return await fn(tx);
+            } finally {
+              txDepth -= 1;
+            }
+          })
+          .then(answered),
       read: (fn) => base.read(async (q) => (gate(), fn(q))),
-      autocommit: (fn) => base.autocommit(async (q) => (gate(), fn(q))),
+      autocommit: (fn) => base.autocommit(async (q) => (gate(), fn(q))).then(answered),
       migrate: (name, folder) => base.migrate(name, folder),
       ping: async () => (gate(), base.ping()),
       close: async () => {},
@@ -365,8 +378,8 @@ async function run(opts: SimOptions, env: VirtualEnv, work: Random, sched: Rando
       canOrder ? 3 : 0, // place an order
       lanes.length > 0 ? 6 : 0, // deliver
       2, // let time pass
-      injecting ? 0.01 : 0, // crash while idle
-      injecting && !armed ? 0.08 : 0, // arm a database fault
+      injecting ? 0.03 : 0, // crash while idle
+      injecting && !armed ? 0.5 : 0, // arm a database fault
     ];
     switch (sched.weighted(weights)) {
       case 0:
@@ -390,9 +403,13 @@ async function run(opts: SimOptions, env: VirtualEnv, work: Random, sched: Rando
         fault("crash-idle", "the process dies between steps");
         crashRequested = "crash";
         break;
-      case 4:
-        armed = { kind: sched.pick(ARMED_FAULTS), countdown: sched.int(1, 40) };
+      case 4: {
+        const kind = sched.pick(ARMED_FAULTS);
+        // Statements are counted for the others, units of work (transactions, one-statement writes) for a lost answer.
+        armed = { kind, countdown: sched.int(1, kind === "commit-answer-lost" ? 5 : 40) };
+        trace(`armed ${kind} in ${armed.countdown}`);
         break;
+      }
     }
     // Mostly one step at a time; sometimes the next step starts while this one's work is in
     // flight, so their statements interleave (in an order the seed still fixes).

@@ -57,7 +57,15 @@ if (seeds !== undefined) {
   const totals = Object.fromEntries(FAULT_KINDS.map((k) => [k, 0])) as Record<string, number>;
   for (let seed = from; seed < from + n; seed++) {
     const seedStarted = performance.now();
-    const r = await simulate({ seed, orders, faults, plant });
+    let r: SimResult;
+    try {
+      r = await simulate({ seed, orders, faults, plant });
+    } catch (err) {
+      failing.push(seed);
+      if (tty) process.stderr.write("\n");
+      console.log(`seed ${seed}: the run failed: ${(err as Error).message}`);
+      continue;
+    }
     const took = (performance.now() - seedStarted) / 1000;
     slowest = took > slowest.took ? { seed, took } : slowest;
     for (const k of FAULT_KINDS) totals[k] = (totals[k] ?? 0) + r.faults[k];

@@ -422,7 +422,11 @@ async function run(opts: SimOptions, env: VirtualEnv, work: Random, sched: Rando
   trace(`balances ${balances.map((b) => `user ${b.user_id}: ${b.balance_cents}`).join(", ")}`);
   trace(`stock ${stock.map((s) => `product ${s.product_id}: ${s.available}`).join(", ")}`);
   await boot();
-  while (nextOrder < workload.length || requests.size > 0) await step(false);
+  const maxSteps = 100 * opts.orders + 10_000;
+  while (nextOrder < workload.length || requests.size > 0) {
+    if (steps > maxSteps) throw new Error(`simulator: seed ${opts.seed} made no progress in ${maxSteps} steps (a request never answered)`);
+    await step(false);
+  }
   // Settle: no more faults; deliver everything and let the deadline pass, until nothing is left to do.
   injecting = false;
   armed = null;

@@ -401,7 +401,7 @@ async function run(opts: SimOptions, env: VirtualEnv, work: Random, sched: Rando
       }
       case 3:
         fault("crash-idle", "the process dies between steps");
-        crashRequested = "crash";
+        crashRequested = "crash while idle";
         break;
       case 4: {
         const kind = sched.pick(ARMED_FAULTS);

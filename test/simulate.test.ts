@@ -5,6 +5,8 @@ import { FAULT_KINDS, type FaultKind, simulate } from "../src/sim/simulator";
 /** Seeds that must stay clean. A seed the simulator finds failing is added here once the bug is fixed. */
 const REGRESSION_SEEDS = [1, 2, 3];
 const ORDERS = 120;
+/** Each test takes 5-15 s alone; room for a busy machine running the whole suite. */
+const TIMEOUT_MS = 240_000;
 
 describe("fault simulator", () => {
   test("fixed seeds: the audit is clean after every fault the seed draws, and every fault kind happens", async () => {
@@ -20,7 +22,7 @@ describe("fault simulator", () => {
       for (const k of FAULT_KINDS) totals[k] += r.faults[k];
     }
     for (const k of FAULT_KINDS) expect(totals[k], `fault ${k} over seeds ${REGRESSION_SEEDS.join(", ")}`).toBeGreaterThan(0);
-  });
+  }, TIMEOUT_MS);
 
   test("the same seed gives the same trace, byte for byte", async () => {
     const a = await simulate({ seed: 7, orders: 60 });
@@ -31,7 +33,7 @@ describe("fault simulator", () => {
     // Another seed takes another path.
     const c = await simulate({ seed: 8, orders: 60 });
     expect(c.hash).not.toBe(a.hash);
-  });
+  }, TIMEOUT_MS);
 
   test("a planted bug is caught: an at-most-once consumer (offsets committed before applying) loses messages under crashes", async () => {
     const caught: number[] = [];
@@ -43,5 +45,5 @@ describe("fault simulator", () => {
       }
     }
     expect(caught.length).toBeGreaterThan(0);
-  });
+  }, TIMEOUT_MS);
 });

@@ -284,33 +284,52 @@ async function run(opts: SimOptions, env: VirtualEnv, work: Random, sched: Rando
   };
 
   // --- steps ---
-  const requests = new Map<number, Promise<void>>();
+  const requests = new Set<Promise<void>>();
   let nextOrder = 0;
   const orderIds: string[] = [];
   /** The order each request created, to name it on the request's line. */
   const requestOrder = new Map<number, string>();
-  const placeOrder = () => {
-    const i = nextOrder++;
+  /** Requests that failed (5xx, an error, a connection the crash dropped), to send again with the same Idempotency-Key. */
+  const retries: { i: number; attempt: number }[] = [];
+  /** Client-side check: a key's answers all name one order. */
+  const clientViolations: string[] = [];
+  const placeOrder = (i: number, attempt: number) => {
     const body = workload[i] as (typeof workload)[number];
     const inc = current as Incarnation;
     const router = (inc.modules.get("registry") as RunningModule).router;
-    trace(`request ${i + 1}: POST /orders user ${body.user_id} ${body.items.map((it) => `${it.quantity}x product ${it.product_id}`).join(", ")}`);
+    const name = `request ${i + 1}${attempt > 1 ? ` (attempt ${attempt})` : ""}`;
+    trace(`${name}: POST /orders user ${body.user_id} ${body.items.map((it) => `${it.quantity}x product ${it.product_id}`).join(", ")}`);
+    const retry = () => {
+      if (attempt < 3) retries.push({ i, attempt: attempt + 1 });
+    };
     const p = (async () => {
       try {
-        const res = await router.request("/orders", { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(body) });
+        const res = await router.request("/orders", {
+          method: "POST",
+          headers: { "content-type": "application/json", "idempotency-key": `sim-request-${i + 1}` },
+          body: JSON.stringify(body),
+        });
         const text = await res.text();
-        if (inc.dead) return; // the client saw the connection drop
-        const id = res.status === 201 ? (JSON.parse(text) as { id: string }).id : null;
+        if (inc.dead) {
+          trace(`${name}: no answer (the process died)`);
+          return retry();
+        }
+        const id = res.status === 201 || res.status === 200 ? (JSON.parse(text) as { id: string }).id : null;
         if (id) {
+          const earlier = requestOrder.get(i + 1);
+          if (earlier && earlier !== id) clientViolations.push(`client: request ${i + 1} was answered with two orders, order ${earlier} and order ${id}, for one Idempotency-Key`);
           orderIds.push(id);
           requestOrder.set(i + 1, id);
         }
-        trace(`request ${i + 1}: ${res.status}${id ? ` ${id} pending` : ` ${text.slice(0, 120)}`}`);
+        const replayed = res.headers.get("idempotent-replayed") === "true" ? " (replayed)" : "";
+        trace(`${name}: ${res.status}${id ? ` ${id}${replayed}` : ` ${text.slice(0, 120)}`}`);
+        if (res.status >= 500) retry();
       } catch (err) {
-        trace(`request ${i + 1}: failed: ${(err as Error).message}`);
+        trace(`${name}: failed: ${(err as Error).message}`);
+        retry();
       }
-    })().finally(() => requests.delete(i));
-    requests.set(i, p);
+    })().finally(() => requests.delete(p));
+    requests.add(p);
   };
 
   const deliver = (lane: Lane) => {
@@ -373,7 +392,7 @@ async function run(opts: SimOptions, env: VirtualEnv, work: Random, sched: Rando
     steps += 1;
     env.advanceTo(env.now() + sched.int(0, 3));
     const lanes = broker.deliverable();
-    const canOrder = !settling && nextOrder < workload.length;
+    const canOrder = !settling && (nextOrder < workload.length || retries.length > 0);
     const weights = [
       canOrder ? 3 : 0, // place an order
       lanes.length > 0 ? 6 : 0, // deliver
@@ -382,9 +401,13 @@ async function run(opts: SimOptions, env: VirtualEnv, work: Random, sched: Rando
       injecting && !armed ? 0.5 : 0, // arm a database fault
     ];
     switch (sched.weighted(weights)) {
-      case 0:
-        placeOrder();
+      case 0: {
+        // A failed request is sent again a while later (the client's retry), or the next new one.
+        const again = retries.length > 0 && (nextOrder >= workload.length || sched.chance(0.3)) ? retries.shift() : undefined;
+        if (again) placeOrder(again.i, again.attempt);
+        else placeOrder(nextOrder++, 1);
         break;
+      }
       case 1:
         deliver(sched.pick(lanes));
         break;
@@ -423,7 +446,7 @@ async function run(opts: SimOptions, env: VirtualEnv, work: Random, sched: Rando
   trace(`stock ${stock.map((s) => `product ${s.product_id}: ${s.available}`).join(", ")}`);
   await boot();
   const maxSteps = 100 * opts.orders + 10_000;
-  while (nextOrder < workload.length || requests.size > 0) {
+  while (nextOrder < workload.length || retries.length > 0 || requests.size > 0) {
     if (steps > maxSteps) throw new Error(`simulator: seed ${opts.seed} made no progress in ${maxSteps} steps (a request never answered)`);
     await step(false);
   }
@@ -454,6 +477,7 @@ async function run(opts: SimOptions, env: VirtualEnv, work: Random, sched: Rando
   };
   const sources: ReportSources = { registry: report("registry"), wallet: report("wallet"), storage: report("storage") };
   const audit = await auditShop(sources);
+  audit.violations.push(...clientViolations, ...(await unkeyedOrders(base)));
   const outcomes = await orderOutcomes(base);
   trace(`outcomes ${Object.entries(outcomes).map(([k, v]) => `${k} ${v}`).join(", ")}`);
   for (const v of audit.violations) trace(`VIOLATION ${v}`);
@@ -475,7 +499,7 @@ async function run(opts: SimOptions, env: VirtualEnv, work: Random, sched: Rando
       return l;
     });
   const named = lines.map((l) => {
-    const m = l.match(/ request (\d+): POST /);
+    const m = l.match(/ request (\d+)(?: \(attempt \d+\))?: POST /);
     const id = m ? requestOrder.get(Number(m[1])) : undefined;
     return id ? `${l} (order ${id})` : l;
   });
@@ -554,6 +578,16 @@ async function quiescent(db: Database): Promise<boolean> {
       (select count(*) from registry.orders where status = 'pending'))::int as n`),
   );
   return Number((rows as unknown as { rows?: { n: number }[] }).rows?.[0]?.n ?? (rows as unknown as { n: number }[])[0]?.n) === 0;
+}
+
+/** Every request carries an Idempotency-Key: an order no key names was placed twice for one key. */
+async function unkeyedOrders(db: Database): Promise<string[]> {
+  const { sql } = await import("drizzle-orm");
+  const res = await db.read((q) =>
+    q.execute<{ id: string }>(sql`select o.id from registry.orders o where not exists (select 1 from registry.idempotency_keys k where k.order_id = o.id) order by o.created_at, o.id`),
+  );
+  const rows = ((res as unknown as { rows?: { id: string }[] }).rows ?? (res as unknown as { id: string }[])) as { id: string }[];
+  return rows.map((r) => `registry: order ${r.id} is named by no Idempotency-Key (a retried request placed a second order)`);
 }
 
 /** Orders by status. */

@@ -8,7 +8,7 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { Parser } from "@asyncapi/parser";
-import type { Bus, BusRecord } from "../src/bus/bus";
+import type { BusRecord } from "../src/bus/bus";
 import { createRecordSigner } from "../src/bus/signing";
 import { loadSettings, type Topics, TopicsSchema } from "../src/config";
 import { createMessage, MESSAGES, type Message, type MessageType, parseMessage, type ServiceName } from "../src/contracts";
@@ -29,6 +29,7 @@ import { eventually } from "./support/eventually";
 import { adminHeaders, call, getJson } from "./support/http";
 import { openModuleDatabase } from "./support/module-db";
 import { startInProcess, TEST_BUS_SIGNING_KEY, testEnv } from "./support/shop-target";
+import { stubBus } from "./support/stub-bus";
 
 const ROOT = join(import.meta.dir, "..");
 const TYPES = Object.keys(MESSAGES) as MessageType[];
@@ -154,18 +155,7 @@ describe("the outbox relay's records", () => {
   let db: Database;
   let relay: OutboxRelay | null = null;
   const published: BusRecord[] = [];
-  const capture: Bus = {
-    kind: "memory",
-    publishConcurrency: 1,
-    start: async () => {},
-    joined: async () => {},
-    consumers: () => [],
-    onFatal: () => {},
-    subscribe: () => {},
-    check: async () => {},
-    stop: async () => {},
-    publish: async (records) => void published.push(...records),
-  };
+  const capture = stubBus(async (records) => void published.push(...records));
   beforeAll(async () => {
     db = await openModuleDatabase(walletModule);
   });

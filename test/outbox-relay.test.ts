@@ -1,7 +1,7 @@
 /** The outbox relay: rows stay unpublished until the bus confirms them, failed publishes come back, a restart resends what was in flight. */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { eq } from "drizzle-orm";
-import type { Bus, BusRecord } from "../src/bus/bus";
+import type { BusRecord } from "../src/bus/bus";
 import { createMemoryBus } from "../src/bus/memory";
 import { createMessage } from "../src/contracts";
 import type { Database } from "../src/db/database";
@@ -13,6 +13,7 @@ import * as tables from "../modules/wallet/schema";
 import { eventually } from "./support/eventually";
 import { openModuleDatabase } from "./support/module-db";
 import { TOPICS } from "./support/shop-target";
+import { stubBus } from "./support/stub-bus";
 
 const log = createLogger("silent");
 let db: Database;
@@ -52,20 +53,6 @@ function heldBus() {
   });
   return { bus, seen, release };
 }
-
-/** A bus that only publishes, through `publish`. */
-const stubBus = (publish: Bus["publish"]): Bus => ({
-  kind: "memory",
-  publishConcurrency: 1,
-  start: async () => {},
-  joined: async () => {},
-  consumers: () => [],
-  onFatal: () => {},
-  subscribe: () => {},
-  check: async () => {},
-  stop: async () => {},
-  publish,
-});
 
 describe("outbox relay", () => {
   test("a row is in flight until every group applied it, then published", async () => {

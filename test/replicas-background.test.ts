@@ -22,6 +22,7 @@ import { messagingPruneJobs, pruneAll, type RetentionConfig } from "../src/outbo
 import { eventually } from "./support/eventually";
 import { type PostgresCluster, startPostgresCluster } from "./support/postgres-cluster";
 import { createDatabase, TOPICS } from "./support/shop-target";
+import { stubBus } from "./support/stub-bus";
 
 const log = createLogger("silent");
 let cluster: PostgresCluster;
@@ -54,23 +55,12 @@ async function processes(n: number): Promise<{ url: string; dbs: Database[] }> {
 
 /** A bus that records what it is asked to publish; `stall` makes its publishes never return (a process stuck or about to die). */
 function recordingBus(name: string, published: { by: string; record: BusRecord }[], opts: { stall?: boolean } = {}): Bus {
-  return {
-    kind: "memory",
-    publishConcurrency: 4,
-    start: async () => {},
-    joined: async () => {},
-    consumers: () => [],
-    onFatal: () => {},
-    subscribe: () => {},
-    check: async () => {},
-    stop: async () => {},
-    publish: async (records) => {
-      if (opts.stall) return new Promise<void>(() => {});
-      // Acknowledged on a later turn, as a broker would: several batches are in flight at once.
-      await new Promise<void>((resolve) => setImmediate(resolve));
-      for (const record of records) published.push({ by: name, record });
-    },
-  };
+  return stubBus(async (records) => {
+    if (opts.stall) return new Promise<void>(() => {});
+    // Acknowledged on a later turn, as a broker would: several batches are in flight at once.
+    await new Promise<void>((resolve) => setImmediate(resolve));
+    for (const record of records) published.push({ by: name, record });
+  }, 4);
 }
 
 /** Enqueues `perKey` StepSucceeded for each of `keys` orders, interleaved, each in its own transaction; returns message ids in commit order per key. */

@@ -22,6 +22,8 @@ export interface ShopUrls {
 export interface RunningShop {
   urls: ShopUrls;
   pids: Pids;
+  /** One base URL per process (by process name): its /metrics counts that process's database statements. */
+  processUrls: Record<string, string>;
   /** Milliseconds from spawning the processes until every module's /health answered 200. */
   startMs: number;
   /** Log lines at level warn or error so far, prefixed with the process name. */
@@ -34,10 +36,16 @@ const HEALTHY_TIMEOUT_MS = 90_000;
 /** The bench's shops log at info, as in production (several lines per order): the harness keeps only a tail for error reports. */
 const LOG_TAIL_LINES = 1000;
 
-/** Spawns every process at once and waits until all modules listen and report healthy. */
-export async function launch(specs: ProcessSpec[]): Promise<RunningShop> {
+/**
+ * Spawns every process at once and waits until all modules listen and report healthy. With
+ * `profileDir`, each runs under `bun --cpu-prof-md` and writes its profile there when it stops.
+ */
+export async function launch(specs: ProcessSpec[], profileDir?: string): Promise<RunningShop> {
   const started = performance.now();
-  const settled = await Promise.allSettled(specs.map((s) => startShopProcess(s.args, s.env, s.modules, HEALTHY_TIMEOUT_MS, { maxLogLines: LOG_TAIL_LINES })));
+  const command = profileDir ? ["bun", "--cpu-prof-md", `--cpu-prof-dir=${profileDir}`, "src/main.ts"] : undefined;
+  const settled = await Promise.allSettled(
+    specs.map((s) => startShopProcess(s.args, s.env, s.modules, HEALTHY_TIMEOUT_MS, { maxLogLines: LOG_TAIL_LINES, command })),
+  );
   const procs = settled.flatMap((r) => (r.status === "fulfilled" ? [r.value] : []));
   for (const p of procs) trackPid(p.proc.pid);
   const stop = (graceMs = 10_000) => Promise.all(procs.map((p) => stopProcess(p, graceMs))).then(() => undefined);
@@ -52,6 +60,7 @@ export async function launch(specs: ProcessSpec[]): Promise<RunningShop> {
     return {
       urls: urls as unknown as ShopUrls,
       pids: Object.fromEntries(named.map(([name, p]) => [name, p.proc.pid])),
+      processUrls: Object.fromEntries(named.map(([name, p]) => [name, Object.values(p.urls)[0] as string])),
       startMs,
       warnings: () => named.flatMap(([name, p]) => p.logs.filter(isWarning).map((line) => `${name}: ${line}`)),
       stop,

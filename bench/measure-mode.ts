@@ -32,6 +32,8 @@ export interface ModeResult {
   pollerErrors: number;
   /** warn/error log lines of the shop processes. */
   warnings: string[];
+  /** Database statements per order (all processes, BEGIN/COMMIT included, the poller's reads too), per phase. */
+  statementsPerOrder: { saturation: number; half: number };
 }
 
 /**
@@ -44,7 +46,7 @@ export async function measureMode(mode: Mode, cluster: PostgresCluster, postmast
   const mark = depth();
   try {
     const { specs, helpers } = await prepareTopology(mode, cluster, s);
-    let shop: RunningShop = await launch(specs);
+    let shop: RunningShop = await launch(specs, s.profileDir ?? undefined);
     defer(`stop the ${mode} shop`, () => shop.stop());
     const startFreshMs = shop.startMs;
     say(`healthy after ${shop.startMs.toFixed(0)} ms (fresh data); idle window ${s.idleSeconds} s`);
@@ -64,14 +66,19 @@ export async function measureMode(mode: Mode, cluster: PostgresCluster, postmast
     defer("stop the order poller", () => tracker.stop());
     const trackingFrom = performance.now();
     say(`saturation: ${s.clients} clients for ${s.seconds} s`);
+    let statementsBefore = await statementCount(shop);
     const satRun = await postAtSaturation(shop.urls, tracker, watched(), users, s.seconds);
     await drain(tracker, watched(), idle, s, say);
     const saturation = summarise(satRun, tracker);
+    const satStatements = ((await statementCount(shop)) - statementsBefore) / satRun.accepted.length;
     const halfRate = Math.max(1, saturation.finalPerSecond / 2);
     say(`saturation: ${saturation.finalPerSecond.toFixed(1)} final/s; half rate: ${halfRate.toFixed(1)} orders/s for ${s.seconds} s`);
+    statementsBefore = await statementCount(shop);
     const halfRun = await postAtRate(shop.urls, tracker, watched(), users, halfRate, s.seconds);
     await drain(tracker, watched(), idle, s, say);
     const half = summarise(halfRun, tracker);
+    const halfStatements = ((await statementCount(shop)) - statementsBefore) / halfRun.accepted.length;
+    say(`statements per order: ${satStatements.toFixed(1)} at saturation, ${halfStatements.toFixed(1)} at half rate`);
     await tracker.stop();
     const trackingSeconds = (performance.now() - trackingFrom) / 1000;
 
@@ -95,10 +102,23 @@ export async function measureMode(mode: Mode, cluster: PostgresCluster, postmast
       pollerRps: tracker.stats.requests / trackingSeconds,
       pollerErrors: tracker.stats.errors,
       warnings,
+      statementsPerOrder: { saturation: satStatements, half: halfStatements },
     };
   } finally {
     await cleanUp(mark);
   }
+}
+
+/** Statements the shop's processes have sent to the database so far (`shop_db_statements_total`, one scrape per process). */
+async function statementCount(shop: RunningShop): Promise<number> {
+  let total = 0;
+  for (const url of Object.values(shop.processUrls)) {
+    const text = await (await fetch(`${url}/metrics`)).text();
+    const value = /^shop_db_statements_total (\d+(?:\.\d+)?(?:e\+\d+)?)$/m.exec(text)?.[1];
+    if (value === undefined) throw new Error(`${url}/metrics has no shop_db_statements_total`);
+    total += Number(value);
+  }
+  return total;
 }
 
 /** Waits for the tracked orders to become final and for the shop to stop working (compensations, relays). */

@@ -33,8 +33,10 @@ try {
   defer("stop the PostgreSQL cluster", () => cluster.stop());
   const postmaster = findPostmaster(clusterName);
   console.error(`[pgbench] -i -s ${settings.pgbenchScale}, then ${settings.pgbenchSeconds} s`);
-  const pgbench = await runPgbench(cluster, settings);
-  console.error(`[pgbench] ${pgbench.tps.toFixed(0)} tps (init ${pgbench.initSeconds.toFixed(1)} s)`);
+  const pgbench = await runPgbench(cluster, postmaster, settings);
+  console.error(
+    `[pgbench] ${pgbench.tps.toFixed(0)} tps, ${pgbench.cpuMsPerTransaction.toFixed(3)} ms of CPU per transaction (init ${pgbench.initSeconds.toFixed(1)} s)`,
+  );
 
   const results: ModeResult[] = [];
   for (const mode of settings.modes) results.push(await measureMode(mode, cluster, postmaster, settings));

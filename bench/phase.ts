@@ -27,6 +27,8 @@ export interface PhaseResult {
   otherCpu: number;
   /** CPU milliseconds the shop (with database and broker) spent per order seen final while posting. */
   cpuMsPerOrder: number;
+  /** The same, per process (shop processes, PostgreSQL, the broker). */
+  cpuMsPerOrderByProcess: Record<string, number>;
 }
 
 /** Nearest-rank percentile of sorted values (NaN when empty). */
@@ -63,5 +65,6 @@ export function summarise(run: PostingRun, tracker: OrderTracker): PhaseResult {
     loadCpu: run.loadCpu,
     otherCpu: Math.max(0, run.machineCpu - shopCpu - run.loadCpu),
     cpuMsPerOrder: (shopCpu * 10 * seconds) / finals,
+    cpuMsPerOrderByProcess: Object.fromEntries(Object.entries(run.cpu).map(([name, pct]) => [name, (pct * 10 * seconds) / finals])),
   };
 }

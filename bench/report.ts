@@ -16,6 +16,7 @@ export interface Ceilings {
 /** Builds the table rows and renders them. */
 export function reportTable(results: ModeResult[], ceilings: Ceilings, s: BenchSettings): string {
   const tps = ceilings.pgbench.tps;
+  const txn = ceilings.pgbench.cpuMsPerTransaction;
   const row = (label: string, cell: (r: ModeResult) => string, ceiling = ""): string[] => [label, ...results.map(cell), ceiling];
   const latency = (p: PhaseResult) => `${num(p.p50)} / ${num(p.p99)}`;
   const sum = (v: Record<string, number>) => Object.values(v).reduce((a, b) => a + b, 0);
@@ -41,7 +42,10 @@ export function reportTable(results: ModeResult[], ceilings: Ceilings, s: BenchS
     row("  sum of those / load generator / other programs", (r) =>
       [sum(r.saturation.cpu), r.saturation.loadCpu, r.saturation.otherCpu].map((n) => n.toFixed(0)).join(" / "),
     ),
-    row("CPU per final order at half rate, ms", (r) => num(r.half.cpuMsPerOrder)),
+    row("CPU per final order at half rate, ms", (r) => perProcess(r.half.cpuMsPerOrderByProcess), `pgbench: ${num(txn)} ms of CPU per transaction`),
+    row("  all processes, ms; in pgbench transactions", (r) => `${num(r.half.cpuMsPerOrder)}; ${num(r.half.cpuMsPerOrder / txn)}`, `(server ${num(ceilings.pgbench.serverCpuMs)} + pgbench ${num(ceilings.pgbench.clientCpuMs)})`),
+    row("CPU per final order at saturation, ms; in pgbench transactions", (r) => `${num(r.saturation.cpuMsPerOrder)}; ${num(r.saturation.cpuMsPerOrder / txn)}`),
+    row("statements per order, saturation / half rate", (r) => `${num(r.statementsPerOrder.saturation)} / ${num(r.statementsPerOrder.half)}`),
     row("poller req/s; its lag p50 ms, saturation / half", (r) => `${num(r.pollerRps)}; ${num(r.saturation.pollLagP50)} / ${num(r.half.pollLagP50)}`),
   ]);
 }
@@ -54,6 +58,10 @@ export function reportLegend(): string {
     "  the backlog's final/s those seen final after it, until the last (- when under 50 orders or 1 s).",
     "CPU: r/w/s = registry/wallet/storage processes; pg = the PostgreSQL server with all its backends; kafka = the mock broker;",
     "  other programs = the whole machine minus those and the bench. CPU per order includes the poller's GETs.",
+    "  In pgbench transactions: CPU per order ÷ the CPU of one TPC-B transaction measured in this run (PostgreSQL's",
+    "  and pgbench's CPU over the pgbench run ÷ its transactions): a cost that does not depend on the machine's speed.",
+    "statements: shop_db_statements_total of every process (BEGIN and COMMIT included) over the phase and its drain,",
+    "  ÷ the orders accepted in it; the poller's reads are included.",
   ].join("\n");
 }
 

@@ -1,4 +1,5 @@
 /** Bench settings, read from environment variables so a run can be made shorter or longer. */
+import { resolve } from "node:path";
 
 /** The shop topologies the bench knows. */
 export const MODES = ["pglite", "postgres", "kafka", "kafka-2x"] as const;
@@ -34,6 +35,8 @@ export interface BenchSettings {
   pgbenchSeconds: number;
   /** KAFKA_FETCH_MAX_WAIT_MS for the Kafka topologies. */
   kafkaFetchMaxWaitMs: number;
+  /** BENCH_PROFILE_DIR: run each shop process under `bun --cpu-prof-md`, profiles written there (null: no profiling). */
+  profileDir: string | null;
 }
 
 /** Reads the settings from `env`, with defaults sized for a ~6 minute run on two cores. */
@@ -67,6 +70,7 @@ export function readSettings(env: Record<string, string | undefined> = process.e
     pgbenchThreads: num("BENCH_PGBENCH_THREADS", 2, 1),
     pgbenchSeconds: num("BENCH_PGBENCH_SECONDS", 15, 1),
     kafkaFetchMaxWaitMs: num("BENCH_KAFKA_FETCH_MAX_WAIT_MS", 20, 1),
+    profileDir: env.BENCH_PROFILE_DIR ? resolve(env.BENCH_PROFILE_DIR) : null,
   };
 }
 
@@ -81,5 +85,6 @@ export function describeSettings(s: BenchSettings): string {
     `wrk: -t${s.wrkThreads} -c${s.wrkConnections} -d${s.wrkSeconds}s (BENCH_WRK_THREADS, BENCH_WRK_CONNECTIONS, BENCH_WRK_SECONDS)`,
     `pgbench: -i -s ${s.pgbenchScale}, then -c ${s.pgbenchClients} -j ${s.pgbenchThreads} -T ${s.pgbenchSeconds} (BENCH_PGBENCH_SCALE, _CLIENTS, _THREADS, _SECONDS)`,
     `kafka: librdkafka mock broker, KAFKA_FETCH_MAX_WAIT_MS=${s.kafkaFetchMaxWaitMs} (BENCH_KAFKA_FETCH_MAX_WAIT_MS)`,
+    `CPU profiles: ${s.profileDir ? `bun --cpu-prof-md into ${s.profileDir}` : "off"} (BENCH_PROFILE_DIR; profiling slows the shop, so its figures are not comparable)`,
   ].join("\n");
 }

@@ -183,6 +183,36 @@ async function openPglite(dataDir: string | null, log: Logger, hooks: DatabaseHo
 
 const RETRYABLE = new Set(["40001", "40P01"]);
 
+/**
+ * postgres.js with every statement prepared. drizzle asks postgres.js to prepare only the
+ * queries a caller named, and an unnamed statement with parameters costs two round trips
+ * (Parse and Describe, then Bind and Execute) and a parse and plan in PostgreSQL every time;
+ * a prepared one is a single Bind and Execute once its connection has seen the text. Each
+ * connection keeps a statement per distinct SQL text, so hot paths keep their text fixed
+ * (`= any($1)` rather than an IN list whose length varies). Transactions, savepoints and
+ * reconnects are postgres.js's business: a new connection prepares again on first use.
+ */
+function preparing<T extends postgres.Sql | postgres.TransactionSql>(client: T): T {
+  return new Proxy(client, {
+    get(target, prop, receiver) {
+      const value = Reflect.get(target, prop, receiver);
+      if (typeof value !== "function") return value;
+      if (prop === "unsafe") {
+        return (query: string, params?: postgres.ParameterOrJSON<never>[], options?: postgres.UnsafeQueryOptions) =>
+          target.unsafe(query, params, { ...options, prepare: true });
+      }
+      if (prop === "begin" || prop === "savepoint") {
+        // The transaction's own handle, prepared the same way. Its callback is the last argument.
+        return (...args: unknown[]) => {
+          const body = args.pop() as (tx: postgres.TransactionSql) => unknown;
+          return (value as (...a: unknown[]) => unknown).call(target, ...args, (tx: postgres.TransactionSql) => body(preparing(tx)));
+        };
+      }
+      return value;
+    },
+  });
+}
+
 async function openPostgres(url: string, poolSize: number, log: Logger): Promise<Database> {
   const client = postgres(url, {
     max: poolSize,
@@ -196,7 +226,7 @@ async function openPostgres(url: string, poolSize: number, log: Logger): Promise
     onnotice: () => {},
   });
   const stats: DatabaseStats = { statements: 0, transactions: 0 };
-  const pg = drizzlePostgres(client, { logger: counting(stats) });
+  const pg = drizzlePostgres(preparing(client), { logger: counting(stats) });
   const db: Db = pg;
   let busy = 0;
   const counted = async <T>(fn: () => Promise<T>): Promise<T> => {
@@ -239,8 +269,8 @@ async function openPostgres(url: string, poolSize: number, log: Logger): Promise
         onclose: () => closed?.(),
       });
       return {
-        db: drizzlePostgres(conn, { logger: counting(stats) }),
-        quiet: drizzlePostgres(conn),
+        db: drizzlePostgres(preparing(conn), { logger: counting(stats) }),
+        quiet: drizzlePostgres(preparing(conn)),
         onClose(hook) {
           closed = () => {
             closed = null;

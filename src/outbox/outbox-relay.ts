@@ -8,8 +8,9 @@
  * One relay per outbox claims at a time (ADR 0010): on PostgreSQL, several processes of a module
  * share the outbox, and the one holding a session-level advisory lock (keyed by the outbox table)
  * on a connection of its own leads; the others stand by, trying for the lock every second. Claims
- * run on the lock's connection and only match while that very session holds the lock, so a relay
- * whose connection broke cannot claim once another may lead. A new leader first returns the rows
+ * run on the lock's connection and only match on the backend that took the lock (a session lock
+ * lives as long as its backend), so a relay whose connection broke, even one that reconnected
+ * silently, cannot claim once another may lead; each second the leader also checks pg_locks. A new leader first returns the rows
  * left `in_flight` to `pending`. PGlite is one process by construction: its relay always leads.
  */
 import { and, asc, eq, inArray, notInArray, type SQL, sql } from "drizzle-orm";
@@ -56,6 +57,13 @@ export function outboxLockKey(outbox: MessagingTables["outbox"]): [number, numbe
  */
 interface Lead {
   session: DbSession;
+  /** True only in the session holding the lock (reads pg_locks: the leader's check each second). */
+  holds: SQL;
+  /**
+   * The claims' fence: true only on the backend that took the lock (`pg_backend_pid()`, no table
+   * read). A backend keeps a session lock until it ends, so only that backend may claim; a
+   * connection that broke and silently reconnected is a new backend, and matches nothing.
+   */
   fence: SQL;
   /** Set when the connection closed or broke: the lock is gone with it. */
   lost: boolean;
@@ -136,7 +144,7 @@ export async function startOutboxRelay(opts: {
     if (lead) {
       // Still holding it? A broken connection reports on use; a silent reconnect fails the fence.
       try {
-        const [row] = rowsOf(await lead.session.quiet.execute(sql`select ${lead.fence} as held`));
+        const [row] = rowsOf(await lead.session.quiet.execute(sql`select ${lead.holds} and ${lead.fence} as held`));
         if (row?.held !== true) await resign("lock no longer held");
       } catch (err) {
         log.warn("outbox relay: lock check failed", { err });
@@ -153,15 +161,19 @@ export async function startOutboxRelay(opts: {
         const fresh: Lead = {
           session,
           lost: false,
-          fence: sql`exists (select 1 from pg_locks where locktype = 'advisory' and pid = pg_backend_pid() and granted
+          holds: sql`exists (select 1 from pg_locks where locktype = 'advisory' and pid = pg_backend_pid() and granted
             and classid::bigint = ${lockClass}::bigint and objid::bigint = ${lockKey}::bigint and objsubid = 2)`,
+          // Until the lock is taken: a pid no backend has.
+          fence: sql`false`,
         };
         session.onClose(() => {
           fresh.lost = true;
         });
         candidate = fresh;
       }
-      const [row] = rowsOf(await candidate.session.quiet.execute(sql`select pg_try_advisory_lock(${lockClass}::int, ${lockKey}::int) as ok`));
+      const [row] = rowsOf(
+        await candidate.session.quiet.execute(sql`select pg_try_advisory_lock(${lockClass}::int, ${lockKey}::int) as ok, pg_backend_pid() as pid`),
+      );
       if (stopped || candidate.lost) {
         await candidate.session.close().catch(() => {});
         return;
@@ -170,6 +182,7 @@ export async function startOutboxRelay(opts: {
         standby = candidate;
         return;
       }
+      candidate.fence = sql`pg_backend_pid() = ${Number(row.pid)}::int`;
       // A leader whose host vanished (no FIN) is noticed by the server in ~20 s, not the kernel's 2 h.
       await candidate.session.quiet
         .execute(sql`select set_config('tcp_keepalives_idle', '10', false), set_config('tcp_keepalives_interval', '5', false), set_config('tcp_keepalives_count', '2', false)`)

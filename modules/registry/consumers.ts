@@ -1,7 +1,8 @@
 /** Everything registry reacts to on the bus. */
 import type { Logger } from "../../src/log";
 import type { Consumers } from "../../src/outbox/message-consumer";
-import { asc, inArray } from "drizzle-orm";
+import { asc } from "drizzle-orm";
+import { anyOf } from "../../src/db/any-of";
 import { orders } from "./schema";
 import { recordCompensation, recordRejection, recordSuccess, type SagaEnded } from "./service";
 
@@ -12,11 +13,14 @@ export const registryConsumers = (ended?: SagaEnded, log?: Logger): Consumers =>
     OrderRejected: (tx, m, enqueue) => recordRejection(tx, enqueue, m.payload, decided(m, ended, log, m.payload.reason)),
     OrderCompensated: (tx, m) => recordCompensation(tx, m.payload),
   },
-  // The batch's orders, in id order.
+  // The batch's orders, in id order. Every handler changes only its order's row (and appends to
+  // its timeline), so the row lock alone makes one order's messages take turns; a message about an
+  // order registry never made changes nothing but an insert that ignores conflicts.
   lockRows: async (tx, messages) => {
     const ids = [...new Set(messages.map((m) => m.order_id))];
-    await tx.select({ id: orders.id }).from(orders).where(inArray(orders.id, ids)).orderBy(asc(orders.id)).for("update");
+    await tx.select({ id: orders.id }).from(orders).where(anyOf(orders.id, ids, "uuid")).orderBy(asc(orders.id)).for("update");
   },
+  lockRowsPerOrder: true,
 });
 
 /** `ended`, and a line saying how the order of `m` ended, under the request id that placed it. */

@@ -5,10 +5,10 @@
  * live in one registry per process and are appended to every service's output once.
  */
 import { createRoute, z } from "@hono/zod-openapi";
-import type { Context, MiddlewareHandler } from "hono";
-import { matchedRoutes } from "hono/route";
+import type { MiddlewareHandler } from "hono";
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from "prom-client";
 import type { Database } from "../db/database";
+import { routePattern } from "./route-pattern";
 import { createRouter } from "./router";
 
 export { Registry };
@@ -109,34 +109,27 @@ export function httpMetrics(registry: MetricsRegistry): MiddlewareHandler {
     buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
     registers: [registry],
   });
+  // The two series of each method, route and status, looked up once: prom-client hashes a label
+  // object on every inc or observe, a cost paid per request otherwise.
+  const series = new Map<string, { count: { inc(): void }; time: { observe(v: number): void } }>();
   return async (c, next) => {
     const started = performance.now();
     await next();
-    const labels = {
-      method: KNOWN_METHODS.has(c.req.method) ? c.req.method : "OTHER",
-      route: routeOf(c),
-      status: String(c.res.status),
-    };
-    requests.inc(labels);
-    duration.observe(labels, (performance.now() - started) / 1000);
+    const method = KNOWN_METHODS.has(c.req.method) ? c.req.method : "OTHER";
+    const route = routePattern(c) ?? UNMATCHED_ROUTE;
+    const status = String(c.res.status);
+    const key = `${method} ${route} ${status}`;
+    let s = series.get(key);
+    if (!s) {
+      const labels = { method, route, status };
+      s = { count: requests.labels(labels), time: duration.labels(labels) };
+      series.set(key, s);
+    }
+    s.count.inc();
+    s.time.observe((performance.now() - started) / 1000);
   };
 }
 
-/** Hono route paths (`/orders/:id`) as OpenAPI patterns (`/orders/{id}`); as many as there are routes. */
-const patterns = new Map<string, string>();
-
-/** The OpenAPI-style pattern of the route that matched (`/orders/{id}`), or UNMATCHED_ROUTE. */
-function routeOf(c: Context): string {
-  // Middleware is registered for every method ("ALL"); a route, for its own.
-  const matched = matchedRoutes(c).findLast((r) => r.method !== "ALL");
-  if (!matched) return UNMATCHED_ROUTE;
-  let pattern = patterns.get(matched.path);
-  if (pattern === undefined) {
-    pattern = matched.path.replaceAll(/:(\w+)(\{[^}]*\})?/g, "{$1}");
-    patterns.set(matched.path, pattern);
-  }
-  return pattern;
-}
 
 /**
  * Gauges of the database handle: `shop_db_pool_max`, `shop_db_pool_in_use`,

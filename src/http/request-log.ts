@@ -4,10 +4,10 @@
  * (src/request-context.ts), so the messages it leads to and their log lines carry it too.
  */
 import type { Context, MiddlewareHandler } from "hono";
-import { matchedRoutes } from "hono/route";
 import { REQUEST_ID_PATTERN } from "../contracts";
 import type { LogFields, Logger } from "../log";
 import { withRequestId } from "../request-context";
+import { routePattern } from "./route-pattern";
 
 export const REQUEST_ID_HEADER = "X-Request-Id";
 
@@ -27,7 +27,7 @@ export function requestLog(log: Logger): MiddlewareHandler {
     c.header(REQUEST_ID_HEADER, requestId);
     await withRequestId(requestId, next);
     echo(c, requestId);
-    const route = routeOf(c);
+    const route = routePattern(c);
     const status = c.res.status;
     const fields: LogFields = {
       method: c.req.method.slice(0, 20),
@@ -43,13 +43,6 @@ export function requestLog(log: Logger): MiddlewareHandler {
     else if (status > 500) log.warn("request", fields);
     else log.info("request", fields);
   };
-}
-
-/** The route pattern that answered, OpenAPI style (`/orders/{id}`); null when none matched (404, 405). */
-function routeOf(c: Context): string | null {
-  // `app.use` middleware is registered for every method ("ALL"); a route names its method.
-  const route = matchedRoutes(c).findLast((r) => r.method !== "ALL");
-  return route ? route.path.replaceAll(/:(\w+)(\{[^}]*\})?/g, "{$1}") : null;
 }
 
 /** Makes sure the answer names the request id, whatever stage produced it. */

@@ -44,9 +44,9 @@ export function createLogger(level: LogLevel, opts: LoggerOptions = {}): Logger 
   // Colours only where a person reads stderr (not where stdout happens to be a terminal).
   const onTerminal = opts.destination === undefined && process.stderr.isTTY === true;
   const format = logFormatFor(opts.format, onTerminal);
-  // stderr through pino's SonicBoom, asynchronous: lines written while a write is under way go
-  // out together with the next one, and pino flushes what is left when the process exits.
-  const lines = format === "json" ? jsonLines(level, opts.destination ?? pino.destination({ fd: 2, sync: false })) : prettyLines(level, onTerminal, opts.destination);
+  // stderr through pino's SonicBoom, synchronous: a line is out before the call returns, so
+  // nothing is lost to a crash and a client that got its answer finds its request's line.
+  const lines = format === "json" ? jsonLines(level, opts.destination ?? pino.destination({ fd: 2, sync: true })) : prettyLines(level, onTerminal, opts.destination);
   return bind(lines, "shop");
 }
 

@@ -18,7 +18,8 @@ import {
 } from "../modules/registry/idempotency";
 import { createCatalogue } from "../modules/registry/catalogue";
 import { placeOrder } from "../modules/registry/service";
-import { capture } from "./support/module-db";
+import { deadLetters as registryDeadLetters, inbox as registryInbox, outbox as registryOutbox } from "../modules/registry/schema";
+import { captureOutbox } from "./support/module-db";
 import { eventually } from "./support/eventually";
 import { adminHeaders, call, getJson } from "./support/http";
 import { type PostgresCluster, startPostgresCluster } from "./support/postgres-cluster";
@@ -94,11 +95,11 @@ describe.each(backends)("Idempotency-Key on POST /orders (%s)", (_name, env) => 
     const u = user();
     const lines = [{ product_id: product(), quantity: 1 }];
     const keyed = { key: crypto.randomUUID(), hash: requestHash(u, lines) };
-    const { sent, enqueue } = capture();
+    const { sent, outbox } = captureOutbox({ outbox: registryOutbox, inbox: registryInbox, deadLetters: registryDeadLetters });
     const catalogue = createCatalogue(db);
     const outcomes = await Promise.all(
       Array.from({ length: CONCURRENT }, () =>
-        placeOrder(db, catalogue, enqueue, u, lines, keyed).then(
+        placeOrder(db, catalogue, outbox, u, lines, keyed).then(
           (order) => ({ placed: order }),
           (err: unknown) => ({ err }),
         ),

@@ -2,9 +2,9 @@
 import type { Logger } from "../../src/log";
 import type { Consumers } from "../../src/outbox/message-consumer";
 import { asc } from "drizzle-orm";
-import { anyOf } from "../../src/db/any-of";
+import { anyOf } from "../../src/db/bulk";
 import { orders } from "./schema";
-import { recordCompensation, recordRejection, recordSuccess, type SagaEnded } from "./service";
+import { recordCompensation, recordRejection, recordSuccess, recordSuccesses, type SagaEnded } from "./service";
 
 /** Registry's consumer: follow each order's steps, rejections and compensations; `ended` hears of each final state, `log` logs it. */
 export const registryConsumers = (ended?: SagaEnded, log?: Logger): Consumers => ({
@@ -13,10 +13,15 @@ export const registryConsumers = (ended?: SagaEnded, log?: Logger): Consumers =>
     OrderRejected: (tx, m, enqueue) => recordRejection(tx, enqueue, m.payload, decided(m, ended, log, m.payload.reason)),
     OrderCompensated: (tx, m) => recordCompensation(tx, m.payload),
   },
+  batchHandlers: {
+    StepSucceeded: (tx, ms) => recordSuccesses(tx, ms.map((m) => ({ step: m.payload, ended: decided(m, ended, log) }))),
+  },
   // The batch's orders, in id order. Every handler changes only its order's row (and appends to
   // its timeline), so the row lock alone makes one order's messages take turns; a message about an
   // order registry never made changes nothing but an insert that ignores conflicts.
   lockRows: async (tx, messages) => {
+    // StepSucceeded alone (the usual batch on its topic): recordSuccesses reads its orders locked, in id order.
+    if (messages.every((m) => m.type === "StepSucceeded")) return;
     const ids = [...new Set(messages.map((m) => m.order_id))];
     await tx.select({ id: orders.id }).from(orders).where(anyOf(orders.id, ids, "uuid")).orderBy(asc(orders.id)).for("update");
   },

@@ -5,7 +5,7 @@ import { auditShop, fetchReport } from "../../src/audit/shop-audit";
 import type { Database } from "../../src/db/database";
 import { bearer } from "../../src/http/auth";
 import { createRouter } from "../../src/http/router";
-import type { Enqueue } from "../../src/outbox/outbox";
+import type { OutboxWriter } from "../../src/outbox/outbox";
 import { createOrderRoute, getOrderRoute, listOrdersRoute, listProductsRoute, stuckSagasRoute } from "./routes";
 import type { Admission } from "./admission";
 import { type RegistryAuditSettings, registryAuditReport } from "./audit";
@@ -13,8 +13,8 @@ import type { Catalogue } from "./catalogue";
 import { AlreadyAnswered, findAnswer, IDEMPOTENCY_HEADER, REPLAYED_HEADER, requestHash, type StoredAnswer } from "./idempotency";
 import { getOrder, listOrders, placeOrder, stuckSagas } from "./service";
 
-/** The registry router; `enqueue` writes to registry's outbox. */
-export function registryRouter(db: Database, catalogue: Catalogue, admission: Admission, enqueue: Enqueue) {
+/** The registry router; `outbox` is registry's outbox. */
+export function registryRouter(db: Database, catalogue: Catalogue, admission: Admission, outbox: Pick<OutboxWriter, "insert">) {
   return createRouter()
     .openapi(listProductsRoute, async (c) => {
       // The body is serialised once per catalogue version, not per request.
@@ -36,7 +36,7 @@ export function registryRouter(db: Database, catalogue: Catalogue, admission: Ad
         const earlier = keyed && (await findAnswer(db, keyed));
         if (earlier) return replay(earlier);
         await admission.admit();
-        const order = await placeOrder(db, catalogue, enqueue, user_id, items, keyed);
+        const order = await placeOrder(db, catalogue, outbox, user_id, items, keyed);
         return c.json(order, 201, locationOf(order));
       } catch (err) {
         // Answered by a concurrent request with the same key while this one waited.

@@ -71,7 +71,7 @@ export const registryModule: ShopModule<typeof RegistryConfigSchema> = {
         db,
         createCatalogue(db),
         createAdmission(db, { maxPending: config.max_pending_orders, waitMs: config.admission_wait_ms }),
-        messaging.enqueue,
+        messaging.outbox,
       ).route("/", registryAdminRouter(db, { deadlineMs, compensationMs: config.compensation_deadline_seconds * 1000 })).route("/", messaging.admin).route("/", audit).route("/", live.router),
       readyChecks: { outbox: messaging.ready },
       async start() {

@@ -3,11 +3,17 @@ import { type Catalogue, createCatalogue } from "./catalogue";
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { eq, inArray, sql } from "drizzle-orm";
 import type { OrderCreated, OrderRejected, StepSucceeded } from "../../src/contracts";
+import { runAll } from "../../src/db/bulk";
 import type { Database } from "../../src/db/database";
-import { capture, domainError, openModuleDatabase } from "../../test/support/module-db";
+import { pgSchema } from "drizzle-orm/pg-core";
+import { messagingTables } from "../../src/outbox/tables";
+import { capture, captureOutbox, domainError, openModuleDatabase } from "../../test/support/module-db";
 import type { Enqueue } from "../../src/outbox/outbox";
 import { registryModule } from "./index";
-import { orders, products, unknownOrders } from "./schema";
+import { deadLetters, inbox, orders, outbox, products, unknownOrders } from "./schema";
+
+/** Registry's messaging tables (placeOrder writes its OrderCreated into the real outbox). */
+const registryTables = { outbox, inbox, deadLetters };
 import {
   getOrder,
   listOrders,
@@ -17,6 +23,7 @@ import {
   recordCompensation,
   recordRejection,
   recordSuccess,
+  recordSuccesses,
   rejectExpiredOrders,
   rejectUnknownOrders,
   seedProducts,
@@ -49,8 +56,8 @@ async function catalogue(...pricesCents: number[]): Promise<number[]> {
 
 /** Places an order and returns it with the messages it staged. */
 async function place(userId: number, lines: OrderLine[]) {
-  const { sent, enqueue } = capture();
-  const order = await placeOrder(db, prices, enqueue, userId, lines);
+  const { sent, outbox } = captureOutbox(registryTables);
+  const order = await placeOrder(db, prices, outbox, userId, lines);
   return { order, sent };
 }
 
@@ -147,9 +154,9 @@ describe("placeOrder", () => {
     const user = newUser();
     const [p] = (await catalogue(100)) as [number];
     const ghost = ++lastId;
-    const { sent, enqueue } = capture();
+    const { sent, outbox } = captureOutbox(registryTables);
     const err = await domainError(
-      placeOrder(db, prices, enqueue, user, [
+      placeOrder(db, prices, outbox, user, [
         { product_id: p, quantity: 1 },
         { product_id: ghost, quantity: 1 },
       ]),
@@ -162,9 +169,9 @@ describe("placeOrder", () => {
   test("a product listed twice is refused with duplicate_product naming the second line; nothing is stored", async () => {
     const user = newUser();
     const [p, q] = (await catalogue(100, 200)) as [number, number];
-    const { sent, enqueue } = capture();
+    const { sent, outbox } = captureOutbox(registryTables);
     const err = await domainError(
-      placeOrder(db, prices, enqueue, user, [
+      placeOrder(db, prices, outbox, user, [
         { product_id: p, quantity: 1 },
         { product_id: q, quantity: 1 },
         { product_id: p, quantity: 2 },
@@ -175,13 +182,12 @@ describe("placeOrder", () => {
     expect(await ordersOfUser(user)).toEqual([]);
   });
 
-  test("the order and its message commit together: a failing enqueue stores no order", async () => {
+  test("the order and its message commit together: an outbox that cannot be written stores no order", async () => {
     const user = newUser();
     const [p] = (await catalogue(100)) as [number];
-    const failing: Enqueue = async () => {
-      throw new Error("outbox unavailable");
-    };
-    await expect(placeOrder(db, prices, failing, user, [{ product_id: p, quantity: 1 }])).rejects.toThrow("outbox unavailable");
+    // An outbox table that does not exist: the one statement fails as a whole.
+    const { outbox: failing } = captureOutbox(messagingTables(pgSchema("no_such_schema")));
+    await expect(placeOrder(db, prices, failing, user, [{ product_id: p, quantity: 1 }])).rejects.toThrow("no_such_schema");
     expect(await ordersOfUser(user)).toEqual([]);
   });
 
@@ -437,5 +443,31 @@ describe("listOrders", () => {
     expect(page.next_cursor).not.toBeNull();
     const rows = await db.read((q) => q.select().from(orders).where(inArray(orders.id, [a, b])));
     expect(rows).toHaveLength(2);
+  });
+});
+
+describe("recordSuccesses (a batch of StepSucceeded in one transaction)", () => {
+  test("both steps of an order in one batch complete it once; repeats and registry's name change nothing; an unknown order is noted", async () => {
+    const [a, b] = [await pendingOrder(), await pendingOrder()];
+    const ghost = crypto.randomUUID();
+    const ended: string[] = [];
+    const step = (order_id: string, service: StepSucceeded["service"]) => ({
+      step: { order_id, service },
+      ended: (status: "completed" | "rejected") => ended.push(`${order_id}:${status}`),
+    });
+    const apply = (steps: ReturnType<typeof step>[]) => db.transaction(async (tx) => runAll(tx, await recordSuccesses(tx, steps)));
+    await apply([step(a, "wallet"), step(b, "storage"), step(a, "wallet"), step(ghost, "storage"), step(a, "storage"), step(a, "registry")]);
+    expect(await statusOf(a)).toEqual({ status: "completed", reason: null });
+    expect(await statusOf(b)).toEqual({ status: "pending", reason: null });
+    expect(await stepsOf(a)).toEqual(["registry:created", "wallet:paid", "storage:reserved", "registry:completed"]);
+    expect(await stepsOf(b)).toEqual(["registry:created", "storage:reserved"]);
+    expect(ended).toEqual([`${a}:completed`]);
+    const noted = await db.read((q) => q.select().from(unknownOrders).where(eq(unknownOrders.orderId, ghost)));
+    expect(noted).toHaveLength(1);
+    // The same batch again: nothing changes.
+    await apply([step(a, "wallet"), step(a, "storage"), step(b, "storage")]);
+    expect(await stepsOf(a)).toHaveLength(4);
+    expect(await stepsOf(b)).toHaveLength(2);
+    expect(ended).toHaveLength(1);
   });
 });

@@ -1,11 +1,13 @@
 /** Registry's rules: price and place orders, follow the saga, decide each order's final state. */
 import { and, asc, count, desc, eq, inArray, isNull, lt, type SQL, sql } from "drizzle-orm";
 import { createMessage, type OrderCompensated, type OrderRejected, type StepSucceeded } from "../../src/contracts";
+import { allInOne, anyOf, insertMany, runAll, updateMany } from "../../src/db/bulk";
 import { afterCommit, type Database, type Db } from "../../src/db/database";
 import { invalid, notFound } from "../../src/errors";
 import type { Catalogue } from "./catalogue";
 import { claimKey, type KeyedRequest, recordAnswer } from "./idempotency";
-import type { Enqueue } from "../../src/outbox/outbox";
+import type { Enqueue, OutboxWriter } from "../../src/outbox/outbox";
+import { rowsOf } from "../../src/audit/rows";
 import { ORDER_STATUSES, orderEvents, orderItems, orders, products, unknownOrders } from "./schema";
 
 type OrderRow = typeof orders.$inferSelect;
@@ -69,14 +71,16 @@ export interface OrderLine {
 }
 
 /**
- * Prices the lines, stores the order as pending and its OrderCreated in one transaction. With
- * `keyed`, the idempotency key and this answer join that transaction; a key answered already
- * throws AlreadyAnswered (nothing written), one used for another body idempotency_key_reused.
+ * Prices the lines and stores the order as pending, its lines, its first timeline entry and its
+ * OrderCreated in one statement (atomic by itself: no transaction to open and close). With
+ * `keyed`, a transaction: the idempotency key first, that statement, then this answer; a key
+ * answered already throws AlreadyAnswered (nothing written), one used for another body
+ * idempotency_key_reused.
  */
 export async function placeOrder(
   db: Database,
   catalogue: Catalogue,
-  enqueue: Enqueue,
+  outbox: Pick<OutboxWriter, "insert">,
   userId: number,
   lines: OrderLine[],
   keyed?: KeyedRequest,
@@ -97,21 +101,47 @@ export async function placeOrder(
   const total = items.reduce((sum, i) => sum + i.unit_price_cents * i.quantity, 0);
   const id = crypto.randomUUID();
   const itemRows = items.map((i) => ({ orderId: id, productId: i.product_id, quantity: i.quantity, unitPriceCents: i.unit_price_cents }));
+  const created = outbox.insert([createMessage("OrderCreated", { order_id: id, user_id: userId, items, total_cents: total })]);
+  const place = allInOne([
+    insertMany(orderItems, ["orderId", "productId", "quantity", "unitPriceCents"], itemRows),
+    insertMany(orderEvents, ["orderId", "service", "step", "detail"], [{ orderId: id, service: "registry", step: "created", detail: `total ${total} cents` }]),
+    created.sql,
+    sql`insert into ${orders} (${sql.identifier(orders.id.name)}, ${sql.identifier(orders.userId.name)}, ${sql.identifier(orders.totalCents.name)}) values (${id}, ${userId}, ${total}) returning *`,
+  ]);
+  const stored = (rows: Record<string, unknown>[]) => orderView(rawOrder(rows[0]), itemRows);
+  if (!keyed) {
+    const view = stored(rowsOf(await db.autocommit((q) => q.execute(place))));
+    created.written();
+    return view;
+  }
   return db.transaction(async (tx) => {
     // First, so that a concurrent request with the same key waits here for this one to commit.
-    if (keyed) await claimKey(tx, keyed);
-    // The order, its lines and its first timeline entry in one statement.
-    const lines = tx.$with("lines").as(tx.insert(orderItems).values(itemRows).returning({ productId: orderItems.productId }));
-    const created = tx
-      .$with("created")
-      .as(tx.insert(orderEvents).values({ orderId: id, service: "registry", step: "created", detail: `total ${total} cents` }).returning({ id: orderEvents.id }));
-    const order = tx.$with("placed").as(tx.insert(orders).values({ id, userId, totalCents: total }).returning());
-    const [row] = await tx.with(lines, created, order).select().from(order);
-    await enqueue(tx, createMessage("OrderCreated", { order_id: id, user_id: userId, items, total_cents: total }));
-    const view = orderView(row as OrderRow, itemRows);
-    if (keyed) await recordAnswer(tx, keyed, id, { statusCode: 201, body: view });
+    await claimKey(tx, keyed);
+    const view = stored(rowsOf(await tx.execute(place)));
+    afterCommit(tx, created.written);
+    await recordAnswer(tx, keyed, id, { statusCode: 201, body: view });
     return view;
   });
+}
+
+/** An orders row as a raw query returns it (snake_case, driver types) in drizzle's shape. */
+function rawOrder(row: Record<string, unknown> | undefined): OrderRow {
+  if (!row) throw new Error("the order insert returned no row");
+  const date = (v: unknown): Date => (v instanceof Date ? v : (orders.createdAt.mapFromDriverValue(String(v)) as Date));
+  return {
+    id: String(row.id),
+    seq: Number(row.seq),
+    userId: Number(row.user_id),
+    status: row.status as OrderRow["status"],
+    reason: (row.reason as string | null) ?? null,
+    totalCents: Number(row.total_cents),
+    walletDone: row.wallet_done === true,
+    storageDone: row.storage_done === true,
+    walletUndone: row.wallet_undone === true,
+    storageUndone: row.storage_undone === true,
+    createdAt: date(row.created_at),
+    updatedAt: date(row.updated_at),
+  };
 }
 
 /** A page of orders, newest first; `cursor` is the `next_cursor` of the previous page. */
@@ -161,35 +191,57 @@ export type SagaEnded = (status: "completed" | "rejected", seconds: number) => v
 /** Seconds from an order's creation to now (the database's clock, like created_at's default). */
 const sagaSeconds = sql<number>`extract(epoch from now() - ${orders.createdAt})::double precision`;
 
-/** StepSucceeded: note the step once; complete the order when wallet and storage both succeeded. */
+/** StepSucceeded: note the step once; complete the order when wallet and storage both succeeded (recordSuccesses with one). */
 export async function recordSuccess(tx: Db, step: StepSucceeded, ended?: SagaEnded): Promise<void> {
-  if (step.service === "registry") return;
-  const flag = step.service === "wallet" ? orders.walletDone : orders.storageDone;
-  const other = step.service === "wallet" ? orders.storageDone : orders.walletDone;
-  // One statement: set this step's flag unless it was set, completing a pending order whose other step is done.
-  const [order] = await tx
-    .update(orders)
-    .set({
-      [step.service === "wallet" ? "walletDone" : "storageDone"]: true,
-      status: sql`case when ${orders.status} = 'pending' and ${other} then 'completed' else ${orders.status} end`,
-      updatedAt: new Date(),
-    })
-    .where(and(eq(orders.id, step.order_id), eq(flag, false)))
-    .returning({ id: orders.id, status: orders.status, seconds: sagaSeconds });
-  if (!order) {
-    // This step was recorded already, or registry never made the order: then it must be undone.
-    await noteIfUnknown(tx, step.order_id, step.service);
-    return;
+  await runAll(tx, await recordSuccesses(tx, [{ step, ended }]));
+}
+
+/**
+ * StepSucceeded, many at once, in delivery order, as recordSuccess would one by one: one statement
+ * reads (and locks, in id order) the orders, their flags and statuses are worked out here; the
+ * writes (the orders, their timeline entries, the orders registry never made) come back for the
+ * consumer to run in one statement.
+ */
+export async function recordSuccesses(tx: Db, run: { step: StepSucceeded; ended?: SagaEnded }[]): Promise<SQL[]> {
+  const steps = run.filter((r) => r.step.service !== "registry");
+  if (steps.length === 0) return [];
+  const ids = [...new Set(steps.map((r) => r.step.order_id))].sort();
+  const read = await tx
+    .select({ id: orders.id, status: orders.status, walletDone: orders.walletDone, storageDone: orders.storageDone, seconds: sagaSeconds })
+    .from(orders)
+    .where(anyOf(orders.id, ids, "uuid"))
+    .orderBy(asc(orders.id))
+    .for("update");
+  const byId = new Map(read.map((o) => [o.id, o]));
+  const changed = new Set<string>();
+  const events: (typeof orderEvents.$inferInsert)[] = [];
+  const unknown: (typeof unknownOrders.$inferInsert)[] = [];
+  for (const { step, ended } of steps) {
+    const service = step.service as "wallet" | "storage";
+    const order = byId.get(step.order_id);
+    if (!order) {
+      // Registry never made this order: it must be undone (after a grace, by rejectUnknownOrders).
+      unknown.push({ orderId: step.order_id, service });
+      continue;
+    }
+    const flag = service === "wallet" ? "walletDone" : "storageDone";
+    if (order[flag]) continue; // recorded already
+    order[flag] = true;
+    changed.add(order.id);
+    events.push({ orderId: order.id, service, step: service === "wallet" ? "paid" : "reserved" });
+    if (order.status === "pending" && order.walletDone && order.storageDone) {
+      order.status = "completed";
+      events.push({ orderId: order.id, service: "registry", step: "completed" });
+      if (ended) afterCommit(tx, () => ended("completed", Number(order.seconds)));
+    }
   }
-  const events: (typeof orderEvents.$inferInsert)[] = [
-    { orderId: order.id, service: step.service, step: step.service === "wallet" ? "paid" : "reserved" },
+  if (changed.size === 0 && unknown.length === 0) return [];
+  const rows = [...changed].map((id) => byId.get(id) as (typeof read)[number]);
+  return [
+    updateMany(orders, ["id", "status", "walletDone", "storageDone"], rows, sql`updated_at = now()`),
+    insertMany(orderEvents, ["orderId", "service", "step"], events),
+    insertMany(unknownOrders, ["orderId", "service"], unknown, sql`on conflict do nothing`),
   ];
-  // Only this update can have completed it: an order with both flags already set is not matched.
-  if (order.status === "completed") {
-    events.push({ orderId: order.id, service: "registry", step: "completed" });
-    if (ended) afterCommit(tx, () => ended("completed", Number(order.seconds)));
-  }
-  await tx.insert(orderEvents).values(events);
 }
 
 /**

@@ -2,7 +2,7 @@
 import { and, asc, eq, inArray, or } from "drizzle-orm";
 import type { Consumers } from "../../src/outbox/message-consumer";
 import { reservations, stock } from "./schema";
-import { releaseItems, reserveItems } from "./service";
+import { releaseItems, reserveItems, reserveOrders } from "./service";
 
 /** Storage's consumer: reserve new orders' items, release orders registry rejected. */
 export const storageConsumers: Consumers = {
@@ -13,8 +13,13 @@ export const storageConsumers: Consumers = {
       if (m.payload.service === "registry") await releaseItems(tx, enqueue, m.payload);
     },
   },
+  batchHandlers: {
+    OrderCreated: (tx, ms, enqueue) => reserveOrders(tx, enqueue, ms.map((m) => ({ order: m.payload, cause: m }))),
+  },
   // The stock rows of the items to reserve and of the reservations to release, in product order.
+  // A batch of OrderCreated alone locks nothing here: reserveOrders reads its rows locked, in product order.
   lockRows: async (tx, messages) => {
+    if (messages.every((m) => m.type === "OrderCreated")) return;
     const products = messages.flatMap((m) => (m.type === "OrderCreated" ? m.payload.items.map((i) => i.product_id) : []));
     const releases = messages.flatMap((m) => (m.type === "OrderRejected" ? [m.order_id] : []));
     const held = tx

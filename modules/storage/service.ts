@@ -1,10 +1,12 @@
 /** Storage's rules: receive goods, reserve an order's items (all or none), release them. */
-import { and, asc, eq, inArray, notExists, sql } from "drizzle-orm";
-import { createMessage, type OrderCreated, type OrderRejected } from "../../src/contracts";
+import { and, asc, eq, inArray, type SQL, sql } from "drizzle-orm";
+import { rowsOf } from "../../src/audit/rows";
+import { createMessage, type Message, type OrderCreated, type OrderRejected } from "../../src/contracts";
+import { anyOf, insertMany, runAll, updateMany } from "../../src/db/bulk";
 import type { Database, Db } from "../../src/db/database";
 import { notFound } from "../../src/errors";
-import type { Enqueue } from "../../src/outbox/outbox";
-import { isRejected, rememberRejection } from "../../src/outbox/rejections";
+import { type Enqueue, withCause } from "../../src/outbox/outbox";
+import { rememberRejection } from "../../src/outbox/rejections";
 import { receipts, rejectedOrders, reservations, stock } from "./schema";
 
 /** Stock of one product as the API shows it. */
@@ -63,47 +65,77 @@ export async function receive(db: Database, productId: number, quantity: number)
   });
 }
 
-/** OrderCreated: reserve every item or none; announce the outcome. */
+/** OrderCreated: reserve every item or none; announce the outcome (reserveOrders with one order). */
 export async function reserveItems(tx: Db, enqueue: Enqueue, order: OrderCreated): Promise<void> {
-  const orderId = order.order_id;
-  const wanted = mergeItems(order.items);
-  const ids = [...wanted.keys()].sort((a, b) => a - b);
-  // Lock rows in id order so concurrent orders cannot deadlock; none come back for a rejected or held order.
-  const rows = await tx
-    .select()
-    .from(stock)
-    .where(
-      and(
-        inArray(stock.productId, ids),
-        notExists(tx.select({ one: sql`1` }).from(rejectedOrders).where(eq(rejectedOrders.orderId, orderId))),
-        notExists(tx.select({ one: sql`1` }).from(reservations).where(eq(reservations.orderId, orderId))),
-      ),
-    )
-    .orderBy(asc(stock.productId))
-    .for("update");
-  if (rows.length < ids.length && (await alreadyDecided(tx, orderId))) return;
-  const byId = new Map(rows.map((r) => [r.productId, r]));
-  const missing = ids.find((id) => !byId.has(id));
-  const short = ids.find((id) => (byId.get(id)?.available ?? 0) < (wanted.get(id) ?? 0));
-  if (missing !== undefined || short !== undefined) {
-    const rejection: OrderRejected =
-      missing !== undefined
-        ? { order_id: orderId, service: "storage", reason: "unknown_product", message: `no stock kept for product ${missing}` }
-        : { order_id: orderId, service: "storage", reason: "out_of_stock", message: `not enough of product ${short}` };
-    await rememberRejection(tx, rejectedOrders, rejection);
-    await enqueue(tx, createMessage("OrderRejected", rejection));
-    return;
-  }
-  await moveStock(tx, new Map(ids.map((id) => [id, -(wanted.get(id) ?? 0)])));
-  await tx.insert(reservations).values(ids.map((id) => ({ orderId, productId: id, quantity: wanted.get(id) ?? 0 })));
-  await enqueue(tx, createMessage("StepSucceeded", { order_id: orderId, service: "storage" }));
+  await runAll(tx, await reserveOrders(tx, enqueue, [{ order, cause: {} }]));
 }
 
-/** True if the order was rejected or already holds a reservation. */
-async function alreadyDecided(tx: Db, orderId: string): Promise<boolean> {
-  if (await isRejected(tx, rejectedOrders, orderId)) return true;
-  const [held] = await tx.select({ id: reservations.orderId }).from(reservations).where(eq(reservations.orderId, orderId)).limit(1);
-  return held !== undefined;
+/** A run of OrderCreated messages (see reserveOrders). */
+type Created = { order: OrderCreated; cause: Pick<Message, "request_id"> };
+
+/**
+ * OrderCreated, many at once: for each order in delivery order reserve every item or none, once,
+ * as reserveItems would one by one. One statement reads (and locks, in product order) the stock
+ * rows and finds the orders already reserved or rejected; the stock is worked out here; the writes
+ * (the stock, the reservations and the rejections) come back for the consumer to run in one statement.
+ */
+export async function reserveOrders(tx: Db, enqueue: Enqueue, run: Created[]): Promise<SQL[]> {
+  const orderIds = [...new Set(run.map((c) => c.order.order_id))];
+  const products = [...new Set(run.flatMap((c) => c.order.items.map((i) => i.product_id)))].sort((a, b) => a - b);
+  const read = rowsOf(
+    await tx.execute(sql`with s as (
+        select ${stock.productId} as product_id, ${stock.available} as available, ${stock.reserved} as reserved
+        from ${stock} where ${anyOf(stock.productId, products, "integer")} order by ${stock.productId} for update
+      ), d as (
+        select ${rejectedOrders.orderId} as order_id from ${rejectedOrders} where ${anyOf(rejectedOrders.orderId, orderIds, "uuid")}
+        union select ${reservations.orderId} from ${reservations} where ${anyOf(reservations.orderId, orderIds, "uuid")}
+      )
+      select product_id, available, reserved, null::uuid as order_id from s union all select null, null, null, order_id from d`),
+  );
+  const levels = new Map<number, { available: number; reserved: number }>();
+  const decided = new Set<string>();
+  for (const r of read) {
+    if (r.order_id === null) levels.set(Number(r.product_id), { available: Number(r.available), reserved: Number(r.reserved) });
+    else decided.add(String(r.order_id));
+  }
+  const touched = new Set<number>();
+  const held: (typeof reservations.$inferInsert)[] = [];
+  const rejections: (typeof rejectedOrders.$inferInsert)[] = [];
+  for (const { order, cause } of run) {
+    const orderId = order.order_id;
+    // Reserved or rejected already (before, or earlier in this run under another message id): nothing to do.
+    if (decided.has(orderId)) continue;
+    decided.add(orderId);
+    const wanted = mergeItems(order.items);
+    const ids = [...wanted.keys()].sort((a, b) => a - b);
+    const missing = ids.find((id) => !levels.has(id));
+    const short = ids.find((id) => (levels.get(id)?.available ?? 0) < (wanted.get(id) ?? 0));
+    if (missing !== undefined || short !== undefined) {
+      const rejection: OrderRejected =
+        missing !== undefined
+          ? { order_id: orderId, service: "storage", reason: "unknown_product", message: `no stock kept for product ${missing}` }
+          : { order_id: orderId, service: "storage", reason: "out_of_stock", message: `not enough of product ${short}` };
+      rejections.push({ orderId, service: rejection.service, reason: rejection.reason });
+      await enqueue(tx, withCause(cause, createMessage("OrderRejected", rejection)));
+      continue;
+    }
+    for (const id of ids) {
+      const level = levels.get(id) as { available: number; reserved: number };
+      const quantity = wanted.get(id) ?? 0;
+      level.available -= quantity;
+      level.reserved += quantity;
+      touched.add(id);
+      held.push({ orderId, productId: id, quantity });
+    }
+    await enqueue(tx, withCause(cause, createMessage("StepSucceeded", { order_id: orderId, service: "storage" })));
+  }
+  if (held.length === 0 && rejections.length === 0) return [];
+  const levelRows = [...touched].map((id) => ({ productId: id, ...(levels.get(id) as { available: number; reserved: number }) }));
+  return [
+      updateMany(stock, ["productId", "available", "reserved"], levelRows, sql`updated_at = now()`),
+      insertMany(reservations, ["orderId", "productId", "quantity"], held),
+      insertMany(rejectedOrders, ["orderId", "service", "reason"], rejections, sql`on conflict do nothing`),
+  ];
 }
 
 /** Moves units between available and reserved in one statement: a negative delta reserves, a positive one releases. */

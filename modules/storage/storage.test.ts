@@ -2,12 +2,13 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { asc, eq, inArray } from "drizzle-orm";
 import type { OrderCreated, OrderRejected } from "../../src/contracts";
+import { runAll } from "../../src/db/bulk";
 import type { Database } from "../../src/db/database";
 import { domainError, onlyRejection, inTx, openModuleDatabase, rejection } from "../../test/support/module-db";
 import type { Enqueue } from "../../src/outbox/outbox";
 import { storageModule } from "./index";
 import { receipts, rejectedOrders, reservations, stock } from "./schema";
-import { getStock, listStock, receive, releaseItems, reserveItems, seedStock } from "./service";
+import { getStock, listStock, receive, releaseItems, reserveItems, reserveOrders, seedStock } from "./service";
 
 let db: Database;
 
@@ -248,5 +249,44 @@ describe("releaseItems", () => {
       [5, 0],
       [1, 0],
     ]);
+  });
+});
+
+describe("reserveOrders (a batch of OrderCreated in one transaction)", () => {
+  const reserveAll = (orders: OrderCreated[]) =>
+    inTx(db, async (tx, enqueue) => runAll(tx, await reserveOrders(tx, enqueue, orders.map((order) => ({ order, cause: {} })))));
+
+  test("decides in delivery order on the running stock: every item or none, each order as if alone after the ones before it", async () => {
+    const [a, b] = await stocked(5, 2);
+    const ghost = newProduct();
+    const orders = [orderOf([a as number, 3], [b as number, 1]), orderOf([a as number, 3]), orderOf([b as number, 1], [ghost, 1]), orderOf([a as number, 2], [b as number, 1]), orderOf([b as number, 1])];
+    const sent = await reserveAll(orders);
+    expect(sent.map((m): unknown[] => [m.order_id, m.type, (m.payload as { reason?: string }).reason ?? null])).toEqual([
+      [orders[0]?.order_id, "StepSucceeded", null],
+      [orders[1]?.order_id, "OrderRejected", "out_of_stock"],
+      [orders[2]?.order_id, "OrderRejected", "unknown_product"],
+      [orders[3]?.order_id, "StepSucceeded", null],
+      [orders[4]?.order_id, "OrderRejected", "out_of_stock"],
+    ]);
+    expect(await levels(a as number, b as number)).toEqual([
+      [0, 5],
+      [0, 2],
+    ]);
+    expect((await reservationsOf(orders[3]?.order_id as string)).map((r): unknown[] => [r.productId, r.quantity])).toEqual([
+      [a, 2],
+      [b, 1],
+    ]);
+    expect(await reservationsOf(orders[1]?.order_id as string)).toEqual([]);
+    const remembered = await db.read((q) => q.select().from(rejectedOrders));
+    for (const o of [orders[1], orders[2], orders[4]]) expect(remembered.some((r) => r.orderId === o?.order_id)).toBe(true);
+  });
+
+  test("one order twice in a batch, or reserved by an earlier batch: reserved once", async () => {
+    const [p] = await stocked(10);
+    const order = orderOf([p as number, 4]);
+    expect((await reserveAll([order, order])).map((m) => m.type)).toEqual(["StepSucceeded"]);
+    expect(await reserveAll([order])).toEqual([]);
+    expect(await levels(p as number)).toEqual([[6, 4]]);
+    expect(await reservationsOf(order.order_id)).toHaveLength(1);
   });
 });

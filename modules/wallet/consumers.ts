@@ -2,7 +2,7 @@
 import { and, asc, eq, inArray, or } from "drizzle-orm";
 import type { Consumers } from "../../src/outbox/message-consumer";
 import { ledger, wallets } from "./schema";
-import { debitOrder, refundOrder } from "./service";
+import { debitOrder, debitOrders, refundOrder } from "./service";
 
 /** Wallet's consumer: debit new orders, refund orders registry rejected. */
 export const walletConsumers: Consumers = {
@@ -13,8 +13,13 @@ export const walletConsumers: Consumers = {
       if (m.payload.service === "registry") await refundOrder(tx, enqueue, m.payload);
     },
   },
-  // The wallets of the orders to debit and of the debits to refund, in user order.
+  batchHandlers: {
+    OrderCreated: (tx, ms, enqueue) => debitOrders(tx, enqueue, ms.map((m) => ({ order: m.payload, cause: m }))),
+  },
+  // The wallets of the orders to debit and of the debits to refund, in user order. A batch of
+  // OrderCreated alone locks nothing here: debitOrders reads its wallets locked, in user order.
   lockRows: async (tx, messages) => {
+    if (messages.every((m) => m.type === "OrderCreated")) return;
     const users = messages.flatMap((m) => (m.type === "OrderCreated" ? [m.payload.user_id] : []));
     const refunds = messages.flatMap((m) => (m.type === "OrderRejected" ? [m.order_id] : []));
     const debitors = tx.select({ id: ledger.userId }).from(ledger).where(and(inArray(ledger.orderId, refunds), eq(ledger.kind, "debit")));

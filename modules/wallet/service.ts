@@ -1,10 +1,12 @@
 /** Wallet's rules: deposit, debit an order, refund a rejected one. No HTTP, no bus details. */
-import { and, asc, desc, eq, gte, notExists, sql } from "drizzle-orm";
-import { createMessage, type OrderCreated, type OrderRejected } from "../../src/contracts";
+import { and, asc, desc, eq, type SQL, sql } from "drizzle-orm";
+import { rowsOf } from "../../src/audit/rows";
+import { createMessage, type Message, type OrderCreated, type OrderRejected } from "../../src/contracts";
+import { anyOf, insertMany, runAll, updateMany } from "../../src/db/bulk";
 import type { Database, Db } from "../../src/db/database";
 import { DomainError, notFound } from "../../src/errors";
-import type { Enqueue } from "../../src/outbox/outbox";
-import { isRejected, rememberRejection } from "../../src/outbox/rejections";
+import { type Enqueue, withCause } from "../../src/outbox/outbox";
+import { rememberRejection } from "../../src/outbox/rejections";
 import { ledger, rejectedOrders, wallets } from "./schema";
 
 /** Ledger rows returned with a wallet, newest first. */
@@ -104,45 +106,68 @@ export async function deposit(db: Database, userId: number, amountCents: number)
   });
 }
 
-/** OrderCreated: debit the total once, or reject the order. */
+/** OrderCreated: debit the total once, or reject the order (debitOrders with one order). */
 export async function debitOrder(tx: Db, enqueue: Enqueue, order: OrderCreated): Promise<void> {
-  const orderId = order.order_id;
-  // The common case in one statement: not rejected, not debited yet, enough money.
-  const [debited] = await tx
-    .update(wallets)
-    .set({ balanceCents: sql`${wallets.balanceCents} - ${order.total_cents}`, updatedAt: new Date() })
-    .where(
-      and(
-        eq(wallets.userId, order.user_id),
-        gte(wallets.balanceCents, order.total_cents),
-        notExists(tx.select({ one: sql`1` }).from(rejectedOrders).where(eq(rejectedOrders.orderId, orderId))),
-        notExists(tx.select({ one: sql`1` }).from(ledger).where(and(eq(ledger.orderId, orderId), eq(ledger.kind, "debit")))),
-      ),
-    )
-    .returning();
-  if (debited) {
-    await tx.insert(ledger).values({
-      userId: order.user_id,
-      orderId,
-      kind: "debit",
-      amountCents: order.total_cents,
-      balanceAfterCents: debited.balanceCents,
-    });
-    await enqueue(tx, createMessage("StepSucceeded", { order_id: orderId, service: "wallet" }));
-    return;
+  await runAll(tx, await debitOrders(tx, enqueue, [{ order, cause: {} }]));
+}
+
+/** A run of OrderCreated messages (see debitOrders). */
+type Created = { order: OrderCreated; cause: Pick<Message, "request_id"> };
+
+/**
+ * OrderCreated, many at once: debit each order's total once, in delivery order, or reject it,
+ * as debitOrder would one by one. One statement reads (and locks, in user order) the wallets and
+ * finds the orders already debited or rejected; the balances are worked out here; the writes (the
+ * balances, the ledger rows and the rejections) come back for the consumer to run in one statement.
+ */
+export async function debitOrders(tx: Db, enqueue: Enqueue, run: Created[]): Promise<SQL[]> {
+  const orderIds = [...new Set(run.map((c) => c.order.order_id))];
+  const users = [...new Set(run.map((c) => c.order.user_id))].sort((a, b) => a - b);
+  const read = rowsOf(
+    await tx.execute(sql`with w as (
+        select ${wallets.userId} as user_id, ${wallets.balanceCents} as balance from ${wallets} where ${anyOf(wallets.userId, users, "integer")} order by ${wallets.userId} for update
+      ), d as (
+        select ${rejectedOrders.orderId} as order_id from ${rejectedOrders} where ${anyOf(rejectedOrders.orderId, orderIds, "uuid")}
+        union select ${ledger.orderId} from ${ledger} where ${anyOf(ledger.orderId, orderIds, "uuid")} and ${ledger.kind} = 'debit'
+      )
+      select user_id, balance, null::uuid as order_id from w union all select null, null, order_id from d`),
+  );
+  const balances = new Map<number, number>();
+  const decided = new Set<string>();
+  for (const r of read) {
+    if (r.order_id === null) balances.set(Number(r.user_id), Number(r.balance));
+    else decided.add(String(r.order_id));
   }
-  if (await isRejected(tx, rejectedOrders, orderId)) return;
-  const [done] = await tx
-    .select({ id: ledger.id })
-    .from(ledger)
-    .where(and(eq(ledger.orderId, orderId), eq(ledger.kind, "debit")));
-  if (done) return;
-  const [exists] = await tx.select({ id: wallets.userId }).from(wallets).where(eq(wallets.userId, order.user_id));
-  const rejection: OrderRejected = exists
-    ? { order_id: orderId, service: "wallet", reason: "insufficient_funds", message: `balance below ${order.total_cents} cents` }
-    : { order_id: orderId, service: "wallet", reason: "unknown_wallet", message: `no wallet for user ${order.user_id}` };
-  await rememberRejection(tx, rejectedOrders, rejection);
-  await enqueue(tx, createMessage("OrderRejected", rejection));
+  const touched = new Set<number>();
+  const debits: (typeof ledger.$inferInsert)[] = [];
+  const rejections: (typeof rejectedOrders.$inferInsert)[] = [];
+  for (const { order, cause } of run) {
+    const orderId = order.order_id;
+    // Debited or rejected already (before, or earlier in this run under another message id): nothing to do.
+    if (decided.has(orderId)) continue;
+    decided.add(orderId);
+    const balance = balances.get(order.user_id);
+    if (balance !== undefined && balance >= order.total_cents) {
+      const after = balance - order.total_cents;
+      balances.set(order.user_id, after);
+      touched.add(order.user_id);
+      debits.push({ userId: order.user_id, orderId, kind: "debit", amountCents: order.total_cents, balanceAfterCents: after });
+      await enqueue(tx, withCause(cause, createMessage("StepSucceeded", { order_id: orderId, service: "wallet" })));
+      continue;
+    }
+    const rejection: OrderRejected =
+      balance !== undefined
+        ? { order_id: orderId, service: "wallet", reason: "insufficient_funds", message: `balance below ${order.total_cents} cents` }
+        : { order_id: orderId, service: "wallet", reason: "unknown_wallet", message: `no wallet for user ${order.user_id}` };
+    rejections.push({ orderId, service: rejection.service, reason: rejection.reason });
+    await enqueue(tx, withCause(cause, createMessage("OrderRejected", rejection)));
+  }
+  if (debits.length === 0 && rejections.length === 0) return [];
+  return [
+      updateMany(wallets, ["userId", "balanceCents"], [...touched].map((u) => ({ userId: u, balanceCents: balances.get(u) as number })), sql`updated_at = now()`),
+      insertMany(ledger, ["userId", "orderId", "kind", "amountCents", "balanceAfterCents"], debits),
+      insertMany(rejectedOrders, ["orderId", "service", "reason"], rejections, sql`on conflict do nothing`),
+  ];
 }
 
 /**

@@ -2,12 +2,13 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { and, asc, eq, sql } from "drizzle-orm";
 import type { OrderCreated, OrderRejected } from "../../src/contracts";
+import { runAll } from "../../src/db/bulk";
 import type { Database } from "../../src/db/database";
 import { domainError, onlyRejection, inTx, openModuleDatabase, rejection } from "../../test/support/module-db";
 import type { Enqueue } from "../../src/outbox/outbox";
 import { walletModule } from "./index";
 import { ledger, rejectedOrders, wallets } from "./schema";
-import { debitOrder, deposit, getWallet, listWallets, refundOrder, seedWallets } from "./service";
+import { debitOrder, debitOrders, deposit, getWallet, listWallets, refundOrder, seedWallets } from "./service";
 
 let db: Database;
 
@@ -273,5 +274,53 @@ describe("refundOrder", () => {
     expect(await balanceOf(b)).toBe(300);
     await expectLedgerMatchesBalance(a);
     await expectLedgerMatchesBalance(b);
+  });
+});
+
+describe("debitOrders (a batch of OrderCreated in one transaction)", () => {
+  const debitAll = (orders: OrderCreated[], requestIds: (string | undefined)[] = []) =>
+    inTx(db, async (tx, enqueue) => runAll(tx, await debitOrders(tx, enqueue, orders.map((order, i) => ({ order, cause: { request_id: requestIds[i] } })))));
+
+  test("decides in delivery order on the running balance: each order is debited or rejected as if alone, after the ones before it", async () => {
+    const [rich, poor, ghost] = [newUser(), newUser(), newUser()];
+    await deposit(db, rich, 1_000);
+    await deposit(db, poor, 100);
+    const orders = [orderFor(rich, 600), orderFor(poor, 100), orderFor(rich, 500), orderFor(ghost, 1), orderFor(rich, 400), orderFor(poor, 1)];
+    const sent = await debitAll(orders, ["r1", undefined, "r3", "r4", "r5", "r6"]);
+    expect(sent.map((m): unknown[] => [m.order_id, m.type, (m.payload as { reason?: string }).reason ?? null, m.request_id ?? null])).toEqual([
+      [orders[0]?.order_id, "StepSucceeded", null, "r1"],
+      [orders[1]?.order_id, "StepSucceeded", null, null],
+      [orders[2]?.order_id, "OrderRejected", "insufficient_funds", "r3"],
+      [orders[3]?.order_id, "OrderRejected", "unknown_wallet", "r4"],
+      [orders[4]?.order_id, "StepSucceeded", null, "r5"],
+      [orders[5]?.order_id, "OrderRejected", "insufficient_funds", "r6"],
+    ]);
+    expect(await balanceOf(rich)).toBe(0);
+    expect(await balanceOf(poor)).toBe(0);
+    expect((await ledgerOf(rich)).map((r) => [r.kind, r.amountCents, r.balanceAfterCents])).toEqual([
+      ["deposit", 1_000, 1_000],
+      ["debit", 600, 400],
+      ["debit", 400, 0],
+    ]);
+    await expectLedgerMatchesBalance(rich);
+    await expectLedgerMatchesBalance(poor);
+    const remembered = await db.read((q) => q.select().from(rejectedOrders));
+    for (const o of [orders[2], orders[3], orders[5]]) expect(remembered.some((r) => r.orderId === o?.order_id)).toBe(true);
+  });
+
+  test("one order twice in a batch (a replay under a new message id), or decided by an earlier batch: debited once", async () => {
+    const user = newUser();
+    await deposit(db, user, 1_000);
+    const order = orderFor(user, 300);
+    const sent = await debitAll([order, order]);
+    expect(sent.map((m) => m.type)).toEqual(["StepSucceeded"]);
+    expect(await debitAll([order, orderFor(user, 2_000), order])).toHaveLength(1);
+    expect(await balanceOf(user)).toBe(700);
+    expect(await ledgerFor(order.order_id, "debit")).toHaveLength(1);
+    // An order rejected before its OrderCreated arrived: ignored, even in a batch.
+    const late = orderFor(user, 1);
+    await refund(rejection(late.order_id, "registry", "timeout"));
+    expect(await debitAll([late])).toEqual([]);
+    await expectLedgerMatchesBalance(user);
   });
 });

@@ -4,14 +4,16 @@
  * the fresh messages, their outbox rows are written together. A batch that fails is applied
  * again one record at a time, so a poison record is dead-lettered alone.
  */
-import { sql } from "drizzle-orm";
+import { type SQL, sql } from "drizzle-orm";
 import type { BatchHandler, BusRecord } from "../bus/bus";
 import { BAD_SIGNATURE, type RecordSigner } from "../bus/signing";
 import { type Message, type MessageOf, type MessageType, type ParseResult, parseMessage } from "../contracts";
+import { rowsOf } from "../audit/rows";
+import { allInOne, insertMany } from "../db/bulk";
 import { type Database, type Db, isConnectionError } from "../db/database";
 import { causeChain } from "../errors";
 import type { LogFields, Logger } from "../log";
-import { withRequestId } from "../request-context";
+import { outsideRequest, withRequestId } from "../request-context";
 import type { Enqueue, OutboxWriter } from "./outbox";
 import type { MessagingTables } from "./tables";
 
@@ -20,9 +22,26 @@ export type MessageHandlers = {
   [T in MessageType]?: (tx: Db, message: MessageOf<T>, enqueue: Enqueue) => Promise<void>;
 };
 
+/**
+ * Set-based handlers: a run of consecutive fresh messages of one type, in delivery order, decided
+ * together and written with a few statements whatever their number. Each enqueued message
+ * should carry the request id of the message that caused it (withCause).
+ */
+export type BatchHandlers = {
+  /**
+   * Reads and decides in `tx`; resolves with its writes, as statements the consumer runs in one
+   * (allInOne: on one snapshot, so they touch different tables), joined with the batch's outbox
+   * insert when nothing comes after the run in the batch.
+   */
+  [T in MessageType]?: (tx: Db, messages: MessageOf<T>[], enqueue: Enqueue) => Promise<SQL[]>;
+};
+
 /** A module's consumer: its handlers, and the rows a batch will write, locked up front. */
 export interface Consumers {
+  /** The types consumed, each with its handler for one message (redrives and a batch's fallback use them too). */
   handlers: MessageHandlers;
+  /** Where a type has one, runs of its messages go to it instead of `handlers` one by one. */
+  batchHandlers?: BatchHandlers;
   /**
    * Locks, in one statement and a fixed order, the rows the batch's fresh messages will update,
    * so that two batches touching the same rows in different orders cannot deadlock.
@@ -93,7 +112,7 @@ export function createMessageConsumer(opts: {
 }): MessageConsumer {
   const { db, group, tables, outbox, log } = opts;
   const signer = opts.signer ?? null;
-  const { handlers, lockRows, lockRowsPerOrder } = opts.consumers;
+  const { handlers, batchHandlers, lockRows, lockRowsPerOrder } = opts.consumers;
   const stats: ConsumerStats = { processed: 0, duplicates: 0, ignored: 0, dead: 0, failures: 0, batches: 0 };
   const attempts = new Map<string, number>();
 
@@ -111,35 +130,50 @@ export function createMessageConsumer(opts: {
   const applyFresh = async (tx: Db, wanted: Delivery[]): Promise<Map<string, number>> => {
     const took = new Map<string, number>();
     if (wanted.length === 0) return took;
-    const inserted = await tx
-      .insert(tables.inbox)
-      .values(wanted.map(({ message: m, topic }) => ({ messageId: m.id, type: m.type, topic })))
-      .onConflictDoNothing()
-      .returning({ id: tables.inbox.messageId });
-    const insertedIds = new Set(inserted.map((r) => r.id));
+    const rows = wanted.map(({ message: m, topic }) => ({ messageId: m.id, type: m.type, topic }));
+    const record = insertMany(tables.inbox, ["messageId", "type", "topic"], rows, sql`on conflict do nothing returning ${sql.identifier("message_id")}`);
+    // Messages about one order, from any topic, take turns within this consumer group: on
+    // PostgreSQL, the statement that records the batch in the inbox also takes an advisory lock
+    // per order, in a fixed order (no deadlock), once it found a fresh message. (PGlite has one
+    // connection: its transactions never overlap, so there is nothing to lock.)
+    const locking = db.driver === "postgres" && !lockRowsPerOrder;
+    const keys = locking ? [...new Set(wanted.map((w) => `${group}:${w.message.order_id}`))] : [];
+    const inserted = rowsOf(
+      await tx.execute(
+        locking
+          ? sql`with fresh as (${record}) select message_id as id, (select count(*) from (select pg_advisory_xact_lock(h) from (select distinct hashtextextended(k, 0) as h from unnest(${sql.param(keys)}::text[]) as k order by h) as o) as l) as locks from fresh`
+          : sql`with fresh as (${record}) select message_id as id from fresh`,
+      ),
+    );
+    const insertedIds = new Set(inserted.map((r) => String(r.id)));
     const fresh = wanted.map((w) => w.message).filter((m) => insertedIds.has(m.id));
     if (fresh.length === 0) return took;
-    // Messages about one order, from any topic, take turns within this consumer group (locks in a fixed order: no deadlock).
-    if (db.driver === "postgres" && !lockRowsPerOrder) {
-      // (PGlite has one connection: its transactions never overlap, so there is nothing to lock.)
-      const keys = [...new Set(fresh.map((m) => `${group}:${m.order_id}`))];
-      await tx.execute(
-        sql`select pg_advisory_xact_lock(h) from (select distinct hashtextextended(k, 0) as h from unnest(array[${sql.join(
-          keys.map((k) => sql`${k}`),
-          sql`, `,
-        )}]::text[]) as k order by h) as locks`,
-      );
-    }
     if (db.driver === "postgres") await lockRows?.(tx, fresh);
     const staged = outbox.staging();
-    for (const m of fresh) {
+    /** A batch handler's writes, run before whatever comes next (or with the outbox insert at the end). */
+    let writes: SQL[] = [];
+    for (let i = 0; i < fresh.length; ) {
+      if (writes.length > 0) await tx.execute(allInOne(writes.splice(0)));
+      const m = fresh[i] as Message;
       const started = performance.now();
+      const many = batchHandlers?.[m.type] as ((tx: Db, ms: Message[], e: Enqueue) => Promise<SQL[]>) | undefined;
+      if (many) {
+        let end = i + 1;
+        while (end < fresh.length && (fresh[end] as Message).type === m.type) end++;
+        const run = fresh.slice(i, end);
+        writes = await outsideRequest(() => many(tx, run, staged.enqueue));
+        const each = (performance.now() - started) / run.length;
+        for (const r of run) took.set(r.id, each);
+        i = end;
+        continue;
+      }
       const handler = handlerFor(m) as NonNullable<ReturnType<typeof handlerFor>>;
       // Under the message's request id: what the handler enqueues and logs carries it on.
       await withRequestId(m.request_id, () => handler(tx, m, staged.enqueue));
       took.set(m.id, performance.now() - started);
+      i += 1;
     }
-    await staged.flush(tx);
+    await staged.flush(tx, writes);
     return took;
   };
 

@@ -9,7 +9,7 @@ import type { ModuleContext } from "../module";
 import { adminRouter } from "./admin";
 import { messagingGauges, outboxBacklog } from "./gauges";
 import { type Consumers, createMessageConsumer } from "./message-consumer";
-import { type Enqueue, outboxWriter } from "./outbox";
+import { type Enqueue, type OutboxWriter, outboxWriter } from "./outbox";
 import { type OutboxRelay, startOutboxRelay } from "./outbox-relay";
 import { messagingPruneJobs, type PruneJob, type RetainedTables, type Retention, type RetentionConfig, startRetention } from "./retention";
 
@@ -25,6 +25,8 @@ export interface MessagingConfig extends RetentionConfig {
 /** A module's messaging: enqueue in a transaction; the relay wakes when it commits. */
 export interface Messaging {
   enqueue: Enqueue;
+  /** The module's outbox writer (enqueue, and the insert to join a one-statement change). */
+  outbox: OutboxWriter;
   /** GET /admin/dead-letters and POST /admin/dead-letters/{id}/redrive, to mount in the module's router. */
   admin: Router;
   start(): Promise<void>;
@@ -113,6 +115,7 @@ export function setUpMessaging(
   });
   return {
     enqueue: outbox.enqueue,
+    outbox,
     admin,
     async start() {
       relay ??= await startOutboxRelay({

@@ -16,6 +16,7 @@
 import { and, asc, eq, inArray, notInArray, type SQL, sql } from "drizzle-orm";
 import { getTableConfig } from "drizzle-orm/pg-core";
 import { rowsOf } from "../audit/rows";
+import { anyOf } from "../db/bulk";
 import type { Bus, BusRecord } from "../bus/bus";
 import { retryDelayMs } from "../bus/bus";
 import { type RecordSigner, SIGNATURE_HEADER } from "../bus/signing";
@@ -291,7 +292,7 @@ export async function startOutboxRelay(opts: {
       // Not fenced: at worst a row another leader took is sent once more (consumers drop duplicates).
       await persist("release", () =>
         db.autocommit((q) =>
-          q.update(outbox).set({ state: "pending", attempts: sql`${outbox.attempts} + 1`, lastError }).where(inArray(outbox.seq, seqs)),
+          q.update(outbox).set({ state: "pending", attempts: sql`${outbox.attempts} + 1`, lastError }).where(anyOf(outbox.seq, seqs, "bigint")),
         ),
       );
       for (const seq of seqs) held.delete(seq);
@@ -320,7 +321,7 @@ export async function startOutboxRelay(opts: {
 
   // Not fenced: the bus has these records, whoever leads now.
   const markPublished = (seqs: number[]) =>
-    db.autocommit((q) => q.update(outbox).set({ state: "published", publishedAt: new Date() }).where(inArray(outbox.seq, seqs)));
+    db.autocommit((q) => q.update(outbox).set({ state: "published", publishedAt: sql`now()` }).where(anyOf(outbox.seq, seqs, "bigint")));
 
   /** Claims and hands over batches while the bus takes more publishes in flight. */
   const fill = async () => {

@@ -1,6 +1,8 @@
 /** Writing to the outbox: a message joins the transaction of the change that implies it. */
+import type { SQL } from "drizzle-orm";
 import { type Message, topicOf } from "../contracts";
 import type { Topics } from "../config";
+import { allInOne, insertMany } from "../db/bulk";
 import { afterCommit, type Db } from "../db/database";
 import { currentRequestId, outsideRequest } from "../request-context";
 import type { MessagingTables } from "./tables";
@@ -12,8 +14,16 @@ export type Enqueue = (tx: Db, message: Message) => Promise<void>;
 export interface OutboxWriter {
   /** Writes `message` in `tx`; the relay is woken once `tx` commits. */
   enqueue: Enqueue;
-  /** An enqueue that only collects, and `flush`, which writes what it collected in one statement. */
-  staging(): { enqueue: Enqueue; flush(tx: Db): Promise<void> };
+  /**
+   * An enqueue that only collects, and `flush`, which writes what it collected in one statement,
+   * together with `writes` (other inserts or updates on other tables; see allInOne).
+   */
+  staging(): { enqueue: Enqueue; flush(tx: Db, writes?: SQL[]): Promise<void> };
+  /**
+   * For a change written as one statement: the insert of `messages` into the outbox, to join
+   * that statement (allInOne), and `written`, to call once it committed (wakes the relay).
+   */
+  insert(messages: Message[]): { sql: SQL; written(): void };
 }
 
 /** The outbox of `tables` under the configured topic names; `committed` wakes its relay. */
@@ -27,9 +37,10 @@ export function outboxWriter(tables: MessagingTables, topics: Topics, committed:
   });
   // The relay pass a commit wakes serves every request: it must not run under this one's id.
   const wake = () => outsideRequest(committed);
+  const insertSql = (messages: Message[]) => insertMany(tables.outbox, ["id", "topic", "key", "type", "envelope"], messages.map(row));
   const write = async (tx: Db, messages: Message[]) => {
     if (messages.length === 0) return;
-    await tx.insert(tables.outbox).values(messages.map(row));
+    await tx.execute(insertSql(messages));
     afterCommit(tx, wake);
   };
   return {
@@ -38,9 +49,16 @@ export function outboxWriter(tables: MessagingTables, topics: Topics, committed:
       const staged: Message[] = [];
       return {
         enqueue: async (_tx, message) => void staged.push(withRequest(message)),
-        flush: (tx) => write(tx, staged.splice(0)),
+        async flush(tx, writes = []) {
+          const messages = staged.splice(0);
+          const statements = messages.length > 0 ? [...writes, insertSql(messages)] : writes;
+          if (statements.length === 0) return;
+          await tx.execute(allInOne(statements));
+          if (messages.length > 0) afterCommit(tx, wake);
+        },
       };
     },
+    insert: (messages) => ({ sql: insertSql(messages.map(withRequest)), written: wake }),
   };
 }
 
@@ -48,4 +66,9 @@ export function outboxWriter(tables: MessagingTables, topics: Topics, committed:
 function withRequest(message: Message): Message {
   const requestId = currentRequestId();
   return requestId === undefined || message.request_id !== undefined ? message : { ...message, request_id: requestId };
+}
+
+/** `message`, caused by `cause`: it carries on the request id `cause` carries (a batch handler's replies). */
+export function withCause(cause: Pick<Message, "request_id">, message: Message): Message {
+  return cause.request_id === undefined || message.request_id !== undefined ? message : { ...message, request_id: cause.request_id };
 }

@@ -5,13 +5,40 @@ import { type Database, type Db, openDatabase } from "../../src/db/database";
 import { DomainError } from "../../src/errors";
 import { createLogger } from "../../src/log";
 import type { ShopModule } from "../../src/module";
-import type { Enqueue } from "../../src/outbox/outbox";
+import { type Enqueue, type OutboxWriter, outboxWriter } from "../../src/outbox/outbox";
+import type { MessagingTables } from "../../src/outbox/tables";
+import { TOPICS } from "./shop-target";
 
 /** Opens an in-memory PGlite with `module`'s migrations applied. */
 export async function openModuleDatabase(module: ShopModule): Promise<Database> {
   const db = await openDatabase({ driver: "pglite", dataDir: null }, createLogger("silent"));
   await db.migrate(module.name, module.migrationsFolder);
   return db;
+}
+
+/**
+ * An outbox writer for a one-statement change (`insert`), over the module's real outbox table
+ * `tables.outbox`, that also records what it wrote.
+ */
+export function captureOutbox(tables: MessagingTables): { sent: Message[]; outbox: Pick<OutboxWriter, "insert"> } {
+  const sent: Message[] = [];
+  const writer = outboxWriter(tables, TOPICS, () => {});
+  return {
+    sent,
+    outbox: {
+      insert(messages) {
+        const insert = writer.insert(messages);
+        // Recorded once written: a statement that failed or rolled back sent nothing.
+        return {
+          sql: insert.sql,
+          written: () => {
+            sent.push(...messages);
+            insert.written();
+          },
+        };
+      },
+    },
+  };
 }
 
 /** An enqueue that records what it would publish. */

@@ -44,10 +44,37 @@ export function createLogger(level: LogLevel, opts: LoggerOptions = {}): Logger 
   // Colours only where a person reads stderr (not where stdout happens to be a terminal).
   const onTerminal = opts.destination === undefined && process.stderr.isTTY === true;
   const format = logFormatFor(opts.format, onTerminal);
-  // stderr through pino's SonicBoom, synchronous: a line is out before the call returns, so
-  // nothing is lost to a crash and a client that got its answer finds its request's line.
-  const lines = format === "json" ? jsonLines(level, opts.destination ?? pino.destination({ fd: 2, sync: true })) : prettyLines(level, onTerminal, opts.destination);
+  const lines = format === "json" ? jsonLines(level, opts.destination ?? stderrOncePerTurn()) : prettyLines(level, onTerminal, opts.destination);
   return bind(lines, "shop");
+}
+
+/**
+ * stderr, written once per turn of the event loop: the lines logged while one batch of I/O was
+ * handled go out in one synchronous write (pino's SonicBoom) right after it (setImmediate), and
+ * whatever is left when the process exits is written then. A write per line was an eighth of
+ * the shop's CPU under load (a request line per request, a step line per message).
+ */
+function stderrOncePerTurn(): pino.DestinationStream {
+  const out = pino.destination({ fd: 2, sync: true });
+  let pending: string[] = [];
+  let scheduled = false;
+  const flush = () => {
+    scheduled = false;
+    if (pending.length === 0) return;
+    const text = pending.join("");
+    pending = [];
+    out.write(text);
+  };
+  process.on("exit", flush);
+  return {
+    write(line: string) {
+      pending.push(line);
+      if (!scheduled) {
+        scheduled = true;
+        setImmediate(flush);
+      }
+    },
+  };
 }
 
 type Level = Exclude<LogLevel, "silent">;

@@ -207,7 +207,11 @@ function sagaSuite(start: () => Promise<Logged & { stop(): Promise<void> }>) {
 
   test("a completed order: its POST line and every step in registry, wallet and storage share the request id", async () => {
     const order = await placeOrder(shop, { deposit: 10_000, product: 61 });
-    const post = requestLines(shop.logs(), order.requestId);
+    // The line reaches this test through a pipe, shortly after the answer.
+    const post = await eventually(() => {
+      const found = requestLines(shop.logs(), order.requestId);
+      return found.length > 0 && found;
+    });
     expect(post).toHaveLength(1);
     expect(post[0]).toMatchObject({ level: "info", method: "POST", route: "/orders", status: 201, component: "shop.registry.http" });
     const steps = await eventually(() => {

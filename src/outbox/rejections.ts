@@ -2,7 +2,6 @@
  * A participant's memory of rejected orders. Messages on different topics arrive in any order,
  * so a rejection heard before its OrderCreated must make that late creation a no-op.
  */
-import { eq } from "drizzle-orm";
 import { index, type PgSchema, text, timestamp, uuid } from "drizzle-orm/pg-core";
 import type { OrderRejected } from "../contracts";
 import type { Db } from "../db/database";
@@ -23,12 +22,6 @@ export const rejectedOrdersTable = (schema: PgSchema) =>
 
 /** One participant's rejected-orders table. */
 export type RejectedOrdersTable = ReturnType<typeof rejectedOrdersTable>;
-
-/** True if the order is known to be rejected. */
-export async function isRejected(tx: Db, table: RejectedOrdersTable, orderId: string): Promise<boolean> {
-  const [row] = await tx.select({ id: table.orderId }).from(table).where(eq(table.orderId, orderId));
-  return row !== undefined;
-}
 
 /** Remembers a rejection; true the first time, false if the order was already known as rejected. */
 export async function rememberRejection(tx: Db, table: RejectedOrdersTable, r: OrderRejected): Promise<boolean> {

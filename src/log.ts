@@ -55,6 +55,14 @@ export function createLogger(level: LogLevel, opts: LoggerOptions = {}): Logger 
  * the shop's CPU under load (a request line per request, a step line per message).
  */
 function stderrOncePerTurn(): pino.DestinationStream {
+  // One per process, whatever the number of loggers: stderr is one, and so is its exit hook.
+  stderrSink ??= stderrBuffer();
+  return stderrSink;
+}
+
+let stderrSink: pino.DestinationStream | null = null;
+
+function stderrBuffer(): pino.DestinationStream {
   const out = pino.destination({ fd: 2, sync: true });
   let pending: string[] = [];
   let scheduled = false;

@@ -33,21 +33,33 @@ type Insertable<T extends PgTable> = T["$inferInsert"];
  * inserts nothing (the statement is the same).
  */
 export function insertMany<T extends PgTable>(table: T, keys: readonly (keyof Insertable<T> & string)[], rows: readonly Insertable<T>[], tail?: SQL): SQL {
-  const columns = keys.map((k) => columnOf(table, k));
-  const arrays = columns.map((c, i) => {
-    const key = keys[i] as keyof Insertable<T>;
-    const values = rows.map((r) => (r[key] === undefined || r[key] === null ? null : driverValue(c, r[key])));
-    return sql`${sql.param(values)}::${sql.raw(arrayOf(c).array)}`;
-  });
-  const names = columns.map((_, i) => sql.raw(`c${i}`));
-  const selected = columns.map((c, i) => {
-    const { cast } = arrayOf(c);
-    return cast ? sql.raw(`c${i}::${cast}`) : sql.raw(`c${i}`);
-  });
+  const { columns, unnest, value } = unnestRows(table, keys, rows);
   return sql`insert into ${table} (${sql.join(
     columns.map((c) => sql.identifier(c.name)),
     sql`, `,
-  )}) select ${sql.join(selected, sql`, `)} from unnest(${sql.join(arrays, sql`, `)}) as v(${sql.join(names, sql`, `)})${tail ? sql` ${tail}` : sql``}`;
+  )}) select ${sql.join(columns.map((_, i) => value(i)), sql`, `)} from ${unnest}${tail ? sql` ${tail}` : sql``}`;
+}
+
+/**
+ * The rows' values of `keys` as `unnest($1::t1[], $2::t2[], ...) as v(c0, c1, ...)`, the columns,
+ * and `value(i)`: the i-th value of a row as its column's type (`v.ci`, cast back where needed).
+ */
+function unnestRows(table: PgTable, keys: readonly string[], rows: readonly object[]) {
+  const columns = keys.map((k) => columnOf(table, k));
+  const arrays = columns.map((c, i) => {
+    const key = keys[i] as string;
+    const values = rows.map((r) => {
+      const v = (r as Record<string, unknown>)[key];
+      return v === undefined || v === null ? null : driverValue(c, v);
+    });
+    return sql`${sql.param(values)}::${sql.raw(arrayOf(c).array)}`;
+  });
+  const names = columns.map((_, i) => sql.raw(`c${i}`));
+  const value = (i: number) => {
+    const { cast } = arrayOf(columns[i] as PgColumn);
+    return sql.raw(cast ? `v.c${i}::${cast}` : `v.c${i}`);
+  };
+  return { columns, unnest: sql`unnest(${sql.join(arrays, sql`, `)}) as v(${sql.join(names, sql`, `)})`, value };
 }
 
 /** A value as it travels in its column's array (see arrayOf). */
@@ -68,24 +80,11 @@ function columnOf(table: PgTable, key: string): PgColumn {
  * one statement for many rows, each row's new values given. `keys[0]` is the row's identity.
  */
 export function updateMany<T extends PgTable>(table: T, keys: readonly (keyof T["$inferSelect"] & string)[], rows: readonly T["$inferSelect"][] | readonly Partial<T["$inferSelect"]>[], extra?: SQL): SQL {
-  const columns = keys.map((k) => columnOf(table, k));
-  const arrays = columns.map((c, i) => {
-    const key = keys[i] as string;
-    const values = rows.map((r) => {
-      const v = (r as Record<string, unknown>)[key];
-      return v === undefined || v === null ? null : driverValue(c, v);
-    });
-    return sql`${sql.param(values)}::${sql.raw(arrayOf(c).array)}`;
-  });
-  const value = (i: number) => {
-    const { cast } = arrayOf(columns[i] as PgColumn);
-    return sql.raw(cast ? `v.c${i}::${cast}` : `v.c${i}`);
-  };
+  const { columns, unnest, value } = unnestRows(table, keys, rows);
   const sets = columns.slice(1).map((c, i) => sql`${sql.identifier(c.name)} = ${value(i + 1)}`);
   if (extra) sets.push(extra);
-  const names = columns.map((_, i) => sql.raw(`c${i}`));
   const id = columns[0] as PgColumn;
-  return sql`update ${table} set ${sql.join(sets, sql`, `)} from unnest(${sql.join(arrays, sql`, `)}) as v(${sql.join(names, sql`, `)}) where ${table}.${sql.identifier(id.name)} = ${value(0)}`;
+  return sql`update ${table} set ${sql.join(sets, sql`, `)} from ${unnest} where ${table}.${sql.identifier(id.name)} = ${value(0)}`;
 }
 
 /**

@@ -10,8 +10,8 @@
  * on a connection of its own leads; the others stand by, trying for the lock every second. Claims
  * run on the lock's connection and only match on the backend that took the lock (a session lock
  * lives as long as its backend), so a relay whose connection broke, even one that reconnected
- * silently, cannot claim once another may lead; each second the leader also checks pg_locks. A new leader first returns the rows
- * left `in_flight` to `pending`. PGlite is one process by construction: its relay always leads.
+ * silently, cannot claim once another may lead; each second the leader also checks pg_locks.
+ * A new leader first returns the rows left `in_flight` to `pending`. PGlite is one process by construction: its relay always leads.
  */
 import { and, asc, eq, inArray, notInArray, type SQL, sql } from "drizzle-orm";
 import { getTableConfig } from "drizzle-orm/pg-core";

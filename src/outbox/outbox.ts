@@ -64,8 +64,7 @@ export function outboxWriter(tables: MessagingTables, topics: Topics, committed:
 
 /** `message` with the request id being served (read when it is enqueued), unless it names one already. */
 function withRequest(message: Message): Message {
-  const requestId = currentRequestId();
-  return requestId === undefined || message.request_id !== undefined ? message : { ...message, request_id: requestId };
+  return withCause({ request_id: currentRequestId() }, message);
 }
 
 /** `message`, caused by `cause`: it carries on the request id `cause` carries (a batch handler's replies). */

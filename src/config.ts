@@ -92,6 +92,15 @@ export const SettingsSchema = z.object({
   // when checking (a rolling key change); it needs BUS_SIGNING_KEY.
   BUS_SIGNING_KEY: signingKey,
   BUS_SIGNING_KEY_PREVIOUS: signingKey,
+  // A file holding BUS_SIGNING_KEY (a Docker secret, say); read at start, surrounding whitespace
+  // dropped. Not together with BUS_SIGNING_KEY.
+  BUS_SIGNING_KEY_FILE: z.string().optional().or(z.literal("").transform(() => undefined)),
+  // Kafka without a signing key is refused at start: anyone who can write to the topics could
+  // make the services refund, release or complete orders. This says, by name, that it is wanted.
+  BUS_INSECURE_UNSIGNED_RECORDS: z
+    .enum(["true", "false", ""], { message: 'expected "true" or "false"' })
+    .default("false")
+    .transform((v) => v === "true"),
   LOG_LEVEL: z.enum(LOG_LEVELS).default("info"),
   // Unset: pretty lines when stderr is a terminal, one JSON object per line otherwise.
   LOG_FORMAT: z.enum(LOG_FORMATS).optional().or(z.literal("").transform(() => undefined)),
@@ -123,8 +132,10 @@ const SETTING_HELP: Record<SettingName, string> = {
   HOST: "address the HTTP services listen on",
   BODY_LIMIT_BYTES: "largest request body read",
   ADMIN_TOKEN: "bearer token for deposits, receipts and /admin/* (unset: random per start, logged once)",
-  BUS_SIGNING_KEY: "HMAC key signing bus records, 32+ characters (unset: not signed nor checked)",
+  BUS_SIGNING_KEY: "HMAC key signing bus records, 32+ characters, the same in every service (required with BUS=kafka)",
   BUS_SIGNING_KEY_PREVIOUS: "previous signing key, still accepted when checking (needs BUS_SIGNING_KEY)",
+  BUS_SIGNING_KEY_FILE: "file holding BUS_SIGNING_KEY (a Docker secret), instead of the variable",
+  BUS_INSECURE_UNSIGNED_RECORDS: "true: run BUS=kafka without a signing key, so anyone who can write to the topics can forge records",
   LOG_LEVEL: `log level: ${LOG_LEVELS.join(", ")}`,
   LOG_FORMAT: `log format: ${LOG_FORMATS.join(", ")} (unset: pretty on a terminal, JSON otherwise)`,
   IGNORE_VARS: "<MODULE>_* variables that are not the shop's, comma-separated (not checked, not applied)",
@@ -198,7 +209,8 @@ export function applyFlags(argv: string[], env: Env): Env {
 }
 
 /** Parses process settings or throws a ConfigError naming the first bad setting and its value. */
-export function loadSettings(env: Env): Settings {
+export function loadSettings(given: Env): Settings {
+  const env = withKeyFile(given);
   const parsed = SettingsSchema.safeParse(env, { reportInput: true });
   if (!parsed.success) {
     const issue = parsed.error.issues[0];
@@ -209,9 +221,48 @@ export function loadSettings(env: Env): Settings {
   if (parsed.data.BUS_SIGNING_KEY_PREVIOUS && !parsed.data.BUS_SIGNING_KEY) {
     throw new ConfigError("BUS_SIGNING_KEY_PREVIOUS", "set BUS_SIGNING_KEY too (the previous key only verifies)");
   }
+  checkSigning(parsed.data, env);
   // The binary runs from any directory: without ./config (and CONFIG_DIR unset) it uses the copy it carries.
   if (IN_BINARY && !env.CONFIG_DIR && !existsSync(parsed.data.CONFIG_DIR)) parsed.data.CONFIG_DIR = BUILT_IN_CONFIG_DIR;
   return parsed.data;
+}
+
+/**
+ * `env` with BUS_SIGNING_KEY read from BUS_SIGNING_KEY_FILE, when that is set; a key that fails
+ * validation is then reported as the file's. Both set, or an unreadable file: a ConfigError.
+ */
+function withKeyFile(env: Env): Env {
+  const file = env.BUS_SIGNING_KEY_FILE;
+  if (!file) return env;
+  if (env.BUS_SIGNING_KEY) throw new ConfigError("BUS_SIGNING_KEY_FILE", "BUS_SIGNING_KEY is set too: give the key one way", showValue("BUS_SIGNING_KEY_FILE", file));
+  let key: string;
+  try {
+    key = readFileSync(file, "utf8").trim();
+  } catch (err) {
+    throw new ConfigError("BUS_SIGNING_KEY_FILE", `cannot read it (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`, showValue("BUS_SIGNING_KEY_FILE", file));
+  }
+  const out: Env = { ...env, BUS_SIGNING_KEY: key };
+  fromFlags.set(out, new Map([...(fromFlags.get(env) ?? []), ["BUS_SIGNING_KEY", `BUS_SIGNING_KEY_FILE (${file})`]]));
+  return out;
+}
+
+/**
+ * Records on a shared bus are signed unless the operator says otherwise by name: with Kafka, other
+ * processes and tools can write to the topics, and an unsigned record in a service's name would be
+ * acted on. The in-process bus has no other writer and needs no key.
+ */
+function checkSigning(settings: Settings, env: Env): void {
+  if (settings.BUS_INSECURE_UNSIGNED_RECORDS && settings.BUS_SIGNING_KEY) {
+    throw new ConfigError("BUS_INSECURE_UNSIGNED_RECORDS", "a signing key is set too: remove one of the two (records are signed when there is a key)", "true");
+  }
+  if (settings.BUS !== "kafka" || settings.BUS_SIGNING_KEY || settings.BUS_INSECURE_UNSIGNED_RECORDS) return;
+  throw new ConfigError(
+    "BUS_SIGNING_KEY",
+    `required with ${origin(env, "BUS") === "BUS" ? "BUS=kafka" : "--bus kafka"}: anyone who can write to the topics could otherwise make the services ` +
+      "refund, release or complete orders. Give every service the same key of 32+ characters, e.g. " +
+      "BUS_SIGNING_KEY=$(openssl rand -base64 48), or BUS_SIGNING_KEY_FILE=<a file holding it>; " +
+      "to run with forgeable records anyway, set BUS_INSECURE_UNSIGNED_RECORDS=true (README, \"Signed records\")",
+  );
 }
 
 /** A zod issue's message, plainer where zod's is obscure. */

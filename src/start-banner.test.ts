@@ -31,9 +31,13 @@ describe("start banner", () => {
   });
 
   test("a service of the split deployment: its modules only, Kafka's brokers, no live page without registry", () => {
-    const settings = loadSettings({ MODULES: "wallet", BUS: "kafka", KAFKA_BROKERS: "k1:9092,k2:9092", HOST: "10.0.0.5" });
+    const settings = loadSettings({ MODULES: "wallet", BUS: "kafka", KAFKA_BROKERS: "k1:9092,k2:9092", HOST: "10.0.0.5", BUS_SIGNING_KEY: "k".repeat(32) });
     const facts = startFacts(settings, { driver: "postgres", url: "postgres://u:p@db/shop", poolSize: 10 }, { wallet: "http://127.0.0.1:8001" }, 10);
-    expect(facts).toMatchObject({ mode: "service: wallet only", bus: "Kafka at k1:9092, k2:9092", urls: { wallet: "http://10.0.0.5:8001" } });
+    expect(facts).toMatchObject({ mode: "service: wallet only", bus: "Kafka at k1:9092, k2:9092 (records signed)", urls: { wallet: "http://10.0.0.5:8001" } });
+    const unsigned = loadSettings({ MODULES: "wallet", BUS: "kafka", BUS_INSECURE_UNSIGNED_RECORDS: "true" });
+    expect(startFacts(unsigned, { driver: "postgres", url: "postgres://u:p@db/shop", poolSize: 10 }, {}, 10).bus).toBe(
+      "Kafka at localhost:9092 (records NOT signed: BUS_INSECURE_UNSIGNED_RECORDS=true)",
+    );
     expect(facts.live_page).toBeUndefined();
     expect(JSON.stringify(facts)).not.toContain(":p@");
   });

@@ -54,7 +54,7 @@ export function startFacts(settings: Settings, target: DatabaseTarget, urls: Par
   }
   const bus =
     settings.BUS === "kafka"
-      ? `Kafka at ${settings.KAFKA_BROKERS.join(", ")}`
+      ? `Kafka at ${settings.KAFKA_BROKERS.join(", ")} (${settings.BUS_SIGNING_KEY ? "records signed" : "records NOT signed: BUS_INSECURE_UNSIGNED_RECORDS=true"})`
       : `in memory, this process only (${settings.BUS_PARTITIONS} partitions per topic)`;
   const everything = modules.length === 3;
   const mode = everything ? `one process: ${modules.join(", ")}` : `${settings.BUS === "kafka" ? "service" : "one process"}: ${modules.join(", ")} only`;

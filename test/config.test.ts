@@ -1,6 +1,6 @@
 /** src/config.ts: process settings (defaults, flags over env, errors naming the setting), module YAML with env overrides, and the CLI's exit on bad config. */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { RegistryConfigSchema } from "../modules/registry/config";
@@ -8,6 +8,7 @@ import { StorageConfigSchema } from "../modules/storage/config";
 import { WalletConfigSchema } from "../modules/wallet/config";
 import { applyFlags, ConfigError, checkPorts, closest, type Env, helpText, loadModuleConfig, loadSettings, MODULE_KEY_HELP, MODULE_NAMES } from "../src/config";
 import { MODULES } from "../src/modules";
+import { parse as parseYaml } from "yaml";
 import { schemaKeys } from "./support/schema-keys";
 
 const ROOT = resolve(import.meta.dir, "..");
@@ -54,10 +55,10 @@ describe("process settings", () => {
   });
 
   test("flags override the environment and leave it untouched", () => {
-    const env: Env = { MODULES: "registry", BUS: "memory", LOG_LEVEL: "warn" };
+    const env: Env = { MODULES: "registry", BUS: "memory", LOG_LEVEL: "warn", BUS_SIGNING_KEY: "k".repeat(32) };
     const merged = applyFlags(["--modules", "wallet", "--bus", "kafka", "--registry-port=9100", "--kafka-brokers", "b:1"], env);
     expect(merged).toMatchObject({ MODULES: "wallet", BUS: "kafka", REGISTRY_PORT: "9100", KAFKA_BROKERS: "b:1", LOG_LEVEL: "warn" });
-    expect(env).toEqual({ MODULES: "registry", BUS: "memory", LOG_LEVEL: "warn" });
+    expect(env).toEqual({ MODULES: "registry", BUS: "memory", LOG_LEVEL: "warn", BUS_SIGNING_KEY: "k".repeat(32) });
     const s = loadSettings(merged);
     expect(s.MODULES).toEqual(["wallet"]);
     expect(s.BUS).toBe("kafka");
@@ -354,6 +355,16 @@ describe("the CLI", () => {
     expect(run.stdout).toBe("");
   });
 
+  test("--bus kafka without a signing key: exit 2 before connecting, saying how to set one or how to opt out by name", async () => {
+    const run = await runCli(["--modules", "wallet", "--bus", "kafka", "--data-dir", ":memory:"], { KAFKA_BROKERS: "127.0.0.1:9" });
+    expect(run.exitCode).toBe(2);
+    const line = run.stderr.trim();
+    expect(line.split("\n")).toHaveLength(1);
+    expect(line).toStartWith("config error: BUS_SIGNING_KEY: required with --bus kafka");
+    for (const hint of ["openssl rand -base64 48", "BUS_SIGNING_KEY_FILE", "BUS_INSECURE_UNSIGNED_RECORDS=true"]) expect(line).toContain(hint);
+    expect(run.stdout).toBe("");
+  });
+
   test("--help and -h print every flag and variable and exit 0", async () => {
     for (const flag of ["--help", "-h"]) {
       const run = await runCli([flag]);
@@ -395,3 +406,50 @@ describe("the CLI", () => {
     expect(run.stderr).toContain("config error: arguments");
   });
 });
+
+describe("docker-compose.yml", () => {
+  interface ComposeService {
+    command?: string[];
+    environment?: Record<string, string>;
+    volumes?: string[];
+    depends_on?: Record<string, { condition: string }>;
+  }
+  const compose = () => parseYaml(readFileSync(join(ROOT, "docker-compose.yml"), "utf8"), { merge: true }) as { services: Record<string, ComposeService> };
+
+  test("every service gets the signing key from the bus-key volume, made before they start; no key is written in the file", async () => {
+    const { services } = compose();
+    for (const name of ["registry", "wallet", "storage"]) {
+      const s = services[name] as ComposeService;
+      expect(s.command).toContain("kafka");
+      expect(s.environment?.BUS_SIGNING_KEY_FILE).toBe("/run/shop-keys/bus-signing-key");
+      expect(s.environment?.BUS_SIGNING_KEY).toBeUndefined();
+      expect(s.environment?.BUS_INSECURE_UNSIGNED_RECORDS).toBeUndefined();
+      expect(s.volumes).toContain("bus-key:/run/shop-keys:ro");
+      expect(s.depends_on?.["bus-key"]).toEqual({ condition: "service_completed_successfully" });
+    }
+    const text = await Bun.file(join(ROOT, "docker-compose.yml")).text();
+    for (const [, value] of text.matchAll(/BUS_SIGNING_KEY\w*:\s*"([^"]*)"/g)) expect(value as string).toMatch(/^\$\{BUS_SIGNING_KEY\w*:-\}$|^\/run\//);
+  });
+
+  test("bus-key's script makes a key the services accept, keeps it on the next run, and takes BUS_SIGNING_KEY from .env instead", async () => {
+    const bus = compose().services["bus-key"] as ComposeService;
+    const dir = mkdtempSync(join(tmpdir(), "shop-bus-key-"));
+    try {
+      // The script as the container runs it: Compose's $$ is a $; the volume is a temporary directory; no bun user here.
+      const script = (bus.command?.[0] as string).replaceAll("$$", "$").replaceAll("/run/shop-keys", dir).replace(/^chown .*$/m, "");
+      const run = (env: Record<string, string> = {}) => {
+        const r = Bun.spawnSync(["sh", "-c", script], { env: { PATH: process.env.PATH, ...env } });
+        expect(r.exitCode).toBe(0);
+        return readFileSync(join(dir, "bus-signing-key"), "utf8");
+      };
+      const first = run();
+      expect(first.length).toBeGreaterThanOrEqual(64);
+      expect(loadSettings({ BUS: "kafka", BUS_SIGNING_KEY_FILE: join(dir, "bus-signing-key") }).BUS_SIGNING_KEY).toBe(first);
+      expect(run()).toBe(first);
+      expect(run({ BUS_SIGNING_KEY: "from-dot-env-".padEnd(40, "e") })).toBe("from-dot-env-".padEnd(40, "e"));
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+

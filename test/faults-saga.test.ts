@@ -10,7 +10,9 @@
  *   a new message id, a wrong service name. Each is dead-lettered or compensated, never a lasting
  *   effect, and no answer loops;
  * - an OrderRejected forged (unsigned, or signed with another key) for a completed order: every
- *   reader dead-letters it as "bad signature"; nothing changes.
+ *   reader dead-letters it as "bad signature"; nothing changes;
+ * - registry's decision, a participant's rejection and a success forged with kcat for a pending
+ *   order (unsigned, or signed with another key): the same, and the order completes for real.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { BAD_SIGNATURE, SIGNATURE_HEADER, signRecord } from "../src/bus/signing";
@@ -153,6 +155,28 @@ async function forgeTombstone(topic: string, key: string) {
   await proc.stdin.end();
   const [err, code] = await Promise.all([new Response(proc.stderr).text(), proc.exited]);
   if (code !== 0) throw new Error(`kcat -P ${topic}: exit ${code}: ${err}`);
+}
+
+/** Produces one record through kcat with the given headers (`name=value`), as any client of the broker can: counted as forged. */
+async function kcatProduce(topic: string, key: string, value: string, headers: string[]) {
+  figures.forged += 1;
+  const proc = Bun.spawn(["kcat", "-b", shop.brokers, "-P", "-t", topic, "-k", key, ...headers.flatMap((h) => ["-H", h])], {
+    stdin: "pipe",
+    stdout: "pipe",
+    stderr: "pipe",
+  });
+  proc.stdin.write(`${value}\n`);
+  await proc.stdin.end();
+  const [err, code] = await Promise.all([new Response(proc.stderr).text(), proc.exited]);
+  if (code !== 0) throw new Error(`kcat -P ${topic}: exit ${code}: ${err}`);
+}
+
+let longDeadline = false;
+/** A long deadline from the first caller on (registry restarted once): a busy machine must not time out the real orders. */
+async function useLongDeadline() {
+  if (longDeadline) return;
+  await restartService(shop, "registry", { env: { REGISTRY_SAGA_DEADLINE_SECONDS: LONG_DEADLINE_SECONDS } });
+  longDeadline = true;
 }
 
 /** A service's consumer counters from /metrics. */
@@ -316,8 +340,7 @@ describe("faults in the saga (three processes, Kafka, PostgreSQL)", () => {
   test(
     "forged and replayed records on every topic: dead-lettered or compensated, never a lasting effect; no answer loops",
     async () => {
-      // A long deadline from here on: a busy machine must not time out the real orders.
-      await restartService(shop, "registry", { env: { REGISTRY_SAGA_DEADLINE_SECONDS: LONG_DEADLINE_SECONDS } });
+      await useLongDeadline();
 
       const books = newBooks();
       const [buyer, poor, other] = [400_001, 400_002, 400_003];
@@ -667,6 +690,76 @@ describe("faults in the saga (three processes, Kafka, PostgreSQL)", () => {
       expect(audit.violations).toEqual([]);
     },
     120_000,
+  );
+
+  // The finding of issue 16: records written with kcat, in a module's name, for an order still pending (storage is
+  // down, so it waits for storage's step): registry's decision would make wallet refund and storage release while
+  // registry completes the order; a participant's rejection would reject it; a success would complete it without
+  // storage. Every reader of each topic dead-letters each forgery, unsigned or signed with another key; the order
+  // then completes for real once storage is back, and the audit is clean.
+  test(
+    "records forged with kcat for a pending order (registry's decision, a participant's rejection, a success), unsigned or signed with another key: dead-lettered by every reader, nothing changes, the audit is clean",
+    async () => {
+      await useLongDeadline();
+      const books = newBooks();
+      const [user, product] = [600_001, 31];
+      await deposit(user, 10 * PRICE);
+      await receive(product, 5);
+      books.deposits.set(user, 10 * PRICE);
+      books.receipts.set(product, 5);
+      await shop.processes.storage.stop("SIGTERM");
+      const o = await order(user, [{ product_id: product, quantity: 2 }]);
+      books.acknowledged.add(o.id);
+      // Wallet's part is done; the order waits for storage.
+      await eventually(async () => expect(steps(await getOrder(o.id))).toContain("wallet:paid"), FINAL_TIMEOUT_MS, 100);
+      const forged = [
+        createMessage("OrderRejected", { order_id: o.id, service: "registry", reason: "timeout", message: "forged: registry's decision" }),
+        createMessage("OrderRejected", { order_id: o.id, service: "storage", reason: "out_of_stock", message: "forged: a participant's rejection" }),
+        createMessage("StepSucceeded", { order_id: o.id, service: "storage" }),
+      ];
+      const wrongKey = "a-forger-s-own-key-".padEnd(40, "f");
+      // Storage is down: only the others' counters now.
+      const before = { registry: await consumed(shop.urls.registry), wallet: await consumed(shop.urls.wallet) };
+      const expected: Record<SplitService, string[]> = { registry: [], wallet: [], storage: [] };
+      for (const m of forged) {
+        const [topic, value] = [topicOf(m), JSON.stringify(m)];
+        for (const headers of [[], [`${SIGNATURE_HEADER}=${signRecord(wrongKey, { topic, key: o.id, value })}`]]) {
+          await kcatProduce(topic, o.id, value, headers);
+          for (const reader of readers(topic)) expected[reader].push(`${topic} ${BAD_SIGNATURE}`);
+        }
+      }
+      // Registry and wallet set theirs aside now; the order is untouched.
+      await eventually(async () => {
+        for (const s of ["registry", "wallet"] as const) expect((await consumed(shop.urls[s])).dead - before[s].dead).toBeGreaterThanOrEqual(expected[s].length);
+      }, FINAL_TIMEOUT_MS, 250);
+      const waiting = await getOrder(o.id);
+      expect(waiting.status).toBe("pending");
+      expect(await balance(user)).toBe(8 * PRICE);
+      // Storage comes back: it reads the forgeries too, sets them aside, and does its real part.
+      await startService(shop, "storage");
+      const done = await settled(o.id);
+      const timeline = steps(done);
+      expect(done.status).toBe("completed");
+      expect(timeline.filter((s) => s.startsWith("storage:"))).toEqual(["storage:reserved"]);
+      expect(timeline.some((s) => /refunded|released|rejected/.test(s))).toBe(false);
+      expect(await balance(user)).toBe(8 * PRICE);
+      expect(await ledgerFor(user, o.id)).toEqual([`debit ${2 * PRICE}`]);
+      expect(await stockOf(product)).toEqual({ available: 3, reserved: 2 });
+      for (const s of SERVICES) {
+        const letters = await eventually(async () => {
+          const mine = (await deadLetters(s)).filter((d) => d.key === o.id).map((d) => `${d.topic} ${d.error}`);
+          expect(mine.length).toBeGreaterThanOrEqual(expected[s].length);
+          return mine;
+        }, FINAL_TIMEOUT_MS, 250);
+        figures.deadLetters[s] = (figures.deadLetters[s] ?? 0) + letters.length;
+        expect(letters.sort()).toEqual(expected[s].sort());
+      }
+      const audit = await auditShop({ urls: shop.urls, deposits: books.deposits, receipts: books.receipts, acknowledged: books.acknowledged });
+      count("kcat forgeries for a pending order", audit);
+      if (audit.violations.length > 0) console.log(`audit after the kcat forgeries:\n${audit.violations.join("\n")}`);
+      expect(audit.violations).toEqual([]);
+    },
+    180_000,
   );
 });
 

@@ -1,6 +1,9 @@
 /** Signed bus records: what a signature covers, which keys verify it, the settings that choose them. */
 import { describe, expect, test } from "bun:test";
-import { ConfigError, loadSettings } from "../config";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { applyFlags, ConfigError, loadSettings } from "../config";
 import type { Logger } from "../log";
 import type { BusRecord } from "./bus";
 import { createRecordSigner, recordSigning, SIGNATURE_HEADER, signRecord } from "./signing";
@@ -92,17 +95,62 @@ describe("BUS_SIGNING_KEY and BUS_SIGNING_KEY_PREVIOUS", () => {
     expect(settingError({ BUS_SIGNING_KEY_PREVIOUS: OLD })).toBe("BUS_SIGNING_KEY_PREVIOUS");
   });
 
-  test("unset: no signer, and one info line says records are not signed; set: a signer, nothing logged", () => {
+  test("Kafka without a key is refused, naming the setting and how to set one, unless BUS_INSECURE_UNSIGNED_RECORDS=true says so", () => {
+    const kafka = { BUS: "kafka" };
+    expect(settingError(kafka)).toBe("BUS_SIGNING_KEY");
+    expect(settingError({ ...kafka, BUS_SIGNING_KEY: "" })).toBe("BUS_SIGNING_KEY");
+    expect(settingError({ ...kafka, BUS_INSECURE_UNSIGNED_RECORDS: "false" })).toBe("BUS_SIGNING_KEY");
+    let message = "";
+    try {
+      loadSettings(applyFlags(["--bus", "kafka"], {}));
+    } catch (err) {
+      message = (err as Error).message;
+    }
+    expect(message).toContain("BUS_SIGNING_KEY: required with --bus kafka");
+    expect(message).toContain("openssl rand -base64 48");
+    expect(message).toContain("BUS_SIGNING_KEY_FILE");
+    expect(message).toContain("BUS_INSECURE_UNSIGNED_RECORDS=true");
+    expect(loadSettings({ ...kafka, BUS_SIGNING_KEY: KEY })).toMatchObject({ BUS_SIGNING_KEY: KEY, BUS_INSECURE_UNSIGNED_RECORDS: false });
+    const insecure = loadSettings({ ...kafka, BUS_INSECURE_UNSIGNED_RECORDS: "true" });
+    expect([insecure.BUS_SIGNING_KEY, insecure.BUS_INSECURE_UNSIGNED_RECORDS]).toEqual([undefined, true]);
+    // Only the exact word; and never together with a key (which of the two is meant?).
+    expect(settingError({ ...kafka, BUS_INSECURE_UNSIGNED_RECORDS: "yes" })).toBe("BUS_INSECURE_UNSIGNED_RECORDS");
+    expect(settingError({ ...kafka, BUS_SIGNING_KEY: KEY, BUS_INSECURE_UNSIGNED_RECORDS: "true" })).toBe("BUS_INSECURE_UNSIGNED_RECORDS");
+    // The in-process bus has no other writer: no key needed.
+    expect(loadSettings({}).BUS_SIGNING_KEY).toBeUndefined();
+  });
+
+  test("BUS_SIGNING_KEY_FILE: the key from a file (whitespace around it dropped); not with BUS_SIGNING_KEY; a short or missing file is named", () => {
+    const dir = mkdtempSync(join(tmpdir(), "shop-key-"));
+    try {
+      const file = join(dir, "bus-signing-key");
+      writeFileSync(file, `${KEY}\n`);
+      expect(loadSettings({ BUS: "kafka", BUS_SIGNING_KEY_FILE: file })).toMatchObject({ BUS_SIGNING_KEY: KEY });
+      expect(settingError({ BUS_SIGNING_KEY_FILE: file, BUS_SIGNING_KEY: KEY })).toBe("BUS_SIGNING_KEY_FILE");
+      expect(settingError({ BUS_SIGNING_KEY_FILE: join(dir, "absent") })).toBe("BUS_SIGNING_KEY_FILE");
+      writeFileSync(file, "short\n");
+      expect(settingError({ BUS_SIGNING_KEY_FILE: file })).toBe(`BUS_SIGNING_KEY_FILE (${file})`);
+      // The key is never shown, even from a file.
+      expect(() => loadSettings({ BUS_SIGNING_KEY_FILE: file })).toThrow("(hidden, 5 characters)");
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  test("no key: null; in Kafka mode (BUS_INSECURE_UNSIGNED_RECORDS) a warning on every start, with the in-process bus a debug line; set: a signer, nothing logged", () => {
     const lines: string[] = [];
     const log: Logger = {
-      debug: () => {},
+      debug: (m) => lines.push(`debug ${m}`),
       info: (m) => lines.push(`info ${m}`),
       warn: (m) => lines.push(`warn ${m}`),
       error: (m) => lines.push(`error ${m}`),
       child: () => log,
     };
     expect(recordSigning(loadSettings({}), log)).toBeNull();
-    expect(lines).toEqual([expect.stringMatching(/^info bus records are not signed/)]);
+    expect(lines).toEqual([expect.stringMatching(/^debug in-process bus: records are not signed/)]);
+    lines.length = 0;
+    expect(recordSigning(loadSettings({ BUS: "kafka", BUS_INSECURE_UNSIGNED_RECORDS: "true" }), log)).toBeNull();
+    expect(lines).toEqual([expect.stringMatching(/^warn BUS_INSECURE_UNSIGNED_RECORDS=true: bus records are not signed .* can forge them/)]);
     lines.length = 0;
     const signer = recordSigning(loadSettings({ BUS_SIGNING_KEY: KEY, BUS_SIGNING_KEY_PREVIOUS: OLD }), log);
     expect(signer?.verify(signed(record(), OLD))).toBe(true);

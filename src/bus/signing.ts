@@ -66,11 +66,22 @@ export function createRecordSigner(key: string, previous?: string): RecordSigner
   };
 }
 
-/** The process's signer from its settings, or null (logged once, at info) when records are not signed. */
-export function recordSigning(settings: Pick<Settings, "BUS_SIGNING_KEY" | "BUS_SIGNING_KEY_PREVIOUS">, log: Logger): RecordSigner | null {
-  if (!settings.BUS_SIGNING_KEY) {
-    log.info("bus records are not signed and signatures are not checked (set BUS_SIGNING_KEY to sign them)");
-    return null;
+/**
+ * The process's signer from its settings, or null when records are not signed: the in-process bus
+ * (no other writer; logged at debug), or Kafka with BUS_INSECURE_UNSIGNED_RECORDS (loadSettings
+ * refuses Kafka without a key otherwise; logged at warn on every start).
+ */
+export function recordSigning(
+  settings: Pick<Settings, "BUS" | "BUS_SIGNING_KEY" | "BUS_SIGNING_KEY_PREVIOUS" | "BUS_INSECURE_UNSIGNED_RECORDS">,
+  log: Logger,
+): RecordSigner | null {
+  if (settings.BUS_SIGNING_KEY) return createRecordSigner(settings.BUS_SIGNING_KEY, settings.BUS_SIGNING_KEY_PREVIOUS);
+  if (settings.BUS === "kafka") {
+    log.warn(
+      "BUS_INSECURE_UNSIGNED_RECORDS=true: bus records are not signed and signatures are not checked; anyone who can write to the topics can forge them (set BUS_SIGNING_KEY)",
+    );
+  } else {
+    log.debug("in-process bus: records are not signed (nothing else writes to it)");
   }
-  return createRecordSigner(settings.BUS_SIGNING_KEY, settings.BUS_SIGNING_KEY_PREVIOUS);
+  return null;
 }

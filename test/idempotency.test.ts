@@ -1,11 +1,14 @@
 /**
- * `Idempotency-Key` on `POST /orders`, on PGlite and on PostgreSQL: 200 concurrent identical
- * requests make one order (one debit, one reservation), a reused key with another body is
- * refused, a bad key is a 400, expired keys are pruned; on PostgreSQL, a second transaction
- * claiming a key waits for the first and then sees its answer (or wins if it rolled back).
+ * `Idempotency-Key` on `POST /orders`, on deposits and on stock receipts, on PGlite and on
+ * PostgreSQL: 200 concurrent identical requests make one order (one debit, one reservation) or
+ * one deposit or receipt, a reused key with another body is refused, a bad key is a 400, expired
+ * keys are pruned; on PostgreSQL, a second transaction claiming a key waits for the first and then
+ * sees its answer (or wins if it rolled back). Also: a receipt never takes a product past the
+ * stock columns' range (409 stock_limit, never a 500), racing receipts included.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { sql } from "drizzle-orm";
+import { rowsOf } from "../src/audit/rows";
 import { type Database, openDatabase } from "../src/db/database";
 import { createLogger } from "../src/log";
 import {
@@ -18,6 +21,11 @@ import {
 } from "../modules/registry/idempotency";
 import { createCatalogue } from "../modules/registry/catalogue";
 import { placeOrder } from "../modules/registry/service";
+import { idempotencyKeys as storageKeys } from "../modules/storage/schema";
+import { MAX_STOCK_UNITS } from "../modules/storage/service";
+import { idempotencyKeys as walletKeys } from "../modules/wallet/schema";
+import { type IdempotencyKeysTable, idempotencyKeyPruneJob } from "../src/db/idempotency-keys";
+import { pruneOlderThan } from "../src/outbox/retention";
 import { deadLetters as registryDeadLetters, inbox as registryInbox, outbox as registryOutbox } from "../modules/registry/schema";
 import { captureOutbox } from "./support/module-db";
 import { eventually } from "./support/eventually";
@@ -206,6 +214,211 @@ describe.each(backends)("Idempotency-Key on POST /orders (%s)", (_name, env) => 
     expect(post.responses["422"].description).toContain("idempotency_key_reused");
     expect(post.responses["201"].headers["Idempotent-Replayed"]).toBeDefined();
   });
+});
+
+type InProcessShop = ShopTarget & { shop: { db: Database } };
+
+/** A keyed admin write: a deposit to a wallet or a receipt into stock, and how to read what it changed. */
+interface AdminWrite {
+  name: string;
+  service: "wallet" | "storage";
+  /** The documented route and the path for target `id`. */
+  route: string;
+  path: (id: number) => string;
+  body: (amount: number) => Record<string, number>;
+  /** The balance or available units of `id`. */
+  level: (t: InProcessShop, id: number) => Promise<number>;
+  /** How many deposits or receipts `id` has. */
+  entries: (t: InProcessShop, id: number) => Promise<number>;
+  table: IdempotencyKeysTable;
+  schema: string;
+}
+
+const adminWrites: AdminWrite[] = [
+  {
+    name: "deposit",
+    service: "wallet",
+    route: "/wallets/{user_id}/deposits",
+    path: (id) => `/wallets/${id}/deposits`,
+    body: (amount) => ({ amount_cents: amount }),
+    level: async (t, id) => {
+      const r = await call(t.urls.wallet, "GET", `/wallets/${id}`);
+      return r.status === 404 ? 0 : r.body.balance_cents;
+    },
+    entries: async (t, id) => {
+      const r = await call(t.urls.wallet, "GET", `/wallets/${id}`);
+      return r.status === 404 ? 0 : (r.body.ledger as { kind: string }[]).filter((e) => e.kind === "deposit").length;
+    },
+    table: walletKeys,
+    schema: "wallet",
+  },
+  {
+    name: "receipt",
+    service: "storage",
+    route: "/stock/{product_id}/receipts",
+    path: (id) => `/stock/${id}/receipts`,
+    body: (amount) => ({ quantity: amount }),
+    level: async (t, id) => (await getJson(t.urls.storage, `/stock/${id}`)).available,
+    entries: async (t, id) => {
+      const rows = await t.shop.db.read((q) => q.execute(sql`select count(*)::int as n from storage.receipts where product_id = ${id}`));
+      return Number(rowsOf(rows)[0]?.n);
+    },
+    table: storageKeys,
+    schema: "storage",
+  },
+];
+
+describe.each(backends)("Idempotency-Key on deposits and stock receipts (%s)", (_name, env) => {
+  let t: InProcessShop;
+  // Wallets: fresh random users; stock: the fixture's products 1 to 100, one per test (this shop's own database).
+  let lastProduct = 0;
+  const targetFor = (w: AdminWrite) => (w.service === "wallet" ? 100_000 + Math.floor(Math.random() * 2_000_000_000) : ++lastProduct);
+  beforeAll(async () => {
+    t = await startInProcess(await env());
+  }, 120_000);
+  afterAll(() => t?.stop(), 60_000);
+
+  const post = (w: AdminWrite, id: number, amount: number, key?: string) =>
+    call(t.urls[w.service], "POST", w.path(id), w.body(amount), key === undefined ? adminHeaders : { ...adminHeaders, "Idempotency-Key": key });
+
+  describe.each(adminWrites.map((w) => [w.name, w] as const))("%s", (_n, w) => {
+    test(`${CONCURRENT} concurrent identical requests with one key: applied once; one answer, the rest replay it`, async () => {
+      const id = targetFor(w);
+      const key = crypto.randomUUID();
+      const answers = await Promise.all(Array.from({ length: CONCURRENT }, () => post(w, id, 7, key)));
+      expect(answers.map((a) => a.status)).toEqual(Array(CONCURRENT).fill(201));
+      const original = answers.filter((a) => a.headers.get("idempotent-replayed") === null);
+      expect(original).toHaveLength(1);
+      const replays = answers.filter((a) => a.headers.get("idempotent-replayed") === "true");
+      expect(replays).toHaveLength(CONCURRENT - 1);
+      for (const r of [...original, ...replays]) {
+        expect(r.body).toEqual(original[0]?.body);
+        expect(r.headers.get("location")).toBe(w.path(id).replace(/\/(deposits|receipts)$/, ""));
+      }
+      expect(await w.level(t, id)).toBe(7);
+      expect(await w.entries(t, id)).toBe(1);
+
+      // Later, the same key still answers as first answered, and adds nothing.
+      const later = await post(w, id, 7, key);
+      expect([later.status, later.headers.get("idempotent-replayed")]).toEqual([201, "true"]);
+      expect(later.body).toEqual(original[0]?.body);
+      expect(await w.level(t, id)).toBe(7);
+      // A new key is a new write.
+      expect((await post(w, id, 7, crypto.randomUUID())).status).toBe(201);
+      expect(await w.level(t, id)).toBe(14);
+    }, 120_000);
+
+    test("the same key with another body or for another target: 422 idempotency_key_reused, nothing added", async () => {
+      const [id, other] = [targetFor(w), targetFor(w)];
+      const key = `${w.name}-${crypto.randomUUID()}`;
+      expect((await post(w, id, 5, key)).status).toBe(201);
+      for (const [target, amount] of [
+        [id, 6],
+        [other, 5],
+      ] as const) {
+        const r = await post(w, target, amount, key);
+        expect(r.status).toBe(422);
+        expect(r.body).toEqual({ error: { code: "idempotency_key_reused", message: expect.any(String), field: "Idempotency-Key" } });
+      }
+      expect([await w.level(t, id), await w.level(t, other)]).toEqual([5, 0]);
+    });
+
+    test("a bad key is a 400 naming the header and adds nothing; without a key every request adds", async () => {
+      const id = targetFor(w);
+      for (const key of ["", "x".repeat(256), "caf\u00e9", "tab\there"]) {
+        const r = await post(w, id, 3, key);
+        expect(r.status, JSON.stringify(key)).toBe(400);
+        expect(r.body.error).toMatchObject({ code: "invalid_request", field: "Idempotency-Key" });
+      }
+      expect(await w.level(t, id)).toBe(0);
+      const [a, b] = [await post(w, id, 3), await post(w, id, 3)];
+      expect([a.status, b.status, a.headers.get("idempotent-replayed")]).toEqual([201, 201, null]);
+      expect(await w.level(t, id)).toBe(6);
+    });
+
+    test("a request that failed keeps no key: the retry with the same key applies", async () => {
+      const id = targetFor(w);
+      const key = crypto.randomUUID();
+      if (w.service === "wallet") {
+        // A wallet at its limit refuses the keyed deposit (409); once emptied, the same key deposits.
+        expect((await post(w, id, 1)).status).toBe(201);
+        const setBalance = (cents: number) =>
+          t.shop.db.autocommit((q) => q.execute(sql`update wallet.wallets set balance_cents = ${cents} where user_id = ${id}`));
+        await setBalance(Number.MAX_SAFE_INTEGER);
+        const refused = await post(w, id, 2, key);
+        expect([refused.status, refused.body.error.code]).toEqual([409, "balance_limit"]);
+        await setBalance(0);
+      } else {
+        // A receipt for a product storage keeps no stock for (404), then the same key for one it keeps.
+        const refused = await post(w, 999_999, 2, key);
+        expect([refused.status, refused.body.error.code]).toEqual([404, "unknown_product"]);
+      }
+      const good = await post(w, id, 2, key);
+      expect([good.status, good.headers.get("idempotent-replayed")]).toEqual([201, null]);
+      expect(await w.level(t, id)).toBe(2);
+    });
+
+    test("expired keys are pruned by the module's job; the same key then adds again", async () => {
+      const id = targetFor(w);
+      const [oldKey, freshKey] = [crypto.randomUUID(), crypto.randomUUID()];
+      expect((await post(w, id, 1, oldKey)).status).toBe(201);
+      expect((await post(w, id, 10, freshKey)).status).toBe(201);
+      await t.shop.db.autocommit((q) =>
+        q.execute(sql`update ${sql.identifier(w.schema)}.idempotency_keys set created_at = now() - interval '25 hours' where key = ${oldKey}`),
+      );
+      expect(await pruneOlderThan(t.shop.db, idempotencyKeyPruneJob(w.table, 24 * 3_600_000))).toBeGreaterThanOrEqual(1);
+      const again = await post(w, id, 1, oldKey);
+      expect([again.status, again.headers.get("idempotent-replayed")]).toEqual([201, null]);
+      const replay = await post(w, id, 10, freshKey);
+      expect(replay.headers.get("idempotent-replayed")).toBe("true");
+      expect(await w.level(t, id)).toBe(12);
+    });
+
+    test("the header, Idempotent-Replayed and the 422 are in the OpenAPI document", async () => {
+      const doc = await getJson(t.urls[w.service], "/openapi.json");
+      const op = doc.paths[w.route].post;
+      const header = op.parameters.find((p: { name: string; in: string }) => p.name === "Idempotency-Key" && p.in === "header");
+      expect(header).toMatchObject({ required: false, description: expect.stringContaining("idempotency_key_reused") });
+      expect(op.responses["422"].description).toContain("idempotency_key_reused");
+      expect(op.responses["201"].headers["Idempotent-Replayed"]).toBeDefined();
+    });
+  });
+
+  /** A product of this shop whose available stock is set to `available` (recorded as a receipt, so the books stay right). */
+  async function stockedAt(available: number): Promise<number> {
+    const id = ++lastProduct;
+    await t.shop.db.transaction(async (tx) => {
+      await tx.execute(sql`update storage.stock set available = ${available} where product_id = ${id} and available = 0 and reserved = 0`);
+      await tx.execute(sql`insert into storage.receipts (product_id, quantity) values (${id}, ${available})`);
+    });
+    return id;
+  }
+
+  test("a receipt that would take a product past 2,147,483,647 units: 409 stock_limit, the stock unchanged", async () => {
+    const id = await stockedAt(MAX_STOCK_UNITS - 999_999);
+    const r = await call(t.urls.storage, "POST", `/stock/${id}/receipts`, { quantity: 1_000_000 }, adminHeaders);
+    expect(r.status).toBe(409);
+    expect(r.body.error).toMatchObject({ code: "stock_limit", field: "quantity", message: expect.stringContaining(String(MAX_STOCK_UNITS)) });
+    expect(await getJson(t.urls.storage, `/stock/${id}`)).toMatchObject({ available: MAX_STOCK_UNITS - 999_999, reserved: 0 });
+    // Up to the limit exactly is fine.
+    const last = await call(t.urls.storage, "POST", `/stock/${id}/receipts`, { quantity: 999_999 }, adminHeaders);
+    expect([last.status, last.body.available]).toEqual([201, MAX_STOCK_UNITS]);
+    const doc = await getJson(t.urls.storage, "/openapi.json");
+    expect(doc.paths["/stock/{product_id}/receipts"].post.responses["409"].description).toContain("stock_limit");
+  });
+
+  test("receipts racing near the limit: never a 5xx, never past the limit, each 201 counted once", async () => {
+    const start = MAX_STOCK_UNITS - 5_500_000;
+    const id = await stockedAt(start);
+    const answers = await Promise.all(
+      Array.from({ length: 40 }, () => call(t.urls.storage, "POST", `/stock/${id}/receipts`, { quantity: 1_000_000 }, adminHeaders)),
+    );
+    expect(answers.filter((a) => a.status !== 201 && a.status !== 409)).toEqual([]);
+    const accepted = answers.filter((a) => a.status === 201).length;
+    expect(accepted).toBe(5);
+    expect(answers.filter((a) => a.status === 409).every((a) => a.body.error.code === "stock_limit")).toBe(true);
+    expect(await getJson(t.urls.storage, `/stock/${id}`)).toMatchObject({ available: start + 5_000_000, reserved: 0 });
+  }, 60_000);
 });
 
 describe("claiming a key on PostgreSQL (read committed)", () => {

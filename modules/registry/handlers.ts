@@ -1,16 +1,16 @@
 /** Registry's HTTP handlers: parse, call the service, map the result. */
-import type { ContentfulStatusCode } from "hono/utils/http-status";
 import { auditReportRoute, shopAuditRoute } from "../../src/audit/routes";
 import { auditShop, fetchReport } from "../../src/audit/shop-audit";
 import type { Database } from "../../src/db/database";
 import { bearer } from "../../src/http/auth";
+import { replay, replayIfAnswered } from "../../src/http/idempotency";
 import { createRouter } from "../../src/http/router";
 import type { OutboxWriter } from "../../src/outbox/outbox";
 import { createOrderRoute, getOrderRoute, listOrdersRoute, listProductsRoute, stuckSagasRoute } from "./routes";
 import type { Admission } from "./admission";
 import { type RegistryAuditSettings, registryAuditReport } from "./audit";
 import type { Catalogue } from "./catalogue";
-import { AlreadyAnswered, findAnswer, IDEMPOTENCY_HEADER, REPLAYED_HEADER, requestHash, type StoredAnswer } from "./idempotency";
+import { AlreadyAnswered, findAnswer, IDEMPOTENCY_HEADER, requestHash } from "./idempotency";
 import { getOrder, listOrders, placeOrder, stuckSagas } from "./service";
 
 /** The registry router; `outbox` is registry's outbox. */
@@ -25,23 +25,17 @@ export function registryRouter(db: Database, catalogue: Catalogue, admission: Ad
       const { user_id, items } = c.req.valid("json");
       const key = c.req.valid("header")[IDEMPOTENCY_HEADER];
       const keyed = key === undefined ? undefined : { key, hash: requestHash(user_id, items) };
-      const replay = (answer: StoredAnswer) =>
-        c.body(JSON.stringify(answer.body), answer.statusCode as ContentfulStatusCode, {
-          "content-type": "application/json",
-          ...locationOf(answer.body),
-          [REPLAYED_HEADER]: "true",
-        }) as never;
       try {
         // A key answered already is replayed before admission: a retry never waits behind new orders.
         const earlier = keyed && (await findAnswer(db, keyed));
-        if (earlier) return replay(earlier);
+        if (earlier) return replay(c, earlier, locationOf(earlier.body)) as never;
         await admission.admit();
         const order = await placeOrder(db, catalogue, outbox, user_id, items, keyed);
         return c.json(order, 201, locationOf(order));
       } catch (err) {
         // Answered by a concurrent request with the same key while this one waited.
-        if (err instanceof AlreadyAnswered) return replay(err.answer);
-        throw err;
+        const answer = err instanceof AlreadyAnswered ? err.answer : null;
+        return replayIfAnswered(c, err, locationOf(answer?.body)) as never;
       }
     })
     .openapi(listOrdersRoute, async (c) => c.json(await listOrders(db, c.req.valid("query")), 200))

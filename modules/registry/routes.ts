@@ -1,6 +1,7 @@
 /** Registry's HTTP contract: the catalogue, orders and the stuck-saga view, with examples the API really gives. */
 import { createRoute, z } from "@hono/zod-openapi";
 import { MAX_QUANTITY, RejectionReason } from "../../src/contracts";
+import { idempotencyKeyHeaders, KEY_REUSED, replayedHeader } from "../../src/http/idempotency";
 import { Id, IdParam, intParam, json, locationHeader, Timestamp, withErrors } from "../../src/http/schemas";
 
 const ORDER_STATUSES = ["pending", "completed", "rejected"] as const;
@@ -139,19 +140,13 @@ export const listProductsRoute = createRoute(
   }),
 );
 
-/** 1 to 255 visible ASCII characters (inner spaces allowed). */
-const IdempotencyKey = z
-  .string()
-  .regex(/^[\x21-\x7e](?:[\x20-\x7e]{0,253}[\x21-\x7e])?$/, "expected 1 to 255 visible ASCII characters")
-  .optional()
-  .openapi({
-    description:
-      "Makes retries safe: the first request with a key places the order; the same key with the same body " +
-      "(also while the first is in flight) answers that first answer again, with `Idempotent-Replayed: true`, " +
-      "and places nothing; the same key with another body is refused (422 `idempotency_key_reused`). " +
-      "Keys are kept `idempotency_key_retention_hours` (24 h); after that the key places a new order.",
-    example: "0f8fad5b-d9cb-469f-a165-70867728950e",
-  });
+/** `Idempotency-Key` on orders: what a first request and a repeat do. */
+const ORDER_KEY = {
+  does: "places the order",
+  repeat: "places nothing",
+  afterRetention: "places a new order",
+  setting: "registry's `idempotency_key_retention_hours`",
+};
 
 export const createOrderRoute = createRoute(
   withErrors(
@@ -166,7 +161,7 @@ export const createOrderRoute = createRoute(
         "within the saga deadline) while what was done is undone. Follow `Location` (GET /orders/{id}) for the outcome. " +
         "While too many orders are still pending, a new one waits briefly and may be refused with 503 `overloaded`.",
       request: {
-        headers: z.object({ "Idempotency-Key": IdempotencyKey }),
+        headers: idempotencyKeyHeaders(ORDER_KEY),
         body: {
           required: true,
           description: "Who orders what",
@@ -183,10 +178,7 @@ export const createOrderRoute = createRoute(
           ...json(Order, "The pending order (or, for a repeated Idempotency-Key, the order first answered)", PENDING),
           headers: {
             ...locationHeader("The order's own URL (GET /orders/{id})", `/orders/${ORDER_ID}`),
-            "Idempotent-Replayed": {
-              description: "`true` when this is the answer first given for the same Idempotency-Key (nothing was placed); absent otherwise",
-              schema: { type: "string", enum: ["true"] },
-            },
+            ...replayedHeader("nothing was placed"),
           },
         },
       },
@@ -202,11 +194,7 @@ export const createOrderRoute = createRoute(
       422: {
         unknown_product: { when: "an item names a product that is not in the catalogue", message: "no product 4242", field: "items.1.product_id" },
         duplicate_product: { when: "a product is listed twice", message: "product 2 is listed twice", field: "items.1.product_id" },
-        idempotency_key_reused: {
-          when: "the Idempotency-Key was used with another body",
-          message: "this Idempotency-Key was used with another request body; send a new key for a new order",
-          field: "Idempotency-Key",
-        },
+        ...KEY_REUSED,
       },
       503: {
         overloaded: {

@@ -1,6 +1,7 @@
 /** Registry's tables, in the `registry` schema. */
 import { sql } from "drizzle-orm";
-import { bigint, bigserial, boolean, check, index, integer, jsonb, pgSchema, primaryKey, text, timestamp, uuid } from "drizzle-orm/pg-core";
+import { bigint, bigserial, boolean, check, index, integer, pgSchema, primaryKey, text, timestamp, uuid } from "drizzle-orm/pg-core";
+import { idempotencyKeysTable } from "../../src/db/idempotency-keys";
 import { messagingTables } from "../../src/outbox/tables";
 
 export const registrySchema = pgSchema("registry");
@@ -79,19 +80,7 @@ export const unknownOrders = registrySchema.table("unknown_orders", {
   answeredAt: timestamp("answered_at", { withTimezone: true }),
 });
 
-/** `Idempotency-Key`s of `POST /orders`: the same key and body replay the original answer. */
-export const idempotencyKeys = registrySchema.table(
-  "idempotency_keys",
-  {
-    key: text("key").primaryKey(),
-    /** sha-256 of the request body as parsed, to refuse a reused key with another body. */
-    requestHash: text("request_hash").notNull(),
-    statusCode: integer("status_code").notNull(),
-    response: jsonb("response").notNull(),
-    orderId: uuid("order_id"),
-    createdAt: timestamp("created_at", { withTimezone: true }).notNull().defaultNow(),
-  },
-  (t) => [index("idempotency_keys_created").on(t.createdAt)],
-);
+/** `Idempotency-Key`s of `POST /orders`: the same key and body replay the original answer; `order_id` is the order placed. */
+export const idempotencyKeys = idempotencyKeysTable(registrySchema, { orderId: uuid("order_id") });
 
 export const { outbox, inbox, deadLetters } = messagingTables(registrySchema);

@@ -38,6 +38,7 @@ async function checkStock(tx: Db, out: Out): Promise<number> {
       with r as (select product_id, sum(quantity) as received from storage.receipts group by product_id),
            h as (select product_id, coalesce(sum(quantity) filter (where state = 'reserved'), 0) as live
                  from storage.reservations group by product_id)
+      -- available + reserved in bigint: their sum may pass the integer range on rows older than the receipt check.
       -- Full joins: hash or merge joins only, whatever the planner guesses about fresh tables.
       select coalesce(s.product_id, r.product_id, h.product_id) as product_id, s.product_id is not null as kept,
              s.available, s.reserved, coalesce(r.received, 0) as received, coalesce(h.live, 0) as live, count(*) over () as total
@@ -45,7 +46,7 @@ async function checkStock(tx: Db, out: Out): Promise<number> {
         full join r on r.product_id = s.product_id
         full join h on h.product_id = coalesce(s.product_id, r.product_id)
       where s.product_id is null or s.available < 0 or s.reserved < 0
-         or s.available + s.reserved <> coalesce(r.received, 0) or s.reserved <> coalesce(h.live, 0)
+         or s.available::bigint + s.reserved <> coalesce(r.received, 0) or s.reserved <> coalesce(h.live, 0)
       order by 1 limit ${LISTED}`),
   );
   out.addCounted(

@@ -1,6 +1,8 @@
 /** Storage's HTTP handlers: parse, call the service, map the result. */
 import { auditReportRoute } from "../../src/audit/routes";
 import type { Database } from "../../src/db/database";
+import { keyedRequest } from "../../src/db/idempotency-keys";
+import { IDEMPOTENCY_HEADER, replayIfAnswered } from "../../src/http/idempotency";
 import { createRouter } from "../../src/http/router";
 import { storageAuditReport } from "./audit";
 import { getStockRoute, listStockRoute, receiveRoute } from "./routes";
@@ -13,7 +15,14 @@ export function storageRouter(db: Database) {
     .openapi(getStockRoute, async (c) => c.json(await getStock(db, c.req.valid("param").product_id), 200))
     .openapi(receiveRoute, async (c) => {
       const { product_id } = c.req.valid("param");
-      return c.json(await receive(db, product_id, c.req.valid("json").quantity), 201, { Location: `/stock/${product_id}` });
+      const { quantity } = c.req.valid("json");
+      const keyed = keyedRequest(c.req.valid("header")[IDEMPOTENCY_HEADER], [product_id, quantity]);
+      const location = { Location: `/stock/${product_id}` };
+      try {
+        return c.json(await receive(db, product_id, quantity, keyed), 201, location);
+      } catch (err) {
+        return replayIfAnswered(c, err, location) as never;
+      }
     })
     .openapi(auditReportRoute("storage"), async (c) => c.json(await storageAuditReport(db), 200));
 }

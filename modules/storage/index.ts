@@ -1,5 +1,6 @@
 /** Storage: stock per product. The module's one door. */
 import { join } from "node:path";
+import { idempotencyKeyPruneJob } from "../../src/db/idempotency-keys";
 import type { ShopModule } from "../../src/module";
 import { setUpMessaging } from "../../src/outbox/messaging";
 import { StorageConfigSchema } from "./config";
@@ -15,7 +16,9 @@ export const storageModule: ShopModule<typeof StorageConfigSchema> = {
   migrationsFolder: join(import.meta.dir, "../../drizzle/storage"),
   async init(ctx) {
     await seedStock(ctx.db, ctx.config.stock);
-    const messaging = setUpMessaging(ctx, tables, storageConsumers, STORAGE_TOPICS);
+    // Expired Idempotency-Keys are pruned with the messaging tables (a key seen again after that makes a new receipt).
+    const keyRetention = idempotencyKeyPruneJob(tables.idempotencyKeys, ctx.config.idempotency_key_retention_hours * 3_600_000);
+    const messaging = setUpMessaging(ctx, tables, storageConsumers, STORAGE_TOPICS, [keyRetention]);
     return {
       router: storageRouter(ctx.db).route("/", messaging.admin),
       readyChecks: { outbox: messaging.ready },

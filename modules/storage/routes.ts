@@ -1,6 +1,7 @@
 /** Storage's HTTP contract: stock per product and receipts, with examples the API really gives. */
 import { createRoute, z } from "@hono/zod-openapi";
 import { adminSecurity } from "../../src/http/auth";
+import { idempotencyKeyHeaders, KEY_REUSED, replayedHeader } from "../../src/http/idempotency";
 import { IdParam, json, locationHeader, Timestamp, withErrors } from "../../src/http/schemas";
 
 const Stock = z
@@ -67,10 +68,19 @@ export const receiveRoute = createRoute(
       path: "/stock/{product_id}/receipts",
       tags: ["storage"],
       summary: "Adds received units to available stock; needs the admin token",
-      description: "Adds `quantity` to the product's available units and records the receipt, in one transaction.",
+      description:
+        "Adds `quantity` to the product's available units and records the receipt, in one transaction. A product holds at most " +
+        "2 147 483 647 units, available and reserved together (409 `stock_limit` past that). Send an `Idempotency-Key` to " +
+        "retry safely: a receipt that timed out is either answered again or made once.",
       security: adminSecurity,
       request: {
         params: ProductParams,
+        headers: idempotencyKeyHeaders({
+          does: "records the receipt",
+          repeat: "adds nothing",
+          afterRetention: "records a new receipt",
+          setting: "storage's `idempotency_key_retention_hours`",
+        }),
         body: {
           required: true,
           description: "How many units arrived",
@@ -87,20 +97,31 @@ export const receiveRoute = createRoute(
       },
       responses: {
         201: {
-          ...json(Stock, "The stock after the receipt", RECEIVED),
-          headers: locationHeader("The product's stock URL (GET /stock/{product_id})", "/stock/2"),
+          ...json(Stock, "The stock after the receipt (for a repeated Idempotency-Key, as first answered)", RECEIVED),
+          headers: {
+            ...locationHeader("The product's stock URL (GET /stock/{product_id})", "/stock/2"),
+            ...replayedHeader("nothing was added"),
+          },
         },
       },
     },
     {
       400: {
         invalid_request: {
-          when: "`product_id` or `quantity` is missing, not an integer or out of range, or an unknown field (`field` names it)",
+          when: "`product_id` or `quantity` is missing, not an integer or out of range, an unknown field, or a bad Idempotency-Key (`field` names it)",
           message: "quantity: Too big: expected number to be <=1000000",
           field: "quantity",
         },
       },
       404: { unknown_product: { when: "storage keeps no stock for this product", message: "no stock kept for product 999999", field: "product_id" } },
+      409: {
+        stock_limit: {
+          when: "available plus reserved units would pass 2 147 483 647 (the most a product can hold); nothing is added",
+          message: "product 12 would hold more than 2147483647 units (available 2147000000, reserved 0, received 1000000)",
+          field: "quantity",
+        },
+      },
+      422: KEY_REUSED,
     },
   ),
 );

@@ -1,6 +1,7 @@
 /** Storage's tables, in the `storage` schema. */
 import { sql } from "drizzle-orm";
 import { bigserial, check, index, integer, pgSchema, primaryKey, text, timestamp, uuid } from "drizzle-orm/pg-core";
+import { idempotencyKeysTable } from "../../src/db/idempotency-keys";
 import { rejectedOrdersTable } from "../../src/outbox/rejections";
 import { messagingTables } from "../../src/outbox/tables";
 
@@ -44,6 +45,9 @@ export const receipts = storageSchema.table("receipts", {
   quantity: integer("quantity").notNull(),
   createdAt: timestamp("created_at", { withTimezone: true }).notNull().defaultNow(),
 });
+
+/** `Idempotency-Key`s of stock receipts: the same key and body replay the first answer. */
+export const idempotencyKeys = idempotencyKeysTable(storageSchema);
 
 /** Orders known to be rejected: a late OrderCreated for them is ignored. */
 export const rejectedOrders = rejectedOrdersTable(storageSchema);

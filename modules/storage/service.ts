@@ -4,10 +4,11 @@ import { rowsOf } from "../../src/audit/rows";
 import { createMessage, type Message, type OrderCreated, type OrderRejected } from "../../src/contracts";
 import { anyOf, insertMany, runAll, updateMany } from "../../src/db/bulk";
 import type { Database, Db } from "../../src/db/database";
-import { notFound } from "../../src/errors";
+import { answerOnce, type KeyedRequest } from "../../src/db/idempotency-keys";
+import { DomainError, notFound } from "../../src/errors";
 import { type Enqueue, withCause } from "../../src/outbox/outbox";
 import { rememberRejection } from "../../src/outbox/rejections";
-import { receipts, rejectedOrders, reservations, stock } from "./schema";
+import { idempotencyKeys, receipts, rejectedOrders, reservations, stock } from "./schema";
 
 /** Stock of one product as the API shows it. */
 export interface StockView {
@@ -51,19 +52,44 @@ export async function getStock(db: Database, productId: number): Promise<StockVi
   return view(row);
 }
 
-/** Adds received units to a product's available stock. */
-export async function receive(db: Database, productId: number, quantity: number): Promise<StockView> {
-  return db.transaction(async (tx) => {
-    const [row] = await tx
-      .update(stock)
-      .set({ available: sql`${stock.available} + ${quantity}`, updatedAt: new Date() })
-      .where(eq(stock.productId, productId))
-      .returning();
-    if (!row) throw notFound("unknown_product", `no stock kept for product ${productId}`, "product_id");
-    await tx.insert(receipts).values({ productId, quantity });
-    return view(row);
-  });
+/** The most units a product can hold, available and reserved together: its columns are 32-bit integers. */
+export const MAX_STOCK_UNITS = 2_147_483_647;
+
+/**
+ * Adds received units to a product's available stock. With `keyed`, the key is claimed first in
+ * the same transaction and the answer stored with the receipt: a key answered already throws
+ * AlreadyAnswered (nothing written), one used for another body idempotency_key_reused.
+ */
+export async function receive(db: Database, productId: number, quantity: number, keyed?: KeyedRequest): Promise<StockView> {
+  return db.transaction((tx) => answerOnce(tx, idempotencyKeys, keyed, 201, () => addToStock(tx, productId, quantity)));
 }
+
+/**
+ * The receipt itself, in `tx`: refused with stock_limit if available plus reserved would pass
+ * MAX_STOCK_UNITS (reserving moves units from one to the other, so neither can pass it later).
+ */
+async function addToStock(tx: Db, productId: number, quantity: number): Promise<StockView> {
+  const [current] = await tx
+    .select({ available: stock.available, reserved: stock.reserved })
+    .from(stock)
+    .where(eq(stock.productId, productId))
+    .for("update");
+  if (!current) throw notFound("unknown_product", `no stock kept for product ${productId}`, "product_id");
+  if (current.available + current.reserved + quantity > MAX_STOCK_UNITS) {
+    throw stockLimit(`product ${productId} would hold more than ${MAX_STOCK_UNITS} units (available ${current.available}, reserved ${current.reserved}, received ${quantity})`);
+  }
+  const [row] = await tx
+    .update(stock)
+    .set({ available: sql`${stock.available} + ${quantity}`, updatedAt: new Date() })
+    .where(eq(stock.productId, productId))
+    .returning();
+  if (!row) throw new Error(`stock row of product ${productId} vanished`);
+  await tx.insert(receipts).values({ productId, quantity });
+  return view(row);
+}
+
+/** 409 stock_limit: a receipt would take a product past MAX_STOCK_UNITS. */
+const stockLimit = (message: string) => new DomainError("conflict", "stock_limit", message, "quantity");
 
 /** OrderCreated: reserve every item or none; announce the outcome (reserveOrders with one order). */
 export async function reserveItems(tx: Db, enqueue: Enqueue, order: OrderCreated): Promise<void> {
@@ -110,11 +136,15 @@ export async function reserveOrders(tx: Db, enqueue: Enqueue, run: Created[]): P
     const ids = [...wanted.keys()].sort((a, b) => a - b);
     const missing = ids.find((id) => !levels.has(id));
     const short = ids.find((id) => (levels.get(id)?.available ?? 0) < (wanted.get(id) ?? 0));
-    if (missing !== undefined || short !== undefined) {
+    // Only a row that passed MAX_STOCK_UNITS before receipts were checked: refused, not an integer overflow.
+    const full = ids.find((id) => (levels.get(id)?.reserved ?? 0) + (wanted.get(id) ?? 0) > MAX_STOCK_UNITS);
+    if (missing !== undefined || short !== undefined || full !== undefined) {
       const rejection: OrderRejected =
         missing !== undefined
           ? { order_id: orderId, service: "storage", reason: "unknown_product", message: `no stock kept for product ${missing}` }
-          : { order_id: orderId, service: "storage", reason: "out_of_stock", message: `not enough of product ${short}` };
+          : short !== undefined
+            ? { order_id: orderId, service: "storage", reason: "out_of_stock", message: `not enough of product ${short}` }
+            : { order_id: orderId, service: "storage", reason: "out_of_stock", message: `product ${full} cannot hold more than ${MAX_STOCK_UNITS} reserved units` };
       rejections.push({ orderId, service: rejection.service, reason: rejection.reason });
       await enqueue(tx, withCause(cause, createMessage("OrderRejected", rejection)));
       continue;

@@ -8,7 +8,8 @@ import { domainError, onlyRejection, inTx, openModuleDatabase, rejection } from 
 import type { Enqueue } from "../../src/outbox/outbox";
 import { storageModule } from "./index";
 import { receipts, rejectedOrders, reservations, stock } from "./schema";
-import { getStock, listStock, receive, releaseItems, reserveItems, reserveOrders, seedStock } from "./service";
+import { storageAuditReport } from "./audit";
+import { getStock, listStock, MAX_STOCK_UNITS, receive, releaseItems, reserveItems, reserveOrders, seedStock } from "./service";
 
 let db: Database;
 
@@ -87,6 +88,20 @@ describe("receipts", () => {
     expect(await domainError(receive(db, p, 1))).toMatchObject({ kind: "not_found", code: "unknown_product", field: "product_id" });
     expect(await domainError(getStock(db, p))).toMatchObject({ code: "unknown_product" });
     expect(await db.read((q) => q.select().from(receipts).where(eq(receipts.productId, p)))).toEqual([]);
+  });
+
+  test("a receipt that would take available plus reserved past 2,147,483,647 is refused with stock_limit and changes nothing", async () => {
+    const [p] = (await stocked(MAX_STOCK_UNITS - 20)) as [number];
+    expect(await reserve(orderOf([p, 10]))).toHaveLength(1);
+    expect(await levels(p)).toEqual([[MAX_STOCK_UNITS - 30, 10]]);
+    // 21 more would fit in `available` alone, but reserving them all later would overflow `reserved`.
+    expect(await domainError(receive(db, p, 21))).toMatchObject({ kind: "conflict", code: "stock_limit", field: "quantity" });
+    expect(await levels(p)).toEqual([[MAX_STOCK_UNITS - 30, 10]]);
+    expect(await db.read((q) => q.select().from(receipts).where(eq(receipts.productId, p)))).toHaveLength(1);
+    // Up to the limit exactly; then every unit can be reserved without leaving the range.
+    expect(await receive(db, p, 20)).toMatchObject({ available: MAX_STOCK_UNITS - 10, reserved: 10 });
+    expect(await reserve(orderOf([p, 1000]))).toHaveLength(1);
+    expect(await domainError(receive(db, p, 1))).toMatchObject({ code: "stock_limit" });
   });
 
   test("seeding never overwrites existing stock", async () => {
@@ -279,6 +294,25 @@ describe("reserveOrders (a batch of OrderCreated in one transaction)", () => {
     expect(await reservationsOf(orders[1]?.order_id as string)).toEqual([]);
     const remembered = await db.read((q) => q.select().from(rejectedOrders));
     for (const o of [orders[1], orders[2], orders[4]]) expect(remembered.some((r) => r.orderId === o?.order_id)).toBe(true);
+  });
+
+  test("a row past the limit from before receipts were checked: an order that would overflow reserved is rejected, not a failed batch", async () => {
+    const [p, q] = (await stocked(10, 10)) as [number, number];
+    await db.autocommit((x) => x.update(stock).set({ available: MAX_STOCK_UNITS, reserved: MAX_STOCK_UNITS - 1 }).where(eq(stock.productId, p)));
+    const [tooMany, fits, elsewhere] = [orderOf([p, 2]), orderOf([p, 1]), orderOf([q, 1])];
+    const sent = await reserveAll([tooMany, fits, elsewhere]);
+    expect(sent.map((m) => [m.order_id, m.type, (m.payload as { reason?: string }).reason ?? null])).toEqual([
+      [tooMany.order_id, "OrderRejected", "out_of_stock"],
+      [fits.order_id, "StepSucceeded", null],
+      [elsewhere.order_id, "StepSucceeded", null],
+    ]);
+    expect(await levels(p, q)).toEqual([
+      [MAX_STOCK_UNITS - 1, MAX_STOCK_UNITS],
+      [9, 1],
+    ]);
+    // The audit adds available and reserved without leaving the integer range: it reports the row, it does not fail.
+    const report = await storageAuditReport(db);
+    expect(report.violations.some((v) => v.includes(`product ${p}:`))).toBe(true);
   });
 
   test("one order twice in a batch, or reserved by an earlier batch: reserved once", async () => {

@@ -1,6 +1,8 @@
 /** Wallet's HTTP handlers: parse, call the service, map the result. */
 import { auditReportRoute } from "../../src/audit/routes";
 import type { Database } from "../../src/db/database";
+import { keyedRequest } from "../../src/db/idempotency-keys";
+import { IDEMPOTENCY_HEADER, replayIfAnswered } from "../../src/http/idempotency";
 import { createRouter } from "../../src/http/router";
 import { walletAuditReport } from "./audit";
 import { depositRoute, getWalletRoute, listWalletsRoute } from "./routes";
@@ -14,7 +16,13 @@ export function walletRouter(db: Database) {
     .openapi(depositRoute, async (c) => {
       const { user_id } = c.req.valid("param");
       const { amount_cents } = c.req.valid("json");
-      return c.json(await deposit(db, user_id, amount_cents), 201, { Location: `/wallets/${user_id}` });
+      const keyed = keyedRequest(c.req.valid("header")[IDEMPOTENCY_HEADER], [user_id, amount_cents]);
+      const location = { Location: `/wallets/${user_id}` };
+      try {
+        return c.json(await deposit(db, user_id, amount_cents, keyed), 201, location);
+      } catch (err) {
+        return replayIfAnswered(c, err, location) as never;
+      }
     })
     .openapi(auditReportRoute("wallet"), async (c) => c.json(await walletAuditReport(db), 200));
 }

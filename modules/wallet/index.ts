@@ -1,5 +1,6 @@
 /** Wallet: users' balances. The module's one door. */
 import { join } from "node:path";
+import { idempotencyKeyPruneJob } from "../../src/db/idempotency-keys";
 import type { ShopModule } from "../../src/module";
 import { setUpMessaging } from "../../src/outbox/messaging";
 import { WalletConfigSchema } from "./config";
@@ -15,7 +16,9 @@ export const walletModule: ShopModule<typeof WalletConfigSchema> = {
   migrationsFolder: join(import.meta.dir, "../../drizzle/wallet"),
   async init(ctx) {
     await seedWallets(ctx.db, ctx.config.wallets);
-    const messaging = setUpMessaging(ctx, tables, walletConsumers, WALLET_TOPICS);
+    // Expired Idempotency-Keys are pruned with the messaging tables (a key seen again after that makes a new deposit).
+    const keyRetention = idempotencyKeyPruneJob(tables.idempotencyKeys, ctx.config.idempotency_key_retention_hours * 3_600_000);
+    const messaging = setUpMessaging(ctx, tables, walletConsumers, WALLET_TOPICS, [keyRetention]);
     return {
       router: walletRouter(ctx.db).route("/", messaging.admin),
       readyChecks: { outbox: messaging.ready },

@@ -1,6 +1,7 @@
 /** Wallet's HTTP contract: balances, their ledgers and deposits, with examples the API really gives. */
 import { createRoute, z } from "@hono/zod-openapi";
 import { adminSecurity } from "../../src/http/auth";
+import { idempotencyKeyHeaders, KEY_REUSED, replayedHeader } from "../../src/http/idempotency";
 import { AmountCents, IdParam, json, locationHeader, Timestamp, withErrors } from "../../src/http/schemas";
 
 const Wallet = z
@@ -97,10 +98,18 @@ export const depositRoute = createRoute(
       path: "/wallets/{user_id}/deposits",
       tags: ["wallet"],
       summary: "Tops up a wallet (opening it on the first deposit); needs the admin token",
-      description: "Adds `amount_cents` to the balance and writes a `deposit` ledger entry, in one transaction.",
+      description:
+        "Adds `amount_cents` to the balance and writes a `deposit` ledger entry, in one transaction. " +
+        "Send an `Idempotency-Key` to retry safely: a deposit that timed out is either answered again or made once.",
       security: adminSecurity,
       request: {
         params: UserParams,
+        headers: idempotencyKeyHeaders({
+          does: "makes the deposit",
+          repeat: "adds nothing",
+          afterRetention: "makes a new deposit",
+          setting: "wallet's `idempotency_key_retention_hours`",
+        }),
         body: {
           required: true,
           description: "How much to add",
@@ -117,15 +126,18 @@ export const depositRoute = createRoute(
       },
       responses: {
         201: {
-          ...json(Wallet, "The wallet after the deposit", OPENED),
-          headers: locationHeader("The wallet's own URL (GET /wallets/{user_id})", "/wallets/1"),
+          ...json(Wallet, "The wallet after the deposit (for a repeated Idempotency-Key, as first answered)", OPENED),
+          headers: {
+            ...locationHeader("The wallet's own URL (GET /wallets/{user_id})", "/wallets/1"),
+            ...replayedHeader("nothing was added"),
+          },
         },
       },
     },
     {
       400: {
         invalid_request: {
-          when: "`user_id` or `amount_cents` is missing, not an integer or out of range, or an unknown field (`field` names it)",
+          when: "`user_id` or `amount_cents` is missing, not an integer or out of range, an unknown field, or a bad Idempotency-Key (`field` names it)",
           message: "amount_cents: Too small: expected number to be >0",
           field: "amount_cents",
         },
@@ -137,6 +149,7 @@ export const depositRoute = createRoute(
           field: "amount_cents",
         },
       },
+      422: KEY_REUSED,
     },
   ),
 );

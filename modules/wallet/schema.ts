@@ -1,6 +1,7 @@
 /** Wallet's tables, in the `wallet` schema. */
 import { sql } from "drizzle-orm";
 import { bigint, bigserial, check, index, integer, pgSchema, text, timestamp, uniqueIndex, uuid } from "drizzle-orm/pg-core";
+import { idempotencyKeysTable } from "../../src/db/idempotency-keys";
 import { rejectedOrdersTable } from "../../src/outbox/rejections";
 import { messagingTables } from "../../src/outbox/tables";
 
@@ -38,6 +39,9 @@ export const ledger = walletSchema.table(
     check("amount_positive", sql`${t.amountCents} >= 0`),
   ],
 );
+
+/** `Idempotency-Key`s of deposits: the same key and body replay the first answer. */
+export const idempotencyKeys = idempotencyKeysTable(walletSchema);
 
 /** Orders known to be rejected: a late OrderCreated for them is ignored. */
 export const rejectedOrders = rejectedOrdersTable(walletSchema);

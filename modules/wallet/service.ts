@@ -4,10 +4,11 @@ import { rowsOf } from "../../src/audit/rows";
 import { createMessage, type Message, type OrderCreated, type OrderRejected } from "../../src/contracts";
 import { anyOf, insertMany, runAll, updateMany } from "../../src/db/bulk";
 import type { Database, Db } from "../../src/db/database";
+import { answerOnce, type KeyedRequest } from "../../src/db/idempotency-keys";
 import { DomainError, notFound } from "../../src/errors";
 import { type Enqueue, withCause } from "../../src/outbox/outbox";
 import { rememberRejection } from "../../src/outbox/rejections";
-import { ledger, rejectedOrders, wallets } from "./schema";
+import { idempotencyKeys, ledger, rejectedOrders, wallets } from "./schema";
 
 /** Ledger rows returned with a wallet, newest first. */
 const LEDGER_PAGE = 50;
@@ -80,30 +81,37 @@ export async function getWallet(db: Database, userId: number) {
 /** Balances stay exact in a JS number. */
 const MAX_BALANCE_CENTS = Number.MAX_SAFE_INTEGER;
 
-/** Adds money to a user's wallet, opening the wallet on the first deposit. */
-export async function deposit(db: Database, userId: number, amountCents: number): Promise<WalletView> {
-  return db.transaction(async (tx) => {
-    const [current] = await tx.select({ balance: wallets.balanceCents }).from(wallets).where(eq(wallets.userId, userId)).for("update");
-    if ((current?.balance ?? 0) + amountCents > MAX_BALANCE_CENTS) {
-      throw new DomainError("conflict", "balance_limit", "the balance would exceed its limit", "amount_cents");
-    }
-    const [wallet] = await tx
-      .insert(wallets)
-      .values({ userId, balanceCents: amountCents })
-      .onConflictDoUpdate({
-        target: wallets.userId,
-        set: { balanceCents: sql`${wallets.balanceCents} + ${amountCents}`, updatedAt: new Date() },
-      })
-      .returning();
-    if (!wallet) throw new Error("deposit returned no row");
-    await tx.insert(ledger).values({
-      userId,
-      kind: "deposit",
-      amountCents,
-      balanceAfterCents: wallet.balanceCents,
-    });
-    return view(wallet);
+/**
+ * Adds money to a user's wallet, opening the wallet on the first deposit. With `keyed`, the key
+ * is claimed first in the same transaction and the answer stored with the deposit: a key answered
+ * already throws AlreadyAnswered (nothing written), one used for another body idempotency_key_reused.
+ */
+export async function deposit(db: Database, userId: number, amountCents: number, keyed?: KeyedRequest): Promise<WalletView> {
+  return db.transaction((tx) => answerOnce(tx, idempotencyKeys, keyed, 201, () => addToBalance(tx, userId, amountCents)));
+}
+
+/** The deposit itself, in `tx`: refused with balance_limit if the balance would leave exact JS numbers. */
+async function addToBalance(tx: Db, userId: number, amountCents: number): Promise<WalletView> {
+  const [current] = await tx.select({ balance: wallets.balanceCents }).from(wallets).where(eq(wallets.userId, userId)).for("update");
+  if ((current?.balance ?? 0) + amountCents > MAX_BALANCE_CENTS) {
+    throw new DomainError("conflict", "balance_limit", "the balance would exceed its limit", "amount_cents");
+  }
+  const [wallet] = await tx
+    .insert(wallets)
+    .values({ userId, balanceCents: amountCents })
+    .onConflictDoUpdate({
+      target: wallets.userId,
+      set: { balanceCents: sql`${wallets.balanceCents} + ${amountCents}`, updatedAt: new Date() },
+    })
+    .returning();
+  if (!wallet) throw new Error("deposit returned no row");
+  await tx.insert(ledger).values({
+    userId,
+    kind: "deposit",
+    amountCents,
+    balanceAfterCents: wallet.balanceCents,
   });
+  return view(wallet);
 }
 
 /** OrderCreated: debit the total once, or reject the order (debitOrders with one order). */

@@ -17,6 +17,13 @@ export const RegistryConfigSchema = ModuleBaseSchema.extend({
   admission_wait_ms: z.coerce.number().int().min(0).max(60_000).default(5000),
   /** How long an `Idempotency-Key` of `POST /orders` is remembered; the same key after that places a new order. */
   idempotency_key_retention_hours: z.coerce.number().positive().max(8760).default(24),
+  /** The live stream (`GET /live/events`): clients per process, and per client IP address (an IPv6 /64), past which a newcomer is refused unless a stuck client can be shed. */
+  live_max_clients: z.coerce.number().int().min(1).max(100_000).default(200),
+  live_max_clients_per_address: z.coerce.number().int().min(1).max(100_000).default(20),
+  /** A live client with more than this not yet taken by its socket when a poll starts is dropped. */
+  live_max_unsent_bytes: z.coerce.number().int().min(1024).max(1_073_741_824).default(1_048_576),
+  /** A live client whose data waited this long without its socket taking all of it is dropped. */
+  live_stall_timeout_ms: z.coerce.number().int().min(100).max(600_000).default(15_000),
   /** Where `GET /admin/audit` fetches wallet's and storage's reports when they are not served by this process. */
   wallet_url: z.url({ protocol: /^https?$/ }).default("http://127.0.0.1:8001"),
   storage_url: z.url({ protocol: /^https?$/ }).default("http://127.0.0.1:8002"),

@@ -65,7 +65,7 @@ export const registryModule: ShopModule<typeof RegistryConfigSchema> = {
       },
       peers,
     );
-    const live = createLivePage({ db, log, metrics: ctx.metrics, peers });
+    const live = createLivePage({ db, log, metrics: ctx.metrics, peers, config });
     return {
       router: registryRouter(
         db,

@@ -1,4 +1,5 @@
-/** A small server-sent events client for tests: reads a `text/event-stream` response frame by frame. */
+/** A small server-sent events client for tests: reads a `text/event-stream` response frame by frame; and a raw TCP `GET`. */
+import { connect, type Socket } from "node:net";
 
 /** One frame: an event (with its fields) or a comment line. */
 export type SseFrame = { kind: "event"; event: string; id: string | null; data: string } | { kind: "comment"; text: string };
@@ -92,4 +93,40 @@ export async function openSse(url: string): Promise<SseStream> {
       });
     },
   };
+}
+
+/** A `GET` sent over a raw TCP socket: its status and head, and the socket (reading on, or paused for good). */
+export interface RawGet {
+  status: number;
+  head: string;
+  socket: Socket;
+  close(): void;
+}
+
+/**
+ * Sends `GET url` over a raw TCP socket from `localAddress` (any 127.x.y.z works on loopback), waits
+ * for the response head, then reads on (discarding) or, with `read: false`, never reads again:
+ * the kernel's buffers fill, then the server's, as behind a client that does not read.
+ */
+export async function rawGet(url: string, opts: { localAddress?: string; read?: boolean } = {}): Promise<RawGet> {
+  const { hostname, port, pathname, search } = new URL(url);
+  const socket = connect({ host: hostname, port: Number(port), ...(opts.localAddress ? { localAddress: opts.localAddress } : {}) });
+  const head = await new Promise<string>((resolve, reject) => {
+    let received = "";
+    const onData = (chunk: Buffer) => {
+      received += chunk.toString("latin1");
+      const end = received.indexOf("\r\n\r\n");
+      if (end < 0) return;
+      socket.off("data", onData);
+      if (opts.read === false) socket.pause();
+      else socket.on("data", () => {});
+      resolve(received.slice(0, end));
+    };
+    socket.on("data", onData);
+    socket.once("error", reject);
+    socket.once("connect", () => socket.write(`GET ${pathname}${search} HTTP/1.1\r\nhost: ${hostname}:${port}\r\naccept: text/event-stream\r\n\r\n`));
+  });
+  socket.on("error", () => {});
+  const status = Number(/^HTTP\/1\.1 (\d{3})/.exec(head)?.[1] ?? 0);
+  return { status, head, socket, close: () => socket.destroy() };
 }

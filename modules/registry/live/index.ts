@@ -1,15 +1,18 @@
 /** The live order page: `GET /` (the page), `GET /live/events` (its stream), `GET /live/overview` (balances and stock). */
+import type { Server } from "bun";
+import type { z } from "zod";
 import type { Database } from "../../../src/db/database";
 import { errorBody } from "../../../src/http/errors";
 import type { MetricsRegistry } from "../../../src/http/metrics";
 import { createRouter, type Router } from "../../../src/http/router";
 import type { Logger } from "../../../src/log";
+import type { RegistryConfigSchema } from "../config";
 // Embedded as text, so that a `bun build --compile` binary carries it (typed by bun-types as an HTML bundle).
 import pageText from "../page/index.html" with { type: "text" };
 import { liveMetrics } from "./metrics";
 import { createOrderFeed, type OrderFeedOptions, type StreamServer } from "./order-feed";
 import { createOverview } from "./overview";
-import { LiveSnapshot, liveEventsRoute, liveOverviewRoute, livePageRoute } from "./routes";
+import { LiveSnapshot, liveEventsRoute, liveOverviewRoute, livePageRoute, TOO_MANY_FROM_ADDRESS_MESSAGE } from "./routes";
 
 const page = pageText as unknown as string;
 
@@ -20,25 +23,43 @@ export interface LivePage {
   stop(): Promise<void>;
 }
 
+/** registry.yaml's settings of the live stream (modules/registry/config.ts). */
+export type LiveConfig = Pick<z.infer<typeof RegistryConfigSchema>, "live_max_clients" | "live_max_clients_per_address" | "live_max_unsent_bytes" | "live_stall_timeout_ms">;
+
+/** The feed's limits as registry.yaml sets them. */
+export const feedLimits = (config: LiveConfig): Partial<OrderFeedOptions> => ({
+  maxClients: config.live_max_clients,
+  maxClientsPerAddress: config.live_max_clients_per_address,
+  maxUnsentBytes: config.live_max_unsent_bytes,
+  stallTimeoutMs: config.live_stall_timeout_ms,
+});
+
 /** The page's routes over registry's database; `peers` gives wallet's and storage's base URLs. */
 export function createLivePage(deps: {
   db: Database;
   log: Logger;
   metrics: MetricsRegistry;
   peers: () => { wallet: string; storage: string };
+  config?: LiveConfig;
   feed?: Partial<OrderFeedOptions>;
 }): LivePage {
   const { db, log, peers } = deps;
   let clients = () => 0;
-  const feed = createOrderFeed(db, log, deps.feed, liveMetrics(deps.metrics, () => clients()));
+  const options = { ...(deps.config ? feedLimits(deps.config) : {}), ...deps.feed };
+  const feed = createOrderFeed(db, log, options, liveMetrics(deps.metrics, () => clients()));
   clients = feed.clients;
   const overview = createOverview(peers);
   const router = createRouter()
     .openapi(livePageRoute, (c) => c.html(page, 200, { "cache-control": "no-cache" }) as never)
     .openapi(liveEventsRoute, (c) => {
-      const stream = feed.connect({ signal: c.req.raw.signal, server: streamServer(c.env) });
-      if (!stream) return c.json(errorBody("too_many_clients", "too many live clients; retry shortly"), 503, { "retry-after": "5" });
-      return c.body(stream, 200, {
+      const admitted = feed.connect({ signal: c.req.raw.signal, server: streamServer(c.env), address: clientAddress(c.env, c.req.raw) });
+      if ("refused" in admitted) {
+        if (admitted.refused === "too_many_clients_from_address") {
+          return c.json(errorBody(admitted.refused, TOO_MANY_FROM_ADDRESS_MESSAGE), 429, { "retry-after": "5" });
+        }
+        return c.json(errorBody("too_many_clients", "too many live clients; retry shortly"), 503, { "retry-after": "5" });
+      }
+      return c.body(admitted.stream, 200, {
         "content-type": "text/event-stream; charset=utf-8",
         "cache-control": "no-cache",
         "x-accel-buffering": "no",
@@ -47,6 +68,12 @@ export function createLivePage(deps: {
     .openapi(liveOverviewRoute, async (c) => c.json(await overview(), 200));
   router.openAPIRegistry.register("LiveSnapshot", LiveSnapshot);
   return { router, stop: () => feed.stop() };
+}
+
+/** The TCP peer's IP address, from Bun's server (the env); X-Forwarded-For is not trusted (no trusted-proxy setting). */
+function clientAddress(env: unknown, req: Request): string | undefined {
+  if (typeof env !== "object" || env === null || !("requestIP" in env) || typeof env.requestIP !== "function") return undefined;
+  return (env as Pick<Server<undefined>, "requestIP">).requestIP(req)?.address;
 }
 
 /** Bun passes its server to `fetch` as the env; the feed uses it to notice the server stopping. */

@@ -2,10 +2,13 @@
  * The live order feed behind `GET /live/events`: one poller per registry process reads the
  * timeline entries committed since its cursor (by any process sharing the database) and sends
  * every changed order, whole, to each connected client. It runs only while a client is connected.
+ * A client that does not take what is sent is dropped, so that it cannot hold a slot (live-client.ts).
  */
 import type { Database } from "../../../src/db/database";
 import type { Logger } from "../../../src/log";
+import { outsideRequest } from "../../../src/request-context";
 import { EventCursor } from "./event-cursor";
+import { addressKey, LiveClient, type StreamServer } from "./live-client";
 import { eventsAfter, type LiveOrder, liveOrders, settledEventId } from "./order-reads";
 
 /** Tuning of the feed; the defaults suit a person watching a page. */
@@ -18,8 +21,14 @@ export interface OrderFeedOptions {
   snapshotSize: number;
   /** Orders sent per poll at most (the newest of those that changed): a storm does not flood the pages. */
   maxOrdersPerPoll: number;
-  /** More clients than this are refused (503). */
+  /** More clients than this are refused (503), unless a client that does not read can be shed. */
   maxClients: number;
+  /** More clients than this from one address (an IPv6 /64) are refused (429), unless one of them does not read. */
+  maxClientsPerAddress: number;
+  /** A client with more than this still unsent when a poll starts is dropped (a poll's orders are always queued whole). */
+  maxUnsentBytes: number;
+  /** A client whose data waited this long without the socket taking all of it is dropped. */
+  stallTimeoutMs: number;
   /** A missing timeline id is waited for this long (a transaction still committing), then skipped. */
   gapWaitMs: number;
 }
@@ -30,18 +39,22 @@ export const DEFAULT_FEED_OPTIONS: OrderFeedOptions = {
   snapshotSize: 30,
   maxOrdersPerPoll: 100,
   maxClients: 200,
+  maxClientsPerAddress: 20,
+  maxUnsentBytes: 1_048_576,
+  stallTimeoutMs: 15_000,
   gapWaitMs: 5000,
 };
 
-/** The HTTP server a stream is served by, as far as the feed needs it: Bun sets `port` to 0 once it is stopping. */
-export interface StreamServer {
-  readonly port: number;
-}
+/** Why a new client was turned away: the feed is full, its address has its share, or the feed stopped. */
+export type Refusal = "too_many_clients" | "too_many_clients_from_address" | "stopped";
+
+/** Why the feed dropped a client: too much unsent, waiting too long, or shed to make room for a newcomer. */
+export type DropReason = "unsent_bytes" | "stalled" | "shed";
 
 /** The running feed. */
 export interface OrderFeed {
-  /** A new client's stream of events, or null when the feed is full or stopped. */
-  connect(opts: { signal?: AbortSignal; server?: StreamServer }): ReadableStream<Uint8Array> | null;
+  /** A new client's stream of events, or why it is refused. `address` is the client's IP address, if known. */
+  connect(opts: { signal?: AbortSignal; server?: StreamServer; address?: string }): { stream: ReadableStream<Uint8Array> } | { refused: Refusal };
   /** Clients connected now. */
   clients(): number;
   /** Ends every stream and the poller. */
@@ -49,34 +62,39 @@ export interface OrderFeed {
 }
 
 interface Client {
-  controller: ReadableStreamDefaultController<Uint8Array>;
-  server?: StreamServer;
-  /** Frames broadcast before this client's snapshot was sent: sent right after it. */
-  backlog: Uint8Array[] | null;
+  live: LiveClient;
+  /** What the per-address limit counts it under (addressKey); null when its address is unknown. */
+  key: string | null;
   release: () => void;
 }
 
-/** Frames queued for a client that stopped reading; past this it is dropped. */
-const MAX_QUEUED_FRAMES = 1000;
+/** A client whose data has waited this long without the socket taking it counts as stuck, and may be shed for a newcomer. */
+export const SHED_AFTER_MS = 1000;
 const EVENT_READ_LIMIT = 1000;
 const encoder = new TextEncoder();
+/** Sent before the snapshot: how long a disconnected EventSource waits before reconnecting. */
+const RETRY = encoder.encode("retry: 3000\n\n");
 
 /** One server-sent event. */
 export const sseFrame = (event: string, id: number, data: unknown) =>
   encoder.encode(`id: ${id}\nevent: ${event}\ndata: ${JSON.stringify(data)}\n\n`);
 
-/** Told about each poll, for metrics. */
+/** Told about each poll, and about clients dropped or refused, for metrics. */
 export interface FeedObserver {
   polled(seconds: number, ordersSent: number): void;
   failed(): void;
+  dropped(reason: DropReason): void;
+  refused(reason: Exclude<Refusal, "stopped">): void;
 }
+
+const NO_OBSERVER: FeedObserver = { polled: () => {}, failed: () => {}, dropped: () => {}, refused: () => {} };
 
 /** Starts the feed over registry's tables; nothing runs until a client connects. */
 export function createOrderFeed(
   db: Database,
   log: Logger,
   options: Partial<OrderFeedOptions> = {},
-  observer: FeedObserver = { polled: () => {}, failed: () => {} },
+  observer: FeedObserver = NO_OBSERVER,
 ): OrderFeed {
   const opts = { ...DEFAULT_FEED_OPTIONS, ...options };
   const clients = new Set<Client>();
@@ -95,34 +113,65 @@ export function createOrderFeed(
   let stopped = false;
   let lastHeartbeat = Date.now();
 
-  const drop = (client: Client) => {
+  /** Ends a client's stream; one dropped for a `reason` loses what is queued for it (it was not reading). */
+  const drop = (client: Client, reason?: DropReason) => {
     if (!clients.delete(client)) return;
     client.release();
-    try {
-      client.controller.close();
-    } catch {
-      // Closed already (the client went away).
-    }
-    log.debug("live client disconnected", { clients: clients.size });
-  };
-
-  const send = (client: Client, frame: Uint8Array) => {
-    if (client.backlog) return void client.backlog.push(frame);
-    if ((client.controller.desiredSize ?? 0) < -MAX_QUEUED_FRAMES) return drop(client);
-    try {
-      client.controller.enqueue(frame);
-    } catch {
-      drop(client);
-    }
+    const unsent = client.live.unsentBytes();
+    client.live.end(reason !== undefined || unsent > 0);
+    if (reason) {
+      observer.dropped(reason);
+      log.info("live client dropped: it does not take what is sent", { reason, unsent_bytes: unsent, address: client.live.address, clients: clients.size });
+    } else log.debug("live client disconnected", { clients: clients.size });
   };
 
   const broadcast = (frame: Uint8Array) => {
-    for (const client of clients) send(client, frame);
+    const now = Date.now();
+    for (const client of clients) if (!client.live.send(frame, now)) drop(client);
   };
 
-  /** One round: drop clients of a stopping server, heartbeat, and send the orders that changed. */
+  /** Drops the clients of a stopping server, and those that do not take what is sent. */
+  const sweep = () => {
+    const now = Date.now();
+    for (const client of clients) {
+      if (client.live.server && client.live.server.port === 0) drop(client);
+      else if (client.live.unsentBytes() > opts.maxUnsentBytes) drop(client, "unsent_bytes");
+      else if (client.live.waitingFor(now) >= opts.stallTimeoutMs) drop(client, "stalled");
+    }
+  };
+
+  /** The client among `candidates` stuck longest (data waiting at least SHED_AFTER_MS), if any. */
+  const stuckest = (candidates: Iterable<Client>): Client | null => {
+    const now = Date.now();
+    let worst: Client | null = null;
+    for (const c of candidates) {
+      if (c.live.waitingFor(now) >= SHED_AFTER_MS && (!worst || c.live.waitingFor(now) > worst.live.waitingFor(now))) worst = c;
+    }
+    return worst;
+  };
+
+  /** Makes room for a newcomer from `key`: sheds a stuck client if a limit is reached; else says which limit holds. */
+  const admit = (key: string | null): Refusal | null => {
+    if (stopped) return "stopped";
+    if (key !== null) {
+      const same = [...clients].filter((c) => c.key === key);
+      if (same.length >= opts.maxClientsPerAddress) {
+        const shed = stuckest(same);
+        if (!shed) return "too_many_clients_from_address";
+        drop(shed, "shed");
+      }
+    }
+    if (clients.size >= opts.maxClients) {
+      const shed = stuckest(clients);
+      if (!shed) return "too_many_clients";
+      drop(shed, "shed");
+    }
+    return null;
+  };
+
+  /** One round: drop clients that are gone or stuck, heartbeat, and send the orders that changed. */
   const poll = async () => {
-    for (const client of clients) if (client.server && client.server.port === 0) drop(client);
+    sweep();
     if (Date.now() - lastHeartbeat >= opts.heartbeatMs) {
       lastHeartbeat = Date.now();
       broadcast(encoder.encode(`: heartbeat ${new Date().toISOString()}\n\n`));
@@ -142,7 +191,8 @@ export function createOrderFeed(
 
   const schedule = () => {
     if (stopped || timer || clients.size === 0) return;
-    timer = setTimeout(() => {
+    // The poller serves every client: its lines must not carry the id of the request that woke it.
+    timer = outsideRequest(() => setTimeout(() => {
       timer = null;
       polling = poll()
         .catch((err) => {
@@ -154,7 +204,7 @@ export function createOrderFeed(
           if (clients.size === 0) cursor = null;
           schedule();
         });
-    }, opts.pollMs);
+    }, opts.pollMs));
   };
 
   /** Sends the snapshot, then whatever was broadcast meanwhile. */
@@ -163,11 +213,11 @@ export function createOrderFeed(
       await cursorNow();
       const orders = await liveOrders(db, { limit: opts.snapshotSize });
       const version = orders.reduce((v, o) => Math.max(v, o.version), 0);
-      const backlog = client.backlog ?? [];
-      client.backlog = null;
-      send(client, encoder.encode("retry: 3000\n\n"));
-      send(client, sseFrame("snapshot", version, { orders }));
-      for (const frame of backlog) send(client, frame);
+      const snapshot = sseFrame("snapshot", version, { orders });
+      const first = new Uint8Array(RETRY.byteLength + snapshot.byteLength);
+      first.set(RETRY);
+      first.set(snapshot, RETRY.byteLength);
+      if (!client.live.welcome(first, Date.now())) drop(client);
     } catch (err) {
       log.warn("live snapshot failed", { err });
       drop(client);
@@ -175,23 +225,25 @@ export function createOrderFeed(
   };
 
   return {
-    connect({ signal, server }) {
-      if (stopped || clients.size >= opts.maxClients) return null;
-      let client: Client | null = null;
-      return new ReadableStream<Uint8Array>({
-        start(controller) {
-          const onAbort = () => client && drop(client);
-          client = { controller, server, backlog: [], release: () => signal?.removeEventListener("abort", onAbort) };
-          clients.add(client);
-          signal?.addEventListener("abort", onAbort, { once: true });
-          log.debug("live client connected", { clients: clients.size });
-          schedule();
-          void welcome(client);
-        },
-        cancel() {
-          if (client) drop(client);
-        },
-      });
+    connect({ signal, server, address }) {
+      const key = address === undefined ? null : addressKey(address);
+      const refused = admit(key);
+      if (refused) {
+        if (refused !== "stopped") observer.refused(refused);
+        return { refused };
+      }
+      const onGone = () => drop(client);
+      const client: Client = {
+        live: new LiveClient(address ?? null, server, onGone),
+        key,
+        release: () => signal?.removeEventListener("abort", onGone),
+      };
+      clients.add(client);
+      signal?.addEventListener("abort", onGone, { once: true });
+      log.debug("live client connected", { clients: clients.size });
+      schedule();
+      void welcome(client);
+      return { stream: client.live.stream };
     },
     clients: () => clients.size,
     async stop() {
@@ -204,4 +256,4 @@ export function createOrderFeed(
   };
 }
 
-export type { LiveOrder };
+export type { LiveOrder, StreamServer };

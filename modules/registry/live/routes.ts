@@ -1,5 +1,6 @@
 /** The live order page's HTTP contract: the page, its event stream, and balances and stock beside it. */
 import { createRoute, z } from "@hono/zod-openapi";
+import { errorBody, errorSchema } from "../../../src/http/errors";
 import { json, Timestamp, withErrors } from "../../../src/http/schemas";
 import { OrderDetail } from "../routes";
 
@@ -53,6 +54,28 @@ export const livePageRoute = createRoute(
   ),
 );
 
+/** The per-address refusal's message (also what the route answers). */
+export const TOO_MANY_FROM_ADDRESS_MESSAGE = "too many live streams from your address; close one (another tab?) or retry shortly";
+
+// 429 is not a status of the shared error shell (src/http/errors.ts), so it is documented here in the same shape.
+const tooManyFromAddress = {
+  description:
+    "Too many streams from one address. `too_many_clients_from_address`: `live_max_clients_per_address` (20) streams from this " +
+    "client's IP address (its /64 for IPv6) are open already and none of them is stuck; retry after `Retry-After` seconds.",
+  headers: { "Retry-After": { description: "Seconds to wait before retrying", schema: { type: "integer" as const, minimum: 1, example: 5 } } },
+  content: {
+    "application/json": {
+      schema: errorSchema(["too_many_clients_from_address"]),
+      examples: {
+        too_many_clients_from_address: {
+          summary: "Too many streams from this address",
+          value: errorBody("too_many_clients_from_address", TOO_MANY_FROM_ADDRESS_MESSAGE),
+        },
+      },
+    },
+  },
+};
+
 export const liveEventsRoute = createRoute(
   withErrors(
     {
@@ -66,7 +89,14 @@ export const liveEventsRoute = createRoute(
         "is placed or its status, compensation or timeline changes, in any registry process sharing the database: one poller per " +
         "process reads the timeline entries committed since its cursor every 250 ms while a client is connected. Each event's " +
         "`id:` is the version it carries. A comment line (`: heartbeat`) comes every 5 s. A client that reconnects gets a fresh " +
-        "snapshot. In a burst, only the newest 100 changed orders per poll are sent.",
+        "snapshot. In a burst, only the newest 100 changed orders per poll are sent.\n\n" +
+        "A client must read what it is sent. One with more than `live_max_unsent_bytes` (1 MiB) not yet taken by its socket " +
+        "when a poll starts, or whose data has waited `live_stall_timeout_ms` (15 s) without the socket taking all of it, is " +
+        "dropped: its stream ends and what was queued for it is discarded. Each process takes `live_max_clients` (200) clients, " +
+        "`live_max_clients_per_address` (20) of them from one IP address (one /64 for IPv6; the address is the TCP peer's, " +
+        "`X-Forwarded-For` is not read). When a limit is reached, a client whose data has waited at least 1 s is shed to make " +
+        "room; only when none is stuck is the newcomer refused, with 429 `too_many_clients_from_address` or 503 " +
+        "`too_many_clients` and `Retry-After`.",
       responses: {
         200: {
           description: "The event stream",
@@ -77,12 +107,13 @@ export const liveEventsRoute = createRoute(
             },
           },
         },
+        429: tooManyFromAddress,
       },
     },
     {
       503: {
         too_many_clients: {
-          when: "200 clients are connected to this process already; retry after `Retry-After` seconds",
+          when: "`live_max_clients` (200) clients are connected to this process already and none of them is stuck; retry after `Retry-After` seconds",
           message: "too many live clients; retry shortly",
         },
       },

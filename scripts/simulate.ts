@@ -4,7 +4,7 @@
  *   bun run simulate --seed 7 --trace           ... and print the whole trace
  *   bun run simulate --seeds 1000 --orders 200  seeds 1..1000: a progress line, a summary, the failing seeds
  */
-import { FAULT_KINDS, type PlantedBug, type SimResult, simulate } from "../src/sim/simulator";
+import { FAULT_KINDS, PLANTED_BUGS, type PlantedBug, type SimResult, simulate } from "../src/sim/simulator";
 
 function flag(name: string): string | undefined {
   const i = process.argv.indexOf(`--${name}`);
@@ -25,7 +25,19 @@ function intFlag(name: string, fallback: number): number {
 
 const orders = intFlag("orders", 200);
 const faults = flag("no-faults") === undefined;
-const plant = flag("plant") as PlantedBug | undefined;
+const plant = plantFlag();
+
+/** --plant NAME: one of PLANTED_BUGS; a name it does not know stops the run (exit 2) instead of simulating no bug. */
+function plantFlag(): PlantedBug | undefined {
+  const v = flag("plant");
+  if (v === undefined) return undefined;
+  const bug = PLANTED_BUGS.find((b) => b === v);
+  if (!bug) {
+    console.error(`--plant wants one of ${PLANTED_BUGS.join(", ")}, got ${JSON.stringify(v)}`);
+    process.exit(2);
+  }
+  return bug;
+}
 
 function printResult(r: SimResult, full: boolean) {
   if (full) process.stdout.write(r.trace);

@@ -78,12 +78,14 @@ function schemaChecker(doc: Json) {
 }
 
 describe("the documents", () => {
-  test("each is valid OpenAPI 3.1 and names the service it came from in `servers`", async () => {
+  test("each is valid OpenAPI 3.1; its one server is relative (the service it came from), whatever Host the request named", async () => {
     for (const [service, doc] of services()) {
       const result = await new Validator().validate(doc);
       expect([service, result.errors ?? []]).toEqual([service, []]);
       expect(doc.openapi).toBe("3.1.0");
-      expect(doc.servers).toEqual([{ url: t.urls[service], description: expect.any(String) }]);
+      expect(doc.servers).toEqual([{ url: "/", description: expect.any(String) }]);
+      const foreign = await (await fetch(`${t.urls[service]}/openapi.json`, { headers: { host: "evil.example:666" } })).text();
+      expect(foreign).not.toContain("evil.example");
       expect(doc.info.description).toContain("405 `method_not_allowed`");
     }
   });
@@ -295,7 +297,8 @@ describe("what a running shop answers is what its document says", () => {
           if (path !== route) continue;
           for (const status of Object.keys(op.responses)) {
             if (Number(status) < 400 || ["409", "500", "503"].includes(status)) continue;
-            // 422 idempotency_key_reused is provoked in the tests of 201 below.
+            // 408 (a body that stalls) is provoked in test/hostile-http.test.ts; 422 idempotency_key_reused in the tests of 201 below.
+            if (status === "408") continue;
             if (status === "422" && codesOf(op, 422).join() === "idempotency_key_reused") continue;
             expect(provoked).toContain(`${service} ${method.toUpperCase()} ${path} ${status}`);
           }

@@ -66,4 +66,10 @@ describe("fault simulator", () => {
     }
     expect(caught.length).toBeGreaterThan(0);
   }, TIMEOUT_MS);
+
+  test("--plant with a name it does not know: exit 2 naming the known bugs, no simulation", async () => {
+    const r = await cli("--seed", "1", "--orders", "5", "--plant", "no-inbox-dedup");
+    expect(r.code).toBe(2);
+    expect(r.stdout).toBe("");
+  }, TIMEOUT_MS);
 });

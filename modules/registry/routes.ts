@@ -2,7 +2,7 @@
 import { createRoute, z } from "@hono/zod-openapi";
 import { MAX_QUANTITY, RejectionReason } from "../../src/contracts";
 import { idempotencyKeyHeaders, KEY_REUSED, replayedHeader } from "../../src/http/idempotency";
-import { Id, IdParam, intParam, json, locationHeader, Timestamp, withErrors } from "../../src/http/schemas";
+import { Id, IdParam, intParam, json, locationHeader, positiveInt, Timestamp, withErrors } from "../../src/http/schemas";
 
 const ORDER_STATUSES = ["pending", "completed", "rejected"] as const;
 /** A rejected order's reasons (the bus contract's), and null; documented only: the service reads them as text. */
@@ -79,7 +79,7 @@ const NewOrder = z
         z
           .strictObject({
             product_id: Id.describe("A product of the catalogue, at most once per order"),
-            quantity: z.int().positive().max(MAX_QUANTITY).describe(`Units, 1 to ${MAX_QUANTITY}`),
+            quantity: positiveInt(MAX_QUANTITY).describe(`Units, 1 to ${MAX_QUANTITY}`),
           })
           .describe("One line"),
       )

@@ -2,7 +2,7 @@
 import { createRoute, z } from "@hono/zod-openapi";
 import { adminSecurity } from "../../src/http/auth";
 import { idempotencyKeyHeaders, KEY_REUSED, replayedHeader } from "../../src/http/idempotency";
-import { IdParam, json, locationHeader, Timestamp, withErrors } from "../../src/http/schemas";
+import { IdParam, json, locationHeader, positiveInt, Timestamp, withErrors } from "../../src/http/schemas";
 
 const Stock = z
   .object({
@@ -87,7 +87,7 @@ export const receiveRoute = createRoute(
           content: {
             "application/json": {
               schema: z
-                .strictObject({ quantity: z.int().positive().max(1_000_000).describe("Units received, 1 to 1 000 000") })
+                .strictObject({ quantity: positiveInt(1_000_000).describe("Units received, 1 to 1 000 000") })
                 .describe("A receipt; unknown fields are refused")
                 .openapi("Receipt"),
               example: { quantity: 40 },

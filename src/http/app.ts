@@ -11,8 +11,16 @@ import { type HealthCheck, type HealthOptions, healthRoutes, readinessGate } fro
 import { httpMetrics, type MetricsRegistry, metricsRoutes, Registry } from "./metrics";
 import type { Router } from "./router";
 import { serviceInfo } from "./schemas";
+import { bodyDeadline, hardeningHeaders, headLength, hostGuard, noDuplicateKeys } from "./guards";
 import { requestLog } from "./request-log";
 import { mountSwagger } from "./swagger";
+
+/**
+ * How long a request body may take: a pause of 5 s, or 30 s in all (1 MiB, the default body
+ * limit, at 35 KB/s), is answered 408. The pause stays under Bun's idle timeout (10 s), which
+ * would otherwise close the connection without an answer.
+ */
+const BODY_DEADLINE = { stallMs: 5_000, totalMs: 30_000 };
 
 /** Builds one service's app around the routes of the modules it serves. */
 export function createServiceApp(opts: {
@@ -47,6 +55,9 @@ export function createServiceApp(opts: {
   // Outermost: every answer is counted, whatever stage gave it.
   const metrics = opts.metrics ?? new Registry();
   app.use(httpMetrics(metrics));
+  app.use(hostGuard);
+  app.use(hardeningHeaders);
+  app.use(headLength);
   if (opts.notReady) app.use(readinessGate(opts.notReady));
   // Admin routes refuse a request without the token before anything else looks at it.
   const admin = requireAdmin(opts.adminToken);
@@ -59,12 +70,14 @@ export function createServiceApp(opts: {
     }
   }
   app.use(jsonInUtf8);
+  app.use(bodyDeadline(BODY_DEADLINE));
   app.use(
     bodyLimit({
       maxSize: opts.bodyLimitBytes,
       onError: (c) => c.json(errorBody("payload_too_large", `request body is over ${opts.bodyLimitBytes} bytes`), 413),
     }),
   );
+  app.use(noDuplicateKeys);
   app.route("/", healthRoutes(opts.checks, { consumers: opts.consumers, readyChecks: opts.readyChecks }));
   app.route("/", metricsRoutes(metrics));
   app.route("/", asyncApiRoutes(opts.messages));
@@ -72,8 +85,9 @@ export function createServiceApp(opts: {
   let doc: object | null = null;
   app.get("/openapi.json", (c) => {
     doc ??= documentAdmin(documentShellErrors(app.getOpenAPI31Document({ openapi: "3.1.0", info: serviceInfo(opts.title) })));
-    // The server is where the document was fetched from: Swagger UI's "Try it out" calls this service on whatever port it runs.
-    return c.json({ ...doc, servers: [{ url: new URL(c.req.url).origin, description: `${opts.title} (where this document was served from)` }] });
+    // A relative server: Swagger UI's "Try it out" calls the service the document came from, on whatever
+    // host and port it was reached, and nothing in the document repeats the request's Host header.
+    return c.json({ ...doc, servers: [{ url: "/", description: `${opts.title}: the service this document was served from` }] });
   });
   mountSwagger(app, "/openapi.json", opts.title);
   return app;

@@ -19,7 +19,12 @@ export const ErrorBodySchema = z.object({
 export type ErrorBody = z.infer<typeof ErrorBodySchema>;
 
 /** The statuses an error body can come with. */
-export type ErrorStatus = 400 | 401 | 404 | 409 | 413 | 415 | 422 | 500 | 503;
+export type ErrorStatus = 400 | 401 | 404 | 408 | 409 | 413 | 415 | 422 | 500 | 503;
+
+/** A request body stopped arriving (src/http/guards.ts, bodyDeadline): answered 408 `request_timeout`. */
+export class BodyTimeout extends Error {
+  override readonly name = "BodyTimeout";
+}
 
 /** One error code a route can answer: when it is given, and a message and field as the API writes them. */
 export interface ErrorCase {
@@ -36,6 +41,15 @@ export const SHELL_ERRORS = {
     field: "items.0.quantity",
   },
   malformed_json: { when: "the body is not JSON (or is empty)", message: "Malformed JSON in request body" },
+  duplicate_key: {
+    when: "a key appears twice in one object of the JSON body (`field` names it); JSON.parse would keep the last one",
+    message: "user_id: appears twice in one object; send each key once",
+    field: "user_id",
+  },
+  request_timeout: {
+    when: "the body stopped arriving (no data for 5 s, or not all of it within 30 s); the connection is closed",
+    message: "the request body stalled: no data for 5 s",
+  },
   unauthorized: {
     when: "no `Authorization: Bearer <admin token>`, or another token",
     message: "send Authorization: Bearer <admin token>",
@@ -60,6 +74,7 @@ const STATUS_TEXT: Record<ErrorStatus, string> = {
   400: "Bad request",
   401: "Missing or wrong admin token",
   404: "Not found",
+  408: "The request body did not arrive in time",
   409: "Conflict with the current state",
   413: "Body too large",
   415: "Unsupported media type",
@@ -169,6 +184,7 @@ export function errorHandler(log: Logger) {
       if (err.kind === "unavailable") c.header("retry-after", "1");
       return c.json(errorBody(err.code, err.message, err.field), STATUS[err.kind]);
     }
+    if (err instanceof BodyTimeout) return c.json(errorBody("request_timeout", err.message), 408, { connection: "close" });
     if (err instanceof HTTPException) {
       const status = err.status;
       if (status === 413) return c.json(errorBody("payload_too_large", "request body is too large"), 413);

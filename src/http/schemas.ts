@@ -6,8 +6,15 @@ import { type ErrorCase, type ErrorStatus, errorContent, SHELL_ERRORS } from "./
 /** The largest id: ids are positive 32-bit integers. */
 export const MAX_ID = 2_147_483_647;
 
+/**
+ * A positive integer up to `max` in a JSON body. A number past 2^53 fails zod's own safe-integer
+ * check first, which would name 9007199254740991; the message names the field's real bound.
+ */
+export const positiveInt = (max: number) =>
+  z.int({ error: (issue) => (issue.code === "too_big" ? `Too big: expected number to be <=${max}` : undefined) }).positive().max(max);
+
 /** A positive 32-bit id in a JSON body. */
-export const Id = z.int().positive().max(MAX_ID);
+export const Id = positiveInt(MAX_ID);
 
 /** Decimal digits, no sign, exponent, point, spaces or leading zero. */
 const DECIMAL = /^(0|[1-9][0-9]*)$/;
@@ -30,7 +37,7 @@ export const intParam = (bounds: (i: z.ZodInt) => z.ZodInt) =>
 export const IdParam = intParam((i) => i.positive().max(MAX_ID));
 
 /** An amount of money in cents in a request body: positive, bounded. */
-export const AmountCents = z.int().positive().max(100_000_000_000);
+export const AmountCents = positiveInt(100_000_000_000);
 
 /** An ISO 8601 timestamp in UTC with milliseconds, as every response writes them. */
 export const Timestamp = z.iso.datetime().openapi({ example: "2026-03-14T09:26:53.589Z" });
@@ -77,6 +84,8 @@ export function withErrors<const R extends RouteConfig>(config: R, errors: Route
   if (request?.params || request?.query || request?.headers || jsonBody) add(400, "invalid_request", SHELL_ERRORS.invalid_request);
   if (jsonBody) {
     add(400, "malformed_json", SHELL_ERRORS.malformed_json);
+    add(400, "duplicate_key", SHELL_ERRORS.duplicate_key);
+    add(408, "request_timeout", SHELL_ERRORS.request_timeout);
     add(413, "payload_too_large", SHELL_ERRORS.payload_too_large);
     add(415, "unsupported_media_type", SHELL_ERRORS.unsupported_media_type);
   }
@@ -106,6 +115,8 @@ export const errors = (...statuses: ErrorStatus[]) =>
 const SHELL_STATUS: Record<string, ErrorStatus> = {
   invalid_request: 400,
   malformed_json: 400,
+  duplicate_key: 400,
+  request_timeout: 408,
   unauthorized: 401,
   payload_too_large: 413,
   unsupported_media_type: 415,
@@ -123,5 +134,6 @@ export const serviceInfo = (title: string) => ({
     "an order is decided by a saga between them. JSON bodies are `application/json` in UTF-8; ids are positive integers " +
     "(orders: UUIDs); money is integer cents. Every error is `{ \"error\": { \"code\", \"message\", \"field\"? } }` and each " +
     "operation lists its codes per status. Any path without a route answers 404 `not_found`; a known path with another " +
-    "method answers 405 `method_not_allowed` with `Allow`. Trailing slashes are accepted.",
+    "method answers 405 `method_not_allowed` with `Allow`. Trailing slashes are accepted. A malformed `Host` header " +
+    "answers 400 `bad_host` on every path.",
 });

@@ -1,4 +1,5 @@
 /** The live order page: `GET /` (the page), `GET /live/events` (its stream), `GET /live/overview` (balances and stock). */
+import { createHash } from "node:crypto";
 import type { Server } from "bun";
 import type { z } from "zod";
 import type { Database } from "../../../src/db/database";
@@ -15,6 +16,29 @@ import { createOverview } from "./overview";
 import { LiveSnapshot, liveEventsRoute, liveOverviewRoute, livePageRoute, TOO_MANY_FROM_ADDRESS_MESSAGE } from "./routes";
 
 const page = pageText as unknown as string;
+
+/**
+ * The page's Content-Security-Policy: nothing but its own inline script and style (by hash, so an
+ * injected one cannot run), requests to this origin only, no framing, no plugins, no base tag.
+ */
+export const PAGE_CSP = pagePolicy(page);
+
+function pagePolicy(html: string): string {
+  const hashes = (tag: string) =>
+    [...html.matchAll(new RegExp(`<${tag}>([\\s\\S]*?)</${tag}>`, "g"))]
+      .map((m) => `'sha256-${createHash("sha256").update(m[1] ?? "").digest("base64")}'`)
+      .join(" ");
+  return [
+    "default-src 'none'",
+    `script-src ${hashes("script")}`,
+    `style-src ${hashes("style")}`,
+    "connect-src 'self'",
+    "img-src 'self'",
+    "base-uri 'none'",
+    "form-action 'self'",
+    "frame-ancestors 'none'",
+  ].join("; ");
+}
 
 /** What the module mounts. */
 export interface LivePage {
@@ -50,7 +74,7 @@ export function createLivePage(deps: {
   clients = feed.clients;
   const overview = createOverview(peers);
   const router = createRouter()
-    .openapi(livePageRoute, (c) => c.html(page, 200, { "cache-control": "no-cache" }) as never)
+    .openapi(livePageRoute, (c) => c.html(page, 200, { "cache-control": "no-cache", "content-security-policy": PAGE_CSP }) as never)
     .openapi(liveEventsRoute, (c) => {
       const admitted = feed.connect({ signal: c.req.raw.signal, server: streamServer(c.env), address: clientAddress(c.env, c.req.raw) });
       if ("refused" in admitted) {

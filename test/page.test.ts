@@ -7,7 +7,9 @@ import { afterAll, beforeAll, expect, test } from "bun:test";
 import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { type Browser, launchChromium } from "./support/chromium";
+import { eventually } from "./support/eventually";
 import { adminHeaders, call } from "./support/http";
+import { openSse } from "./support/sse";
 import { type ShopTarget, startInProcess } from "./support/shop-target";
 
 const ARTIFACTS = join(import.meta.dir, "../.tmp/artifacts");
@@ -95,4 +97,25 @@ test("an order placed from the page goes live to completed, a short one to rejec
   const png = await page.screenshot();
   expect(png.subarray(1, 4).toString()).toBe("PNG");
   writeFileSync(join(ARTIFACTS, "order-page.png"), png);
+}, 120_000);
+
+test("a page refused a live stream (the server full, 429) tries again by itself and goes live once there is room", async () => {
+  const full = await startInProcess({ REGISTRY_LIVE_MAX_CLIENTS_PER_ADDRESS: "1" });
+  const holder = await openSse(`${full.urls.registry}/live/events`);
+  try {
+    browser ??= await launchChromium({ width: 1366, height: 900 });
+    const { page } = browser;
+    await page.navigate(`${full.urls.registry}/`);
+    // The page's one stream is refused: this test holds the only slot of its address.
+    await eventually(async () => {
+      const text = await (await fetch(`${full.urls.registry}/metrics`)).text();
+      expect(Number(text.match(/shop_live_clients_refused_total\{reason="too_many_clients_from_address"\} (\d+)/)?.[1] ?? 0)).toBeGreaterThan(0);
+    }, 30_000);
+    expect(await page.evaluate<string>(`document.getElementById("conn").dataset.state`)).toBe("reconnecting");
+    holder.close();
+    await page.waitFor(`document.getElementById("conn").dataset.state === "live"`, 60_000);
+  } finally {
+    holder.close();
+    await full.stop();
+  }
 }, 120_000);

@@ -44,7 +44,7 @@ export const recordHeadersSchema = <T extends MessageType>(type: T) =>
       .regex(/^[A-Za-z0-9_-]{43}$/)
       .optional()
       .describe(
-        'Present when BUS_SIGNING_KEY is set: base64url(HMAC-SHA256(key, "shop-bus-v1\\n" + JSON.stringify([topic, key]) + "\\n" + value)). A consumer that checks signatures dead-letters a record whose signature is missing or wrong ("bad signature").',
+        'Always present with Kafka (a service needs BUS_SIGNING_KEY unless BUS_INSECURE_UNSIGNED_RECORDS=true); in one process when BUS_SIGNING_KEY is set: base64url(HMAC-SHA256(key, "shop-bus-v1\\n" + JSON.stringify([topic, key]) + "\\n" + value)). A consumer that checks signatures dead-letters a record whose signature is missing or wrong ("bad signature").',
       ),
   });
 

@@ -8,7 +8,7 @@ import { adminHeaders, call, getJson, TEST_ADMIN_TOKEN } from "./support/http";
 import { startKafkaMock } from "./support/kafka-mock";
 import { startPostgresCluster } from "./support/postgres-cluster";
 import { startShopProcess } from "./support/process";
-import { createDatabase, TOPICS } from "./support/shop-target";
+import { createDatabase, TEST_BUS_SIGNING_KEY, TOPICS } from "./support/shop-target";
 import { MOCK_KAFKA_SETTINGS } from "./support/split-shop";
 
 const ROOT = join(import.meta.dir, "..");
@@ -101,13 +101,16 @@ describe("the binary", () => {
     const postgres = await startPostgresCluster({ name: "binary" });
     const started: Awaited<ReturnType<typeof startShopProcess>>[] = [];
     try {
-      const split = { ...env, BUS: "kafka", KAFKA_BROKERS: kafka.brokers, DATABASE_URL: await createDatabase(postgres.url), ...MOCK_KAFKA_SETTINGS };
+      // The signing key from a file, as a Docker secret gives it (Kafka needs one).
+      const keyFile = join(cwd, "bus-signing-key");
+      writeFileSync(keyFile, `${TEST_BUS_SIGNING_KEY}\n`, { mode: 0o600 });
+      const split = { ...env, BUS: "kafka", KAFKA_BROKERS: kafka.brokers, DATABASE_URL: await createDatabase(postgres.url), BUS_SIGNING_KEY_FILE: keyFile, ...MOCK_KAFKA_SETTINGS };
       for (const name of ["registry", "wallet", "storage"]) {
         started.push(await startShopProcess(["--modules", name], split, 1, 120_000, { command: [binary], cwd }));
       }
       const [registry, wallet] = started.map((p) => Object.values(p.urls)[0] as string) as [string, string];
       const ready = JSON.parse(started[1]?.logs.find((l) => l.includes('"msg":"ready"')) as string);
-      expect(ready).toMatchObject({ mode: "service: wallet only", bus: `Kafka at ${kafka.brokers}` });
+      expect(ready).toMatchObject({ mode: "service: wallet only", bus: `Kafka at ${kafka.brokers} (records signed)` });
       expect(ready.database).toStartWith("PostgreSQL 127.0.0.1:");
       const placed = await call(registry, "POST", "/orders", { user_id: 2, items: [{ product_id: 7, quantity: 3 }] });
       expect(placed.status).toBe(201);

@@ -9,7 +9,7 @@
  * http://localhost:8000, :8001, :8002), ADMIN_TOKEN, AUDIT_TIMEOUT_SECONDS (default 60).
  */
 import { parseArgs } from "node:util";
-import { auditShop, httpSources, summaryLine } from "../src/audit/shop-audit";
+import { auditShop, httpSources, summaryLine } from "../src/saga/audit/shop-audit";
 
 const USAGE =
   "usage: bun run audit [--registry-url URL] [--wallet-url URL] [--storage-url URL] [--token TOKEN] [--timeout SECONDS] [--json]";

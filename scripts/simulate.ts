@@ -4,7 +4,7 @@
  *   bun run simulate --seed 7 --trace           ... and print the whole trace
  *   bun run simulate --seeds 1000 --orders 200  seeds 1..1000: a progress line, a summary, the failing seeds
  */
-import { FAULT_KINDS, PLANTED_BUGS, type PlantedBug, type SimResult, simulate } from "../src/sim/simulator";
+import { FAULT_KINDS, PLANTED_BUGS, type PlantedBug, type SimResult, simulate } from "../sim/simulator";
 
 function flag(name: string): string | undefined {
   const i = process.argv.indexOf(`--${name}`);

@@ -5,6 +5,7 @@ import { parseArgs } from "node:util";
 import { parse as parseYaml } from "yaml";
 import { z } from "zod";
 import { assetPath, IN_BINARY } from "./assets";
+import { TopicsSchema } from "./contracts/topics";
 import { LOG_FORMATS, LOG_LEVELS } from "./log";
 
 /** The business modules a process can run. */
@@ -271,16 +272,6 @@ function readable(issue: z.core.$ZodIssue | undefined): string {
   if (issue.code === "invalid_type" && issue.expected === "number") return "expected a number";
   return issue.message;
 }
-
-/** Topic names; the defaults are the seed's. */
-export const TopicsSchema = z
-  .object({
-    new_orders: z.string().min(1).default("new_orders"),
-    rejected_orders: z.string().min(1).default("rejected_orders"),
-    success: z.string().min(1).default("success_topics"),
-  })
-  .prefault({});
-export type Topics = z.infer<typeof TopicsSchema>;
 
 /** Settings every module's YAML shares. */
 export const ModuleBaseSchema = z.object({

@@ -223,7 +223,7 @@ describe("the detector itself", () => {
       `import { and, eq } from "drizzle-orm";`,
       `import { z } from "zod";`,
       `import { join } from "node:path";`,
-      `import type { Db } from "../../src/db/database";`,
+      `import type { Executor } from "../../src/db/database";`,
       `import { createMessage } from "../../src/contracts";`,
       `import { stock } from "./schema";`,
       `export { storageModule } from "./index";`,

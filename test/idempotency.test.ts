@@ -8,7 +8,7 @@
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { sql } from "drizzle-orm";
-import { rowsOf } from "../src/audit/rows";
+import { rowsOf } from "../src/db/rows";
 import { type Database, openDatabase } from "../src/db/database";
 import { createLogger } from "../src/log";
 import {
@@ -25,7 +25,7 @@ import { idempotencyKeys as storageKeys } from "../modules/storage/schema";
 import { MAX_STOCK_UNITS } from "../modules/storage/service";
 import { idempotencyKeys as walletKeys } from "../modules/wallet/schema";
 import { type IdempotencyKeysTable, idempotencyKeyPruneJob } from "../src/db/idempotency-keys";
-import { pruneOlderThan } from "../src/outbox/retention";
+import { pruneOlderThan } from "../src/db/retention";
 import { deadLetters as registryDeadLetters, inbox as registryInbox, outbox as registryOutbox } from "../modules/registry/schema";
 import { captureOutbox } from "./support/module-db";
 import { eventually } from "./support/eventually";

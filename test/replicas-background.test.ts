@@ -16,9 +16,9 @@ import type { Bus, BusRecord } from "../src/bus/bus";
 import { createMessage } from "../src/contracts";
 import { type Database, openDatabase } from "../src/db/database";
 import { createLogger } from "../src/log";
-import { outboxWriter } from "../src/outbox/outbox";
-import { type OutboxRelay, outboxLockKey, startOutboxRelay } from "../src/outbox/outbox-relay";
-import { messagingPruneJobs, pruneAll, type RetentionConfig } from "../src/outbox/retention";
+import { outboxWriter } from "../src/messaging/outbox";
+import { type OutboxRelay, outboxLockKey, startOutboxRelay } from "../src/messaging/outbox-relay";
+import { messagingPruneJobs, pruneAll, type RetentionConfig } from "../src/db/retention";
 import { eventually } from "./support/eventually";
 import { type PostgresCluster, startPostgresCluster } from "./support/postgres-cluster";
 import { createDatabase, TOPICS } from "./support/shop-target";
@@ -203,7 +203,7 @@ describe("outbox relay with two processes of a module (PostgreSQL)", () => {
     const script = `
       import { openDatabase } from ${JSON.stringify(join(root, "src/db/database.ts"))};
       import { createLogger } from ${JSON.stringify(join(root, "src/log.ts"))};
-      import { startOutboxRelay } from ${JSON.stringify(join(root, "src/outbox/outbox-relay.ts"))};
+      import { startOutboxRelay } from ${JSON.stringify(join(root, "src/messaging/outbox-relay.ts"))};
       import * as tables from ${JSON.stringify(join(root, "modules/registry/schema.ts"))};
       const log = createLogger("silent");
       const db = await openDatabase({ driver: "postgres", url: process.env.RELAY_DB_URL, poolSize: 2 }, log);

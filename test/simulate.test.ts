@@ -1,7 +1,7 @@
 /** The seeded fault simulator (docs/simulator.md): fixed seeds stay clean, a seed replays byte for byte, faults happen, planted bugs are caught. */
 import { describe, expect, test } from "bun:test";
 import { join } from "node:path";
-import { FAULT_KINDS, type FaultKind, simulate } from "../src/sim/simulator";
+import { FAULT_KINDS, type FaultKind, simulate } from "../sim/simulator";
 
 const SCRIPT = join(import.meta.dir, "../scripts/simulate.ts");
 

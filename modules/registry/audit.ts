@@ -5,10 +5,10 @@
  * its status, compensation, total and lines, and the orders it heard of but never made.
  */
 import { sql } from "drizzle-orm";
-import { checkOutbox, LISTED, localViolations, readSnapshot } from "../../src/audit/module-checks";
-import { rowsOf } from "../../src/audit/rows";
+import { checkOutbox, LISTED, localViolations, readSnapshot } from "../../src/saga/audit/module-checks";
+import { rowsOf } from "../../src/db/rows";
 import type { AuditItem, RegistryAuditReport } from "../../src/contracts/audit";
-import type { Database, Db } from "../../src/db/database";
+import type { Database, Executor } from "../../src/db/database";
 import * as tables from "./schema";
 
 /** A pending order gets this long past the deadline for the sweeper to reach it; an unknown order, past its grace. */
@@ -49,7 +49,7 @@ type Out = ReturnType<typeof localViolations>;
 type Status = RegistryAuditReport["facts"]["orders"][number]["status"];
 
 /** No order pending past the deadline (plus the sweeper's slack); no compensation unconfirmed past its deadline. */
-async function checkOverdue(tx: Db, out: Out, s: RegistryAuditSettings): Promise<void> {
+async function checkOverdue(tx: Executor, out: Out, s: RegistryAuditSettings): Promise<void> {
   const pending = rowsOf(
     await tx.execute(sql`
       select id, user_id, extract(epoch from now() - created_at) as age_seconds, count(*) over () as total
@@ -87,7 +87,7 @@ async function checkOverdue(tx: Db, out: Out, s: RegistryAuditSettings): Promise
 }
 
 /** Orders registry heard of but never made; each answered within its grace (plus the sweeper's slack). */
-async function unknownOrders(tx: Db, out: Out, s: RegistryAuditSettings): Promise<RegistryAuditReport["facts"]["unknown_orders"]> {
+async function unknownOrders(tx: Executor, out: Out, s: RegistryAuditSettings): Promise<RegistryAuditReport["facts"]["unknown_orders"]> {
   const rows = rowsOf(
     await tx.execute(sql`
       select u.order_id, u.service, u.answered_at is not null as answered, o.id is not null as made,
@@ -110,7 +110,7 @@ async function unknownOrders(tx: Db, out: Out, s: RegistryAuditSettings): Promis
  * that each order has lines, its total is their sum, its status is known, a completed one had
  * both steps succeed, and no line is without an order.
  */
-async function orderFacts(tx: Db, out: Out): Promise<RegistryAuditReport["facts"]["orders"]> {
+async function orderFacts(tx: Executor, out: Out): Promise<RegistryAuditReport["facts"]["orders"]> {
   const orders = rowsOf(
     await tx.execute(sql`
       select id, user_id, status, total_cents, wallet_done, storage_done, wallet_undone and storage_undone as undone

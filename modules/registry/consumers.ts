@@ -1,6 +1,6 @@
 /** Everything registry reacts to on the bus. */
 import type { Logger } from "../../src/log";
-import type { Consumers } from "../../src/outbox/message-consumer";
+import type { Consumers } from "../../src/messaging/message-consumer";
 import { asc } from "drizzle-orm";
 import { anyOf } from "../../src/db/bulk";
 import { orders } from "./schema";

@@ -1,11 +1,11 @@
 /** Registry's HTTP handlers: parse, call the service, map the result. */
-import { auditReportRoute, shopAuditRoute } from "../../src/audit/routes";
-import { auditShop, fetchReport } from "../../src/audit/shop-audit";
+import { auditReportRoute, shopAuditRoute } from "../../src/saga/audit/routes";
+import { auditShop, fetchReport } from "../../src/saga/audit/shop-audit";
 import type { Database } from "../../src/db/database";
 import { bearer } from "../../src/http/auth";
 import { replay, replayIfAnswered } from "../../src/http/idempotency";
 import { createRouter } from "../../src/http/router";
-import type { OutboxWriter } from "../../src/outbox/outbox";
+import type { OutboxWriter } from "../../src/messaging/outbox";
 import { createOrderRoute, getOrderRoute, listOrdersRoute, listProductsRoute, stuckSagasRoute } from "./routes";
 import type { Admission } from "./admission";
 import { type RegistryAuditSettings, registryAuditReport } from "./audit";

@@ -5,10 +5,10 @@
  * that answer back and create nothing; the same key with another body is refused. Keys are kept
  * `idempotency_key_retention_hours`, then pruned: a key seen again after that places a new order.
  */
-import type { Database, Db } from "../../src/db/database";
+import type { Database, Executor } from "../../src/db/database";
 import * as keys from "../../src/db/idempotency-keys";
 import type { KeyedRequest, StoredAnswer } from "../../src/db/idempotency-keys";
-import { type PruneJob, pruneOlderThan } from "../../src/outbox/retention";
+import { type PruneJob, pruneOlderThan } from "../../src/db/retention";
 import { idempotencyKeys } from "./schema";
 
 export { AlreadyAnswered, IDEMPOTENCY_HEADER, type KeyedRequest, type StoredAnswer } from "../../src/db/idempotency-keys";
@@ -22,10 +22,10 @@ export const requestHash = (userId: number, items: readonly { product_id: number
 export const findAnswer = (db: Database, req: KeyedRequest) => keys.findAnswer(db, idempotencyKeys, req);
 
 /** Claims `req.key` in `tx` before the order is written; throws AlreadyAnswered or idempotency_key_reused (keys.claimKey). */
-export const claimKey = (tx: Db, req: KeyedRequest) => keys.claimKey(tx, idempotencyKeys, req);
+export const claimKey = (tx: Executor, req: KeyedRequest) => keys.claimKey(tx, idempotencyKeys, req);
 
 /** Stores the answer for a key claimed in `tx`, with the order it placed. */
-export const recordAnswer = (tx: Db, req: KeyedRequest, orderId: string, answer: StoredAnswer) =>
+export const recordAnswer = (tx: Executor, req: KeyedRequest, orderId: string, answer: StoredAnswer) =>
   keys.recordAnswer(tx, idempotencyKeys, req, answer, { orderId });
 
 /** The pruning job for keys older than `retentionMs` (registry's messaging runs it with its own retention). */

@@ -1,7 +1,7 @@
 /** Registry: catalogue and orders; it decides each order's final state. The module's one door. */
 import { join } from "node:path";
 import type { ShopModule } from "../../src/module";
-import { setUpMessaging } from "../../src/outbox/messaging";
+import { setUpMessaging } from "../../src/messaging/messaging";
 import { RegistryConfigSchema } from "./config";
 import { REGISTRY_TOPICS, registryConsumers } from "./consumers";
 import { createAdmission } from "./admission";

@@ -6,9 +6,9 @@ import type { OrderCreated, OrderRejected, StepSucceeded } from "../../src/contr
 import { runAll } from "../../src/db/bulk";
 import type { Database } from "../../src/db/database";
 import { pgSchema } from "drizzle-orm/pg-core";
-import { messagingTables } from "../../src/outbox/tables";
+import { messagingTables } from "../../src/messaging/tables";
 import { capture, captureOutbox, domainError, openModuleDatabase } from "../../test/support/module-db";
-import type { Enqueue } from "../../src/outbox/outbox";
+import type { Enqueue } from "../../src/messaging/outbox";
 import { registryModule } from "./index";
 import { deadLetters, inbox, orders, outbox, products, unknownOrders } from "./schema";
 

@@ -2,7 +2,7 @@
 import { sql } from "drizzle-orm";
 import { bigint, bigserial, boolean, check, index, integer, pgSchema, primaryKey, text, timestamp, uuid } from "drizzle-orm/pg-core";
 import { idempotencyKeysTable } from "../../src/db/idempotency-keys";
-import { messagingTables } from "../../src/outbox/tables";
+import { messagingTables } from "../../src/messaging/tables";
 
 export const registrySchema = pgSchema("registry");
 

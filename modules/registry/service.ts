@@ -2,12 +2,12 @@
 import { and, asc, count, desc, eq, inArray, isNull, lt, type SQL, sql } from "drizzle-orm";
 import { createMessage, type OrderCompensated, type OrderRejected, type StepSucceeded } from "../../src/contracts";
 import { allInOne, anyOf, insertMany, runAll, updateMany } from "../../src/db/bulk";
-import { afterCommit, type Database, type Db } from "../../src/db/database";
+import { afterCommit, type Database, type Executor } from "../../src/db/database";
 import { invalid, notFound } from "../../src/errors";
 import type { Catalogue } from "./catalogue";
 import { claimKey, type KeyedRequest, recordAnswer } from "./idempotency";
-import type { Enqueue, OutboxWriter } from "../../src/outbox/outbox";
-import { rowsOf } from "../../src/audit/rows";
+import type { Enqueue, OutboxWriter } from "../../src/messaging/outbox";
+import { rowsOf } from "../../src/db/rows";
 import { ORDER_STATUSES, orderEvents, orderItems, orders, products, unknownOrders } from "./schema";
 
 type OrderRow = typeof orders.$inferSelect;
@@ -192,7 +192,7 @@ export type SagaEnded = (status: "completed" | "rejected", seconds: number) => v
 const sagaSeconds = sql<number>`extract(epoch from now() - ${orders.createdAt})::double precision`;
 
 /** StepSucceeded: note the step once; complete the order when wallet and storage both succeeded (recordSuccesses with one). */
-export async function recordSuccess(tx: Db, step: StepSucceeded, ended?: SagaEnded): Promise<void> {
+export async function recordSuccess(tx: Executor, step: StepSucceeded, ended?: SagaEnded): Promise<void> {
   await runAll(tx, await recordSuccesses(tx, [{ step, ended }]));
 }
 
@@ -202,7 +202,7 @@ export async function recordSuccess(tx: Db, step: StepSucceeded, ended?: SagaEnd
  * writes (the orders, their timeline entries, the orders registry never made) come back for the
  * consumer to run in one statement.
  */
-export async function recordSuccesses(tx: Db, run: { step: StepSucceeded; ended?: SagaEnded }[]): Promise<SQL[]> {
+export async function recordSuccesses(tx: Executor, run: { step: StepSucceeded; ended?: SagaEnded }[]): Promise<SQL[]> {
   const steps = run.filter((r) => r.step.service !== "registry");
   if (steps.length === 0) return [];
   const ids = [...new Set(steps.map((r) => r.step.order_id))].sort();
@@ -251,7 +251,7 @@ export async function recordSuccesses(tx: Db, run: { step: StepSucceeded; ended?
  * Every rejection is on the timeline. A participant that rejects did nothing for the order, so it
  * has nothing to undo.
  */
-export async function recordRejection(tx: Db, enqueue: Enqueue, rejection: OrderRejected, ended?: SagaEnded): Promise<void> {
+export async function recordRejection(tx: Executor, enqueue: Enqueue, rejection: OrderRejected, ended?: SagaEnded): Promise<void> {
   if (rejection.service === "registry") return;
   const undone = rejection.service === "wallet" ? "walletUndone" : "storageUndone";
   const undoneFlag = rejection.service === "wallet" ? orders.walletUndone : orders.storageUndone;
@@ -286,7 +286,7 @@ export async function recordRejection(tx: Db, enqueue: Enqueue, rejection: Order
 }
 
 /** OrderCompensated: a participant undid its part of a rejected order (or had nothing to undo); noted once. */
-export async function recordCompensation(tx: Db, c: OrderCompensated): Promise<void> {
+export async function recordCompensation(tx: Executor, c: OrderCompensated): Promise<void> {
   const flag = c.service === "wallet" ? orders.walletUndone : orders.storageUndone;
   const [order] = await tx
     .update(orders)
@@ -300,7 +300,7 @@ export async function recordCompensation(tx: Db, c: OrderCompensated): Promise<v
 }
 
 /** A participant acted on an order registry may never have made: remember it, to reject it after a grace. */
-async function noteIfUnknown(tx: Db, orderId: string, service: string): Promise<void> {
+async function noteIfUnknown(tx: Executor, orderId: string, service: string): Promise<void> {
   const [known] = await tx.select({ id: orders.id }).from(orders).where(eq(orders.id, orderId));
   if (known) return;
   await tx.insert(unknownOrders).values({ orderId, service }).onConflictDoNothing();

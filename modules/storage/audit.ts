@@ -4,10 +4,10 @@
  * order, what it holds and what it released, for the cross-module check. Set-based, one snapshot.
  */
 import { sql } from "drizzle-orm";
-import { checkOutbox, LISTED, localViolations, readSnapshot } from "../../src/audit/module-checks";
-import { rowsOf } from "../../src/audit/rows";
+import { checkOutbox, LISTED, localViolations, readSnapshot } from "../../src/saga/audit/module-checks";
+import { rowsOf } from "../../src/db/rows";
 import type { StorageAuditReport } from "../../src/contracts/audit";
-import type { Database, Db } from "../../src/db/database";
+import type { Database, Executor } from "../../src/db/database";
 import * as tables from "./schema";
 
 /** Builds storage's report from one snapshot of its tables. */
@@ -32,7 +32,7 @@ export async function storageAuditReport(db: Database): Promise<StorageAuditRepo
 type Out = ReturnType<typeof localViolations>;
 
 /** Per product: receipts = available + reserved, reserved = live reservations, nothing negative; returns the number of products. */
-async function checkStock(tx: Db, out: Out): Promise<number> {
+async function checkStock(tx: Executor, out: Out): Promise<number> {
   const rows = rowsOf(
     await tx.execute(sql`
       with r as (select product_id, sum(quantity) as received from storage.receipts group by product_id),
@@ -70,7 +70,7 @@ async function checkStock(tx: Db, out: Out): Promise<number> {
 }
 
 /** No receipt takes units away; every reservation holds some units and is reserved or released. */
-async function checkRows(tx: Db, out: Out): Promise<void> {
+async function checkRows(tx: Executor, out: Out): Promise<void> {
   const receipts = rowsOf(
     await tx.execute(sql`
       select id, product_id, quantity, count(*) over () as total from storage.receipts where quantity < 0 order by id limit ${LISTED}`),
@@ -93,7 +93,7 @@ async function checkRows(tx: Db, out: Out): Promise<void> {
 }
 
 /** Per order: its live and released reservation lines and the age of the first. */
-async function orderFacts(tx: Db): Promise<{ orders: StorageAuditReport["facts"]["orders"]; reservations: number }> {
+async function orderFacts(tx: Executor): Promise<{ orders: StorageAuditReport["facts"]["orders"]; reservations: number }> {
   const rows = rowsOf(
     await tx.execute(sql`
       select order_id, product_id, quantity, state, extract(epoch from now() - created_at) as age_seconds

@@ -1,6 +1,6 @@
 /** Everything storage reacts to on the bus. */
 import { and, asc, eq, inArray, or } from "drizzle-orm";
-import type { Consumers } from "../../src/outbox/message-consumer";
+import type { Consumers } from "../../src/messaging/message-consumer";
 import { reservations, stock } from "./schema";
 import { releaseItems, reserveItems, reserveOrders } from "./service";
 

@@ -1,5 +1,5 @@
 /** Storage's HTTP handlers: parse, call the service, map the result. */
-import { auditReportRoute } from "../../src/audit/routes";
+import { auditReportRoute } from "../../src/saga/audit/routes";
 import type { Database } from "../../src/db/database";
 import { keyedRequest } from "../../src/db/idempotency-keys";
 import { IDEMPOTENCY_HEADER, replayIfAnswered } from "../../src/http/idempotency";

@@ -1,13 +1,13 @@
 /** Storage's rules: receive goods, reserve an order's items (all or none), release them. */
 import { and, asc, eq, inArray, type SQL, sql } from "drizzle-orm";
-import { rowsOf } from "../../src/audit/rows";
+import { rowsOf } from "../../src/db/rows";
 import { createMessage, type Message, type OrderCreated, type OrderRejected } from "../../src/contracts";
 import { anyOf, insertMany, runAll, updateMany } from "../../src/db/bulk";
-import type { Database, Db } from "../../src/db/database";
+import type { Database, Executor } from "../../src/db/database";
 import { answerOnce, type KeyedRequest } from "../../src/db/idempotency-keys";
 import { DomainError, notFound } from "../../src/errors";
-import { type Enqueue, withCause } from "../../src/outbox/outbox";
-import { rememberRejection } from "../../src/outbox/rejections";
+import { type Enqueue, withCause } from "../../src/messaging/outbox";
+import { rememberRejection } from "../../src/saga/rejections";
 import { idempotencyKeys, receipts, rejectedOrders, reservations, stock } from "./schema";
 
 /** Stock of one product as the API shows it. */
@@ -68,7 +68,7 @@ export async function receive(db: Database, productId: number, quantity: number,
  * The receipt itself, in `tx`: refused with stock_limit if available plus reserved would pass
  * MAX_STOCK_UNITS (reserving moves units from one to the other, so neither can pass it later).
  */
-async function addToStock(tx: Db, productId: number, quantity: number): Promise<StockView> {
+async function addToStock(tx: Executor, productId: number, quantity: number): Promise<StockView> {
   const [current] = await tx
     .select({ available: stock.available, reserved: stock.reserved })
     .from(stock)
@@ -92,7 +92,7 @@ async function addToStock(tx: Db, productId: number, quantity: number): Promise<
 const stockLimit = (message: string) => new DomainError("conflict", "stock_limit", message, "quantity");
 
 /** OrderCreated: reserve every item or none; announce the outcome (reserveOrders with one order). */
-export async function reserveItems(tx: Db, enqueue: Enqueue, order: OrderCreated): Promise<void> {
+export async function reserveItems(tx: Executor, enqueue: Enqueue, order: OrderCreated): Promise<void> {
   await runAll(tx, await reserveOrders(tx, enqueue, [{ order, cause: {} }]));
 }
 
@@ -105,7 +105,7 @@ type Created = { order: OrderCreated; cause: Pick<Message, "request_id"> };
  * rows and finds the orders already reserved or rejected; the stock is worked out here; the writes
  * (the stock, the reservations and the rejections) come back for the consumer to run in one statement.
  */
-export async function reserveOrders(tx: Db, enqueue: Enqueue, run: Created[]): Promise<SQL[]> {
+export async function reserveOrders(tx: Executor, enqueue: Enqueue, run: Created[]): Promise<SQL[]> {
   const orderIds = [...new Set(run.map((c) => c.order.order_id))];
   const products = [...new Set(run.flatMap((c) => c.order.items.map((i) => i.product_id)))].sort((a, b) => a - b);
   const read = rowsOf(
@@ -169,7 +169,7 @@ export async function reserveOrders(tx: Db, enqueue: Enqueue, run: Created[]): P
 }
 
 /** Moves units between available and reserved in one statement: a negative delta reserves, a positive one releases. */
-async function moveStock(tx: Db, delta: Map<number, number>): Promise<void> {
+async function moveStock(tx: Executor, delta: Map<number, number>): Promise<void> {
   if (delta.size === 0) return;
   const cases = sql.join(
     [...delta].map(([id, d]) => sql`when ${id} then ${d}::integer`),
@@ -186,7 +186,7 @@ async function moveStock(tx: Db, delta: Map<number, number>): Promise<void> {
  * OrderRejected by registry: remember it, release what the order holds once, and say what
  * was undone (registry closes the order on it). Heard again: nothing, it was said already.
  */
-export async function releaseItems(tx: Db, enqueue: Enqueue, rejection: OrderRejected): Promise<void> {
+export async function releaseItems(tx: Executor, enqueue: Enqueue, rejection: OrderRejected): Promise<void> {
   const orderId = rejection.order_id;
   if (!(await rememberRejection(tx, rejectedOrders, rejection))) return;
   const released = await tx

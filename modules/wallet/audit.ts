@@ -5,10 +5,10 @@
  * many orders there are, all in one snapshot.
  */
 import { sql } from "drizzle-orm";
-import { checkOutbox, LISTED, localViolations, readSnapshot } from "../../src/audit/module-checks";
+import { checkOutbox, LISTED, localViolations, readSnapshot } from "../../src/saga/audit/module-checks";
 import type { WalletAuditReport } from "../../src/contracts/audit";
-import type { Database, Db } from "../../src/db/database";
-import { rowsOf } from "../../src/audit/rows";
+import type { Database, Executor } from "../../src/db/database";
+import { rowsOf } from "../../src/db/rows";
 import * as tables from "./schema";
 
 /** Builds wallet's report from one snapshot of its tables. */
@@ -34,7 +34,7 @@ export async function walletAuditReport(db: Database): Promise<WalletAuditReport
 type Out = ReturnType<typeof localViolations>;
 
 /** balance = deposits - debits + refunds = the last row's balance_after, and never negative; returns the number of wallets. */
-async function checkBalances(tx: Db, out: Out): Promise<number> {
+async function checkBalances(tx: Executor, out: Out): Promise<number> {
   const rows = rowsOf(
     await tx.execute(sql`
       with l as (
@@ -76,7 +76,7 @@ async function checkBalances(tx: Db, out: Out): Promise<number> {
 }
 
 /** Each row's balance_after = the previous row's (same user, by id) +/- its amount; returns the number of ledger rows. */
-async function checkRunningBalances(tx: Db, out: Out): Promise<number> {
+async function checkRunningBalances(tx: Executor, out: Out): Promise<number> {
   const rows = rowsOf(
     await tx.execute(sql`
       select id, user_id, kind, amount_cents, balance_after_cents, previous, count(*) over () as total
@@ -102,7 +102,7 @@ async function checkRunningBalances(tx: Db, out: Out): Promise<number> {
 }
 
 /** Known kinds, no negative amounts, deposits without an order and debits and refunds with one. */
-async function checkRows(tx: Db, out: Out): Promise<void> {
+async function checkRows(tx: Executor, out: Out): Promise<void> {
   const rows = rowsOf(
     await tx.execute(sql`
       select id, user_id, kind, amount_cents, order_id, count(*) over () as total
@@ -118,7 +118,7 @@ async function checkRows(tx: Db, out: Out): Promise<void> {
 }
 
 /** Per order: its debit and refund rows, counted and summed; rows of one order on several wallets are a violation. */
-async function orderFacts(tx: Db, out: Out): Promise<WalletAuditReport["facts"]["orders"]> {
+async function orderFacts(tx: Executor, out: Out): Promise<WalletAuditReport["facts"]["orders"]> {
   const rows = rowsOf(
     await tx.execute(sql`
       select order_id, min(user_id) as user_id, max(user_id) as other_user_id,

@@ -2,7 +2,7 @@
 import { join } from "node:path";
 import { idempotencyKeyPruneJob } from "../../src/db/idempotency-keys";
 import type { ShopModule } from "../../src/module";
-import { setUpMessaging } from "../../src/outbox/messaging";
+import { setUpMessaging } from "../../src/messaging/messaging";
 import { WalletConfigSchema } from "./config";
 import { WALLET_TOPICS, walletConsumers } from "./consumers";
 import { walletRouter } from "./handlers";

@@ -1,13 +1,13 @@
 /** Wallet's rules: deposit, debit an order, refund a rejected one. No HTTP, no bus details. */
 import { and, asc, desc, eq, type SQL, sql } from "drizzle-orm";
-import { rowsOf } from "../../src/audit/rows";
+import { rowsOf } from "../../src/db/rows";
 import { createMessage, type Message, type OrderCreated, type OrderRejected } from "../../src/contracts";
 import { anyOf, insertMany, runAll, updateMany } from "../../src/db/bulk";
-import type { Database, Db } from "../../src/db/database";
+import type { Database, Executor } from "../../src/db/database";
 import { answerOnce, type KeyedRequest } from "../../src/db/idempotency-keys";
 import { DomainError, notFound } from "../../src/errors";
-import { type Enqueue, withCause } from "../../src/outbox/outbox";
-import { rememberRejection } from "../../src/outbox/rejections";
+import { type Enqueue, withCause } from "../../src/messaging/outbox";
+import { rememberRejection } from "../../src/saga/rejections";
 import { idempotencyKeys, ledger, rejectedOrders, wallets } from "./schema";
 
 /** Ledger rows returned with a wallet, newest first. */
@@ -91,7 +91,7 @@ export async function deposit(db: Database, userId: number, amountCents: number,
 }
 
 /** The deposit itself, in `tx`: refused with balance_limit if the balance would leave exact JS numbers. */
-async function addToBalance(tx: Db, userId: number, amountCents: number): Promise<WalletView> {
+async function addToBalance(tx: Executor, userId: number, amountCents: number): Promise<WalletView> {
   const [current] = await tx.select({ balance: wallets.balanceCents }).from(wallets).where(eq(wallets.userId, userId)).for("update");
   if ((current?.balance ?? 0) + amountCents > MAX_BALANCE_CENTS) {
     throw new DomainError("conflict", "balance_limit", "the balance would exceed its limit", "amount_cents");
@@ -115,7 +115,7 @@ async function addToBalance(tx: Db, userId: number, amountCents: number): Promis
 }
 
 /** OrderCreated: debit the total once, or reject the order (debitOrders with one order). */
-export async function debitOrder(tx: Db, enqueue: Enqueue, order: OrderCreated): Promise<void> {
+export async function debitOrder(tx: Executor, enqueue: Enqueue, order: OrderCreated): Promise<void> {
   await runAll(tx, await debitOrders(tx, enqueue, [{ order, cause: {} }]));
 }
 
@@ -128,7 +128,7 @@ type Created = { order: OrderCreated; cause: Pick<Message, "request_id"> };
  * finds the orders already debited or rejected; the balances are worked out here; the writes (the
  * balances, the ledger rows and the rejections) come back for the consumer to run in one statement.
  */
-export async function debitOrders(tx: Db, enqueue: Enqueue, run: Created[]): Promise<SQL[]> {
+export async function debitOrders(tx: Executor, enqueue: Enqueue, run: Created[]): Promise<SQL[]> {
   const orderIds = [...new Set(run.map((c) => c.order.order_id))];
   const users = [...new Set(run.map((c) => c.order.user_id))].sort((a, b) => a - b);
   const read = rowsOf(
@@ -182,7 +182,7 @@ export async function debitOrders(tx: Db, enqueue: Enqueue, run: Created[]): Pro
  * OrderRejected by registry: remember it, refund the debit once if there was one, and say
  * what was undone (registry closes the order on it). Heard again: nothing, it was said already.
  */
-export async function refundOrder(tx: Db, enqueue: Enqueue, rejection: OrderRejected): Promise<void> {
+export async function refundOrder(tx: Executor, enqueue: Enqueue, rejection: OrderRejected): Promise<void> {
   const orderId = rejection.order_id;
   if (!(await rememberRejection(tx, rejectedOrders, rejection))) return;
   const [debit] = await tx

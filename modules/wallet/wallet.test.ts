@@ -5,7 +5,7 @@ import type { OrderCreated, OrderRejected } from "../../src/contracts";
 import { runAll } from "../../src/db/bulk";
 import type { Database } from "../../src/db/database";
 import { domainError, onlyRejection, inTx, openModuleDatabase, rejection } from "../../test/support/module-db";
-import type { Enqueue } from "../../src/outbox/outbox";
+import type { Enqueue } from "../../src/messaging/outbox";
 import { walletModule } from "./index";
 import { ledger, rejectedOrders, wallets } from "./schema";
 import { debitOrder, debitOrders, deposit, getWallet, listWallets, refundOrder, seedWallets } from "./service";

@@ -1,6 +1,6 @@
 /** Every message that crosses a module boundary: schemas, types, topics, (de)serialisation. */
 import { z } from "zod";
-import type { Topics } from "../config";
+import type { Topics } from "./topics";
 import { EnvelopeSchema } from "./envelope";
 import { ORDER_COMPENSATED, OrderCompensatedSchema } from "./order-compensated";
 import { ORDER_CREATED, OrderCreatedSchema } from "./order-created";

@@ -5,7 +5,7 @@
  */
 import { type SQL, sql } from "drizzle-orm";
 import { type AnyPgColumn, getTableConfig, type PgColumn, type PgTable } from "drizzle-orm/pg-core";
-import type { Db } from "./database";
+import type { Executor } from "./database";
 
 /** `column = any($1::type[])`: the values as one array parameter. */
 export function anyOf(column: AnyPgColumn | SQL, values: readonly (string | number)[], type: "uuid" | "integer" | "bigint" | "text"): SQL {
@@ -100,6 +100,6 @@ export function allInOne(writes: readonly SQL[]): SQL {
 }
 
 /** Runs `writes` as one statement (allInOne); nothing when there are none. */
-export async function runAll(tx: Db, writes: readonly SQL[]): Promise<void> {
+export async function runAll(tx: Executor, writes: readonly SQL[]): Promise<void> {
   if (writes.length > 0) await tx.execute(allInOne(writes));
 }

@@ -12,8 +12,8 @@ import type { Logger } from "../log";
 import { createMutex } from "./mutex";
 import { CHECKPOINT_EVERY_MS, ensureDataDir, lockDataDir, pgliteOptions, shareParsers } from "./pglite-tuning";
 
-/** What queries run against: the database or an open transaction. */
-export type Db = PgDatabase<PgQueryResultHKT>;
+/** What queries run against: the database or an open transaction (a drizzle handle; `Database` is the app's wrapper around one). */
+export type Executor = PgDatabase<PgQueryResultHKT>;
 
 /** Round trips to the database so far, for /metrics and the statement-count test. */
 export interface DatabaseStats {
@@ -41,11 +41,11 @@ export interface Database {
   /** Connections in use and callers waiting for one, now. */
   pool(): PoolUse;
   /** Runs `fn` in one transaction; retries it on serialization failures and deadlocks. */
-  transaction<T>(fn: (tx: Db) => Promise<T>): Promise<T>;
+  transaction<T>(fn: (tx: Executor) => Promise<T>): Promise<T>;
   /** Runs read-only queries (serialised with writes on PGlite's single connection). */
-  read<T>(fn: (db: Db) => Promise<T>): Promise<T>;
+  read<T>(fn: (db: Executor) => Promise<T>): Promise<T>;
   /** Runs statements outside a transaction, each committing on its own (a one-statement write). */
-  autocommit<T>(fn: (db: Db) => Promise<T>): Promise<T>;
+  autocommit<T>(fn: (db: Executor) => Promise<T>): Promise<T>;
   /** Applies a module's migrations, tracked in drizzle.__migrations_<name>. */
   migrate(name: string, folder: string): Promise<void>;
   /** Throws unless a trivial query succeeds. */
@@ -61,9 +61,9 @@ export interface Database {
 
 /** A dedicated connection (see Database.session). */
 export interface DbSession {
-  readonly db: Db;
+  readonly db: Executor;
   /** The same connection, its statements left out of `stats` (housekeeping such as a lock check). */
-  readonly quiet: Db;
+  readonly quiet: Executor;
   /** Called once if the connection closes or breaks (its session locks are gone then). */
   onClose(hook: () => void): void;
   /** LISTENs on `channel` (on a connection of its own, re-established if it breaks) until close(). */
@@ -84,7 +84,7 @@ const commitHooks = new WeakMap<object, (() => void)[]>();
  * transaction, at once. Lets a writer wake whatever waits for its rows without every caller
  * having to remember it.
  */
-export function afterCommit(tx: Db, hook: () => void): void {
+export function afterCommit(tx: Executor, hook: () => void): void {
   const hooks = commitHooks.get(tx);
   if (hooks) hooks.push(hook);
   else hook();
@@ -92,8 +92,8 @@ export function afterCommit(tx: Db, hook: () => void): void {
 
 /** Runs `fn` through `begin` (a driver's transaction), then its after-commit hooks. */
 async function withCommitHooks<T>(
-  begin: (body: (tx: Db) => Promise<T>) => Promise<T>,
-  fn: (tx: Db) => Promise<T>,
+  begin: (body: (tx: Executor) => Promise<T>) => Promise<T>,
+  fn: (tx: Executor) => Promise<T>,
   stats: DatabaseStats,
 ): Promise<T> {
   let hooks: (() => void)[] = [];
@@ -108,7 +108,7 @@ async function withCommitHooks<T>(
   return result;
 }
 
-/** Test hooks of an embedded database (the fault simulator, src/sim); production passes none. */
+/** Test hooks of an embedded database (the fault simulator, sim/); production passes none. */
 export interface DatabaseHooks {
   /** Called before each statement is sent (not BEGIN/COMMIT); throwing fails that statement. */
   onStatement?: () => void;
@@ -143,7 +143,7 @@ async function openPglite(dataDir: string | null, log: Logger, hooks: DatabaseHo
   }
   log.info("PGlite open", { data_dir: dataDir ?? "memory", ms: Date.now() - started });
   const stats: DatabaseStats = { statements: 0, transactions: 0 };
-  const db: Db = drizzlePglite(client, { logger: counting(stats, hooks.onStatement) });
+  const db: Executor = drizzlePglite(client, { logger: counting(stats, hooks.onStatement) });
   // One connection: every unit of work takes turns, so no query lands inside another's transaction.
   const exclusive = createMutex();
   let closed = false;
@@ -227,7 +227,7 @@ async function openPostgres(url: string, poolSize: number, log: Logger): Promise
   });
   const stats: DatabaseStats = { statements: 0, transactions: 0 };
   const pg = drizzlePostgres(preparing(client), { logger: counting(stats) });
-  const db: Db = pg;
+  const db: Executor = pg;
   let busy = 0;
   const counted = async <T>(fn: () => Promise<T>): Promise<T> => {
     busy += 1;

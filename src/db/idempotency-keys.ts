@@ -10,8 +10,8 @@ import { eq } from "drizzle-orm";
 import { index, integer, jsonb, type PgColumn, type PgColumnBuilderBase, type PgSchema, type PgTable, text, timestamp } from "drizzle-orm/pg-core";
 import { z } from "zod";
 import { invalid } from "../errors";
-import type { PruneJob } from "../outbox/retention";
-import type { Database, Db } from "./database";
+import type { PruneJob } from "./retention";
+import type { Database, Executor } from "./database";
 
 /** The request header that names a request. */
 export const IDEMPOTENCY_HEADER = "Idempotency-Key";
@@ -104,7 +104,7 @@ export async function findAnswer(db: Database, table: IdempotencyKeysTable, req:
  * nothing and the next statement, with a fresh snapshot, reads its row; if it rolls back, this
  * insert wins. PGlite runs one transaction at a time, so the row is simply there or not.
  */
-export async function claimKey(tx: Db, table: IdempotencyKeysTable, req: KeyedRequest): Promise<void> {
+export async function claimKey(tx: Executor, table: IdempotencyKeysTable, req: KeyedRequest): Promise<void> {
   // Twice at most: the holder's row can only vanish if it was pruned in between.
   for (let attempt = 0; attempt < 2; attempt++) {
     const claimed = await tx
@@ -120,7 +120,7 @@ export async function claimKey(tx: Db, table: IdempotencyKeysTable, req: KeyedRe
 }
 
 /** Stores the answer (and `extra` columns) for a key claimed in `tx`; visible to others only once `tx` commits. */
-export async function recordAnswer(tx: Db, table: IdempotencyKeysTable, req: KeyedRequest, answer: StoredAnswer, extra: Record<string, unknown> = {}): Promise<void> {
+export async function recordAnswer(tx: Executor, table: IdempotencyKeysTable, req: KeyedRequest, answer: StoredAnswer, extra: Record<string, unknown> = {}): Promise<void> {
   await tx
     .update(table)
     .set({ statusCode: answer.statusCode, response: answer.body, ...extra })
@@ -131,7 +131,7 @@ export async function recordAnswer(tx: Db, table: IdempotencyKeysTable, req: Key
  * In `tx`: claims `req`'s key, runs `apply`, and stores its result as the answer with
  * `statusCode`; without a key, just runs `apply`. Throws AlreadyAnswered as claimKey does.
  */
-export async function answerOnce<T>(tx: Db, table: IdempotencyKeysTable, req: KeyedRequest | undefined, statusCode: number, apply: () => Promise<T>): Promise<T> {
+export async function answerOnce<T>(tx: Executor, table: IdempotencyKeysTable, req: KeyedRequest | undefined, statusCode: number, apply: () => Promise<T>): Promise<T> {
   if (!req) return apply();
   await claimKey(tx, table, req);
   const body = await apply();

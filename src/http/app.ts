@@ -3,7 +3,7 @@ import { OpenAPIHono } from "@hono/zod-openapi";
 import type { MiddlewareHandler } from "hono";
 import { bodyLimit } from "hono/body-limit";
 import type { Logger } from "../log";
-import type { AsyncApiOptions } from "../contracts/asyncapi";
+import type { AsyncApiOptions } from "./asyncapi-document";
 import { asyncApiRoutes } from "./asyncapi";
 import { documentAdmin, needsAdmin, requireAdmin } from "./auth";
 import { documentShellErrors, errorBody, errorHandler, validationHook } from "./errors";

@@ -1,6 +1,6 @@
 /** GET /asyncapi.json: the AsyncAPI 3.0 document of the bus messages, the same on every service. */
 import { createRoute, z } from "@hono/zod-openapi";
-import { type AsyncApiOptions, asyncApiDocument } from "../contracts/asyncapi";
+import { type AsyncApiOptions, asyncApiDocument } from "./asyncapi-document";
 import { createRouter } from "./router";
 
 /** The document's outline, for the OpenAPI description; the whole document is served as built. */

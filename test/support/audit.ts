@@ -8,11 +8,11 @@
  * The audited users and products must be the caller's own: every order for an audited product is
  * placed by an audited user (other suites sharing the database use other ids).
  *
- * It then runs the shop's own audit (src/audit: each module's report from `GET /admin/audit/report`
+ * It then runs the shop's own audit (src/saga/audit: each module's report from `GET /admin/audit/report`
  * and the cross-module check) over the whole database, and adds its violations.
  */
 import { z } from "zod";
-import { auditShop as runShopAudit, httpSources } from "../../src/audit/shop-audit";
+import { auditShop as runShopAudit, httpSources } from "../../src/saga/audit/shop-audit";
 import type { ShopAudit } from "../../src/contracts/audit";
 import { TEST_ADMIN_TOKEN } from "./http";
 

@@ -1,12 +1,12 @@
 /** Unit-test plumbing for a module's rules: its own in-memory database and a capturing outbox. */
 import { expect } from "bun:test";
 import type { Message, OrderRejected } from "../../src/contracts";
-import { type Database, type Db, openDatabase } from "../../src/db/database";
+import { type Database, type Executor, openDatabase } from "../../src/db/database";
 import { DomainError } from "../../src/errors";
 import { createLogger } from "../../src/log";
 import type { ShopModule } from "../../src/module";
-import { type Enqueue, type OutboxWriter, outboxWriter } from "../../src/outbox/outbox";
-import type { MessagingTables } from "../../src/outbox/tables";
+import { type Enqueue, type OutboxWriter, outboxWriter } from "../../src/messaging/outbox";
+import type { MessagingTables } from "../../src/messaging/tables";
 import { TOPICS } from "./shop-target";
 
 /** Opens an in-memory PGlite with `module`'s migrations applied. */
@@ -53,7 +53,7 @@ export function capture(): { sent: Message[]; enqueue: Enqueue } {
 }
 
 /** Runs `fn` in one transaction with a capturing enqueue; returns what it would publish. */
-export async function inTx(db: Database, fn: (tx: Db, enqueue: Enqueue) => Promise<void>): Promise<Message[]> {
+export async function inTx(db: Database, fn: (tx: Executor, enqueue: Enqueue) => Promise<void>): Promise<Message[]> {
   const { sent, enqueue } = capture();
   await db.transaction((tx) => fn(tx, enqueue));
   return sent;

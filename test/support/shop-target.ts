@@ -2,7 +2,8 @@
 import { join } from "node:path";
 import postgres from "postgres";
 import { SIGNATURE_HEADER, signRecord } from "../../src/bus/signing";
-import { loadSettings, type Topics } from "../../src/config";
+import { loadSettings } from "../../src/config";
+import type { Topics } from "../../src/contracts/topics";
 import { createLogger } from "../../src/log";
 import { type Shop, startShop } from "../../src/shop";
 import { TEST_ADMIN_TOKEN } from "./http";

@@ -9,7 +9,7 @@ import {
   type AuditReports,
   type ModuleAuditSummary,
   type ShopAudit,
-} from "../contracts/audit";
+} from "../../contracts/audit";
 import { crossCheck } from "./cross-check";
 
 type AuditedModule = keyof AuditReports;

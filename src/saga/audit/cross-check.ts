@@ -8,7 +8,7 @@
  * order registry does not list is judged only once it is older than `settle_seconds`, since the
  * order may have been placed after registry's report or be waiting for its `unknown_order` answer.
  */
-import type { AuditItem, AuditReports, RegistryAuditFacts, StorageAuditFacts, WalletAuditFacts } from "../contracts/audit";
+import type { AuditItem, AuditReports, RegistryAuditFacts, StorageAuditFacts, WalletAuditFacts } from "../../contracts/audit";
 import { Violations } from "./violations";
 
 type Order = RegistryAuditFacts["orders"][number];

@@ -8,15 +8,15 @@
  */
 import { join } from "node:path";
 import type { z } from "zod";
-import { auditShop, type ReportSources } from "../audit/shop-audit";
-import type { BusRecord } from "../bus/bus";
-import { type ModuleName, loadModuleConfig } from "../config";
-import { AUDIT_REPORT_SCHEMAS, type AuditReports } from "../contracts/audit";
-import { type Database, openDatabase } from "../db/database";
-import { Registry } from "../http/metrics";
-import type { LogFields, Logger } from "../log";
-import type { RunningModule, ShopModule } from "../module";
-import { MODULES } from "../modules";
+import { auditShop, type ReportSources } from "../src/saga/audit/shop-audit";
+import type { BusRecord } from "../src/bus/bus";
+import { type ModuleName, loadModuleConfig } from "../src/config";
+import { AUDIT_REPORT_SCHEMAS, type AuditReports } from "../src/contracts/audit";
+import { type Database, openDatabase } from "../src/db/database";
+import { Registry } from "../src/http/metrics";
+import type { LogFields, Logger } from "../src/log";
+import type { RunningModule, ShopModule } from "../src/module";
+import { MODULES } from "../src/modules";
 import { type Lane, type PublishFate, SimBroker } from "./broker";
 import { Random } from "./random";
 import { installVirtualEnv, type VirtualEnv } from "./virtual-env";
@@ -70,7 +70,7 @@ export interface SimResult {
 }
 
 const MODULE_ORDER: ModuleName[] = ["registry", "wallet", "storage"];
-const CONFIG_DIR = join(import.meta.dir, "../../config");
+const CONFIG_DIR = join(import.meta.dir, "../config");
 const START = Date.UTC(2030, 0, 1);
 const PARTITIONS = 3;
 const USERS = 8;

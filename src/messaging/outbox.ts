@@ -1,14 +1,14 @@
 /** Writing to the outbox: a message joins the transaction of the change that implies it. */
 import type { SQL } from "drizzle-orm";
 import { type Message, topicOf } from "../contracts";
-import type { Topics } from "../config";
+import type { Topics } from "../contracts/topics";
 import { allInOne, insertMany } from "../db/bulk";
-import { afterCommit, type Db } from "../db/database";
+import { afterCommit, type Executor } from "../db/database";
 import { currentRequestId, outsideRequest } from "../request-context";
 import type { MessagingTables } from "./tables";
 
 /** Something that stages messages for publication inside a transaction. */
-export type Enqueue = (tx: Db, message: Message) => Promise<void>;
+export type Enqueue = (tx: Executor, message: Message) => Promise<void>;
 
 /** A module's outbox. */
 export interface OutboxWriter {
@@ -18,7 +18,7 @@ export interface OutboxWriter {
    * An enqueue that only collects, and `flush`, which writes what it collected in one statement,
    * together with `writes` (other inserts or updates on other tables; see allInOne).
    */
-  staging(): { enqueue: Enqueue; flush(tx: Db, writes?: SQL[]): Promise<void> };
+  staging(): { enqueue: Enqueue; flush(tx: Executor, writes?: SQL[]): Promise<void> };
   /**
    * For a change written as one statement: the insert of `messages` into the outbox, to join
    * that statement (allInOne), and `written`, to call once it committed (wakes the relay).
@@ -38,7 +38,7 @@ export function outboxWriter(tables: MessagingTables, topics: Topics, committed:
   // The relay pass a commit wakes serves every request: it must not run under this one's id.
   const wake = () => outsideRequest(committed);
   const insertSql = (messages: Message[]) => insertMany(tables.outbox, ["id", "topic", "key", "type", "envelope"], messages.map(row));
-  const write = async (tx: Db, messages: Message[]) => {
+  const write = async (tx: Executor, messages: Message[]) => {
     if (messages.length === 0) return;
     await tx.execute(insertSql(messages));
     afterCommit(tx, wake);

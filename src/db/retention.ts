@@ -5,10 +5,10 @@
  */
 import { and, eq, inArray, isNull, lt, type SQL, sql } from "drizzle-orm";
 import type { PgColumn, PgTable } from "drizzle-orm/pg-core";
-import type { Database } from "../db/database";
+import type { Database } from "./database";
 import type { Logger } from "../log";
-import type { RejectedOrdersTable } from "./rejections";
-import type { MessagingTables } from "./tables";
+import type { RejectedOrdersTable } from "../saga/rejections";
+import type { MessagingTables } from "../messaging/tables";
 
 /** Most rows one DELETE removes: short statements and locks, whatever the backlog. */
 export const PRUNE_BATCH = 5000;

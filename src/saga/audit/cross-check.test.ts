@@ -1,6 +1,6 @@
 /** The cross-module rules on small hand-made reports: a clean shop, then each rule broken once. */
 import { describe, expect, test } from "bun:test";
-import type { AuditReports, RegistryAuditFacts, StorageAuditFacts, WalletAuditFacts } from "../contracts/audit";
+import type { AuditReports, RegistryAuditFacts, StorageAuditFacts, WalletAuditFacts } from "../../contracts/audit";
 import { crossCheck } from "./cross-check";
 import { auditShop, summaryLine } from "./shop-audit";
 import { SHOWN_PER_RULE, Violations } from "./violations";

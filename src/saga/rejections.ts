@@ -4,7 +4,7 @@
  */
 import { index, type PgSchema, text, timestamp, uuid } from "drizzle-orm/pg-core";
 import type { OrderRejected } from "../contracts";
-import type { Db } from "../db/database";
+import type { Executor } from "../db/database";
 
 /** Declares the `rejected_orders` table inside a participant's schema. */
 export const rejectedOrdersTable = (schema: PgSchema) =>
@@ -24,7 +24,7 @@ export const rejectedOrdersTable = (schema: PgSchema) =>
 export type RejectedOrdersTable = ReturnType<typeof rejectedOrdersTable>;
 
 /** Remembers a rejection; true the first time, false if the order was already known as rejected. */
-export async function rememberRejection(tx: Db, table: RejectedOrdersTable, r: OrderRejected): Promise<boolean> {
+export async function rememberRejection(tx: Executor, table: RejectedOrdersTable, r: OrderRejected): Promise<boolean> {
   const inserted = await tx
     .insert(table)
     .values({ orderId: r.order_id, service: r.service, reason: r.reason })

@@ -2,7 +2,7 @@
  * Who sends and who receives each message, in one table: the AsyncAPI document, docs/messages.md
  * and the test that compares them with the modules' consumers.ts and outboxes all read it.
  */
-import type { Topics } from "../config";
+import type { Topics } from "./topics";
 import { ServiceName } from "./envelope";
 import { MESSAGES, type MessageType, type PayloadOf } from "./index";
 

@@ -8,9 +8,9 @@ import { type SQL, sql } from "drizzle-orm";
 import type { BatchHandler, BusRecord } from "../bus/bus";
 import { BAD_SIGNATURE, type RecordSigner } from "../bus/signing";
 import { type Message, type MessageOf, type MessageType, type ParseResult, parseMessage } from "../contracts";
-import { rowsOf } from "../audit/rows";
+import { rowsOf } from "../db/rows";
 import { allInOne, insertMany } from "../db/bulk";
-import { type Database, type Db, isConnectionError } from "../db/database";
+import { type Database, type Executor, isConnectionError } from "../db/database";
 import { causeChain } from "../errors";
 import type { LogFields, Logger } from "../log";
 import { outsideRequest, withRequestId } from "../request-context";
@@ -19,7 +19,7 @@ import type { MessagingTables } from "./tables";
 
 /** What a module reacts to: message type -> effect, run inside the batch's transaction. */
 export type MessageHandlers = {
-  [T in MessageType]?: (tx: Db, message: MessageOf<T>, enqueue: Enqueue) => Promise<void>;
+  [T in MessageType]?: (tx: Executor, message: MessageOf<T>, enqueue: Enqueue) => Promise<void>;
 };
 
 /**
@@ -33,7 +33,7 @@ export type BatchHandlers = {
    * (allInOne: on one snapshot, so they touch different tables), joined with the batch's outbox
    * insert when nothing comes after the run in the batch.
    */
-  [T in MessageType]?: (tx: Db, messages: MessageOf<T>[], enqueue: Enqueue) => Promise<SQL[]>;
+  [T in MessageType]?: (tx: Executor, messages: MessageOf<T>[], enqueue: Enqueue) => Promise<SQL[]>;
 };
 
 /** A module's consumer: its handlers, and the rows a batch will write, locked up front. */
@@ -46,7 +46,7 @@ export interface Consumers {
    * Locks, in one statement and a fixed order, the rows the batch's fresh messages will update,
    * so that two batches touching the same rows in different orders cannot deadlock.
    */
-  lockRows?: (tx: Db, messages: Message[]) => Promise<void>;
+  lockRows?: (tx: Executor, messages: Message[]) => Promise<void>;
   /**
    * True when `lockRows` locks one row per order the batch names (every order whose messages
    * change anything): that already makes one order's messages take turns, so the per-order
@@ -74,7 +74,7 @@ export interface MessageConsumer {
   handle: BatchHandler;
   stats: ConsumerStats;
   /** Applies `message` (read from `topic`) inside `tx` exactly as a delivery would: inbox, locks, handler, outbox. */
-  applyIn(tx: Db, message: Message, topic: string): Promise<ApplyOutcome>;
+  applyIn(tx: Executor, message: Message, topic: string): Promise<ApplyOutcome>;
   /**
    * Reads a record as a delivery does: its signature first (when records are signed: missing or
    * wrong is the error "bad signature"), then its value. Never throws.
@@ -124,10 +124,10 @@ export function createMessageConsumer(opts: {
     error,
   });
 
-  const handlerFor = (m: Message) => handlers[m.type] as ((tx: Db, m: Message, e: Enqueue) => Promise<void>) | undefined;
+  const handlerFor = (m: Message) => handlers[m.type] as ((tx: Executor, m: Message, e: Enqueue) => Promise<void>) | undefined;
 
   /** Records `wanted` in the inbox and runs the handlers of the messages it had not seen; returns how long each that ran took (ms, by id). */
-  const applyFresh = async (tx: Db, wanted: Delivery[]): Promise<Map<string, number>> => {
+  const applyFresh = async (tx: Executor, wanted: Delivery[]): Promise<Map<string, number>> => {
     const took = new Map<string, number>();
     if (wanted.length === 0) return took;
     const rows = wanted.map(({ message: m, topic }) => ({ messageId: m.id, type: m.type, topic }));
@@ -156,7 +156,7 @@ export function createMessageConsumer(opts: {
       if (writes.length > 0) await tx.execute(allInOne(writes.splice(0)));
       const m = fresh[i] as Message;
       const started = performance.now();
-      const many = batchHandlers?.[m.type] as ((tx: Db, ms: Message[], e: Enqueue) => Promise<SQL[]>) | undefined;
+      const many = batchHandlers?.[m.type] as ((tx: Executor, ms: Message[], e: Enqueue) => Promise<SQL[]>) | undefined;
       if (many) {
         let end = i + 1;
         while (end < fresh.length && (fresh[end] as Message).type === m.type) end++;
@@ -192,7 +192,7 @@ export function createMessageConsumer(opts: {
       return { processed: applied.size, duplicates: known - applied.size, ignored, dead, applied };
     });
 
-  const applyIn = async (tx: Db, message: Message, topic: string): Promise<ApplyOutcome> => {
+  const applyIn = async (tx: Executor, message: Message, topic: string): Promise<ApplyOutcome> => {
     if (!handlerFor(message)) return "ignored";
     return (await applyFresh(tx, [{ message, topic }])).size > 0 ? "applied" : "duplicate";
   };

@@ -1,7 +1,7 @@
 /** What every module's audit report does alike: read one consistent snapshot, check its outbox. */
 import { and, asc, count, lt, ne, sql } from "drizzle-orm";
-import type { Database, Db } from "../db/database";
-import type { MessagingTables } from "../outbox/tables";
+import type { Database, Executor } from "../../db/database";
+import type { MessagingTables } from "../../messaging/tables";
 import { Violations } from "./violations";
 
 /** An outbox row may wait this long for the relay before the audit calls it stuck (a busy relay drains in well under a second). */
@@ -11,7 +11,7 @@ export const OUTBOX_GRACE_SECONDS = 10;
 export const LISTED = 20;
 
 /** Runs `fn` in one read-only, repeatable-read transaction: every query sees the same instant. */
-export function readSnapshot<T>(db: Database, fn: (tx: Db) => Promise<T>): Promise<T> {
+export function readSnapshot<T>(db: Database, fn: (tx: Executor) => Promise<T>): Promise<T> {
   return db.transaction(async (tx) => {
     await tx.execute(sql`set transaction isolation level repeatable read, read only`);
     return fn(tx);
@@ -22,7 +22,7 @@ export function readSnapshot<T>(db: Database, fn: (tx: Db) => Promise<T>): Promi
 export const localViolations = () => new Violations("");
 
 /** Every outbox row published: rows older than the grace and not published yet are violations. */
-export async function checkOutbox(tx: Db, tables: MessagingTables, out: Violations): Promise<{ outbox_rows: number; dead_letters: number }> {
+export async function checkOutbox(tx: Executor, tables: MessagingTables, out: Violations): Promise<{ outbox_rows: number; dead_letters: number }> {
   const { outbox, deadLetters } = tables;
   const stuck = await tx
     .select({

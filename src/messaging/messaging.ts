@@ -1,7 +1,7 @@
 /** Wires a module's outbox relay, consumer group, retention and admin routes in one call. */
 import { Counter, Gauge } from "prom-client";
 import type { BusRecord } from "../bus/bus";
-import type { Topics } from "../config";
+import type { Topics } from "../contracts/topics";
 import type { HealthCheck } from "../http/health";
 import type { MetricsRegistry } from "../http/metrics";
 import type { Router } from "../http/router";
@@ -11,7 +11,7 @@ import { messagingGauges, outboxBacklog } from "./gauges";
 import { type Consumers, createMessageConsumer } from "./message-consumer";
 import { type Enqueue, type OutboxWriter, outboxWriter } from "./outbox";
 import { type OutboxRelay, startOutboxRelay } from "./outbox-relay";
-import { messagingPruneJobs, type PruneJob, type RetainedTables, type Retention, type RetentionConfig, startRetention } from "./retention";
+import { messagingPruneJobs, type PruneJob, type RetainedTables, type Retention, type RetentionConfig, startRetention } from "../db/retention";
 
 /** Settings a module's messaging needs from its config. */
 export interface MessagingConfig extends RetentionConfig {

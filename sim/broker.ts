@@ -4,8 +4,8 @@
  * one partition reach a group in log order; a batch whose acknowledgement is lost (or whose
  * process crashed before acknowledging) is delivered again from the committed offset.
  */
-import type { BatchHandler, Bus, BusRecord, ConsumerState } from "../bus/bus";
-import { partitionFor } from "../bus/partitioner";
+import type { BatchHandler, Bus, BusRecord, ConsumerState } from "../src/bus/bus";
+import { partitionFor } from "../src/bus/partitioner";
 
 /** One group's position on one partition. */
 export interface Lane {

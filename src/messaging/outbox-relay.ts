@@ -15,12 +15,12 @@
  */
 import { and, asc, eq, inArray, notInArray, type SQL, sql } from "drizzle-orm";
 import { getTableConfig } from "drizzle-orm/pg-core";
-import { rowsOf } from "../audit/rows";
+import { rowsOf } from "../db/rows";
 import { anyOf } from "../db/bulk";
 import type { Bus, BusRecord } from "../bus/bus";
 import { retryDelayMs } from "../bus/bus";
 import { type RecordSigner, SIGNATURE_HEADER } from "../bus/signing";
-import type { Database, Db, DbSession } from "../db/database";
+import type { Database, Executor, DbSession } from "../db/database";
 import type { Logger } from "../log";
 import type { MessagingTables } from "./tables";
 
@@ -122,7 +122,7 @@ export async function startOutboxRelay(opts: {
   const leading = () => !elected || (lead !== null && !lead.lost);
 
   /** Runs a claim: on PGlite, as any statement; on PostgreSQL, on the lead's session, fenced by its lock. */
-  const claimWith = <T>(fn: (q: Db, fence: SQL | undefined) => Promise<T>): Promise<T> => {
+  const claimWith = <T>(fn: (q: Executor, fence: SQL | undefined) => Promise<T>): Promise<T> => {
     if (!elected) return db.autocommit((q) => fn(q, undefined));
     const current = lead;
     if (!current || current.lost) return Promise.reject(new Error("outbox relay: not leading"));

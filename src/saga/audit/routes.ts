@@ -1,7 +1,7 @@
 /** The audit's HTTP contract: every module's report, and the shop's audit that registry answers. */
 import { createRoute } from "@hono/zod-openapi";
-import { AUDIT_REPORT_SCHEMAS, ShopAuditSchema } from "../contracts/audit";
-import { json, withErrors } from "../http/schemas";
+import { AUDIT_REPORT_SCHEMAS, ShopAuditSchema } from "../../contracts/audit";
+import { json, withErrors } from "../../http/schemas";
 
 const ORDER_ID = "3f6c1a52-8d4e-4b8e-9a57-2c1d0e9b7a41";
 const COUNTS = {

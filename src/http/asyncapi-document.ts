@@ -4,10 +4,10 @@
  */
 import { z } from "zod";
 import { SIGNATURE_HEADER, signRecord } from "../bus/signing";
-import type { Topics } from "../config";
-import { CHANNEL_DESCRIPTIONS, MESSAGE_FLOWS, modulesOf } from "./catalogue";
-import { EnvelopeSchema } from "./envelope";
-import { createMessage, MESSAGES, type MessageOf, type MessageType } from "./index";
+import type { Topics } from "../contracts/topics";
+import { CHANNEL_DESCRIPTIONS, MESSAGE_FLOWS, modulesOf } from "../contracts/flows";
+import { EnvelopeSchema } from "../contracts/envelope";
+import { createMessage, MESSAGES, type MessageOf, type MessageType } from "../contracts";
 
 /** What the document takes from the configuration of the service that serves it. */
 export interface AsyncApiOptions {
@@ -34,7 +34,7 @@ export const RecordKeySchema = EnvelopeSchema.shape.order_id.describe(
   "The order id (the envelope's order_id): Kafka's default partitioner (murmur2) picks the partition from it, in both buses, so one order's records keep their order within a topic.",
 );
 
-/** The headers the outbox relay puts on every record of `type` (src/outbox/outbox-relay.ts). */
+/** The headers the outbox relay puts on every record of `type` (src/messaging/outbox-relay.ts). */
 export const recordHeadersSchema = <T extends MessageType>(type: T) =>
   z.object({
     "message-id": EnvelopeSchema.shape.id.describe("The envelope's id (repeated for brokers' tooling; consumers read the envelope)."),

@@ -45,7 +45,7 @@ const ids = (base: number, count: number): number[] => Array.from({ length: coun
 /** Partitions per topic. */
 type Assignment = Record<string, number[]>;
 
-/** One "consumer group joined" or "consumer group rebalancing" log line of src/bus/kafka.ts. */
+/** One "consumer group joined" or "consumer group rebalancing" log line of src/bus/kafka/member.ts. */
 interface GroupEvent {
   kind: "joined" | "rebalancing";
   group: string;

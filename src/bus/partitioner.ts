@@ -5,7 +5,7 @@ const M = 0x5bd1e995;
 const encoder = new TextEncoder();
 
 /** Kafka's murmur2 hash of `key`'s UTF-8 bytes, as a signed 32-bit integer (Java client, kafkajs). */
-export function murmur2(key: string): number {
+function murmur2(key: string): number {
   const data = encoder.encode(key);
   const length = data.length;
   let h = (SEED ^ length) | 0;

@@ -24,9 +24,6 @@ export const SIGNATURE_HEADER = "signature";
 /** The dead letter error of a record whose signature is missing or wrong. */
 export const BAD_SIGNATURE = "bad signature";
 
-/** Shortest key accepted (characters). */
-export const MIN_SIGNING_KEY_LENGTH = 32;
-
 /** What a signature covers. */
 export type SignedPart = Pick<BusRecord, "topic" | "key" | "value">;
 

@@ -34,7 +34,7 @@ export async function waitUntilQuiet(pids: Pids, idle: Record<string, number>, t
 /** Starts the split shop with default Kafka settings, lets it settle, and measures its idle CPU. */
 export async function measureIdleCpu(windowMs = Number(process.env.IDLE_WINDOW_MS ?? 10_000)): Promise<Record<string, number>> {
   const shop = await startSplitShop({
-    // The shipped defaults (src/config.ts), not the test harness's mock-broker settings.
+    // The shipped defaults (src/config/settings.ts), not the test harness's mock-broker settings.
     KAFKA_FETCH_MAX_WAIT_MS: "5000",
     KAFKA_SESSION_TIMEOUT_MS: "10000",
     KAFKA_HEARTBEAT_INTERVAL_MS: "1000",

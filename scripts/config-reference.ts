@@ -1,6 +1,6 @@
 /**
- * The README's configuration reference, generated from the config schemas (src/config.ts
- * configReference, the same rows as --help). `bun run scripts/config-reference.ts` rewrites the
+ * The README's configuration reference, generated from the config schemas (configReference in
+ * src/config/reference.ts, the same rows as --help). `bun run scripts/config-reference.ts` rewrites the
  * part of README.md between the markers; test/readme.test.ts fails when it is out of date.
  */
 import { readFileSync, writeFileSync } from "node:fs";

@@ -1,4 +1,4 @@
-/** src/config.ts: process settings (defaults, flags over env, errors naming the setting), module YAML with env overrides, and the CLI's exit on bad config. */
+/** src/config/: process settings (defaults, flags over env, errors naming the setting), module YAML with env overrides, and the CLI's exit on bad config. */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -6,10 +6,11 @@ import { join, resolve } from "node:path";
 import { RegistryConfigSchema } from "../modules/registry/config";
 import { StorageConfigSchema } from "../modules/storage/config";
 import { WalletConfigSchema } from "../modules/wallet/config";
-import { applyFlags, ConfigError, checkPorts, closest, type Env, helpText, loadModuleConfig, loadSettings, MODULE_KEY_HELP, MODULE_NAMES } from "../src/config";
+import { applyFlags, ConfigError, checkPorts, closest, type Env, helpText, loadModuleConfig, loadSettings, MODULE_NAMES, moduleKeyHelp } from "../src/config";
 import { MODULES } from "../src/modules";
 import { parse as parseYaml } from "yaml";
-import { schemaKeys } from "./support/schema-keys";
+import { z } from "zod";
+import { lenientMappings, schemaKeys } from "./support/schema-keys";
 
 const ROOT = resolve(import.meta.dir, "..");
 const CONFIG_DIR = join(ROOT, "config");
@@ -207,6 +208,11 @@ describe("module YAML", () => {
     expect(() => loadAll(join(ROOT, "test/fixtures/config"), {})).not.toThrow();
   });
 
+  test("every mapping of every module schema is a strictObject (list items too), so that zod reports a key it does not know", () => {
+    expect(lenientMappings(z.strictObject({ topics: z.object({}), items: z.array(z.object({})).default([]) }))).toEqual(["topics", "items[]"]);
+    for (const name of MODULE_NAMES) expect(lenientMappings(MODULES[name].configSchema), name).toEqual([]);
+  });
+
   test("duplicate ports are an error naming where each was set; port 0 may repeat", () => {
     const env: Env = { WALLET_PORT: "8000" };
     const err = configError(() =>
@@ -243,6 +249,7 @@ describe("module YAML", () => {
     const lines = helpText(MODULE_NAMES.map((m) => MODULES[m])).split("\n");
     for (const name of MODULE_NAMES) {
       const { configSchema } = MODULES[name];
+      const help = moduleKeyHelp(MODULES[name]);
       const section = lines.slice(lines.findIndex((l) => l.startsWith(`${name}: `)));
       for (const { path } of schemaKeys(configSchema)) {
         const [list, item] = path.split("[].");
@@ -250,7 +257,7 @@ describe("module YAML", () => {
         const line = section.find((l) => l === `  ${list}` || l.startsWith(`  ${list} `) || l.startsWith(`  ${list},`));
         expect(line, `${name}: ${path}`).toBeDefined();
         if (item) expect(line).toMatch(new RegExp(`[{,] ${item}[ ,]`));
-        else expect(MODULE_KEY_HELP[path], `description of ${path}`).toBeTruthy();
+        else expect(help[path], `description of ${path}`).toBeTruthy();
       }
     }
   });

@@ -2,7 +2,7 @@
 import { z } from "zod";
 
 export const TopicsSchema = z
-  .object({
+  .strictObject({
     new_orders: z.string().min(1).default("new_orders"),
     rejected_orders: z.string().min(1).default("rejected_orders"),
     success: z.string().min(1).default("success_topics"),

@@ -1,4 +1,4 @@
-/** Every key a zod config schema accepts, walked from the schema itself (to check generated references against). */
+/** Every key a zod config schema accepts, walked from the schema itself (to check generated references against), and its mappings that are not strict. */
 import type { z } from "zod";
 
 interface Def {
@@ -7,6 +7,7 @@ interface Def {
   in?: z.ZodType;
   shape?: Record<string, z.ZodType>;
   element?: z.ZodType;
+  catchall?: z.ZodType;
 }
 
 /** The definition under default, optional, pipe, prefault... wrappers. */
@@ -43,4 +44,13 @@ export function schemaKeys(schema: z.ZodType, prefix = ""): SchemaKey[] {
     }
   }
   return keys;
+}
+
+/** The mappings of a schema (itself, nested ones, list items) that let an unknown key through: not strictObject. */
+export function lenientMappings(schema: z.ZodType, path = ""): string[] {
+  const def = unwrap(schema);
+  if (def.type === "array") return def.element ? lenientMappings(def.element, `${path}[]`) : [];
+  if (def.type !== "object") return [];
+  const own = def.catchall?._zod.def.type === "never" ? [] : [path || "(root)"];
+  return [...own, ...Object.entries(def.shape ?? {}).flatMap(([key, field]) => lenientMappings(field, path ? `${path}.${key}` : key))];
 }

@@ -1,0 +1,186 @@
+/** The process settings (variables, .env or flags): their schema, what each means, and loading them with the signing-key rules. */
+import { existsSync, readFileSync } from "node:fs";
+import { z } from "zod";
+import { assetPath, IN_BINARY } from "../assets";
+import { LOG_FORMATS, LOG_LEVELS } from "../log";
+import { ConfigError, readable, showValue } from "./errors";
+import { type Env, origin, withValueFrom } from "./flags";
+
+/** The business modules a process can run. */
+export const MODULE_NAMES = ["registry", "wallet", "storage"] as const;
+export type ModuleName = (typeof MODULE_NAMES)[number];
+
+/** A comma-separated list, items trimmed, empty items dropped. */
+export const csv = (s: string) =>
+  s
+    .split(",")
+    .map((x) => x.trim())
+    .filter(Boolean);
+
+/** Shortest bus signing key accepted (characters). */
+const MIN_SIGNING_KEY_LENGTH = 32;
+
+/** A bus signing key: at least MIN_SIGNING_KEY_LENGTH characters; empty means unset. */
+const signingKey = z
+  .string()
+  .min(MIN_SIGNING_KEY_LENGTH, `at least ${MIN_SIGNING_KEY_LENGTH} characters`)
+  .optional()
+  .or(z.literal("").transform(() => undefined));
+
+/** The process settings: variables (and .env), or their flags. */
+export const SettingsSchema = z.object({
+  MODULES: z
+    .string()
+    .default(MODULE_NAMES.join(","))
+    .transform(csv)
+    .pipe(z.array(z.enum(MODULE_NAMES)).min(1, "name at least one module"))
+    .transform((list) => [...new Set(list)]),
+  BUS: z.enum(["memory", "kafka"]).default("memory"),
+  KAFKA_BROKERS: z
+    .string()
+    .default("localhost:9092")
+    .transform(csv)
+    .pipe(z.array(z.string().regex(/^[^\s:]+:\d{1,5}$/, "expected host:port")).min(1)),
+  KAFKA_CLIENT_ID: z.string().min(1).default("shop"),
+  // Partitions per topic, in the memory bus and for topics the Kafka bus creates.
+  BUS_PARTITIONS: z.coerce.number().int().min(1).max(256).default(3),
+  // How long an in-process consumer waits for more records before a short batch (latency vs. batching).
+  BUS_LINGER_MS: z.coerce.number().int().min(0).max(1000).default(5),
+  // Consumer group timings: a member restarted after kill -9 joins once its old self's session
+  // expires; a shorter session means a shorter wait (see README, "Kafka consumer timings").
+  KAFKA_SESSION_TIMEOUT_MS: z.coerce.number().int().min(3000).max(300_000).default(10_000),
+  KAFKA_HEARTBEAT_INTERVAL_MS: z.coerce.number().int().min(100).max(100_000).default(1000),
+  // Unset: twice the session timeout (a JoinGroup may be held that long; see README).
+  KAFKA_REBALANCE_TIMEOUT_MS: z
+    .literal("")
+    .transform(() => undefined)
+    .or(z.coerce.number().int().min(1000).max(600_000))
+    .optional(),
+  KAFKA_FETCH_MAX_WAIT_MS: z.coerce.number().int().min(10).max(30_000).default(5000),
+  DATABASE_URL: z
+    .string()
+    .regex(/^postgres(ql)?:\/\//, "expected a postgres:// URL")
+    .optional()
+    .or(z.literal("").transform(() => undefined)),
+  DATABASE_POOL_SIZE: z.coerce.number().int().min(1).max(100).default(10),
+  DATA_DIR: z.string().min(1).default("./data"),
+  CONFIG_DIR: z.string().min(1).default("./config"),
+  HOST: z.string().min(1).default("0.0.0.0"),
+  // Largest request body read; 1 MiB lets an order of 10,000 items reach validation (400 items), not 413.
+  BODY_LIMIT_BYTES: z.coerce.number().int().min(1024).max(10_485_760).default(1_048_576),
+  // Bearer token for deposits, receipts and /admin/*; unset: a random one per start, logged once.
+  ADMIN_TOKEN: z
+    .string()
+    .min(16, "at least 16 characters")
+    .regex(/^[\x21-\x7e]+$/, "printable ASCII without spaces")
+    .optional()
+    .or(z.literal("").transform(() => undefined)),
+  // HMAC key for bus records (README "Signed records"): every published record is signed, every
+  // consumed one checked. Unset: nothing is signed or checked. The previous key is only accepted
+  // when checking (a rolling key change); it needs BUS_SIGNING_KEY.
+  BUS_SIGNING_KEY: signingKey,
+  BUS_SIGNING_KEY_PREVIOUS: signingKey,
+  // A file holding BUS_SIGNING_KEY (a Docker secret, say); read at start, surrounding whitespace
+  // dropped. Not together with BUS_SIGNING_KEY.
+  BUS_SIGNING_KEY_FILE: z.string().optional().or(z.literal("").transform(() => undefined)),
+  // Kafka without a signing key is refused at start: anyone who can write to the topics could
+  // make the services refund, release or complete orders. This says, by name, that it is wanted.
+  BUS_INSECURE_UNSIGNED_RECORDS: z
+    .enum(["true", "false", ""], { message: 'expected "true" or "false"' })
+    .default("false")
+    .transform((v) => v === "true"),
+  LOG_LEVEL: z.enum(LOG_LEVELS).default("info"),
+  // Unset: pretty lines when stderr is a terminal, one JSON object per line otherwise.
+  LOG_FORMAT: z.enum(LOG_FORMATS).optional().or(z.literal("").transform(() => undefined)),
+  // Names of `<MODULE>_*` variables that are not meant for the shop (set by a platform, say).
+  IGNORE_VARS: z.string().default("").transform(csv),
+});
+
+/** Validated process-level settings. */
+export type Settings = z.infer<typeof SettingsSchema>;
+
+/** One line per setting for `--help` and the README; the type makes every setting need one. */
+export const SETTING_HELP: Record<keyof typeof SettingsSchema.shape, string> = {
+  MODULES: "modules this process runs (registry, wallet, storage), comma-separated",
+  BUS: "message bus: memory (one process) or kafka",
+  KAFKA_BROKERS: "Kafka bootstrap brokers, host:port, comma-separated",
+  KAFKA_CLIENT_ID: "Kafka client id",
+  BUS_PARTITIONS: "partitions per topic (memory bus, and topics the Kafka bus creates)",
+  BUS_LINGER_MS: "how long an in-process consumer waits to fill a batch",
+  KAFKA_SESSION_TIMEOUT_MS: "consumer group session timeout",
+  KAFKA_HEARTBEAT_INTERVAL_MS: "consumer group heartbeat interval",
+  KAFKA_REBALANCE_TIMEOUT_MS: "consumer group rebalance timeout (unset: twice the session timeout)",
+  KAFKA_FETCH_MAX_WAIT_MS: "longest a Kafka fetch waits for records",
+  DATABASE_URL: "PostgreSQL URL, postgres://... (unset: embedded PGlite in DATA_DIR)",
+  DATABASE_POOL_SIZE: "PostgreSQL connections per process",
+  DATA_DIR: "PGlite's files (:memory: for a throwaway database)",
+  CONFIG_DIR: "where <module>.yaml files are read from (the binary, without ./config: its built-in copy)",
+  HOST: "address the HTTP services listen on",
+  BODY_LIMIT_BYTES: "largest request body read",
+  ADMIN_TOKEN: "bearer token for deposits, receipts and /admin/* (unset: random per start, logged once)",
+  BUS_SIGNING_KEY: `HMAC key signing bus records, ${MIN_SIGNING_KEY_LENGTH}+ characters, the same in every service (required with BUS=kafka)`,
+  BUS_SIGNING_KEY_PREVIOUS: "previous signing key, still accepted when checking (needs BUS_SIGNING_KEY)",
+  BUS_SIGNING_KEY_FILE: "file holding BUS_SIGNING_KEY (a Docker secret), instead of the variable",
+  BUS_INSECURE_UNSIGNED_RECORDS: "true: run BUS=kafka without a signing key, so anyone who can write to the topics can forge records",
+  LOG_LEVEL: `log level: ${LOG_LEVELS.join(", ")}`,
+  LOG_FORMAT: `log format: ${LOG_FORMATS.join(", ")} (unset: pretty on a terminal, JSON otherwise)`,
+  IGNORE_VARS: "<MODULE>_* variables that are not the shop's, comma-separated (not checked, not applied)",
+};
+
+/** The module YAML files the binary carries (the project's config/ at build time). */
+export const BUILT_IN_CONFIG_DIR = assetPath("config");
+
+/** Parses process settings or throws a ConfigError naming the first bad setting and its value. */
+export function loadSettings(given: Env): Settings {
+  const env = withKeyFile(given);
+  const parsed = SettingsSchema.safeParse(env, { reportInput: true });
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0];
+    const name = String(issue?.path[0] ?? "settings");
+    const element = issue && issue.path.length > 1 ? `${showValue(name, issue.input)}: ` : "";
+    throw new ConfigError(origin(env, name), `${element}${readable(issue)}`, showValue(name, env[name]));
+  }
+  if (parsed.data.BUS_SIGNING_KEY_PREVIOUS && !parsed.data.BUS_SIGNING_KEY) {
+    throw new ConfigError("BUS_SIGNING_KEY_PREVIOUS", "set BUS_SIGNING_KEY too (the previous key only verifies)");
+  }
+  checkSigning(parsed.data, env);
+  // The binary runs from any directory: without ./config (and CONFIG_DIR unset) it uses the copy it carries.
+  if (IN_BINARY && !env.CONFIG_DIR && !existsSync(parsed.data.CONFIG_DIR)) parsed.data.CONFIG_DIR = BUILT_IN_CONFIG_DIR;
+  return parsed.data;
+}
+
+/**
+ * `env` with BUS_SIGNING_KEY read from BUS_SIGNING_KEY_FILE, when that is set; a key that fails
+ * validation is then reported as the file's. Both set, or an unreadable file: a ConfigError.
+ */
+function withKeyFile(env: Env): Env {
+  const file = env.BUS_SIGNING_KEY_FILE;
+  if (!file) return env;
+  if (env.BUS_SIGNING_KEY) throw new ConfigError("BUS_SIGNING_KEY_FILE", "BUS_SIGNING_KEY is set too: give the key one way", showValue("BUS_SIGNING_KEY_FILE", file));
+  let key: string;
+  try {
+    key = readFileSync(file, "utf8").trim();
+  } catch (err) {
+    throw new ConfigError("BUS_SIGNING_KEY_FILE", `cannot read it (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`, showValue("BUS_SIGNING_KEY_FILE", file));
+  }
+  return withValueFrom(env, "BUS_SIGNING_KEY", key, `BUS_SIGNING_KEY_FILE (${file})`);
+}
+
+/**
+ * Records on a shared bus are signed unless the operator says otherwise by name: with Kafka, other
+ * processes and tools can write to the topics, and an unsigned record in a service's name would be
+ * acted on. The in-process bus has no other writer and needs no key.
+ */
+function checkSigning(settings: Settings, env: Env): void {
+  if (settings.BUS_INSECURE_UNSIGNED_RECORDS && settings.BUS_SIGNING_KEY) {
+    throw new ConfigError("BUS_INSECURE_UNSIGNED_RECORDS", "a signing key is set too: remove one of the two (records are signed when there is a key)", "true");
+  }
+  if (settings.BUS !== "kafka" || settings.BUS_SIGNING_KEY || settings.BUS_INSECURE_UNSIGNED_RECORDS) return;
+  throw new ConfigError(
+    "BUS_SIGNING_KEY",
+    `required with ${origin(env, "BUS") === "BUS" ? "BUS=kafka" : "--bus kafka"}: anyone who can write to the topics could otherwise make the services ` +
+      `refund, release or complete orders. Give every service the same key of ${MIN_SIGNING_KEY_LENGTH}+ characters, e.g. ` +
+      "BUS_SIGNING_KEY=$(openssl rand -base64 48), or BUS_SIGNING_KEY_FILE=<a file holding it>; " +
+      "to run with forgeable records anyway, set BUS_INSECURE_UNSIGNED_RECORDS=true (README, \"Signed records\")",
+  );
+}

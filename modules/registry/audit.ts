@@ -12,7 +12,7 @@ import type { Database, Executor } from "../../src/db/database";
 import * as tables from "./schema";
 
 /** A pending order gets this long past the deadline for the sweeper to reach it; an unknown order, past its grace. */
-export const SWEEP_SLACK_SECONDS = 10;
+const SWEEP_SLACK_SECONDS = 10;
 
 /** The registry settings the rules depend on. */
 export interface RegistryAuditSettings {

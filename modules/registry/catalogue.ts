@@ -1,17 +1,35 @@
 /**
- * The catalogue held in memory: `GET /products` and pricing read no table. A checksum of the
- * table, taken in the background at most every `checkEveryMs` (and at once for an unknown id),
- * tells whether anything changed it (another process, an operator's SQL) since it was loaded.
+ * Registry's products: seeded from the config, and held in memory so that `GET /products` and
+ * pricing read no table. A checksum of the table, taken in the background at most every
+ * `checkEveryMs` (and at once for an unknown id), tells whether anything changed it (another
+ * process, an operator's SQL) since it was loaded.
  */
-import { sql } from "drizzle-orm";
+import { asc, sql } from "drizzle-orm";
 import type { Database } from "../../src/db/database";
 import { products } from "./schema";
-import { listProducts } from "./service";
+import { productView } from "./views";
 
 /** A checksum of every product's fields: any insert, edit or delete changes it. */
 const versionOf = sql<string>`coalesce(md5(string_agg(concat_ws(':', ${products.id}, ${products.priceCents}, ${products.sku}, ${products.name}), ',' order by ${products.id})), '')`;
 
-type ProductView = Awaited<ReturnType<typeof listProducts>>[number];
+type ProductView = ReturnType<typeof productView>;
+
+/** Inserts catalogue entries that are not there yet. */
+export async function seedProducts(db: Database, seed: { id: number; sku: string; name: string; price_cents: number }[]) {
+  if (seed.length === 0) return;
+  await db.transaction((tx) =>
+    tx
+      .insert(products)
+      .values(seed.map((p) => ({ id: p.id, sku: p.sku, name: p.name, priceCents: p.price_cents })))
+      .onConflictDoNothing(),
+  );
+}
+
+/** The whole catalogue by id. */
+export async function listProducts(db: Database) {
+  const rows = await db.read((q) => q.select().from(products).orderBy(asc(products.id)));
+  return rows.map(productView);
+}
 
 /** The cached catalogue. */
 export interface Catalogue {

@@ -4,7 +4,7 @@ import type { Consumers } from "../../src/messaging/message-consumer";
 import { asc } from "drizzle-orm";
 import { anyOf } from "../../src/db/bulk";
 import { orders } from "./schema";
-import { recordCompensation, recordRejection, recordSuccess, recordSuccesses, type SagaEnded } from "./service";
+import { recordCompensation, recordRejection, recordSuccess, recordSuccesses, type SagaEnded } from "./saga";
 
 /** Registry's consumer: follow each order's steps, rejections and compensations; `ended` hears of each final state, `log` logs it. */
 export const registryConsumers = (ended?: SagaEnded, log?: Logger): Consumers => ({

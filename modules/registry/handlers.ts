@@ -11,7 +11,8 @@ import type { Admission } from "./admission";
 import { type RegistryAuditSettings, registryAuditReport } from "./audit";
 import type { Catalogue } from "./catalogue";
 import { AlreadyAnswered, findAnswer, IDEMPOTENCY_HEADER, requestHash } from "./idempotency";
-import { getOrder, listOrders, placeOrder, stuckSagas } from "./service";
+import { stuckSagas } from "./operator";
+import { getOrder, listOrders, placeOrder } from "./orders";
 
 /** The registry router; `outbox` is registry's outbox. */
 export function registryRouter(db: Database, catalogue: Catalogue, admission: Admission, outbox: Pick<OutboxWriter, "insert">) {

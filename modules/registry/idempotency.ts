@@ -12,7 +12,6 @@ import { type PruneJob, pruneOlderThan } from "../../src/db/retention";
 import { idempotencyKeys } from "./schema";
 
 export { AlreadyAnswered, IDEMPOTENCY_HEADER, type KeyedRequest, type StoredAnswer } from "../../src/db/idempotency-keys";
-export { REPLAYED_HEADER } from "../../src/http/idempotency";
 
 /** sha-256 (hex) of the validated body in a canonical form: the user, then the items in the given order. */
 export const requestHash = (userId: number, items: readonly { product_id: number; quantity: number }[]): string =>

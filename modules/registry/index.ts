@@ -5,13 +5,13 @@ import { setUpMessaging } from "../../src/messaging/messaging";
 import { RegistryConfigSchema } from "./config";
 import { REGISTRY_TOPICS, registryConsumers } from "./consumers";
 import { createAdmission } from "./admission";
-import { createCatalogue } from "./catalogue";
+import { createCatalogue, seedProducts } from "./catalogue";
 import { registryAdminRouter, registryAuditRouter, registryRouter } from "./handlers";
 import { idempotencyKeyPruneJob } from "./idempotency";
 import { createLivePage } from "./live";
 import { registryMetrics } from "./metrics";
 import * as tables from "./schema";
-import { nextExpiryInMs, rejectExpiredOrders, rejectUnknownOrders, seedProducts } from "./service";
+import { nextExpiryInMs, rejectExpiredOrders, rejectUnknownOrders } from "./sweepers";
 
 export const registryModule: ShopModule<typeof RegistryConfigSchema> = {
   name: "registry",

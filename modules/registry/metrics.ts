@@ -2,7 +2,8 @@
 import { Histogram } from "prom-client";
 import type { Database } from "../../src/db/database";
 import { type MetricsRegistry, tableGauges } from "../../src/http/metrics";
-import { orderCounts, type SagaEnded } from "./service";
+import { orderCounts } from "./operator";
+import type { SagaEnded } from "./saga";
 
 /** Saga durations, created to final: from a fast in-process run (ms) to the deadline and past it. */
 const SAGA_BUCKETS_S = [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300];

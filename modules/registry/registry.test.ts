@@ -1,5 +1,5 @@
 /** Registry's rules against an in-memory PGlite: pricing and placing orders, following the saga, timeouts, paging. */
-import { type Catalogue, createCatalogue } from "./catalogue";
+import { type Catalogue, createCatalogue, listProducts, seedProducts } from "./catalogue";
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { eq, inArray, sql } from "drizzle-orm";
 import type { OrderCreated, OrderRejected, StepSucceeded } from "../../src/contracts";
@@ -14,21 +14,10 @@ import { deadLetters, inbox, orders, outbox, products, unknownOrders } from "./s
 
 /** Registry's messaging tables (placeOrder writes its OrderCreated into the real outbox). */
 const registryTables = { outbox, inbox, deadLetters };
-import {
-  getOrder,
-  listOrders,
-  listProducts,
-  type OrderLine,
-  placeOrder,
-  recordCompensation,
-  recordRejection,
-  recordSuccess,
-  recordSuccesses,
-  rejectExpiredOrders,
-  rejectUnknownOrders,
-  seedProducts,
-  stuckSagas,
-} from "./service";
+import { stuckSagas } from "./operator";
+import { getOrder, listOrders, type OrderLine, placeOrder } from "./orders";
+import { recordCompensation, recordRejection, recordSuccess, recordSuccesses } from "./saga";
+import { rejectExpiredOrders, rejectUnknownOrders } from "./sweepers";
 
 let db: Database;
 let prices: Catalogue;

@@ -44,7 +44,7 @@ const DeadLetterId = intParam((i) => i.positive().max(Number.MAX_SAFE_INTEGER)).
   example: 1,
 });
 
-export const listDeadLettersRoute = createRoute(withErrors({
+const listDeadLettersRoute = createRoute(withErrors({
   method: "get",
   path: "/admin/dead-letters",
   tags: ["admin"],
@@ -69,7 +69,7 @@ export const listDeadLettersRoute = createRoute(withErrors({
   },
 }));
 
-export const redriveDeadLetterRoute = createRoute(withErrors({
+const redriveDeadLetterRoute = createRoute(withErrors({
   method: "post",
   path: "/admin/dead-letters/{id}/redrive",
   tags: ["admin"],

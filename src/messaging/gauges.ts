@@ -23,7 +23,8 @@ export async function outboxBacklog(db: Database, tables: MessagingTables): Prom
  * `shop_dead_letters{topic,state}`: dead letters by topic, still dead or resolved by a redrive;
  * `shop_outbox_backlog{state}`: rows not published yet (pending, in_flight); `shop_outbox_pending`
  * their sum; `shop_outbox_oldest_unpublished_seconds`: the age of the oldest of them (0 when none).
- * One query per scrape. `consumed`: the topics the module reads, reported at 0 before any dead letter.
+ * Two queries per scrape (dead letters, outbox backlog), started together and shared by the four families.
+ * `consumed`: the topics the module reads, reported at 0 before any dead letter.
  */
 export function messagingGauges(registry: MetricsRegistry, db: Database, tables: MessagingTables, consumed: string[] = []): void {
   const { deadLetters, outbox } = tables;

@@ -18,7 +18,7 @@ import type { Enqueue, OutboxWriter } from "./outbox";
 import type { MessagingTables } from "./tables";
 
 /** What a module reacts to: message type -> effect, run inside the batch's transaction. */
-export type MessageHandlers = {
+type MessageHandlers = {
   [T in MessageType]?: (tx: Executor, message: MessageOf<T>, enqueue: Enqueue) => Promise<void>;
 };
 
@@ -27,7 +27,7 @@ export type MessageHandlers = {
  * together and written with a few statements whatever their number. Each enqueued message
  * should carry the request id of the message that caused it (withCause).
  */
-export type BatchHandlers = {
+type BatchHandlers = {
   /**
    * Reads and decides in `tx`; resolves with its writes, as statements the consumer runs in one
    * (allInOne: on one snapshot, so they touch different tables), joined with the batch's outbox
@@ -56,7 +56,7 @@ export interface Consumers {
 }
 
 /** Counters a consumer keeps, read by /metrics. */
-export interface ConsumerStats {
+interface ConsumerStats {
   processed: number;
   duplicates: number;
   ignored: number;

@@ -4,33 +4,23 @@
  * says it is durable downstream; a row whose publish failed goes back to `pending`. Marks are
  * written together, a moment later: a crash before that only sends a row twice, and consumers
  * drop the duplicate. Published rows are pruned by the module's retention (retention.ts).
- *
- * One relay per outbox claims at a time (ADR 0010): on PostgreSQL, several processes of a module
- * share the outbox, and the one holding a session-level advisory lock (keyed by the outbox table)
- * on a connection of its own leads; the others stand by, trying for the lock every second. Claims
- * run on the lock's connection and only match on the backend that took the lock (a session lock
- * lives as long as its backend), so a relay whose connection broke, even one that reconnected
- * silently, cannot claim once another may lead; each second the leader also checks pg_locks.
- * A new leader first returns the rows left `in_flight` to `pending`. PGlite is one process by construction: its relay always leads.
+ * One relay per outbox claims at a time: relay-leader.ts elects it (ADR 0010).
  */
-import { and, asc, eq, inArray, notInArray, type SQL, sql } from "drizzle-orm";
-import { getTableConfig } from "drizzle-orm/pg-core";
-import { rowsOf } from "../db/rows";
+import { and, asc, eq, inArray, notInArray, sql } from "drizzle-orm";
 import { anyOf } from "../db/bulk";
 import type { Bus, BusRecord } from "../bus/bus";
 import { retryDelayMs } from "../bus/bus";
 import { type RecordSigner, SIGNATURE_HEADER } from "../bus/signing";
-import type { Database, Executor, DbSession } from "../db/database";
+import type { Database } from "../db/database";
 import type { Logger } from "../log";
+import { RelayLeader } from "./relay-leader";
 import type { MessagingTables } from "./tables";
+
+export { outboxLockKey } from "./relay-leader";
 
 const BATCH = 200;
 /** How long confirmed rows wait to be marked published together (fewer statements under load). */
 const MARK_AFTER_MS = 100;
-/** How often a standby tries for the lead, and a leader checks it still holds it. */
-const ELECT_EVERY_MS = 1000;
-/** First key of the relays' advisory locks (the second is the outbox table's). "OBOX". */
-const LOCK_CLASS = 0x4f424f58;
 
 /** A running relay. */
 export interface OutboxRelay {
@@ -42,36 +32,8 @@ export interface OutboxRelay {
   stop(): Promise<void>;
 }
 
-type Row = MessagingTables["outbox"]["$inferSelect"];
-
-/** The advisory-lock key of an outbox: a positive 31-bit hash (FNV-1a) of its schema-qualified name. */
-export function outboxLockKey(outbox: MessagingTables["outbox"]): [number, number] {
-  const { schema, name } = getTableConfig(outbox);
-  let h = 0x811c9dc5;
-  for (const ch of `${schema ?? "public"}.${name}`) h = Math.imul(h ^ ch.charCodeAt(0), 0x01000193);
-  return [LOCK_CLASS, (h >>> 0) & 0x7fffffff];
-}
-
-/**
- * Where claims run, and whether this relay may claim. On PostgreSQL: a dedicated session that
- * holds the outbox's advisory lock, and `fence`, a condition true only in the session holding it.
- */
-interface Lead {
-  session: DbSession;
-  /** True only in the session holding the lock (reads pg_locks: the leader's check each second). */
-  holds: SQL;
-  /**
-   * The claims' fence: true only on the backend that took the lock (`pg_backend_pid()`, no table
-   * read). A backend keeps a session lock until it ends, so only that backend may claim; a
-   * connection that broke and silently reconnected is a new backend, and matches nothing.
-   */
-  fence: SQL;
-  /** Set when the connection closed or broke: the lock is gone with it. */
-  lost: boolean;
-}
-
-/** Starts relaying `tables.outbox` to `bus`: on nudges, and every `pollMs` when nothing nudged. */
-export async function startOutboxRelay(opts: {
+/** What startOutboxRelay needs. */
+interface RelayOptions {
   db: Database;
   bus: Bus;
   tables: MessagingTables;
@@ -83,168 +45,168 @@ export async function startOutboxRelay(opts: {
   onPublished?: (records: BusRecord[]) => void;
   /** How often a standby tries for the lead (default 1 s, or `pollMs` if shorter). */
   electEveryMs?: number;
-}): Promise<OutboxRelay> {
-  const { db, bus, tables, pollMs, log } = opts;
-  const signer = opts.signer ?? null;
-  const { outbox } = tables;
-  const elected = db.session !== undefined;
-  const electEveryMs = opts.electEveryMs ?? Math.min(ELECT_EVERY_MS, pollMs);
-  const [lockClass, lockKey] = outboxLockKey(outbox);
-  /** Where the other processes' commits wake the leader. */
-  const channel = `${getTableConfig(outbox).schema ?? "public"}_outbox_committed`;
-  let stopped = false;
-  let again = false;
-  let running: Promise<void> | null = null;
-  let inFlight = 0;
-  let failures = 0;
-  let lastPass = 0;
-  let timer: Timer | null = null;
-  let electTimer: Timer | null = null;
-  let electing: Promise<void> | null = null;
-  /** PostgreSQL: the lead while this relay holds it. */
-  let lead: Lead | null = null;
-  /** PostgreSQL: a standby's connection, kept for its next try. */
-  let standby: Lead | null = null;
+}
+
+type Row = MessagingTables["outbox"]["$inferSelect"];
+
+/** Starts relaying `tables.outbox` to `bus`: on nudges, and every `pollMs` when nothing nudged. */
+export async function startOutboxRelay(opts: RelayOptions): Promise<OutboxRelay> {
+  const relay = new Relay(opts);
+  await relay.start();
+  return {
+    nudge: () => relay.nudge(),
+    leading: () => relay.leader.leading(),
+    stop: () => relay.stop(),
+  };
+}
+
+/** The relay loop: passes that claim and send batches, and the marks of what the bus confirmed. */
+class Relay {
+  readonly leader: RelayLeader;
+  private readonly opts: RelayOptions;
+  private readonly outbox: MessagingTables["outbox"];
+  private readonly signer: RecordSigner | null;
+  private stopped = false;
+  private again = false;
+  private running: Promise<void> | null = null;
+  private inFlight = 0;
+  private failures = 0;
+  private lastPass = 0;
+  private timer: Timer | null = null;
   /** Claims stopped because the bus had enough in flight: claim again when a send finishes. */
-  let blocked = false;
-  let confirmed: number[] = [];
-  let marking: Promise<void> | null = null;
-  let markTimer: Timer | null = null;
+  private blocked = false;
+  private confirmed: number[] = [];
+  private marking: Promise<void> | null = null;
+  private markTimer: Timer | null = null;
   /** Rows this relay claimed and has not yet released or marked published. */
-  const held = new Set<number>();
+  private readonly held = new Set<number>();
   /**
    * Rows may be `in_flight` that no running relay holds: left by a previous leader (this relay
    * just took the lead), or by a claim of this relay that failed (its UPDATE may have committed
    * with the answer lost). The next pass returns such rows to `pending`.
    */
-  let orphansPossible = !elected;
+  private orphansPossible: boolean;
 
-  const leading = () => !elected || (lead !== null && !lead.lost);
+  constructor(opts: RelayOptions) {
+    this.opts = opts;
+    this.outbox = opts.tables.outbox;
+    this.signer = opts.signer ?? null;
+    this.leader = new RelayLeader({
+      db: opts.db,
+      outbox: opts.tables.outbox,
+      log: opts.log,
+      pollMs: opts.pollMs,
+      electEveryMs: opts.electEveryMs,
+      onLead: () => {
+        this.orphansPossible = true;
+        this.kick();
+      },
+      wake: () => this.kick(),
+    });
+    this.orphansPossible = !this.leader.elected;
+  }
 
-  /** Runs a claim: on PGlite, as any statement; on PostgreSQL, on the lead's session, fenced by its lock. */
-  const claimWith = <T>(fn: (q: Executor, fence: SQL | undefined) => Promise<T>): Promise<T> => {
-    if (!elected) return db.autocommit((q) => fn(q, undefined));
-    const current = lead;
-    if (!current || current.lost) return Promise.reject(new Error("outbox relay: not leading"));
-    return fn(current.session.db, current.fence);
-  };
+  /** Takes part in the election (PostgreSQL), then makes a first pass and starts the safety-net poll. */
+  async start(): Promise<void> {
+    if (this.leader.elected) await this.leader.start();
+    this.kick();
+    this.schedule();
+  }
 
-  /** Gives the lead up: closes its session (the lock goes with it). */
-  const resign = async (why: string) => {
-    const current = lead;
-    if (!current) return;
-    lead = null;
-    log.info("outbox relay: lead given up", { why });
-    await current.session.close().catch(() => {});
-  };
+  /** A leader passes again; a standby tells the leader. */
+  nudge(): void {
+    if (this.leader.leading()) this.kick();
+    else this.leader.notify();
+  }
 
-  /** Takes the lead if the lock is free; a new leader reclaims what was left in flight on its next pass. */
-  const elect = async () => {
-    if (stopped) return;
-    if (lead?.lost) await resign("lock connection closed");
-    if (lead) {
-      // Still holding it? A broken connection reports on use; a silent reconnect fails the fence.
-      try {
-        const [row] = rowsOf(await lead.session.quiet.execute(sql`select ${lead.holds} and ${lead.fence} as held`));
-        if (row?.held !== true) await resign("lock no longer held");
-      } catch (err) {
-        log.warn("outbox relay: lock check failed", { err });
-        await resign("lock check failed");
-      }
+  /** Stops passes and elections, marks what the bus confirmed (one try), then gives the lead up. */
+  async stop(): Promise<void> {
+    this.stopped = true;
+    if (this.timer) clearTimeout(this.timer);
+    await this.leader.stopElecting();
+    await this.running;
+    // What the bus confirmed so far is marked now (one try); the rest is sent again by the next leader.
+    if (this.markTimer) clearTimeout(this.markTimer);
+    await this.marking;
+    if (this.confirmed.length > 0) await this.markPublished(this.confirmed.splice(0)).catch(() => {});
+    await this.leader.close();
+  }
+
+  /** Starts a pass, or asks the running one to go again. */
+  private kick(): void {
+    if (this.stopped) return;
+    if (this.running) {
+      this.again = true;
       return;
     }
-    // A standby keeps its connection between tries (no new connection every second).
-    let candidate = standby?.lost ? null : standby;
-    standby = null;
+    this.running = this.pass().finally(() => {
+      this.running = null;
+      // A kick that came after the pass's last look (between its loop test and here) is not lost.
+      if (this.again) this.kick();
+    });
+  }
+
+  private schedule(): void {
+    this.timer = setTimeout(() => {
+      // A safety net for rows no nudge announced (another process, a lost wake-up).
+      if (Date.now() - this.lastPass >= this.opts.pollMs) this.kick();
+      this.schedule();
+    }, this.opts.pollMs);
+  }
+
+  private async pass(): Promise<void> {
+    do {
+      this.again = false;
+      try {
+        await this.fill();
+      } catch (err) {
+        if (this.stopped) return;
+        this.failures += 1;
+        this.opts.log.warn("outbox relay pass failed", { failures: this.failures, err });
+        if (this.leader.elected) return; // the election timer takes the lead again (or another relay does)
+        await Bun.sleep(retryDelayMs(this.failures));
+        this.again = true;
+      }
+    } while (this.again && !this.stopped);
+  }
+
+  /** Claims and hands over batches while the bus takes more publishes in flight. */
+  private async fill(): Promise<void> {
+    this.lastPass = Date.now();
+    this.blocked = false;
+    if (!this.leader.leading()) return;
     try {
-      if (!candidate) {
-        const session = await (db.session as () => Promise<DbSession>)();
-        const fresh: Lead = {
-          session,
-          lost: false,
-          holds: sql`exists (select 1 from pg_locks where locktype = 'advisory' and pid = pg_backend_pid() and granted
-            and classid::bigint = ${lockClass}::bigint and objid::bigint = ${lockKey}::bigint and objsubid = 2)`,
-          // Until the lock is taken: a pid no backend has.
-          fence: sql`false`,
-        };
-        session.onClose(() => {
-          fresh.lost = true;
-        });
-        candidate = fresh;
+      if (this.orphansPossible) {
+        await this.reclaimOrphans();
+        this.orphansPossible = false;
       }
-      const [row] = rowsOf(
-        await candidate.session.quiet.execute(sql`select pg_try_advisory_lock(${lockClass}::int, ${lockKey}::int) as ok, pg_backend_pid() as pid`),
-      );
-      if (stopped || candidate.lost) {
-        await candidate.session.close().catch(() => {});
-        return;
-      }
-      if (row?.ok !== true) {
-        standby = candidate;
-        return;
-      }
-      candidate.fence = sql`pg_backend_pid() = ${Number(row.pid)}::int`;
-      // A leader whose host vanished (no FIN) is noticed by the server in ~20 s, not the kernel's 2 h.
-      await candidate.session.quiet
-        .execute(sql`select set_config('tcp_keepalives_idle', '10', false), set_config('tcp_keepalives_interval', '5', false), set_config('tcp_keepalives_count', '2', false)`)
-        .catch(() => {});
-      // Commits in the other processes of the module wake this relay (they nudge a standby).
-      await candidate.session.listen(channel, kick);
-      lead = candidate;
-      orphansPossible = true;
-      log.info("outbox relay: leading", { outbox: getTableConfig(outbox).name });
-      kick();
-    } catch (err) {
-      log.warn("outbox relay: election failed; trying again", { err });
-      if (candidate) await candidate.session.close().catch(() => {});
-    }
-  };
-
-  /** A standby's nudge: tell the leader, at most one notification in flight (later nudges ride on the next). */
-  let notifying = false;
-  let notifyAgain = false;
-  const notifyLeader = () => {
-    if (stopped) return;
-    if (notifying) {
-      notifyAgain = true;
-      return;
-    }
-    notifying = true;
-    db.autocommit((q) => q.execute(sql`select pg_notify(${channel}, '')`))
-      .catch((err) => log.debug("outbox relay: notify failed (the leader polls anyway)", { err }))
-      .finally(() => {
-        notifying = false;
-        if (notifyAgain) {
-          notifyAgain = false;
-          notifyLeader();
+      while (!this.stopped && this.leader.leading()) {
+        if (this.inFlight >= this.opts.bus.publishConcurrency) {
+          this.blocked = true;
+          return;
         }
-      });
-  };
-
-  const scheduleElection = () => {
-    electTimer = setTimeout(() => {
-      electing = elect().finally(() => {
-        electing = null;
-        if (!stopped) scheduleElection();
-      });
-    }, electEveryMs);
-  };
-
-  /** Retries `fn` with backoff until it succeeds or the relay stops: rows must not stay claimed. */
-  const persist = async (what: string, fn: () => Promise<unknown>) => {
-    for (let attempt = 1; !stopped; attempt++) {
-      try {
-        await fn();
-        return;
-      } catch (err) {
-        log.warn(`outbox: ${what} failed; retrying`, { attempt, err });
-        await Bun.sleep(retryDelayMs(attempt));
+        const rows = await this.claim(BATCH);
+        if (rows.length === 0) return;
+        for (const r of rows) this.held.add(r.seq);
+        this.inFlight += 1;
+        void this.send(rows).finally(() => {
+          this.inFlight -= 1;
+          if (this.blocked) this.kick();
+        });
+        // A short batch took everything committed so far; later commits nudge again.
+        if (rows.length < BATCH) return;
       }
+    } catch (err) {
+      this.orphansPossible = true;
+      // The lock's connection is suspect: give the lead up; whoever takes it next reclaims.
+      if (this.leader.elected) await this.leader.resign("claim failed");
+      throw err;
     }
-  };
+  }
 
-  const claim = (limit: number): Promise<Row[]> =>
-    claimWith((q, fence) =>
+  private claim(limit: number): Promise<Row[]> {
+    const outbox = this.outbox;
+    return this.leader.claimWith((q, fence) =>
       q
         .update(outbox)
         .set({ state: "in_flight" })
@@ -262,160 +224,93 @@ export async function startOutboxRelay(opts: {
         )
         .returning(),
     );
+  }
 
   /** Returns rows `in_flight` that this relay does not hold to `pending` (fenced like a claim). */
-  const reclaimOrphans = () => {
-    const mine = [...held];
-    return claimWith((q, fence) =>
+  private reclaimOrphans() {
+    const outbox = this.outbox;
+    const mine = [...this.held];
+    return this.leader.claimWith((q, fence) =>
       q
         .update(outbox)
         .set({ state: "pending" })
         .where(and(eq(outbox.state, "in_flight"), mine.length ? notInArray(outbox.seq, mine) : undefined, fence)),
     );
-  };
+  }
 
-  const send = async (rows: Row[]) => {
+  /** Publishes claimed rows; confirmed ones wait to be marked published, failed ones go back to `pending`. */
+  private async send(rows: Row[]): Promise<void> {
     rows.sort((a, b) => a.seq - b.seq);
     const seqs = rows.map((r) => r.seq);
-    const records: BusRecord[] = rows.map((r) => {
-      const record: BusRecord = { topic: r.topic, key: r.key, value: JSON.stringify(r.envelope), headers: { "message-id": r.id, "message-type": r.type } };
-      if (signer) record.headers[SIGNATURE_HEADER] = signer.sign(record);
-      return record;
-    });
+    const records = rows.map((r) => this.record(r));
     try {
-      await bus.publish(records);
+      await this.opts.bus.publish(records);
     } catch (err) {
-      if (stopped) return;
-      failures += 1;
-      log.warn("outbox: publish failed; will retry", { rows: rows.length, failures, err });
-      const lastError = String((err as Error).message ?? err).slice(0, 1000);
-      // Not fenced: at worst a row another leader took is sent once more (consumers drop duplicates).
-      await persist("release", () =>
-        db.autocommit((q) =>
-          q.update(outbox).set({ state: "pending", attempts: sql`${outbox.attempts} + 1`, lastError }).where(anyOf(outbox.seq, seqs, "bigint")),
-        ),
-      );
-      for (const seq of seqs) held.delete(seq);
-      await Bun.sleep(retryDelayMs(failures));
-      kick(); // the released rows are pending again: don't wait for a nudge or the safety-net poll
+      if (this.stopped) return;
+      await this.release(seqs, err);
       return;
     }
-    failures = 0;
-    opts.onPublished?.(records);
-    if (stopped) return; // confirmed after stop(): sent again by the next leader, and dropped as a duplicate
-    confirmed.push(...seqs);
-    markTimer ??= setTimeout(() => void markConfirmed(), MARK_AFTER_MS);
-  };
+    this.failures = 0;
+    this.opts.onPublished?.(records);
+    if (this.stopped) return; // confirmed after stop(): sent again by the next leader, and dropped as a duplicate
+    this.confirmed.push(...seqs);
+    this.markTimer ??= setTimeout(() => void this.markConfirmed(), MARK_AFTER_MS);
+  }
+
+  /** The bus record of an outbox row, signed when a signer is set. */
+  private record(r: Row): BusRecord {
+    const record: BusRecord = { topic: r.topic, key: r.key, value: JSON.stringify(r.envelope), headers: { "message-id": r.id, "message-type": r.type } };
+    if (this.signer) record.headers[SIGNATURE_HEADER] = this.signer.sign(record);
+    return record;
+  }
+
+  /** A publish failed: the rows go back to `pending` (an attempt more, the error kept), and a pass follows after a backoff. */
+  private async release(seqs: number[], err: unknown): Promise<void> {
+    const outbox = this.outbox;
+    this.failures += 1;
+    this.opts.log.warn("outbox: publish failed; will retry", { rows: seqs.length, failures: this.failures, err });
+    const lastError = String((err as Error).message ?? err).slice(0, 1000);
+    // Not fenced: at worst a row another leader took is sent once more (consumers drop duplicates).
+    await this.persist("release", () =>
+      this.opts.db.autocommit((q) =>
+        q.update(outbox).set({ state: "pending", attempts: sql`${outbox.attempts} + 1`, lastError }).where(anyOf(outbox.seq, seqs, "bigint")),
+      ),
+    );
+    for (const seq of seqs) this.held.delete(seq);
+    await Bun.sleep(retryDelayMs(this.failures));
+    this.kick(); // the released rows are pending again: don't wait for a nudge or the safety-net poll
+  }
 
   /** Marks every confirmed row published in one statement. */
-  const markConfirmed = async () => {
-    markTimer = null;
-    await marking;
-    const seqs = confirmed;
-    confirmed = [];
+  private async markConfirmed(): Promise<void> {
+    this.markTimer = null;
+    await this.marking;
+    const seqs = this.confirmed;
+    this.confirmed = [];
     if (seqs.length === 0) return;
-    marking = persist("mark published", () => markPublished(seqs));
-    await marking;
-    for (const seq of seqs) held.delete(seq);
-  };
+    this.marking = this.persist("mark published", () => this.markPublished(seqs));
+    await this.marking;
+    for (const seq of seqs) this.held.delete(seq);
+  }
 
   // Not fenced: the bus has these records, whoever leads now.
-  const markPublished = (seqs: number[]) =>
-    db.autocommit((q) => q.update(outbox).set({ state: "published", publishedAt: sql`now()` }).where(anyOf(outbox.seq, seqs, "bigint")));
-
-  /** Claims and hands over batches while the bus takes more publishes in flight. */
-  const fill = async () => {
-    lastPass = Date.now();
-    blocked = false;
-    if (!leading()) return;
-    try {
-      if (orphansPossible) {
-        await reclaimOrphans();
-        orphansPossible = false;
-      }
-      while (!stopped && leading()) {
-        if (inFlight >= bus.publishConcurrency) {
-          blocked = true;
-          return;
-        }
-        const rows = await claim(BATCH);
-        if (rows.length === 0) return;
-        for (const r of rows) held.add(r.seq);
-        inFlight += 1;
-        void send(rows).finally(() => {
-          inFlight -= 1;
-          if (blocked) kick();
-        });
-        // A short batch took everything committed so far; later commits nudge again.
-        if (rows.length < BATCH) return;
-      }
-    } catch (err) {
-      orphansPossible = true;
-      // The lock's connection is suspect: give the lead up; whoever takes it next reclaims.
-      if (elected) await resign("claim failed");
-      throw err;
-    }
-  };
-
-  const pass = async () => {
-    do {
-      again = false;
-      try {
-        await fill();
-      } catch (err) {
-        if (stopped) return;
-        failures += 1;
-        log.warn("outbox relay pass failed", { failures, err });
-        if (elected) return; // the election timer takes the lead again (or another relay does)
-        await Bun.sleep(retryDelayMs(failures));
-        again = true;
-      }
-    } while (again && !stopped);
-  };
-
-  const kick = () => {
-    if (stopped) return;
-    if (running) {
-      again = true;
-      return;
-    }
-    running = pass().finally(() => {
-      running = null;
-      // A kick that came after the pass's last look (between its loop test and here) is not lost.
-      if (again) kick();
-    });
-  };
-
-  const schedule = () => {
-    timer = setTimeout(() => {
-      // A safety net for rows no nudge announced (another process, a lost wake-up).
-      if (Date.now() - lastPass >= pollMs) kick();
-      schedule();
-    }, pollMs);
-  };
-
-  if (elected) {
-    await elect();
-    scheduleElection();
+  private markPublished(seqs: number[]) {
+    const outbox = this.outbox;
+    return this.opts.db.autocommit((q) =>
+      q.update(outbox).set({ state: "published", publishedAt: sql`now()` }).where(anyOf(outbox.seq, seqs, "bigint")),
+    );
   }
-  kick();
-  schedule();
-  return {
-    nudge: () => (leading() ? kick() : notifyLeader()),
-    leading,
-    async stop() {
-      stopped = true;
-      if (timer) clearTimeout(timer);
-      if (electTimer) clearTimeout(electTimer);
-      await electing;
-      await running;
-      // What the bus confirmed so far is marked now (one try); the rest is sent again by the next leader.
-      if (markTimer) clearTimeout(markTimer);
-      await marking;
-      if (confirmed.length > 0) await markPublished(confirmed.splice(0)).catch(() => {});
-      await resign("stopping");
-      await standby?.session.close().catch(() => {});
-      standby = null;
-    },
-  };
+
+  /** Retries `fn` with backoff until it succeeds or the relay stops: rows must not stay claimed. */
+  private async persist(what: string, fn: () => Promise<unknown>): Promise<void> {
+    for (let attempt = 1; !this.stopped; attempt++) {
+      try {
+        await fn();
+        return;
+      } catch (err) {
+        this.opts.log.warn(`outbox: ${what} failed; retrying`, { attempt, err });
+        await Bun.sleep(retryDelayMs(attempt));
+      }
+    }
+  }
 }

@@ -5,7 +5,7 @@ import { bigserial, index, integer, jsonb, type PgSchema, text, timestamp, uuid 
  * Outbox row states: `pending` until a relay claims it, `in_flight` while the bus has it but
  * has not confirmed it durable downstream, `published` once it has.
  */
-export const OUTBOX_STATES = ["pending", "in_flight", "published"] as const;
+const OUTBOX_STATES = ["pending", "in_flight", "published"] as const;
 
 /** Declares the outbox, inbox and dead-letter tables inside `schema`. */
 export function messagingTables(schema: PgSchema) {

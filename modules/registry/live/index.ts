@@ -21,7 +21,7 @@ const page = pageText as unknown as string;
  * The page's Content-Security-Policy: nothing but its own inline script and style (by hash, so an
  * injected one cannot run), requests to this origin only, no framing, no plugins, no base tag.
  */
-export const PAGE_CSP = pagePolicy(page);
+const PAGE_CSP = pagePolicy(page);
 
 function pagePolicy(html: string): string {
   const hashes = (tag: string) =>
@@ -51,7 +51,7 @@ export interface LivePage {
 export type LiveConfig = Pick<z.infer<typeof RegistryConfigSchema>, "live_max_clients" | "live_max_clients_per_address" | "live_max_unsent_bytes" | "live_stall_timeout_ms">;
 
 /** The feed's limits as registry.yaml sets them. */
-export const feedLimits = (config: LiveConfig): Partial<OrderFeedOptions> => ({
+const feedLimits = (config: LiveConfig): Partial<OrderFeedOptions> => ({
   maxClients: config.live_max_clients,
   maxClientsPerAddress: config.live_max_clients_per_address,
   maxUnsentBytes: config.live_max_unsent_bytes,

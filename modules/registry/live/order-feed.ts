@@ -9,7 +9,7 @@ import type { Logger } from "../../../src/log";
 import { outsideRequest } from "../../../src/request-context";
 import { EventCursor } from "./event-cursor";
 import { addressKey, LiveClient, type StreamServer } from "./live-client";
-import { eventsAfter, type LiveOrder, liveOrders, settledEventId } from "./order-reads";
+import { eventsAfter, liveOrders, settledEventId } from "./order-reads";
 
 /** Tuning of the feed; the defaults suit a person watching a page. */
 export interface OrderFeedOptions {
@@ -33,7 +33,7 @@ export interface OrderFeedOptions {
   gapWaitMs: number;
 }
 
-export const DEFAULT_FEED_OPTIONS: OrderFeedOptions = {
+const DEFAULT_FEED_OPTIONS: OrderFeedOptions = {
   pollMs: 250,
   heartbeatMs: 5000,
   snapshotSize: 30,
@@ -69,14 +69,14 @@ interface Client {
 }
 
 /** A client whose data has waited this long without the socket taking it counts as stuck, and may be shed for a newcomer. */
-export const SHED_AFTER_MS = 1000;
+const SHED_AFTER_MS = 1000;
 const EVENT_READ_LIMIT = 1000;
 const encoder = new TextEncoder();
 /** Sent before the snapshot: how long a disconnected EventSource waits before reconnecting. */
 const RETRY = encoder.encode("retry: 3000\n\n");
 
 /** One server-sent event. */
-export const sseFrame = (event: string, id: number, data: unknown) =>
+const sseFrame = (event: string, id: number, data: unknown) =>
   encoder.encode(`id: ${id}\nevent: ${event}\ndata: ${JSON.stringify(data)}\n\n`);
 
 /** Told about each poll, and about clients dropped or refused, for metrics. */
@@ -256,4 +256,4 @@ export function createOrderFeed(
   };
 }
 
-export type { LiveOrder, StreamServer };
+export type { StreamServer };

@@ -2,7 +2,7 @@
 import { asc, desc, gt, inArray, lt, max, sql } from "drizzle-orm";
 import type { Database } from "../../../src/db/database";
 import { orderEvents, orderItems, orders } from "../schema";
-import { orderView, type OrderView } from "../service";
+import { orderView, type OrderView } from "../views";
 
 /** An order as the live feed sends it: its timeline, and `version`, the id of its latest timeline entry. */
 export type LiveOrder = OrderView & {

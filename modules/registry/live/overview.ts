@@ -22,7 +22,7 @@ export interface Overview {
 }
 
 /** Rows of each list sent at most (lowest ids first). */
-export const OVERVIEW_ROWS = 200;
+const OVERVIEW_ROWS = 200;
 
 /** The overview, cached for `ttlMs` and fetched once however many pages ask at the same time. */
 export function createOverview(

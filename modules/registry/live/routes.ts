@@ -5,7 +5,7 @@ import { json, Timestamp, withErrors } from "../../../src/http/schemas";
 import { OrderDetail } from "../routes";
 
 /** An order as the stream sends it: whole, with its timeline and a version. */
-export const LiveOrder = OrderDetail.extend({
+const LiveOrder = OrderDetail.extend({
   version: z.int().describe("Id of the order's latest timeline entry: of two copies of an order, the one with the higher version is newer"),
 })
   .describe("An order with its saga timeline, as the live stream sends it")

@@ -1,0 +1,86 @@
+/** Registry's sweeps: answering the orders it never made, and rejecting the orders that ran out of time. */
+import { and, eq, inArray, isNull, lt, sql } from "drizzle-orm";
+import { createMessage } from "../../src/contracts";
+import { afterCommit, type Database } from "../../src/db/database";
+import type { Enqueue } from "../../src/messaging/outbox";
+import { type SagaEnded, sagaSeconds } from "./saga";
+import { orderEvents, orders, unknownOrders } from "./schema";
+
+/** The most orders (or unknown orders) one sweep rejects in one transaction. */
+const EXPIRY_BATCH = 500;
+
+/**
+ * Rejects (`unknown_order`) the orders a participant acted on that registry never made, once each,
+ * `graceMs` after the first word of them; returns their ids. Both times are the database's clock, so
+ * there is no skew to absorb: the grace is a margin for a participant's message that overtook its
+ * order's commit (the outbox rules that out today: an order is committed before its OrderCreated is
+ * published), and the sweep looks for the order again, so one stored by then is dropped, not rejected.
+ */
+export async function rejectUnknownOrders(db: Database, enqueue: Enqueue, graceMs: number): Promise<string[]> {
+  const due = and(isNull(unknownOrders.answeredAt), lt(unknownOrders.firstSeenAt, sql`now() - make_interval(secs => ${graceMs / 1000})`));
+  const [any] = await db.read((q) => q.select({ id: unknownOrders.orderId }).from(unknownOrders).where(due).limit(1));
+  if (!any) return [];
+  return db.transaction(async (tx) => {
+    const rows = await tx
+      .select({
+        id: unknownOrders.orderId,
+        service: unknownOrders.service,
+        known: sql<boolean>`exists (select 1 from ${orders} where ${orders.id} = ${unknownOrders.orderId})`,
+      })
+      .from(unknownOrders)
+      .where(due)
+      .limit(EXPIRY_BATCH)
+      .for("update", { skipLocked: true });
+    if (rows.length === 0) return [];
+    await tx.update(unknownOrders).set({ answeredAt: new Date() }).where(inArray(unknownOrders.orderId, rows.map((r) => r.id)));
+    const unknown = rows.filter((r) => !r.known);
+    for (const r of unknown) {
+      const message = `registry has no order ${r.id} (first heard of from ${r.service})`;
+      await enqueue(tx, createMessage("OrderRejected", { order_id: r.id, service: "registry", reason: "unknown_order", message }));
+    }
+    return unknown.map((r) => r.id);
+  });
+}
+
+/** Milliseconds until the oldest pending order reaches the deadline (0 if it has), or null if none is pending. */
+export async function nextExpiryInMs(db: Database, deadlineMs: number): Promise<number | null> {
+  const [row] = await db.read((q) =>
+    q
+      .select({ ageMs: sql<string | null>`extract(epoch from now() - min(${orders.createdAt})) * 1000` })
+      .from(orders)
+      .where(eq(orders.status, "pending")),
+  );
+  if (row?.ageMs === null || row?.ageMs === undefined) return null;
+  return Math.max(0, deadlineMs - Number(row.ageMs));
+}
+
+/** Rejects pending orders older than the deadline and tells the participants; returns their ids. */
+export async function rejectExpiredOrders(db: Database, enqueue: Enqueue, deadlineMs: number, ended?: SagaEnded): Promise<string[]> {
+  // The database's clock, like created_at's default: app and database clocks may differ.
+  const cutoff = sql`now() - make_interval(secs => ${deadlineMs / 1000})`;
+  const overdue = and(eq(orders.status, "pending"), lt(orders.createdAt, cutoff));
+  // Usually nothing is due: one read, no transaction.
+  const [any] = await db.read((q) => q.select({ id: orders.id }).from(orders).where(overdue).limit(1));
+  if (!any) return [];
+  return db.transaction(async (tx) => {
+    const due = await tx
+      .select({ id: orders.id })
+      .from(orders)
+      .where(overdue)
+      .limit(EXPIRY_BATCH)
+      .for("update", { skipLocked: true });
+    if (due.length === 0) return [];
+    const expired = await tx
+      .update(orders)
+      .set({ status: "rejected", reason: "timeout", updatedAt: new Date() })
+      .where(and(inArray(orders.id, due.map((o) => o.id)), eq(orders.status, "pending")))
+      .returning({ id: orders.id, seconds: sagaSeconds });
+    for (const { id, seconds } of expired) {
+      if (ended) afterCommit(tx, () => ended("rejected", Number(seconds)));
+      const message = `no outcome within ${deadlineMs / 1000} s`;
+      await tx.insert(orderEvents).values({ orderId: id, service: "registry", step: "rejected", detail: `timeout: ${message}` });
+      await enqueue(tx, createMessage("OrderRejected", { order_id: id, service: "registry", reason: "timeout", message }));
+    }
+    return expired.map((o) => o.id);
+  });
+}

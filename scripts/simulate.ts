@@ -58,10 +58,19 @@ function printResult(r: SimResult, full: boolean) {
   console.log(`replay: bun run simulate --seed ${r.seed} --orders ${r.orders}${plant ? ` --plant ${plant}` : ""}${faults ? "" : " --no-faults"} --trace`);
 }
 
-const seeds = flag("seeds");
-if (seeds !== undefined) {
-  const n = intFlag("seeds", 100);
-  const from = intFlag("from", 1);
+/** Prints the sweep's progress: a bar on a terminal, a line every ten seeds otherwise. */
+function progress(done: number, n: number, failing: number, secs: number, tty: boolean) {
+  if (tty) {
+    const width = 30;
+    const filled = Math.round((done / n) * width);
+    process.stderr.write(`\r[${"#".repeat(filled)}${".".repeat(width - filled)}] ${done}/${n} seeds, ${failing} failing, ${secs.toFixed(0)}s `);
+  } else if (done % 10 === 0 || done === n) {
+    console.error(`${done}/${n} seeds, ${failing} failing, ${secs.toFixed(0)}s`);
+  }
+}
+
+/** Runs seeds `from`..`from + n - 1`: a line per failing seed, progress, then a summary; exit 1 if any failed. */
+async function sweep(n: number, from: number): Promise<never> {
   const tty = process.stderr.isTTY === true;
   const failing: number[] = [];
   const started = performance.now();
@@ -86,15 +95,7 @@ if (seeds !== undefined) {
       if (tty) process.stderr.write("\n");
       console.log(`seed ${seed}: ${r.violations.length} violation(s), first: ${r.violations[0]}`);
     }
-    const done = seed - from + 1;
-    const secs = (performance.now() - started) / 1000;
-    if (tty) {
-      const width = 30;
-      const filled = Math.round((done / n) * width);
-      process.stderr.write(`\r[${"#".repeat(filled)}${".".repeat(width - filled)}] ${done}/${n} seeds, ${failing.length} failing, ${secs.toFixed(0)}s `);
-    } else if (done % 10 === 0 || done === n) {
-      console.error(`${done}/${n} seeds, ${failing.length} failing, ${secs.toFixed(0)}s`);
-    }
+    progress(seed - from + 1, n, failing.length, (performance.now() - started) / 1000, tty);
   }
   if (tty) process.stderr.write("\n");
   const secs = (performance.now() - started) / 1000;
@@ -103,6 +104,10 @@ if (seeds !== undefined) {
   console.log(`faults injected: ${FAULT_KINDS.map((k) => `${k} ${totals[k]}`).join(", ")}`);
   if (failing.length > 0) console.log(`failing seeds: ${failing.join(" ")}`);
   process.exit(failing.length > 0 ? 1 : 0);
+}
+
+if (flag("seeds") !== undefined) {
+  await sweep(intFlag("seeds", 100), intFlag("from", 1));
 } else {
   const seed = intFlag("seed", 1);
   const r = await simulate({ seed, orders, faults, plant });

@@ -2,10 +2,10 @@
 import { resolve } from "node:path";
 
 /** The shop topologies the bench knows. */
-export const MODES = ["pglite", "postgres", "kafka", "kafka-2x"] as const;
+const MODES = ["pglite", "postgres", "kafka", "kafka-2x"] as const;
 export type Mode = (typeof MODES)[number];
 /** Measured when BENCH_MODES is not set; kafka-2x (two wallets, two storages) is opt-in: another ~2 minutes. */
-export const DEFAULT_MODES: readonly Mode[] = ["pglite", "postgres", "kafka"];
+const DEFAULT_MODES: readonly Mode[] = ["pglite", "postgres", "kafka"];
 
 /** Everything a run is parameterised by. */
 export interface BenchSettings {

@@ -17,7 +17,7 @@ export const PGLITE_ASSETS = {
 
 /** The Swagger UI files served at /swagger/assets, relative to the project root. */
 export const SWAGGER_UI_DIR = "node_modules/swagger-ui-dist";
-export const SWAGGER_UI_FILES = ["swagger-ui.css", "swagger-ui-bundle.js"] as const;
+const SWAGGER_UI_FILES = ["swagger-ui.css", "swagger-ui-bundle.js"] as const;
 
 /** Single files scripts/build.ts embeds, relative to the project root (in the binary by name: names must differ). */
 const EMBEDDED_FILES: readonly string[] = [...Object.values(PGLITE_ASSETS), ...SWAGGER_UI_FILES.map((f) => `${SWAGGER_UI_DIR}/${f}`)];

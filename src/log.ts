@@ -164,7 +164,7 @@ function bind(lines: Lines, component: string): Logger {
 const MAX_DEPTH = 8;
 
 /** `fields` as JSON-friendly values: errors as name, message (and code, cause); bigints as strings. */
-export function plainFields(fields: LogFields): LogFields {
+function plainFields(fields: LogFields): LogFields {
   const out: LogFields = {};
   for (const [key, value] of Object.entries(fields)) out[key] = plainValue(value, 0);
   return out;

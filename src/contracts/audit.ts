@@ -10,7 +10,7 @@ const Cents = z.number().int();
 const Seconds = z.number().min(0);
 
 /** A product and a number of units (an order line, a reservation). */
-export const AuditItemSchema = z.object({ product_id: z.number().int().describe("Product id"), quantity: z.number().int().describe("Units") });
+const AuditItemSchema = z.object({ product_id: z.number().int().describe("Product id"), quantity: z.number().int().describe("Units") });
 export type AuditItem = z.infer<typeof AuditItemSchema>;
 
 const ReportBase = {
@@ -22,7 +22,7 @@ const ReportBase = {
 };
 
 /** Registry's facts: every order and every order it heard of but never made. */
-export const RegistryAuditFactsSchema = z.object({
+const RegistryAuditFactsSchema = z.object({
   /** An effect on an order registry never made is expected to be undone by then (its age, in the participant's clock). */
   settle_seconds: Seconds.describe("An effect on an order registry never made is expected to be undone by this age"),
   orders: z
@@ -51,7 +51,7 @@ export const RegistryAuditFactsSchema = z.object({
 export type RegistryAuditFacts = z.infer<typeof RegistryAuditFactsSchema>;
 
 /** Wallet's facts: per order, its debit and refund rows (counts and sums). */
-export const WalletAuditFactsSchema = z.object({
+const WalletAuditFactsSchema = z.object({
   orders: z
     .array(
       z.object({
@@ -70,7 +70,7 @@ export const WalletAuditFactsSchema = z.object({
 export type WalletAuditFacts = z.infer<typeof WalletAuditFactsSchema>;
 
 /** Storage's facts: per order, what it holds (`live`) and what it gave back (`released`). */
-export const StorageAuditFactsSchema = z.object({
+const StorageAuditFactsSchema = z.object({
   orders: z
     .array(
       z.object({
@@ -87,9 +87,9 @@ export type StorageAuditFacts = z.infer<typeof StorageAuditFactsSchema>;
 
 const MODULE = "The module that made the report";
 const FACTS = "What the cross-module check needs";
-export const RegistryAuditReportSchema = z.object({ module: z.literal("registry").describe(MODULE), ...ReportBase, facts: RegistryAuditFactsSchema.describe(FACTS) });
-export const WalletAuditReportSchema = z.object({ module: z.literal("wallet").describe(MODULE), ...ReportBase, facts: WalletAuditFactsSchema.describe(FACTS) });
-export const StorageAuditReportSchema = z.object({ module: z.literal("storage").describe(MODULE), ...ReportBase, facts: StorageAuditFactsSchema.describe(FACTS) });
+const RegistryAuditReportSchema = z.object({ module: z.literal("registry").describe(MODULE), ...ReportBase, facts: RegistryAuditFactsSchema.describe(FACTS) });
+const WalletAuditReportSchema = z.object({ module: z.literal("wallet").describe(MODULE), ...ReportBase, facts: WalletAuditFactsSchema.describe(FACTS) });
+const StorageAuditReportSchema = z.object({ module: z.literal("storage").describe(MODULE), ...ReportBase, facts: StorageAuditFactsSchema.describe(FACTS) });
 export type RegistryAuditReport = z.infer<typeof RegistryAuditReportSchema>;
 export type WalletAuditReport = z.infer<typeof WalletAuditReportSchema>;
 export type StorageAuditReport = z.infer<typeof StorageAuditReportSchema>;
@@ -109,7 +109,7 @@ export interface AuditReports {
 }
 
 /** One module in the shop's audit: reached or not, its local violations and counts (no facts). */
-export const ModuleAuditSummarySchema = z.object({
+const ModuleAuditSummarySchema = z.object({
   reachable: z.boolean().describe("Whether its report could be had"),
   checked_at: z.string().nullable().describe("When it made its report; null if unreachable"),
   /** Why its report could not be had (unreachable, refused, malformed); null when it was. */

@@ -9,7 +9,7 @@ export const Cents = z.number().int().min(0).max(Number.MAX_SAFE_INTEGER);
 
 /** What a request id may look like (an incoming X-Request-Id, a message's request_id); anything else is replaced or dropped. */
 export const REQUEST_ID_PATTERN = /^[A-Za-z0-9._:-]{1,128}$/;
-export const RequestId = z.string().regex(REQUEST_ID_PATTERN);
+const RequestId = z.string().regex(REQUEST_ID_PATTERN);
 
 /** Envelope fields; `payload` is checked against the schema named by `type`. */
 export const EnvelopeSchema = z.object({

@@ -7,7 +7,7 @@ import { ServiceName } from "./envelope";
 import { MESSAGES, type MessageType, type PayloadOf } from "./index";
 
 /** A sample payload, shown in the AsyncAPI document (and checked against the zod schema by the tests). */
-export interface PayloadExample<T extends MessageType> {
+interface PayloadExample<T extends MessageType> {
   name: string;
   summary: string;
   payload: PayloadOf<T>;

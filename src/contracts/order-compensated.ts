@@ -4,8 +4,7 @@ import { z } from "zod";
 export const ORDER_COMPENSATED = "OrderCompensated";
 
 /** What a participant did about a rejection: gave the money back, put the units back, or had nothing to undo. */
-export const CompensationAction = z.enum(["refunded", "released", "nothing_to_undo"]);
-export type CompensationAction = z.infer<typeof CompensationAction>;
+const CompensationAction = z.enum(["refunded", "released", "nothing_to_undo"]);
 
 /** Payload of OrderCompensated (version 1). Sent once per order by each participant that did not reject it. */
 export const OrderCompensatedSchema = z.object({

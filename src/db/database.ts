@@ -16,7 +16,7 @@ import { CHECKPOINT_EVERY_MS, ensureDataDir, lockDataDir, pgliteOptions, sharePa
 export type Executor = PgDatabase<PgQueryResultHKT>;
 
 /** Round trips to the database so far, for /metrics and the statement-count test. */
-export interface DatabaseStats {
+interface DatabaseStats {
   /** Statements sent, BEGIN and COMMIT/ROLLBACK included. */
   statements: number;
   transactions: number;
@@ -28,7 +28,7 @@ export interface DatabaseStats {
  * connection while it runs) against the configured maximum; PGlite has one connection behind a
  * mutex: in use while a call holds it, the rest wait.
  */
-export interface PoolUse {
+interface PoolUse {
   max: number;
   inUse: number;
   waiting: number;
@@ -304,7 +304,7 @@ async function withRetry(fn: () => Promise<void>, log: Logger): Promise<void> {
 }
 
 /** The SQLSTATE of a driver error, looking through drizzle's wrapping. */
-export function pgCode(err: unknown): string | undefined {
+function pgCode(err: unknown): string | undefined {
   for (const e of causeChain(err)) {
     const code = (e as { code?: unknown }).code;
     if (typeof code === "string" && /^[0-9A-Z]{5}$/.test(code)) return code;

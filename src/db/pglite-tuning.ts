@@ -104,7 +104,7 @@ const isAlive = (pid: number): boolean => {
 };
 
 /** Another live process owns the data directory: PGlite is one process's database. */
-export class DataDirInUse extends Error {
+class DataDirInUse extends Error {
   override readonly name = "DataDirInUse";
   constructor(
     readonly dataDir: string,

@@ -7,7 +7,6 @@ import { and, eq, inArray, isNull, lt, type SQL, sql } from "drizzle-orm";
 import type { PgColumn, PgTable } from "drizzle-orm/pg-core";
 import type { Database } from "./database";
 import type { Logger } from "../log";
-import type { RejectedOrdersTable } from "../saga/rejections";
 import type { MessagingTables } from "../messaging/tables";
 
 /** Most rows one DELETE removes: short statements and locks, whatever the backlog. */
@@ -47,7 +46,7 @@ export async function pruneOlderThan(db: Database, job: PruneJob, stopped: () =>
   }
 }
 
-/** Retention windows of a module's messaging tables (ModuleBaseSchema in src/config.ts). */
+/** Retention windows of a module's messaging tables (ModuleBaseSchema in src/config/module-config.ts). */
 export interface RetentionConfig {
   inbox_retention_hours: number;
   outbox_retention_hours: number;
@@ -58,8 +57,11 @@ export interface RetentionConfig {
 const HOUR_MS = 3600 * 1000;
 const DAY_MS = 24 * HOUR_MS;
 
+/** A table of remembered rejections (src/saga/rejections.ts), described by its shape: plumbing imports no saga code. */
+type RememberedRejections = PgTable & { orderId: PgColumn; createdAt: PgColumn };
+
 /** The messaging tables of a module, and its remembered rejections if it is a saga participant. */
-export type RetainedTables = MessagingTables & { rejectedOrders?: RejectedOrdersTable };
+export type RetainedTables = MessagingTables & { rejectedOrders?: RememberedRejections };
 
 /** The pruning jobs for a module's messaging tables under `config`. */
 export function messagingPruneJobs(tables: RetainedTables, config: RetentionConfig): PruneJob[] {

@@ -19,12 +19,12 @@ export interface AsyncApiOptions {
 }
 
 /** A JSON value (the document is served as is). */
-export type Json = string | number | boolean | null | Json[] | { [key: string]: Json };
+type Json = string | number | boolean | null | Json[] | { [key: string]: Json };
 /** A JSON object. */
 export type JsonObject = { [key: string]: Json };
 
 /** The version every producer writes in the envelope and the only one a consumer accepts (see parseMessage). */
-export const MESSAGE_VERSION = 1;
+const MESSAGE_VERSION = 1;
 
 /** The Kafka bindings version the document uses. */
 const KAFKA_BINDINGS = "0.5.0";
@@ -49,7 +49,7 @@ export const recordHeadersSchema = <T extends MessageType>(type: T) =>
   });
 
 /** The envelope of `type` with its payload schema: what a record's value holds. */
-export const envelopeSchemaOf = <T extends MessageType>(type: T) =>
+const envelopeSchemaOf = <T extends MessageType>(type: T) =>
   EnvelopeSchema.extend({
     id: EnvelopeSchema.shape.id.describe("Message id, unique per message: consumers keep an inbox of ids, so a redelivery is applied once."),
     type: z.literal(type).describe("The message type; names the payload schema."),

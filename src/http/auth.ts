@@ -6,7 +6,7 @@ import type { Logger } from "../log";
 import { errorBody, errorContent, SHELL_ERRORS } from "./errors";
 
 /** The security scheme's name in the OpenAPI documents. */
-export const ADMIN_SCHEME = "adminToken";
+const ADMIN_SCHEME = "adminToken";
 
 /** A route's `security` for admin routes; the app shell enforces it on every route that declares it. */
 export const adminSecurity: Record<string, string[]>[] = [{ [ADMIN_SCHEME]: [] }];

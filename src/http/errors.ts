@@ -9,7 +9,7 @@ import { DomainError, type ErrorKind } from "../errors";
 import type { Logger } from "../log";
 
 /** The JSON error body (any code); each route documents its own codes (errorContent). */
-export const ErrorBodySchema = z.object({
+const ErrorBodySchema = z.object({
   error: z.object({
     code: z.string().openapi({ example: "invalid_request" }),
     message: z.string(),

@@ -139,7 +139,7 @@ export function healthRoutes(checks: Record<string, HealthCheck>, opts: HealthOp
 }
 
 /** Seconds a client is told to wait before retrying a request refused as not ready. */
-export const NOT_READY_RETRY_AFTER_S = 2;
+const NOT_READY_RETRY_AFTER_S = 2;
 
 const WRITES = new Set(["POST", "PUT", "PATCH", "DELETE"]);
 

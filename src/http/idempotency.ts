@@ -12,7 +12,7 @@ import type { ErrorCase } from "./errors";
 export { IDEMPOTENCY_HEADER };
 
 /** The response header that marks an answer given earlier. */
-export const REPLAYED_HEADER = "Idempotent-Replayed";
+const REPLAYED_HEADER = "Idempotent-Replayed";
 
 /** What a keyed write does, in words for its header's description. */
 export interface KeyedWrite {

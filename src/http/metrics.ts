@@ -93,7 +93,7 @@ export function metricsRoutes(registry: MetricsRegistry) {
 const KNOWN_METHODS = new Set(["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]);
 
 /** The route label of a request no route matched: never the raw path (unbounded cardinality). */
-export const UNMATCHED_ROUTE = "unmatched";
+const UNMATCHED_ROUTE = "unmatched";
 
 /**
  * Counts every answer and times it by method, route pattern (`/orders/{id}`) and status:
@@ -177,7 +177,7 @@ export function databaseMetrics(registry: MetricsRegistry, db: Database): void {
  * Runs `read` once for every gauge that asks during one scrape (prom-client collects the
  * families of a registry concurrently), so the gauges of one query cost one query.
  */
-export function oncePerScrape<T>(read: () => Promise<T>): () => Promise<T> {
+function oncePerScrape<T>(read: () => Promise<T>): () => Promise<T> {
   let pending: Promise<T> | null = null;
   return () =>
     (pending ??= read().finally(() => {
@@ -216,48 +216,5 @@ export function tableGauges<T>(registry: MetricsRegistry, read: () => Promise<T>
         }
       },
     });
-  }
-}
-
-/** One sample of a family declared with sampleFamilies (its name without the `shop_` prefix). */
-export interface Sample {
-  name: string;
-  labels?: Record<string, string>;
-  value: number;
-}
-
-/**
- * Registers `shop_<name>` for each family in `families`, its samples taken from `read` at scrape
- * time: a counter when the name ends in `_total` (`read` gives the running total), else a gauge.
- * For code that keeps its own tallies (a plain object of numbers) rather than prom-client metrics.
- */
-export function sampleFamilies(
-  registry: MetricsRegistry,
-  families: Record<string, { help: string; labelNames?: string[] }>,
-  read: () => Sample[] | Promise<Sample[]>,
-): void {
-  const snapshot = oncePerScrape(async () => read());
-  for (const [name, { help, labelNames = [] }] of Object.entries(families)) {
-    const pick = async () => (await snapshot()).filter((s) => s.name === name);
-    const config = { name: `shop_${name}`, help, labelNames, registers: [registry] };
-    if (name.endsWith("_total")) {
-      new Counter({
-        ...config,
-        async collect() {
-          const samples = await pick();
-          this.reset();
-          for (const s of samples) this.inc(s.labels ?? {}, s.value);
-        },
-      });
-    } else {
-      new Gauge({
-        ...config,
-        async collect() {
-          const samples = await pick();
-          this.reset();
-          for (const s of samples) this.set(s.labels ?? {}, s.value);
-        },
-      });
-    }
   }
 }

@@ -9,13 +9,13 @@ import type { LogFields, Logger } from "../log";
 import { withRequestId } from "../request-context";
 import { routePattern } from "./route-pattern";
 
-export const REQUEST_ID_HEADER = "X-Request-Id";
+const REQUEST_ID_HEADER = "X-Request-Id";
 
 /** Paths polled by orchestrators and scrapers: logged at debug, to keep the noise down. */
 const PROBE = /^\/(health|metrics)(\/|$)/;
 
 /** The client's request id if it is 1..128 characters of [A-Za-z0-9._:-]; otherwise a new one (never an echo of garbage). */
-export function requestIdFrom(header: string | undefined): string {
+function requestIdFrom(header: string | undefined): string {
   return header !== undefined && REQUEST_ID_PATTERN.test(header) ? header : crypto.randomUUID();
 }
 

@@ -4,7 +4,7 @@ import { ADMIN_PREFIX, needsAdmin } from "./auth";
 import { type ErrorCase, type ErrorStatus, errorContent, SHELL_ERRORS } from "./errors";
 
 /** The largest id: ids are positive 32-bit integers. */
-export const MAX_ID = 2_147_483_647;
+const MAX_ID = 2_147_483_647;
 
 /**
  * A positive integer up to `max` in a JSON body. A number past 2^53 fails zod's own safe-integer
@@ -102,28 +102,6 @@ export function withErrors<const R extends RouteConfig>(config: R, errors: Route
   for (const [status, codes] of Object.entries(cases)) responses[status] = errorContent(Number(status) as ErrorStatus, codes ?? {});
   return { ...config, responses } as R;
 }
-
-/**
- * @deprecated Use `withErrors`, which lists the codes of each status. Kept for routes not moved yet:
- * the shell's codes for the given statuses.
- */
-export const errors = (...statuses: ErrorStatus[]) =>
-  Object.fromEntries(
-    statuses.map((s) => [s, errorContent(s, Object.fromEntries(Object.entries(SHELL_ERRORS).filter(([code]) => SHELL_STATUS[code] === s)))]),
-  ) as Record<number, ReturnType<typeof errorContent>>;
-
-const SHELL_STATUS: Record<string, ErrorStatus> = {
-  invalid_request: 400,
-  malformed_json: 400,
-  duplicate_key: 400,
-  request_timeout: 408,
-  unauthorized: 401,
-  payload_too_large: 413,
-  unsupported_media_type: 415,
-  internal_error: 500,
-  not_ready: 503,
-  unavailable: 503,
-};
 
 /** The `info` of a service's OpenAPI document: what every route shares. */
 export const serviceInfo = (title: string) => ({

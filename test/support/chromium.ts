@@ -36,7 +36,7 @@ type Params = Record<string, unknown>;
 type CdpMessage = { id?: number; method?: string; params?: Params; sessionId?: string; result?: Params; error?: { message: string } };
 
 /** One tab, attached over CDP. */
-export interface CdpPage {
+interface CdpPage {
   /** Sends a command to the tab. */
   send<T = Params>(method: string, params?: Params): Promise<T>;
   /** Runs `expression` in the page (awaiting a promise) and returns its value as JSON. */

@@ -20,7 +20,7 @@ export type PostgresCluster = {
 };
 
 /** pg_ctl stop modes: `fast` disconnects clients and checkpoints; `immediate` quits at once (crash recovery on the next start). */
-export type ShutdownMode = "fast" | "immediate";
+type ShutdownMode = "fast" | "immediate";
 
 /** Options for {@link startPostgresCluster}. */
 export type PostgresClusterOptions = {

@@ -8,13 +8,13 @@ import { eventually } from "./eventually";
 import { adminHeaders } from "./http";
 
 /** Every fixture product costs 10.00. */
-export const PRICE_CENTS = 1000;
+const PRICE_CENTS = 1000;
 /** Deposits cycle through these: rich users only ever meet empty shelves, poor ones run out of money. */
-export const DEPOSITS = [80 * PRICE_CENTS, 12 * PRICE_CENTS, 4 * PRICE_CENTS, 1.5 * PRICE_CENTS];
+const DEPOSITS = [80 * PRICE_CENTS, 12 * PRICE_CENTS, 4 * PRICE_CENTS, 1.5 * PRICE_CENTS];
 /** Stock receipts cycle through these: three plentiful products, three scarce. */
-export const RECEIPTS = [1000, 1000, 1000, 8, 5, 3];
+const RECEIPTS = [1000, 1000, 1000, 8, 5, 3];
 /** Orders per user at most, so the 50 ledger rows `GET /wallets/{id}` shows hold all of them. */
-export const MAX_ORDERS_PER_USER = 16;
+const MAX_ORDERS_PER_USER = 16;
 
 /** What a test put in and what it was told. */
 export interface Books {
@@ -36,7 +36,7 @@ export function newBooks(): Books {
 }
 
 /** The books as the audit takes them. */
-export function auditInput(urls: ShopUrls, books: Books): AuditInput {
+function auditInput(urls: ShopUrls, books: Books): AuditInput {
   return { urls, deposits: books.deposits, receipts: books.receipts, acknowledged: books.acknowledged };
 }
 

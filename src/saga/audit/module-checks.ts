@@ -5,7 +5,7 @@ import type { MessagingTables } from "../../messaging/tables";
 import { Violations } from "./violations";
 
 /** An outbox row may wait this long for the relay before the audit calls it stuck (a busy relay drains in well under a second). */
-export const OUTBOX_GRACE_SECONDS = 10;
+const OUTBOX_GRACE_SECONDS = 10;
 
 /** Rows listed per local rule; the rest are counted. */
 export const LISTED = 20;

@@ -19,10 +19,10 @@ const AUDITED: AuditedModule[] = ["registry", "wallet", "storage"];
 export type ReportSources = { [M in AuditedModule]: () => Promise<AuditReports[M]> };
 
 /** How long one module may take to answer its report. */
-export const REPORT_TIMEOUT_MS = 60_000;
+const REPORT_TIMEOUT_MS = 60_000;
 
 /** Thrown when a module's report cannot be had; the audit names the module and the reason. */
-export class ReportUnavailable extends Error {
+class ReportUnavailable extends Error {
   override readonly name = "ReportUnavailable";
 }
 

@@ -160,12 +160,13 @@ describe("/metrics after a completed and a rejected order", () => {
   test("the event-loop lag is measured: never negative, and not 0 every time", async () => {
     await eventually(async () => {
       const e = await scrape("registry");
+      // No lag outlasts the process that measured it (the shop runs in this one): a bound no machine speed moves.
       const lag = one(e, "nodejs_eventloop_lag_seconds");
       expect(lag).toBeGreaterThanOrEqual(0);
-      expect(lag).toBeLessThan(60);
+      expect(lag).toBeLessThanOrEqual(process.uptime());
       const p99 = one(e, "nodejs_eventloop_lag_p99_seconds");
       expect(p99).toBeGreaterThanOrEqual(0);
-      expect(p99).toBeLessThan(60);
+      expect(p99).toBeLessThanOrEqual(process.uptime());
       return lag > 0;
     }, 30_000, 300);
   });

@@ -1,4 +1,7 @@
-/** The saga suite against each topology: one process (memory bus or Kafka; PGlite or PostgreSQL) and three processes over Kafka. */
+/**
+ * The saga suite against each topology: one process (memory bus or Kafka; PGlite or PostgreSQL)
+ * and three processes over Kafka. The cases no topology changes run on the first one only.
+ */
 import { afterAll } from "bun:test";
 import { describeSaga } from "./saga.suite";
 import { type PostgresCluster, startPostgresCluster } from "./support/postgres-cluster";
@@ -13,7 +16,7 @@ afterAll(async () => {
   await broker?.stop();
 });
 
-describeSaga("one process, memory bus, PGlite", () => startInProcess());
+describeSaga("one process, memory bus, PGlite", () => startInProcess(), { topologyFree: true });
 
 describeSaga("one process, memory bus, PostgreSQL", async () => {
   cluster ??= await startPostgresCluster({ name: "saga" });

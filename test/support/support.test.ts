@@ -1,21 +1,11 @@
 import { expect, test } from "bun:test";
 import { Kafka, logLevel, Partitioners } from "kafkajs";
 import postgres from "postgres";
+import { eventually } from "./eventually";
 import { startKafkaMock } from "./kafka-mock";
 import { startPostgresCluster } from "./postgres-cluster";
 
 const TIMEOUT_MS = 60_000;
-
-/** Polls `check` until it returns a value or the deadline passes. */
-async function waitFor<T>(what: string, check: () => T | undefined, timeoutMs = 20_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = check();
-    if (value !== undefined) return value;
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await Bun.sleep(50);
-  }
-}
 
 /** Runs a command with optional stdin; returns stdout, throws on non-zero exit. */
 async function run(cmd: string[], stdin?: string): Promise<string> {
@@ -90,8 +80,7 @@ test(
           received.push(`${message.key?.toString()} ${message.value?.toString()}`);
         },
       });
-      const first = await waitFor("kafkajs consumer to receive the message", () => received[0]);
-      expect(first).toBe("k from kafkajs");
+      await eventually(() => expect(received[0]).toBe("k from kafkajs"));
     } finally {
       await consumer.disconnect();
       await producer.disconnect();

@@ -1,13 +1,15 @@
 /** What a zod schema expects under its wrappers (default, optional, pipe, ...), for the reference and the overrides. */
 import type { z } from "zod";
 
-/** The parts of a zod schema's definition the reference and the overrides look at. */
+/** The parts of a zod schema's definition the reference, the overrides and the tests' key walker look at. */
 interface Def {
   type: string;
   innerType?: z.ZodType;
   in?: z.ZodType;
   shape?: Record<string, z.ZodType>;
   element?: z.ZodType;
+  /** What unknown keys must match: `never` in a strictObject. */
+  catchall?: z.ZodType;
 }
 
 /** `schema` without its wrappers (default, optional, pipe, ...): the shape a value must have. */

@@ -1,24 +1,6 @@
 /** Every key a zod config schema accepts, walked from the schema itself (to check generated references against), and its mappings that are not strict. */
 import type { z } from "zod";
-
-interface Def {
-  type: string;
-  innerType?: z.ZodType;
-  in?: z.ZodType;
-  shape?: Record<string, z.ZodType>;
-  element?: z.ZodType;
-  catchall?: z.ZodType;
-}
-
-/** The definition under default, optional, pipe, prefault... wrappers. */
-function unwrap(schema: z.ZodType): Def {
-  let def = schema._zod.def as unknown as Def;
-  for (;;) {
-    const inner = def.innerType ?? (def.type === "pipe" ? def.in : undefined);
-    if (!inner) return def;
-    def = inner._zod.def as unknown as Def;
-  }
-}
+import { unwrap } from "../../src/config/schema-shape";
 
 /** One key: its path (`port`, `topics.success`, `products[].id`) and its default, if it has one. */
 export interface SchemaKey {

@@ -24,10 +24,16 @@ describe("start banner", () => {
       `config    ${process.cwd()}/config`,
       "http://localhost:8001   swagger http://localhost:8001/swagger/",
       "live page http://localhost:8000/",
+      // Where the generated admin token is (never the token itself: the ready line is logged too).
+      'admin     Authorization: Bearer <token>, the token generated at start, in the log line "admin token (generated',
     ]) {
       expect(banner).toContain(text);
     }
     expect(banner.split("\n").length).toBeLessThan(24);
+    const chosen = startFacts(loadSettings({ ADMIN_TOKEN: "a-chosen-admin-token-123" }), { driver: "pglite", dataDir: "/srv/shop/data" }, urls, 1);
+    expect(chosen.admin_token).toBe("ADMIN_TOKEN");
+    expect(formatBanner(chosen)).toContain("the token from ADMIN_TOKEN");
+    expect(JSON.stringify(chosen)).not.toContain("a-chosen-admin-token-123");
   });
 
   test("a service of the split deployment: its modules only, Kafka's brokers, no live page without registry", () => {

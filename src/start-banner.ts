@@ -20,6 +20,8 @@ export interface StartFacts {
   swagger: Partial<Record<ModuleName, string>>;
   /** The live order page (registry's `/`), when registry runs here. */
   live_page?: string;
+  /** Where the admin token for deposits, receipts and /admin/* comes from (never the token itself). */
+  admin_token: string;
   ready_ms: number;
 }
 
@@ -67,6 +69,9 @@ export function startFacts(settings: Settings, target: DatabaseTarget, urls: Par
     urls: open,
     swagger,
     ...(open.registry ? { live_page: `${open.registry}/` } : {}),
+    admin_token: settings.ADMIN_TOKEN
+      ? "ADMIN_TOKEN"
+      : "generated at start, in the log line \"admin token (generated; set ADMIN_TOKEN to choose one)\"",
     ready_ms: Math.round(readyMs),
   };
 }
@@ -90,6 +95,7 @@ export function formatBanner(facts: StartFacts): string {
     if (url) lines.push(row(name, `${url.padEnd(width)}   swagger ${facts.swagger[name]}`));
   }
   if (facts.live_page) lines.push(row("live page", facts.live_page));
+  lines.push("", row("admin", `Authorization: Bearer <token>, the token ${facts.admin_token === "ADMIN_TOKEN" ? "from ADMIN_TOKEN" : facts.admin_token}`));
   lines.push("", "  Ctrl-C stops it.", "");
   return lines.join("\n");
 }
@@ -120,7 +126,7 @@ export function reportOpening(target: DatabaseTarget, log: Logger, tty: boolean)
   if (target.driver !== "pglite" || !target.dataDir) return { log, done: () => {} };
   const dataDir = target.dataDir;
   const first = needsInit(dataDir);
-  const text = `opening the embedded database in ${dataDir}${first ? " (first start initialises it, ~10 s)" : ""}…`;
+  const text = `opening the embedded database in ${dataDir}${first ? " (first start initialises it: a few seconds)" : ""}…`;
   if (!tty) {
     log.info("opening the embedded database", { data_dir: dataDir, first_start: first });
     return { log, done: () => {} };

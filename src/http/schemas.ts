@@ -108,7 +108,8 @@ export const serviceInfo = (title: string) => ({
   title,
   version: "1.0.0",
   description:
-    "Part of the Shop backend: registry (:8000, catalogue and orders), wallet (:8001, balances) and storage (:8002, stock); " +
+    "Part of the Shop backend: registry (catalogue and orders), wallet (balances) and storage (stock), by default on ports " +
+    "8000, 8001 and 8002 (each can run elsewhere: `servers` is where this document came from); " +
     "an order is decided by a saga between them. JSON bodies are `application/json` in UTF-8; ids are positive integers " +
     "(orders: UUIDs); money is integer cents. Every error is `{ \"error\": { \"code\", \"message\", \"field\"? } }` and each " +
     "operation lists its codes per status. Any path without a route answers 404 `not_found`; a known path with another " +

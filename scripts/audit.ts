@@ -14,6 +14,20 @@ import { auditShop, httpSources, summaryLine } from "../src/saga/audit/shop-audi
 const USAGE =
   "usage: bun run audit [--registry-url URL] [--wallet-url URL] [--storage-url URL] [--token TOKEN] [--timeout SECONDS] [--json]";
 
+const HELP = `${USAGE}
+
+Checks the shop's invariants across registry, wallet and storage; prints each violation and a summary line.
+Exit 0: clean; 1: violations; 2: a service could not be reached or refused the token; 3: bad arguments.
+
+  --registry-url URL   registry's base URL (REGISTRY_URL; default http://localhost:8000)
+  --wallet-url URL     wallet's base URL (WALLET_URL; default http://localhost:8001)
+  --storage-url URL    storage's base URL (STORAGE_URL; default http://localhost:8002)
+  --token TOKEN        the services' admin token (ADMIN_TOKEN). Prefer the variable: \`bun run\` prints
+                       its command line, so a token given as a flag shows on the terminal
+  --timeout SECONDS    how long to wait for each report (AUDIT_TIMEOUT_SECONDS; default 60)
+  --json               the whole audit as JSON
+  -h, --help           this text`;
+
 function options() {
   const { values } = parseArgs({
     args: Bun.argv.slice(2),
@@ -52,7 +66,7 @@ async function main(): Promise<number> {
     return 3;
   }
   if (opts.help) {
-    console.log(USAGE);
+    console.log(HELP);
     return 0;
   }
   if (!opts.token) console.error("no admin token (--token or ADMIN_TOKEN): the services will refuse the reports");

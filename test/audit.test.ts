@@ -126,6 +126,10 @@ describe("audit", () => {
     expect(refused.code).toBe(2);
     expect(refused.stdout).toContain("registry: no report: GET");
     expect(refused.stdout).toContain("answered 401");
+    expect(refused.stdout).toContain("registry: refused the admin token (401)");
+    const help = await auditScript(["--help"]);
+    expect(help.code).toBe(0);
+    for (const v of ["REGISTRY_URL", "WALLET_URL", "STORAGE_URL", "ADMIN_TOKEN", "AUDIT_TIMEOUT_SECONDS"]) expect(help.stdout).toContain(v);
   }, 60_000);
 
   test("books broken behind the shop's back: each break is reported", async () => {

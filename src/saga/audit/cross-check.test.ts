@@ -218,6 +218,14 @@ describe("auditShop", () => {
     expect(down.modules.wallet).toMatchObject({ reachable: false, checked_at: null });
     expect(down.violations).toEqual(["wallet: no report: cannot reach http://wallet:8001/admin/audit/report: connection refused"]);
     expect(summaryLine(down)).toContain("wallet: unreachable");
+    const refused = await auditShop({
+      registry: async () => reports.registry,
+      wallet: async () => {
+        throw new Error("GET http://wallet:8001/admin/audit/report answered 401: {}");
+      },
+      storage: async () => reports.storage,
+    });
+    expect(summaryLine(refused)).toContain("wallet: refused the admin token (401)");
   });
 
   test("a clean shop audits clean", async () => {

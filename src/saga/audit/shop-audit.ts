@@ -104,11 +104,18 @@ export async function auditShop(sources: ReportSources): Promise<ShopAudit> {
   return { ok: violations.length === 0, checked_at: checkedAt, violations, modules };
 }
 
+/** A module's missing report in a few words: its token refused, another status, or not reached at all. */
+function whyNoReport(error: string | null): string {
+  const status = /answered (\d{3})/.exec(error ?? "")?.[1];
+  if (status === "401") return "refused the admin token (401)";
+  return status ? `no report (HTTP ${status})` : "unreachable";
+}
+
 /** One line: what was audited and how many violations. */
 export function summaryLine(audit: ShopAudit): string {
   const counts = AUDITED.map((m) => {
     const s = audit.modules[m];
-    if (!s.reachable) return `${m}: unreachable`;
+    if (!s.reachable) return `${m}: ${whyNoReport(s.error)}`;
     const parts = Object.entries(s.counts).map(([k, v]) => `${v} ${k}`);
     return `${m}: ${parts.join(", ") || "checked"}`;
   });

@@ -67,6 +67,24 @@ describe.each(backends)("Idempotency-Key on POST /orders (%s)", (_name, env, fir
     call(t.urls.registry, "POST", "/orders", body, key === undefined ? {} : { "Idempotency-Key": key });
   const ordersOf = async (userId: number) => (await getJson(t.urls.registry, `/orders?user_id=${userId}`)).orders as { id: string }[];
 
+  test("a replay is the first answer byte for byte, its fields in the same order (the answer is stored as written)", async () => {
+    await call(t.urls.wallet, "POST", "/wallets/4242/deposits", { amount_cents: 100_000 }, adminHeaders);
+    const key = crypto.randomUUID();
+    const send = () =>
+      fetch(`${t.urls.registry}/orders`, {
+        method: "POST",
+        headers: { "content-type": "application/json", "Idempotency-Key": key },
+        body: JSON.stringify({ user_id: 4242, items: [{ product_id: product(), quantity: 1 }] }),
+      });
+    const first = await send();
+    const firstText = await first.text();
+    // The same body again: product() moved on, so send exactly what the first request sent.
+    lastProduct--;
+    const again = await send();
+    expect([first.status, again.status, again.headers.get("idempotent-replayed")]).toEqual([201, 201, "true"]);
+    expect(await again.text()).toBe(firstText);
+  });
+
   test(`${CONCURRENT} concurrent identical requests with one key: one order, one debit, one reservation`, async () => {
     const [u, p] = [user(), product()];
     expect((await call(t.urls.wallet, "POST", `/wallets/${u}/deposits`, { amount_cents: 10 * PRICE }, adminHeaders)).status).toBe(201);

@@ -7,7 +7,7 @@
  */
 import { createHash } from "node:crypto";
 import { eq } from "drizzle-orm";
-import { index, integer, jsonb, type PgColumn, type PgColumnBuilderBase, type PgSchema, type PgTable, text, timestamp } from "drizzle-orm/pg-core";
+import { index, integer, json, type PgColumn, type PgColumnBuilderBase, type PgSchema, type PgTable, text, timestamp } from "drizzle-orm/pg-core";
 import { z } from "zod";
 import { invalid } from "../errors";
 import type { PruneJob } from "./retention";
@@ -35,7 +35,8 @@ export function idempotencyKeysTable<E extends Record<string, PgColumnBuilderBas
       requestHash: text("request_hash").notNull(),
       /** 0 while claimed by an uncommitted transaction (nobody else can see it then). */
       statusCode: integer("status_code").notNull(),
-      response: jsonb("response").notNull(),
+      // json, not jsonb: the text is kept as written, so a replay gives the fields in the first answer's order.
+      response: json("response").notNull(),
       ...(extra as E),
       createdAt: timestamp("created_at", { withTimezone: true }).notNull().defaultNow(),
     },

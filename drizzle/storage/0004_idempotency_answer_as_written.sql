@@ -1,0 +1,1 @@
+ALTER TABLE "storage"."idempotency_keys" ALTER COLUMN "response" SET DATA TYPE json;

@@ -6,6 +6,7 @@
 import pino from "pino";
 import pretty from "pino-pretty";
 import { currentRequestId } from "./request-context";
+import { activeTraceIds } from "./tracing/spans";
 
 export const LOG_LEVELS = ["debug", "info", "warn", "error", "silent"] as const;
 export type LogLevel = (typeof LOG_LEVELS)[number];
@@ -39,7 +40,10 @@ export function logFormatFor(format: LogFormat | undefined, isTTY: boolean): Log
   return format ?? (isTTY ? "pretty" : "json");
 }
 
-/** Creates a logger writing at or above `level`; lines logged while serving a request or a message carry its request_id. */
+/**
+ * Creates a logger writing at or above `level`; lines logged while serving a request or a message
+ * carry its request_id, and, while tracing is on, the trace_id and span_id of the span they are in.
+ */
 export function createLogger(level: LogLevel, opts: LoggerOptions = {}): Logger {
   // Colours only where a person reads stderr (not where stdout happens to be a terminal).
   const onTerminal = opts.destination === undefined && process.stderr.isTTY === true;
@@ -148,8 +152,12 @@ function bind(lines: Lines, component: string): Logger {
   const write = (lvl: Level, msg: string, fields?: LogFields) => {
     if (!lines.enabled(lvl)) return;
     const requestId = currentRequestId();
-    const line = plainFields(fields ?? {});
-    lines.write(lvl, component, msg, requestId === undefined || "request_id" in line ? line : { request_id: requestId, ...line });
+    let line = plainFields(fields ?? {});
+    if (requestId !== undefined && !("request_id" in line)) line = { request_id: requestId, ...line };
+    // Inside a span (tracing on), the line joins its trace: a viewer's trace id finds the lines, and back.
+    const ids = "trace_id" in line ? undefined : activeTraceIds();
+    if (ids) line = { ...line, ...ids };
+    lines.write(lvl, component, msg, line);
   };
   return {
     debug: (m, f) => write("debug", m, f),

@@ -14,6 +14,7 @@ import type { Logger } from "./log";
 import type { RunningModule, ShopModule } from "./module";
 import { MODULES } from "./modules";
 import { reportOpening } from "./start-banner";
+import { startTracing, type Tracing } from "./tracing/setup";
 
 /** A started shop. */
 export interface Shop {
@@ -68,12 +69,14 @@ export async function startShop(settings: Settings, env: Env, log: Logger, opts:
   const configs = chosen.map((m) => loadModuleConfig(m.name, m.configSchema, settings.CONFIG_DIR, env));
   checkPorts(chosen.map((m, i) => ({ module: m.name, port: (configs[i] as { port: number }).port })), settings.CONFIG_DIR, env);
   const target = databaseTarget(settings);
+  const tracing = startTracing(settings, settings.MODULES, log.child("tracing"));
   const opening = reportOpening(target, log.child("db"), opts.tty === true);
   let db: Database;
   try {
     db = await openDatabase(target, opening.log);
   } catch (err) {
     opening.done(false);
+    await tracing?.stop();
     throw err;
   }
   opening.done(true);
@@ -124,7 +127,7 @@ export async function startShop(settings: Settings, env: Env, log: Logger, opts:
       log.info("listening", { module: m.name, url: urls[m.name] });
     }
   } catch (err) {
-    await shutdown(servers, running, bus, db, log).catch(() => {});
+    await shutdown(servers, running, bus, db, tracing, log).catch(() => {});
     throw err;
   }
 
@@ -168,7 +171,7 @@ export async function startShop(settings: Settings, env: Env, log: Logger, opts:
       (stopped ??= (async () => {
         stopping = true;
         halted();
-        await shutdown(servers, running, started, db, log, async () => {
+        await shutdown(servers, running, started, db, tracing, log, async () => {
           // A start still waiting for the broker is cut short; one starting modules finishes first.
           if (phase === "bus") await started.stop();
           await ready.catch(() => {});
@@ -240,6 +243,7 @@ async function shutdown(
   running: RunningModule[],
   bus: Bus | null,
   db: Database,
+  tracing: Tracing | null,
   log: Logger,
   settleStart?: () => Promise<void>,
 ) {
@@ -249,5 +253,7 @@ async function shutdown(
   await Promise.all(running.map((r) => r.stop()));
   await bus?.stop();
   await db.close();
+  // Last: the spans of everything above go out before the process ends.
+  await tracing?.stop();
   log.info("stopped");
 }

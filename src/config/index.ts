@@ -9,4 +9,4 @@ export { checkPorts } from "./ports";
 export { helpText } from "./help";
 export { loadModuleConfig, ModuleBaseSchema } from "./module-config";
 export { configReference, moduleKeyHelp, type ReferenceRow } from "./reference";
-export { BUILT_IN_CONFIG_DIR, loadSettings, MODULE_NAMES, type ModuleName, type Settings, SettingsSchema } from "./settings";
+export { BUILT_IN_CONFIG_DIR, loadSettings, MODULE_NAMES, type ModuleName, type Settings, SettingsSchema, type TraceSampler } from "./settings";

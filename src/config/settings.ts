@@ -27,6 +27,22 @@ const signingKey = z
   .optional()
   .or(z.literal("").transform(() => undefined));
 
+/** An OTLP/HTTP endpoint: an http(s) URL; empty means unset. */
+const otlpUrl = z
+  .url({ protocol: /^https?$/, message: "expected an http:// or https:// URL" })
+  .optional()
+  .or(z.literal("").transform(() => undefined));
+
+/** OTLP's transports: JSON over HTTP only (what @opentelemetry/exporter-trace-otlp-http speaks). */
+const otlpProtocol = z
+  .enum(["http/json", ""], { message: 'only "http/json" is supported (OTLP/HTTP with JSON bodies, which Jaeger, Tempo and the OpenTelemetry Collector accept)' })
+  .optional()
+  .transform(() => "http/json" as const);
+
+/** OTEL_TRACES_SAMPLER's values (OpenTelemetry's names). */
+const TRACE_SAMPLERS = ["always_on", "always_off", "traceidratio", "parentbased_always_on", "parentbased_always_off", "parentbased_traceidratio"] as const;
+export type TraceSampler = (typeof TRACE_SAMPLERS)[number];
+
 /** The process settings: variables (and .env), or their flags. */
 export const SettingsSchema = z.object({
   MODULES: z
@@ -94,6 +110,27 @@ export const SettingsSchema = z.object({
   LOG_FORMAT: z.enum(LOG_FORMATS).optional().or(z.literal("").transform(() => undefined)),
   // Names of `<MODULE>_*` variables that are not meant for the shop (set by a platform, say).
   IGNORE_VARS: z.string().default("").transform(csv),
+  // OpenTelemetry's own variables (README "Traces"): spans are made and exported only when an
+  // OTLP endpoint is set; unset, tracing is off and costs one boolean test per span site.
+  OTEL_EXPORTER_OTLP_ENDPOINT: otlpUrl,
+  OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: otlpUrl,
+  OTEL_EXPORTER_OTLP_PROTOCOL: otlpProtocol,
+  OTEL_EXPORTER_OTLP_TRACES_PROTOCOL: otlpProtocol,
+  OTEL_TRACES_EXPORTER: z.enum(["otlp", "console", "none", ""]).default("otlp").transform((v) => v || "otlp"),
+  OTEL_SERVICE_NAME: z.string().max(200).optional().or(z.literal("").transform(() => undefined)),
+  OTEL_TRACES_SAMPLER: z
+    .enum(["", ...TRACE_SAMPLERS])
+    .default("parentbased_always_on")
+    .transform((v) => (v || "parentbased_always_on") as TraceSampler),
+  OTEL_TRACES_SAMPLER_ARG: z
+    .literal("")
+    .transform(() => undefined)
+    .or(z.coerce.number().min(0).max(1))
+    .optional(),
+  OTEL_SDK_DISABLED: z
+    .enum(["true", "false", ""], { message: 'expected "true" or "false"' })
+    .default("false")
+    .transform((v) => v === "true"),
 });
 
 /** Validated process-level settings. */
@@ -125,6 +162,15 @@ export const SETTING_HELP: Record<keyof typeof SettingsSchema.shape, string> = {
   LOG_LEVEL: `log level: ${LOG_LEVELS.join(", ")}`,
   LOG_FORMAT: `log format: ${LOG_FORMATS.join(", ")} (unset: pretty on a terminal, JSON otherwise)`,
   IGNORE_VARS: "<MODULE>_* variables that are not the shop's, comma-separated (not checked, not applied)",
+  OTEL_EXPORTER_OTLP_ENDPOINT: "OTLP/HTTP collector base URL, e.g. http://localhost:4318 (spans go to <URL>/v1/traces); unset: no tracing",
+  OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: "full OTLP/HTTP URL for spans, instead of OTEL_EXPORTER_OTLP_ENDPOINT + /v1/traces",
+  OTEL_EXPORTER_OTLP_PROTOCOL: "OTLP transport: http/json (the only one supported)",
+  OTEL_EXPORTER_OTLP_TRACES_PROTOCOL: "OTLP transport for spans: http/json (the only one supported)",
+  OTEL_TRACES_EXPORTER: "otlp (to the endpoint above), console (spans printed to stdout, for a look), or none",
+  OTEL_SERVICE_NAME: "service name on the spans (unset: the module's name, or shop for several modules in one process)",
+  OTEL_TRACES_SAMPLER: `which traces are kept: ${TRACE_SAMPLERS.join(", ")}`,
+  OTEL_TRACES_SAMPLER_ARG: "ratio of traces kept by the traceidratio samplers, 0 to 1 (unset: 1)",
+  OTEL_SDK_DISABLED: "true: no tracing, whatever else is set",
 };
 
 /** The module YAML files the binary carries (the project's config/ at build time). */

@@ -34,6 +34,9 @@ export type Message = {
     order_id: string;
     /** See EnvelopeSchema: set by the outbox from the request (or message) being served. */
     request_id?: string;
+    /** See EnvelopeSchema: set by the outbox when tracing is on. */
+    traceparent?: string;
+    tracestate?: string;
     payload: PayloadOf<T>;
   };
 }[MessageType];

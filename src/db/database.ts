@@ -11,6 +11,7 @@ import { causeChain } from "../errors";
 import type { Logger } from "../log";
 import { createMutex } from "./mutex";
 import { CHECKPOINT_EVERY_MS, ensureDataDir, lockDataDir, pgliteOptions, shareParsers } from "./pglite-tuning";
+import { countingStatements, countStatement, inSpan, SpanKind, tracingOn } from "../tracing/spans";
 
 /** What queries run against: the database or an open transaction (a drizzle handle; `Database` is the app's wrapper around one). */
 export type Executor = PgDatabase<PgQueryResultHKT>;
@@ -95,17 +96,34 @@ async function withCommitHooks<T>(
   begin: (body: (tx: Executor) => Promise<T>) => Promise<T>,
   fn: (tx: Executor) => Promise<T>,
   stats: DatabaseStats,
+  driver: Database["driver"],
 ): Promise<T> {
   let hooks: (() => void)[] = [];
   stats.transactions += 1;
   stats.statements += 2; // BEGIN and COMMIT (or ROLLBACK)
-  const result = await begin((tx) => {
+  const body = (tx: Executor) => {
     hooks = [];
     commitHooks.set(tx, hooks);
     return fn(tx);
-  });
+  };
+  const result = tracingOn() ? await tracedTransaction(begin, body, driver) : await begin(body);
   for (const hook of hooks) hook();
   return result;
+}
+
+/**
+ * A transaction in a `transaction` span (OpenTelemetry's database conventions), with the number
+ * of statements it ran (BEGIN and COMMIT included) as `db.statements`, never their text.
+ */
+function tracedTransaction<T>(begin: (body: (tx: Executor) => Promise<T>) => Promise<T>, body: (tx: Executor) => Promise<T>, driver: Database["driver"]): Promise<T> {
+  const counter = { n: 2 };
+  return inSpan("transaction", { kind: SpanKind.CLIENT, attributes: { "db.system.name": "postgresql", "db.operation.name": "transaction", "shop.db.driver": driver } }, async (span) => {
+    try {
+      return await countingStatements(counter, () => begin(body));
+    } finally {
+      span?.setAttribute("db.statements", counter.n);
+    }
+  });
 }
 
 /** Test hooks of an embedded database (the fault simulator, sim/); production passes none. */
@@ -118,6 +136,7 @@ export interface DatabaseHooks {
 const counting = (stats: DatabaseStats, onStatement?: () => void) => ({
   logQuery: () => {
     stats.statements += 1;
+    countStatement();
     onStatement?.();
   },
 });
@@ -164,7 +183,7 @@ async function openPglite(dataDir: string | null, log: Logger, hooks: DatabaseHo
     driver: "pglite",
     stats,
     pool: () => ({ max: 1, inUse: Math.min(1, exclusive.queued), waiting: Math.max(0, exclusive.queued - 1) }),
-    transaction: (fn) => exclusive(() => withCommitHooks((body) => db.transaction(body), fn, stats)),
+    transaction: (fn) => exclusive(() => withCommitHooks((body) => db.transaction(body), fn, stats, "pglite")),
     read: (fn) => exclusive(() => fn(db)),
     autocommit: (fn) => exclusive(() => fn(db)),
     migrate: (name, folder) =>
@@ -245,7 +264,7 @@ async function openPostgres(url: string, poolSize: number, log: Logger): Promise
       counted(async () => {
         for (let attempt = 1; ; attempt++) {
           try {
-            return await withCommitHooks((body) => db.transaction(body), fn, stats);
+            return await withCommitHooks((body) => db.transaction(body), fn, stats, "postgres");
           } catch (err) {
             const code = pgCode(err);
             if (!code || !RETRYABLE.has(code) || attempt >= 5) throw err;

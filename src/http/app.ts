@@ -13,6 +13,7 @@ import type { Router } from "./router";
 import { serviceInfo } from "./schemas";
 import { bodyDeadline, hardeningHeaders, headLength, hostGuard, noDuplicateKeys } from "./guards";
 import { requestLog } from "./request-log";
+import { traceRequests } from "./tracing";
 import { mountSwagger } from "./swagger";
 
 /**
@@ -50,7 +51,9 @@ export function createServiceApp(opts: {
     c.header("Allow", allowed.join(", "));
     return c.json(errorBody("method_not_allowed", `${c.req.path} allows ${allowed.join(", ")}`), 405);
   });
-  // Outermost of all: the request id is set before anything answers, and every answer is logged.
+  // Outermost of all: the request's span (tracing on), so that everything below, its log line too, is in it.
+  app.use(traceRequests);
+  // The request id is set before anything answers, and every answer is logged.
   app.use(requestLog(opts.log));
   // Outermost: every answer is counted, whatever stage gave it.
   const metrics = opts.metrics ?? new Registry();

@@ -12,7 +12,7 @@ import { routePattern } from "./route-pattern";
 const REQUEST_ID_HEADER = "X-Request-Id";
 
 /** Paths polled by orchestrators and scrapers: logged at debug, to keep the noise down. */
-const PROBE = /^\/(health|metrics)(\/|$)/;
+export const PROBE = /^\/(health|metrics)(\/|$)/;
 
 /** The client's request id if it is 1..128 characters of [A-Za-z0-9._:-]; otherwise a new one (never an echo of garbage). */
 function requestIdFrom(header: string | undefined): string {

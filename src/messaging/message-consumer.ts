@@ -14,6 +14,21 @@ import { type Database, type Executor, isConnectionError } from "../db/database"
 import { causeChain } from "../errors";
 import type { LogFields, Logger } from "../log";
 import { outsideRequest, withRequestId } from "../request-context";
+import {
+  activeContext,
+  type Context,
+  carrierOfSpan,
+  contextOf,
+  failed,
+  inSpan,
+  linkTo,
+  type Span,
+  SpanKind,
+  startSpan,
+  traceIdsOf,
+  tracingOn,
+  withActiveSpan,
+} from "../tracing/spans";
 import type { Enqueue, OutboxWriter } from "./outbox";
 import type { MessagingTables } from "./tables";
 
@@ -82,10 +97,18 @@ export interface MessageConsumer {
   parse(record: BusRecord): ParseResult;
 }
 
+/** The most messages a batch's span links to (a batch can hold thousands). */
+const MAX_LINKS = 128;
+
+/** A span's ids for a log line. */
+const spanIds = (span: Span | undefined) => (span ? traceIdsOf(span) : undefined);
+
 /** A handler that failed this many times on one message (database reachable) is recorded as dead. */
 export const MAX_ATTEMPTS = 5;
 
 type Parsed = { record: BusRecord; message: Message | null; error: string | null };
+/** A message whose handler ran: how long it took (ms), and the ids of its span (tracing on). */
+type Applied = { ms: number; trace?: { trace_id: string; span_id: string } };
 type Delivery = { message: Message; topic: string };
 /** What became of one message: its step is logged once the batch committed. */
 type StepOutcome = "applied" | "duplicate" | "ignored" | "dead-lettered" | "failed";
@@ -126,9 +149,29 @@ export function createMessageConsumer(opts: {
 
   const handlerFor = (m: Message) => handlers[m.type] as ((tx: Executor, m: Message, e: Enqueue) => Promise<void>) | undefined;
 
-  /** Records `wanted` in the inbox and runs the handlers of the messages it had not seen; returns how long each that ran took (ms, by id). */
-  const applyFresh = async (tx: Executor, wanted: Delivery[]): Promise<Map<string, number>> => {
-    const took = new Map<string, number>();
+  /**
+   * A `process <topic>` span for one message's handling (tracing on), child of the span that
+   * wrote the message (its envelope's traceparent), linked to the batch's span (`batch`).
+   */
+  const processSpan = (m: Message, topic: string, batch: Context): Span | undefined =>
+    tracingOn() ? startSpan(`process ${topic}`, {
+      kind: SpanKind.CONSUMER,
+      parent: contextOf(m),
+      links: linkTo(batch),
+      attributes: {
+        "messaging.operation.type": "process",
+        "messaging.operation.name": "process",
+        "messaging.destination.name": topic,
+        "messaging.consumer.group.name": group,
+        "messaging.message.id": m.id,
+        "shop.order_id": m.order_id,
+        "shop.message_type": m.type,
+      },
+    }) : undefined;
+
+  /** Records `wanted` in the inbox and runs the handlers of the messages it had not seen; returns what each that ran took (by id). */
+  const applyFresh = async (tx: Executor, wanted: Delivery[]): Promise<Map<string, Applied>> => {
+    const took = new Map<string, Applied>();
     if (wanted.length === 0) return took;
     const rows = wanted.map(({ message: m, topic }) => ({ messageId: m.id, type: m.type, topic }));
     const record = insertMany(tables.inbox, ["messageId", "type", "topic"], rows, sql`on conflict do nothing returning ${sql.identifier("message_id")}`);
@@ -149,6 +192,8 @@ export function createMessageConsumer(opts: {
     const fresh = wanted.map((w) => w.message).filter((m) => insertedIds.has(m.id));
     if (fresh.length === 0) return took;
     if (db.driver === "postgres") await lockRows?.(tx, fresh);
+    const topicOf = new Map<string, string>(tracingOn() ? wanted.map((w) => [w.message.id, w.topic]) : []);
+    const batchContext = activeContext();
     const staged = outbox.staging();
     /** A batch handler's writes, run before whatever comes next (or with the outbox insert at the end). */
     let writes: SQL[] = [];
@@ -161,24 +206,69 @@ export function createMessageConsumer(opts: {
         let end = i + 1;
         while (end < fresh.length && (fresh[end] as Message).type === m.type) end++;
         const run = fresh.slice(i, end);
-        writes = await outsideRequest(() => many(tx, run, staged.enqueue));
+        // Each message of the run in its own span; the handler sees the span as the message's
+        // trace, so what it writes for a message (withCause) continues that message's trace.
+        const spans = run.map((r) => processSpan(r, topicOf.get(r.id) ?? "", batchContext));
+        const traced = tracingOn() ? run.map((r, k) => ({ ...r, ...carrierOfSpan(spans[k]) }) as Message) : run;
+        try {
+          writes = await outsideRequest(() => many(tx, traced, staged.enqueue));
+        } catch (err) {
+          for (const span of spans) failed(span, err);
+          throw err;
+        } finally {
+          for (const span of spans) span?.end();
+        }
         const each = (performance.now() - started) / run.length;
-        for (const r of run) took.set(r.id, each);
+        for (const [k, r] of run.entries()) took.set(r.id, { ms: each, trace: spanIds(spans[k]) });
         i = end;
         continue;
       }
       const handler = handlerFor(m) as NonNullable<ReturnType<typeof handlerFor>>;
-      // Under the message's request id: what the handler enqueues and logs carries it on.
-      await withRequestId(m.request_id, () => handler(tx, m, staged.enqueue));
-      took.set(m.id, performance.now() - started);
+      const span = processSpan(m, topicOf.get(m.id) ?? "", batchContext);
+      try {
+        // Under the message's request id and span: what the handler enqueues and logs carries them on.
+        await withActiveSpan(span, () => withRequestId(m.request_id, () => handler(tx, m, staged.enqueue)));
+      } catch (err) {
+        failed(span, err);
+        throw err;
+      } finally {
+        span?.end();
+      }
+      took.set(m.id, { ms: performance.now() - started, trace: spanIds(span) });
       i += 1;
     }
     await staged.flush(tx, writes);
     return took;
   };
 
-  /** Applies `batch` in one transaction; resolves with the counts to add once it committed. */
-  const apply = (batch: Parsed[]) =>
+  /**
+   * Applies `batch` in one transaction, in a `consume <topic>` span (tracing on): the child of
+   * its message's span when the batch holds one message, else a root linked to every message's.
+   * Resolves with the counts to add once it committed.
+   */
+  const apply = (batch: Parsed[]) => {
+    if (!tracingOn()) return applyBatch(batch);
+    const messages = batch.flatMap((p) => (p.message ? [p.message] : []));
+    const topic = batch[0]?.record.topic ?? "";
+    return inSpan(
+      `consume ${topic}`,
+      {
+        kind: SpanKind.CONSUMER,
+        parent: messages.length === 1 ? contextOf(messages[0]) : contextOf(null),
+        links: messages.length === 1 ? [] : messages.slice(0, MAX_LINKS).flatMap((m) => linkTo(contextOf(m))),
+        attributes: {
+          "messaging.operation.type": "process",
+          "messaging.operation.name": "consume",
+          "messaging.destination.name": topic,
+          "messaging.consumer.group.name": group,
+          "messaging.batch.message_count": batch.length,
+        },
+      },
+      () => applyBatch(batch),
+    );
+  };
+
+  const applyBatch = (batch: Parsed[]) =>
     db.transaction(async (tx) => {
       const dead = batch.filter((p) => p.error !== null);
       if (dead.length > 0) await tx.insert(tables.deadLetters).values(dead.map((p) => deadRow(p.record, p.error as string)));
@@ -263,12 +353,12 @@ export function createMessageConsumer(opts: {
   };
 
   /** One line per message of a committed batch (dead letters have their own): applied at info, the rest at debug. */
-  const logSteps = (batch: Parsed[], applied: Map<string, number>) => {
+  const logSteps = (batch: Parsed[], applied: Map<string, Applied>) => {
     for (const p of batch) {
       if (!p.message) continue;
-      const ms = applied.get(p.message.id);
+      const done = applied.get(p.message.id);
       applied.delete(p.message.id); // the same id again in this batch is a duplicate
-      if (ms !== undefined) log.info("saga step", stepFields(p, "applied", ms));
+      if (done !== undefined) log.info("saga step", { ...stepFields(p, "applied", done.ms), ...done.trace });
       else log.debug("saga step", stepFields(p, handlerFor(p.message) ? "duplicate" : "ignored"));
     }
   };

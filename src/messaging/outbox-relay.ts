@@ -13,6 +13,7 @@ import { retryDelayMs } from "../bus/bus";
 import { type RecordSigner, SIGNATURE_HEADER } from "../bus/signing";
 import type { Database } from "../db/database";
 import type { Logger } from "../log";
+import { contextOf, failed, linkTo, type Span, SpanKind, startSpan, type TraceCarrier, tracingOn } from "../tracing/spans";
 import { RelayLeader } from "./relay-leader";
 import type { MessagingTables } from "./tables";
 
@@ -243,18 +244,62 @@ class Relay {
     rows.sort((a, b) => a.seq - b.seq);
     const seqs = rows.map((r) => r.seq);
     const records = rows.map((r) => this.record(r));
+    const spans = tracingOn() ? this.sendSpans(rows) : [];
     try {
       await this.opts.bus.publish(records);
     } catch (err) {
+      for (const span of spans) failed(span, err);
+      for (const span of spans) span?.end();
       if (this.stopped) return;
       await this.release(seqs, err);
       return;
     }
+    for (const span of spans) span?.end();
     this.failures = 0;
     this.opts.onPublished?.(records);
     if (this.stopped) return; // confirmed after stop(): sent again by the next leader, and dropped as a duplicate
     this.confirmed.push(...seqs);
     this.markTimer ??= setTimeout(() => void this.markConfirmed(), MARK_AFTER_MS);
+  }
+
+  /**
+   * Tracing on: a `send` span for the batch (a root, linked to each record's trace), and one per
+   * record in its own message's trace (child of the span that wrote it), so that an order's trace
+   * shows the relay on its time axis. The caller ends them when the bus has answered.
+   */
+  private sendSpans(rows: Row[]): (Span | undefined)[] {
+    const topics = [...new Set(rows.map((r) => r.topic))];
+    const system = this.opts.bus.kind === "kafka" ? "kafka" : "shop_memory_bus";
+    const batch = startSpan(`send ${topics.length === 1 ? topics[0] : "batch"}`, {
+      kind: SpanKind.PRODUCER,
+      parent: contextOf(null),
+      links: rows.slice(0, 128).flatMap((r) => linkTo(contextOf(r.envelope as TraceCarrier))),
+      attributes: {
+        "messaging.system": system,
+        "messaging.operation.type": "send",
+        "messaging.operation.name": "send",
+        "messaging.batch.message_count": rows.length,
+        ...(topics.length === 1 ? { "messaging.destination.name": topics[0] } : {}),
+      },
+    });
+    const each = rows.map((r) =>
+      startSpan(`send ${r.topic}`, {
+        kind: SpanKind.PRODUCER,
+        parent: contextOf(r.envelope as TraceCarrier),
+        links: batch ? [{ context: batch.spanContext() }] : [],
+        attributes: {
+          "messaging.system": system,
+          "messaging.operation.type": "send",
+          "messaging.operation.name": "send",
+          "messaging.destination.name": r.topic,
+          "messaging.message.id": r.id,
+          "shop.order_id": r.key,
+          "shop.message_type": r.type,
+          "shop.outbox.attempts": r.attempts,
+        },
+      }),
+    );
+    return [batch, ...each];
   }
 
   /** The bus record of an outbox row, signed when a signer is set. */

@@ -5,6 +5,7 @@ import type { Topics } from "../contracts/topics";
 import { allInOne, insertMany } from "../db/bulk";
 import { afterCommit, type Executor } from "../db/database";
 import { currentRequestId, outsideRequest } from "../request-context";
+import { activeContext, carrierOf, contextOf, markSpan, SpanKind, tracingOn } from "../tracing/spans";
 import type { MessagingTables } from "./tables";
 
 /** Something that stages messages for publication inside a transaction. */
@@ -35,6 +36,8 @@ export function outboxWriter(tables: MessagingTables, topics: Topics, committed:
     type: message.type,
     envelope: message,
   });
+  /** `message` with the request id and (tracing on) the trace of the work that writes it. */
+  const stamp = (message: Message) => withTrace(withRequest(message), topicOf(message.type, topics));
   // The relay pass a commit wakes serves every request: it must not run under this one's id.
   const wake = () => outsideRequest(committed);
   const insertSql = (messages: Message[]) => insertMany(tables.outbox, ["id", "topic", "key", "type", "envelope"], messages.map(row));
@@ -44,11 +47,11 @@ export function outboxWriter(tables: MessagingTables, topics: Topics, committed:
     afterCommit(tx, wake);
   };
   return {
-    enqueue: (tx, message) => write(tx, [withRequest(message)]),
+    enqueue: (tx, message) => write(tx, [stamp(message)]),
     staging() {
       const staged: Message[] = [];
       return {
-        enqueue: async (_tx, message) => void staged.push(withRequest(message)),
+        enqueue: async (_tx, message) => void staged.push(stamp(message)),
         async flush(tx, writes = []) {
           const messages = staged.splice(0);
           const statements = messages.length > 0 ? [...writes, insertSql(messages)] : writes;
@@ -58,7 +61,7 @@ export function outboxWriter(tables: MessagingTables, topics: Topics, committed:
         },
       };
     },
-    insert: (messages) => ({ sql: insertSql(messages.map(withRequest)), written: wake }),
+    insert: (messages) => ({ sql: insertSql(messages.map(stamp)), written: wake }),
   };
 }
 
@@ -67,7 +70,39 @@ function withRequest(message: Message): Message {
   return withCause({ request_id: currentRequestId() }, message);
 }
 
-/** `message`, caused by `cause`: it carries on the request id `cause` carries (a batch handler's replies). */
-export function withCause(cause: Pick<Message, "request_id">, message: Message): Message {
-  return cause.request_id === undefined || message.request_id !== undefined ? message : { ...message, request_id: cause.request_id };
+/**
+ * `message`, caused by `cause`: it carries on the request id and the trace `cause` carries (a
+ * batch handler's replies, which run outside any one message's context).
+ */
+export function withCause(cause: Pick<Message, "request_id" | "traceparent" | "tracestate">, message: Message): Message {
+  let out = message;
+  if (cause.request_id !== undefined && message.request_id === undefined) out = { ...out, request_id: cause.request_id };
+  if (cause.traceparent !== undefined && message.traceparent === undefined) {
+    out = { ...out, traceparent: cause.traceparent };
+    if (cause.tracestate !== undefined) out.tracestate = cause.tracestate;
+  }
+  return out;
+}
+
+/**
+ * Tracing on: `message` stamped with a new `create <topic>` span, child of the trace the message
+ * names already (withCause) or else of the active span (the request or message being served).
+ * The span's context travels in the envelope, so it is kept in the outbox row: a record relayed
+ * after a restart still belongs to its trace. Tracing off: `message` untouched.
+ */
+function withTrace(message: Message, topic: string): Message {
+  if (!tracingOn()) return message;
+  const ctx = markSpan(`create ${topic}`, {
+    kind: SpanKind.PRODUCER,
+    parent: message.traceparent ? contextOf(message) : activeContext(),
+    attributes: {
+      "messaging.operation.type": "create",
+      "messaging.operation.name": "create",
+      "messaging.destination.name": topic,
+      "messaging.message.id": message.id,
+      "shop.order_id": message.order_id,
+      "shop.message_type": message.type,
+    },
+  });
+  return ctx ? { ...message, ...carrierOf(ctx) } : message;
 }

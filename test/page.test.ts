@@ -6,18 +6,20 @@
 import { afterAll, beforeAll, expect, test } from "bun:test";
 import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
+import { eq } from "drizzle-orm";
+import { orders } from "../modules/registry/schema";
 import { type Browser, launchChromium } from "./support/chromium";
 import { eventually } from "./support/eventually";
-import { adminHeaders, call } from "./support/http";
+import { adminHeaders, call, getJson } from "./support/http";
 import { openSse } from "./support/sse";
-import { type ShopTarget, startInProcess } from "./support/shop-target";
+import { startInProcess } from "./support/shop-target";
 
 const ARTIFACTS = join(import.meta.dir, "../.tmp/artifacts");
 const PAID = 5101; // 50.00 on the wallet
 const POOR = 5102; // 5.00 on the wallet: short for 20.00
 const PRODUCT = 51; // 10.00 each, 10 in stock
 
-let t: ShopTarget;
+let t: Awaited<ReturnType<typeof startInProcess>>;
 let browser: Browser | undefined;
 beforeAll(async () => {
   t = await startInProcess();
@@ -117,5 +119,53 @@ test("a page refused a live stream (the server full, 429) tries again by itself 
   } finally {
     holder.close();
     await full.stop();
+  }
+}, 120_000);
+
+test("with trace_url set, an order placed in a trace links to it in a new tab; an order without one, or a page without trace_url, has no link", async () => {
+  const TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736";
+  // Characters that mean something in HTML and in a URL: they must reach the href as they are, and make no markup.
+  const template = `http://traces.example/trace/{trace_id}?from=shop&x="<b>`;
+  const traced = await startInProcess({ REGISTRY_TRACE_URL: template });
+  try {
+    /** An order of a user with no wallet (rejected at once), its traceparent set afterwards as tracing would have. */
+    const placeIn = async (shop: Awaited<ReturnType<typeof startInProcess>>, userId: number, traceparent: string | null) => {
+      const placed = await call<{ id: string }>(shop.urls.registry, "POST", "/orders", { user_id: userId, items: [{ product_id: 52, quantity: 1 }] });
+      expect(placed.status).toBe(201);
+      await eventually(async () => (await getJson<{ status: string }>(shop.urls.registry, `/orders/${placed.body.id}`)).status !== "pending");
+      if (traceparent) await shop.shop.db.autocommit((q) => q.update(orders).set({ traceparent }).where(eq(orders.id, placed.body.id)));
+      return placed.body.id;
+    };
+    const traceparent = `00-${TRACE_ID}-00f067aa0ba902b7-01`;
+    const linked = await placeIn(traced, 5201, traceparent);
+    const plain = await placeIn(traced, 5202, null);
+    const unconfigured = await placeIn(t, 5203, traceparent);
+
+    browser ??= await launchChromium({ width: 1366, height: 900 });
+    const { page } = browser;
+    const link = (id: string) => `${order(id)}?.querySelector('a[data-role="trace"]')`;
+    await page.navigate(`${traced.urls.registry}/`);
+    await page.waitFor(`Boolean(${order(linked)} && ${order(plain)})`);
+    const a = await page.evaluate<{ href: string; target: string; rel: string; text: string; fontSize: string; markup: number }>(
+      `(() => { const a = ${link(linked)}; return { href: a.getAttribute("href"), target: a.target, rel: a.rel, text: a.textContent,
+        fontSize: getComputedStyle(a).fontSize, markup: ${order(linked)}.querySelectorAll(".head b").length }; })()`,
+    );
+    expect(a).toEqual({
+      href: template.replace("{trace_id}", TRACE_ID),
+      target: "_blank",
+      rel: "noopener noreferrer",
+      text: "trace ↗",
+      // The hashed style block still applies under the page's CSP.
+      fontSize: "12px",
+      markup: 0,
+    });
+    expect(await page.evaluate<boolean>(`${link(plain)} === null`)).toBe(true);
+
+    await page.navigate(`${t.urls.registry}/`);
+    await page.waitFor(`document.getElementById("conn").dataset.state === "live" && Boolean(${order(unconfigured)})`);
+    expect(await page.evaluate<number>(`document.querySelectorAll('a[data-role="trace"]').length`)).toBe(0);
+    expect(page.errors).toEqual([]);
+  } finally {
+    await traced.stop();
   }
 }, 120_000);

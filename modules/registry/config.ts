@@ -3,6 +3,9 @@ import { z } from "zod";
 import { ModuleBaseSchema } from "../../src/config";
 import { Cents } from "../../src/contracts";
 
+/** Where `trace_url` takes an order's trace id (the live page puts it there). */
+const TRACE_ID_PLACEHOLDER = "{trace_id}";
+
 export const RegistryConfigSchema = ModuleBaseSchema.extend({
   port: ModuleBaseSchema.shape.port.default(8000),
   consumer_group: z.string().min(1).default("registry"),
@@ -58,6 +61,12 @@ export const RegistryConfigSchema = ModuleBaseSchema.extend({
     .max(600_000)
     .default(15_000)
     .describe("a live client whose data waited this long without its socket taking it all is dropped"),
+  trace_url: z
+    .url({ protocol: /^https?$/, message: "expected an http:// or https:// URL" })
+    .refine((url) => url.split(TRACE_ID_PLACEHOLDER).length === 2, { message: `expected ${TRACE_ID_PLACEHOLDER} exactly once, where the trace id goes` })
+    .optional()
+    .or(z.literal("").transform(() => undefined))
+    .describe(`a trace viewer's URL with ${TRACE_ID_PLACEHOLDER} in it (Jaeger: http://localhost:16686/trace/${TRACE_ID_PLACEHOLDER}); the live page links each traced order there`),
   wallet_url: z.url({ protocol: /^https?$/ }).default("http://127.0.0.1:8001").describe("wallet's URL for GET /admin/audit, when wallet runs elsewhere"),
   storage_url: z.url({ protocol: /^https?$/ }).default("http://127.0.0.1:8002").describe("storage's URL for GET /admin/audit, when storage runs elsewhere"),
   products: z

@@ -14,7 +14,7 @@ export const registryConsumers = (ended?: SagaEnded, log?: Logger): Consumers =>
     OrderCompensated: (tx, m) => recordCompensation(tx, m.payload),
   },
   batchHandlers: {
-    StepSucceeded: (tx, ms) => recordSuccesses(tx, ms.map((m) => ({ step: m.payload, ended: decided(m, ended, log) }))),
+    StepSucceeded: (tx, ms) => recordSuccesses(tx, ms.map((m) => ({ step: m.payload, ended: decided(m, ended, log), trace: m }))),
   },
   // The batch's orders, in id order. Every handler changes only its order's row (and appends to
   // its timeline), so the row lock alone makes one order's messages take turns; a message about an

@@ -7,6 +7,7 @@ import { replay, replayIfAnswered } from "../../src/http/idempotency";
 import { createRouter } from "../../src/http/router";
 import type { OutboxWriter } from "../../src/messaging/outbox";
 import { createOrderRoute, getOrderRoute, listOrdersRoute, listProductsRoute, stuckSagasRoute } from "./routes";
+import { tagActiveSpan } from "../../src/tracing/spans";
 import type { Admission } from "./admission";
 import { type RegistryAuditSettings, registryAuditReport } from "./audit";
 import type { Catalogue } from "./catalogue";
@@ -40,7 +41,12 @@ export function registryRouter(db: Database, catalogue: Catalogue, admission: Ad
       }
     })
     .openapi(listOrdersRoute, async (c) => c.json(await listOrders(db, c.req.valid("query")), 200))
-    .openapi(getOrderRoute, async (c) => c.json(await getOrder(db, c.req.valid("param").id), 200));
+    .openapi(getOrderRoute, async (c) => {
+      const { id } = c.req.valid("param");
+      // A search for the order's id finds its reads too.
+      tagActiveSpan({ "shop.order_id": id });
+      return c.json(await getOrder(db, id), 200);
+    });
 }
 
 /** The `Location` of a placed order: its own URL (GET /orders/{id}); none for a stored answer without an id. */

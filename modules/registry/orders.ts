@@ -10,6 +10,7 @@ import type { OutboxWriter } from "../../src/messaging/outbox";
 import { rowsOf } from "../../src/db/rows";
 import { ORDER_STATUSES, orderEvents, orderItems, orders } from "./schema";
 import { orderView, type OrderView } from "./views";
+import { activeTraceparent, tagActiveSpan } from "../../src/tracing/spans";
 
 type OrderRow = typeof orders.$inferSelect;
 
@@ -49,13 +50,16 @@ export async function placeOrder(
   });
   const total = items.reduce((sum, i) => sum + i.unit_price_cents * i.quantity, 0);
   const id = crypto.randomUUID();
+  // The request's span: the order's decision, however it comes (a sweep too), joins its trace.
+  tagActiveSpan({ "shop.order_id": id, "shop.user_id": userId });
+  const traceparent = activeTraceparent();
   const itemRows = items.map((i) => ({ orderId: id, productId: i.product_id, quantity: i.quantity, unitPriceCents: i.unit_price_cents }));
   const created = outbox.insert([createMessage("OrderCreated", { order_id: id, user_id: userId, items, total_cents: total })]);
   const place = allInOne([
     insertMany(orderItems, ["orderId", "productId", "quantity", "unitPriceCents"], itemRows),
     insertMany(orderEvents, ["orderId", "service", "step", "detail"], [{ orderId: id, service: "registry", step: "created", detail: `total ${total} cents` }]),
     created.sql,
-    sql`insert into ${orders} (${sql.identifier(orders.id.name)}, ${sql.identifier(orders.userId.name)}, ${sql.identifier(orders.totalCents.name)}) values (${id}, ${userId}, ${total}) returning *`,
+    sql`insert into ${orders} (${sql.identifier(orders.id.name)}, ${sql.identifier(orders.userId.name)}, ${sql.identifier(orders.totalCents.name)}, ${sql.identifier(orders.traceparent.name)}) values (${id}, ${userId}, ${total}, ${traceparent}) returning *`,
   ]);
   const stored = (rows: Record<string, unknown>[]) => orderView(rawOrder(rows[0]), itemRows);
   if (!keyed) {
@@ -90,6 +94,7 @@ function rawOrder(row: Record<string, unknown> | undefined): OrderRow {
     storageUndone: row.storage_undone === true,
     createdAt: date(row.created_at),
     updatedAt: date(row.updated_at),
+    traceparent: (row.traceparent as string | null) ?? null,
   };
 }
 

@@ -7,6 +7,7 @@ import { createMessage, type OrderCompensated, type OrderRejected, type StepSucc
 import { anyOf, insertMany, runAll, updateMany } from "../../src/db/bulk";
 import { afterCommit, type Executor } from "../../src/db/database";
 import type { Enqueue } from "../../src/messaging/outbox";
+import { activeContext, activeTraceparent, contextOf, inContext, linkTo, markSpan, type TraceCarrier, tracingOn } from "../../src/tracing/spans";
 import { orderEvents, orders, unknownOrders } from "./schema";
 
 /** Told, once the transaction committed, that an order reached its final state `seconds` after it was placed. */
@@ -26,7 +27,7 @@ export async function recordSuccess(tx: Executor, step: StepSucceeded, ended?: S
  * writes (the orders, their timeline entries, the orders registry never made) come back for the
  * consumer to run in one statement.
  */
-export async function recordSuccesses(tx: Executor, run: { step: StepSucceeded; ended?: SagaEnded }[]): Promise<SQL[]> {
+export async function recordSuccesses(tx: Executor, run: { step: StepSucceeded; ended?: SagaEnded; trace?: TraceCarrier }[]): Promise<SQL[]> {
   const steps = run.filter((r) => r.step.service !== "registry");
   if (steps.length === 0) return [];
   const ids = [...new Set(steps.map((r) => r.step.order_id))].sort();
@@ -40,12 +41,12 @@ export async function recordSuccesses(tx: Executor, run: { step: StepSucceeded; 
   const changed = new Set<string>();
   const events: (typeof orderEvents.$inferInsert)[] = [];
   const unknown: (typeof unknownOrders.$inferInsert)[] = [];
-  for (const { step, ended } of steps) {
+  for (const { step, ended, trace } of steps) {
     const service = step.service as "wallet" | "storage";
     const order = byId.get(step.order_id);
     if (!order) {
       // Registry never made this order: it must be undone (after a grace, by rejectUnknownOrders).
-      unknown.push({ orderId: step.order_id, service });
+      unknown.push({ orderId: step.order_id, service, traceparent: trace?.traceparent ?? activeTraceparent() });
       continue;
     }
     const flag = service === "wallet" ? "walletDone" : "storageDone";
@@ -55,8 +56,10 @@ export async function recordSuccesses(tx: Executor, run: { step: StepSucceeded; 
     events.push({ orderId: order.id, service, step: service === "wallet" ? "paid" : "reserved" });
     if (order.status === "pending" && order.walletDone && order.storageDone) {
       order.status = "completed";
+      const decision = markDecision(order.id, "completed", null, trace);
       events.push({ orderId: order.id, service: "registry", step: "completed" });
-      if (ended) afterCommit(tx, () => ended("completed", Number(order.seconds)));
+      // The decision's line is written in the decision's span: it carries the order's trace id.
+      if (ended) afterCommit(tx, () => inContext(decision, () => ended("completed", Number(order.seconds))));
     }
   }
   if (changed.size === 0 && unknown.length === 0) return [];
@@ -64,7 +67,7 @@ export async function recordSuccesses(tx: Executor, run: { step: StepSucceeded; 
   return [
     updateMany(orders, ["id", "status", "walletDone", "storageDone"], rows, sql`updated_at = now()`),
     insertMany(orderEvents, ["orderId", "service", "step"], events),
-    insertMany(unknownOrders, ["orderId", "service"], unknown, sql`on conflict do nothing`),
+    insertMany(unknownOrders, ["orderId", "service", "traceparent"], unknown, sql`on conflict do nothing`),
   ];
 }
 
@@ -85,9 +88,13 @@ export async function recordRejection(tx: Executor, enqueue: Enqueue, rejection:
     .where(and(eq(orders.id, rejection.order_id), eq(orders.status, "pending")))
     .returning({ id: orders.id, seconds: sagaSeconds });
   if (decided) {
-    if (ended) afterCommit(tx, () => ended("rejected", Number(decided.seconds)));
+    const decision = markDecision(decided.id, "rejected", rejection.reason);
+    if (ended) afterCommit(tx, () => inContext(decision, () => ended("rejected", Number(decided.seconds))));
     const message = `${rejection.service}: ${rejection.message}`.slice(0, 500);
-    await enqueue(tx, createMessage("OrderRejected", { order_id: decided.id, service: "registry", reason: rejection.reason, message }));
+    // Announced from the decision: the compensations hang from it in the order's trace.
+    await inContext(decision, () =>
+      enqueue(tx, createMessage("OrderRejected", { order_id: decided.id, service: "registry", reason: rejection.reason, message })),
+    );
   } else {
     // Decided already (or never made): only note, once, that this participant did nothing.
     const [noted] = await tx
@@ -127,5 +134,18 @@ export async function recordCompensation(tx: Executor, c: OrderCompensated): Pro
 async function noteIfUnknown(tx: Executor, orderId: string, service: string): Promise<void> {
   const [known] = await tx.select({ id: orders.id }).from(orders).where(eq(orders.id, orderId));
   if (known) return;
-  await tx.insert(unknownOrders).values({ orderId, service }).onConflictDoNothing();
+  await tx.insert(unknownOrders).values({ orderId, service, traceparent: activeTraceparent() }).onConflictDoNothing();
+}
+
+/**
+ * Registry's decision on an order, as a span of no duration (tracing on) in the order's trace:
+ * the child of `trace` (the message that decided it) or else of the active span. Returns its
+ * context, for the messages that announce the decision.
+ */
+export function markDecision(orderId: string, status: "completed" | "rejected", reason: string | null, trace?: TraceCarrier, by?: string) {
+  if (!tracingOn()) return undefined;
+  const attributes: Record<string, string> = { "shop.order_id": orderId, "shop.order.status": status };
+  if (reason) attributes["shop.order.reason"] = reason;
+  if (by) attributes["shop.decided_by"] = by;
+  return markSpan(`order ${status}`, { parent: trace?.traceparent ? contextOf(trace) : undefined, attributes, links: by ? linkTo(activeContext()) : [] });
 }

@@ -37,6 +37,8 @@ export const orders = registrySchema.table(
     storageUndone: boolean("storage_undone").notNull().default(false),
     createdAt: timestamp("created_at", { withTimezone: true }).notNull().defaultNow(),
     updatedAt: timestamp("updated_at", { withTimezone: true }).notNull().defaultNow(),
+    /** The W3C traceparent of the request that placed the order (tracing on): its decision joins that trace. */
+    traceparent: text("traceparent"),
   },
   (t) => [index("orders_user_seq").on(t.userId, t.seq), index("orders_status_created").on(t.status, t.createdAt)],
 );
@@ -78,6 +80,8 @@ export const unknownOrders = registrySchema.table("unknown_orders", {
   firstSeenAt: timestamp("first_seen_at", { withTimezone: true }).notNull().defaultNow(),
   /** When registry sent its OrderRejected (`unknown_order`); null until then. */
   answeredAt: timestamp("answered_at", { withTimezone: true }),
+  /** The trace of the message that revealed it (tracing on): the rejection joins that trace. */
+  traceparent: text("traceparent"),
 });
 
 /** `Idempotency-Key`s of `POST /orders`: the same key and body replay the original answer; `order_id` is the order placed. */

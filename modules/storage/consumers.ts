@@ -1,6 +1,7 @@
 /** Everything storage reacts to on the bus. */
 import { and, asc, eq, inArray, or } from "drizzle-orm";
 import type { Consumers } from "../../src/messaging/message-consumer";
+import { compensation } from "../../src/tracing/spans";
 import { reservations, stock } from "./schema";
 import { releaseItems, reserveItems, reserveOrders } from "./service";
 
@@ -10,7 +11,7 @@ export const storageConsumers: Consumers = {
     OrderCreated: (tx, m, enqueue) => reserveItems(tx, enqueue, m.payload),
     OrderRejected: async (tx, m, enqueue) => {
       // Registry decides an order's fate: undo only on its word (a participant's own rejection reaches us through it).
-      if (m.payload.service === "registry") await releaseItems(tx, enqueue, m.payload);
+      if (m.payload.service === "registry") await compensation("release items", m.order_id, () => releaseItems(tx, enqueue, m.payload));
     },
   },
   batchHandlers: {

@@ -1,6 +1,7 @@
 /** Everything wallet reacts to on the bus. */
 import { and, asc, eq, inArray, or } from "drizzle-orm";
 import type { Consumers } from "../../src/messaging/message-consumer";
+import { compensation } from "../../src/tracing/spans";
 import { ledger, wallets } from "./schema";
 import { debitOrder, debitOrders, refundOrder } from "./service";
 
@@ -10,7 +11,7 @@ export const walletConsumers: Consumers = {
     OrderCreated: (tx, m, enqueue) => debitOrder(tx, enqueue, m.payload),
     OrderRejected: async (tx, m, enqueue) => {
       // Registry decides an order's fate: undo only on its word (a participant's own rejection reaches us through it).
-      if (m.payload.service === "registry") await refundOrder(tx, enqueue, m.payload);
+      if (m.payload.service === "registry") await compensation("refund order", m.order_id, () => refundOrder(tx, enqueue, m.payload));
     },
   },
   batchHandlers: {

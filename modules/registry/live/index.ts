@@ -20,6 +20,7 @@ const page = pageText as unknown as string;
 /**
  * The page's Content-Security-Policy: nothing but its own inline script and style (by hash, so an
  * injected one cannot run), requests to this origin only, no framing, no plugins, no base tag.
+ * Links elsewhere (an order's trace, `trace_url`) are navigations, which it does not restrict.
  */
 const PAGE_CSP = pagePolicy(page);
 
@@ -47,15 +48,19 @@ export interface LivePage {
   stop(): Promise<void>;
 }
 
-/** registry.yaml's settings of the live stream (modules/registry/config.ts). */
-export type LiveConfig = Pick<z.infer<typeof RegistryConfigSchema>, "live_max_clients" | "live_max_clients_per_address" | "live_max_unsent_bytes" | "live_stall_timeout_ms">;
+/** registry.yaml's settings of the live stream and page (modules/registry/config.ts). */
+export type LiveConfig = Pick<
+  z.infer<typeof RegistryConfigSchema>,
+  "live_max_clients" | "live_max_clients_per_address" | "live_max_unsent_bytes" | "live_stall_timeout_ms" | "trace_url"
+>;
 
-/** The feed's limits as registry.yaml sets them. */
-const feedLimits = (config: LiveConfig): Partial<OrderFeedOptions> => ({
+/** The feed's limits, and the trace viewer it tells the page, as registry.yaml sets them. */
+const feedSettings = (config: LiveConfig): Partial<OrderFeedOptions> => ({
   maxClients: config.live_max_clients,
   maxClientsPerAddress: config.live_max_clients_per_address,
   maxUnsentBytes: config.live_max_unsent_bytes,
   stallTimeoutMs: config.live_stall_timeout_ms,
+  traceUrl: config.trace_url ?? null,
 });
 
 /** The page's routes over registry's database; `peers` gives wallet's and storage's base URLs. */
@@ -69,7 +74,7 @@ export function createLivePage(deps: {
 }): LivePage {
   const { db, log, peers } = deps;
   let clients = () => 0;
-  const options = { ...(deps.config ? feedLimits(deps.config) : {}), ...deps.feed };
+  const options = { ...(deps.config ? feedSettings(deps.config) : {}), ...deps.feed };
   const feed = createOrderFeed(db, log, options, liveMetrics(deps.metrics, () => clients()));
   clients = feed.clients;
   const overview = createOverview(peers);

@@ -8,6 +8,7 @@ import { registryModule } from "../index";
 import { orderEvents, orders } from "../schema";
 import { addressKey } from "./live-client";
 import { createOrderFeed, type DropReason, type FeedObserver, type OrderFeed } from "./order-feed";
+import { type LiveOrder, traceIdOf } from "./order-reads";
 
 let db: Database;
 beforeAll(async () => {
@@ -50,10 +51,10 @@ function recorder() {
   return { dropped, refused, observer };
 }
 
-async function newOrder(eventId?: number): Promise<string> {
+async function newOrder(eventId?: number, traceparent?: string): Promise<string> {
   const id = crypto.randomUUID();
   await db.transaction(async (tx) => {
-    await tx.insert(orders).values({ id, userId: 1, totalCents: 100 });
+    await tx.insert(orders).values({ id, userId: 1, totalCents: 100, traceparent });
     await tx.insert(orderEvents).values({ ...(eventId ? { id: eventId } : {}), orderId: id, service: "registry", step: "created", detail: null });
   });
   return id;
@@ -110,7 +111,7 @@ test("an aborted request drops its client", async () => {
 
 // The first test commits ids past the sequence; these orders take ids above them so that a new feed's cursor sees them.
 let highEventId = 2_000_000;
-const visibleOrder = () => newOrder(++highEventId);
+const visibleOrder = (traceparent?: string) => newOrder(++highEventId, traceparent);
 
 test("a client that takes nothing is dropped once more than maxUnsentBytes wait for it; one that reads is not", async () => {
   const rec = recorder();
@@ -201,4 +202,49 @@ test("addressKey: IPv4 as is (also mapped into IPv6), IPv6 by its /64", () => {
   expect(addressKey("2001:db8:0:1::1")).toBe("2001:db8:0:1::/64");
   expect(addressKey("::1")).toBe("0:0:0:0::/64");
   expect(addressKey("fe80::1%eth0")).toBe("fe80:0:0:0::/64");
+});
+
+const TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736";
+const traceparentOf = (traceId: string) => `00-${traceId}-00f067aa0ba902b7-01`;
+
+test("the snapshot carries trace_url, and every order (snapshot and updates) its trace id from the traceparent column, null without one", async () => {
+  const untraced = await visibleOrder();
+  const traced = await visibleOrder(traceparentOf(TRACE_ID));
+  const template = "http://localhost:16686/trace/{trace_id}";
+  const feed = createOrderFeed(db, log, { pollMs: 20, traceUrl: template });
+  const c = collect(admitted(feed.connect({})));
+  await eventually(() => c.frames.some((f) => f.kind === "event" && f.event === "snapshot"));
+  const first = c.frames.find((f) => f.kind === "event" && f.event === "snapshot");
+  const snapshot = JSON.parse(first?.kind === "event" ? first.data : "{}") as { orders: LiveOrder[]; trace_url: string | null };
+  expect(snapshot.trace_url).toBe(template);
+  const traceIds = new Map(snapshot.orders.map((o) => [o.id, o.trace_id]));
+  expect(traceIds.get(traced)).toBe(TRACE_ID);
+  expect(traceIds.get(untraced)).toBeNull();
+  const otherTrace = crypto.randomUUID().replaceAll("-", "");
+  const later = await visibleOrder(traceparentOf(otherTrace));
+  const laterUntraced = await visibleOrder();
+  await eventually(() => c.orderIds().includes(later) && c.orderIds().includes(laterUntraced));
+  const sent = c.frames.flatMap((f) => (f.kind === "event" && f.event === "order" ? [JSON.parse(f.data) as LiveOrder] : []));
+  expect(sent.find((o) => o.id === later)?.trace_id).toBe(otherTrace);
+  expect(sent.find((o) => o.id === laterUntraced)?.trace_id).toBeNull();
+  await feed.stop();
+});
+
+test("without a trace viewer the snapshot says trace_url: null", async () => {
+  const feed = createOrderFeed(db, log, { pollMs: 20 });
+  const c = collect(admitted(feed.connect({})));
+  await eventually(() => c.frames.some((f) => f.kind === "event" && f.event === "snapshot"));
+  const first = c.frames.find((f) => f.kind === "event" && f.event === "snapshot");
+  expect((JSON.parse(first?.kind === "event" ? first.data : "{}") as { trace_url: unknown }).trace_url).toBeNull();
+  await feed.stop();
+});
+
+test("traceIdOf: the traceparent's second field; null for none, a malformed one or the all-zero id", () => {
+  expect(traceIdOf(traceparentOf(TRACE_ID))).toBe(TRACE_ID);
+  expect(traceIdOf(null)).toBeNull();
+  expect(traceIdOf("")).toBeNull();
+  expect(traceIdOf(`00-${TRACE_ID.toUpperCase()}-00f067aa0ba902b7-01`)).toBeNull();
+  expect(traceIdOf(`00-${TRACE_ID}-00f067aa0ba902b7`)).toBeNull();
+  expect(traceIdOf(`00-${"0".repeat(32)}-00f067aa0ba902b7-01`)).toBeNull();
+  expect(traceIdOf(`00-${TRACE_ID}"><b>-00f067aa0ba902b7-01`)).toBeNull();
 });

@@ -31,6 +31,8 @@ export interface OrderFeedOptions {
   stallTimeoutMs: number;
   /** A missing timeline id is waited for this long (a transaction still committing), then skipped. */
   gapWaitMs: number;
+  /** The trace viewer's URL with `{trace_id}` (registry.yaml's trace_url), told to the page in the snapshot; null: no trace links. */
+  traceUrl: string | null;
 }
 
 const DEFAULT_FEED_OPTIONS: OrderFeedOptions = {
@@ -43,6 +45,7 @@ const DEFAULT_FEED_OPTIONS: OrderFeedOptions = {
   maxUnsentBytes: 1_048_576,
   stallTimeoutMs: 15_000,
   gapWaitMs: 5000,
+  traceUrl: null,
 };
 
 /** Why a new client was turned away: the feed is full, its address has its share, or the feed stopped. */
@@ -213,7 +216,7 @@ export function createOrderFeed(
       await cursorNow();
       const orders = await liveOrders(db, { limit: opts.snapshotSize });
       const version = orders.reduce((v, o) => Math.max(v, o.version), 0);
-      const snapshot = sseFrame("snapshot", version, { orders });
+      const snapshot = sseFrame("snapshot", version, { orders, trace_url: opts.traceUrl });
       const first = new Uint8Array(RETRY.byteLength + snapshot.byteLength);
       first.set(RETRY);
       first.set(snapshot, RETRY.byteLength);

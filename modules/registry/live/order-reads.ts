@@ -4,11 +4,21 @@ import type { Database } from "../../../src/db/database";
 import { orderEvents, orderItems, orders } from "../schema";
 import { orderView, type OrderView } from "../views";
 
-/** An order as the live feed sends it: its timeline, and `version`, the id of its latest timeline entry. */
+/**
+ * An order as the live feed sends it: its timeline, `version` (the id of its latest timeline entry),
+ * and `trace_id`, the trace of the request that placed it (null when that was not traced).
+ */
 export type LiveOrder = OrderView & {
   timeline: { at: string; service: string; step: string; detail: string | null }[];
   version: number;
+  trace_id: string | null;
 };
+
+/** A W3C traceparent's trace id (`00-<trace id>-<span id>-<flags>`); null for none, a malformed one, or the all-zero id. */
+export function traceIdOf(traceparent: string | null): string | null {
+  const id = /^[0-9a-f]{2}-([0-9a-f]{32})-[0-9a-f]{16}-[0-9a-f]{2}(?:-|$)/.exec(traceparent ?? "")?.[1];
+  return id && !/^0+$/.test(id) ? id : null;
+}
 
 /**
  * The highest id of the timeline entries recorded more than `settledMs` ago (0 when there is none):
@@ -57,6 +67,8 @@ export async function liveOrders(db: Database, pick: { limit: number; ids?: stri
         ...orderView(o, items.filter((i) => i.orderId === o.id)),
         timeline: timeline.map((e) => ({ at: e.at.toISOString(), service: e.service, step: e.step, detail: e.detail })),
         version: timeline.at(-1)?.id ?? 0,
+        // On the row already read: no extra query.
+        trace_id: traceIdOf(o.traceparent),
       };
     });
   });

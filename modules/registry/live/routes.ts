@@ -7,13 +7,24 @@ import { OrderDetail } from "../routes";
 /** An order as the stream sends it: whole, with its timeline and a version. */
 const LiveOrder = OrderDetail.extend({
   version: z.int().describe("Id of the order's latest timeline entry: of two copies of an order, the one with the higher version is newer"),
+  trace_id: z
+    .string()
+    .regex(/^[0-9a-f]{32}$/)
+    .nullable()
+    .describe("The W3C trace id of the request that placed the order (32 hex digits), or null when tracing was off"),
 })
   .describe("An order with its saga timeline, as the live stream sends it")
   .openapi("LiveOrder");
 
 /** The first event of every connection. */
 export const LiveSnapshot = z
-  .object({ orders: z.array(LiveOrder).describe("The newest orders (30 at most), newest first") })
+  .object({
+    orders: z.array(LiveOrder).describe("The newest orders (30 at most), newest first"),
+    trace_url: z
+      .string()
+      .nullable()
+      .describe("registry.yaml's `trace_url`: a trace viewer's URL where `{trace_id}` stands for an order's `trace_id`; null when unset (no trace links)"),
+  })
   .describe("The `data` of the `snapshot` event")
   .openapi("LiveSnapshot");
 
@@ -34,6 +45,7 @@ const EXAMPLE_ORDER = {
     { at: "2026-03-14T09:26:53.647Z", service: "registry", step: "completed", detail: null },
   ],
   version: 42,
+  trace_id: "4bf92f3577b34da6a3ce929d0e0e4736",
 };
 
 export const livePageRoute = createRoute(
@@ -46,7 +58,8 @@ export const livePageRoute = createRoute(
       description:
         "A plain HTML page (no build step, nothing fetched from elsewhere) showing the newest orders and each one's saga timeline " +
         "as they change (from `GET /live/events`), balances and stock beside them (`GET /live/overview`), and a form that places " +
-        "an order (`POST /orders`) and shows the answer. It needs no admin token.",
+        "an order (`POST /orders`) and shows the answer. With `trace_url` set, each traced order links to its trace in that " +
+        "viewer (a new tab). It needs no admin token.",
       responses: { 200: { description: "The page", content: { "text/html": { schema: z.string().describe("An HTML document") } } } },
     },
     {},
@@ -85,7 +98,8 @@ export const liveEventsRoute = createRoute(
       summary: "Order changes as server-sent events",
       description:
         "A `text/event-stream` that stays open. On connecting: `retry: 3000`, then one `snapshot` event " +
-        "(`data`: LiveSnapshot, the newest orders). Then an `order` event (`data`: LiveOrder, the whole order) whenever an order " +
+        "(`data`: LiveSnapshot, the newest orders and the trace viewer's `trace_url`). Then an `order` event " +
+        "(`data`: LiveOrder, the whole order, with its `trace_id`) whenever an order " +
         "is placed or its status, compensation or timeline changes, in any registry process sharing the database: one poller per " +
         "process reads the timeline entries committed since its cursor every 250 ms while a client is connected. Each event's " +
         "`id:` is the version it carries. A comment line (`: heartbeat`) comes every 5 s. A client that reconnects gets a fresh " +
@@ -103,7 +117,7 @@ export const liveEventsRoute = createRoute(
           content: {
             "text/event-stream": {
               schema: z.string().describe("Server-sent events: `snapshot`, then `order` events and heartbeat comments"),
-              example: `retry: 3000\n\nid: 42\nevent: snapshot\ndata: {"orders":[${JSON.stringify(EXAMPLE_ORDER)}]}\n\n: heartbeat 2026-03-14T09:26:58.589Z\n\n`,
+              example: `retry: 3000\n\nid: 42\nevent: snapshot\ndata: {"orders":[${JSON.stringify(EXAMPLE_ORDER)}],"trace_url":"http://localhost:16686/trace/{trace_id}"}\n\n: heartbeat 2026-03-14T09:26:58.589Z\n\n`,
             },
           },
         },

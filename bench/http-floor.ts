@@ -2,7 +2,8 @@
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { defer, trackPid, untrackPid } from "./cleanup";
+import { type ChildServer, startChildServer } from "./child-server";
+import { trackPid, untrackPid } from "./cleanup";
 import type { BenchSettings } from "./settings";
 
 /** Requests per second wrk reaches on `url` with the bench's wrk settings. */
@@ -20,28 +21,9 @@ export async function wrkRequestsPerSecond(url: string, s: BenchSettings): Promi
 }
 
 /** Starts bench/bare-server.ts serving `body`; returns its URL and a stop function (also deferred). */
-export async function startBareServer(body: string): Promise<{ url: string; pid: number; stop: () => Promise<void> }> {
+export async function startBareServer(body: string): Promise<ChildServer> {
   const dir = mkdtempSync(join(tmpdir(), "bench-bare-"));
   const file = join(dir, "products.json");
   writeFileSync(file, body);
-  const proc = Bun.spawn(["bun", join(import.meta.dir, "bare-server.ts"), file], { stdout: "pipe", stderr: "inherit" });
-  trackPid(proc.pid);
-  let stopped: Promise<void> | null = null;
-  const stop = () =>
-    (stopped ??= (async () => {
-      proc.kill("SIGKILL");
-      await proc.exited;
-      untrackPid(proc.pid);
-      rmSync(dir, { recursive: true, force: true });
-    })());
-  defer("stop the bare Bun.serve", stop);
-  const reader = proc.stdout.getReader();
-  let text = "";
-  while (!text.includes("\n")) {
-    const { done, value } = await reader.read();
-    if (done) throw new Error("bare-server exited before printing its URL");
-    text += new TextDecoder().decode(value);
-  }
-  reader.releaseLock();
-  return { url: text.trim(), pid: proc.pid, stop };
+  return startChildServer("bare-server.ts", [file], "bare Bun.serve", () => rmSync(dir, { recursive: true, force: true }));
 }

@@ -1,4 +1,4 @@
-/** Everything measured for one topology: start time, idle CPU, GET /products, saga load, peak RSS, restart. */
+/** Everything measured for one topology: start time, idle CPU, GET /products, saga load, peak RSS, restart; spans when traced. */
 import type { PostgresCluster } from "../test/support/postgres-cluster";
 import { cleanUp, defer, depth } from "./cleanup";
 import { wrkRequestsPerSecond } from "./http-floor";
@@ -7,8 +7,9 @@ import { launch, type RunningShop } from "./launch";
 import { benchUsers, postAtRate, postAtSaturation, stockUp } from "./load";
 import { OrderTracker } from "./order-tracker";
 import { type PhaseResult, summarise } from "./phase";
-import { type Pids, peakRssMb } from "./proc-stats";
+import { type CpuSnapshot, cpuSince, cpuSnapshot, type Pids, peakRssMb } from "./proc-stats";
 import type { BenchSettings, Mode } from "./settings";
+import type { SpanCounter } from "./span-counter";
 import { prepareTopology } from "./topologies";
 
 /** The figures of one topology. */
@@ -34,6 +35,17 @@ export interface ModeResult {
   warnings: string[];
   /** Database statements per order (all processes, BEGIN/COMMIT included, the poller's reads too), per phase. */
   statementsPerOrder: { saturation: number; half: number };
+  /** What the span counter received over both phases and their drains (traced topologies only). */
+  spans: SpanFigures | null;
+}
+
+/** Spans of a traced topology, per order seen final in the saturation and half-rate phases (drains included). */
+interface SpanFigures {
+  perFinalOrder: number;
+  /** Of those, the poller's `GET /orders` requests. */
+  pollerPerFinalOrder: number;
+  /** CPU of the span counter per final order, ms: its own process, among "other programs", not the shop's. */
+  counterCpuMsPerOrder: number;
 }
 
 /**
@@ -45,7 +57,7 @@ export async function measureMode(mode: Mode, cluster: PostgresCluster, postmast
   const say = (msg: string) => console.error(`[${mode}] ${msg}`);
   const mark = depth();
   try {
-    const { specs, helpers } = await prepareTopology(mode, cluster, s);
+    const { specs, helpers, spanCounter } = await prepareTopology(mode, cluster, s);
     let shop: RunningShop = await launch(specs, s.profileDir ?? undefined);
     defer(`stop the ${mode} shop`, () => shop.stop());
     const startFreshMs = shop.startMs;
@@ -67,6 +79,7 @@ export async function measureMode(mode: Mode, cluster: PostgresCluster, postmast
     const trackingFrom = performance.now();
     say(`saturation: ${s.clients} clients for ${s.seconds} s`);
     let statementsBefore = await statementCount(shop);
+    const spansFrom = spanWindowStart(spanCounter);
     const satRun = await postAtSaturation(shop.urls, tracker, watched(), users, s.seconds);
     await drain(tracker, watched(), idle, s, say);
     const saturation = summarise(satRun, tracker);
@@ -79,6 +92,7 @@ export async function measureMode(mode: Mode, cluster: PostgresCluster, postmast
     const half = summarise(halfRun, tracker);
     const halfStatements = ((await statementCount(shop)) - statementsBefore) / halfRun.accepted.length;
     say(`statements per order: ${satStatements.toFixed(1)} at saturation, ${halfStatements.toFixed(1)} at half rate`);
+    const spans = spansFrom ? await spanFigures(spansFrom, [saturation, half], say) : null;
     await tracker.stop();
     const trackingSeconds = (performance.now() - trackingFrom) / 1000;
 
@@ -103,10 +117,38 @@ export async function measureMode(mode: Mode, cluster: PostgresCluster, postmast
       pollerErrors: tracker.stats.errors,
       warnings,
       statementsPerOrder: { saturation: satStatements, half: halfStatements },
+      spans,
     };
   } finally {
     await cleanUp(mark);
   }
+}
+
+/** Where a traced topology's span window starts: the wall clock (spans carry epoch times) and the counter's CPU. */
+interface SpanWindow {
+  counter: SpanCounter;
+  atMs: number;
+  cpu: CpuSnapshot;
+}
+
+/** Opens the span window of a traced topology now (null when there is no span counter). */
+function spanWindowStart(counter: SpanCounter | undefined): SpanWindow | null {
+  return counter ? { counter, atMs: Date.now(), cpu: cpuSnapshot({ counter: counter.pid }) } : null;
+}
+
+/** Spans started from `from` until now, once all have arrived, per order the phases saw final. */
+async function spanFigures(from: SpanWindow, phases: PhaseResult[], say: (msg: string) => void): Promise<SpanFigures> {
+  const byName = await from.counter.settledCount(from.atMs, Date.now());
+  // The counter's CPU until the last of those spans arrived, the settling included.
+  const counterCpuMs = (cpuSince(from.cpu, { counter: from.counter.pid }).counter ?? 0) * 10 * ((performance.now() - from.cpu.at) / 1000);
+  const total = Object.values(byName).reduce((a, b) => a + b, 0);
+  const finals = phases.reduce((n, p) => n + p.accepted - p.stuck, 0);
+  say(`spans: ${total} started over both phases, ${(total / finals).toFixed(1)} per final order`);
+  return {
+    perFinalOrder: total / finals,
+    pollerPerFinalOrder: (byName["GET /orders"] ?? 0) / finals,
+    counterCpuMsPerOrder: counterCpuMs / finals,
+  };
 }
 
 /** Statements the shop's processes have sent to the database so far (`shop_db_statements_total`, one scrape per process). */

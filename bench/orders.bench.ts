@@ -1,6 +1,7 @@
 /**
  * `bun run bench`: one run, one table. For each topology (one process on PGlite, one process
- * on PostgreSQL, three processes over Kafka; opt-in, kafka-2x: five, two wallets and two storages), started as child processes on fresh data:
+ * on PostgreSQL, the same with tracing on, three processes over Kafka; opt-in, kafka-2x: five,
+ * two wallets and two storages), started as child processes on fresh data:
  * orders accepted/s and final/s at saturation, POST-to-final p50/p99 there and at half that
  * rate (open-loop arrivals), GET /products req/s, start-to-healthy time (fresh and existing
  * data), peak RSS and idle CPU per process; beside them the ceilings on this machine in the

@@ -4,7 +4,7 @@ import type { PgbenchResult } from "./pgbench";
 import type { PhaseResult } from "./phase";
 import type { BenchSettings } from "./settings";
 import { num, perProcess, ratio, renderTable } from "./table";
-import { MODE_LABELS } from "./topologies";
+import { MODE_LABELS, UNTRACED } from "./topologies";
 
 /** What the run measured outside the topologies. */
 export interface Ceilings {
@@ -62,6 +62,8 @@ export function reportLegend(): string {
     "  and pgbench's CPU over the pgbench run ÷ its transactions): a cost that does not depend on the machine's speed.",
     "statements: shop_db_statements_total of every process (BEGIN and COMMIT included) over the phase and its drain,",
     "  ÷ the orders accepted in it; the poller's reads are included.",
+    "traced: tracing on, every trace sampled, exported over OTLP/HTTP (JSON) to a span counter: a process of its own",
+    "  standing for a collector, so its CPU is among other programs, not the shop's.",
   ].join("\n");
 }
 
@@ -91,7 +93,7 @@ function rejections(r: ModeResult): string {
   return `${total} (${entries.map(([reason, n]) => `${n} ${reason}`).join(", ")})`;
 }
 
-/** Lines about things that went wrong or look odd: failed POSTs, rejections, pending orders, shop warnings. */
+/** Lines about things that went wrong or look odd (failed POSTs, rejections, pending orders, shop warnings), and what tracing costs. */
 export function reportNotes(results: ModeResult[]): string[] {
   const notes: string[] = [];
   for (const r of results) {
@@ -102,6 +104,25 @@ export function reportNotes(results: ModeResult[]): string[] {
     }
     if (r.pollerErrors) notes.push(`${r.mode}: ${r.pollerErrors} order poller rounds failed (first errors above)`);
     if (r.warnings.length) notes.push(`${r.mode}: ${r.warnings.length} warn/error log lines: ${summariseLogLines(r.warnings)}`);
+    notes.push(...tracingNotes(r, results));
+  }
+  return notes;
+}
+
+/** For a traced topology: its spans per order, and its CPU per order and final/s against its untraced twin in the same run. */
+function tracingNotes(r: ModeResult, results: ModeResult[]): string[] {
+  if (!r.spans) return [];
+  const notes = [
+    `${r.mode}: ${num(r.spans.perFinalOrder)} spans received per final order over both phases and their drains ` +
+      `(${num(r.spans.pollerPerFinalOrder)} of them the poller's GET /orders); the span counter used ${num(r.spans.counterCpuMsPerOrder)} ms of CPU per final order`,
+  ];
+  const off = results.find((o) => o.mode === UNTRACED[r.mode]);
+  if (off) {
+    const vs = (on: number, base: number) => `${ratio(on / base)} (${num(on)} / ${num(base)})`;
+    notes.push(
+      `${r.mode} ÷ ${off.mode}, same run: CPU per final order ${vs(r.saturation.cpuMsPerOrder, off.saturation.cpuMsPerOrder)} ms at saturation, ` +
+        `${vs(r.half.cpuMsPerOrder, off.half.cpuMsPerOrder)} ms at half rate; saturation final/s ${vs(r.saturation.finalPerSecond, off.saturation.finalPerSecond)}`,
+    );
   }
   return notes;
 }

@@ -1,11 +1,11 @@
 /** Bench settings, read from environment variables so a run can be made shorter or longer. */
 import { resolve } from "node:path";
 
-/** The shop topologies the bench knows. */
-const MODES = ["pglite", "postgres", "kafka", "kafka-2x"] as const;
+/** The shop topologies the bench knows; postgres-traced is postgres with tracing on (100% sampled, to a local span counter). */
+const MODES = ["pglite", "postgres", "postgres-traced", "kafka", "kafka-2x"] as const;
 export type Mode = (typeof MODES)[number];
 /** Measured when BENCH_MODES is not set; kafka-2x (two wallets, two storages) is opt-in: another ~2 minutes. */
-const DEFAULT_MODES: readonly Mode[] = ["pglite", "postgres", "kafka"];
+const DEFAULT_MODES: readonly Mode[] = ["pglite", "postgres", "postgres-traced", "kafka"];
 
 /** Everything a run is parameterised by. */
 export interface BenchSettings {
@@ -39,7 +39,7 @@ export interface BenchSettings {
   profileDir: string | null;
 }
 
-/** Reads the settings from `env`, with defaults sized for a ~6 minute run on two cores. */
+/** Reads the settings from `env`, with defaults sized for a ~7 minute run on two cores. */
 export function readSettings(env: Record<string, string | undefined> = process.env): BenchSettings {
   const num = (name: string, fallback: number, min = 0): number => {
     const raw = env[name];

@@ -1,4 +1,4 @@
-/** The three shop topologies under test, as process specs over fresh data. */
+/** The shop topologies under test, as process specs over fresh data. */
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -10,14 +10,19 @@ import { defer } from "./cleanup";
 import type { ProcessSpec } from "./launch";
 import { findChild, type Pids } from "./proc-stats";
 import type { BenchSettings, Mode } from "./settings";
+import { type SpanCounter, startSpanCounter } from "./span-counter";
 
 /** Column headings, per mode. */
 export const MODE_LABELS: Record<Mode, string> = {
   pglite: "1 process, PGlite",
   postgres: "1 process, PostgreSQL",
+  "postgres-traced": "1 process, PostgreSQL, traced (100%)",
   kafka: "3 processes, Kafka",
   "kafka-2x": "5 processes, Kafka (wallet ×2, storage ×2)",
 };
+
+/** The tracing-off topology each traced one is compared with in the notes. */
+export const UNTRACED: Partial<Record<Mode, Mode>> = { "postgres-traced": "postgres" };
 
 /** Environment shared by every shop process: fixture catalogue, loopback, any free port. */
 const BASE_ENV: Record<string, string> = processEnv({
@@ -31,10 +36,15 @@ const BASE_ENV: Record<string, string> = processEnv({
   ),
 });
 
-/** A topology ready to launch: its shop processes, and the pids of helpers it runs beside them (the broker). */
+/**
+ * A topology ready to launch: its shop processes, the pids of helpers it runs beside them (the
+ * broker), and, when traced, the span counter its processes export to (a collector stands
+ * outside the shop, so its CPU is not among the helpers').
+ */
 export interface Topology {
   specs: ProcessSpec[];
   helpers: Pids;
+  spanCounter?: SpanCounter;
 }
 
 /** Creates the data (temp dir, database, broker) a mode needs and returns its processes; undo is registered. PGlite needs no cluster. */
@@ -53,6 +63,16 @@ export async function prepareTopology(mode: Mode, cluster: PostgresCluster | nul
     case "postgres": {
       const url = await createDatabase(clusterUrl());
       return { specs: [{ name: "shop", args: ["--modules", all], env: { ...BASE_ENV, DATABASE_URL: url }, modules: 3 }], helpers: {} };
+    }
+    case "postgres-traced": {
+      const spanCounter = await startSpanCounter();
+      const env = {
+        ...BASE_ENV,
+        DATABASE_URL: await createDatabase(clusterUrl()),
+        OTEL_EXPORTER_OTLP_ENDPOINT: spanCounter.url,
+        OTEL_TRACES_SAMPLER: "parentbased_always_on",
+      };
+      return { specs: [{ name: "shop", args: ["--modules", all], env, modules: 3 }], helpers: {}, spanCounter };
     }
     case "kafka":
     case "kafka-2x": {

@@ -30,6 +30,7 @@ const SLOW: Record<string, string> = {
   "test/simulate.test.ts": "the fault simulator over a list of seeds",
   "test/support/support.test.ts": "the harness itself (PostgreSQL cluster, Kafka mock), not the shop",
   "test/swagger-ui.test.ts": "Chromium",
+  "test/tracing-split.test.ts": "three processes exporting spans to an in-test collector, then restarted without it",
 };
 
 const root = join(import.meta.dir, "..");

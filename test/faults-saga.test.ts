@@ -397,7 +397,8 @@ describe("faults in the saga (three processes, Kafka, PostgreSQL)", () => {
           const m = validFor(t);
           return JSON.stringify({ ...m, payload: breakPayload(m, "nobody") });
         },
-        future_version: (t) => JSON.stringify({ ...validFor(t), version: 2 }),
+        // Two versions ahead: a reader takes its own version and the next one only.
+        future_version: (t) => JSON.stringify({ ...validFor(t), version: 3 }),
         order_id_mismatch: (t) => {
           const m = validFor(t);
           return JSON.stringify({ ...m, order_id: crypto.randomUUID() });

@@ -13,13 +13,22 @@ export * from "./order-created";
 export * from "./order-rejected";
 export * from "./step-succeeded";
 
-/** Message type -> payload schema and the topic (key of Topics) it travels on. */
+/**
+ * Message type -> payload schema, the version writers put in the envelope, and the topic (key of
+ * Topics) it travels on. A reader accepts `version` and the next one (whose additive changes,
+ * new optional fields, its schema strips); anything else is dead-lettered. Which changes need a
+ * new version, and in which order to deploy them: docs/adr/0015-message-versions-side-by-side.md;
+ * `bun run contracts:check` compares these schemas with the committed baseline.
+ */
 export const MESSAGES = {
-  [ORDER_CREATED]: { schema: OrderCreatedSchema, topic: "new_orders" },
-  [STEP_SUCCEEDED]: { schema: StepSucceededSchema, topic: "success" },
-  [ORDER_REJECTED]: { schema: OrderRejectedSchema, topic: "rejected_orders" },
-  [ORDER_COMPENSATED]: { schema: OrderCompensatedSchema, topic: "success" },
-} as const satisfies Record<string, { schema: z.ZodType; topic: keyof Topics }>;
+  [ORDER_CREATED]: { schema: OrderCreatedSchema, version: 1, topic: "new_orders" },
+  [STEP_SUCCEEDED]: { schema: StepSucceededSchema, version: 1, topic: "success" },
+  [ORDER_REJECTED]: { schema: OrderRejectedSchema, version: 1, topic: "rejected_orders" },
+  [ORDER_COMPENSATED]: { schema: OrderCompensatedSchema, version: 1, topic: "success" },
+} as const satisfies Record<string, { schema: z.ZodType; version: number; topic: keyof Topics }>;
+
+/** The envelope versions a reader of `type` accepts: its own and the next (additive changes only). */
+export const readableVersions = (type: MessageType): number[] => [MESSAGES[type].version, MESSAGES[type].version + 1];
 
 export type MessageType = keyof typeof MESSAGES;
 export type PayloadOf<T extends MessageType> = z.infer<(typeof MESSAGES)[T]["schema"]>;
@@ -59,7 +68,8 @@ export function parseMessage(raw: string): ParseResult {
   if (!env.success) return { ok: false, error: `bad envelope: ${describe(env.error)}` };
   const { type } = env.data;
   if (!isMessageType(type)) return { ok: false, error: `unknown type ${JSON.stringify(type)}` };
-  if (env.data.version !== 1) return { ok: false, error: `unsupported version ${env.data.version}` };
+  if (!readableVersions(type).includes(env.data.version)) return { ok: false, error: `unsupported version ${env.data.version}` };
+  // The next version's new optional fields are stripped here, so they never reach a decision.
   const payload = MESSAGES[type].schema.safeParse(env.data.payload);
   if (!payload.success) return { ok: false, error: `bad ${type} payload: ${describe(payload.error)}` };
   if (payload.data.order_id !== env.data.order_id) {
@@ -73,7 +83,7 @@ export function createMessage<T extends MessageType>(type: T, payload: PayloadOf
   return {
     id: crypto.randomUUID(),
     type,
-    version: 1,
+    version: MESSAGES[type].version,
     occurred_at: new Date().toISOString(),
     order_id: payload.order_id,
     payload,

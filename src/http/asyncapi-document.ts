@@ -7,7 +7,7 @@ import { SIGNATURE_HEADER, signRecord } from "../bus/signing";
 import type { Topics } from "../contracts/topics";
 import { CHANNEL_DESCRIPTIONS, MESSAGE_FLOWS, modulesOf } from "../contracts/flows";
 import { EnvelopeSchema } from "../contracts/envelope";
-import { createMessage, MESSAGES, type MessageOf, type MessageType } from "../contracts";
+import { createMessage, MESSAGES, type MessageOf, type MessageType, readableVersions } from "../contracts";
 
 /** What the document takes from the configuration of the service that serves it. */
 export interface AsyncApiOptions {
@@ -22,9 +22,6 @@ export interface AsyncApiOptions {
 type Json = string | number | boolean | null | Json[] | { [key: string]: Json };
 /** A JSON object. */
 export type JsonObject = { [key: string]: Json };
-
-/** The version every producer writes in the envelope and the only one a consumer accepts (see parseMessage). */
-const MESSAGE_VERSION = 1;
 
 /** The Kafka bindings version the document uses. */
 const KAFKA_BINDINGS = "0.5.0";
@@ -53,7 +50,11 @@ const envelopeSchemaOf = <T extends MessageType>(type: T) =>
   EnvelopeSchema.extend({
     id: EnvelopeSchema.shape.id.describe("Message id, unique per message: consumers keep an inbox of ids, so a redelivery is applied once."),
     type: z.literal(type).describe("The message type; names the payload schema."),
-    version: z.literal(MESSAGE_VERSION).describe("Payload version; consumers dead-letter any other."),
+    version: z
+      .literal(MESSAGES[type].version)
+      .describe(
+        `Payload version, written by producers. Consumers accept versions ${readableVersions(type).join(" and ")} (the next one's new optional fields are ignored) and dead-letter any other.`,
+      ),
     occurred_at: EnvelopeSchema.shape.occurred_at.describe("When the producer created the message (ISO 8601 with offset)."),
     order_id: EnvelopeSchema.shape.order_id.describe("The order the message is about; equal to payload.order_id and to the record key."),
     payload: MESSAGES[type].schema,
@@ -161,7 +162,7 @@ export function asyncApiDocument(opts: AsyncApiOptions): JsonObject {
     asyncapi: "3.0.0",
     info: {
       title: "Shop messages",
-      version: `${MESSAGE_VERSION}.0.0`,
+      version: `${Math.max(...MESSAGE_TYPES.map((t) => MESSAGES[t].version))}.0.0`,
       description:
         "The order saga between registry, wallet and storage. Every message is an envelope { id, type, version, occurred_at, order_id, payload } whose payload schema is named by type. Delivery is at least once in both buses; every consumer is idempotent and dead-letters a record that fails validation. Each service serves this document at GET /asyncapi.json.",
       tags: [

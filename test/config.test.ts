@@ -423,37 +423,43 @@ describe("docker-compose.yml", () => {
   }
   const compose = () => parseYaml(readFileSync(join(ROOT, "docker-compose.yml"), "utf8"), { merge: true }) as { services: Record<string, ComposeService> };
 
-  test("every service gets the signing key from the bus-key volume, made before they start; no key is written in the file", async () => {
+  test("every service gets the signing key and the admin token from the keys volume, made before they start; no secret is written in the file", async () => {
     const { services } = compose();
     for (const name of ["registry", "wallet", "storage"]) {
       const s = services[name] as ComposeService;
       expect(s.command).toContain("kafka");
       expect(s.environment?.BUS_SIGNING_KEY_FILE).toBe("/run/shop-keys/bus-signing-key");
+      expect(s.environment?.ADMIN_TOKEN_FILE).toBe("/run/shop-keys/admin-token");
       expect(s.environment?.BUS_SIGNING_KEY).toBeUndefined();
+      expect(s.environment?.ADMIN_TOKEN).toBeUndefined();
       expect(s.environment?.BUS_INSECURE_UNSIGNED_RECORDS).toBeUndefined();
-      expect(s.volumes).toContain("bus-key:/run/shop-keys:ro");
-      expect(s.depends_on?.["bus-key"]).toEqual({ condition: "service_completed_successfully" });
+      expect(s.volumes).toContain("shop-keys:/run/shop-keys:ro");
+      expect(s.depends_on?.keys).toEqual({ condition: "service_completed_successfully" });
     }
     const text = await Bun.file(join(ROOT, "docker-compose.yml")).text();
-    for (const [, value] of text.matchAll(/BUS_SIGNING_KEY\w*:\s*"([^"]*)"/g)) expect(value as string).toMatch(/^\$\{BUS_SIGNING_KEY\w*:-\}$|^\/run\//);
+    for (const [, value] of text.matchAll(/(?:BUS_SIGNING_KEY|ADMIN_TOKEN)\w*:\s*"([^"]*)"/g)) expect(value as string).toMatch(/^\$\{(BUS_SIGNING_KEY|ADMIN_TOKEN)\w*:-\}$|^\/run\//);
   });
 
-  test("bus-key's script makes a key the services accept, keeps it on the next run, and takes BUS_SIGNING_KEY from .env instead", async () => {
-    const bus = compose().services["bus-key"] as ComposeService;
-    const dir = mkdtempSync(join(tmpdir(), "shop-bus-key-"));
+  test("the keys script makes a signing key and an admin token the services accept, keeps them on the next run, and takes .env's instead", async () => {
+    const keys = compose().services.keys as ComposeService;
+    const dir = mkdtempSync(join(tmpdir(), "shop-keys-"));
     try {
       // The script as the container runs it: Compose's $$ is a $; the volume is a temporary directory; no bun user here.
-      const script = (bus.command?.[0] as string).replaceAll("$$", "$").replaceAll("/run/shop-keys", dir).replace(/^chown .*$/m, "");
+      const script = (keys.command?.[0] as string).replaceAll("$$", "$").replaceAll("/run/shop-keys", dir).replace(/^chown .*$/m, "");
       const run = (env: Record<string, string> = {}) => {
         const r = Bun.spawnSync(["sh", "-c", script], { env: { PATH: process.env.PATH, ...env } });
         expect(r.exitCode).toBe(0);
-        return readFileSync(join(dir, "bus-signing-key"), "utf8");
+        return [readFileSync(join(dir, "bus-signing-key"), "utf8"), readFileSync(join(dir, "admin-token"), "utf8")] as const;
       };
-      const first = run();
-      expect(first.length).toBeGreaterThanOrEqual(64);
-      expect(loadSettings({ BUS: "kafka", BUS_SIGNING_KEY_FILE: join(dir, "bus-signing-key") }).BUS_SIGNING_KEY).toBe(first);
-      expect(run()).toBe(first);
-      expect(run({ BUS_SIGNING_KEY: "from-dot-env-".padEnd(40, "e") })).toBe("from-dot-env-".padEnd(40, "e"));
+      const [key, token] = run();
+      expect(key.length).toBeGreaterThanOrEqual(64);
+      const settings = loadSettings({ BUS: "kafka", BUS_SIGNING_KEY_FILE: join(dir, "bus-signing-key"), ADMIN_TOKEN_FILE: join(dir, "admin-token") });
+      expect(settings.BUS_SIGNING_KEY).toBe(key);
+      expect(settings.ADMIN_TOKEN).toBe(token);
+      expect(run()).toEqual([key, token]);
+      const chosen = { BUS_SIGNING_KEY: "from-dot-env-".padEnd(40, "e"), ADMIN_TOKEN: "admin-from-dot-env-1234" };
+      expect(run(chosen)).toEqual([chosen.BUS_SIGNING_KEY, chosen.ADMIN_TOKEN]);
+      expect(() => loadSettings({ ADMIN_TOKEN: chosen.ADMIN_TOKEN, ADMIN_TOKEN_FILE: join(dir, "admin-token") })).toThrow("ADMIN_TOKEN is set too");
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }

@@ -13,6 +13,7 @@ import { join } from "node:path";
  */
 const SLOW: Record<string, string> = {
   "test/binary.test.ts": "builds the executable and runs it",
+  "test/compose-local.test.ts": "docker-compose.yml as processes: PostgreSQL, the broker, nginx, three services",
   "test/crash.test.ts": "kill -9 under load, twenty rounds",
   "test/faults-saga.test.ts": "three processes; a participant down past the deadline, forged records",
   "test/faults-split.test.ts": "three processes under a storm of orders: kill -9, PostgreSQL and the broker down",

@@ -99,6 +99,8 @@ export const SettingsSchema = z.object({
   // A file holding BUS_SIGNING_KEY (a Docker secret, say); read at start, surrounding whitespace
   // dropped. Not together with BUS_SIGNING_KEY.
   BUS_SIGNING_KEY_FILE: z.string().optional().or(z.literal("").transform(() => undefined)),
+  // A file holding ADMIN_TOKEN (compose's keys service writes one for all three services).
+  ADMIN_TOKEN_FILE: z.string().optional().or(z.literal("").transform(() => undefined)),
   // Kafka without a signing key is refused at start: anyone who can write to the topics could
   // make the services refund, release or complete orders. This says, by name, that it is wanted.
   BUS_INSECURE_UNSIGNED_RECORDS: z
@@ -158,6 +160,7 @@ export const SETTING_HELP: Record<keyof typeof SettingsSchema.shape, string> = {
   BUS_SIGNING_KEY: `HMAC key signing bus records, ${MIN_SIGNING_KEY_LENGTH}+ characters, the same in every service (required with BUS=kafka)`,
   BUS_SIGNING_KEY_PREVIOUS: "previous signing key, still accepted when checking (needs BUS_SIGNING_KEY)",
   BUS_SIGNING_KEY_FILE: "file holding BUS_SIGNING_KEY (a Docker secret), instead of the variable",
+  ADMIN_TOKEN_FILE: "file holding ADMIN_TOKEN (a Docker secret), instead of the variable",
   BUS_INSECURE_UNSIGNED_RECORDS: "true: run BUS=kafka without a signing key, so anyone who can write to the topics can forge records",
   LOG_LEVEL: `log level: ${LOG_LEVELS.join(", ")}`,
   LOG_FORMAT: `log format: ${LOG_FORMATS.join(", ")} (unset: pretty on a terminal, JSON otherwise)`,
@@ -178,7 +181,7 @@ export const BUILT_IN_CONFIG_DIR = assetPath("config");
 
 /** Parses process settings or throws a ConfigError naming the first bad setting and its value. */
 export function loadSettings(given: Env): Settings {
-  const env = withKeyFile(given);
+  const env = withSecretFile(withSecretFile(given, "BUS_SIGNING_KEY"), "ADMIN_TOKEN");
   const parsed = SettingsSchema.safeParse(env, { reportInput: true });
   if (!parsed.success) {
     const issue = parsed.error.issues[0];
@@ -196,20 +199,21 @@ export function loadSettings(given: Env): Settings {
 }
 
 /**
- * `env` with BUS_SIGNING_KEY read from BUS_SIGNING_KEY_FILE, when that is set; a key that fails
+ * `env` with `name` (a secret) read from `<name>_FILE`, when that is set; a value that fails
  * validation is then reported as the file's. Both set, or an unreadable file: a ConfigError.
  */
-function withKeyFile(env: Env): Env {
-  const file = env.BUS_SIGNING_KEY_FILE;
+function withSecretFile(env: Env, name: "BUS_SIGNING_KEY" | "ADMIN_TOKEN"): Env {
+  const setting = `${name}_FILE`;
+  const file = env[setting];
   if (!file) return env;
-  if (env.BUS_SIGNING_KEY) throw new ConfigError("BUS_SIGNING_KEY_FILE", "BUS_SIGNING_KEY is set too: give the key one way", showValue("BUS_SIGNING_KEY_FILE", file));
-  let key: string;
+  if (env[name]) throw new ConfigError(setting, `${name} is set too: give it one way`, showValue(setting, file));
+  let value: string;
   try {
-    key = readFileSync(file, "utf8").trim();
+    value = readFileSync(file, "utf8").trim();
   } catch (err) {
-    throw new ConfigError("BUS_SIGNING_KEY_FILE", `cannot read it (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`, showValue("BUS_SIGNING_KEY_FILE", file));
+    throw new ConfigError(setting, `cannot read it (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`, showValue(setting, file));
   }
-  return withValueFrom(env, "BUS_SIGNING_KEY", key, `BUS_SIGNING_KEY_FILE (${file})`);
+  return withValueFrom(env, name, value, `${setting} (${file})`);
 }
 
 /**

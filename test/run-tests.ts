@@ -28,6 +28,7 @@ const SLOW: Record<string, string> = {
   "test/replicas.test.ts": "three processes plus second copies of wallet and storage",
   "test/replicas-background.test.ts": "several database sessions per module and a kill -9 of a relay process",
   "test/signing.test.ts": "three processes; a key rotation on disk",
+  "test/rolling-upgrade.test.ts": "an old build from git history and the new one in one consumer group, under load",
   "test/simulate.test.ts": "the fault simulator over a list of seeds",
   "test/support/support.test.ts": "the harness itself (PostgreSQL cluster, Kafka mock), not the shop",
   "test/swagger-ui.test.ts": "Chromium",

@@ -1,5 +1,6 @@
 /** CLI: parse flags and environment, load config, start the chosen modules, stop on a signal. */
-import { applyFlags, ConfigError, type Env, helpText, loadSettings, MODULE_NAMES, type Settings, wantsHelp } from "./config";
+import packageJson from "../package.json";
+import { applyFlags, ConfigError, type Env, helpText, loadSettings, MODULE_NAMES, type Settings, strayVariables, wantsHelp, wantsVersion } from "./config";
 import { INIT_DATA_DIR_FLAG, initDataDir } from "./db/pglite-tuning";
 import { createLogger } from "./log";
 import { MODULES } from "./modules";
@@ -19,6 +20,10 @@ async function main(): Promise<void> {
     console.log(helpText(MODULE_NAMES.map((name) => MODULES[name])));
     process.exit(0);
   }
+  if (wantsVersion(Bun.argv.slice(2))) {
+    console.log(`shop ${packageJson.version} (bun ${Bun.version})`);
+    process.exit(0);
+  }
   try {
     env = applyFlags(Bun.argv.slice(2), process.env);
     settings = loadSettings(env);
@@ -26,6 +31,9 @@ async function main(): Promise<void> {
     return fail(err);
   }
   const log = createLogger(settings.LOG_LEVEL, { format: settings.LOG_FORMAT });
+  for (const { name, meant } of strayVariables(process.env)) {
+    log.warn(`${name} is not a setting of the shop and is ignored (did you mean ${meant}?)`, { variable: name, setting: meant });
+  }
   const starting = new AbortController();
   let shop: Shop | null = null;
   let exiting = false;
@@ -41,13 +49,17 @@ async function main(): Promise<void> {
       },
     );
   };
-  let signalled = false;
+  let signalled: { signal: string; at: number } | null = null;
   const onSignal = (signal: string) => {
     // Ctrl-C under `bun run dev` reaches this process twice: from the terminal (the whole process
     // group) and forwarded by the `bun run` wrapper. The first one stops the shop; a later one must
-    // not end the process half-way (the default action would, leaving the database unclosed).
-    if (signalled) return log.info("signal received while stopping; still stopping", { signal });
-    signalled = true;
+    // not end the process half-way (the default action would, leaving the database unclosed). The
+    // echo of the same Ctrl-C (the same signal within a second) is not news; another one is said.
+    if (signalled) {
+      if (signalled.signal !== signal || performance.now() - signalled.at > 1000) log.info("signal received while stopping; still stopping", { signal });
+      return;
+    }
+    signalled = { signal, at: performance.now() };
     log.info("signal received", { signal });
     if (!shop) return starting.abort();
     stopAndExit(shop, 0);

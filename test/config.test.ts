@@ -6,7 +6,7 @@ import { join, resolve } from "node:path";
 import { RegistryConfigSchema } from "../modules/registry/config";
 import { StorageConfigSchema } from "../modules/storage/config";
 import { WalletConfigSchema } from "../modules/wallet/config";
-import { applyFlags, ConfigError, checkPorts, closest, type Env, helpText, loadModuleConfig, loadSettings, MODULE_NAMES, moduleKeyHelp } from "../src/config";
+import { applyFlags, ConfigError, checkPorts, closest, type Env, helpText, loadModuleConfig, loadSettings, MODULE_NAMES, moduleKeyHelp, strayVariables } from "../src/config";
 import { MODULES } from "../src/modules";
 import { parse as parseYaml } from "yaml";
 import { z } from "zod";
@@ -411,6 +411,22 @@ describe("the CLI", () => {
     const run = await runCli(["--bogus", "1"]);
     expect(run.exitCode).toBe(2);
     expect(run.stderr).toContain("config error: arguments");
+  });
+
+  test("a misspelt flag names the flag meant; --version prints the version", async () => {
+    const run = await runCli(["--registry-prot", "1"]);
+    expect(run.exitCode).toBe(2);
+    expect(run.stderr).toContain("Unknown option '--registry-prot' (did you mean --registry-port?)");
+    const version = await runCli(["--version"]);
+    expect(version.exitCode).toBe(0);
+    expect(version.stdout.trim()).toBe(`shop ${(await Bun.file(join(ROOT, "package.json")).json()).version} (bun ${Bun.version})`);
+  });
+
+  test("a variable one or two edits from a setting is named with the setting meant; other variables are left alone", () => {
+    expect(strayVariables({ WALET_PORT: "1", LOG_LEVL: "debug", REGISTRY_OUTBOX_POL_MS: "5", WALLET_PORT: "1", HOSTNAME: "x", BUN_INSTALL: "x", NODE_ENV: "x" })).toEqual([
+      { name: "WALET_PORT", meant: "WALLET_PORT" },
+      { name: "LOG_LEVL", meant: "LOG_LEVEL" },
+    ]);
   });
 });
 

@@ -1,7 +1,7 @@
 /** A guess at the name a user meant, for errors about a name nothing knows. */
 
 /** Edit distance between two short strings. */
-function distance(a: string, b: string): number {
+export function distance(a: string, b: string): number {
   let prev = Array.from({ length: b.length + 1 }, (_, j) => j);
   for (let i = 1; i <= a.length; i++) {
     const row = [i];

@@ -1,5 +1,6 @@
 /** Command-line flags folded into the environment map, and where each value came from: a flag, a variable or a file. */
 import { parseArgs } from "node:util";
+import { didYouMean } from "./did-you-mean";
 import { ConfigError } from "./errors";
 
 /** Environment-like input: a map of names to string values. */
@@ -49,6 +50,11 @@ export function wantsHelp(argv: string[]): boolean {
   return argv.includes("--help") || argv.includes("-h");
 }
 
+/** True when the arguments ask for the version (`--version` or `-v`). */
+export function wantsVersion(argv: string[]): boolean {
+  return argv.includes("--version") || argv.includes("-v");
+}
+
 /** Folds command-line flags into the environment map; flags win over the environment. */
 export function applyFlags(argv: string[], env: Env): Env {
   let values: Record<string, string | boolean | undefined>;
@@ -56,7 +62,11 @@ export function applyFlags(argv: string[], env: Env): Env {
     const options = Object.fromEntries(FLAGS.map((f) => [f, { type: "string" as const }]));
     values = parseArgs({ args: argv, options, strict: true, allowPositionals: false }).values;
   } catch (err) {
-    throw new ConfigError("arguments", `${(err as Error).message} (see --help)`);
+    const message = (err as Error).message;
+    // "Unknown option '--registry-prot'": name the flag that was probably meant.
+    const unknown = /Unknown option '--([^'=]+)/.exec(message)?.[1];
+    const hint = unknown ? didYouMean(unknown, FLAGS, (f) => `--${f}`) : "";
+    throw new ConfigError("arguments", `${message}${hint} (see --help)`);
   }
   const out: Env = { ...env };
   const flags = new Map<string, string>();

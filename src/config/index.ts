@@ -4,8 +4,9 @@
  */
 export { closest } from "./did-you-mean";
 export { ConfigError } from "./errors";
-export { applyFlags, type Env, wantsHelp } from "./flags";
+export { applyFlags, type Env, wantsHelp, wantsVersion } from "./flags";
 export { checkPorts } from "./ports";
+export { strayVariables } from "./stray-variables";
 export { helpText } from "./help";
 export { loadModuleConfig, ModuleBaseSchema } from "./module-config";
 export { configReference, moduleKeyHelp, type ReferenceRow } from "./reference";

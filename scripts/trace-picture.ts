@@ -4,7 +4,8 @@
  * order the wallet refuses, waits for its compensations, stops the shop (SIGTERM flushes the last
  * spans) and draws the order's trace as a waterfall, in SVG and as text on stdout.
  *
- *   bun run trace-picture
+ *   bun run trace-picture            # .tmp/trace-rejected-order.svg
+ *   bun run trace-picture --docs     # the README's docs/trace-rejected-order.svg
  */
 import { join } from "node:path";
 import { z } from "zod";
@@ -12,7 +13,10 @@ import { eventually } from "../test/support/eventually";
 import { type AttributeValue, type ReceivedSpan, startOtlpReceiver, tracesOfOrder } from "../test/support/otlp-receiver";
 import { type ShopProcess, startShopProcess } from "../test/support/process";
 
-const OUTPUT = join(import.meta.dir, "..", "docs", "trace-rejected-order.svg");
+/** The README's copy is rewritten only when asked (`--docs`); otherwise the picture goes to .tmp/. */
+const OUTPUT = process.argv.includes("--docs")
+  ? join(import.meta.dir, "..", "docs", "trace-rejected-order.svg")
+  : join(import.meta.dir, "..", ".tmp", "trace-rejected-order.svg");
 /** User 5 has 10.00 in config/wallet.yaml and product 3 costs 249.99: wallet refuses, storage reserves, then releases. */
 const REJECTED_ORDER = { user_id: 5, items: [{ product_id: 3, quantity: 1 }] };
 /** Placed and settled first, so the pictured order meets a warm process (the first order pays for JIT and first queries). */

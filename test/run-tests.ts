@@ -29,6 +29,7 @@ const SLOW: Record<string, string> = {
   "test/signing.test.ts": "three processes; a key rotation on disk",
   "test/simulate.test.ts": "the fault simulator over a list of seeds",
   "test/support/support.test.ts": "the harness itself (PostgreSQL cluster, Kafka mock), not the shop",
+  "test/start-errors.test.ts": "shop processes that fail to start, and two first starts of the embedded database stopped half-way",
   "test/swagger-ui.test.ts": "Chromium",
   "test/tracing-split.test.ts": "three processes exporting spans to an in-test collector, then restarted without it",
 };

@@ -5,7 +5,7 @@
 export { closest } from "./did-you-mean";
 export { ConfigError } from "./errors";
 export { applyFlags, type Env, wantsHelp } from "./flags";
-export { checkPorts } from "./ports";
+export { checkPorts, portOrigin } from "./ports";
 export { helpText } from "./help";
 export { loadModuleConfig, ModuleBaseSchema } from "./module-config";
 export { configReference, moduleKeyHelp, type ReferenceRow } from "./reference";

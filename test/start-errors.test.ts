@@ -126,13 +126,13 @@ describe("a port in use is found before the database opens", () => {
     try {
       const run = await runShop([], { DATA_DIR: dataDir, STORAGE_PORT: String(squatter.port) });
       expect(run.code).toBe(1);
+      expect(run.stderr).not.toContain("opening the embedded database");
+      expect(run.stderr).not.toContain("PGlite open");
+      expect(readdirSync(parent)).toEqual([]);
       expect(run.failure).toStartWith(
         `failed to start: storage cannot listen on 127.0.0.1:${squatter.port}: the port is in use (STORAGE_PORT ${squatter.port}; another shop still running?)`,
       );
       expect(run.failure).toContain("STORAGE_PORT=<port> or --storage-port <port>");
-      expect(run.stderr).not.toContain("opening the embedded database");
-      expect(run.stderr).not.toContain("PGlite open");
-      expect(readdirSync(parent)).toEqual([]);
     } finally {
       squatter.stop(true);
     }
@@ -144,16 +144,16 @@ describe("a port in use is found before the database opens", () => {
     try {
       const run = await runShop(["--modules", "registry,wallet", "--wallet-port", String(squatter.port)], { DATABASE_URL: url });
       expect(run.code).toBe(1);
+      const sql = postgres(url, { max: 1, onnotice: () => {} });
+      try {
+        const schemas = await sql`select nspname from pg_namespace where nspname = 'drizzle'`;
+        expect(schemas.length).toBe(0);
+      } finally {
+        await sql.end();
+      }
       expect(run.failure).toStartWith(`failed to start: wallet cannot listen on 127.0.0.1:${squatter.port}: the port is in use (--wallet-port ${squatter.port};`);
     } finally {
       squatter.stop(true);
-    }
-    const sql = postgres(url, { max: 1, onnotice: () => {} });
-    try {
-      const schemas = await sql`select nspname from pg_namespace where nspname = 'drizzle'`;
-      expect(schemas.length).toBe(0);
-    } finally {
-      await sql.end();
     }
   });
 });

@@ -45,8 +45,11 @@ const NETWORK: Record<string, string> = {
   CONNECTION_DESTROYED: "connection destroyed",
 };
 
-/** `host:port` for each server of the address (IPv6 in brackets, a socket directory as it is). */
-function describeServer(address: ServerAddress): string {
+/**
+ * The server as errors, /health and the start banner name it: `PostgreSQL at host:port
+ * (database "shop", user "shop")` (IPv6 in brackets, a socket directory as it is).
+ */
+export function describeServer(address: ServerAddress): string {
   const servers = address.host.map((host, i) => {
     const port = address.port[i] ?? address.port[0] ?? 5432;
     if (host.startsWith("/")) return `${host} (socket, port ${port})`;

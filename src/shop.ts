@@ -75,7 +75,7 @@ export async function startShop(settings: Settings, env: Env, log: Logger, opts:
   // migrated). Until its app is mounted, each answers 503 with why (and Retry-After).
   let starting = "starting: opening the database";
   const listeners = bindListeners(ports, settings.HOST, () => starting);
-  for (const l of listeners) log.info("port bound; 503 until started", { module: l.module, url: `http://127.0.0.1:${l.server.port}` });
+  log.info("ports bound; 503 until started", { urls: Object.fromEntries(listeners.map((l) => [l.module, `http://127.0.0.1:${l.server.port}`])) });
   const target = databaseTarget(settings);
   // A data directory this start creates goes again if the start does not complete.
   const cleanup = target.driver === "pglite" && target.dataDir ? newDataDir(target.dataDir) : null;

@@ -182,9 +182,9 @@ describe("a start that does not complete leaves no data directory it created", (
     const runs = [start(fresh), start(existing)];
     for (const { proc, lines } of runs) {
       // The port is bound before the database opens; it answers "starting" until the app is mounted.
-      const bound = await eventually(() => lines.find((l) => l.includes('"msg":"port bound; 503 until started"')) ?? false, 60_000);
+      const bound = await eventually(() => lines.find((l) => l.includes('"msg":"ports bound; 503 until started"')) ?? false, 60_000);
       await eventually(() => lines.some((l) => l.includes('"msg":"opening the embedded database"')), 60_000);
-      const url = (JSON.parse(bound) as { url: string }).url;
+      const url = (JSON.parse(bound) as { urls: { wallet: string } }).urls.wallet;
       const health = await fetch(`${url}/health`);
       expect(health.status).toBe(503);
       expect(health.headers.get("retry-after")).toBe("2");

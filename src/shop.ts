@@ -4,12 +4,14 @@ import { migrationsFolder } from "./assets";
 import { type Bus, notJoinedReason } from "./bus/bus";
 import { createBus } from "./bus/index";
 import { recordSigning } from "./bus/signing";
-import { checkPorts, type Env, loadModuleConfig, type ModuleName, type Settings } from "./config";
+import { checkPorts, type Env, loadModuleConfig, type ModuleName, portOrigin, type Settings } from "./config";
 import type { Topics } from "./contracts/topics";
 import { type Database, type DatabaseTarget, openDatabase } from "./db/database";
+import { newDataDir } from "./db/new-data-dir";
 import { createServiceApp } from "./http/app";
 import { adminToken } from "./http/auth";
 import { databaseMetrics, type MetricsRegistry, Registry } from "./http/metrics";
+import { bindListeners, type Listener } from "./listeners";
 import type { Logger } from "./log";
 import type { RunningModule, ShopModule } from "./module";
 import { MODULES } from "./modules";
@@ -67,8 +69,16 @@ type Phase = "bus" | "modules" | "joining" | "ready";
 export async function startShop(settings: Settings, env: Env, log: Logger, opts: StartOptions = {}): Promise<Shop> {
   const chosen = settings.MODULES.map((name) => MODULES[name]);
   const configs = chosen.map((m) => loadModuleConfig(m.name, m.configSchema, settings.CONFIG_DIR, env));
-  checkPorts(chosen.map((m, i) => ({ module: m.name, port: (configs[i] as { port: number }).port })), settings.CONFIG_DIR, env);
+  const ports = chosen.map((m, i) => ({ module: m.name, port: (configs[i] as { port: number }).port, origin: portOrigin(m.name, settings.CONFIG_DIR, env) }));
+  checkPorts(ports, settings.CONFIG_DIR, env);
+  // Every port first: one in use is found before the database opens (nothing created, nothing
+  // migrated). Until its app is mounted, each answers 503 with why (and Retry-After).
+  let starting = "starting: opening the database";
+  const listeners = bindListeners(ports, settings.HOST, () => starting);
+  log.info("ports bound; 503 until started", { urls: Object.fromEntries(listeners.map((l) => [l.module, `http://127.0.0.1:${l.server.port}`])) });
   const target = databaseTarget(settings);
+  // A data directory this start creates goes again if the start does not complete.
+  const cleanup = target.driver === "pglite" && target.dataDir ? newDataDir(target.dataDir) : null;
   const tracing = startTracing(settings, settings.MODULES, log.child("tracing"));
   const opening = reportOpening(target, log.child("db"), opts.tty === true);
   let db: Database;
@@ -76,11 +86,13 @@ export async function startShop(settings: Settings, env: Env, log: Logger, opts:
     db = await openDatabase(target, opening.log);
   } catch (err) {
     opening.done(false);
+    await Promise.all(listeners.map((l) => l.server.stop(true)));
     await tracing?.stop();
+    cleanup?.(err);
     throw err;
   }
   opening.done(true);
-  const servers: Server<undefined>[] = [];
+  const servers = listeners.map((l) => l.server);
   const running: RunningModule[] = [];
   let bus: Bus | null = null;
   let phase: Phase = "bus";
@@ -108,7 +120,9 @@ export async function startShop(settings: Settings, env: Env, log: Logger, opts:
     return registry;
   });
   try {
+    starting = "starting: applying migrations";
     for (const m of chosen) await db.migrate(m.name, migrationsFolder(m.name, m.migrationsFolder));
+    starting = "starting: initialising the modules";
     bus = await createBus(settings, log.child("bus"));
     const signing = recordSigning(settings, log.child("bus"));
     for (const [i, m] of chosen.entries()) {
@@ -117,17 +131,15 @@ export async function startShop(settings: Settings, env: Env, log: Logger, opts:
     if (opts.signal?.aborted) throw new Error("stopped during start");
     const created = bus;
     for (const [i, m] of chosen.entries()) {
-      const port = (configs[i] as { port: number }).port;
       const topics = (configs[i] as { topics: Topics }).topics;
-      const server = listenOrExplain(m.name, port, settings.HOST, () =>
-        serveModule(m, running[i] as RunningModule, port, { settings, db, bus: created, notReady, log, topics }, registries[i] as Registry),
-      );
-      servers.push(server);
-      urls[m.name] = `http://127.0.0.1:${server.port}`;
+      const listener = listeners[i] as Listener;
+      listener.mount(serveModule(m, running[i] as RunningModule, { settings, db, bus: created, notReady, log, topics }, registries[i] as Registry));
+      urls[m.name] = `http://127.0.0.1:${listener.server.port}`;
       log.info("listening", { module: m.name, url: urls[m.name] });
     }
   } catch (err) {
     await shutdown(servers, running, bus, db, tracing, log).catch(() => {});
+    cleanup?.(err);
     throw err;
   }
 
@@ -180,31 +192,13 @@ export async function startShop(settings: Settings, env: Env, log: Logger, opts:
   };
 }
 
-/** Serves, or says which module's port is taken and how to choose another (Bun only asks "Is port N in use?"). */
-function listenOrExplain<T>(module: ModuleName, port: number, host: string, serve: () => T): T {
-  try {
-    return serve();
-  } catch (err) {
-    if ((err as { code?: unknown }).code !== "EADDRINUSE") throw err;
-    throw new Error(
-      `${module} cannot listen on ${host}:${port}: the port is in use (another shop still running?); ` +
-        `stop that process, or choose another port: ${module.toUpperCase()}_PORT=<port> or --${module}-port <port> (0: any free port)`,
-      { cause: err },
-    );
-  }
-}
-
-/** Bun's request body cap: 100x past the largest BODY_LIMIT_BYTES, a backstop only (see serveModule). */
-const BUN_BODY_BACKSTOP_BYTES = 1024 * 1024 * 1024;
-
-/** One module's HTTP service: its routes inside the shared shell, on its own port. */
+/** One module's HTTP service: its routes inside the shared shell (mounted on its port's listener). */
 function serveModule(
   m: ShopModule,
   module: RunningModule,
-  port: number,
   ctx: { settings: Settings; db: Database; bus: Bus; notReady: () => string | null; log: Logger; topics: Topics },
   metrics: MetricsRegistry,
-): Server<undefined> {
+): (request: Request, server: Server<undefined>) => Response | Promise<Response> {
   const { settings, db, bus, notReady, log } = ctx;
   const app = createServiceApp({
     title: m.title,
@@ -226,16 +220,8 @@ function serveModule(
     log: log.child(`${m.name}.http`),
     messages: { topics: ctx.topics, brokers: settings.KAFKA_BROKERS, partitions: settings.BUS_PARTITIONS },
   });
-  return Bun.serve({
-    port,
-    hostname: settings.HOST,
-    fetch: app.fetch,
-    // Bun streams the body to fetch() (backpressure, nothing buffered ahead), so the shell's
-    // bodyLimit answers an oversized body with a JSON 413 after reading at most BODY_LIMIT_BYTES
-    // (at once when Content-Length says so). Bun's own cap is only a backstop: a declared
-    // Content-Length past it gets Bun's bare 413 before the app sees the request.
-    maxRequestBodySize: BUN_BODY_BACKSTOP_BYTES,
-  });
+  // Bun's fetch arguments (the request, the server) as Hono's (the request, its env: getConnInfo reads the server there).
+  return (request, server) => app.fetch(request, server);
 }
 
 async function shutdown(

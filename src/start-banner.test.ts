@@ -5,7 +5,7 @@ import { describeDatabase, formatBanner, startFacts } from "./start-banner";
 describe("start banner", () => {
   test("the database as a person reads it, never with the password", () => {
     expect(describeDatabase({ driver: "postgres", url: "postgres://shop:s3cret@db.internal:5432/shop", poolSize: 10 })).toBe(
-      "PostgreSQL db.internal:5432/shop as shop",
+      'PostgreSQL at db.internal:5432 (database "shop", user "shop")',
     );
     expect(describeDatabase({ driver: "pglite", dataDir: null })).toBe("PGlite in memory (nothing kept)");
     expect(describeDatabase({ driver: "pglite", dataDir: "/srv/shop/data" })).toBe("PGlite in /srv/shop/data");

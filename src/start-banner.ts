@@ -5,6 +5,7 @@
 import { existsSync, readdirSync } from "node:fs";
 import { resolve } from "node:path";
 import { BUILT_IN_CONFIG_DIR, type ModuleName, type Settings } from "./config";
+import { describeServer } from "./db/connect-errors";
 import type { DatabaseTarget } from "./db/database";
 import type { Logger } from "./log";
 
@@ -29,8 +30,11 @@ export interface StartFacts {
 export function describeDatabase(target: DatabaseTarget): string {
   if (target.driver === "pglite") return target.dataDir ? `PGlite in ${resolve(target.dataDir)}` : "PGlite in memory (nothing kept)";
   try {
+    // Named as the errors name it (src/db/connect-errors.ts).
     const url = new URL(target.url);
-    return `PostgreSQL ${url.host}${url.pathname}${url.username ? ` as ${decodeURIComponent(url.username)}` : ""}`;
+    const database = decodeURIComponent(url.pathname.slice(1));
+    const user = decodeURIComponent(url.username);
+    return describeServer({ host: [url.hostname.replace(/^\[(.*)\]$/, "$1")], port: [Number(url.port) || 5432], ...(database ? { database } : {}), ...(user ? { user } : {}) });
   } catch {
     return "PostgreSQL";
   }

@@ -31,6 +31,7 @@ const SLOW: Record<string, string> = {
   "test/rolling-upgrade.test.ts": "an old build from git history and the new one in one consumer group, under load",
   "test/simulate.test.ts": "the fault simulator over a list of seeds",
   "test/support/support.test.ts": "the harness itself (PostgreSQL cluster, Kafka mock), not the shop",
+  "test/start-errors.test.ts": "shop processes that fail to start, and two first starts of the embedded database stopped half-way",
   "test/swagger-ui.test.ts": "Chromium",
   "test/tracing-split.test.ts": "three processes exporting spans to an in-test collector, then restarted without it",
 };

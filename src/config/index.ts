@@ -5,7 +5,7 @@
 export { closest } from "./did-you-mean";
 export { ConfigError } from "./errors";
 export { applyFlags, type Env, wantsHelp, wantsVersion } from "./flags";
-export { checkPorts } from "./ports";
+export { checkPorts, portOrigin } from "./ports";
 export { strayVariables } from "./stray-variables";
 export { helpText } from "./help";
 export { loadModuleConfig, ModuleBaseSchema } from "./module-config";

@@ -16,10 +16,7 @@ interface ModulePort {
  */
 export function checkPorts(ports: ModulePort[], configDir: string, env: Env): void {
   const seen = new Map<number, ModuleName>();
-  const where = (m: ModuleName) => {
-    const variable = `${m.toUpperCase()}_PORT`;
-    return env[variable] ? origin(env, variable) : `${join(configDir, `${m}.yaml`)}: port`;
-  };
+  const where = (m: ModuleName) => portOrigin(m, configDir, env);
   for (const { module, port } of ports) {
     const other = seen.get(port);
     if (port !== 0 && other) {
@@ -29,4 +26,10 @@ export function checkPorts(ports: ModulePort[], configDir: string, env: Env): vo
     }
     seen.set(port, module);
   }
+}
+
+/** Where a module's port was set: `--wallet-port`, `WALLET_PORT`, or `<config dir>/wallet.yaml: port`. */
+export function portOrigin(module: ModuleName, configDir: string, env: Env): string {
+  const variable = `${module.toUpperCase()}_PORT`;
+  return env[variable] ? origin(env, variable) : `${join(configDir, `${module}.yaml`)}: port`;
 }

@@ -9,6 +9,7 @@ import { migrate as migratePostgres } from "drizzle-orm/postgres-js/migrator";
 import postgres from "postgres";
 import { causeChain } from "../errors";
 import type { Logger } from "../log";
+import { explainConnectionError, isPermanentRefusal } from "./connect-errors";
 import { createMutex } from "./mutex";
 import { CHECKPOINT_EVERY_MS, ensureDataDir, lockDataDir, pgliteOptions, shareParsers } from "./pglite-tuning";
 import { countingStatements, countStatement, inSpan, SpanKind, tracingOn } from "../tracing/spans";
@@ -244,6 +245,10 @@ async function openPostgres(url: string, poolSize: number, log: Logger): Promise
     backoff: (retries: number) => Math.min(1, 0.05 * 2 ** retries) * (0.5 + Math.random() / 2),
     onnotice: () => {},
   });
+  // A failure to connect names the server and the cause (never the password), not drizzle's "Failed query".
+  const explained = (err: unknown): never => {
+    throw explainConnectionError(err, client.options);
+  };
   const stats: DatabaseStats = { statements: 0, transactions: 0 };
   const pg = drizzlePostgres(preparing(client), { logger: counting(stats) });
   const db: Executor = pg;
@@ -274,8 +279,8 @@ async function openPostgres(url: string, poolSize: number, log: Logger): Promise
       }),
     read: (fn) => counted(() => fn(db)),
     autocommit: (fn) => counted(() => fn(db)),
-    migrate: (name, folder) => withRetry(() => migratePostgres(pg, migrationConfig(name, folder)), log),
-    ping: () => counted(async () => void (await db.execute(sql`select 1`))),
+    migrate: (name, folder) => withRetry(() => migratePostgres(pg, migrationConfig(name, folder)).catch(explained), log),
+    ping: () => counted(async () => void (await db.execute(sql`select 1`).catch(explained))),
     close: () => client.end({ timeout: 5 }),
     async session() {
       let closed: (() => void) | null = null;
@@ -315,7 +320,7 @@ async function withRetry(fn: () => Promise<void>, log: Logger): Promise<void> {
     try {
       return await fn();
     } catch (err) {
-      if (attempt >= 5) throw err;
+      if (attempt >= 5 || isPermanentRefusal(err)) throw err;
       log.warn("migration failed; retrying", { attempt, err });
       await Bun.sleep(200 * attempt);
     }

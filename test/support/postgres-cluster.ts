@@ -1,11 +1,11 @@
-import { appendFileSync, chownSync, existsSync, mkdtempSync, readdirSync, readFileSync, realpathSync, rmSync } from "node:fs";
+import { appendFileSync, chownSync, existsSync, mkdtempSync, readdirSync, readFileSync, realpathSync, rmSync, writeFileSync } from "node:fs";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 
 /** A throwaway PostgreSQL server listening on 127.0.0.1, owned by the test run. */
 export type PostgresCluster = {
-  /** Connection string, e.g. `postgres://postgres@127.0.0.1:54321/postgres`. */
+  /** Connection string, e.g. `postgres://postgres@127.0.0.1:54321/postgres` (with the password, if one was set). */
   url: string;
   /** TCP port on 127.0.0.1; stays the same across restart(). */
   port: number;
@@ -26,6 +26,8 @@ type ShutdownMode = "fast" | "immediate";
 export type PostgresClusterOptions = {
   /** Shows up in the temp directory name and as `cluster_name` in `ps`. */
   name?: string;
+  /** The `postgres` role's password, checked on TCP connections (scram-sha-256); default: none, every login trusted. */
+  password?: string;
 };
 
 type Layout = { root: string; data: string; log: string; port: number; binDir: string; owner: Owner | null };
@@ -44,7 +46,7 @@ export async function startPostgresCluster(opts: PostgresClusterOptions = {}): P
   const name = sanitize(opts.name ?? "test");
   const layout = await prepareLayout(name);
   try {
-    await initCluster(layout, name);
+    await initCluster(layout, name, opts.password);
     await startServer(layout);
   } catch (err) {
     rmSync(layout.root, { recursive: true, force: true });
@@ -53,7 +55,7 @@ export async function startPostgresCluster(opts: PostgresClusterOptions = {}): P
   const watchdog = startWatchdog(layout);
   let stopped = false;
   return {
-    url: `postgres://${PG_USER}@127.0.0.1:${layout.port}/postgres`,
+    url: `postgres://${PG_USER}${opts.password === undefined ? "" : `:${encodeURIComponent(opts.password)}`}@127.0.0.1:${layout.port}/postgres`,
     port: layout.port,
     async stop() {
       if (stopped) return;
@@ -138,19 +140,25 @@ function findFreePort(): Promise<number> {
 }
 
 /** Runs initdb and appends our settings to postgresql.conf. */
-async function initCluster(layout: Layout, name: string): Promise<void> {
+async function initCluster(layout: Layout, name: string, password?: string): Promise<void> {
+  const pwfile = join(layout.root, "pwfile");
+  if (password !== undefined) {
+    writeFileSync(pwfile, `${password}\n`, { mode: 0o600 });
+    if (layout.owner) chownSync(pwfile, layout.owner.uid, layout.owner.gid);
+  }
+  const auth = password === undefined ? ["--auth=trust"] : ["--auth-local=trust", "--auth-host=scram-sha-256", `--pwfile=${pwfile}`];
   await runAsPg(layout, [
     join(layout.binDir, "initdb"),
     "-D", layout.data,
     "-U", PG_USER,
-    "--auth=trust",
+    ...auth,
     "--encoding=UTF8",
     "--locale=C.UTF-8",
     "--no-sync",
   ]).catch((err: unknown) => {
     const hint = layout.owner ? ` (is ${tmpdir()} traversable by the '${PG_USER}' user?)` : "";
     throw new Error(`initdb failed${hint}: ${errorMessage(err)}`);
-  });
+  }).finally(() => rmSync(pwfile, { force: true }));
   appendFileSync(join(layout.data, "postgresql.conf"), serverSettings(layout, name));
 }
 

@@ -494,5 +494,5 @@ describe("a body that arrives too slowly, or not at all", () => {
     });
     await eventually(async () => ((await requestCounts("registry")).get("POST 499") ?? 0) === (counts.get("POST 499") ?? 0) + 1);
     expect(serverErrors(await requestCounts("registry"))).toBe(serverErrors(counts));
-  });
+  }, 30_000);
 });

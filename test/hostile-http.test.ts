@@ -7,6 +7,7 @@
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { connect } from "node:net";
+import { eventually } from "./support/eventually";
 import { adminHeaders, call, getJson, TEST_ADMIN_TOKEN } from "./support/http";
 import { type ShopTarget, startInProcess } from "./support/shop-target";
 
@@ -283,4 +284,215 @@ describe("what every answer tells a browser", () => {
     const digest = new Bun.CryptoHasher("sha256").update(script).digest("base64");
     expect(csp).toContain(`script-src 'sha256-${digest}'`);
   });
+});
+
+/** Writes `text` on a new socket exactly as given (no Host added) and reads the answer until the server closes. */
+async function rawExact(service: Service, text: string): Promise<Answer> {
+  const { hostname, port } = new URL(t.urls[service]);
+  const bytes = await new Promise<string>((resolve, reject) => {
+    const socket = connect(Number(port), hostname);
+    const chunks: Buffer[] = [];
+    socket.on("data", (d: Buffer) => chunks.push(d));
+    socket.on("end", () => resolve(Buffer.concat(chunks).toString("latin1")));
+    socket.on("error", reject);
+    socket.write(text, "latin1");
+  });
+  return parseAnswer(bytes);
+}
+
+function parseAnswer(bytes: string): Answer {
+  const split = bytes.indexOf("\r\n\r\n");
+  const [statusLine = "", ...lines] = bytes.slice(0, split).split("\r\n");
+  const headers = new Headers();
+  for (const line of lines) {
+    const colon = line.indexOf(":");
+    headers.append(line.slice(0, colon).trim(), line.slice(colon + 1).trim());
+  }
+  return { status: Number(statusLine.split(" ")[1]), headers, text: bytes.slice(split + 4) };
+}
+
+describe("the request line's path is the path, with or without Host", () => {
+  // Without Host, Bun hands over only the path as the URL, and Hono took it for `scheme://host/...`.
+  test.each([
+    ["wallet", "GET /evil/wallets/5 HTTP/1.0", 404, "no route for GET /evil/wallets/5"],
+    ["wallet", "GET /a/b/health/live HTTP/1.0", 404, "no route for GET /a/b/health/live"],
+    ["wallet", "GET /x/health/live HTTP/1.0", 404, "no route for GET /x/health/live"],
+    ["registry", "GET /orders/1 HTTP/1.0", 400, "id"],
+    ["registry", "GET /x/orders HTTP/1.0", 404, "no route for GET /x/orders"],
+  ] as const)("%s: %s is %d", async (service, line, status, words) => {
+    for (const host of ["", `Host: ${new URL(t.urls[service]).host}\r\n`]) {
+      const r = await rawExact(service, `${line}\r\n${host}\r\n`);
+      const body = JSON.parse(r.text) as { error: { message: string } };
+      expect([line, host, r.status, body.error.message]).toEqual([line, host, status, expect.stringContaining(words)]);
+    }
+  });
+
+  test("routes are reached the same way over HTTP/1.0 without Host and over HTTP/1.1 with it", async () => {
+    for (const [service, path] of [
+      ["wallet", "/wallets/5"],
+      ["wallet", "/health/live"],
+      ["storage", "/stock/5"],
+      ["registry", "/products?limit=1"],
+    ] as const) {
+      const without = await rawExact(service, `GET ${path} HTTP/1.0\r\n\r\n`);
+      const withHost = await rawExact(service, `GET ${path} HTTP/1.1\r\nHost: ${new URL(t.urls[service]).host}\r\nConnection: close\r\n\r\n`);
+      expect([path, without.status, without.text]).toEqual([path, 200, withHost.text]);
+    }
+    const placed = await rawExact("wallet", `POST /wallets/5/deposits HTTP/1.0\r\nAuthorization: Bearer ${TEST_ADMIN_TOKEN}\r\nContent-Type: application/json\r\nContent-Length: 18\r\n\r\n{"amount_cents":0}`);
+    expect([placed.status, (JSON.parse(placed.text) as { error: { field: string } }).error.field]).toEqual([400, "amount_cents"]);
+  });
+});
+
+const SECURITY_HEADERS = {
+  "x-content-type-options": "nosniff",
+  "x-frame-options": "DENY",
+  "content-security-policy": "frame-ancestors 'none'",
+  "referrer-policy": "no-referrer",
+  "cross-origin-resource-policy": "same-origin",
+  "cross-origin-opener-policy": "same-origin",
+};
+const securityHeaders = (r: Answer) => Object.fromEntries(Object.keys(SECURITY_HEADERS).map((h) => [h, r.headers.get(h)]));
+
+describe("every answer carries the security headers, errors included", () => {
+  const errors: [string, number, () => Promise<Answer>][] = [
+    ["400 bad_host", 400, () => raw("registry", "GET /products HTTP/1.1", "", "a b")],
+    ["404 not_found", 404, get("registry", "/no-such-route")],
+    ["405 method_not_allowed", 405, () => send("registry", "DELETE", "/products")],
+    ["413 payload_too_large", 413, post("registry", "/orders", `{"pad":"${"x".repeat(2 * 1024 * 1024)}"}`)],
+    ["415 unsupported_media_type", 415, post("registry", "/orders", orderText, { "content-type": "text/json" })],
+    ["400 invalid_request", 400, post("registry", "/orders", "{}")],
+    ["400 too_deep", 400, post("registry", "/orders", "[".repeat(100))],
+    ["401 unauthorized", 401, post("wallet", "/wallets/5/deposits", '{"amount_cents":1}')],
+    ["408 request_timeout", 408, () => raw("registry", "POST /orders HTTP/1.1\r\nContent-Type: application/json\r\nContent-Length: 100", '{"user_id":1,')],
+  ];
+  test.each(errors)("%s", async (_, status, sendIt) => {
+    const r = await sendIt();
+    expect([r.status, securityHeaders(r)]).toEqual([status, SECURITY_HEADERS]);
+  }, 30_000);
+});
+
+describe("Idempotency-Key is 1 to 255 visible ASCII characters; a body is UTF-8", () => {
+  test.each([
+    ["a space inside", "abc def"],
+    ["a tab inside", "abc\tdef"],
+  ])("a key with %s is refused 400 naming the header", async (_, key) => {
+    const before = await snapshot();
+    const r = await raw("registry", `POST /orders HTTP/1.1\r\nContent-Type: application/json\r\nIdempotency-Key: ${key}\r\nContent-Length: ${orderText.length}`, orderText);
+    expect([r.status, (JSON.parse(r.text) as { error: { field: string } }).error.field]).toEqual([400, "Idempotency-Key"]);
+    expect(await snapshot()).toEqual(before);
+  });
+
+  test("a JSON body with bytes that are not UTF-8 is refused 400 malformed_json, not read as U+FFFD", async () => {
+    const before = await snapshot();
+    for (const bad of ["\xff", "\xc3(", "\xed\xa0\x80" /* an encoded surrogate */, "\xe2\x82"]) {
+      // The invalid bytes sit in a field the route refuses anyway: decoded to U+FFFD it would be 400 invalid_request naming it.
+      const body = `{"amount_cents":1,"note":"${bad}"}`;
+      const r = await raw("wallet", `POST /wallets/5/deposits HTTP/1.1\r\nAuthorization: Bearer ${TEST_ADMIN_TOKEN}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body, "latin1")}`, body);
+      const error = (JSON.parse(r.text) as { error: { code: string; message: string } }).error;
+      expect([JSON.stringify(bad), r.status, error.code, error.message]).toEqual([JSON.stringify(bad), 400, "malformed_json", expect.stringContaining("UTF-8")]);
+    }
+    expect(await snapshot()).toEqual(before);
+  });
+});
+
+/** CPU milliseconds this process spent in `fn` (the shop runs in it: its work for a request included). */
+async function cpuMs(fn: () => Promise<unknown> | unknown): Promise<number> {
+  const before = process.cpuUsage();
+  await fn();
+  const used = process.cpuUsage(before);
+  return (used.user + used.system) / 1000;
+}
+
+describe("work per request is bounded by its size", () => {
+  const MiB = 1024 * 1024;
+  /** `head`, then `unit` repeated to fill 1 MiB, then `tail`. */
+  const mib = (head: string, unit: string, tail: string) => head + unit.repeat(Math.floor((MiB - head.length - tail.length) / unit.length)) + tail;
+  const deep = 100_000;
+  const shapes: [string, string][] = [
+    ["100,000 levels of {, unclosed", '{"a":'.repeat(deep)],
+    ["100,000 levels of [, unclosed", "[".repeat(deep)],
+    ["100,000 levels of {, closed", `${'{"a":'.repeat(deep)}1${"}".repeat(deep)}`],
+    ["100,000 levels of [, closed", `${"[".repeat(deep)}${"]".repeat(deep)}`],
+    ["1 MiB nested as deep as it goes", mib("", "[", "")],
+    ["1 MiB: an object of many keys", `{${Array.from({ length: 75_000 }, (_, i) => `"k${i}":1`).join(",")}}`],
+    ["1 MiB: an object of many keys, one repeated at the end", `{${Array.from({ length: 75_000 }, (_, i) => `"k${i}":1`).join(",")},"k0":2}`],
+    ["1 MiB: one long string", mib('{"user_id":1,"items":[{"product_id":1,"quantity":1}],"note":"', "x", '"}')],
+    ["1 MiB: a long string of escapes", mib('{"user_id":1,"items":[{"product_id":1,"quantity":1}],"note":"', "\\u0041", '"}')],
+    ["1 MiB: many small numbers", mib('{"user_id":1,"items":[', "1,", "1]}")],
+    ["1 MiB: a long array of items", mib('{"user_id":1,"items":[', '{"product_id":1,"quantity":1},', '{"product_id":1,"quantity":1}]}')],
+    ["1 MiB: a long array of empty arrays", mib('{"user_id":1,"items":[', "[],", "[]]}")],
+    ["1 MiB: a top-level array", mib("[", "1,", "1]")],
+  ];
+
+  test.each(shapes)("%s: a JSON 4xx within the CPU budget, RSS growing under 50 MB", async (name, body) => {
+    // Ceiling: 100 ms of CPU, or (on a machine too loaded for that) 5x what one JSON.parse of the body costs here now.
+    const parseMs = Math.min(...(await Promise.all([1, 2, 3].map(() => cpuMs(() => { try { JSON.parse(body); } catch {} })))));
+    const budgetMs = Math.max(100, 5 * parseMs);
+    const spent: number[] = [];
+    let grewMb = 0;
+    for (let i = 0; i < 3; i++) {
+      // Growth of one request's RSS (what it leaves uncollected is collected before the next).
+      Bun.gc(true);
+      const rssBefore = process.memoryUsage().rss;
+      let r: Answer | null = null;
+      spent.push(await cpuMs(async () => { r = await send("registry", "POST", "/orders", body, JSON_TYPE); }));
+      grewMb = Math.max(grewMb, (process.memoryUsage().rss - rssBefore) / 1e6);
+      const answer = r as unknown as Answer;
+      expect([name, answer.status >= 400 && answer.status < 500, (JSON.parse(answer.text) as { error: { code: string } }).error.code]).toEqual([name, true, expect.any(String)]);
+    }
+    const measured = { name, cpuMs: Math.round(Math.min(...spent)), budgetMs: Math.round(budgetMs), grewMb: Math.round(grewMb) };
+    expect([measured.cpuMs < budgetMs, grewMb < 50, measured]).toEqual([true, true, measured]);
+  }, 60_000);
+
+  test("nesting past 32 levels is refused 400 too_deep naming the limit and where; 32 levels are parsed", async () => {
+    const r = await send("registry", "POST", "/orders", '{"a":'.repeat(deep), JSON_TYPE);
+    const error = (JSON.parse(r.text) as { error: { code: string; message: string; field: string } }).error;
+    expect([r.status, error.code, error.field]).toEqual([400, "too_deep", Array(32).fill("a").join(".")]);
+    expect(error.message).toContain("32 levels");
+    const ok = `{"user_id":1,"items":[{"product_id":1,"quantity":1}],"x":${"[".repeat(30)}${"]".repeat(30)}}`;
+    const at32 = await send("registry", "POST", "/orders", ok, JSON_TYPE);
+    // Parsed and validated: the unknown field is named, not the depth.
+    expect([at32.status, (JSON.parse(at32.text) as { error: { field: string } }).error.field]).toEqual([400, "x"]);
+  });
+});
+
+/** The number of answers of a service with a 5xx status. */
+const serverErrors = (counts: Map<string, number>) => [...counts].filter(([key]) => / 5\d\d$/.test(key)).reduce((sum, [, n]) => sum + n, 0);
+
+describe("a body that arrives too slowly, or not at all", () => {
+  test("a trickle (a byte every 0.3 s of 100,000) is answered 408 with Connection: close at the 30 s deadline, never a 5xx", async () => {
+    const counts = await requestCounts("registry");
+    const { hostname, port } = new URL(t.urls.registry);
+    let timer: ReturnType<typeof setInterval> | undefined;
+    const bytes = await new Promise<string>((resolve, reject) => {
+      const socket = connect(Number(port), hostname);
+      const chunks: Buffer[] = [];
+      socket.on("data", (d: Buffer) => chunks.push(d));
+      socket.on("close", () => resolve(Buffer.concat(chunks).toString("latin1")));
+      socket.on("error", reject);
+      socket.write(`POST /orders HTTP/1.1\r\nHost: ${hostname}\r\nContent-Type: application/json\r\nContent-Length: 100000\r\n\r\n{`);
+      timer = setInterval(() => socket.writable && socket.write(" "), 300);
+    }).finally(() => clearInterval(timer));
+    const r = parseAnswer(bytes);
+    const error = (JSON.parse(r.text) as { error: { code: string; message: string } }).error;
+    expect([r.status, r.headers.get("connection"), error.code, error.message]).toEqual([408, "close", "request_timeout", "the request body did not arrive within 30 s"]);
+    const after = await requestCounts("registry");
+    expect([after.get("POST 408"), serverErrors(after)]).toEqual([(counts.get("POST 408") ?? 0) + 1, serverErrors(counts)]);
+  }, 60_000);
+
+  test("a client that leaves half way through its body is counted as 499, not as a server error", async () => {
+    const counts = await requestCounts("registry");
+    const { hostname, port } = new URL(t.urls.registry);
+    await new Promise<void>((resolve, reject) => {
+      const socket = connect(Number(port), hostname, () => {
+        socket.write(`POST /orders HTTP/1.1\r\nHost: ${hostname}\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{"user_id":1,`, () => {
+          socket.destroy();
+          resolve();
+        });
+      });
+      socket.on("error", reject);
+    });
+    await eventually(async () => ((await requestCounts("registry")).get("POST 499") ?? 0) === (counts.get("POST 499") ?? 0) + 1);
+    expect(serverErrors(await requestCounts("registry"))).toBe(serverErrors(counts));
+  }, 30_000);
 });

@@ -5,7 +5,8 @@ import { loadSettings } from "../src/config";
 import { adminToken } from "../src/http/auth";
 import { createLogger } from "../src/log";
 import { adminHeaders, call, getJson, TEST_ADMIN_TOKEN } from "./support/http";
-import { type ShopTarget, startInProcess } from "./support/shop-target";
+import { startPostgresCluster } from "./support/postgres-cluster";
+import { createDatabase, type ShopTarget, startInProcess } from "./support/shop-target";
 
 let t: ShopTarget;
 beforeAll(async () => {
@@ -216,4 +217,27 @@ describe("admin writes need the admin token", () => {
     expect(() => loadSettings({ ADMIN_TOKEN: "too-short" })).toThrow("ADMIN_TOKEN");
     expect(() => loadSettings({ ADMIN_TOKEN: "has a space in the middle" })).toThrow("ADMIN_TOKEN");
   });
+});
+
+describe("while PostgreSQL is down", () => {
+  test("503 unavailable carries Retry-After (as the README and OpenAPI say) and the security headers", async () => {
+    const cluster = await startPostgresCluster({ name: "http-unavailable" });
+    const shop = await startInProcess({ DATABASE_URL: await createDatabase(cluster.url) });
+    try {
+      expect((await call(shop.urls.wallet, "GET", "/wallets")).status).toBe(200);
+      await cluster.down();
+      const r = await eventually(async () => {
+        const res = await fetch(`${shop.urls.wallet}/wallets`);
+        const body = (await res.json()) as { error?: { code: string } };
+        return res.status === 503 && { res, body };
+      }, 30_000);
+      expect(r.body.error?.code).toBe("unavailable");
+      expect(Number(r.res.headers.get("retry-after"))).toBeGreaterThanOrEqual(1);
+      expect([r.res.headers.get("x-content-type-options"), r.res.headers.get("x-frame-options")]).toEqual(["nosniff", "DENY"]);
+      await cluster.up();
+    } finally {
+      await shop.stop();
+      await cluster.stop();
+    }
+  }, 90_000);
 });

@@ -11,17 +11,29 @@ import { type HealthCheck, type HealthOptions, healthRoutes, readinessGate } fro
 import { httpMetrics, type MetricsRegistry, metricsRoutes, Registry } from "./metrics";
 import type { Router } from "./router";
 import { serviceInfo } from "./schemas";
-import { bodyDeadline, hardeningHeaders, headLength, hostGuard, noDuplicateKeys } from "./guards";
+import { bodyDeadline, checkedJsonBody, hardeningHeaders, headLength, hostGuard } from "./guards";
 import { requestLog } from "./request-log";
 import { traceRequests } from "./tracing";
 import { mountSwagger } from "./swagger";
 
 /**
  * How long a request body may take: a pause of 5 s, or 30 s in all (1 MiB, the default body
- * limit, at 35 KB/s), is answered 408. The pause stays under Bun's idle timeout (10 s), which
- * would otherwise close the connection without an answer.
+ * limit, at 35 KB/s), is answered 408.
  */
 const BODY_DEADLINE = { stallMs: 5_000, totalMs: 30_000 };
+
+/**
+ * Bun times a request out after its idle timeout (10 s) however steadily its body arrives, and
+ * closes the connection without an answer. A request with a body gets this long from Bun
+ * instead (seconds; Bun checks every few seconds), so that BODY_DEADLINE answers first.
+ */
+const BUN_BODY_TIMEOUT_S = BODY_DEADLINE.totalMs / 1000 + 10;
+
+/** What Bun passes to fetch() besides the request (absent under app.request() in tests). */
+interface BunServer {
+  timeout?(request: Request, seconds: number): void;
+  url?: URL;
+}
 
 /** Builds one service's app around the routes of the modules it serves. */
 export function createServiceApp(opts: {
@@ -58,8 +70,9 @@ export function createServiceApp(opts: {
   // Outermost: every answer is counted, whatever stage gave it.
   const metrics = opts.metrics ?? new Registry();
   app.use(httpMetrics(metrics));
-  app.use(hostGuard);
+  // Before every check that can answer: its answers carry the headers too.
   app.use(hardeningHeaders);
+  app.use(hostGuard);
   app.use(headLength);
   if (opts.notReady) app.use(readinessGate(opts.notReady));
   // Admin routes refuse a request without the token before anything else looks at it.
@@ -80,7 +93,7 @@ export function createServiceApp(opts: {
       onError: (c) => c.json(errorBody("payload_too_large", `request body is over ${opts.bodyLimitBytes} bytes`), 413),
     }),
   );
-  app.use(noDuplicateKeys);
+  app.use(checkedJsonBody);
   app.route("/", healthRoutes(opts.checks, { consumers: opts.consumers, readyChecks: opts.readyChecks }));
   app.route("/", metricsRoutes(metrics));
   app.route("/", asyncApiRoutes(opts.messages));
@@ -93,7 +106,25 @@ export function createServiceApp(opts: {
     return c.json({ ...doc, servers: [{ url: "/", description: `${opts.title}: the service this document was served from` }] });
   });
   mountSwagger(app, "/openapi.json", opts.title);
+  const dispatch = app.fetch;
+  app.fetch = (request, server?: BunServer, ctx?) => {
+    if (server?.timeout && request.body !== null) server.timeout(request, BUN_BODY_TIMEOUT_S);
+    return dispatch(ownPath(request, server), server, ctx);
+  };
   return app;
+}
+
+/**
+ * A request without a Host header (HTTP/1.0 allows it) reaches fetch() with only its path as
+ * the URL (`/orders/1`), and Hono, which expects `scheme://host/`, would route it by what
+ * follows the first slash past the fourth character (`/1`), so `/evil/wallets/1` would reach
+ * `/wallets/1`. Such a request is given the server's own origin, so the request line's path is
+ * the path it is routed by.
+ */
+function ownPath(request: Request, server: BunServer | undefined): Request {
+  if (request.url.charCodeAt(0) !== 0x2f /* / */) return request;
+  const origin = server?.url?.origin ?? "http://localhost";
+  return new Request(origin + request.url, request);
 }
 
 /**

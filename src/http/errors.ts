@@ -40,7 +40,12 @@ export const SHELL_ERRORS = {
     message: "items.0.quantity: Too small: expected number to be >0",
     field: "items.0.quantity",
   },
-  malformed_json: { when: "the body is not JSON (or is empty)", message: "Malformed JSON in request body" },
+  malformed_json: { when: "the body is not JSON in UTF-8 (or is empty)", message: "Malformed JSON in request body" },
+  too_deep: {
+    when: "objects and arrays in the JSON body nest deeper than 32 levels (`field` says where); refused before it is parsed",
+    message: "the body nests objects and arrays deeper than 32 levels (at a.a.a)",
+    field: "a.a.a",
+  },
   duplicate_key: {
     when: "a key appears twice in one object of the JSON body (`field` names it); JSON.parse would keep the last one",
     message: "user_id: appears twice in one object; send each key once",
@@ -177,11 +182,26 @@ export const validationHook: Hook<unknown, Env, string, unknown> = (result, c) =
   return c.json(errorBody("invalid_request", message, field), 400);
 };
 
+/** Seconds a 503 `unavailable` asks the client to wait (Retry-After). */
+const UNAVAILABLE_RETRY_AFTER_S = 1;
+
+/**
+ * The status counted and logged for a request whose client closed the connection before its
+ * body was read (nginx's 499 "client closed request"): no answer reaches anyone, and it is not
+ * a server error.
+ */
+const CLIENT_CLOSED = 499 as ContentfulStatusCode;
+
+/** Whether `err` is Bun's "The connection was closed." from reading the body of a request whose client left. */
+function clientGone(err: Error, c: Context): boolean {
+  return err.name === "AbortError" && (c.req.raw.signal.aborted || /connection was closed/i.test(err.message));
+}
+
 /** Maps anything thrown by a handler to the error shape; never leaks internals. */
 export function errorHandler(log: Logger) {
   return (err: Error, c: Context): Response => {
     if (err instanceof DomainError) {
-      if (err.kind === "unavailable") c.header("retry-after", "1");
+      if (err.kind === "unavailable") c.header("retry-after", String(UNAVAILABLE_RETRY_AFTER_S));
       return c.json(errorBody(err.code, err.message, err.field), STATUS[err.kind]);
     }
     if (err instanceof BodyTimeout) return c.json(errorBody("request_timeout", err.message), 408, { connection: "close" });
@@ -194,7 +214,11 @@ export function errorHandler(log: Logger) {
     }
     if (isConnectionError(err)) {
       log.warn("database unavailable", { path: c.req.path, err });
-      return c.json(errorBody("unavailable", "the service is temporarily unavailable"), 503);
+      return c.json(errorBody("unavailable", "the service is temporarily unavailable"), 503, { "retry-after": String(UNAVAILABLE_RETRY_AFTER_S) });
+    }
+    if (clientGone(err, c)) {
+      // Nobody reads this answer; it is counted and logged as the client's doing, not the server's.
+      return c.json(errorBody("client_closed", "the client closed the connection before the request was read"), CLIENT_CLOSED);
     }
     log.error("unhandled error", { method: c.req.method, path: c.req.path, err, stack: err.stack });
     return c.json(errorBody("internal_error", "internal error"), 500);

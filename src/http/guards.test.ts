@@ -1,6 +1,12 @@
 /** The shell's request checks on their own: repeated JSON keys, Host values. (Through a running shop: test/hostile-http.test.ts.) */
 import { describe, expect, test } from "bun:test";
-import { duplicateKey } from "./duplicate-keys";
+import { MAX_JSON_DEPTH, scanJson } from "./duplicate-keys";
+
+/** The path of the repeated key scanJson finds, or null. */
+const duplicateKey = (text: string) => {
+  const found = scanJson(text);
+  return found?.kind === "duplicate_key" ? found.path : null;
+};
 import { validHost } from "./guards";
 
 describe("duplicateKey", () => {
@@ -24,6 +30,30 @@ describe("duplicateKey", () => {
 
   test("text that is not JSON is left to the parser", () => {
     for (const text of ["", "{", '{"a":1,"a', '{"a\\u12":1,"a\\u12":2}', "nonsense"]) expect(duplicateKey(text)).toBeNull();
+  });
+});
+
+describe("scanJson's depth bound", () => {
+  test("nesting up to the bound passes; one more level is too deep, named by its path", () => {
+    const nest = (depth: number) => '{"a":'.repeat(depth - 1) + "{}" + "}".repeat(depth - 1);
+    expect(scanJson(nest(MAX_JSON_DEPTH))).toBeNull();
+    expect(scanJson(nest(MAX_JSON_DEPTH + 1))).toEqual({ kind: "too_deep", path: Array(MAX_JSON_DEPTH).fill("a").join(".") });
+    expect(scanJson(`${"[".repeat(MAX_JSON_DEPTH)}${"]".repeat(MAX_JSON_DEPTH)}`)).toBeNull();
+    expect(scanJson(`{"x":[1,2,${"[".repeat(MAX_JSON_DEPTH)}`)).toEqual({ kind: "too_deep", path: `x.2${".0".repeat(MAX_JSON_DEPTH - 2)}` });
+    // Brackets inside strings are not nesting.
+    expect(scanJson(`{"a":"${"[{".repeat(1000)}"}`)).toBeNull();
+  });
+
+  test("work is linear in the text: 100,000 levels and a million keys are done in one pass", () => {
+    const started = process.cpuUsage();
+    expect(scanJson('{"a":'.repeat(100_000))?.kind).toBe("too_deep");
+    expect(scanJson("[".repeat(1_000_000))?.kind).toBe("too_deep");
+    const wide = `{${Array.from({ length: 100_000 }, (_, i) => `"k${i}":${i}`).join(",")}}`;
+    expect(scanJson(wide)).toBeNull();
+    expect(scanJson(`[${"[1],".repeat(200_000)}1]`)).toBeNull();
+    const used = process.cpuUsage(started);
+    // Quadratic (the landed scan) takes tens of seconds and gigabytes here; linear, well under one.
+    expect((used.user + used.system) / 1000).toBeLessThan(2_000);
   });
 });
 

@@ -5,7 +5,7 @@
  */
 import type { MiddlewareHandler } from "hono";
 import { secureHeaders } from "hono/secure-headers";
-import { duplicateKey } from "./duplicate-keys";
+import { MAX_JSON_DEPTH, scanJson } from "./duplicate-keys";
 import { BodyTimeout, errorBody } from "./errors";
 
 /**
@@ -80,15 +80,46 @@ function timed(body: ReadableStream<Uint8Array>, { stallMs, totalMs }: BodyDeadl
   );
 }
 
+const JSON_TYPE = /^application\/json\b/i;
+const UTF8 = new TextDecoder("utf-8", { fatal: true });
+/** A path is echoed in an answer at most this long (a key may be as long as the body). */
+const PATH_ECHO = 200;
+const echoPath = (path: string) => (path.length > PATH_ECHO ? `${path.slice(0, PATH_ECHO)}...` : path);
+
 /**
- * Reads a JSON body once (through the deadline and bodyLimit before it; the validator parses the
- * text cached here) and refuses one where a key appears twice in an object, 400 `duplicate_key`
- * naming it: JSON.parse would keep the last, so the body would mean something other than it says.
+ * Reads a JSON body once (through the deadline and bodyLimit before it) and checks it before
+ * anything parses it, in time and memory linear in its size: it must be UTF-8 (else 400
+ * `malformed_json`, never decoded to U+FFFD), nest at most MAX_JSON_DEPTH deep (else 400
+ * `too_deep`, naming where), and repeat no key within an object (else 400 `duplicate_key`
+ * naming it: JSON.parse would keep the last, so the body would mean something other than it
+ * says). The text and its parse are left in Hono's body cache for the validator; a body that is
+ * not JSON is left to it, which answers `malformed_json` where the route takes a body.
  */
-export const noDuplicateKeys: MiddlewareHandler = async (c, next) => {
-  if (c.req.raw.body !== null && /^application\/json\b/i.test(c.req.header("content-type") ?? "")) {
-    const key = duplicateKey(await c.req.text());
-    if (key !== null) return c.json(errorBody("duplicate_key", `${key}: appears twice in one object; send each key once`, key), 400);
+export const checkedJsonBody: MiddlewareHandler = async (c, next) => {
+  if (c.req.raw.body === null || !JSON_TYPE.test(c.req.header("content-type") ?? "")) return next();
+  const bytes = await c.req.raw.arrayBuffer();
+  let text: string;
+  try {
+    text = UTF8.decode(bytes);
+  } catch {
+    return c.json(errorBody("malformed_json", "the body is not valid UTF-8"), 400);
+  }
+  const found = scanJson(text);
+  if (found?.kind === "duplicate_key") {
+    const key = echoPath(found.path);
+    return c.json(errorBody("duplicate_key", `${key}: appears twice in one object; send each key once`, key), 400);
+  }
+  if (found?.kind === "too_deep") {
+    const at = echoPath(found.path);
+    return c.json(errorBody("too_deep", `the body nests objects and arrays deeper than ${MAX_JSON_DEPTH} levels${at ? ` (at ${at})` : ""}`, at || undefined), 400);
+  }
+  // Hono keeps the promises of what it read (its type says the values).
+  const cache = c.req.bodyCache as Record<string, Promise<unknown>>;
+  cache.text = Promise.resolve(text);
+  try {
+    cache.json = Promise.resolve(JSON.parse(text));
+  } catch {
+    // Not JSON: the validator parses the text again and answers malformed_json.
   }
   await next();
 };

@@ -26,8 +26,8 @@ export interface KeyedWrite {
   setting: string;
 }
 
-/** 1 to 255 visible ASCII characters (inner spaces allowed). */
-const KEY_PATTERN = /^[\x21-\x7e](?:[\x20-\x7e]{0,253}[\x21-\x7e])?$/;
+/** 1 to 255 visible ASCII characters (0x21-0x7E: no space, control character or anything past ASCII). */
+const KEY_PATTERN = /^[\x21-\x7e]{1,255}$/;
 
 /** The `headers` of a keyed write's request: an optional `Idempotency-Key`, described for `write`. */
 export const idempotencyKeyHeaders = (write: KeyedWrite) =>

@@ -85,6 +85,7 @@ export function withErrors<const R extends RouteConfig>(config: R, errors: Route
   if (jsonBody) {
     add(400, "malformed_json", SHELL_ERRORS.malformed_json);
     add(400, "duplicate_key", SHELL_ERRORS.duplicate_key);
+    add(400, "too_deep", SHELL_ERRORS.too_deep);
     add(408, "request_timeout", SHELL_ERRORS.request_timeout);
     add(413, "payload_too_large", SHELL_ERRORS.payload_too_large);
     add(415, "unsupported_media_type", SHELL_ERRORS.unsupported_media_type);

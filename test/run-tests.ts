@@ -17,6 +17,7 @@ const SLOW: Record<string, string> = {
   "test/crash.test.ts": "kill -9 under load, twenty rounds",
   "test/faults-saga.test.ts": "three processes; a participant down past the deadline, forged records",
   "test/faults-split.test.ts": "three processes under a storm of orders: kill -9, PostgreSQL and the broker down",
+  "test/fuzz.test.ts": "thousands of generated requests per service against a shop process",
   "test/kafka-topics.test.ts": "three processes and kcat against the broker",
   "test/lifecycle.test.ts": "starts and signals shop processes, waits for a saga deadline",
   "test/live-backpressure.test.ts": "fills the kernel's socket buffers of clients that never read",

@@ -130,12 +130,18 @@ function ownPath(request: Request, server: BunServer | undefined): Request {
 /**
  * A body in the JSON family must be plain `application/json` in UTF-8: no charset parameter or
  * `charset=utf-8` (any case, quoted or not); otherwise 415. Other media types are left to the
- * route, which answers 415 if it takes a JSON body (and 404 where there is no route).
+ * route, which answers 415 if it takes a JSON body (and 404 where there is no route). A body with
+ * a `Content-Encoding` other than `identity` is 415 too: nothing here decodes one.
  */
 const jsonInUtf8: MiddlewareHandler = async (c, next) => {
   const type = c.req.header("content-type");
   if (type !== undefined && c.req.raw.body !== null && !acceptableJson(type)) {
     return c.json(errorBody("unsupported_media_type", "send the body as application/json in UTF-8"), 415);
+  }
+  // Nothing decodes a content coding: a body sent as gzip would be read as if it were plain JSON.
+  const coding = c.req.header("content-encoding");
+  if (coding !== undefined && c.req.raw.body !== null && coding.trim().toLowerCase() !== "identity") {
+    return c.json(errorBody("unsupported_media_type", "send the body without a Content-Encoding", "Content-Encoding"), 415);
   }
   await next();
 };

@@ -61,7 +61,7 @@ export const SHELL_ERRORS = {
   },
   payload_too_large: { when: "the body is over BODY_LIMIT_BYTES (1 MiB by default)", message: "request body is over 1048576 bytes" },
   unsupported_media_type: {
-    when: "the body is not `application/json` in UTF-8 (another media type or charset)",
+    when: "the body is not `application/json` in UTF-8 (another media type or charset), or has a `Content-Encoding` (gzip, ...)",
     message: "send the body as application/json in UTF-8",
   },
   not_ready: {

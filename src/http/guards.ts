@@ -17,7 +17,8 @@ const HOST = /^(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9\-._~!$&'()*+,;=%]+)(?::(\d{1,5})
 /** Whether `host` is a well-formed Host header value (port at most 65535). */
 export function validHost(host: string): boolean {
   const m = HOST.exec(host);
-  return m !== null && (m[1] === undefined || Number(m[1]) <= 65_535);
+  // A name that is not a URL host (`%00`, `%zz`) would make the request's URL invalid, and reading its body fail.
+  return m !== null && (m[1] === undefined || Number(m[1]) <= 65_535) && URL.canParse(`http://${host}/`);
 }
 
 /**

@@ -33,17 +33,7 @@ const COUNT = Number(process.env.FUZZ_COUNT ?? 1_500);
  * counts, not failed on. Once that fix is merged, empty this set (and raise DEEP_NESTING_MAX in
  * test/support/fuzz.ts to 100_000); every other finding fails the test.
  */
-const AWAITING_HTTP_FIX = new Set<Finding>([
-  "security-headers-bad-host", // 400 bad_host without the security headers
-  "http10-no-host-routing", // HTTP/1.0 without Host routed to another path
-  "http10-no-host-500", // ... and a POST with a body then fails in bodyDeadline's `new Request` (500)
-  "slow-body-500", // a body cut short is counted as a 500
-  "retry-after-503", // 503 without Retry-After
-  "idempotency-key-space", // an Idempotency-Key with a space is accepted
-  "invalid-utf8", // a body in invalid UTF-8 is decoded to U+FFFD
-  "cpu-deep-nesting", // the duplicate-key scan is quadratic in the depth
-  "rss-deep-nesting",
-]);
+const AWAITING_HTTP_FIX = new Set<Finding>([]);
 
 let shop: ShopProcess;
 let result: ShopRun;

@@ -10,6 +10,7 @@ import { type Database, type DatabaseTarget, openDatabase } from "./db/database"
 import { createServiceApp } from "./http/app";
 import { adminToken } from "./http/auth";
 import { databaseMetrics, type MetricsRegistry, Registry } from "./http/metrics";
+import { workMetrics } from "./http/work-metrics";
 import type { Logger } from "./log";
 import type { RunningModule, ShopModule } from "./module";
 import { MODULES } from "./modules";
@@ -105,6 +106,7 @@ export async function startShop(settings: Settings, env: Env, log: Logger, opts:
   const registries = chosen.map(() => {
     const registry = new Registry();
     databaseMetrics(registry, db);
+    workMetrics(registry);
     return registry;
   });
   try {

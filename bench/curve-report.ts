@@ -6,7 +6,7 @@ import { num, perProcess, ratio, renderTable } from "./table";
 import { MODE_LABELS } from "./topologies";
 
 /** CPU ms per order of a point, status reads taken out (one at a time) when their cost is known. */
-export function netCpuMs(r: ModeResult, p: CurvePoint): number {
+function netCpuMs(r: ModeResult, p: CurvePoint): number {
   if (p.statusReads === 0) return p.cpuMsPerOrder;
   const readMs = r.units?.statusReadMs ?? Number.NaN;
   return p.cpuMsPerOrder - (p.statusReads / p.finals) * readMs;

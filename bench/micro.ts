@@ -32,7 +32,7 @@ async function cpuPerCall(pids: Pids, n: number, fn: () => Promise<void>): Promi
 }
 
 /** Idle units (timer wake-ups and Kafka requests) in a window's counts. */
-export function idleUnits(c: Counts): number {
+function idleUnits(c: Counts): number {
   return (c.timer_wakeups ?? 0) + Object.entries(c).reduce((n, [k, v]) => (k.startsWith("kafka_") ? n + v : n), 0);
 }
 

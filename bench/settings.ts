@@ -52,7 +52,7 @@ export interface BenchSettings {
 }
 
 /** A rate of the curve: so many orders per second, or a fraction of the mode's saturation. */
-export type CurveRate = { perSecond: number; ofSaturation?: undefined } | { perSecond?: undefined; ofSaturation: number };
+type CurveRate = { perSecond: number; ofSaturation?: undefined } | { perSecond?: undefined; ofSaturation: number };
 
 /** Parses BENCH_CURVE_RATES. */
 function parseRates(raw: string): CurveRate[] {

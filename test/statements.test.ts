@@ -27,7 +27,7 @@ import { createDatabase, startInProcess } from "./support/shop-target";
  * gets cheaper: the printed figure is exact.
  */
 const BUDGET = { pglite: 27, postgres: 27 };
-const ORDERS = 20;
+const ORDERS = 10;
 
 let cluster: PostgresCluster | null = null;
 afterAll(async () => {

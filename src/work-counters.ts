@@ -16,9 +16,10 @@ export const work = {
   relay_claims: 0,
   relay_empty_claims: 0,
   relay_rows_claimed: 0,
-  /** Mark-published statements of the relay, and the rows they marked. */
+  /** Mark-published statements of the relay, and the rows they marked; rows released to `pending` after a failed publish. */
   relay_marks: 0,
   relay_rows_marked: 0,
+  relay_rows_released: 0,
   /** Reads of registry's pending-order count for admission: at most one per 200 ms, whatever the rate (one statement each). */
   admission_reads: 0,
   /** Version checks of registry's cached catalogue: at most one per 5 s, on a request (one statement each). */

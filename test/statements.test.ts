@@ -39,8 +39,8 @@ const backends: [keyof typeof BUDGET, () => Promise<Record<string, string>>][] =
   ["postgres", async () => ({ DATABASE_URL: await createDatabase((cluster ??= await startPostgresCluster({ name: "statements" })).url) })],
 ];
 
-/** Every row a relay claimed has been marked published: no order's statements are still to come. */
-const relaysSettled = () => work.relay_rows_marked === work.relay_rows_claimed;
+/** Every row a relay claimed has been marked published (or released): no order's statements are still to come. */
+const relaysSettled = () => work.relay_rows_marked + work.relay_rows_released === work.relay_rows_claimed;
 
 /**
  * Statements since `from` owed to no order: periodic jobs, relay claims that found no row, and

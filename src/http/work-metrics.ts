@@ -7,7 +7,7 @@ import type { MetricsRegistry } from "./metrics";
 export function workMetrics(registry: MetricsRegistry): void {
   new Counter({
     name: "shop_work_total",
-    help: "Units of work this process did, by kind: consumer batches and records, relay claims (empty ones too) and marks, periodic timer wake-ups and their statements",
+    help: "Units of work this process did, by kind: consumer batches and records, relay claims (empty ones too) and marks, admission and catalogue reads, periodic timer wake-ups and their statements",
     labelNames: ["kind"],
     registers: [registry],
     collect() {

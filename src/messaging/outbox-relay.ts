@@ -325,6 +325,7 @@ class Relay {
       ),
     );
     for (const seq of seqs) this.held.delete(seq);
+    work.relay_rows_released += seqs.length;
     await Bun.sleep(retryDelayMs(this.failures));
     this.kick(); // the released rows are pending again: don't wait for a nudge or the safety-net poll
   }

@@ -134,9 +134,9 @@ export function comparisonTable(after: ModeResult[], before: ModeResult[]): stri
       line(`${p.label}: CPU ms per order`, netCpuMs(a, p), netCpuMs(b, q));
       line(`${p.label}: POST→final p50, ms`, p.p50, q.p50);
       line(`${p.label}: POST→final p99, ms`, p.p99, q.p99);
-      const sa = p.counts?.statements;
-      const sb = q.counts?.statements;
-      if (sa !== undefined && sb !== undefined) line(`${p.label}: statements per order`, sa / p.finals, sb / q.finals);
+      const sa = perOrder(a, p)?.statements;
+      const sb = perOrder(b, q)?.statements;
+      if (sa !== undefined && sb !== undefined) line(`${p.label}: statements per order`, sa, sb);
     }
     const idle = (r: ModeResult) => Object.values(r.idleCpu).reduce((x, y) => x + y, 0);
     line("idle CPU, % of a core (all processes)", idle(a), idle(b));

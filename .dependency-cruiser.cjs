@@ -3,7 +3,7 @@
  * by test/architecture.test.ts). Paths are relative to the repository root.
  *
  *   contracts  src/contracts/          the messages, topics, flows and report shapes: zod only
- *   plumbing   src/bus, db, http, messaging, tracing, config, log, errors, assets, request-context, module
+ *   plumbing   src/bus, db, http, messaging, tracing, config, log, errors, assets, request-context, module, work-counters
  *              what any event-driven service needs; may carry contracts, knows no business
  *   saga       src/saga/               rules spanning modules; may use contracts and plumbing
  *   wiring     src/main, shop, modules, start-banner: starts the process; only src/modules.ts
@@ -17,7 +17,7 @@ const CONTRACTS = "^src/contracts/";
 const PLUMBING = [
   "^src/(bus|db|http|messaging|tracing)/",
   "^src/config(/|\\.ts$)",
-  "^src/(log|errors|assets|request-context|module)\\.ts$",
+  "^src/(log|errors|assets|request-context|module|work-counters)\\.ts$",
 ];
 const SAGA = "^src/saga/";
 const WIRING = "^src/(main|shop|modules|start-banner)\\.ts$";

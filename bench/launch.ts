@@ -38,13 +38,14 @@ const LOG_TAIL_LINES = 1000;
 
 /**
  * Spawns every process at once and waits until all modules listen and report healthy. With
- * `profileDir`, each runs under `bun --cpu-prof-md` and writes its profile there when it stops.
+ * `profileDir`, each runs under `bun --cpu-prof-md` and writes its profile there when it stops;
+ * `cwd` is the checkout to run (default: this one).
  */
-export async function launch(specs: ProcessSpec[], profileDir?: string): Promise<RunningShop> {
+export async function launch(specs: ProcessSpec[], profileDir?: string, cwd?: string): Promise<RunningShop> {
   const started = performance.now();
   const command = profileDir ? ["bun", "--cpu-prof-md", `--cpu-prof-dir=${profileDir}`, "src/main.ts"] : undefined;
   const settled = await Promise.allSettled(
-    specs.map((s) => startShopProcess(s.args, s.env, s.modules, HEALTHY_TIMEOUT_MS, { maxLogLines: LOG_TAIL_LINES, command })),
+    specs.map((s) => startShopProcess(s.args, s.env, s.modules, HEALTHY_TIMEOUT_MS, { maxLogLines: LOG_TAIL_LINES, command, cwd })),
   );
   const procs = settled.flatMap((r) => (r.status === "fulfilled" ? [r.value] : []));
   for (const p of procs) trackPid(p.proc.pid);

@@ -1,10 +1,13 @@
 /** Everything measured for one topology: start time, idle CPU, GET /products, saga load, peak RSS, restart; spans when traced. */
 import type { PostgresCluster } from "../test/support/postgres-cluster";
 import { cleanUp, defer, depth } from "./cleanup";
+import { type Counts, countsSince } from "./counters";
+import { type CurvePoint, oneAtATime, pointOf, ratePoint, tryCounts } from "./curve";
 import { wrkRequestsPerSecond } from "./http-floor";
 import { idleCpu, waitUntilQuiet } from "./idle-cpu";
 import { launch, type RunningShop } from "./launch";
-import { benchUsers, postAtRate, postAtSaturation, stockUp } from "./load";
+import { benchUsers, postAtSaturation, stockUp } from "./load";
+import { measureUnitCosts, type UnitCosts } from "./micro";
 import { OrderTracker } from "./order-tracker";
 import { type PhaseResult, summarise } from "./phase";
 import { type CpuSnapshot, cpuSince, cpuSnapshot, type Pids, peakRssMb } from "./proc-stats";
@@ -15,6 +18,8 @@ import { prepareTopology } from "./topologies";
 /** The figures of one topology. */
 export interface ModeResult {
   mode: Mode;
+  /** "" for this checkout, "baseline" for the other one (BENCH_BASELINE_*). */
+  checkout: string;
   startFreshMs: number;
   startExistingMs: number;
   /** % of a core per process (and PostgreSQL's), no traffic. */
@@ -28,12 +33,15 @@ export interface ModeResult {
   /** Offered orders/s in the half phase. */
   halfRate: number;
   half: PhaseResult;
-  /** Poller requests per second while tracking, and its failed rounds. */
-  pollerRps: number;
+  /** The cost curve: one at a time, the fixed rates, saturation (postgres-traced: 0.5 and saturation only). */
+  curve: CurvePoint[];
+  /** CPU of one unit of each kind, measured alone (null for postgres-traced). */
+  units: UnitCosts | null;
+  /** The order poller's failed rounds. */
   pollerErrors: number;
   /** warn/error log lines of the shop processes. */
   warnings: string[];
-  /** Database statements per order (all processes, BEGIN/COMMIT included, the poller's reads too), per phase. */
+  /** Database statements per final order over the posting window (all processes, BEGIN/COMMIT included), per phase. */
   statementsPerOrder: { saturation: number; half: number };
   /** What the span counter received over both phases and their drains (traced topologies only). */
   spans: SpanFigures | null;
@@ -53,18 +61,22 @@ interface SpanFigures {
  * started. `postmaster` is the cluster's pid: its CPU (backends included) is measured beside the
  * shop's in the modes that use PostgreSQL, as is the Kafka broker's.
  */
-export async function measureMode(mode: Mode, cluster: PostgresCluster, postmaster: number, s: BenchSettings): Promise<ModeResult> {
-  const say = (msg: string) => console.error(`[${mode}] ${msg}`);
+export async function measureMode(mode: Mode, cluster: PostgresCluster, postmaster: number, s: BenchSettings, cwd?: string): Promise<ModeResult> {
+  const checkout = cwd ? "baseline" : "";
+  const say = (msg: string) => console.error(`[${mode}${cwd ? " baseline" : ""}] ${msg}`);
   const mark = depth();
   try {
     const { specs, helpers, spanCounter } = await prepareTopology(mode, cluster, s);
-    let shop: RunningShop = await launch(specs, s.profileDir ?? undefined);
+    let shop: RunningShop = await launch(specs, s.profileDir ?? undefined, cwd);
     defer(`stop the ${mode} shop`, () => shop.stop());
     const startFreshMs = shop.startMs;
     say(`healthy after ${shop.startMs.toFixed(0)} ms (fresh data); idle window ${s.idleSeconds} s`);
     const watched = () => ({ ...shop.pids, ...helpers, ...(mode === "pglite" ? {} : { postgres: postmaster }) });
     await Bun.sleep(s.idleSettleSeconds * 1000);
+    const idleBefore = await tryCounts(shop);
     const idle = await idleCpu(watched(), s.idleSeconds * 1000);
+    const idleAfter = await tryCounts(shop);
+    const idleCounts: Counts | null = idleBefore && idleAfter ? countsSince(idleBefore, idleAfter) : null;
 
     const registry = shop.urls.registry;
     const productsBody = await (await fetch(`${registry}/products`)).text();
@@ -74,36 +86,67 @@ export async function measureMode(mode: Mode, cluster: PostgresCluster, postmast
     const users = benchUsers(s.clients);
     await stockUp(shop.urls, users);
     const tracker = new OrderTracker(registry, s.pollMs, s.pollMaxRps);
-    tracker.start();
     defer("stop the order poller", () => tracker.stop());
-    const trackingFrom = performance.now();
+    // The poller runs only between phases, following the orders to their end: not in any CPU window.
+    const settle = async () => {
+      tracker.start();
+      await drain(tracker, watched(), idle, s, say);
+      await tracker.stop();
+    };
     say(`saturation: ${s.clients} clients for ${s.seconds} s`);
-    let statementsBefore = await statementCount(shop);
     const spansFrom = spanWindowStart(spanCounter);
+    let before = await tryCounts(shop);
     const satRun = await postAtSaturation(shop.urls, tracker, watched(), users, s.seconds);
-    await drain(tracker, watched(), idle, s, say);
+    const satCounts = await tryCounts(shop);
+    await settle();
     const saturation = summarise(satRun, tracker);
-    const satStatements = ((await statementCount(shop)) - statementsBefore) / satRun.accepted.length;
-    const halfRate = Math.max(1, saturation.finalPerSecond / 2);
-    say(`saturation: ${saturation.finalPerSecond.toFixed(1)} final/s; half rate: ${halfRate.toFixed(1)} orders/s for ${s.seconds} s`);
-    statementsBefore = await statementCount(shop);
-    const halfRun = await postAtRate(shop.urls, tracker, watched(), users, halfRate, s.seconds);
-    await drain(tracker, watched(), idle, s, say);
-    const half = summarise(halfRun, tracker);
-    const halfStatements = ((await statementCount(shop)) - statementsBefore) / halfRun.accepted.length;
+    const satPoint = pointOf("saturation", saturation.acceptedPerSecond, saturation, before && satCounts ? countsSince(before, satCounts) : null);
+    const satStatements = saturation.finals > 0 ? (satPoint.counts?.statements ?? Number.NaN) / saturation.finals : Number.NaN;
+    const sat = saturation.finalPerSecond;
+    say(`saturation: ${sat.toFixed(1)} final/s`);
+
+    const traced = mode === "postgres-traced";
+    const rates: { label: string; rate: number }[] = (traced ? s.curveRates.filter((r) => r.ofSaturation === 0.5) : s.curveRates).map((r) =>
+      r.ofSaturation ? { label: `${r.ofSaturation} × saturation`, rate: Math.max(1, r.ofSaturation * sat) } : { label: `${r.perSecond}/s`, rate: r.perSecond ?? 1 },
+    );
+    const curve: CurvePoint[] = [];
+    for (const { label, rate } of rates) {
+      say(`${label}: ${rate.toFixed(1)} orders/s for ${s.curveSeconds} s`);
+      const point = await ratePoint(label, shop, tracker, watched(), users, rate, s.curveSeconds, settle);
+      say(`${label}: ${point.finalPerSecond.toFixed(1)} final/s, p50 ${point.p50.toFixed(0)} ms, ${point.cpuMsPerOrder.toFixed(1)} ms of CPU per order`);
+      curve.push(point);
+    }
+    const halfPoint = curve.find((p) => p.label.startsWith("0.5 ")) ?? curve[0];
+    if (!halfPoint?.phase) throw new Error("BENCH_CURVE_RATES must include 0.5x (the half rate)");
+    const half = halfPoint.phase;
+    const halfRate = halfPoint.offered;
+    const halfStatements = half.finals > 0 ? (halfPoint.counts?.statements ?? Number.NaN) / half.finals : Number.NaN;
+    let units: UnitCosts | null = null;
+    if (!traced) {
+      say(`one at a time for ${s.sequentialSeconds} s (status read every ${s.sequentialPollMs} ms)`);
+      const one = await oneAtATime(shop, watched(), users, s.sequentialSeconds, s.sequentialPollMs);
+      say(`one at a time: ${one.finals} orders, p50 ${one.p50.toFixed(0)} ms`);
+      curve.unshift(one);
+      const anyOrder = satRun.accepted[0]?.id;
+      if (anyOrder) {
+        say(`unit costs: ${s.unitRequests} requests of each kind`);
+        units = await measureUnitCosts(shop, watched(), anyOrder, s.unitRequests, { cpu: idle, seconds: s.idleSeconds, counts: idleCounts });
+      }
+    }
+    curve.push(satPoint);
+    before = null;
     say(`statements per order: ${satStatements.toFixed(1)} at saturation, ${halfStatements.toFixed(1)} at half rate`);
     const spans = spansFrom ? await spanFigures(spansFrom, [saturation, half], say) : null;
-    await tracker.stop();
-    const trackingSeconds = (performance.now() - trackingFrom) / 1000;
 
     const peak = Object.fromEntries(Object.entries(shop.pids).map(([name, pid]) => [name, peakRssMb(pid)]));
     const warnings = shop.warnings();
     await shop.stop();
-    shop = await launch(specs);
+    shop = await launch(specs, undefined, cwd);
     say(`healthy after ${shop.startMs.toFixed(0)} ms (existing data)`);
     warnings.push(...shop.warnings());
     return {
       mode,
+      checkout,
       startFreshMs,
       startExistingMs: shop.startMs,
       idleCpu: idle,
@@ -113,7 +156,8 @@ export async function measureMode(mode: Mode, cluster: PostgresCluster, postmast
       saturation,
       halfRate,
       half,
-      pollerRps: tracker.stats.requests / trackingSeconds,
+      curve,
+      units,
       pollerErrors: tracker.stats.errors,
       warnings,
       statementsPerOrder: { saturation: satStatements, half: halfStatements },
@@ -149,18 +193,6 @@ async function spanFigures(from: SpanWindow, phases: PhaseResult[], say: (msg: s
     pollerPerFinalOrder: (byName["GET /orders"] ?? 0) / finals,
     counterCpuMsPerOrder: counterCpuMs / finals,
   };
-}
-
-/** Statements the shop's processes have sent to the database so far (`shop_db_statements_total`, one scrape per process). */
-async function statementCount(shop: RunningShop): Promise<number> {
-  let total = 0;
-  for (const url of Object.values(shop.processUrls)) {
-    const text = await (await fetch(`${url}/metrics`)).text();
-    const value = /^shop_db_statements_total (\d+(?:\.\d+)?(?:e\+\d+)?)$/m.exec(text)?.[1];
-    if (value === undefined) throw new Error(`${url}/metrics has no shop_db_statements_total`);
-    total += Number(value);
-  }
-  return total;
 }
 
 /** Waits for the tracked orders to become final and for the shop to stop working (compensations, relays). */

@@ -16,6 +16,7 @@ interface ListedOrder {
   id: string;
   status: "pending" | "completed" | "rejected";
   reason: string | null;
+  created_at: string;
   updated_at: string;
 }
 
@@ -34,6 +35,9 @@ export interface Outcome {
   reason: string | null;
   /** Milliseconds between the registry's updated_at and the poller seeing it final. */
   pollLagMs: number;
+  /** The shop's own timestamps: created_at, and updated_at of the final order (when it became final), epoch ms. */
+  createdAtMs: number;
+  finalAtMs: number;
 }
 
 /** A page that always holds the same orders. */
@@ -167,8 +171,9 @@ export class OrderTracker {
       return;
     }
     if (!tracked && this.outcomes.has(o.id)) return;
-    const pollLagMs = performance.timeOrigin + seenAt - Date.parse(o.updated_at);
-    const final: Final = { finalAt: seenAt, status: o.status, reason: o.reason, pollLagMs };
+    const finalAtMs = Date.parse(o.updated_at);
+    const pollLagMs = performance.timeOrigin + seenAt - finalAtMs;
+    const final: Final = { finalAt: seenAt, status: o.status, reason: o.reason, pollLagMs, createdAtMs: Date.parse(o.created_at), finalAtMs };
     if (tracked) {
       this.pending.delete(o.id);
       this.outcomes.set(o.id, { sentAt: tracked.sentAt, ...final });

@@ -6,6 +6,10 @@
  * rate (open-loop arrivals), GET /products req/s, start-to-healthy time (fresh and existing
  * data), peak RSS and idle CPU per process; beside them the ceilings on this machine in the
  * same run: pgbench TPC-B on the same PostgreSQL cluster and a bare Bun.serve under wrk.
+ * Then per topology the cost curve (bench/curve.ts: one order at a time, 10/s, 20/s, 0.5 and
+ * 0.8 of saturation, saturation), the accounting of one order from the shop's own counters
+ * against the CPU of each kind of work measured alone (bench/micro.ts), and, with
+ * BENCH_BASELINE_DIR or BENCH_BASELINE_REV, the same on another checkout and the ratios.
  * Settings come from BENCH_* variables (see bench/settings.ts); progress goes to stderr.
  */
 import { cpus, loadavg } from "node:os";
@@ -18,6 +22,9 @@ import { runPgbench } from "./pgbench";
 import { ensurePrerequisites } from "./prerequisites";
 import { findPostmaster } from "./proc-stats";
 import { reportLegend, reportNotes, reportTable } from "./report";
+import { prepareBaseline } from "./baseline";
+import { accountingTable, comparisonTable, curveLegend, curveTable } from "./curve-report";
+import { describeUnits } from "./micro";
 import { describeSettings, readSettings } from "./settings";
 
 const started = performance.now();
@@ -39,8 +46,13 @@ try {
     `[pgbench] ${pgbench.tps.toFixed(0)} tps, ${pgbench.cpuMsPerTransaction.toFixed(3)} ms of CPU per transaction (init ${pgbench.initSeconds.toFixed(1)} s)`,
   );
 
+  const baselineDir = await prepareBaseline(settings);
   const results: ModeResult[] = [];
-  for (const mode of settings.modes) results.push(await measureMode(mode, cluster, postmaster, settings));
+  const baseline: ModeResult[] = [];
+  for (const mode of settings.modes) {
+    results.push(await measureMode(mode, cluster, postmaster, settings));
+    if (baselineDir) baseline.push(await measureMode(mode, cluster, postmaster, settings, baselineDir));
+  }
 
   const body = results[0]?.productsBody ?? '{"products":[]}';
   const bare = await startBareServer(body);
@@ -57,11 +69,16 @@ try {
   console.log(`1-minute load average before the bench: ${loadBefore.toFixed(1)} (other work on the machine competes with it)\n`);
   console.log(reportTable(results, { pgbench, bareRps }, settings));
   console.log(`\n${reportLegend()}`);
+  for (const r of [...results, ...baseline]) if (r.curve.length > 2) console.log(`\ncost curve, ${curveTable(r, pgbench)}`);
+  for (const r of [...results, ...baseline]) if (r.curve.length > 2) console.log(`\n${accountingTable(r)}`);
+  for (const r of results) if (r.units) console.log(`unit costs, ${r.mode}: ${describeUnits(r.units)}`);
+  console.log(`\n${curveLegend()}`);
+  if (baselineDir) console.log(`\nbefore/after, same run: this checkout against ${settings.baselineDir ?? settings.baselineRev}\n${comparisonTable(results, baseline)}`);
   if (kafkaIdle) {
     const figures = Object.entries(kafkaIdle).map(([name, pct]) => `${name} ${pct.toFixed(2)}%`).join(" · ");
     console.log(`\nidle CPU, 3 processes over Kafka with the default fetch wait (5 s) and outbox poll (10 s): ${figures} of a core`);
   }
-  const notes = reportNotes(results);
+  const notes = reportNotes([...results, ...baseline]);
   if (notes.length) console.log(`\nnotes:\n${notes.map((n) => `- ${n}`).join("\n")}`);
   console.log(`\nbench took ${minutes.toFixed(1)} min`);
 } catch (err) {

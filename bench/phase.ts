@@ -7,11 +7,13 @@ export interface PhaseResult {
   seconds: number;
   accepted: number;
   acceptedPerSecond: number;
-  /** Orders seen final while posting went on, per second of posting. */
+  /** Orders final (by the shop's updated_at) while posting went on, per second of posting. */
   finalPerSecond: number;
+  /** Those orders. */
+  finals: number;
   /** Orders seen final after posting stopped, per second until the last one (NaN if under 50 or under 1 s). */
   drainPerSecond: number;
-  /** POST sent (or due) until first seen final, in ms. */
+  /** From the order's created_at to its updated_at once final (the shop's own timestamps), in ms. */
   p50: number;
   p99: number;
   /** Median time from the registry's updated_at to the poller seeing the order final. */
@@ -41,19 +43,21 @@ export function percentile(sorted: number[], q: number): number {
 export function summarise(run: PostingRun, tracker: OrderTracker): PhaseResult {
   const seconds = (run.endedAt - run.startedAt) / 1000;
   const outcomes = run.accepted.map((a) => tracker.outcome(a.id)).filter((o): o is Outcome => o !== undefined);
-  const latencies = outcomes.map((o) => o.finalAt - o.sentAt).sort((a, b) => a - b);
+  const latencies = outcomes.map((o) => o.finalAtMs - o.createdAtMs).sort((a, b) => a - b);
   const lags = outcomes.map((o) => o.pollLagMs).sort((a, b) => a - b);
   const rejected: Record<string, number> = {};
   for (const o of outcomes) if (o.status === "rejected") rejected[o.reason ?? "?"] = (rejected[o.reason ?? "?"] ?? 0) + 1;
-  const finals = outcomes.filter((o) => o.finalAt <= run.endedAt).length;
+  const windowEnd = performance.timeOrigin + run.endedAt;
+  const finals = outcomes.filter((o) => o.finalAtMs <= windowEnd).length;
   const shopCpu = Object.values(run.cpu).reduce((a, b) => a + b, 0);
-  const drainMs = Math.max(0, ...outcomes.map((o) => o.finalAt - run.endedAt));
+  const drainMs = Math.max(0, ...outcomes.map((o) => o.finalAtMs - windowEnd));
   const drained = outcomes.length - finals;
   return {
     seconds,
     accepted: run.accepted.length,
     acceptedPerSecond: run.accepted.length / seconds,
     finalPerSecond: finals / seconds,
+    finals,
     drainPerSecond: drained >= 50 && drainMs >= 1000 ? drained / (drainMs / 1000) : Number.NaN,
     p50: percentile(latencies, 0.5),
     p99: percentile(latencies, 0.99),
@@ -64,7 +68,7 @@ export function summarise(run: PostingRun, tracker: OrderTracker): PhaseResult {
     cpu: run.cpu,
     loadCpu: run.loadCpu,
     otherCpu: Math.max(0, run.machineCpu - shopCpu - run.loadCpu),
-    cpuMsPerOrder: (shopCpu * 10 * seconds) / finals,
-    cpuMsPerOrderByProcess: Object.fromEntries(Object.entries(run.cpu).map(([name, pct]) => [name, (pct * 10 * seconds) / finals])),
+    cpuMsPerOrder: finals > 0 ? (shopCpu * 10 * seconds) / finals : Number.NaN,
+    cpuMsPerOrderByProcess: Object.fromEntries(Object.entries(run.cpu).map(([name, pct]) => [name, finals > 0 ? (pct * 10 * seconds) / finals : Number.NaN])),
   };
 }

@@ -11,7 +11,7 @@ const DEFAULT_MODES: readonly Mode[] = ["pglite", "postgres", "postgres-traced",
 export interface BenchSettings {
   /** Which topologies to measure (BENCH_MODES, comma-separated). */
   modes: Mode[];
-  /** Length of the saturation phase and of the half-rate phase, each (BENCH_SECONDS). */
+  /** Length of the saturation phase (BENCH_SECONDS). */
   seconds: number;
   /** Concurrent posting clients at saturation (BENCH_CLIENTS). */
   clients: number;
@@ -37,9 +37,39 @@ export interface BenchSettings {
   kafkaFetchMaxWaitMs: number;
   /** BENCH_PROFILE_DIR: run each shop process under `bun --cpu-prof-md`, profiles written there (null: no profiling). */
   profileDir: string | null;
+  /** The cost curve's open-loop rates (BENCH_CURVE_RATES: `10,20,0.5x,0.8x`; `x`: a fraction of the mode's saturation final/s). */
+  curveRates: CurveRate[];
+  /** Length of each rate of the curve (BENCH_CURVE_SECONDS). */
+  curveSeconds: number;
+  /** One order at a time: for how long (BENCH_SEQUENTIAL_SECONDS), and the status read's period while waiting (BENCH_SEQUENTIAL_POLL_MS). */
+  sequentialSeconds: number;
+  sequentialPollMs: number;
+  /** Requests per kind when measuring the CPU of one unit of work alone (BENCH_UNIT_REQUESTS). */
+  unitRequests: number;
+  /** Another checkout measured the same way in the same run, for before/after ratios (BENCH_BASELINE_DIR, or BENCH_BASELINE_REV: a git revision checked out in a temporary worktree). */
+  baselineDir: string | null;
+  baselineRev: string | null;
 }
 
-/** Reads the settings from `env`, with defaults sized for a ~7 minute run on two cores. */
+/** A rate of the curve: so many orders per second, or a fraction of the mode's saturation. */
+type CurveRate = { perSecond: number; ofSaturation?: undefined } | { perSecond?: undefined; ofSaturation: number };
+
+/** Parses BENCH_CURVE_RATES. */
+function parseRates(raw: string): CurveRate[] {
+  const rates = raw
+    .split(",")
+    .map((r) => r.trim())
+    .filter(Boolean)
+    .map((r): CurveRate => {
+      const value = Number(r.endsWith("x") ? r.slice(0, -1) : r);
+      if (!(value > 0)) throw new Error(`BENCH_CURVE_RATES: expected rates like 10 or 0.5x, got ${JSON.stringify(r)}`);
+      return r.endsWith("x") ? { ofSaturation: value } : { perSecond: value };
+    });
+  if (!rates.some((r) => r.ofSaturation === 0.5)) throw new Error("BENCH_CURVE_RATES must include 0.5x (the half rate of the table)");
+  return rates;
+}
+
+/** Reads the settings from `env`, with defaults sized for a ~12 minute run on two cores (twice that with a baseline). */
 export function readSettings(env: Record<string, string | undefined> = process.env): BenchSettings {
   const num = (name: string, fallback: number, min = 0): number => {
     const raw = env[name];
@@ -71,6 +101,13 @@ export function readSettings(env: Record<string, string | undefined> = process.e
     pgbenchSeconds: num("BENCH_PGBENCH_SECONDS", 15, 1),
     kafkaFetchMaxWaitMs: num("BENCH_KAFKA_FETCH_MAX_WAIT_MS", 20, 1),
     profileDir: env.BENCH_PROFILE_DIR ? resolve(env.BENCH_PROFILE_DIR) : null,
+    curveRates: parseRates(env.BENCH_CURVE_RATES || "10,20,0.5x,0.8x"),
+    curveSeconds: num("BENCH_CURVE_SECONDS", 10, 1),
+    sequentialSeconds: num("BENCH_SEQUENTIAL_SECONDS", 10, 1),
+    sequentialPollMs: num("BENCH_SEQUENTIAL_POLL_MS", 5, 1),
+    unitRequests: num("BENCH_UNIT_REQUESTS", 500, 10),
+    baselineDir: env.BENCH_BASELINE_DIR ? resolve(env.BENCH_BASELINE_DIR) : null,
+    baselineRev: env.BENCH_BASELINE_REV || null,
   };
 }
 
@@ -78,13 +115,17 @@ export function readSettings(env: Record<string, string | undefined> = process.e
 export function describeSettings(s: BenchSettings): string {
   return [
     `modes ${s.modes.join(",")} (BENCH_MODES; known: ${MODES.join(", ")})`,
-    `saturation: ${s.clients} clients posting for ${s.seconds} s (BENCH_CLIENTS, BENCH_SECONDS); half rate: open-loop for ${s.seconds} s`,
+    `saturation: ${s.clients} clients posting for ${s.seconds} s (BENCH_CLIENTS, BENCH_SECONDS); then the cost curve (below)`,
     `order poller: GET /orders pages, a round at most every ${s.pollMs} ms and at most ${s.pollMaxRps} requests/s (BENCH_POLL_MS, BENCH_POLL_MAX_RPS)`,
     `after each phase: wait up to ${s.drainSeconds} s for every order to be final and the shop's CPU to go back to idle (BENCH_DRAIN_SECONDS)`,
     `idle CPU: ${s.idleSeconds} s window after ${s.idleSettleSeconds} s settle (BENCH_IDLE_SECONDS, BENCH_IDLE_SETTLE_SECONDS)`,
     `wrk: -t${s.wrkThreads} -c${s.wrkConnections} -d${s.wrkSeconds}s (BENCH_WRK_THREADS, BENCH_WRK_CONNECTIONS, BENCH_WRK_SECONDS)`,
     `pgbench: -i -s ${s.pgbenchScale}, then -c ${s.pgbenchClients} -j ${s.pgbenchThreads} -T ${s.pgbenchSeconds} (BENCH_PGBENCH_SCALE, _CLIENTS, _THREADS, _SECONDS)`,
     `kafka: librdkafka mock broker, KAFKA_FETCH_MAX_WAIT_MS=${s.kafkaFetchMaxWaitMs} (BENCH_KAFKA_FETCH_MAX_WAIT_MS)`,
+    `cost curve: open-loop at ${s.curveRates.map((r) => (r.ofSaturation ? `${r.ofSaturation}x` : String(r.perSecond))).join(", ")} (x: of the mode's saturation) for ${s.curveSeconds} s each (BENCH_CURVE_RATES, BENCH_CURVE_SECONDS)`,
+    `one order at a time: ${s.sequentialSeconds} s, a status read every ${s.sequentialPollMs} ms while waiting (BENCH_SEQUENTIAL_SECONDS, BENCH_SEQUENTIAL_POLL_MS)`,
+    `unit costs: ${s.unitRequests} requests of each kind, sequential (BENCH_UNIT_REQUESTS)`,
+    `baseline: ${s.baselineDir ?? (s.baselineRev ? `git revision ${s.baselineRev} in a temporary worktree` : "none")} (BENCH_BASELINE_DIR or BENCH_BASELINE_REV: the same modes on that checkout, ratios after/before)`,
     `CPU profiles: ${s.profileDir ? `bun --cpu-prof-md into ${s.profileDir}` : "off"} (BENCH_PROFILE_DIR; profiling slows the shop, so its figures are not comparable)`,
   ].join("\n");
 }

@@ -11,6 +11,7 @@ import { newDataDir } from "./db/new-data-dir";
 import { createServiceApp } from "./http/app";
 import { adminToken } from "./http/auth";
 import { databaseMetrics, type MetricsRegistry, Registry } from "./http/metrics";
+import { workMetrics } from "./http/work-metrics";
 import { bindListeners, type Listener } from "./listeners";
 import type { Logger } from "./log";
 import type { RunningModule, ShopModule } from "./module";
@@ -117,6 +118,7 @@ export async function startShop(settings: Settings, env: Env, log: Logger, opts:
   const registries = chosen.map(() => {
     const registry = new Registry();
     databaseMetrics(registry, db);
+    workMetrics(registry);
     return registry;
   });
   try {

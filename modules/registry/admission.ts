@@ -7,6 +7,7 @@
 import { count, eq } from "drizzle-orm";
 import type { Database } from "../../src/db/database";
 import { DomainError } from "../../src/errors";
+import { work } from "../../src/work-counters";
 import { orders } from "./schema";
 
 const REFRESH_MS = 200;
@@ -27,6 +28,7 @@ export function createAdmission(db: Database, opts: { maxPending: number; waitMs
     (reading ??= db
       .read((q) => q.select({ n: count() }).from(orders).where(eq(orders.status, "pending")))
       .then(([row]) => {
+        work.admission_reads += 1;
         pending = row?.n ?? 0;
         readAt = Date.now();
       })

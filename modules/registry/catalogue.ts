@@ -7,6 +7,7 @@
 import { asc, sql } from "drizzle-orm";
 import type { Database } from "../../src/db/database";
 import { products } from "./schema";
+import { work } from "../../src/work-counters";
 import { productView } from "./views";
 
 /** A checksum of every product's fields: any insert, edit or delete changes it. */
@@ -46,6 +47,7 @@ export function createCatalogue(db: Database, checkEveryMs = 5000): Catalogue {
   let checking: Promise<void> | null = null;
 
   const version = async () => {
+    work.catalogue_checks += 1;
     const [row] = await db.read((q) => q.select({ v: versionOf }).from(products));
     return row?.v ?? "";
   };

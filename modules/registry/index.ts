@@ -2,6 +2,7 @@
 import { join } from "node:path";
 import type { ShopModule } from "../../src/module";
 import { setUpMessaging } from "../../src/messaging/messaging";
+import { periodic } from "../../src/work-counters";
 import { RegistryConfigSchema } from "./config";
 import { REGISTRY_TOPICS, registryConsumers } from "./consumers";
 import { createAdmission } from "./admission";
@@ -50,9 +51,9 @@ export const registryModule: ShopModule<typeof RegistryConfigSchema> = {
     };
     const schedule = (ms: number) => {
       if (stopped) return;
-      sweeper = setTimeout(() => {
+      sweeper = setTimeout(() => periodic(() => {
         sweeping = sweep().then(schedule, () => schedule(idleCheckMs));
-      }, Math.max(ms, 20));
+      }), Math.max(ms, 20));
     };
     // Siblings in this process first: their ports may be chosen at start.
     const peers = () => ({ wallet: ctx.siblings.wallet ?? config.wallet_url, storage: ctx.siblings.storage ?? config.storage_url });

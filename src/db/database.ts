@@ -13,6 +13,7 @@ import { explainConnectionError, isPermanentRefusal } from "./connect-errors";
 import { createMutex } from "./mutex";
 import { CHECKPOINT_EVERY_MS, ensureDataDir, lockDataDir, pgliteOptions, shareParsers } from "./pglite-tuning";
 import { countingStatements, countStatement, inSpan, SpanKind, tracingOn } from "../tracing/spans";
+import { countPeriodicStatements, work } from "../work-counters";
 
 /** What queries run against: the database or an open transaction (a drizzle handle; `Database` is the app's wrapper around one). */
 export type Executor = PgDatabase<PgQueryResultHKT>;
@@ -102,6 +103,7 @@ async function withCommitHooks<T>(
   let hooks: (() => void)[] = [];
   stats.transactions += 1;
   stats.statements += 2; // BEGIN and COMMIT (or ROLLBACK)
+  countPeriodicStatements(2);
   const body = (tx: Executor) => {
     hooks = [];
     commitHooks.set(tx, hooks);
@@ -137,6 +139,7 @@ export interface DatabaseHooks {
 const counting = (stats: DatabaseStats, onStatement?: () => void) => ({
   logQuery: () => {
     stats.statements += 1;
+    countPeriodicStatements();
     countStatement();
     onStatement?.();
   },
@@ -169,6 +172,7 @@ async function openPglite(dataDir: string | null, log: Logger, hooks: DatabaseHo
   let closed = false;
   let written = stats.transactions;
   const checkpoints = setInterval(() => {
+    work.timer_wakeups += 1;
     if (closed || stats.transactions === written) return;
     written = stats.transactions;
     // PGlite has no autovacuum either: without a vacuum, the space of deleted and updated rows

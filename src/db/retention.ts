@@ -7,6 +7,7 @@ import { and, eq, inArray, isNull, lt, type SQL, sql } from "drizzle-orm";
 import type { PgColumn, PgTable } from "drizzle-orm/pg-core";
 import type { Database } from "./database";
 import type { Logger } from "../log";
+import { periodic } from "../work-counters";
 import type { MessagingTables } from "../messaging/tables";
 
 /** Most rows one DELETE removes: short statements and locks, whatever the backlog. */
@@ -131,12 +132,12 @@ export function startRetention(db: Database, jobs: PruneJob[], log: Logger): Ret
   };
   const schedule = (ms: number) => {
     if (stopped) return;
-    timer = setTimeout(() => {
+    timer = setTimeout(() => periodic(() => {
       running = run().finally(() => {
         running = null;
         schedule(PRUNE_EVERY_MS);
       });
-    }, ms);
+    }), ms);
     timer.unref?.();
   };
   schedule(PRUNE_EVERY_MS * (0.5 + Math.random() / 2));

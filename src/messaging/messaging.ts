@@ -11,6 +11,7 @@ import { messagingGauges, outboxBacklog } from "./gauges";
 import { type Consumers, createMessageConsumer } from "./message-consumer";
 import { type Enqueue, type OutboxWriter, outboxWriter } from "./outbox";
 import { type OutboxRelay, startOutboxRelay } from "./outbox-relay";
+import { countBatch } from "../work-counters";
 import { messagingPruneJobs, type PruneJob, type RetainedTables, type Retention, type RetentionConfig, startRetention } from "../db/retention";
 
 /** Settings a module's messaging needs from its config. */
@@ -73,6 +74,7 @@ export function setUpMessaging(
     topics,
     // The bus commits past the records the handler says it finished: those are consumed.
     handler: async (records) => {
+      countBatch(records.length);
       const done = await consumer.handle(records);
       metrics.countRecords(metrics.consumed, records.slice(0, done));
       return done;

@@ -14,6 +14,7 @@ import { type RecordSigner, SIGNATURE_HEADER } from "../bus/signing";
 import type { Database } from "../db/database";
 import type { Logger } from "../log";
 import { contextOf, failed, linkTo, type Span, SpanKind, startSpan, type TraceCarrier, tracingOn } from "../tracing/spans";
+import { countClaim, countMark, work } from "../work-counters";
 import { RelayLeader } from "./relay-leader";
 import type { MessagingTables } from "./tables";
 
@@ -149,6 +150,7 @@ class Relay {
 
   private schedule(): void {
     this.timer = setTimeout(() => {
+      work.timer_wakeups += 1;
       // A safety net for rows no nudge announced (another process, a lost wake-up).
       if (Date.now() - this.lastPass >= this.opts.pollMs) this.kick();
       this.schedule();
@@ -187,6 +189,7 @@ class Relay {
           return;
         }
         const rows = await this.claim(BATCH);
+        countClaim(rows.length);
         if (rows.length === 0) return;
         for (const r of rows) this.held.add(r.seq);
         this.inFlight += 1;
@@ -322,6 +325,7 @@ class Relay {
       ),
     );
     for (const seq of seqs) this.held.delete(seq);
+    work.relay_rows_released += seqs.length;
     await Bun.sleep(retryDelayMs(this.failures));
     this.kick(); // the released rows are pending again: don't wait for a nudge or the safety-net poll
   }
@@ -341,6 +345,7 @@ class Relay {
   // Not fenced: the bus has these records, whoever leads now.
   private markPublished(seqs: number[]) {
     const outbox = this.outbox;
+    countMark(seqs.length);
     return this.opts.db.autocommit((q) =>
       q.update(outbox).set({ state: "published", publishedAt: sql`now()` }).where(anyOf(outbox.seq, seqs, "bigint")),
     );

@@ -13,6 +13,7 @@ import { getTableConfig } from "drizzle-orm/pg-core";
 import { rowsOf } from "../db/rows";
 import type { Database, DbSession, Executor } from "../db/database";
 import type { Logger } from "../log";
+import { periodic } from "../work-counters";
 import type { MessagingTables } from "./tables";
 
 /** How often a standby tries for the lead, and a leader checks it still holds it. */
@@ -151,12 +152,12 @@ export class RelayLeader {
   }
 
   private schedule(): void {
-    this.timer = setTimeout(() => {
+    this.timer = setTimeout(() => periodic(() => {
       this.electing = this.elect().finally(() => {
         this.electing = null;
         if (!this.stopped) this.schedule();
       });
-    }, this.everyMs);
+    }), this.everyMs);
   }
 
   /** Takes the lead if the lock is free; a leader checks it still holds it. */

@@ -9,6 +9,7 @@ import { createLifecycle } from "./lifecycle";
 import { copyState } from "./member";
 import { consumerTimings, type KafkaOptions } from "./options";
 import { connectProducer, publishRecords } from "./producer";
+import { countKafkaRequest } from "../../work-counters";
 import { ensureTopics, subscribedTopics } from "./topics";
 
 export type { KafkaOptions } from "./options";
@@ -79,6 +80,7 @@ async function startBus(opts: KafkaOptions, probe: Kafka, groups: ConsumerGroups
   await ensureTopics(conn.admin, subscribedTopics(subscriptions), opts.partitions ?? 3, lifecycle, log);
   lifecycle.stillStarting();
   conn.producer = await connectProducer(kafka, log);
+  conn.producer.on(conn.producer.events.REQUEST, countKafkaRequest);
   lifecycle.stillStarting();
   for (const sub of subscriptions) await startMember(sub, groups);
   if (subscriptions.length === 0) lifecycle.markJoined();

@@ -2,6 +2,7 @@
 import type { Consumer } from "kafkajs";
 import type { Logger } from "../../log";
 import type { ConsumerState, Subscription } from "../bus";
+import { countKafkaRequest } from "../../work-counters";
 import type { Lifecycle } from "./lifecycle";
 
 /** One subscription's consumer and what it reported. */
@@ -58,6 +59,7 @@ export function followEvents(m: Member, groups: GroupMembers): void {
   const { consumer, state } = m;
   const { log, lifecycle } = groups;
   const { GROUP_JOIN, FETCH_START, REBALANCING, CRASH, STOP } = consumer.events;
+  consumer.on(consumer.events.REQUEST, countKafkaRequest);
   consumer.on(GROUP_JOIN, ({ payload }) => {
     Object.assign(state, { state: "joined", joined: true, partitions: { ...payload.memberAssignment } });
     // One line per rebalance this member went through: which partitions it holds from now on.

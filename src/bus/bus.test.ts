@@ -10,7 +10,7 @@ import { createMemoryBus } from "./memory";
 import { partitionFor } from "./partitioner";
 
 const log = createLogger("silent");
-const TOPICS = ["bus-a", "bus-b", "bus-c", "bus-d", "bus-e"];
+const TOPICS = ["bus-a", "bus-b", "bus-c", "bus-d", "bus-e", "bus-f"];
 let mock: KafkaMock | null = null;
 let n = 0;
 
@@ -250,4 +250,35 @@ describe("memory bus", () => {
       }
     }
   });
+});
+
+describe("kafka bus", () => {
+  test("a backlog of many small sends is delivered in batches of several (the mock answers a fetch with one send per partition)", async () => {
+    const kafka = transports[1] as [string, () => Promise<Bus>];
+    const producer = await kafka[1]();
+    await producer.start();
+    const key = crypto.randomUUID();
+    const values = Array.from({ length: 20 }, (_, i) => `${key}-${i}`);
+    // One producer request each: the mock keeps each as its own message set.
+    for (const v of values) await producer.publish([record("bus-f", key, v)]);
+    await producer.stop();
+    const consumer = await kafka[1]();
+    const batches: string[][] = [];
+    consumer.subscribe({
+      group: `backlog-${crypto.randomUUID()}`,
+      topics: ["bus-f"],
+      handler: async (rs) => {
+        batches.push(rs.map((r) => r.value).filter((v) => v.startsWith(key)));
+        return rs.length;
+      },
+    });
+    await consumer.start();
+    try {
+      await eventually(() => batches.flat().length === values.length, 30_000);
+    } finally {
+      await consumer.stop();
+    }
+    expect(batches.flat()).toEqual(values);
+    expect(Math.max(...batches.map((b) => b.length))).toBeGreaterThan(1);
+  }, 60_000);
 });

@@ -1,6 +1,7 @@
 /**
- * A fetched batch handed to the handler in chunks, each chunk's offset committed only after the
- * handler applied it; a member that lost its group membership rejoins instead of crashing.
+ * A fetched batch handed to the handler in chunks, each chunk's offset resolved only after the
+ * handler applied it and committed with the others a moment later (offset-commits.ts); a member
+ * that lost its group membership rejoins instead of crashing.
  */
 import type { EachBatchPayload, KafkaMessage } from "kafkajs";
 import { causeChain } from "../../errors";
@@ -9,7 +10,7 @@ import { type BusRecord, MAX_BATCH, retryDelayMs } from "../bus";
 import type { Lifecycle } from "./lifecycle";
 import { type Member, setError } from "./member";
 
-/** Hands a fetched batch to the handler in chunks; commits each chunk's offset after it is applied. */
+/** Hands a fetched batch to the handler in chunks; each chunk's offset is committed after it is applied. */
 export async function deliverBatch(
   p: EachBatchPayload,
   member: Member,
@@ -24,8 +25,11 @@ export async function deliverBatch(
     const chunk = messages.slice(i, i + MAX_BATCH);
     const done = await applyChunk(p, member, chunk, log);
     if (done > 0) {
-      await commitThrough(p, chunk[done - 1] as KafkaMessage);
+      p.resolveOffset((chunk[done - 1] as KafkaMessage).offset);
       i += done;
+      member.commits.later(p);
+      // Stopping: commit now, before the member leaves its group (the rest is not applied).
+      if (lifecycle.stopping) await commitNow(member);
     }
     if (done < chunk.length) {
       attempt += 1;
@@ -50,18 +54,14 @@ async function applyChunk(p: EachBatchPayload, { sub, state }: Member, chunk: Ka
   }
 }
 
-/** Commits the partition's offset past `last`, the last record the handler applied. */
-async function commitThrough(p: EachBatchPayload, last: KafkaMessage): Promise<void> {
-  const { topic, partition } = p.batch;
-  p.resolveOffset(last.offset);
+/** Commits the member's resolved offsets now; a lost membership makes kafkajs rejoin (see rejoinOnLostMembership). */
+async function commitNow(member: Member): Promise<void> {
   // Through the batch's own commit (the consumer-level one wraps a lost membership in a
-  // non-retriable error that kafkajs gives up on); see rejoinOnLostMembership.
-  await p
-    .commitOffsetsIfNecessary({ topics: [{ topic, partitions: [{ partition, offset: (BigInt(last.offset) + 1n).toString() }] }] })
-    .catch((err: unknown) => {
-      rejoinOnLostMembership(err);
-      throw err;
-    });
+  // non-retriable error that kafkajs gives up on).
+  await member.commits.now().catch((err: unknown) => {
+    rejoinOnLostMembership(err);
+    throw err;
+  });
 }
 
 /** A fetched Kafka message as the bus's record: key, value and headers as strings. */

@@ -4,6 +4,7 @@ import type { Logger } from "../../log";
 import type { Subscription } from "../bus";
 import { deliverBatch } from "./batch-delivery";
 import { followEvents, type GroupMembers, type Member, newConsumerState, setError } from "./member";
+import { OffsetCommits } from "./offset-commits";
 import type { ConsumerTimings } from "./options";
 
 /** What the members of one bus are created from: its client, partitions and timings, besides the members themselves. */
@@ -27,7 +28,7 @@ export async function startMember(sub: Subscription, groups: ConsumerGroups): Pr
     maxWaitTimeInMs: fetchMaxWait,
     retry: { initialRetryTime: 300, maxRetryTime: 10_000, retries: 8 },
   });
-  const member: Member = { sub, consumer, state: newConsumerState(sub), running: null };
+  const member: Member = { sub, consumer, state: newConsumerState(sub), commits: new OffsetCommits(sub.group, groups.log), running: null };
   members.push(member);
   followEvents(member, groups);
   await consumer.connect();
@@ -59,8 +60,13 @@ function runMember(member: Member, groups: ConsumerGroups): Promise<void> {
     });
 }
 
-/** Leaves the group and stops the member for good, cancelling the restart a join cut short schedules. */
-export async function stopMember({ consumer, state, running }: Member, log: Logger): Promise<void> {
+/**
+ * Commits what was applied, leaves the group and stops the member for good, cancelling the
+ * restart a join cut short schedules.
+ */
+export async function stopMember({ consumer, state, running, commits }: Member, log: Logger): Promise<void> {
+  // A batch still being applied commits its own offsets before the member leaves (batch-delivery.ts).
+  await commits.now().catch((err) => log.debug("offset commit at stop failed; the records will be delivered again", { group: state.group, err }));
   await consumer.disconnect().catch((err) => log.warn("consumer disconnect", { err }));
   // A join cut short by the disconnect crashes, and kafkajs schedules a restart once
   // run() settles: wait for that (bounded) and stop again, which cancels it.
@@ -68,5 +74,6 @@ export async function stopMember({ consumer, state, running }: Member, log: Logg
   await Promise.race([running, new Promise((resolve) => (timer = setTimeout(resolve, 5000)))]);
   clearTimeout(timer);
   await consumer.stop().catch(() => {});
+  commits.cancel();
   Object.assign(state, { state: "stopped", joined: false, partitions: {} });
 }

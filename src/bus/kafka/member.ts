@@ -4,12 +4,15 @@ import type { Logger } from "../../log";
 import type { ConsumerState, Subscription } from "../bus";
 import { countKafkaRequest } from "../../work-counters";
 import type { Lifecycle } from "./lifecycle";
+import type { OffsetCommits } from "./offset-commits";
 
 /** One subscription's consumer and what it reported. */
 export interface Member {
   sub: Subscription;
   consumer: Consumer;
   state: ConsumerState;
+  /** The offsets of what the handler applied, waiting to be committed together. */
+  commits: OffsetCommits;
   /** consumer.run(): settles once the first join succeeded or crashed. */
   running: Promise<void> | null;
 }

@@ -201,6 +201,7 @@ async function openPglite(dataDir: string | null, log: Logger, hooks: DatabaseHo
         clearInterval(checkpoints);
         await client.close();
         durability?.flush();
+        if (durability) log.info("PGlite closed", { transactions: stats.transactions, ...durability.stats });
         unlock();
       }),
   };

@@ -22,7 +22,7 @@ import { NodeFS } from "@electric-sql/pglite/nodefs";
  * PostgreSQL's start parameters with fsync on: PGlite's `-F` dropped; fsync() as the WAL's sync
  * call, the one the build forwards to the filesystem.
  */
-export function durableStartParams(params: readonly string[]): string[] {
+function durableStartParams(params: readonly string[]): string[] {
   return [...params.filter((p) => p !== "-F"), "-c", "fsync=on", "-c", "wal_sync_method=fsync", "-c", "full_page_writes=on"];
 }
 
@@ -50,7 +50,7 @@ interface NodeFsModule {
 const isSegment = (node: EmNode) => node.parent?.name === "pg_wal" && /^[0-9A-F]{24}$/.test(node.name);
 
 /** What the durability layer did, for /metrics-style checks and the bench. */
-export interface DurabilityStats {
+interface DurabilityStats {
   /** WAL syncs done off the event loop by barrier(), each serving every commit before it. */
   groupSyncs: number;
   /** Times the owed WAL sync was paid on the event loop, before another file changed. */
@@ -87,6 +87,7 @@ class WalSync {
     if (!this.owing) return;
     for (const path of new Set([...this.paying, ...this.owed])) syncPath(path, true);
     this.owed.clear();
+    this.paying.clear(); // synced here: the flush in flight still settles its callers when it ends
     this.paid = this.asked;
     this.stats.inlineSyncs += 1;
   }
@@ -151,14 +152,17 @@ function allZero(buffer: Int8Array, offset: number, length: number): boolean {
   return true;
 }
 
-/** Operations that change the files and therefore first pay an owed WAL sync. */
-const NODE_CHANGES = ["rename", "unlink", "rmdir", "setattr", "mknod", "symlink"] as const;
+/**
+ * Operations on files that PostgreSQL orders after a WAL flush (a truncation, a dropped or renamed
+ * file), so they first pay an owed WAL sync. Creating an empty file needs none.
+ */
+const NODE_CHANGES = ["rename", "unlink", "rmdir", "setattr", "symlink"] as const;
 
 /**
  * PGlite's NodeFS with a real fsync (see the top of this file). Pass it as PGlite's `fs` with
  * durableStartParams(), then call `group()` once open: until then every fsync is done at once.
  */
-export class DurableNodeFS extends NodeFS {
+class DurableNodeFS extends NodeFS {
   private readonly wal = new WalSync();
   private grouping = false;
 

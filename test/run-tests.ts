@@ -14,6 +14,7 @@ import { join } from "node:path";
 const SLOW: Record<string, string> = {
   "test/binary.test.ts": "builds the executable and runs it",
   "test/crash.test.ts": "kill -9 under load, twenty rounds",
+  "test/durability.test.ts": "two shop processes under strace",
   "test/faults-saga.test.ts": "three processes; a participant down past the deadline, forged records",
   "test/faults-split.test.ts": "three processes under a storm of orders: kill -9, PostgreSQL and the broker down",
   "test/kafka-topics.test.ts": "three processes and kcat against the broker",

@@ -71,7 +71,7 @@ export async function measureMode(mode: Mode, cluster: PostgresCluster, postmast
     defer(`stop the ${mode} shop`, () => shop.stop());
     const startFreshMs = shop.startMs;
     say(`healthy after ${shop.startMs.toFixed(0)} ms (fresh data); idle window ${s.idleSeconds} s`);
-    const watched = () => ({ ...shop.pids, ...helpers, ...(mode === "pglite" ? {} : { postgres: postmaster }) });
+    const watched = () => ({ ...shop.pids, ...helpers, ...(mode.startsWith("pglite") ? {} : { postgres: postmaster }) });
     await Bun.sleep(s.idleSettleSeconds * 1000);
     const idleBefore = await tryCounts(shop);
     const idle = await idleCpu(watched(), s.idleSeconds * 1000);

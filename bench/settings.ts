@@ -1,11 +1,15 @@
 /** Bench settings, read from environment variables so a run can be made shorter or longer. */
 import { resolve } from "node:path";
 
-/** The shop topologies the bench knows; postgres-traced is postgres with tracing on (100% sampled, to a local span counter). */
-const MODES = ["pglite", "postgres", "postgres-traced", "kafka", "kafka-2x"] as const;
+/**
+ * The shop topologies the bench knows; postgres-traced is postgres with tracing on (100% sampled,
+ * to a local span counter); pglite-no-fsync is pglite with PGLITE_UNSAFE_NO_FSYNC=true, what
+ * durable commits cost beside it.
+ */
+const MODES = ["pglite", "pglite-no-fsync", "postgres", "postgres-traced", "kafka", "kafka-2x"] as const;
 export type Mode = (typeof MODES)[number];
 /** Measured when BENCH_MODES is not set; kafka-2x (two wallets, two storages) is opt-in: another ~2 minutes. */
-const DEFAULT_MODES: readonly Mode[] = ["pglite", "postgres", "postgres-traced", "kafka"];
+const DEFAULT_MODES: readonly Mode[] = ["pglite", "pglite-no-fsync", "postgres", "postgres-traced", "kafka"];
 
 /** Everything a run is parameterised by. */
 export interface BenchSettings {

@@ -15,6 +15,7 @@ import { type SpanCounter, startSpanCounter } from "./span-counter";
 /** Column headings, per mode. */
 export const MODE_LABELS: Record<Mode, string> = {
   pglite: "1 process, PGlite",
+  "pglite-no-fsync": "1 process, PGlite without fsync (unsafe)",
   postgres: "1 process, PostgreSQL",
   "postgres-traced": "1 process, PostgreSQL, traced (100%)",
   kafka: "3 processes, Kafka",
@@ -55,10 +56,12 @@ export async function prepareTopology(mode: Mode, cluster: PostgresCluster | nul
     return cluster.url;
   };
   switch (mode) {
-    case "pglite": {
+    case "pglite":
+    case "pglite-no-fsync": {
       const dir = mkdtempSync(join(tmpdir(), "bench-pglite-"));
       defer(`remove ${dir}`, () => rmSync(dir, { recursive: true, force: true }));
-      return { specs: [{ name: "shop", args: ["--modules", all], env: { ...BASE_ENV, DATA_DIR: join(dir, "data") }, modules: 3 }], helpers: {} };
+      const env = { ...BASE_ENV, DATA_DIR: join(dir, "data"), ...(mode === "pglite-no-fsync" ? { PGLITE_UNSAFE_NO_FSYNC: "true" } : {}) };
+      return { specs: [{ name: "shop", args: ["--modules", all], env, modules: 3 }], helpers: {} };
     }
     case "postgres": {
       const url = await createDatabase(clusterUrl());

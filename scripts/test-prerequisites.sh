@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # Installs the Debian packages the test suite uses when they are missing: PostgreSQL for
 # throwaway clusters, librdkafka's mock broker (and gcc to build its launcher), kcat as a
-# second Kafka client, Chromium to render Swagger UI, nginx for compose:local's gateway. Extra
-# package names may be passed.
+# second Kafka client, Chromium to render Swagger UI, nginx for compose:local's gateway, strace to
+# see the fsyncs behind an answer. Extra package names may be passed.
 set -euo pipefail
-packages=(postgresql librdkafka-dev kcat gcc libc6-dev chromium nginx "$@")
+packages=(postgresql librdkafka-dev kcat gcc libc6-dev chromium nginx strace "$@")
 if ! command -v dpkg-query >/dev/null 2>&1; then
   echo "test prerequisites: not a Debian system; make sure these are installed: ${packages[*]}" >&2
   exit 0

@@ -54,7 +54,7 @@ export interface StartOptions {
 export function databaseTarget(settings: Settings): DatabaseTarget {
   return settings.DATABASE_URL
     ? { driver: "postgres", url: settings.DATABASE_URL, poolSize: settings.DATABASE_POOL_SIZE }
-    : { driver: "pglite", dataDir: settings.DATA_DIR === ":memory:" ? null : settings.DATA_DIR };
+    : { driver: "pglite", dataDir: settings.DATA_DIR === ":memory:" ? null : settings.DATA_DIR, unsafeNoFsync: settings.PGLITE_UNSAFE_NO_FSYNC };
 }
 
 /** How far the start behind the open HTTP services has come. */

@@ -8,7 +8,10 @@ describe("start banner", () => {
       'PostgreSQL at db.internal:5432 (database "shop", user "shop")',
     );
     expect(describeDatabase({ driver: "pglite", dataDir: null })).toBe("PGlite in memory (nothing kept)");
-    expect(describeDatabase({ driver: "pglite", dataDir: "/srv/shop/data" })).toBe("PGlite in /srv/shop/data");
+    expect(describeDatabase({ driver: "pglite", dataDir: "/srv/shop/data" })).toBe("PGlite in /srv/shop/data (every commit fsynced before its answer)");
+    expect(describeDatabase({ driver: "pglite", dataDir: "/srv/shop/data", unsafeNoFsync: true })).toBe(
+      "PGlite in /srv/shop/data, NOT durable (PGLITE_UNSAFE_NO_FSYNC=true): a power cut can lose answered orders",
+    );
   });
 
   test("one screen: mode, database, bus, each module's URL and Swagger UI, the live page, ready in N ms", () => {

@@ -28,7 +28,12 @@ export interface StartFacts {
 
 /** The database as a person reads it: PGlite's directory, or PostgreSQL's host and database (never the password). */
 export function describeDatabase(target: DatabaseTarget): string {
-  if (target.driver === "pglite") return target.dataDir ? `PGlite in ${resolve(target.dataDir)}` : "PGlite in memory (nothing kept)";
+  if (target.driver === "pglite") {
+    if (!target.dataDir) return "PGlite in memory (nothing kept)";
+    return target.unsafeNoFsync
+      ? `PGlite in ${resolve(target.dataDir)}, NOT durable (PGLITE_UNSAFE_NO_FSYNC=true): a power cut can lose answered orders`
+      : `PGlite in ${resolve(target.dataDir)} (every commit fsynced before its answer)`;
+  }
   try {
     // Named as the errors name it (src/db/connect-errors.ts).
     const url = new URL(target.url);

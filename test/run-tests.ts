@@ -15,6 +15,7 @@ const SLOW: Record<string, string> = {
   "test/binary.test.ts": "builds the executable and runs it",
   "test/compose-local.test.ts": "docker-compose.yml as processes: PostgreSQL, the broker, nginx, three services",
   "test/crash.test.ts": "kill -9 under load, twenty rounds",
+  "test/durability.test.ts": "two shop processes under strace",
   "test/faults-saga.test.ts": "three processes; a participant down past the deadline, forged records",
   "test/faults-split.test.ts": "three processes under a storm of orders: kill -9, PostgreSQL and the broker down",
   "test/fuzz.test.ts": "thousands of generated requests per service against a shop process",

@@ -80,6 +80,12 @@ export const SettingsSchema = z.object({
     .or(z.literal("").transform(() => undefined)),
   DATABASE_POOL_SIZE: z.coerce.number().int().min(1).max(100).default(10),
   DATA_DIR: z.string().min(1).default("./data"),
+  // PGlite as it comes: commits not fsynced, so an OS crash or a power cut can lose acknowledged
+  // orders or damage DATA_DIR. For measuring what durability costs, never for data that matters.
+  PGLITE_UNSAFE_NO_FSYNC: z
+    .enum(["true", "false", ""], { message: 'expected "true" or "false"' })
+    .default("false")
+    .transform((v) => v === "true"),
   CONFIG_DIR: z.string().min(1).default("./config"),
   HOST: z.string().min(1).default("0.0.0.0"),
   // Largest request body read; 1 MiB lets an order of 10,000 items reach validation (400 items), not 413.
@@ -153,6 +159,7 @@ export const SETTING_HELP: Record<keyof typeof SettingsSchema.shape, string> = {
   DATABASE_URL: "PostgreSQL URL, postgres://... (unset: embedded PGlite in DATA_DIR)",
   DATABASE_POOL_SIZE: "PostgreSQL connections per process",
   DATA_DIR: "PGlite's files (:memory: for a throwaway database)",
+  PGLITE_UNSAFE_NO_FSYNC: "true: PGlite without fsync (faster; a power cut can lose acknowledged orders or damage DATA_DIR): for benchmarks only",
   CONFIG_DIR: "where <module>.yaml files are read from (the binary, without ./config: its built-in copy)",
   HOST: "address the HTTP services listen on",
   BODY_LIMIT_BYTES: "largest request body read",

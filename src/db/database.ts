@@ -1,5 +1,5 @@
 /** One database handle for the process: embedded PGlite, or PostgreSQL through postgres.js. */
-import { PGlite } from "@electric-sql/pglite";
+import type { PGlite } from "@electric-sql/pglite";
 import { sql } from "drizzle-orm";
 import type { PgDatabase, PgQueryResultHKT } from "drizzle-orm/pg-core";
 import { drizzle as drizzlePglite } from "drizzle-orm/pglite";
@@ -11,6 +11,7 @@ import { causeChain } from "../errors";
 import type { Logger } from "../log";
 import { explainConnectionError, isPermanentRefusal } from "./connect-errors";
 import { createMutex } from "./mutex";
+import { createPglite, type Durability } from "./pglite-durability";
 import { CHECKPOINT_EVERY_MS, ensureDataDir, lockDataDir, pgliteOptions, shareParsers } from "./pglite-tuning";
 import { countingStatements, countStatement, inSpan, SpanKind, tracingOn } from "../tracing/spans";
 import { countPeriodicStatements, work } from "../work-counters";
@@ -78,7 +79,7 @@ export interface DbSession {
 /** Where to keep data: a PostgreSQL URL, a PGlite directory, or PGlite in memory. */
 export type DatabaseTarget =
   | { driver: "postgres"; url: string; poolSize: number }
-  | { driver: "pglite"; dataDir: string | null };
+  | { driver: "pglite"; dataDir: string | null; /** PGlite's own behaviour: commits not fsynced (benchmarks only). */ unsafeNoFsync?: boolean };
 
 const commitHooks = new WeakMap<object, (() => void)[]>();
 
@@ -149,22 +150,26 @@ const counting = (stats: DatabaseStats, onStatement?: () => void) => ({
 export async function openDatabase(target: DatabaseTarget, log: Logger, hooks: DatabaseHooks = {}): Promise<Database> {
   return target.driver === "postgres"
     ? openPostgres(target.url, target.poolSize, log)
-    : openPglite(target.dataDir, log, hooks);
+    : openPglite(target.dataDir, log, hooks, target.unsafeNoFsync ?? false);
 }
 
-async function openPglite(dataDir: string | null, log: Logger, hooks: DatabaseHooks = {}): Promise<Database> {
+async function openPglite(dataDir: string | null, log: Logger, hooks: DatabaseHooks, unsafeNoFsync: boolean): Promise<Database> {
   const started = Date.now();
   shareParsers();
   const unlock = dataDir ? lockDataDir(dataDir) : () => {};
   let client: PGlite;
+  let durability: Durability | null;
   try {
     if (dataDir) await ensureDataDir(dataDir);
-    client = await PGlite.create(dataDir ?? "memory://", await pgliteOptions());
+    ({ client, durability } = await createPglite(dataDir, await pgliteOptions(), unsafeNoFsync));
   } catch (err) {
     unlock();
     throw err;
   }
-  log.info("PGlite open", { data_dir: dataDir ?? "memory", ms: Date.now() - started });
+  log.info("PGlite open", { data_dir: dataDir ?? "memory", ms: Date.now() - started, durable: durability !== null });
+  if (dataDir && unsafeNoFsync) log.warn("PGLITE_UNSAFE_NO_FSYNC=true: commits are not fsynced; an OS crash or a power cut can lose answered orders or damage the data directory");
+  // Nothing is acknowledged before it is on disk: each unit of work waits for its commits' fsync (grouped).
+  const durable = <T>(work: Promise<T>): Promise<T> => (durability ? work.then(async (r) => (await durability.barrier(), r)) : work);
   const stats: DatabaseStats = { statements: 0, transactions: 0 };
   const db: Executor = drizzlePglite(client, { logger: counting(stats, hooks.onStatement) });
   // One connection: every unit of work takes turns, so no query lands inside another's transaction.
@@ -188,11 +193,11 @@ async function openPglite(dataDir: string | null, log: Logger, hooks: DatabaseHo
     driver: "pglite",
     stats,
     pool: () => ({ max: 1, inUse: Math.min(1, exclusive.queued), waiting: Math.max(0, exclusive.queued - 1) }),
-    transaction: (fn) => exclusive(() => withCommitHooks((body) => db.transaction(body), fn, stats, "pglite")),
-    read: (fn) => exclusive(() => fn(db)),
-    autocommit: (fn) => exclusive(() => fn(db)),
+    transaction: (fn) => durable(exclusive(() => withCommitHooks((body) => db.transaction(body), fn, stats, "pglite"))),
+    read: (fn) => durable(exclusive(() => fn(db))),
+    autocommit: (fn) => durable(exclusive(() => fn(db))),
     migrate: (name, folder) =>
-      exclusive(() => migratePglite(drizzlePglite(client), migrationConfig(name, folder))),
+      durable(exclusive(() => migratePglite(drizzlePglite(client), migrationConfig(name, folder)))),
     ping: () => exclusive(async () => void (await client.query("select 1"))),
     close: () =>
       exclusive(async () => {
@@ -200,6 +205,8 @@ async function openPglite(dataDir: string | null, log: Logger, hooks: DatabaseHo
         closed = true;
         clearInterval(checkpoints);
         await client.close();
+        durability?.flush();
+        if (durability) log.info("PGlite closed", { transactions: stats.transactions, ...durability.stats });
         unlock();
       }),
   };

@@ -4,6 +4,7 @@ import { basename, dirname, join } from "node:path";
 import { PGlite, type PGliteOptions, types } from "@electric-sql/pglite";
 import { PgliteSession } from "drizzle-orm/pglite/session";
 import { assetPath, IN_BINARY, PGLITE_ASSETS } from "../assets";
+import { syncDirectory, syncTree } from "./pglite-durability";
 
 /**
  * PGlite's own start parameters plus a small buffer pool: 16 MB instead of 128 MB halves the
@@ -79,8 +80,10 @@ export async function ensureDataDir(dataDir: string): Promise<void> {
   const child = Bun.spawn(args, { stdout: "ignore", stderr: "pipe" });
   const [code, err] = await Promise.all([child.exited, new Response(child.stderr).text()]);
   if (code !== 0) throw new Error(`PGlite could not initialise ${dataDir}: ${err.trim().slice(-500)}`);
+  syncTree(scratch); // PGlite wrote it without fsync: on disk before it is the data directory
   rmSync(dataDir, { recursive: true, force: true }); // an empty directory, if any
   renameSync(scratch, dataDir);
+  syncDirectory(dirname(dataDir));
 }
 
 /** Removes scratch directories left by first starts whose process died before the rename. */

@@ -1,0 +1,270 @@
+/**
+ * PGlite made durable. PGlite starts PostgreSQL with fsync off (`-F`) and its Node filesystem (the
+ * Emscripten NODEFS: every write goes straight to the real file with fs.writeSync) has no fsync, so
+ * a commit reached the page cache and no further (PGlite issue 1107). Here PostgreSQL runs with
+ * fsync on (wal_sync_method=fsync, since the build's fdatasync is a no-op) and NODEFS gets the
+ * fsync it lacks, so PostgreSQL's own rules decide what reaches the disk when: the WAL before a
+ * commit counts, data files and directories at checkpoints, the WAL before any data page it covers.
+ *
+ * One change for speed: the WAL fsync a commit asks for is not done inside the commit (which runs
+ * on the event loop, blocking every request) but owed, and paid by `barrier()` off the event loop
+ * before anything is acknowledged: one fdatasync serves every commit that finished before it began
+ * (group commit). Whatever else would rely on the WAL being on disk (writing or syncing any other
+ * file, renaming, truncating, removing) pays what is owed first, synchronously, so PostgreSQL's
+ * WAL-before-data and checkpoint ordering hold as if each fsync had been done at once.
+ */
+import { closeSync, fdatasyncSync, fsyncSync, openSync, promises as fsp, readdirSync } from "node:fs";
+import { join } from "node:path";
+import { PGlite, type PGliteOptions } from "@electric-sql/pglite";
+import { NodeFS } from "@electric-sql/pglite/nodefs";
+
+/**
+ * PostgreSQL's start parameters with fsync on: PGlite's `-F` dropped; fsync() as the WAL's sync
+ * call, the one the build forwards to the filesystem.
+ */
+function durableStartParams(params: readonly string[]): string[] {
+  return [...params.filter((p) => p !== "-F"), "-c", "fsync=on", "-c", "wal_sync_method=fsync", "-c", "full_page_writes=on"];
+}
+
+/** The part of an Emscripten FS node used here. */
+interface EmNode {
+  name: string;
+  parent: EmNode;
+}
+/** The part of an Emscripten stream used here; `nfd` is NODEFS's real file descriptor. */
+interface EmStream {
+  node: EmNode;
+  nfd?: number;
+}
+type Op = (...args: never[]) => unknown;
+/** Emscripten's NODEFS, as PGlite's module hands it to a pre-run hook. */
+interface NodeFsModule {
+  NODEFS: {
+    realPath(node: EmNode): string;
+    stream_ops: Record<string, Op> & { write: Op };
+    node_ops: Record<string, Op>;
+  };
+}
+
+/** A WAL segment: 24 hex digits in pg_wal (not xlogtemp.N, not a .history file). */
+const isSegment = (node: EmNode) => node.parent?.name === "pg_wal" && /^[0-9A-F]{24}$/.test(node.name);
+
+/** What the durability layer did, for /metrics-style checks and the bench. */
+interface DurabilityStats {
+  /** WAL syncs done off the event loop by barrier(), each serving every commit before it. */
+  groupSyncs: number;
+  /** Times the owed WAL sync was paid on the event loop, before another file changed. */
+  inlineSyncs: number;
+  /** fsyncs PostgreSQL asked for that were done at once (data files, directories, pg_control). */
+  fileSyncs: number;
+}
+
+/**
+ * Owes and pays the WAL's fsync. `owe` is PostgreSQL's fsync of a segment; `barrier` pays it off
+ * the event loop, shared by every caller waiting; `payNow` pays it at once.
+ */
+class WalSync {
+  private owed = new Set<string>();
+  private paying = new Set<string>();
+  private asked = 0;
+  private paid = 0;
+  private inflight: Promise<void> | null = null;
+  private failure: Error | null = null;
+  readonly stats: DurabilityStats = { groupSyncs: 0, inlineSyncs: 0, fileSyncs: 0 };
+
+  /** True while a commit's WAL sync is owed or being paid. */
+  get owing(): boolean {
+    return this.owed.size > 0 || this.paying.size > 0;
+  }
+
+  owe(path: string): void {
+    this.owed.add(path);
+    this.asked += 1;
+  }
+
+  /** Pays what is owed now, on the calling thread: before anything that relies on it. */
+  payNow(): void {
+    if (!this.owing) return;
+    for (const path of new Set([...this.paying, ...this.owed])) syncPath(path, true);
+    this.owed.clear();
+    this.paying.clear(); // synced here: the flush in flight still settles its callers when it ends
+    this.paid = this.asked;
+    this.stats.inlineSyncs += 1;
+  }
+
+  /** Resolves once every WAL sync asked before the call is done (sharing one fdatasync with other callers). */
+  async barrier(): Promise<void> {
+    const target = this.asked;
+    while (this.paid < target) {
+      if (this.failure) throw this.failure;
+      this.inflight ??= this.pay().finally(() => {
+        this.inflight = null;
+      });
+      await this.inflight;
+    }
+    if (this.failure) throw this.failure;
+  }
+
+  private async pay(): Promise<void> {
+    const target = this.asked;
+    const paths = [...this.owed];
+    this.owed.clear();
+    for (const p of paths) this.paying.add(p);
+    try {
+      await Promise.all(paths.map((p) => syncPathAsync(p)));
+      this.paid = Math.max(this.paid, target);
+      this.stats.groupSyncs += 1;
+    } catch (err) {
+      // As PostgreSQL's PANIC on a failed fsync: what the kernel dropped cannot be written again,
+      // so nothing more is acknowledged until a restart replays the WAL.
+      this.failure = new Error(`PGlite could not make its WAL durable (restart the shop): ${(err as Error).message}`, { cause: err });
+      throw this.failure;
+    } finally {
+      this.paying.clear();
+    }
+  }
+}
+
+/** fsync (or fdatasync) of the file at `path`, on the calling thread. */
+function syncPath(path: string, dataOnly: boolean): void {
+  const fd = openSync(path, "r");
+  try {
+    if (dataOnly) fdatasyncSync(fd);
+    else fsyncSync(fd);
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/** fdatasync of the file at `path` on libuv's thread pool: the event loop serves requests meanwhile. */
+async function syncPathAsync(path: string): Promise<void> {
+  const file = await fsp.open(path, "r");
+  try {
+    await file.datasync();
+  } finally {
+    await file.close();
+  }
+}
+
+/** True when `length` bytes of `buffer` from `offset` are all zero. */
+function allZero(buffer: Int8Array, offset: number, length: number): boolean {
+  for (let i = offset, end = offset + length; i < end; i++) if (buffer[i] !== 0) return false;
+  return true;
+}
+
+/**
+ * Operations on files that PostgreSQL orders after a WAL flush (a truncation, a dropped or renamed
+ * file), so they first pay an owed WAL sync. Creating an empty file needs none.
+ */
+const NODE_CHANGES = ["rename", "unlink", "rmdir", "setattr", "symlink"] as const;
+
+/**
+ * PGlite's NodeFS with a real fsync (see the top of this file). Pass it as PGlite's `fs` with
+ * durableStartParams(), then call `group()` once open: until then every fsync is done at once.
+ */
+class DurableNodeFS extends NodeFS {
+  private readonly wal = new WalSync();
+  private grouping = false;
+
+  override async init(pg: PGlite, opts: Parameters<NodeFS["init"]>[1]): ReturnType<NodeFS["init"]> {
+    const result = await super.init(pg, opts);
+    const hook = (mod: unknown) => this.hook(mod as NodeFsModule);
+    result.emscriptenOpts.preRun = [...(result.emscriptenOpts.preRun ?? []), hook];
+    return result;
+  }
+
+  /** From now on a commit's WAL sync is owed to barrier() instead of done inside the commit. */
+  group(): void {
+    this.grouping = true;
+  }
+
+  /** Resolves once every commit made before the call is on disk. */
+  barrier(): Promise<void> {
+    return this.wal.barrier();
+  }
+
+  /** Pays any owed WAL sync now (at close). */
+  flush(): void {
+    this.wal.payNow();
+  }
+
+  get stats(): DurabilityStats {
+    return this.wal.stats;
+  }
+
+  private hook(mod: NodeFsModule): void {
+    const nodefs = mod.NODEFS;
+    const ops = nodefs.stream_ops;
+    const wal = this.wal;
+    ops.fsync = ((stream: EmStream) => {
+      const segment = isSegment(stream.node);
+      if (segment && this.grouping) {
+        wal.owe(nodefs.realPath(stream.node));
+        return 0;
+      }
+      if (!segment) wal.payNow(); // the WAL before what it covers
+      syncPath(nodefs.realPath(stream.node), segment);
+      wal.stats.fileSyncs += 1;
+      return 0;
+    }) as Op;
+    const write = ops.write;
+    ops.write = ((stream: EmStream, buffer: Int8Array, offset: number, length: number, position: number) => {
+      // A page of zeros (a relation growing by a block) reflects no WAL record: nothing to pay first.
+      if (wal.owing && !isSegment(stream.node) && !allZero(buffer, offset, length)) wal.payNow();
+      return (write as (...a: unknown[]) => unknown)(stream, buffer, offset, length, position);
+    }) as Op;
+    const setattr = ops.setattr as Op;
+    ops.setattr = ((...args: never[]) => {
+      wal.payNow();
+      return setattr(...args);
+    }) as Op;
+    for (const name of NODE_CHANGES) {
+      const op = nodefs.node_ops[name] as Op;
+      nodefs.node_ops[name] = ((...args: never[]) => {
+        wal.payNow();
+        return op(...args);
+      }) as Op;
+    }
+  }
+}
+
+/** What the shop's database needs of the durability layer. */
+export interface Durability {
+  /** Resolves once every commit made before the call is on disk. */
+  barrier(): Promise<void>;
+  /** Pays any owed WAL sync (after the database closed). */
+  flush(): void;
+  readonly stats: DurabilityStats;
+}
+
+/**
+ * Opens PGlite on `dataDir`: durable (fsync on, see above) unless `unsafeNoFsync`, PGlite's own
+ * behaviour that an OS crash or a power cut can undo. In memory there is nothing to make durable.
+ */
+export async function createPglite(
+  dataDir: string | null,
+  options: PGliteOptions,
+  unsafeNoFsync: boolean,
+): Promise<{ client: PGlite; durability: Durability | null }> {
+  if (!dataDir || unsafeNoFsync) return { client: await PGlite.create(dataDir ?? "memory://", options), durability: null };
+  const fs = new DurableNodeFS(dataDir);
+  const client = await PGlite.create({ ...options, fs, startParams: durableStartParams(options.startParams ?? PGlite.defaultStartParams) });
+  fs.group();
+  return { client, durability: fs };
+}
+
+/** fsyncs every file and directory under `dir` (a directory PGlite made without fsync). */
+export function syncTree(dir: string): void {
+  const walk = (path: string) => {
+    for (const entry of readdirSync(path, { withFileTypes: true })) {
+      const child = join(path, entry.name);
+      if (entry.isDirectory()) walk(child);
+      else if (entry.isFile()) syncPath(child, false);
+    }
+    syncPath(path, false);
+  };
+  walk(dir);
+}
+
+/** fsyncs a directory: a rename or a new file in it lasts. */
+export const syncDirectory = (dir: string): void => syncPath(dir, false);

@@ -1,0 +1,126 @@
+/**
+ * A 201 means the order is on disk: the shop runs on PGlite under strace, which records every
+ * write to PGlite's WAL, every fsync/fdatasync and every HTTP answer in the order they happened.
+ * For each order answered 201, an fsync of a WAL file must have begun after the write of the
+ * order's commit (the first WAL write holding its Idempotency-Key) and ended before the answer
+ * went out. Only the order of events counts, never their times. With PGLITE_UNSAFE_NO_FSYNC=true
+ * (PGlite as it comes) the same check finds no such fsync: the test can tell the two apart.
+ */
+import { afterAll, describe, expect, test } from "bun:test";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { startShopProcess } from "./support/process";
+import { processEnv } from "./support/shop-target";
+
+/** Orders per run, posted this many at a time (so that commits share fsyncs). */
+const ORDERS = 12;
+const AT_ONCE = 4;
+
+const scratch = mkdtempSync(join(tmpdir(), "durability-"));
+afterAll(() => rmSync(scratch, { recursive: true, force: true }));
+
+/** One syscall as strace saw it: where it began and ended in the trace (line numbers), its text. */
+interface Call {
+  name: string;
+  begin: number;
+  end: number;
+  text: string;
+}
+
+/**
+ * The syscalls of a `strace -f -y` output, in order. A call another thread interrupted is two
+ * lines, `name(args <unfinished ...>` then `<... name resumed>...`: begin and end are those lines.
+ */
+function parseTrace(trace: string): Call[] {
+  const calls: Call[] = [];
+  const open = new Map<string, Call>(); // by thread and name
+  trace.split("\n").forEach((line, i) => {
+    const resumed = /^(\d+) \S+ <\.\.\. (\w+) resumed>/.exec(line);
+    if (resumed) {
+      const call = open.get(`${resumed[1]} ${resumed[2]}`);
+      if (call) {
+        call.end = i;
+        open.delete(`${resumed[1]} ${resumed[2]}`);
+      }
+      return;
+    }
+    const m = /^(\d+) \S+ (\w+)\((.*)$/.exec(line);
+    if (!m) return;
+    const call: Call = { name: m[2] as string, begin: i, end: i, text: m[3] as string };
+    calls.push(call);
+    if (line.endsWith("<unfinished ...>")) open.set(`${m[1]} ${call.name}`, call);
+  });
+  return calls;
+}
+
+const WAL = /^\d+<[^>]*\/pg_wal\/[0-9A-F]{24}>/;
+
+/** The orders (key → id) whose 201 was not preceded by an fsync of the WAL begun after their commit. */
+function unsyncedAnswers(calls: Call[], orders: Map<string, string>): string[] {
+  const walWrites = calls.filter((c) => c.name === "pwrite64" && WAL.test(c.text));
+  const walSyncs = calls.filter((c) => (c.name === "fsync" || c.name === "fdatasync") && WAL.test(c.text));
+  const answers = calls.filter((c) => ["sendto", "write", "writev"].includes(c.name) && c.text.includes("HTTP/1.1 201"));
+  const missing: string[] = [];
+  for (const [key, id] of orders) {
+    const commit = walWrites.find((c) => c.text.includes(key));
+    const answer = answers.find((c) => c.text.includes(id));
+    if (!commit || !answer) throw new Error(`order ${id}: ${commit ? "" : "no WAL write with its key "}${answer ? "" : "no 201 in the trace"}`);
+    if (!walSyncs.some((s) => s.begin > commit.end && s.end < answer.begin)) missing.push(id);
+  }
+  return missing;
+}
+
+/** Runs the shop under strace on a new data directory, places orders, stops it; returns the trace and the orders. */
+async function placeOrdersUnderStrace(name: string, env: Record<string, string>): Promise<{ calls: Call[]; orders: Map<string, string> }> {
+  const traceFile = join(scratch, `${name}.strace`);
+  const strace = ["strace", "-f", "-qq", "-ttt", "-y", "-s", "1000000", "-e", "signal=none", "-e", "trace=pwrite64,fsync,fdatasync,sendto,write,writev", "-o", traceFile];
+  const shop = await startShopProcess([], processEnv({ DATA_DIR: join(scratch, name), ...env }), 3, 180_000, {
+    command: [...strace, "bun", "run", "src/main.ts"],
+  });
+  const orders = new Map<string, string>();
+  try {
+    for (let i = 0; i < ORDERS; i += AT_ONCE) {
+      await Promise.all(
+        Array.from({ length: AT_ONCE }, async () => {
+          const key = `durability-${crypto.randomUUID()}`;
+          const r = await fetch(`${shop.urls.registry}/orders`, {
+            method: "POST",
+            headers: { "content-type": "application/json", "idempotency-key": key },
+            body: JSON.stringify({ user_id: 1, items: [{ product_id: 1, quantity: 1 }] }),
+          });
+          const body = (await r.json()) as { id: string };
+          expect(r.status).toBe(201);
+          orders.set(key, body.id);
+        }),
+      );
+    }
+  } finally {
+    // strace's own pid is the one spawned; stopping the shop under it ends strace too.
+    const children = readFileSync(`/proc/${shop.proc.pid}/task/${shop.proc.pid}/children`, "utf8").trim().split(/\s+/).filter(Boolean);
+    for (const pid of children) process.kill(Number(pid), "SIGTERM");
+    await shop.proc.exited;
+  }
+  return { calls: parseTrace(readFileSync(traceFile, "utf8")), orders };
+}
+
+describe("durable answers on PGlite", () => {
+  test(
+    "every 201 follows an fsync of the WAL begun after its order's commit",
+    async () => {
+      const { calls, orders } = await placeOrdersUnderStrace("durable", {});
+      expect(orders.size).toBe(ORDERS);
+      expect(unsyncedAnswers(calls, orders)).toEqual([]);
+    },
+    240_000,
+  );
+
+  test(
+    "PGLITE_UNSAFE_NO_FSYNC=true answers with nothing fsynced: the check above sees it",
+    async () => {
+      const { calls, orders } = await placeOrdersUnderStrace("unsafe", { PGLITE_UNSAFE_NO_FSYNC: "true" });
+      expect(unsyncedAnswers(calls, orders)).toEqual([...orders.values()]);
+    },
+    240_000,
+  );
+});

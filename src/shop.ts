@@ -14,6 +14,7 @@ import type { Logger } from "./log";
 import type { RunningModule, ShopModule } from "./module";
 import { MODULES } from "./modules";
 import { reportOpening } from "./start-banner";
+import { tracingMetrics } from "./tracing/metrics";
 import { startTracing, type Tracing } from "./tracing/setup";
 
 /** A started shop. */
@@ -105,6 +106,7 @@ export async function startShop(settings: Settings, env: Env, log: Logger, opts:
   const registries = chosen.map(() => {
     const registry = new Registry();
     databaseMetrics(registry, db);
+    if (tracing) tracingMetrics(registry, tracing);
     return registry;
   });
   try {

@@ -12,13 +12,15 @@
  * `--only-traced` skips the tracing-off run. Progress goes to stderr, the table to stdout.
  */
 import { createServer, type Server, type Socket } from "node:net";
-import { cleanUp, defer, installSignalHandlers } from "../bench/cleanup";
-import { launch } from "../bench/launch";
+import { cleanUp, defer, installSignalHandlers, trackPid, untrackPid } from "../bench/cleanup";
 import { benchUsers, postAtRate, stockUp } from "../bench/load";
 import { OrderTracker } from "../bench/order-tracker";
 import { rssMb } from "../bench/proc-stats";
 import { renderTable } from "../bench/table";
+import { startShopProcess } from "../test/support/process";
 import { processEnv } from "../test/support/shop-target";
+
+const START_TIMEOUT_MS = 600_000;
 
 const num = (name: string, fallback: number) => {
   const raw = process.env[name];
@@ -73,9 +75,18 @@ interface Row {
 
 /** One run: the shop under load for `seconds`, sampled every `sampleSeconds`. */
 async function run(label: string, env: Record<string, string>): Promise<{ rows: Row[]; orders: number; warnings: string[] }> {
-  const shop = await launch([{ name: "shop", args: ["--modules", "registry,wallet,storage"], env: { ...processEnv(), DATA_DIR: ":memory:", ...env }, modules: 3 }]);
-  defer("stop the shop", () => shop.stop());
-  const pid = shop.pids.shop as number;
+  // Started here rather than by the bench's launcher: on a busy machine the start can take longer than its 90 s.
+  const proc = await startShopProcess(["--modules", "registry,wallet,storage"], { ...processEnv(), DATA_DIR: ":memory:", ...env }, 3, START_TIMEOUT_MS, {
+    maxLogLines: 1000,
+  });
+  trackPid(proc.proc.pid);
+  defer("stop the shop", () => proc.stop().then(() => untrackPid(proc.proc.pid)));
+  const pid = proc.proc.pid;
+  const shop = {
+    urls: { registry: proc.urls.registry ?? "", wallet: proc.urls.wallet ?? "", storage: proc.urls.storage ?? "" },
+    pids: { shop: pid },
+    warnings: () => proc.logs.filter((l) => /"level":"(warn|error)"/.test(l)),
+  };
   const users = benchUsers(20);
   await stockUp(shop.urls, users);
   const tracker = new OrderTracker(shop.urls.registry, 1000, 20);
@@ -101,7 +112,8 @@ async function run(label: string, env: Record<string, string>): Promise<{ rows: 
   const posted = await posting;
   const warnings = shop.warnings();
   await tracker.stop();
-  await shop.stop();
+  await proc.stop();
+  untrackPid(pid);
   return { rows, orders: posted.accepted.length, warnings };
 }
 

@@ -8,6 +8,8 @@ import { afterAll, beforeAll, expect, test } from "bun:test";
 import { createServer, type Server, type Socket } from "node:net";
 import { loadSettings } from "../src/config";
 import { createLogger } from "../src/log";
+import { Registry } from "prom-client";
+import { tracingMetrics } from "../src/tracing/metrics";
 import { startTracing } from "../src/tracing/setup";
 import { inSpan } from "../src/tracing/spans";
 import { eventually } from "./support/eventually";
@@ -91,6 +93,15 @@ async function underLoad(url: string) {
       0,
     );
     const s = tracing.stats();
+    // /metrics says the same.
+    const registry = new Registry();
+    tracingMetrics(registry, tracing);
+    const text = await registry.metrics();
+    const sample = (name: string) => Number(new RegExp(`^${name} (\\d+)$`, "m").exec(text)?.[1]);
+    expect(sample('shop_trace_spans_dropped_total\\{reason="queue_full"\\}')).toBe(s.dropped.queue_full);
+    expect(sample('shop_trace_spans_dropped_total\\{reason="export_failed"\\}')).toBe(s.dropped.export_failed);
+    expect(sample("shop_trace_spans_queued")).toBe(s.queued);
+    expect(sample("shop_trace_exports_in_flight")).toBe(s.inFlight);
     // Every span made is exported, dropped (by reason) or still waiting: nothing is lost uncounted.
     expect(s.exported + s.dropped.queue_full + s.dropped.export_failed + s.queued).toBe(made);
     expect(s.exported).toBe(0);

@@ -17,6 +17,7 @@ import type { Logger } from "./log";
 import type { RunningModule, ShopModule } from "./module";
 import { MODULES } from "./modules";
 import { reportOpening } from "./start-banner";
+import { tracingMetrics } from "./tracing/metrics";
 import { startTracing, type Tracing } from "./tracing/setup";
 
 /** A started shop. */
@@ -119,6 +120,7 @@ export async function startShop(settings: Settings, env: Env, log: Logger, opts:
     const registry = new Registry();
     databaseMetrics(registry, db);
     workMetrics(registry);
+    if (tracing) tracingMetrics(registry, tracing);
     return registry;
   });
   try {

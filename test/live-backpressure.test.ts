@@ -156,3 +156,62 @@ test("at the global limit, a client whose writes are stuck is shed for a newcome
     await shop.stop();
   }
 }, 240_000);
+
+test("200 clients that never read, 20 from each of ten addresses, are shed for a viewer from an eleventh address while orders flow (issue 24)", async () => {
+  // The default limits (200 places, 20 per address); a short stall timeout.
+  const shop = await startInProcess({ REGISTRY_LIVE_STALL_TIMEOUT_MS: "2000" });
+  const url = `${shop.urls.registry}/live/events`;
+  const mine: { close(): void }[] = [];
+  const sample = (name: string, labels = "") =>
+    fetch(`${shop.urls.registry}/metrics`)
+      .then((r) => r.text())
+      .then((text) => Number(text.split("\n").find((l) => l.startsWith(`${name}${labels ? `{${labels}}` : ""} `))?.split(" ")[1]));
+  const droppedHere = async () =>
+    (await sample("shop_live_clients_dropped_total", 'reason="shed"')) + (await sample("shop_live_clients_dropped_total", 'reason="stalled"'));
+  try {
+    for (let a = 2; a <= 11; a++) {
+      const batch = await Promise.all(Array.from({ length: 20 }, () => rawGet(url, { localAddress: `127.0.0.${a}`, read: false })));
+      mine.push(...batch);
+      expect(batch.map((s) => s.status)).toEqual(Array<number>(20).fill(200));
+    }
+    await eventually(async () => (await sample("shop_live_clients")) === 200);
+    // Every place taken and nothing sent yet but the snapshot: a viewer from 127.0.0.1 is refused.
+    const early = await fetch(url);
+    await early.body?.cancel();
+    expect(early.status).toBe(503);
+
+    // Orders flow (unknown users: each is rejected, a few KiB of frames to every client). At most
+    // ORDERS of them: far less than the kernel's buffers take for each client on loopback (some MiB),
+    // so that only a client's closed receive window shows it takes nothing.
+    const ORDERS = 240;
+    const items = Array.from({ length: 10 }, (_, i) => ({ product_id: i + 1, quantity: 1 }));
+    let user = 8_000_000;
+    let placed = 0;
+    const viewer = await eventually(
+      async () => {
+        if (placed < ORDERS) {
+          await Promise.all(Array.from({ length: 4 }, () => call(shop.urls.registry, "POST", "/orders", { user_id: ++user, items })));
+          placed += 4;
+        }
+        const s = await openSse(url);
+        mine.push(s);
+        if (s.response.status === 200) return s;
+        expect(s.response.status).toBe(503);
+        s.close();
+        return false;
+      },
+      120_000,
+      100,
+    );
+    await viewer.next(isSnapshot);
+    console.log(`viewer in after ${placed} orders; dropped: ${await droppedHere()}`);
+    expect(await droppedHere()).toBeGreaterThanOrEqual(1);
+    expect(await sample("shop_live_clients")).toBeLessThanOrEqual(200);
+    // The viewer reads on: a new order reaches it.
+    const order = await call<{ id: string }>(shop.urls.registry, "POST", "/orders", { user_id: ++user, items });
+    await viewer.next((f) => f.kind === "event" && f.event === "order" && f.data.includes(order.body.id), 30_000);
+  } finally {
+    for (const s of mine) s.close();
+    await shop.stop();
+  }
+}, 240_000);

@@ -33,7 +33,7 @@ const otlpUrl = z
   .optional()
   .or(z.literal("").transform(() => undefined));
 
-/** OTLP's transports: JSON over HTTP only (what @opentelemetry/exporter-trace-otlp-http speaks). */
+/** OTLP's transports: JSON over HTTP only (what the exporter, src/tracing/export.ts, speaks). */
 const otlpProtocol = z
   .enum(["http/json", ""], { message: 'only "http/json" is supported (OTLP/HTTP with JSON bodies, which Jaeger, Tempo and the OpenTelemetry Collector accept)' })
   .optional()

@@ -5,7 +5,6 @@
  */
 import { context, diag, DiagLogLevel, trace } from "@opentelemetry/api";
 import { AsyncLocalStorageContextManager } from "@opentelemetry/context-async-hooks";
-import { OTLPTraceExporter } from "@opentelemetry/exporter-trace-otlp-http";
 import { detectResources, envDetector, resourceFromAttributes } from "@opentelemetry/resources";
 import {
   AlwaysOffSampler,
@@ -20,6 +19,7 @@ import {
 } from "@opentelemetry/sdk-trace";
 import type { Settings, TraceSampler } from "../config";
 import type { Logger } from "../log";
+import { BoundedExport, type ExportStats, otlpFetchExporter } from "./export";
 import { setTracingOn } from "./spans";
 
 /** The settings tracing reads (all OpenTelemetry's standard variables). */
@@ -40,12 +40,14 @@ export interface Tracing {
   destination: string;
   /** Sends the spans not yet exported (at most `STOP_TIMEOUT_MS`), then uninstalls the provider. */
   stop(): Promise<void>;
+  /** Spans queued, exports in flight, spans exported and dropped so far (export.ts). */
+  stats(): ExportStats;
 }
 
 /** The longest a stop waits for the last spans to go out (an unreachable collector must not hold a stop up). */
 const STOP_TIMEOUT_MS = 5_000;
 
-/** Spans waiting for export, at most: beyond it new spans are dropped (and counted by the SDK), memory stays bounded. */
+/** Spans waiting for export, at most: beyond it new spans are dropped (and counted, export.ts), memory stays bounded. */
 const MAX_QUEUED_SPANS = 8192;
 
 /** How often a failing export is logged, at most. */
@@ -69,14 +71,15 @@ export function startTracing(s: TracingSettings, modules: readonly string[], log
   if (destination === null) return null;
   if (installed) throw new Error("tracing is already installed in this process");
   diag.setLogger(diagnostics(log), DiagLogLevel.WARN);
-  const exporter: SpanExporter = destination === "console" ? new ConsoleSpanExporter() : new OTLPTraceExporter({ url: destination });
+  const exporter: SpanExporter = destination === "console" ? new ConsoleSpanExporter() : otlpFetchExporter(destination);
+  const bounded = new BoundedExport(exporter, MAX_QUEUED_SPANS, log, (counted) => new BatchSpanProcessor({ exporter: counted, maxQueueSize: MAX_QUEUED_SPANS, scheduledDelayMillis: 1000 }));
   const serviceName = modules.length === 1 ? String(modules[0]) : "shop";
   // OTEL_SERVICE_NAME and OTEL_RESOURCE_ATTRIBUTES (envDetector) win over the defaults.
   const resource = resourceFromAttributes({ "service.name": serviceName, "service.namespace": "shop" }).merge(detectResources({ detectors: [envDetector] }));
   const provider = new TracerProvider({
     resource,
     sampler: sampler(s.OTEL_TRACES_SAMPLER, s.OTEL_TRACES_SAMPLER_ARG ?? 1),
-    spanProcessors: [new BatchSpanProcessor({ exporter, maxQueueSize: MAX_QUEUED_SPANS, scheduledDelayMillis: 1000 })],
+    spanProcessors: [bounded],
   });
   const contextManager = new AsyncLocalStorageContextManager().enable();
   context.setGlobalContextManager(contextManager);
@@ -87,6 +90,7 @@ export function startTracing(s: TracingSettings, modules: readonly string[], log
   let stopped: Promise<void> | null = null;
   return {
     destination,
+    stats: () => bounded.snapshot(),
     stop: () =>
       (stopped ??= (async () => {
         setTracingOn(false);

@@ -81,7 +81,8 @@ export function createLivePage(deps: {
   const router = createRouter()
     .openapi(livePageRoute, (c) => c.html(page, 200, { "cache-control": "no-cache", "content-security-policy": PAGE_CSP }) as never)
     .openapi(liveEventsRoute, (c) => {
-      const admitted = feed.connect({ signal: c.req.raw.signal, server: streamServer(c.env), address: clientAddress(c.env, c.req.raw) });
+      const peer = clientPeer(c.env, c.req.raw);
+      const admitted = feed.connect({ signal: c.req.raw.signal, server: streamServer(c.env), address: peer?.address, port: peer?.port });
       if ("refused" in admitted) {
         if (admitted.refused === "too_many_clients_from_address") {
           return c.json(errorBody(admitted.refused, TOO_MANY_FROM_ADDRESS_MESSAGE), 429, { "retry-after": "5" });
@@ -99,10 +100,11 @@ export function createLivePage(deps: {
   return { router, stop: () => feed.stop() };
 }
 
-/** The TCP peer's IP address, from Bun's server (the env); X-Forwarded-For is not trusted (no trusted-proxy setting). */
-function clientAddress(env: unknown, req: Request): string | undefined {
+/** The TCP peer's IP address and port, from Bun's server (the env); X-Forwarded-For is not trusted (no trusted-proxy setting). */
+function clientPeer(env: unknown, req: Request): { address: string; port: number } | undefined {
   if (typeof env !== "object" || env === null || !("requestIP" in env) || typeof env.requestIP !== "function") return undefined;
-  return (env as Pick<Server<undefined>, "requestIP">).requestIP(req)?.address;
+  const peer = (env as Pick<Server<undefined>, "requestIP">).requestIP(req);
+  return peer ? { address: peer.address, port: peer.port } : undefined;
 }
 
 /** Bun passes its server to `fetch` as the env; the feed uses it to notice the server stopping. */

@@ -3,7 +3,11 @@
  * body only while the socket takes data: once the kernel's buffers for the connection are full it
  * stops reading, and what the feed enqueues waits in this stream's queue (counted in bytes, so
  * `desiredSize` is minus the bytes waiting). Bun asks for more (`pull`) once it wrote everything.
+ * Those buffers take some MiB on loopback before that happens; the kernel says sooner that the
+ * client takes nothing (its receive window is closed, socket-states.ts), which the feed notes here.
  */
+import { normalizeAddress } from "./socket-states";
+
 
 /** The HTTP server a stream is served by, as far as the feed needs it: Bun sets `port` to 0 once it is stopping. */
 export interface StreamServer {
@@ -16,6 +20,8 @@ export class LiveClient {
   private controller: ReadableStreamDefaultController<Uint8Array> | null = null;
   /** When data started waiting with Bun not asking for more; null while Bun takes everything. */
   private waitingSince: number | null = null;
+  /** Since when the kernel has seen the client's receive window closed; null while it is open (or not known). */
+  private closedSince: number | null = null;
   /** Frames broadcast before the snapshot was sent: sent right after it. */
   private held: Uint8Array[] | null = [];
   private heldBytes = 0;
@@ -23,6 +29,8 @@ export class LiveClient {
   constructor(
     /** Whose stream this is, for the per-address limit; null when the server did not say. */
     readonly address: string | null,
+    /** The client's TCP port, to find its connection in the kernel's tables; null when the server did not say. */
+    readonly port: number | null,
     readonly server: StreamServer | undefined,
     onCancel: () => void,
   ) {
@@ -47,9 +55,19 @@ export class LiveClient {
     return Math.max(0, -(this.controller?.desiredSize ?? 0)) + this.heldBytes;
   }
 
-  /** How long data has been waiting without Bun asking for more; 0 while the client takes everything. */
+  /**
+   * How long the client has taken nothing: data waiting without Bun asking for more, or its receive
+   * window closed, whichever is longer; 0 while it takes what is sent.
+   */
   waitingFor(now: number): number {
-    return this.waitingSince === null ? 0 : now - this.waitingSince;
+    const since = Math.min(this.waitingSince ?? now, this.closedSince ?? now);
+    return now - since;
+  }
+
+  /** Notes what the kernel says of the connection: whether the client's receive window is closed (it reads nothing). */
+  noteWindow(closed: boolean, now: number): void {
+    if (!closed) this.closedSince = null;
+    else this.closedSince ??= now;
   }
 
   /** Queues a frame (before the snapshot: holds it); false once the stream is closed. */
@@ -98,15 +116,6 @@ export class LiveClient {
  * host is usually given). An IPv4 address mapped into IPv6 (`::ffff:10.0.0.1`) counts as itself.
  */
 export function addressKey(ip: string): string {
-  const mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i.exec(ip);
-  if (mapped?.[1]) return mapped[1];
-  if (!ip.includes(":")) return ip;
-  const [head = "", tail] = ip.toLowerCase().split("%")[0]?.split("::") ?? [];
-  const left = head ? head.split(":") : [];
-  const right = tail ? tail.split(":") : [];
-  const groups = tail === undefined ? left : [...left, ...Array<string>(Math.max(0, 8 - left.length - right.length)).fill("0"), ...right];
-  return `${groups
-    .slice(0, 4)
-    .map((g) => g.replace(/^0+(?=.)/, ""))
-    .join(":")}::/64`;
+  const normal = normalizeAddress(ip);
+  return normal.includes(":") ? `${normal.split(":").slice(0, 4).join(":")}::/64` : normal;
 }

@@ -2,7 +2,8 @@
  * The live order feed behind `GET /live/events`: one poller per registry process reads the
  * timeline entries committed since its cursor (by any process sharing the database) and sends
  * every changed order, whole, to each connected client. It runs only while a client is connected.
- * A client that does not take what is sent is dropped, so that it cannot hold a slot (live-client.ts).
+ * A client that does not take what is sent is dropped, so that it cannot hold a slot (live-client.ts):
+ * what waits in its stream, and what the kernel says of its connection (socket-states.ts), show it.
  */
 import type { Database } from "../../../src/db/database";
 import type { Logger } from "../../../src/log";
@@ -10,6 +11,7 @@ import { outsideRequest } from "../../../src/request-context";
 import { EventCursor } from "./event-cursor";
 import { addressKey, LiveClient, type StreamServer } from "./live-client";
 import { eventsAfter, liveOrders, settledEventId } from "./order-reads";
+import { connectionKey, normalizeAddress, zeroWindows } from "./socket-states";
 
 /** Tuning of the feed; the defaults suit a person watching a page. */
 export interface OrderFeedOptions {
@@ -27,7 +29,7 @@ export interface OrderFeedOptions {
   maxClientsPerAddress: number;
   /** A client with more than this still unsent when a poll starts is dropped (a poll's orders are always queued whole). */
   maxUnsentBytes: number;
-  /** A client whose data waited this long without the socket taking all of it is dropped. */
+  /** A client that took nothing this long (data waited without the socket taking all of it, or its receive window stayed closed) is dropped. */
   stallTimeoutMs: number;
   /** A missing timeline id is waited for this long (a transaction still committing), then skipped. */
   gapWaitMs: number;
@@ -57,7 +59,9 @@ export type DropReason = "unsent_bytes" | "stalled" | "shed";
 /** The running feed. */
 export interface OrderFeed {
   /** A new client's stream of events, or why it is refused. `address` is the client's IP address, if known. */
-  connect(opts: { signal?: AbortSignal; server?: StreamServer; address?: string }): { stream: ReadableStream<Uint8Array> } | { refused: Refusal };
+  connect(opts: { signal?: AbortSignal; server?: StreamServer; address?: string; port?: number }):
+    | { stream: ReadableStream<Uint8Array> }
+    | { refused: Refusal };
   /** Clients connected now. */
   clients(): number;
   /** Ends every stream and the poller. */
@@ -71,8 +75,10 @@ interface Client {
   release: () => void;
 }
 
-/** A client whose data has waited this long without the socket taking it counts as stuck, and may be shed for a newcomer. */
+/** A client that took nothing this long (data waiting, or its receive window closed) counts as stuck, and may be shed for a newcomer. */
 const SHED_AFTER_MS = 1000;
+/** How often the kernel's view of the connections (closed receive windows) is read, at most. */
+const WINDOW_SAMPLE_MS = 500;
 const EVENT_READ_LIMIT = 1000;
 const encoder = new TextEncoder();
 /** Sent before the snapshot: how long a disconnected EventSource waits before reconnecting. */
@@ -115,6 +121,9 @@ export function createOrderFeed(
   let polling: Promise<void> | null = null;
   let stopped = false;
   let lastHeartbeat = Date.now();
+  let lastWindowSample = 0;
+  /** False once the kernel's tables turned out unreadable (not Linux): not tried again. */
+  let kernelTables = true;
 
   /** Ends a client's stream; one dropped for a `reason` loses what is queued for it (it was not reading). */
   const drop = (client: Client, reason?: DropReason) => {
@@ -133,6 +142,27 @@ export function createOrderFeed(
     for (const client of clients) if (!client.live.send(frame, now)) drop(client);
   };
 
+  /** Notes for each client whether the kernel sees its receive window closed (it reads nothing), every WINDOW_SAMPLE_MS at most. */
+  const sampleWindows = async () => {
+    if (!kernelTables || Date.now() - lastWindowSample < WINDOW_SAMPLE_MS) return;
+    lastWindowSample = Date.now();
+    const ports = new Set<number>();
+    for (const c of clients) if (c.live.server?.port && c.live.port !== null) ports.add(c.live.server.port);
+    if (ports.size === 0) return;
+    const closed = await zeroWindows(ports);
+    if (!closed) {
+      kernelTables = false;
+      log.info("live feed: the kernel's connection tables cannot be read; a client that does not read is seen only once its buffers are full");
+      return;
+    }
+    const now = Date.now();
+    for (const c of clients) {
+      const { server, address, port } = c.live;
+      if (!server || address === null || port === null) continue;
+      c.live.noteWindow(closed.get(connectionKey(server.port, normalizeAddress(address), port)) === true, now);
+    }
+  };
+
   /** Drops the clients of a stopping server, and those that do not take what is sent. */
   const sweep = () => {
     const now = Date.now();
@@ -143,7 +173,7 @@ export function createOrderFeed(
     }
   };
 
-  /** The client among `candidates` stuck longest (data waiting at least SHED_AFTER_MS), if any. */
+  /** The client among `candidates` stuck longest (taking nothing for at least SHED_AFTER_MS), if any. */
   const stuckest = (candidates: Iterable<Client>): Client | null => {
     const now = Date.now();
     let worst: Client | null = null;
@@ -174,6 +204,7 @@ export function createOrderFeed(
 
   /** One round: drop clients that are gone or stuck, heartbeat, and send the orders that changed. */
   const poll = async () => {
+    await sampleWindows();
     sweep();
     if (Date.now() - lastHeartbeat >= opts.heartbeatMs) {
       lastHeartbeat = Date.now();
@@ -228,7 +259,7 @@ export function createOrderFeed(
   };
 
   return {
-    connect({ signal, server, address }) {
+    connect({ signal, server, address, port }) {
       const key = address === undefined ? null : addressKey(address);
       const refused = admit(key);
       if (refused) {
@@ -237,7 +268,7 @@ export function createOrderFeed(
       }
       const onGone = () => drop(client);
       const client: Client = {
-        live: new LiveClient(address ?? null, server, onGone),
+        live: new LiveClient(address ?? null, port ?? null, server, onGone),
         key,
         release: () => signal?.removeEventListener("abort", onGone),
       };

@@ -105,10 +105,11 @@ export const liveEventsRoute = createRoute(
         "`id:` is the version it carries. A comment line (`: heartbeat`) comes every 5 s. A client that reconnects gets a fresh " +
         "snapshot. In a burst, only the newest 100 changed orders per poll are sent.\n\n" +
         "A client must read what it is sent. One with more than `live_max_unsent_bytes` (1 MiB) not yet taken by its socket " +
-        "when a poll starts, or whose data has waited `live_stall_timeout_ms` (15 s) without the socket taking all of it, is " +
+        "when a poll starts, or that took nothing for `live_stall_timeout_ms` (15 s) (its data waited without the socket taking all " +
+        "of it, or, on Linux, the kernel saw its receive window closed), is " +
         "dropped: its stream ends and what was queued for it is discarded. Each process takes `live_max_clients` (200) clients, " +
         "`live_max_clients_per_address` (20) of them from one IP address (one /64 for IPv6; the address is the TCP peer's, " +
-        "`X-Forwarded-For` is not read). When a limit is reached, a client whose data has waited at least 1 s is shed to make " +
+        "`X-Forwarded-For` is not read). When a limit is reached, a client that took nothing for at least 1 s, whatever its address, is shed to make " +
         "room; only when none is stuck is the newcomer refused, with 429 `too_many_clients_from_address` or 503 " +
         "`too_many_clients` and `Retry-After`.",
       responses: {

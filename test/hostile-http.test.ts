@@ -333,6 +333,9 @@ describe("the request line's path is the path, with or without Host", () => {
       ["wallet", "/health/live"],
       ["storage", "/stock/5"],
       ["registry", "/products?limit=1"],
+      // Dot segments resolve alike (found by the fuzzer: `/stock/4/..` was 404 without Host).
+      ["storage", "/stock/4/.."],
+      ["storage", "/stock/4/%2e%2e"],
     ] as const) {
       const without = await rawExact(service, `GET ${path} HTTP/1.0\r\n\r\n`);
       const withHost = await rawExact(service, `GET ${path} HTTP/1.1\r\nHost: ${new URL(t.urls[service]).host}\r\nConnection: close\r\n\r\n`);

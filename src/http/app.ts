@@ -124,7 +124,9 @@ export function createServiceApp(opts: {
 function ownPath(request: Request, server: BunServer | undefined): Request {
   if (request.url.charCodeAt(0) !== 0x2f /* / */) return request;
   const origin = server?.url?.origin ?? "http://localhost";
-  return new Request(origin + request.url, request);
+  // Through URL, which resolves dot segments as for a request with a Host (`/stock/4/..` is
+  // `/stock/`); Bun's Request keeps them when its init is a Request.
+  return new Request(new URL(request.url, origin).href, request);
 }
 
 /**

@@ -618,7 +618,8 @@ function build(d: Draft, op: Operation): FuzzRequest {
     body: d.chunked && body !== null ? chunk(body) : body,
     mutations: d.mutations,
     pathIntact: d.pathIntact,
-    bunLevel: d.bunLevel || headBytes > 15_000,
+    // Transfer-Encoding in an HTTP/1.0 request is faulty framing (RFC 9112, 6.1): Bun refuses it.
+    bunLevel: d.bunLevel || headBytes > 15_000 || (body !== null && d.chunked && d.version === "HTTP/1.0"),
     truncated: d.truncated && body !== null && body.byteLength > 0,
     badKey: d.badKey,
     invalidUtf8: d.invalidUtf8,

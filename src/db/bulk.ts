@@ -68,10 +68,15 @@ function driverValue(column: PgColumn, value: unknown): unknown {
   return typeof mapped === "boolean" ? String(mapped) : mapped;
 }
 
+/** Each table's columns (getTableConfig builds the whole config, indexes included, on every call). */
+const columnsOf = new WeakMap<PgTable, Set<PgColumn>>();
+
 /** The column of `table` whose TypeScript key is `key`. */
 function columnOf(table: PgTable, key: string): PgColumn {
+  let columns = columnsOf.get(table);
+  if (!columns) columnsOf.set(table, (columns = new Set(getTableConfig(table).columns)));
   const column = (table as unknown as Record<string, PgColumn>)[key];
-  if (!column || !getTableConfig(table).columns.includes(column)) throw new Error(`${getTableConfig(table).name} has no column ${key}`);
+  if (!column || !columns.has(column)) throw new Error(`${getTableConfig(table).name} has no column ${key}`);
   return column;
 }
 

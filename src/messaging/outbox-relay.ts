@@ -2,8 +2,8 @@
  * Moves committed outbox rows onto the bus, oldest first, at-least-once. A row is claimed
  * (`in_flight`) in one statement, handed to the bus, and marked `published` only once the bus
  * says it is durable downstream; a row whose publish failed goes back to `pending`. Marks are
- * written together, a moment later: a crash before that only sends a row twice, and consumers
- * drop the duplicate. Published rows are pruned by the module's retention (retention.ts).
+ * written together, with the next claim (the same statement) or at most MARK_AFTER_MS later: a
+ * crash before that only sends a row twice, and consumers drop the duplicate. Published rows are pruned by the module's retention (retention.ts).
  * One relay per outbox claims at a time: relay-leader.ts elects it (ADR 0010).
  */
 import { and, asc, eq, inArray, notInArray, sql } from "drizzle-orm";
@@ -20,8 +20,12 @@ import type { MessagingTables } from "./tables";
 export { outboxLockKey } from "./relay-leader";
 
 const BATCH = 200;
-/** How long confirmed rows wait to be marked published together (fewer statements under load). */
-const MARK_AFTER_MS = 100;
+/**
+ * How long confirmed rows wait to be marked published on their own. Until then they ride on the
+ * next claim (one statement claims and marks): at any steady rate above one batch a second, no
+ * statement and no timer of its own.
+ */
+const MARK_AFTER_MS = 1000;
 
 /** A running relay. */
 export interface OutboxRelay {
@@ -186,7 +190,20 @@ class Relay {
           this.blocked = true;
           return;
         }
-        const rows = await this.claim(BATCH);
+        // What the bus confirmed so far is marked published by the claim itself.
+        const marks = this.confirmed.splice(0);
+        let rows: Row[];
+        try {
+          rows = await this.claim(BATCH, marks);
+        } catch (err) {
+          this.confirmed.unshift(...marks); // not marked: the timer (or a later claim) marks them
+          throw err;
+        }
+        for (const seq of marks) this.held.delete(seq);
+        if (this.confirmed.length === 0 && this.markTimer) {
+          clearTimeout(this.markTimer);
+          this.markTimer = null;
+        }
         if (rows.length === 0) return;
         for (const r of rows) this.held.add(r.seq);
         this.inFlight += 1;
@@ -205,10 +222,21 @@ class Relay {
     }
   }
 
-  private claim(limit: number): Promise<Row[]> {
+  /**
+   * Claims up to `limit` pending rows, oldest first, and marks `marks` (rows the bus confirmed)
+   * published in the same statement. Those are `in_flight`, the claimed ones `pending`: the two
+   * updates never touch the same row. The mark is not fenced (the bus has those records,
+   * whoever leads now); one text whatever the number of marks.
+   */
+  private claim(limit: number, marks: number[]): Promise<Row[]> {
     const outbox = this.outbox;
     return this.leader.claimWith((q, fence) =>
       q
+        .with(
+          q.$with("marked", {}).as(
+            sql`update ${outbox} set ${sql.identifier(outbox.state.name)} = 'published', ${sql.identifier(outbox.publishedAt.name)} = now() where ${anyOf(outbox.seq, marks, "bigint")}`,
+          ),
+        )
         .update(outbox)
         .set({ state: "in_flight" })
         .where(

@@ -6,12 +6,12 @@
  * crash before that only sends a row twice, and consumers drop the duplicate. Published rows are pruned by the module's retention (retention.ts).
  * One relay per outbox claims at a time: relay-leader.ts elects it (ADR 0010).
  */
-import { and, asc, eq, inArray, notInArray, sql } from "drizzle-orm";
+import { and, asc, eq, inArray, notInArray, type SQL, sql } from "drizzle-orm";
 import { anyOf } from "../db/bulk";
 import type { Bus, BusRecord } from "../bus/bus";
 import { retryDelayMs } from "../bus/bus";
 import { type RecordSigner, SIGNATURE_HEADER } from "../bus/signing";
-import type { Database } from "../db/database";
+import type { Database, Executor } from "../db/database";
 import type { Logger } from "../log";
 import { contextOf, failed, linkTo, type Span, SpanKind, startSpan, type TraceCarrier, tracingOn } from "../tracing/spans";
 import { RelayLeader } from "./relay-leader";
@@ -85,6 +85,8 @@ class Relay {
   private markTimer: Timer | null = null;
   /** Rows this relay claimed and has not yet released or marked published. */
   private readonly held = new Set<number>();
+  /** The claim, prepared once per connection it runs on (see claimQuery). */
+  private readonly claims = new WeakMap<Executor, ReturnType<Relay["buildClaim"]>>();
   /**
    * Rows may be `in_flight` that no running relay holds: left by a previous leader (this relay
    * just took the lead), or by a claim of this relay that failed (its UPDATE may have committed
@@ -229,30 +231,43 @@ class Relay {
    * whoever leads now); one text whatever the number of marks.
    */
   private claim(limit: number, marks: number[]): Promise<Row[]> {
+    return this.leader.claimWith((q, fence) => this.claimQuery(q, fence).execute({ limit, marks }));
+  }
+
+  /**
+   * The claim as a prepared query of `q` (the database, or the lead's session): drizzle builds
+   * its text once per session, not on every claim.
+   */
+  private claimQuery(q: Executor, fence: SQL | undefined) {
+    let query = this.claims.get(q);
+    if (!query) this.claims.set(q, (query = this.buildClaim(q, fence)));
+    return query;
+  }
+
+  private buildClaim(q: Executor, fence: SQL | undefined) {
     const outbox = this.outbox;
-    return this.leader.claimWith((q, fence) =>
-      q
-        .with(
-          q.$with("marked", {}).as(
-            sql`update ${outbox} set ${sql.identifier(outbox.state.name)} = 'published', ${sql.identifier(outbox.publishedAt.name)} = now() where ${anyOf(outbox.seq, marks, "bigint")}`,
-          ),
-        )
-        .update(outbox)
-        .set({ state: "in_flight" })
-        .where(
-          inArray(
-            outbox.seq,
-            q
-              .select({ seq: outbox.seq })
-              .from(outbox)
-              .where(and(eq(outbox.state, "pending"), fence))
-              .orderBy(asc(outbox.seq))
-              .limit(limit)
-              .for("update", { skipLocked: true }),
-          ),
-        )
-        .returning(),
-    );
+    return q
+      .with(
+        q.$with("marked", {}).as(
+          sql`update ${outbox} set ${sql.identifier(outbox.state.name)} = 'published', ${sql.identifier(outbox.publishedAt.name)} = now() where ${outbox.seq} = any(${sql.placeholder("marks")}::bigint[])`,
+        ),
+      )
+      .update(outbox)
+      .set({ state: "in_flight" })
+      .where(
+        inArray(
+          outbox.seq,
+          q
+            .select({ seq: outbox.seq })
+            .from(outbox)
+            .where(and(eq(outbox.state, "pending"), fence))
+            .orderBy(asc(outbox.seq))
+            .limit(sql.placeholder("limit"))
+            .for("update", { skipLocked: true }),
+        ),
+      )
+      .returning()
+      .prepare("outbox_claim");
   }
 
   /** Returns rows `in_flight` that this relay does not hold to `pending` (fenced like a claim). */

@@ -3,7 +3,8 @@
  * (`in_flight`) in one statement, handed to the bus, and marked `published` only once the bus
  * says it is durable downstream; a row whose publish failed goes back to `pending`. Marks are
  * written together, with the next claim (the same statement) or at most MARK_AFTER_MS later: a
- * crash before that only sends a row twice, and consumers drop the duplicate. Published rows are pruned by the module's retention (retention.ts).
+ * crash before that only sends a row twice, and consumers drop the duplicate. Published rows are
+ * pruned by the module's retention (retention.ts).
  * One relay per outbox claims at a time: relay-leader.ts elects it (ADR 0010).
  */
 import { and, asc, eq, inArray, notInArray, type SQL, sql } from "drizzle-orm";
@@ -198,7 +199,9 @@ class Relay {
         try {
           rows = await this.claim(BATCH, marks);
         } catch (err) {
-          this.confirmed.unshift(...marks); // not marked: the timer (or a later claim) marks them
+          // Not marked: the timer (or a later claim) marks them.
+          this.confirmed.unshift(...marks);
+          if (marks.length > 0) this.markTimer ??= setTimeout(() => void this.markConfirmed(), MARK_AFTER_MS);
           throw err;
         }
         for (const seq of marks) this.held.delete(seq);

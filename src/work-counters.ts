@@ -55,11 +55,12 @@ export function countPeriodicStatements(n = 1): void {
   if (periodicWork.getStore()) work.periodic_statements += n;
 }
 
-/** Counts one relay claim that took `rows` rows. */
-export function countClaim(rows: number): void {
+/** Counts one relay claim that took `rows` rows and marked `marked` confirmed rows published; empty when it did neither. */
+export function countClaim(rows: number, marked = 0): void {
   work.relay_claims += 1;
   work.relay_rows_claimed += rows;
-  if (rows === 0) work.relay_empty_claims += 1;
+  work.relay_rows_marked += marked;
+  if (rows === 0 && marked === 0) work.relay_empty_claims += 1;
 }
 
 /** Counts one mark-published statement of `rows` rows. */

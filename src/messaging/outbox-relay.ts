@@ -2,16 +2,17 @@
  * Moves committed outbox rows onto the bus, oldest first, at-least-once. A row is claimed
  * (`in_flight`) in one statement, handed to the bus, and marked `published` only once the bus
  * says it is durable downstream; a row whose publish failed goes back to `pending`. Marks are
- * written together, a moment later: a crash before that only sends a row twice, and consumers
- * drop the duplicate. Published rows are pruned by the module's retention (retention.ts).
+ * written together, with the next claim (the same statement) or at most MARK_AFTER_MS later: a
+ * crash before that only sends a row twice, and consumers drop the duplicate. Published rows are
+ * pruned by the module's retention (retention.ts).
  * One relay per outbox claims at a time: relay-leader.ts elects it (ADR 0010).
  */
-import { and, asc, eq, inArray, notInArray, sql } from "drizzle-orm";
+import { and, asc, eq, inArray, notInArray, type SQL, sql } from "drizzle-orm";
 import { anyOf } from "../db/bulk";
 import type { Bus, BusRecord } from "../bus/bus";
 import { retryDelayMs } from "../bus/bus";
 import { type RecordSigner, SIGNATURE_HEADER } from "../bus/signing";
-import type { Database } from "../db/database";
+import type { Database, Executor } from "../db/database";
 import type { Logger } from "../log";
 import { contextOf, failed, linkTo, type Span, SpanKind, startSpan, type TraceCarrier, tracingOn } from "../tracing/spans";
 import { countClaim, countMark, work } from "../work-counters";
@@ -21,8 +22,12 @@ import type { MessagingTables } from "./tables";
 export { outboxLockKey } from "./relay-leader";
 
 const BATCH = 200;
-/** How long confirmed rows wait to be marked published together (fewer statements under load). */
-const MARK_AFTER_MS = 100;
+/**
+ * How long confirmed rows wait to be marked published on their own. Until then they ride on the
+ * next claim (one statement claims and marks): at any steady rate above one batch a second, no
+ * statement and no timer of its own.
+ */
+const MARK_AFTER_MS = 1000;
 
 /** A running relay. */
 export interface OutboxRelay {
@@ -82,6 +87,8 @@ class Relay {
   private markTimer: Timer | null = null;
   /** Rows this relay claimed and has not yet released or marked published. */
   private readonly held = new Set<number>();
+  /** The claim, prepared once per connection it runs on (see claimQuery). */
+  private readonly claims = new WeakMap<Executor, ReturnType<Relay["buildClaim"]>>();
   /**
    * Rows may be `in_flight` that no running relay holds: left by a previous leader (this relay
    * just took the lead), or by a claim of this relay that failed (its UPDATE may have committed
@@ -188,8 +195,23 @@ class Relay {
           this.blocked = true;
           return;
         }
-        const rows = await this.claim(BATCH);
-        countClaim(rows.length);
+        // What the bus confirmed so far is marked published by the claim itself.
+        const marks = this.confirmed.splice(0);
+        let rows: Row[];
+        try {
+          rows = await this.claim(BATCH, marks);
+        } catch (err) {
+          // Not marked: the timer (or a later claim) marks them.
+          this.confirmed.unshift(...marks);
+          if (marks.length > 0) this.markTimer ??= setTimeout(() => void this.markConfirmed(), MARK_AFTER_MS);
+          throw err;
+        }
+        countClaim(rows.length, marks.length);
+        for (const seq of marks) this.held.delete(seq);
+        if (this.confirmed.length === 0 && this.markTimer) {
+          clearTimeout(this.markTimer);
+          this.markTimer = null;
+        }
         if (rows.length === 0) return;
         for (const r of rows) this.held.add(r.seq);
         this.inFlight += 1;
@@ -208,26 +230,50 @@ class Relay {
     }
   }
 
-  private claim(limit: number): Promise<Row[]> {
+  /**
+   * Claims up to `limit` pending rows, oldest first, and marks `marks` (rows the bus confirmed)
+   * published in the same statement. Those are `in_flight`, the claimed ones `pending`: the two
+   * updates never touch the same row. The mark is not fenced (the bus has those records,
+   * whoever leads now); one text whatever the number of marks.
+   */
+  private claim(limit: number, marks: number[]): Promise<Row[]> {
+    return this.leader.claimWith((q, fence) => this.claimQuery(q, fence).execute({ limit, marks }));
+  }
+
+  /**
+   * The claim as a prepared query of `q` (the database, or the lead's session): drizzle builds
+   * its text once per session, not on every claim.
+   */
+  private claimQuery(q: Executor, fence: SQL | undefined) {
+    let query = this.claims.get(q);
+    if (!query) this.claims.set(q, (query = this.buildClaim(q, fence)));
+    return query;
+  }
+
+  private buildClaim(q: Executor, fence: SQL | undefined) {
     const outbox = this.outbox;
-    return this.leader.claimWith((q, fence) =>
-      q
-        .update(outbox)
-        .set({ state: "in_flight" })
-        .where(
-          inArray(
-            outbox.seq,
-            q
-              .select({ seq: outbox.seq })
-              .from(outbox)
-              .where(and(eq(outbox.state, "pending"), fence))
-              .orderBy(asc(outbox.seq))
-              .limit(limit)
-              .for("update", { skipLocked: true }),
-          ),
-        )
-        .returning(),
-    );
+    return q
+      .with(
+        q.$with("marked", {}).as(
+          sql`update ${outbox} set ${sql.identifier(outbox.state.name)} = 'published', ${sql.identifier(outbox.publishedAt.name)} = now() where ${outbox.seq} = any(${sql.placeholder("marks")}::bigint[])`,
+        ),
+      )
+      .update(outbox)
+      .set({ state: "in_flight" })
+      .where(
+        inArray(
+          outbox.seq,
+          q
+            .select({ seq: outbox.seq })
+            .from(outbox)
+            .where(and(eq(outbox.state, "pending"), fence))
+            .orderBy(asc(outbox.seq))
+            .limit(sql.placeholder("limit"))
+            .for("update", { skipLocked: true }),
+        ),
+      )
+      .returning()
+      .prepare("outbox_claim");
   }
 
   /** Returns rows `in_flight` that this relay does not hold to `pending` (fenced like a claim). */

@@ -47,7 +47,8 @@ describe("the binary", () => {
       const port = (url: string | undefined) => new URL(url as string).port;
       expect(ready).toMatchObject({
         modules: ["registry", "wallet", "storage"],
-        database: `PGlite in ${join(cwd, "data")}`,
+        // The binary's embedded database is durable too (issue 24).
+        database: `PGlite in ${join(cwd, "data")} (every commit fsynced before its answer)`,
         config: "built into the binary (there is no ./config)",
         live_page: `http://localhost:${port(shop.urls.registry)}/`,
         swagger: { storage: `http://localhost:${port(shop.urls.storage)}/swagger/` },
@@ -111,7 +112,7 @@ describe("the binary", () => {
       const [registry, wallet] = started.map((p) => Object.values(p.urls)[0] as string) as [string, string];
       const ready = JSON.parse(started[1]?.logs.find((l) => l.includes('"msg":"ready"')) as string);
       expect(ready).toMatchObject({ mode: "service: wallet only", bus: `Kafka at ${kafka.brokers} (records signed)` });
-      expect(ready.database).toStartWith("PostgreSQL 127.0.0.1:");
+      expect(ready.database).toStartWith("PostgreSQL at 127.0.0.1:");
       const placed = await call(registry, "POST", "/orders", { user_id: 2, items: [{ product_id: 7, quantity: 3 }] });
       expect(placed.status).toBe(201);
       await eventually(async () => (await getJson(registry, `/orders/${placed.body.id}`)).status === "completed", 60_000);

@@ -58,23 +58,7 @@ interface Answer {
 
 /** A request the fetch client could not send as is: written byte for byte on a socket. */
 async function raw(service: Service, head: string, body = "", host?: string): Promise<Answer> {
-  const { hostname, port } = new URL(t.urls[service]);
-  const bytes = await new Promise<string>((resolve, reject) => {
-    const socket = connect(Number(port), hostname);
-    const chunks: Buffer[] = [];
-    socket.on("data", (d: Buffer) => chunks.push(d));
-    socket.on("end", () => resolve(Buffer.concat(chunks).toString("latin1")));
-    socket.on("error", reject);
-    socket.write(`${head}\r\nHost: ${host ?? hostname}\r\nConnection: close\r\n\r\n${body}`, "latin1");
-  });
-  const split = bytes.indexOf("\r\n\r\n");
-  const [statusLine = "", ...lines] = bytes.slice(0, split).split("\r\n");
-  const headers = new Headers();
-  for (const line of lines) {
-    const colon = line.indexOf(":");
-    headers.append(line.slice(0, colon).trim(), line.slice(colon + 1).trim());
-  }
-  return { status: Number(statusLine.split(" ")[1]), headers, text: bytes.slice(split + 4) };
+  return rawExact(service, `${head}\r\nHost: ${host ?? new URL(t.urls[service]).hostname}\r\nConnection: close\r\n\r\n${body}`);
 }
 
 async function send(service: Service, method: string, path: string, body?: RequestInit["body"], headers: Record<string, string> = {}): Promise<Answer> {

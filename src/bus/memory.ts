@@ -43,10 +43,8 @@ interface Partition {
 
 /**
  * Creates the in-memory bus of the single-process mode, with `partitions` per topic. A lane
- * delivers what waits at once; only while batches are filling (its last batch held more than
- * one record: records come faster than it applies them one at a time) does it linger
- * `lingerMs` before a short batch, so that under load batches grow (one transaction for many
- * records). A lone record on an idle lane pays no linger and no timer.
+ * with less than a full batch waiting lingers `lingerMs` first, so that under load batches
+ * grow (one transaction for many records) at the price of that much latency per hop.
  */
 export function createMemoryBus(log: Logger, partitions = 3, lingerMs = 0): Bus {
   const topics = new Map<string, Partition[]>();
@@ -87,15 +85,11 @@ export function createMemoryBus(log: Logger, partitions = 3, lingerMs = 0): Bus 
   };
 
   const drain = async (p: Partition, lane: Lane) => {
-    // Whether batches are filling: the last one held more than one record. A lane that was idle
-    // starts with a lone record at once.
-    let filling = false;
     while (!stopping && lane.offset < p.base + p.entries.length) {
       // A short wait lets records published meanwhile join the batch (Kafka's linger.ms).
-      if (filling && lingerMs > 0 && p.base + p.entries.length - lane.offset < MAX_BATCH) await pause(lingerMs);
+      if (lingerMs > 0 && p.base + p.entries.length - lane.offset < MAX_BATCH) await pause(lingerMs);
       const from = lane.offset - p.base;
       const batch = p.entries.slice(from, from + MAX_BATCH);
-      filling = batch.length > 1;
       lane.state.last_poll_at = new Date().toISOString();
       let done = 0;
       try {

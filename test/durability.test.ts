@@ -31,12 +31,13 @@ interface Call {
 /**
  * The syscalls of a `strace -f -y` output, in order. A call another thread interrupted is two
  * lines, `name(args <unfinished ...>` then `<... name resumed>...`: begin and end are those lines.
+ * strace pads the pid column to five characters: a short pid is followed by more than one space.
  */
 function parseTrace(trace: string): Call[] {
   const calls: Call[] = [];
   const open = new Map<string, Call>(); // by thread and name
   trace.split("\n").forEach((line, i) => {
-    const resumed = /^(\d+) \S+ <\.\.\. (\w+) resumed>/.exec(line);
+    const resumed = /^(\d+) +\S+ <\.\.\. (\w+) resumed>/.exec(line);
     if (resumed) {
       const call = open.get(`${resumed[1]} ${resumed[2]}`);
       if (call) {
@@ -45,7 +46,7 @@ function parseTrace(trace: string): Call[] {
       }
       return;
     }
-    const m = /^(\d+) \S+ (\w+)\((.*)$/.exec(line);
+    const m = /^(\d+) +\S+ (\w+)\((.*)$/.exec(line);
     if (!m) return;
     const call: Call = { name: m[2] as string, begin: i, end: i, text: m[3] as string };
     calls.push(call);
@@ -103,6 +104,20 @@ async function placeOrdersUnderStrace(name: string, env: Record<string, string>)
   }
   return { calls: parseTrace(readFileSync(traceFile, "utf8")), orders };
 }
+
+test("parseTrace: pids of any width (strace pads short ones), calls interrupted by another thread", () => {
+  const calls = parseTrace(
+    [
+      "812   1796672352.693174 fdatasync(59</d/pg_wal/000000010000000000000001> <unfinished ...>",
+      "123456 1796672352.693200 sendto(7<socket:[1]>, \"HTTP/1.1 201 Created\", 20, 0, NULL, 0) = 20",
+      "812   1796672352.693300 <... fdatasync resumed>) = 0",
+    ].join("\n"),
+  );
+  expect(calls.map((c) => [c.name, c.begin, c.end])).toEqual([
+    ["fdatasync", 0, 2],
+    ["sendto", 1, 1],
+  ]);
+});
 
 describe("durable answers on PGlite", () => {
   test(

@@ -195,7 +195,7 @@ async function spanFigures(from: SpanWindow, phases: PhaseResult[], say: (msg: s
   };
 }
 
-/** Waits for the tracked orders to become final and for the shop to stop working (compensations, relays). */
+/** Waits for the tracked orders to become final, stops the poller, and waits for the shop to stop working (compensations, relays). */
 async function drain(
   tracker: OrderTracker,
   pids: Pids,
@@ -206,6 +206,8 @@ async function drain(
   const started = performance.now();
   const left = await tracker.drain(s.drainSeconds * 1000);
   const finalMs = performance.now() - started;
+  // The poller's own requests (up to BENCH_POLL_MAX_RPS list reads a second) would keep the shop busy.
+  await tracker.stop();
   const quiet = await waitUntilQuiet(pids, idle, Math.max(1000, s.drainSeconds * 1000 - finalMs));
   const ms = performance.now() - started;
   if (left > 0) say(`${left} orders still pending after ${s.drainSeconds} s`);

@@ -231,6 +231,34 @@ describe("memory bus", () => {
     await bus.stop();
   });
 
+  test("an idle lane hands a lone record over at once; a busy one lingers so that records published meanwhile share a batch", async () => {
+    const bus = createMemoryBus(log, 1, 2000);
+    const batches: string[][] = [];
+    let release!: () => void;
+    const gate = new Promise<void>((r) => (release = r));
+    bus.subscribe({
+      group: "g",
+      topics: ["t"],
+      handler: async (rs) => {
+        batches.push(rs.map((r) => r.value));
+        if (batches.length === 1) await gate;
+        return rs.length;
+      },
+    });
+    await bus.start();
+    const first = bus.publish([record("t", "k", "a")]);
+    // No linger: the handler was called before publish() returned.
+    expect(batches).toEqual([["a"]]);
+    const rest = [bus.publish([record("t", "k", "b")]), bus.publish([record("t", "k", "c")])];
+    release();
+    await first;
+    // The lane has just handled a batch: it lingers, and a record published now joins b and c.
+    rest.push(bus.publish([record("t", "k", "d")]));
+    await Promise.all(rest);
+    expect(batches).toEqual([["a"], ["b", "c", "d"]]);
+    await bus.stop();
+  });
+
   test("records still unapplied at stop() fail their publish, so their outbox rows stay unpublished", async () => {
     const bus = createMemoryBus(log);
     bus.subscribe({ group: "never", topics: ["u"], handler: async () => 0 });

@@ -32,6 +32,8 @@ interface Lane {
   offset: number;
   running: Promise<void> | null;
   attempt: number;
+  /** When its last batch was handled (performance.now()); -Infinity before the first. */
+  lastBatchAt: number;
 }
 
 interface Partition {
@@ -42,9 +44,10 @@ interface Partition {
 }
 
 /**
- * Creates the in-memory bus of the single-process mode, with `partitions` per topic. A lane
- * with less than a full batch waiting lingers `lingerMs` first, so that under load batches
- * grow (one transaction for many records) at the price of that much latency per hop.
+ * Creates the in-memory bus of the single-process mode, with `partitions` per topic. A busy lane
+ * (one that handled a batch less than `lingerMs` ago) with less than a full batch waiting lingers
+ * `lingerMs` first, so that under load batches grow (one transaction for many records). An idle
+ * lane hands a lone record over at once: a trickle of orders pays no linger at any hop.
  */
 export function createMemoryBus(log: Logger, partitions = 3, lingerMs = 0): Bus {
   const topics = new Map<string, Partition[]>();
@@ -86,8 +89,9 @@ export function createMemoryBus(log: Logger, partitions = 3, lingerMs = 0): Bus 
 
   const drain = async (p: Partition, lane: Lane) => {
     while (!stopping && lane.offset < p.base + p.entries.length) {
-      // A short wait lets records published meanwhile join the batch (Kafka's linger.ms).
-      if (lingerMs > 0 && p.base + p.entries.length - lane.offset < MAX_BATCH) await pause(lingerMs);
+      // On a busy lane a short wait lets records published meanwhile join the batch (Kafka's linger.ms).
+      const busy = performance.now() - lane.lastBatchAt < lingerMs;
+      if (busy && p.base + p.entries.length - lane.offset < MAX_BATCH) await pause(lingerMs);
       const from = lane.offset - p.base;
       const batch = p.entries.slice(from, from + MAX_BATCH);
       lane.state.last_poll_at = new Date().toISOString();
@@ -99,6 +103,7 @@ export function createMemoryBus(log: Logger, partitions = 3, lingerMs = 0): Bus 
         lane.state.last_error = err instanceof Error ? err.message : String(err);
         lane.state.last_error_at = new Date().toISOString();
       }
+      lane.lastBatchAt = performance.now();
       for (const entry of batch.slice(0, done)) if (--entry.waiting === 0) entry.applied();
       lane.offset += done;
       trim(p);
@@ -157,7 +162,7 @@ export function createMemoryBus(log: Logger, partitions = 3, lingerMs = 0): Bus 
       for (const name of sub.topics) {
         for (const p of partitionsOf(name)) {
           if (p.lanes.some((l) => l.group === sub.group)) throw new Error(`group ${sub.group} already consumes ${name}`);
-          p.lanes.push({ group: sub.group, state, handler: sub.handler, offset: p.base, running: null, attempt: 0 });
+          p.lanes.push({ group: sub.group, state, handler: sub.handler, offset: p.base, running: null, attempt: 0, lastBatchAt: Number.NEGATIVE_INFINITY });
           for (const entry of p.entries) entry.waiting += 1;
         }
       }

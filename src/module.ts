@@ -3,6 +3,7 @@ import type { z } from "zod";
 import type { Bus } from "./bus/bus";
 import type { RecordSigner } from "./bus/signing";
 import type { ModuleName } from "./config";
+import type { MessageType } from "./contracts";
 import type { Database } from "./db/database";
 import type { HealthCheck } from "./http/health";
 import type { MetricsRegistry } from "./http/metrics";
@@ -19,6 +20,8 @@ export interface ModuleContext<C> {
   siblings: Readonly<Partial<Record<ModuleName, string>>>;
   /** Signs the records the module publishes and checks those it consumes (BUS_SIGNING_KEY); absent or null: neither. */
   signing?: RecordSigner | null;
+  /** Message types its outbox writes at their previous version (BUS_WRITE_PREVIOUS_VERSIONS); absent: none. */
+  writePrevious?: ReadonlySet<MessageType>;
   /** The registry of the module's service app: the module registers its metric families here. */
   metrics: MetricsRegistry;
 }

@@ -4,7 +4,7 @@ import { migrationsFolder } from "./assets";
 import { type Bus, notJoinedReason } from "./bus/bus";
 import { createBus } from "./bus/index";
 import { recordSigning } from "./bus/signing";
-import { checkPorts, type Env, loadModuleConfig, type ModuleName, portOrigin, type Settings } from "./config";
+import { checkPorts, type Env, loadModuleConfig, type ModuleName, pinnedWriters, portOrigin, type Settings } from "./config";
 import type { Topics } from "./contracts/topics";
 import { type Database, type DatabaseTarget, openDatabase } from "./db/database";
 import { newDataDir } from "./db/new-data-dir";
@@ -129,8 +129,11 @@ export async function startShop(settings: Settings, env: Env, log: Logger, opts:
     starting = "starting: initialising the modules";
     bus = await createBus(settings, log.child("bus"));
     const signing = recordSigning(settings, log.child("bus"));
+    const writePrevious = pinnedWriters(settings.BUS_WRITE_PREVIOUS_VERSIONS);
+    if (writePrevious.size > 0) log.warn("writing previous message versions until every reader is upgraded", { types: [...writePrevious] });
     for (const [i, m] of chosen.entries()) {
-      running.push(await m.init({ config: configs[i], db, bus, log: log.child(m.name), siblings: urls, signing, metrics: registries[i] as Registry }));
+      const ctx = { config: configs[i], db, bus, log: log.child(m.name), siblings: urls, signing, writePrevious, metrics: registries[i] as Registry };
+      running.push(await m.init(ctx));
     }
     if (opts.signal?.aborted) throw new Error("stopped during start");
     const created = bus;

@@ -10,4 +10,4 @@ export { strayVariables } from "./stray-variables";
 export { helpText } from "./help";
 export { loadModuleConfig, ModuleBaseSchema } from "./module-config";
 export { configReference, moduleKeyHelp, type ReferenceRow } from "./reference";
-export { BUILT_IN_CONFIG_DIR, loadSettings, MODULE_NAMES, type ModuleName, type Settings, SettingsSchema, type TraceSampler } from "./settings";
+export { BUILT_IN_CONFIG_DIR, loadSettings, pinnedWriters, MODULE_NAMES, type ModuleName, type Settings, SettingsSchema, type TraceSampler } from "./settings";

@@ -2,6 +2,7 @@
 import { existsSync, readFileSync } from "node:fs";
 import { z } from "zod";
 import { assetPath, IN_BINARY } from "../assets";
+import { MESSAGES, type MessageType, PREVIOUS_VERSIONS, type PreviousVersions } from "../contracts";
 import { LOG_FORMATS, LOG_LEVELS } from "../log";
 import { ConfigError, readable, showValue } from "./errors";
 import { type Env, origin, withValueFrom } from "./flags";
@@ -73,6 +74,8 @@ export const SettingsSchema = z.object({
     .or(z.coerce.number().int().min(1000).max(600_000))
     .optional(),
   KAFKA_FETCH_MAX_WAIT_MS: z.coerce.number().int().min(10).max(30_000).default(5000),
+  // Message types (or `all`) written at their previous version during a rolling upgrade; checked by loadSettings.
+  BUS_WRITE_PREVIOUS_VERSIONS: z.string().default("").transform(csv),
   DATABASE_URL: z
     .string()
     .regex(/^postgres(ql)?:\/\//, "expected a postgres:// URL")
@@ -151,11 +154,12 @@ export const SETTING_HELP: Record<keyof typeof SettingsSchema.shape, string> = {
   KAFKA_BROKERS: "Kafka bootstrap brokers, host:port, comma-separated",
   KAFKA_CLIENT_ID: "Kafka client id",
   BUS_PARTITIONS: "partitions per topic (memory bus, and topics the Kafka bus creates)",
-  BUS_LINGER_MS: "how long an in-process consumer waits to fill a batch",
+  BUS_LINGER_MS: "how long a busy in-process consumer waits to fill a batch (an idle one takes a lone record at once)",
   KAFKA_SESSION_TIMEOUT_MS: "consumer group session timeout",
   KAFKA_HEARTBEAT_INTERVAL_MS: "consumer group heartbeat interval",
   KAFKA_REBALANCE_TIMEOUT_MS: "consumer group rebalance timeout (unset: twice the session timeout)",
   KAFKA_FETCH_MAX_WAIT_MS: "longest a Kafka fetch waits for records",
+  BUS_WRITE_PREVIOUS_VERSIONS: "message types written at their previous version until every reader is upgraded, comma-separated, or all (README, Upgrading)",
   DATABASE_URL: "PostgreSQL URL, postgres://... (unset: embedded PGlite in DATA_DIR)",
   DATABASE_POOL_SIZE: "PostgreSQL connections per process",
   DATA_DIR: "PGlite's files (:memory: for a throwaway database)",
@@ -200,9 +204,37 @@ export function loadSettings(given: Env): Settings {
     throw new ConfigError("BUS_SIGNING_KEY_PREVIOUS", "set BUS_SIGNING_KEY too (the previous key only verifies)");
   }
   checkSigning(parsed.data, env);
+  pinnedWriters(parsed.data.BUS_WRITE_PREVIOUS_VERSIONS);
   // The binary runs from any directory: without ./config (and CONFIG_DIR unset) it uses the copy it carries.
   if (IN_BINARY && !env.CONFIG_DIR && !existsSync(parsed.data.CONFIG_DIR)) parsed.data.CONFIG_DIR = BUILT_IN_CONFIG_DIR;
   return parsed.data;
+}
+
+/**
+ * The message types BUS_WRITE_PREVIOUS_VERSIONS pins to their previous version: the names given,
+ * `all` for every type that has one (none is no error: nothing to pin). An unknown type, or one
+ * without a previous version in `previous`, is a ConfigError naming it.
+ */
+export function pinnedWriters(names: readonly string[], previous: PreviousVersions = PREVIOUS_VERSIONS): ReadonlySet<MessageType> {
+  const known = Object.keys(MESSAGES) as MessageType[];
+  const pinned = new Set<MessageType>();
+  for (const name of names) {
+    if (name === "all") {
+      for (const type of known) if (previous[type]) pinned.add(type);
+      continue;
+    }
+    const type = known.find((t) => t === name);
+    if (!type) throw new ConfigError("BUS_WRITE_PREVIOUS_VERSIONS", `unknown message type ${JSON.stringify(name)} (known: ${known.join(", ")}, or all)`, names.join(","));
+    if (!previous[type]) {
+      throw new ConfigError(
+        "BUS_WRITE_PREVIOUS_VERSIONS",
+        `${type} is written at version ${MESSAGES[type].version} and has no previous version to write (src/contracts lists none)`,
+        names.join(","),
+      );
+    }
+    pinned.add(type);
+  }
+  return pinned;
 }
 
 /**

@@ -27,10 +27,37 @@ export const MESSAGES = {
   [ORDER_COMPENSATED]: { schema: OrderCompensatedSchema, version: 1, topic: "success" },
 } as const satisfies Record<string, { schema: z.ZodType; version: number; topic: keyof Topics }>;
 
-/** The envelope versions a reader of `type` accepts: its own and the next (additive changes only). */
-export const readableVersions = (type: MessageType): number[] => [MESSAGES[type].version, MESSAGES[type].version + 1];
-
 export type MessageType = keyof typeof MESSAGES;
+
+/**
+ * A message type's previous version, kept for the length of a rolling upgrade after a breaking
+ * change raised its version: old writers still write it, old readers still read only it. A
+ * reader takes a previous-version record as this version's (`upgrade`); a writer pinned to it
+ * (BUS_WRITE_PREVIOUS_VERSIONS) writes `downgrade` of each payload. ADR 0015.
+ */
+interface PreviousVersion {
+  version: number;
+  /** The previous version's payload schema. */
+  schema: z.ZodType;
+  /** A previous-version payload (valid under `schema`) as this version's. */
+  upgrade(payload: unknown): unknown;
+  /** This version's payload as the previous version's. */
+  downgrade(payload: unknown): unknown;
+}
+
+/** Previous versions by type; one is listed while a rolling upgrade may still meet it. None yet: every message is at its first version. */
+export type PreviousVersions = Partial<Record<MessageType, PreviousVersion>>;
+export const PREVIOUS_VERSIONS: PreviousVersions = {};
+
+/**
+ * The envelope versions a reader of `type` accepts: its own and the next (additive changes
+ * only), and the previous one while `previous` lists it.
+ */
+export const readableVersions = (type: MessageType, previous: PreviousVersions = PREVIOUS_VERSIONS): number[] => {
+  const own = MESSAGES[type].version;
+  const before = previous[type]?.version;
+  return before === undefined ? [own, own + 1] : [before, own, own + 1];
+};
 export type PayloadOf<T extends MessageType> = z.infer<(typeof MESSAGES)[T]["schema"]>;
 
 /** A validated envelope whose payload matches its type. */
@@ -56,8 +83,8 @@ export type ParseResult = { ok: true; message: Message } | { ok: false; error: s
 
 const isMessageType = (t: string): t is MessageType => Object.hasOwn(MESSAGES, t);
 
-/** Parses and validates a raw record value; never throws. */
-export function parseMessage(raw: string): ParseResult {
+/** Parses and validates a raw record value (`previous`: the previous versions still read); never throws. */
+export function parseMessage(raw: string, previous: PreviousVersions = PREVIOUS_VERSIONS): ParseResult {
   let json: unknown;
   try {
     json = JSON.parse(raw);
@@ -68,14 +95,24 @@ export function parseMessage(raw: string): ParseResult {
   if (!env.success) return { ok: false, error: `bad envelope: ${describe(env.error)}` };
   const { type } = env.data;
   if (!isMessageType(type)) return { ok: false, error: `unknown type ${JSON.stringify(type)}` };
-  if (!readableVersions(type).includes(env.data.version)) return { ok: false, error: `unsupported version ${env.data.version}` };
+  if (!readableVersions(type, previous).includes(env.data.version)) return { ok: false, error: `unsupported version ${env.data.version}` };
+  let rawPayload: unknown = env.data.payload;
+  const before = previous[type];
+  if (before && env.data.version === before.version) {
+    // An old writer's record: read with its own schema, then taken as this version's.
+    const old = before.schema.safeParse(rawPayload);
+    if (!old.success) return { ok: false, error: `bad ${type} version ${before.version} payload: ${describe(old.error)}` };
+    rawPayload = before.upgrade(old.data);
+  }
   // The next version's new optional fields are stripped here, so they never reach a decision.
-  const payload = MESSAGES[type].schema.safeParse(env.data.payload);
+  const payload = MESSAGES[type].schema.safeParse(rawPayload);
   if (!payload.success) return { ok: false, error: `bad ${type} payload: ${describe(payload.error)}` };
   if (payload.data.order_id !== env.data.order_id) {
     return { ok: false, error: "payload order_id differs from envelope order_id" };
   }
-  return { ok: true, message: { ...env.data, type, payload: payload.data } as Message };
+  // An upgraded record is this version's message from here on.
+  const version = before && env.data.version === before.version ? MESSAGES[type].version : env.data.version;
+  return { ok: true, message: { ...env.data, type, version, payload: payload.data } as Message };
 }
 
 /** Builds a new envelope for `type` with a fresh id. */
@@ -88,6 +125,19 @@ export function createMessage<T extends MessageType>(type: T, payload: PayloadOf
     order_id: payload.order_id,
     payload,
   } as MessageOf<T>;
+}
+
+/**
+ * `message` as a writer pinned to previous versions writes it: for a type in `pinned`, the
+ * previous version's envelope and payload (checked against that version's schema: a downgrade
+ * that does not fit is a bug, thrown); any other message as it is.
+ */
+export function writtenAs(message: Message, pinned: ReadonlySet<MessageType>, previous: PreviousVersions = PREVIOUS_VERSIONS): Message {
+  const before = pinned.has(message.type) ? previous[message.type] : undefined;
+  if (!before) return message;
+  const payload = before.schema.parse(before.downgrade(message.payload));
+  // The envelope as written: its payload has the previous version's shape, which its readers expect.
+  return { ...message, version: before.version, payload } as Message;
 }
 
 /** The topic a message type travels on, under the configured names. */

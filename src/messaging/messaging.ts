@@ -52,7 +52,7 @@ export function setUpMessaging(
   const signer = ctx.signing ?? null;
   let relay: OutboxRelay | null = null;
   let retention: Retention | null = null;
-  const outbox = outboxWriter(tables, config.topics, () => relay?.nudge());
+  const outbox = outboxWriter(tables, config.topics, () => relay?.nudge(), ctx.writePrevious);
   const metrics = messagingMetrics(ctx.metrics);
   const consumer = createMessageConsumer({
     db,

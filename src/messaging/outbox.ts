@@ -1,6 +1,6 @@
 /** Writing to the outbox: a message joins the transaction of the change that implies it. */
 import type { SQL } from "drizzle-orm";
-import { type Message, topicOf } from "../contracts";
+import { type Message, type MessageType, type PreviousVersions, topicOf, writtenAs } from "../contracts";
 import type { Topics } from "../contracts/topics";
 import { allInOne, insertMany } from "../db/bulk";
 import { afterCommit, type Executor } from "../db/database";
@@ -27,8 +27,17 @@ export interface OutboxWriter {
   insert(messages: Message[]): { sql: SQL; written(): void };
 }
 
-/** The outbox of `tables` under the configured topic names; `committed` wakes its relay. */
-export function outboxWriter(tables: MessagingTables, topics: Topics, committed: () => void): OutboxWriter {
+/**
+ * The outbox of `tables` under the configured topic names; `committed` wakes its relay. Types in
+ * `writePrevious` are written at their previous version (`previous`: src/contracts' list).
+ */
+export function outboxWriter(
+  tables: MessagingTables,
+  topics: Topics,
+  committed: () => void,
+  writePrevious: ReadonlySet<MessageType> = new Set<MessageType>(),
+  previous?: PreviousVersions,
+): OutboxWriter {
   const row = (message: Message) => ({
     id: message.id,
     topic: topicOf(message.type, topics),
@@ -37,7 +46,7 @@ export function outboxWriter(tables: MessagingTables, topics: Topics, committed:
     envelope: message,
   });
   /** `message` with the request id and (tracing on) the trace of the work that writes it. */
-  const stamp = (message: Message) => withTrace(withRequest(message), topicOf(message.type, topics));
+  const stamp = (message: Message) => withTrace(withRequest(writtenAs(message, writePrevious, previous)), topicOf(message.type, topics));
   // The relay pass a commit wakes serves every request: it must not run under this one's id.
   const wake = () => outsideRequest(committed);
   const insertSql = (messages: Message[]) => insertMany(tables.outbox, ["id", "topic", "key", "type", "envelope"], messages.map(row));

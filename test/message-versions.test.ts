@@ -98,7 +98,7 @@ describe("through the outbox and the bus", () => {
     bus.subscribe({ group: "versions", topics: [TOPICS.success], handler: async (rs) => (seen.push(...rs), rs.length) });
     await bus.start();
     const relay = await startOutboxRelay({ db, bus, tables, pollMs: 50, log: createLogger("silent") });
-    const pinned = outboxWriter(tables, TOPICS, () => relay.nudge(), new Set<MessageType>(["StepSucceeded"]), PREVIOUS);
+    const pinned = outboxWriter(tables, TOPICS, () => relay.nudge(), { writePrevious: new Set<MessageType>(["StepSucceeded"]), previous: PREVIOUS });
     const current = outboxWriter(tables, TOPICS, () => relay.nudge());
     const [a, b] = [step(), step()];
     try {

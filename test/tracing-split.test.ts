@@ -6,6 +6,7 @@
  * with OTEL_EXPORTER_OTLP_ENDPOINT unset, the same services send nothing and log no trace id.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { NOTHING_TO_UNDO_SPAN } from "../src/tracing/spans";
 import { eventually } from "./support/eventually";
 import { adminHeaders, call, getJson } from "./support/http";
 import { type OtlpReceiver, type ReceivedSpan, startOtlpReceiver, tracesOfOrder } from "./support/otlp-receiver";
@@ -298,6 +299,8 @@ describe("tracing on: each order is one trace across the three processes", () =>
     // Storage reserved the item and released it, or heard of the rejection first and had nothing to undo.
     const undone = rejected.final.timeline.find((e) => e.service === "storage" && (e.step === "released" || e.step === "nothing_to_undo"));
     expect(undone).toBeDefined();
+    // A compensation that undid nothing is named so, not "release items" or "refund order".
+    const storageUndo = undone?.step === "released" ? "release items" : NOTHING_TO_UNDO_SPAN;
     const traces = await completeTrace(rejected.id, [
       "registry:POST /orders",
       "registry:create new_orders",
@@ -307,8 +310,8 @@ describe("tracing on: each order is one trace across the three processes", () =>
       "registry:order rejected",
       "registry:create rejected_orders",
       "registry:send rejected_orders",
-      "wallet:refund order",
-      "storage:release items",
+      `wallet:${NOTHING_TO_UNDO_SPAN}`,
+      `storage:${storageUndo}`,
       "storage:create success_topics", // its OrderCompensated
       "registry:process success_topics", // registry hearing of it
     ]);
@@ -317,6 +320,10 @@ describe("tracing on: each order is one trace across the three processes", () =>
     expect(new Set(trace.map((s) => s.service))).toEqual(new Set(SERVICES));
     expect(receiver.spans.filter((s) => s.attributes["shop.order_id"] === rejected.id && !s.name.startsWith("GET ")).every((s) => s.traceId === traceId)).toBe(true);
     expect(orphansOf(trace)).toEqual([]);
+    // Every messaging span (create, send, consume, process) names the system it ran on.
+    const messaging = trace.filter((s) => s.attributes["messaging.operation.type"] !== undefined);
+    expect(new Set(messaging.map((s) => s.attributes["messaging.operation.name"]))).toEqual(new Set(["create", "send", "consume", "process"]));
+    expect(messaging.filter((s) => s.attributes["messaging.system"] !== "kafka").map(label)).toEqual([]);
 
     const post = expectRequestRoot(trace, rejected.id);
     const decision = one(trace, "registry", "order rejected");
@@ -331,11 +338,11 @@ describe("tracing on: each order is one trace across the three processes", () =>
     ]);
 
     // Storage's compensation says what it did, as the order's timeline does.
-    const release = one(trace, "storage", "release items");
+    const release = one(trace, "storage", storageUndo);
     expect(release.attributes).toMatchObject({ "shop.order_id": rejected.id, "shop.compensation": true, "shop.compensation.action": undone?.step });
     // Wallet rejected the order itself: it hears registry's rejection in a compensation span that
-    // has nothing to undo (it never debited).
-    const refund = one(trace, "wallet", "refund order");
+    // has nothing to undo (it never debited), and is named so.
+    const refund = one(trace, "wallet", NOTHING_TO_UNDO_SPAN);
     expect(refund.attributes).toMatchObject({ "shop.order_id": rejected.id, "shop.compensation": true });
     expect(refund.attributes["shop.compensation.action"]).toBe("none_rejected_here");
     for (const compensation of [release, refund]) {

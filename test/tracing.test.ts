@@ -187,6 +187,8 @@ describe("tracing on", () => {
     expect(send?.parentSpanId).toBe(create?.spanId as string);
     expect(process?.parentSpanId).toBe(create?.spanId as string);
     expect(process?.attributes["messaging.consumer.group.name"]).toBe("trace-test");
+    // The in-process bus's name on every messaging span (stubBus is a "memory" bus; the defaults of writer and consumer).
+    for (const span of [create, send, process]) expect(span?.attributes["messaging.system"]).toBe("shop_memory_bus");
     // The batch's transaction counts its statements (BEGIN, the inbox, COMMIT at least), never their text.
     const transaction = receiver.spans.find((s) => s.name === "transaction" && s.traceId === root?.trace_id && s.parentSpanId !== root?.span_id);
     expect(Number(transaction?.attributes["db.statements"])).toBeGreaterThanOrEqual(3);

@@ -7,7 +7,7 @@ import type { Database, Executor } from "../../src/db/database";
 import { answerOnce, type KeyedRequest } from "../../src/db/idempotency-keys";
 import { DomainError, notFound } from "../../src/errors";
 import { type Enqueue, withCause } from "../../src/messaging/outbox";
-import { tagActiveSpan } from "../../src/tracing/spans";
+import { compensationDone } from "../../src/tracing/spans";
 import { rememberRejection } from "../../src/saga/rejections";
 import { idempotencyKeys, receipts, rejectedOrders, reservations, stock } from "./schema";
 
@@ -191,7 +191,7 @@ export async function releaseItems(tx: Executor, enqueue: Enqueue, rejection: Or
   const orderId = rejection.order_id;
   if (!(await rememberRejection(tx, rejectedOrders, rejection))) {
     // Rejected here first (or heard already): nothing of ours to undo, nothing to say.
-    tagActiveSpan({ "shop.compensation.action": "none_rejected_here" });
+    compensationDone("none_rejected_here");
     return;
   }
   const released = await tx
@@ -201,7 +201,7 @@ export async function releaseItems(tx: Executor, enqueue: Enqueue, rejection: Or
     .returning();
   await moveStock(tx, new Map(released.map((r) => [r.productId, r.quantity])));
   const units = released.reduce((n, r) => n + r.quantity, 0);
-  tagActiveSpan({ "shop.compensation.action": released.length > 0 ? "released" : "nothing_to_undo", "shop.compensation.amount": units });
+  compensationDone(released.length > 0 ? "released" : "nothing_to_undo", units);
   await enqueue(
     tx,
     createMessage("OrderCompensated", {

@@ -7,7 +7,7 @@ import type { Database, Executor } from "../../src/db/database";
 import { answerOnce, type KeyedRequest } from "../../src/db/idempotency-keys";
 import { DomainError, notFound } from "../../src/errors";
 import { type Enqueue, withCause } from "../../src/messaging/outbox";
-import { tagActiveSpan } from "../../src/tracing/spans";
+import { compensationDone } from "../../src/tracing/spans";
 import { rememberRejection } from "../../src/saga/rejections";
 import { idempotencyKeys, ledger, rejectedOrders, wallets } from "./schema";
 
@@ -187,7 +187,7 @@ export async function refundOrder(tx: Executor, enqueue: Enqueue, rejection: Ord
   const orderId = rejection.order_id;
   if (!(await rememberRejection(tx, rejectedOrders, rejection))) {
     // Rejected here first (or heard already): nothing of ours to undo, nothing to say.
-    tagActiveSpan({ "shop.compensation.action": "none_rejected_here" });
+    compensationDone("none_rejected_here");
     return;
   }
   const [debit] = await tx
@@ -195,7 +195,7 @@ export async function refundOrder(tx: Executor, enqueue: Enqueue, rejection: Ord
     .from(ledger)
     .where(and(eq(ledger.orderId, orderId), eq(ledger.kind, "debit")));
   if (!debit) {
-    tagActiveSpan({ "shop.compensation.action": "nothing_to_undo" });
+    compensationDone("nothing_to_undo");
     await enqueue(tx, createMessage("OrderCompensated", { order_id: orderId, service: "wallet", action: "nothing_to_undo", amount: 0 }));
     return;
   }
@@ -212,6 +212,6 @@ export async function refundOrder(tx: Executor, enqueue: Enqueue, rejection: Ord
     amountCents: debit.amountCents,
     balanceAfterCents: wallet.balanceCents,
   });
-  tagActiveSpan({ "shop.compensation.action": "refunded", "shop.compensation.amount": debit.amountCents });
+  compensationDone("refunded", debit.amountCents);
   await enqueue(tx, createMessage("OrderCompensated", { order_id: orderId, service: "wallet", action: "refunded", amount: debit.amountCents }));
 }

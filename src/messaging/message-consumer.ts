@@ -22,6 +22,7 @@ import {
   failed,
   inSpan,
   linkTo,
+  messagingSystem,
   type Span,
   SpanKind,
   startSpan,
@@ -132,9 +133,12 @@ export function createMessageConsumer(opts: {
   signer?: RecordSigner | null;
   /** Told of each record recorded as dead, once its dead letter committed (for the per-topic counter). */
   onDeadLetter?: (topic: string) => void;
+  /** `messaging.system` of its spans (default: the in-process bus's). */
+  system?: string;
 }): MessageConsumer {
   const { db, group, tables, outbox, log } = opts;
   const signer = opts.signer ?? null;
+  const system = opts.system ?? messagingSystem("memory");
   const { handlers, batchHandlers, lockRows, lockRowsPerOrder } = opts.consumers;
   const stats: ConsumerStats = { processed: 0, duplicates: 0, ignored: 0, dead: 0, failures: 0, batches: 0 };
   const attempts = new Map<string, number>();
@@ -159,6 +163,7 @@ export function createMessageConsumer(opts: {
       parent: contextOf(m),
       links: linkTo(batch),
       attributes: {
+        "messaging.system": system,
         "messaging.operation.type": "process",
         "messaging.operation.name": "process",
         "messaging.destination.name": topic,
@@ -257,6 +262,7 @@ export function createMessageConsumer(opts: {
         parent: messages.length === 1 ? contextOf(messages[0]) : contextOf(null),
         links: messages.length === 1 ? [] : messages.slice(0, MAX_LINKS).flatMap((m) => linkTo(contextOf(m))),
         attributes: {
+          "messaging.system": system,
           "messaging.operation.type": "process",
           "messaging.operation.name": "consume",
           "messaging.destination.name": topic,

@@ -12,6 +12,7 @@ import { type Consumers, createMessageConsumer } from "./message-consumer";
 import { type Enqueue, type OutboxWriter, outboxWriter } from "./outbox";
 import { type OutboxRelay, startOutboxRelay } from "./outbox-relay";
 import { countBatch } from "../work-counters";
+import { messagingSystem } from "../tracing/spans";
 import { messagingPruneJobs, type PruneJob, type RetainedTables, type Retention, type RetentionConfig, startRetention } from "../db/retention";
 
 /** Settings a module's messaging needs from its config. */
@@ -52,7 +53,7 @@ export function setUpMessaging(
   const signer = ctx.signing ?? null;
   let relay: OutboxRelay | null = null;
   let retention: Retention | null = null;
-  const outbox = outboxWriter(tables, config.topics, () => relay?.nudge(), ctx.writePrevious);
+  const outbox = outboxWriter(tables, config.topics, () => relay?.nudge(), { writePrevious: ctx.writePrevious, system: messagingSystem(bus.kind) });
   const metrics = messagingMetrics(ctx.metrics);
   const consumer = createMessageConsumer({
     db,
@@ -62,6 +63,7 @@ export function setUpMessaging(
     consumers,
     log: log.child("consumer"),
     signer,
+    system: messagingSystem(bus.kind),
     onDeadLetter: (topic) => metrics.deadLettered.inc({ topic }),
   });
   const topics = consume.map((t) => config.topics[t]);

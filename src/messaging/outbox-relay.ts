@@ -14,7 +14,7 @@ import { retryDelayMs } from "../bus/bus";
 import { type RecordSigner, SIGNATURE_HEADER } from "../bus/signing";
 import type { Database, Executor } from "../db/database";
 import type { Logger } from "../log";
-import { contextOf, failed, linkTo, type Span, SpanKind, startSpan, type TraceCarrier, tracingOn } from "../tracing/spans";
+import { contextOf, failed, linkTo, messagingSystem, type Span, SpanKind, startSpan, type TraceCarrier, tracingOn } from "../tracing/spans";
 import { countClaim, countMark, work } from "../work-counters";
 import { RelayLeader } from "./relay-leader";
 import type { MessagingTables } from "./tables";
@@ -318,7 +318,7 @@ class Relay {
    */
   private sendSpans(rows: Row[]): (Span | undefined)[] {
     const topics = [...new Set(rows.map((r) => r.topic))];
-    const system = this.opts.bus.kind === "kafka" ? "kafka" : "shop_memory_bus";
+    const system = messagingSystem(this.opts.bus.kind);
     const batch = startSpan(`send ${topics.length === 1 ? topics[0] : "batch"}`, {
       kind: SpanKind.PRODUCER,
       parent: contextOf(null),

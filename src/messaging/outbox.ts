@@ -5,7 +5,7 @@ import type { Topics } from "../contracts/topics";
 import { allInOne, insertMany } from "../db/bulk";
 import { afterCommit, type Executor } from "../db/database";
 import { currentRequestId, outsideRequest } from "../request-context";
-import { activeContext, carrierOf, contextOf, markSpan, SpanKind, tracingOn } from "../tracing/spans";
+import { activeContext, carrierOf, contextOf, markSpan, messagingSystem, SpanKind, tracingOn } from "../tracing/spans";
 import type { MessagingTables } from "./tables";
 
 /** Something that stages messages for publication inside a transaction. */
@@ -27,17 +27,20 @@ export interface OutboxWriter {
   insert(messages: Message[]): { sql: SQL; written(): void };
 }
 
-/**
- * The outbox of `tables` under the configured topic names; `committed` wakes its relay. Types in
- * `writePrevious` are written at their previous version (`previous`: src/contracts' list).
- */
-export function outboxWriter(
-  tables: MessagingTables,
-  topics: Topics,
-  committed: () => void,
-  writePrevious: ReadonlySet<MessageType> = new Set<MessageType>(),
-  previous?: PreviousVersions,
-): OutboxWriter {
+/** How an outbox writes, besides its tables and topics. */
+export interface OutboxOptions {
+  /** Types written at their previous version (BUS_WRITE_PREVIOUS_VERSIONS); default none. */
+  writePrevious?: ReadonlySet<MessageType>;
+  /** The previous versions (default: src/contracts' PREVIOUS_VERSIONS). */
+  previous?: PreviousVersions;
+  /** `messaging.system` of its `create` spans (default: the in-process bus's). */
+  system?: string;
+}
+
+/** The outbox of `tables` under the configured topic names; `committed` wakes its relay. */
+export function outboxWriter(tables: MessagingTables, topics: Topics, committed: () => void, opts: OutboxOptions = {}): OutboxWriter {
+  const writePrevious = opts.writePrevious ?? new Set<MessageType>();
+  const system = opts.system ?? messagingSystem("memory");
   const row = (message: Message) => ({
     id: message.id,
     topic: topicOf(message.type, topics),
@@ -46,7 +49,7 @@ export function outboxWriter(
     envelope: message,
   });
   /** `message` with the request id and (tracing on) the trace of the work that writes it. */
-  const stamp = (message: Message) => withTrace(withRequest(writtenAs(message, writePrevious, previous)), topicOf(message.type, topics));
+  const stamp = (message: Message) => withTrace(withRequest(writtenAs(message, writePrevious, opts.previous)), topicOf(message.type, topics), system);
   // The relay pass a commit wakes serves every request: it must not run under this one's id.
   const wake = () => outsideRequest(committed);
   const insertSql = (messages: Message[]) => insertMany(tables.outbox, ["id", "topic", "key", "type", "envelope"], messages.map(row));
@@ -99,12 +102,13 @@ export function withCause(cause: Pick<Message, "request_id" | "traceparent" | "t
  * The span's context travels in the envelope, so it is kept in the outbox row: a record relayed
  * after a restart still belongs to its trace. Tracing off: `message` untouched.
  */
-function withTrace(message: Message, topic: string): Message {
+function withTrace(message: Message, topic: string, system: string): Message {
   if (!tracingOn()) return message;
   const ctx = markSpan(`create ${topic}`, {
     kind: SpanKind.PRODUCER,
     parent: message.traceparent ? contextOf(message) : activeContext(),
     attributes: {
+      "messaging.system": system,
       "messaging.operation.type": "create",
       "messaging.operation.name": "create",
       "messaging.destination.name": topic,

@@ -136,6 +136,24 @@ export function compensation<T>(name: string, orderId: string, fn: () => Promise
   return inSpan(name, { attributes: { "shop.order_id": orderId, "shop.compensation": true } }, () => fn());
 }
 
+/** `messaging.system` of every messaging span (create, send, consume, process) for a bus of `kind`. */
+export const messagingSystem = (kind: "memory" | "kafka"): string => (kind === "kafka" ? "kafka" : "shop_memory_bus");
+
+/** The span name of a compensation that undid nothing: a span named "refund order" that refunded nothing misleads. */
+export const NOTHING_TO_UNDO_SPAN = "nothing to undo";
+
+/**
+ * Tags the compensation being run (the active span, see compensation()) with what it did; one
+ * that undid nothing (`nothing_to_undo`, `none_rejected_here`) is renamed NOTHING_TO_UNDO_SPAN.
+ */
+export function compensationDone(action: string, amount?: number): void {
+  if (!on) return;
+  const span = trace.getActiveSpan();
+  if (!span) return;
+  span.setAttributes({ "shop.compensation.action": action, ...(amount === undefined ? {} : { "shop.compensation.amount": amount }) });
+  if (action === "nothing_to_undo" || action === "none_rejected_here") span.updateName(NOTHING_TO_UNDO_SPAN);
+}
+
 /** Adds `attributes` to the active span (the request being served, say), if tracing is on and there is one. */
 export function tagActiveSpan(attributes: Attributes): void {
   if (!on) return;

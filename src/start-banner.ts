@@ -23,6 +23,8 @@ export interface StartFacts {
   live_page?: string;
   /** Where the admin token for deposits, receipts and /admin/* comes from (never the token itself). */
   admin_token: string;
+  /** A `bun run audit` to paste, aimed at this process's modules (all three run here); absent otherwise. */
+  audit?: string;
   ready_ms: number;
 }
 
@@ -78,6 +80,12 @@ export function startFacts(settings: Settings, target: DatabaseTarget, urls: Par
     urls: open,
     swagger,
     ...(open.registry ? { live_page: `${open.registry}/` } : {}),
+    ...(open.registry && open.wallet && open.storage
+      ? {
+          // bun run audit reads ADMIN_TOKEN (environment or .env) as the shop does; a generated one must be given.
+          audit: `bun run audit --registry-url ${open.registry} --wallet-url ${open.wallet} --storage-url ${open.storage}${settings.ADMIN_TOKEN ? "" : " --token <token>"}`,
+        }
+      : {}),
     admin_token: settings.ADMIN_TOKEN
       ? "ADMIN_TOKEN"
       : "generated at start, in the log line \"admin token (generated; set ADMIN_TOKEN to choose one)\"",
@@ -105,6 +113,7 @@ export function formatBanner(facts: StartFacts): string {
   }
   if (facts.live_page) lines.push(row("live page", facts.live_page));
   lines.push("", row("admin", `Authorization: Bearer <token>, the token ${facts.admin_token === "ADMIN_TOKEN" ? "from ADMIN_TOKEN" : facts.admin_token}`));
+  if (facts.audit) lines.push(row("audit", facts.audit));
   lines.push("", "  Ctrl-C stops it.", "");
   return lines.join("\n");
 }

@@ -10,9 +10,10 @@ import { rowsOf } from "../../src/db/rows";
 import type { AuditItem, RegistryAuditReport } from "../../src/contracts/audit";
 import type { Database, Executor } from "../../src/db/database";
 import * as tables from "./schema";
+import { SWEEP_SLACK_MS } from "./sweepers";
 
 /** A pending order gets this long past the deadline for the sweeper to reach it; an unknown order, past its grace. */
-const SWEEP_SLACK_SECONDS = 10;
+const SWEEP_SLACK_SECONDS = SWEEP_SLACK_MS / 1000;
 
 /** The registry settings the rules depend on. */
 export interface RegistryAuditSettings {

@@ -2,6 +2,7 @@
 import { asc, count, sql } from "drizzle-orm";
 import type { Database } from "../../src/db/database";
 import { ORDER_STATUSES, orders, unknownOrders } from "./schema";
+import { SWEEP_SLACK_MS } from "./sweepers";
 
 /** How many orders are in each state (and reason): counters that survive restarts, read from the table. */
 export async function orderCounts(db: Database) {
@@ -30,12 +31,13 @@ export interface StuckSaga {
 }
 
 /**
- * Orders still pending `graceMs` past the deadline (the sweeper should have rejected them), and
- * rejected orders whose compensations are not all confirmed `compensationMs` after the rejection.
+ * Orders still pending `graceMs` (default: the sweeper's slack, as the audit counts it) past
+ * the deadline (the sweeper should have rejected them), and rejected orders whose compensations
+ * are not all confirmed `compensationMs` after the rejection.
  */
 export async function stuckSagas(
   db: Database,
-  opts: { deadlineMs: number; graceMs: number; compensationMs: number; limit: number },
+  { graceMs = SWEEP_SLACK_MS, ...opts }: { deadlineMs: number; graceMs?: number; compensationMs: number; limit: number },
 ): Promise<StuckSaga[]> {
   const secs = (ms: number) => sql`make_interval(secs => ${ms / 1000})`;
   const rows = await db.read((q) =>
@@ -46,7 +48,7 @@ export async function stuckSagas(
       })
       .from(orders)
       .where(
-        sql`(${orders.status} = 'pending' and ${orders.createdAt} < now() - ${secs(opts.deadlineMs + opts.graceMs)})
+        sql`(${orders.status} = 'pending' and ${orders.createdAt} < now() - ${secs(opts.deadlineMs + graceMs)})
           or (${orders.status} = 'rejected' and not (${orders.walletUndone} and ${orders.storageUndone}) and ${orders.updatedAt} < now() - ${secs(opts.compensationMs)})`,
       )
       .orderBy(asc(orders.seq))

@@ -17,7 +17,8 @@ const registryTables = { outbox, inbox, deadLetters };
 import { stuckSagas } from "./operator";
 import { getOrder, listOrders, type OrderLine, placeOrder } from "./orders";
 import { recordCompensation, recordRejection, recordSuccess, recordSuccesses } from "./saga";
-import { rejectExpiredOrders, rejectUnknownOrders } from "./sweepers";
+import { registryAuditReport } from "./audit";
+import { rejectExpiredOrders, rejectUnknownOrders, SWEEP_SLACK_MS } from "./sweepers";
 
 let db: Database;
 let prices: Catalogue;
@@ -336,6 +337,25 @@ describe("unknown orders", () => {
     const { sent, enqueue } = capture();
     expect(await rejectUnknownOrders(db, enqueue, 0)).not.toContain(id);
     expect(sent.filter((m) => m.order_id === id)).toEqual([]);
+  });
+});
+
+describe("the sweeper's slack", () => {
+  test("the stuck-sagas view and the audit call the same pending orders overdue: none within the slack, both past it", async () => {
+    const deadlineMs = 60 * 60_000;
+    const within = await pendingOrder();
+    const past = await pendingOrder();
+    await age(within, deadlineMs + SWEEP_SLACK_MS / 2);
+    await age(past, deadlineMs + 2 * SWEEP_SLACK_MS);
+    // As GET /admin/sagas/stuck asks (the slack by default) and as GET /admin/audit reports.
+    const stuck = new Set((await stuckSagas(db, { deadlineMs, compensationMs: 3_600_000, limit: 10_000 })).map((s) => s.order_id));
+    const report = await registryAuditReport(db, { deadlineSeconds: deadlineMs / 1000, compensationDeadlineSeconds: 3600, unknownOrderGraceSeconds: 60 });
+    const audited = JSON.stringify(report.violations);
+    expect([stuck.has(within), audited.includes(within)]).toEqual([false, false]);
+    expect([stuck.has(past), audited.includes(past)]).toEqual([true, true]);
+    // Out of the way of the other tests' sweeps.
+    await age(within, -(deadlineMs + SWEEP_SLACK_MS / 2));
+    await age(past, -(deadlineMs + 2 * SWEEP_SLACK_MS));
   });
 });
 

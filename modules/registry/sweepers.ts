@@ -11,6 +11,13 @@ import { orderEvents, orders, unknownOrders } from "./schema";
 const EXPIRY_BATCH = 500;
 
 /**
+ * How long past its deadline (or an unknown order past its grace) an order may wait for the
+ * sweeper before it counts as stuck: the sweeper looks at least every 5 s, and a sweep under
+ * load takes its time. The stuck-sagas view and the audit both use it.
+ */
+export const SWEEP_SLACK_MS = 10_000;
+
+/**
  * Rejects (`unknown_order`) the orders a participant acted on that registry never made, once each,
  * `graceMs` after the first word of them; returns their ids. Both times are the database's clock, so
  * there is no skew to absorb: the grace is a margin for a participant's message that overtook its

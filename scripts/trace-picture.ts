@@ -12,6 +12,7 @@ import { z } from "zod";
 import { eventually } from "../test/support/eventually";
 import { type AttributeValue, type ReceivedSpan, startOtlpReceiver, tracesOfOrder } from "../test/support/otlp-receiver";
 import { type ShopProcess, startShopProcess } from "../test/support/process";
+import { type Row, waterfallRows } from "./trace-picture/waterfall";
 
 /** The README's copy is rewritten only when asked (`--docs`); otherwise the picture goes to .tmp/. */
 const OUTPUT = process.argv.includes("--docs")
@@ -38,18 +39,6 @@ interface Capture {
   portModules: Map<number, string>;
 }
 
-/** One row of the waterfall: a span, its depth in the parent tree, and the module (consumer group) it ran in. */
-interface Row {
-  span: ReceivedSpan;
-  depth: number;
-  module: string;
-  /** Its parent's row (-1: a root). */
-  parentRow: number;
-  /** Its parent is named but not in the trace. */
-  orphan: boolean;
-  /** It links to spans of other traces (a batch's `send`, `consume`, `transaction`). */
-  linksOut: number;
-}
 
 /** A trace ready to draw. */
 interface Waterfall {
@@ -101,37 +90,6 @@ function settledOrder(registry: string, id: string): Promise<OrderView> {
   }, SETTLE_TIMEOUT_MS);
 }
 
-/** The module a span ran in: its consumer group, the module serving its HTTP port, else its parent's. */
-function moduleOf(span: ReceivedSpan, parentModule: string, portModules: Map<number, string>): string {
-  const group = span.attributes["messaging.consumer.group.name"];
-  if (typeof group === "string") return group;
-  const port = span.attributes["server.port"];
-  if (typeof port === "number" && portModules.has(port)) return portModules.get(port) as string;
-  return parentModule;
-}
-
-const byStart = (a: ReceivedSpan, b: ReceivedSpan) => (a.start !== b.start ? (a.start < b.start ? -1 : 1) : a.end > b.end ? -1 : a.end < b.end ? 1 : 0);
-
-/** The trace's spans in tree order (a parent, then its children by start time), each with its depth and module. */
-function waterfallRows(spans: ReceivedSpan[], portModules: Map<number, string>): Row[] {
-  const ids = new Set(spans.map((s) => s.spanId));
-  const children = new Map<string | null, ReceivedSpan[]>();
-  for (const s of spans) {
-    const key = s.parentSpanId && ids.has(s.parentSpanId) ? s.parentSpanId : null;
-    children.set(key, [...(children.get(key) ?? []), s]);
-  }
-  for (const list of children.values()) list.sort(byStart);
-  const rows: Row[] = [];
-  const visit = (span: ReceivedSpan, depth: number, parentRow: number, parentModule: string) => {
-    const module = moduleOf(span, parentModule, portModules);
-    const orphan = span.parentSpanId !== null && !ids.has(span.parentSpanId);
-    const linksOut = span.links.filter((l) => l.traceId !== span.traceId).length;
-    const row = rows.push({ span, depth, module, parentRow, orphan, linksOut }) - 1;
-    for (const child of children.get(span.spanId) ?? []) visit(child, depth + 1, row, module);
-  };
-  for (const root of children.get(null) ?? []) visit(root, 0, -1, "?");
-  return rows;
-}
 
 /** The order's trace: the one holding its `POST /orders` span. */
 function orderWaterfall(capture: Capture): Waterfall {

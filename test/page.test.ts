@@ -65,7 +65,9 @@ test("an order placed from the page goes live to completed, a short one to rejec
     `(() => { const a = document.getElementById("answer"); return { status: a.dataset.status, orderId: a.dataset.orderId, text: a.textContent }; })()`,
   );
   expect(answer.status).toBe("201");
-  expect(answer.text).toContain("pending");
+  // Pending when answered; the line follows the order (the stream may even have been first).
+  expect(answer.text).toMatch(/is (pending|completed)/);
+  await page.waitFor(`document.getElementById("answer").dataset.orderStatus === "completed" && document.getElementById("answer").dataset.kind === "ok"`);
   await page.waitFor(`${order(answer.orderId)}?.dataset.status === "completed"`);
   const steps = await page.evaluate<string>(`${order(answer.orderId)}.querySelector(".timeline").textContent`);
   for (const step of ["registry created", "wallet paid", "storage reserved", "registry completed"]) expect(steps).toContain(step);
@@ -77,6 +79,9 @@ test("an order placed from the page goes live to completed, a short one to rejec
   await page.waitFor(`${order(rejectedId)}?.dataset.status === "rejected"`);
   await page.waitFor(`${order(rejectedId)}.querySelector('[data-role="reason"]')?.textContent.includes("compensation done")`);
   expect(await page.evaluate<string>(`${order(rejectedId)}.querySelector('[data-role="reason"]').textContent`)).toContain("insufficient_funds");
+  // The answer line no longer says pending in green: the order is rejected, and why.
+  await page.waitFor(`document.getElementById("answer").dataset.kind === "error"`);
+  expect(await page.evaluate<string>(`document.getElementById("answer").textContent`)).toContain("is rejected: insufficient_funds");
   // Storage reserved and released the two units; the poor wallet was never charged.
   await page.waitFor(`${row("product-id", PRODUCT)}?.dataset.available === "8" && ${row("product-id", PRODUCT)}?.dataset.reserved === "2"`);
   expect(await page.evaluate<string>(`${row("user-id", POOR)}.dataset.balanceCents`)).toBe("500");
@@ -93,6 +98,8 @@ test("an order placed from the page goes live to completed, a short one to rejec
   expect(await page.evaluate<boolean>("window.__loadedOnce === true")).toBe(true);
   expect(page.requests.filter((u) => !u.startsWith(t.urls.registry) && !u.startsWith("about:") && !u.startsWith("data:"))).toEqual([]);
   expect(page.errors).toEqual([]);
+  // The page names its icon (none): no request for /favicon.ico and its 404.
+  expect(page.requests.filter((u) => u.includes("favicon"))).toEqual([]);
 
   await page.waitFor(`!document.querySelector(".flash, tr.changed")`);
   mkdirSync(ARTIFACTS, { recursive: true });

@@ -5,6 +5,7 @@ import type { ReceivedSpan } from "./support/otlp-receiver";
 
 const span = (spanId: string, parentSpanId: string | null, startMs: number, endMs: number, group?: string): ReceivedSpan => ({
   service: "shop",
+  resource: {},
   traceId: "t",
   spanId,
   parentSpanId,

@@ -3,6 +3,7 @@
  * row keeping a message's trace for a relay that starts later (a restart), the consumer's span
  * continuing it, log lines joined to spans, and nothing at all while tracing is off.
  */
+import packageJson from "../package.json";
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { eq } from "drizzle-orm";
 import type { BusRecord } from "../src/bus/bus";
@@ -189,6 +190,15 @@ describe("tracing on", () => {
     expect(process?.attributes["messaging.consumer.group.name"]).toBe("trace-test");
     // The in-process bus's name on every messaging span (stubBus is a "memory" bus; the defaults of writer and consumer).
     for (const span of [create, send, process]) expect(span?.attributes["messaging.system"]).toBe("shop_memory_bus");
+    // The resource names the service's version and the SDK that sent the spans.
+    expect(process?.resource).toMatchObject({
+      "service.name": "wallet",
+      "service.namespace": "shop",
+      "service.version": packageJson.version,
+      "telemetry.sdk.name": "opentelemetry",
+      "telemetry.sdk.language": expect.any(String),
+      "telemetry.sdk.version": expect.any(String),
+    });
     // The batch's transaction counts its statements (BEGIN, the inbox, COMMIT at least), never their text.
     const transaction = receiver.spans.find((s) => s.name === "transaction" && s.traceId === root?.trace_id && s.parentSpanId !== root?.span_id);
     expect(Number(transaction?.attributes["db.statements"])).toBeGreaterThanOrEqual(3);

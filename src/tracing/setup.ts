@@ -5,7 +5,8 @@
  */
 import { context, diag, DiagLogLevel, trace } from "@opentelemetry/api";
 import { AsyncLocalStorageContextManager } from "@opentelemetry/context-async-hooks";
-import { detectResources, envDetector, resourceFromAttributes } from "@opentelemetry/resources";
+import { defaultResource, detectResources, envDetector, resourceFromAttributes } from "@opentelemetry/resources";
+import packageJson from "../../package.json";
 import {
   AlwaysOffSampler,
   AlwaysOnSampler,
@@ -75,7 +76,10 @@ export function startTracing(s: TracingSettings, modules: readonly string[], log
   const bounded = new BoundedExport(exporter, MAX_QUEUED_SPANS, log, (counted) => new BatchSpanProcessor({ exporter: counted, maxQueueSize: MAX_QUEUED_SPANS, scheduledDelayMillis: 1000 }));
   const serviceName = modules.length === 1 ? String(modules[0]) : "shop";
   // OTEL_SERVICE_NAME and OTEL_RESOURCE_ATTRIBUTES (envDetector) win over the defaults.
-  const resource = resourceFromAttributes({ "service.name": serviceName, "service.namespace": "shop" }).merge(detectResources({ detectors: [envDetector] }));
+  // telemetry.sdk.* from the SDK, the service and its version from here; then the environment's.
+  const resource = defaultResource()
+    .merge(resourceFromAttributes({ "service.name": serviceName, "service.namespace": "shop", "service.version": packageJson.version }))
+    .merge(detectResources({ detectors: [envDetector] }));
   const provider = new TracerProvider({
     resource,
     sampler: sampler(s.OTEL_TRACES_SAMPLER, s.OTEL_TRACES_SAMPLER_ARG ?? 1),

@@ -10,6 +10,8 @@ export type AttributeValue = string | number | boolean | null | AttributeValue[]
 /** One received span, flattened: ids in hex, times in nanoseconds (bigint), attributes as a plain object. */
 export interface ReceivedSpan {
   service: string;
+  /** The attributes of the resource that sent it (service.*, telemetry.sdk.*). */
+  resource: Record<string, AttributeValue>;
   traceId: string;
   spanId: string;
   parentSpanId: string | null;
@@ -81,11 +83,13 @@ export function startOtlpReceiver(): OtlpReceiver {
       const body = (await req.json()) as OtlpBody;
       receiver.requests += 1;
       for (const rs of body.resourceSpans ?? []) {
-        const service = String(attributesOf(rs.resource?.attributes)["service.name"] ?? "");
+        const resource = attributesOf(rs.resource?.attributes);
+        const service = String(resource["service.name"] ?? "");
         for (const ss of rs.scopeSpans ?? []) {
           for (const s of ss.spans ?? []) {
             receiver.spans.push({
               service,
+              resource,
               traceId: s.traceId,
               spanId: s.spanId,
               parentSpanId: s.parentSpanId || null,

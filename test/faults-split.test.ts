@@ -169,6 +169,12 @@ async function settleAndAudit(label: string, books: Books, extra: string): Promi
     for (const v of audit.violations.slice(0, 20)) console.log(`[${label}] violation: ${v}`);
     await printTimelines(urls.registry, audit.violations, label);
   }
+  if (books.stormErrors.count > 0) {
+    // What the services said about it: the error behind a 500 is in their "unhandled error" lines.
+    for (const s of SERVICES) {
+      for (const line of running().processes[s].logs.filter((l) => l.includes('"unhandled error"')).slice(0, 5)) console.log(`[${label}] ${s}: ${line}`);
+    }
+  }
   expect(books.stormErrors).toEqual({ count: 0, first: [] });
   expect({ violations: audit.violations.length, first: audit.violations.slice(0, 20) }).toEqual({ violations: 0, first: [] });
   // With a 3 s deadline every order caught in the fault may time out: show instead that the saga

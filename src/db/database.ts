@@ -347,13 +347,18 @@ function pgCode(err: unknown): string | undefined {
   return undefined;
 }
 
-const CONNECTION_ERRORS = /ECONNREFUSED|ECONNRESET|CONNECTION_|connect_timeout|terminating connection/i;
+/** postgres.js's connection errors (CONNECTION_CLOSED, CONNECT_TIMEOUT, ...) and the socket's own. */
+const CONNECTION_ERRORS = /ECONNREFUSED|ECONNRESET|ECONNABORTED|EPIPE|ETIMEDOUT|ENOTCONN|EHOSTUNREACH|ENETUNREACH|CONNECTION_|connect_timeout|terminating connection/i;
 
-/** True when the database could not be reached (down, restarting, connection lost). */
+/**
+ * True when the database could not be reached (down, restarting, connection lost): the errors
+ * above, and PostgreSQL's SQLSTATE classes 08 (connection exception) and 57P (shutting down,
+ * starting up, terminated by the administrator).
+ */
 export function isConnectionError(err: unknown): boolean {
   return causeChain(err).some((e) => {
     const code = String((e as { code?: unknown }).code ?? "");
     const message = String((e as { message?: unknown }).message ?? "");
-    return CONNECTION_ERRORS.test(code) || CONNECTION_ERRORS.test(message) || code.startsWith("57P");
+    return CONNECTION_ERRORS.test(code) || CONNECTION_ERRORS.test(message) || code.startsWith("57P") || /^08[0-9A-Z]{3}$/.test(code);
   });
 }

@@ -6,7 +6,7 @@ const err = (props: { code?: string; message?: string; name?: string }, cause?: 
 
 describe("isConnectionError: the database could not be reached (a 503, never a 500)", () => {
   test("postgres.js's connection errors, the socket's, and SQLSTATE classes 08 and 57P, also as the cause of drizzle's error", () => {
-    for (const code of ["CONNECTION_CLOSED", "CONNECTION_ENDED", "CONNECTION_DESTROYED", "CONNECT_TIMEOUT", "ECONNREFUSED", "ECONNRESET", "EPIPE", "ETIMEDOUT", "ENOTCONN", "57P01", "57P03", "08006", "08001", "08P01"]) {
+    for (const code of ["CONNECTION_CLOSED", "CONNECTION_ENDED", "CONNECTION_DESTROYED", "CONNECT_TIMEOUT", "ECONNREFUSED", "ECONNRESET", "EPIPE", "ETIMEDOUT", "ERR_SOCKET_CLOSED_BEFORE_CONNECTION", "ENOTCONN", "57P01", "57P03", "08006", "08001", "08P01"]) {
       expect({ code, alone: isConnectionError(err({ code })), wrapped: isConnectionError(err({ message: "Failed query: select 1" }, err({ code }))) }).toEqual({
         code,
         alone: true,

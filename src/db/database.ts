@@ -348,7 +348,7 @@ function pgCode(err: unknown): string | undefined {
 }
 
 /** postgres.js's connection errors (CONNECTION_CLOSED, CONNECT_TIMEOUT, ...) and the socket's own. */
-const CONNECTION_ERRORS = /ECONNREFUSED|ECONNRESET|ECONNABORTED|EPIPE|ETIMEDOUT|ENOTCONN|EHOSTUNREACH|ENETUNREACH|CONNECTION_|connect_timeout|terminating connection/i;
+const CONNECTION_ERRORS = /ECONNREFUSED|ECONNRESET|ECONNABORTED|EPIPE|ETIMEDOUT|ENOTCONN|EHOSTUNREACH|ENETUNREACH|ERR_SOCKET_CLOSED|CONNECTION_|connect_timeout|terminating connection/i;
 
 /**
  * True when the database could not be reached (down, restarting, connection lost): the errors

@@ -9,6 +9,27 @@ import { call } from "./support/http";
 import { type ShopTarget, startInProcess } from "./support/shop-target";
 import { openSse, type RawGet, rawGet, type SseFrame, type SseStream } from "./support/sse";
 
+/**
+ * Runs `place` (orders that fill the stuck clients' buffers), then opens a stream; again, every
+ * `intervalMs`, until the shop admits one (200). Each refusal meanwhile is a 503. Every stream
+ * opened goes into `mine`, for the test to close.
+ */
+function openOnceAdmitted(url: string, mine: { close(): void }[], place: () => Promise<unknown>, timeoutMs: number, intervalMs: number): Promise<SseStream> {
+  return eventually(
+    async () => {
+      await place();
+      const s = await openSse(url);
+      mine.push(s);
+      if (s.response.status === 200) return s;
+      expect(s.response.status).toBe(503);
+      s.close();
+      return false;
+    },
+    timeoutMs,
+    intervalMs,
+  );
+}
+
 let t: ShopTarget;
 const streams: SseStream[] = [];
 const sockets: RawGet[] = [];
@@ -131,16 +152,10 @@ test("at the global limit, a client whose writes are stuck is shed for a newcome
     const items = Array.from({ length: 50 }, (_, i) => ({ product_id: i + 1, quantity: 1 }));
     let user = 7_500_000;
     // Orders until the stuck clients' buffers are full and their data has waited a second; meanwhile newcomers are refused.
-    const newcomer = await eventually(
-      async () => {
-        await Promise.all(Array.from({ length: 16 }, () => call(shop.urls.registry, "POST", "/orders", { user_id: ++user, items })));
-        const s = await openSse(url);
-        mine.push(s);
-        if (s.response.status === 200) return s;
-        expect(s.response.status).toBe(503);
-        s.close();
-        return false;
-      },
+    const newcomer = await openOnceAdmitted(
+      url,
+      mine,
+      () => Promise.all(Array.from({ length: 16 }, () => call(shop.urls.registry, "POST", "/orders", { user_id: ++user, items }))),
       180_000,
       0,
     );
@@ -187,18 +202,13 @@ test("200 clients that never read, 20 from each of ten addresses, are shed for a
     const items = Array.from({ length: 10 }, (_, i) => ({ product_id: i + 1, quantity: 1 }));
     let user = 8_000_000;
     let placed = 0;
-    const viewer = await eventually(
+    const viewer = await openOnceAdmitted(
+      url,
+      mine,
       async () => {
-        if (placed < ORDERS) {
-          await Promise.all(Array.from({ length: 4 }, () => call(shop.urls.registry, "POST", "/orders", { user_id: ++user, items })));
-          placed += 4;
-        }
-        const s = await openSse(url);
-        mine.push(s);
-        if (s.response.status === 200) return s;
-        expect(s.response.status).toBe(503);
-        s.close();
-        return false;
+        if (placed >= ORDERS) return;
+        await Promise.all(Array.from({ length: 4 }, () => call(shop.urls.registry, "POST", "/orders", { user_id: ++user, items })));
+        placed += 4;
       },
       120_000,
       100,

@@ -59,7 +59,7 @@ function locationOf(order: unknown): Record<string, string> {
 export function registryAdminRouter(db: Database, opts: { deadlineMs: number; compensationMs: number }) {
   return createRouter().openapi(stuckSagasRoute, async (c) => {
     const { limit } = c.req.valid("query");
-    // A pending order gets a few seconds past the deadline for the sweeper to reach it.
+    // A pending order gets the sweeper's slack past the deadline (SWEEP_SLACK_MS, as the audit).
     return c.json({ sagas: await stuckSagas(db, { ...opts, limit }) }, 200);
   });
 }

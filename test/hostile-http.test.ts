@@ -303,6 +303,8 @@ describe("the request line's path is the path, with or without Host", () => {
     ["wallet", "GET /x/health/live HTTP/1.0", 404, "no route for GET /x/health/live"],
     ["registry", "GET /orders/1 HTTP/1.0", 400, "id"],
     ["registry", "GET /x/orders HTTP/1.0", 404, "no route for GET /x/orders"],
+    // A byte that is not UTF-8 in the path (latin-1 é, found by the fuzzer): named percent-encoded, never as U+FFFD.
+    ["storage", "GET /health/\xe9 HTTP/1.0", 404, "no route for GET /health/%EF%BF%BD"],
   ] as const)("%s: %s is %d", async (service, line, status, words) => {
     for (const host of ["", `Host: ${new URL(t.urls[service]).host}\r\n`]) {
       const r = await rawExact(service, `${line}\r\n${host}\r\n`);

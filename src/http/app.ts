@@ -59,9 +59,11 @@ export function createServiceApp(opts: {
   app.onError(errorHandler(opts.log));
   app.notFound((c) => {
     const allowed = allowedMethods(app, c.req.path);
-    if (allowed.length === 0) return c.json(errorBody("not_found", `no route for ${c.req.method} ${c.req.path}`), 404);
+    // Named as sent, percent-encoded: a byte that is not UTF-8 (Bun reads it as U+FFFD) is never echoed decoded.
+    const path = new URL(c.req.url).pathname;
+    if (allowed.length === 0) return c.json(errorBody("not_found", `no route for ${c.req.method} ${path}`), 404);
     c.header("Allow", allowed.join(", "));
-    return c.json(errorBody("method_not_allowed", `${c.req.path} allows ${allowed.join(", ")}`), 405);
+    return c.json(errorBody("method_not_allowed", `${path} allows ${allowed.join(", ")}`), 405);
   });
   // Outermost of all: the request's span (tracing on), so that everything below, its log line too, is in it.
   app.use(traceRequests);

@@ -128,7 +128,8 @@ function ownPath(request: Request, server: BunServer | undefined): Request {
   const origin = server?.url?.origin ?? "http://localhost";
   // Through URL, which resolves dot segments as for a request with a Host (`/stock/4/..` is
   // `/stock/`); Bun's Request keeps them when its init is a Request.
-  return new Request(new URL(request.url, origin).href, request);
+  // Appended, not resolved: `//products` is a path, not a protocol-relative URL naming host "products".
+  return new Request(new URL(`${origin}${request.url}`).href, request);
 }
 
 /**

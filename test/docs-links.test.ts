@@ -57,16 +57,25 @@ function anchors(markdown: string): Set<string> {
   return out;
 }
 
+/** The links of a page outside code, each with its line (a link's text may span lines). */
+function links(markdown: string): { target: string; line: number }[] {
+  // Inline code blanked out, same length, so that offsets keep their line.
+  const text = prose(markdown)
+    .join("\n")
+    .replace(/`[^`\n]*`/g, (code) => " ".repeat(code.length));
+  return [...text.matchAll(/!?\[[^\]]*\]\(\s*<?([^)\s>]+)>?(?:\s+"[^"]*")?\s*\)/g)].map((m) => ({
+    target: m[1] as string,
+    line: text.slice(0, m.index).split("\n").length,
+  }));
+}
+
 /** Every problem with the links of `markdown` (a page at `path`, relative to `root`). */
 function brokenLinks(root: string, path: string, markdown: string): string[] {
   const problems: string[] = [];
-  prose(markdown).forEach((raw, i) => {
-    const line = raw.replace(/`[^`]*`/g, "");
-    for (const m of line.matchAll(/!?\[[^\]]*\]\(\s*<?([^)\s>]+)>?(?:\s+"[^"]*")?\s*\)/g)) {
-      const target = m[1] as string;
+  for (const { target, line } of links(markdown)) {
       if (/^[a-z][a-z0-9+.-]*:/i.test(target)) continue; // https:, mailto: ...
       const [file, fragment] = target.split("#", 2) as [string, string | undefined];
-      const where = `${path}:${i + 1}: ${target}`;
+      const where = `${path}:${line}: ${target}`;
       if (file.startsWith("/")) {
         problems.push(`${where}: a link from the root of a machine, not of the repository`);
         continue;
@@ -87,8 +96,7 @@ function brokenLinks(root: string, path: string, markdown: string): string[] {
       if (fragment !== undefined && resolved.endsWith(".md") && statSync(resolved).isFile()) {
         if (!anchors(readFileSync(resolved, "utf8")).has(decodeURIComponent(fragment))) problems.push(`${where}: no heading #${fragment}`);
       }
-    }
-  });
+  }
   return problems;
 }
 
@@ -132,14 +140,13 @@ describe("README.md and docs/", () => {
     const queue = ["README.md"];
     while (queue.length > 0) {
       const page = queue.shift() as string;
-      for (const line of prose(readFileSync(join(ROOT, page), "utf8"))) {
-        for (const m of line.replace(/`[^`]*`/g, "").matchAll(/\]\(\s*([^)\s#]+\.md)(?:#[^)]*)?\)/g)) {
-          if (/^[a-z][a-z0-9+.-]*:/i.test(m[1] as string)) continue;
-          const next = relative(ROOT, join(ROOT, dirname(page), m[1] as string));
-          if (!reached.has(next) && existsSync(join(ROOT, next))) {
-            reached.add(next);
-            queue.push(next);
-          }
+      for (const { target } of links(readFileSync(join(ROOT, page), "utf8"))) {
+        const file = target.split("#")[0] as string;
+        if (/^[a-z][a-z0-9+.-]*:/i.test(file) || !file.endsWith(".md")) continue;
+        const next = relative(ROOT, join(ROOT, dirname(page), decodeURIComponent(file)));
+        if (!reached.has(next) && existsSync(join(ROOT, next))) {
+          reached.add(next);
+          queue.push(next);
         }
       }
     }
@@ -151,7 +158,8 @@ describe("README.md and docs/", () => {
       "# A page",
       "## Signed records: `BUS_SIGNING_KEY` (Kafka)",
       "[ok](#signed-records-bus_signing_key-kafka) [ok](docs/adr) [ok](README.md#shop) [ok](https://example.com/x.md)",
-      "[missing file](docs/nothing-here.md) [missing heading](README.md#no-such-heading) [missing anchor](#signed-records)",
+      "[missing file](docs/nothing-here.md) [missing heading](README.md#no-such-heading) [missing",
+      "anchor, its text over two lines](#signed-records)",
       "```sh",
       "[in a fence, not a link](nowhere.md)",
       "```",
@@ -164,7 +172,7 @@ describe("README.md and docs/", () => {
       "README.md#no-such-heading: no heading #no-such-heading",
       "#signed-records: no heading #signed-records",
     ]);
-    expect(unknownCommands(ROOT, "page.md", page, scripts)).toEqual(["page.md:9: bun run no-such-script", "page.md:9: bun run scripts/nothing.ts"]);
-    expect(machinePaths("page.md", page)).toEqual(["page.md:10: see /work/x/README.md"]);
+    expect(unknownCommands(ROOT, "page.md", page, scripts)).toEqual(["page.md:10: bun run no-such-script", "page.md:10: bun run scripts/nothing.ts"]);
+    expect(machinePaths("page.md", page)).toEqual(["page.md:11: see /work/x/README.md"]);
   });
 });

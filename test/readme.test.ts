@@ -1,33 +1,51 @@
-/** README.md: the two commands first, the saga diagram, a configuration reference that matches the schemas, troubleshooting, links to docs/. */
+/**
+ * README.md: at most 300 lines; what it is and the two commands first (the test command the one
+ * .ci/run runs); other ports in "Try it"; the saga diagram; a link to every ADR through
+ * docs/adr/README.md; the troubleshooting in docs/operations.md. Links and `bun run` commands
+ * are checked for every page by test/docs-links.test.ts; the configuration reference by
+ * test/config-reference.test.ts.
+ */
 import { describe, expect, test } from "bun:test";
-import { existsSync, readdirSync, readFileSync } from "node:fs";
+import { readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
-import { BEGIN, END, README, referenceMarkdown } from "../scripts/config-reference";
-import { MODULE_NAMES, SettingsSchema } from "../src/config";
+import { configReference, MODULE_NAMES } from "../src/config";
 import { MODULES } from "../src/modules";
-import { schemaKeys } from "./support/schema-keys";
 
 const ROOT = join(import.meta.dir, "..");
-const readme = readFileSync(README, "utf8");
-const reference = readme.slice(readme.indexOf(BEGIN) + BEGIN.length, readme.indexOf(END));
-const lines = reference.split("\n");
+const read = (path: string) => readFileSync(join(ROOT, path), "utf8");
+const readme = read("README.md");
 
-/** The reference's table rows for `key`, as cells. */
-const rowsOf = (key: string) =>
-  lines.filter((l) => l.startsWith(`| \`${key}\` |`)).map((l) => l.split(/(?<!\\)\|/).map((c) => c.trim()).slice(1, -1));
-
-/** A default as the reference shows it. */
-const shown = (v: unknown) => (v === undefined ? "unset" : Array.isArray(v) ? (v.length === 0 ? "none" : `\`${v.join(",")}\``) : `\`${String(v)}\``);
+/** A command line without its trailing comment. */
+const command = (line: string) => line.replace(/\s+#.*$/, "").trim();
 
 describe("README.md", () => {
-  test("starts with what it is and the two commands: run the shop, run the tests", () => {
+  test("is at most 300 lines", () => {
+    expect(readme.split("\n").length).toBeLessThanOrEqual(300);
+  });
+
+  test("starts with what it is and the commands: install Bun, run the shop, run the tests as CI does", () => {
     expect(readme.startsWith("# Shop\n")).toBe(true);
-    const firstBlock = readme.slice(readme.indexOf("```sh"), readme.indexOf("```", readme.indexOf("```sh") + 5));
-    const commands = firstBlock.split("\n").slice(1).filter(Boolean);
-    expect(commands).toHaveLength(2);
-    expect(commands[0]).toContain("bun run dev");
-    expect(commands[1]).toStartWith("bun run test");
-    expect(readme.indexOf("```sh")).toBeLessThan(readme.indexOf("\n## "));
+    const start = readme.indexOf("```sh");
+    expect(start).toBeGreaterThan(0);
+    expect(start).toBeLessThan(readme.indexOf("\n## "));
+    const commands = readme.slice(start, readme.indexOf("```", start + 5)).split("\n").slice(1).map(command).filter(Boolean);
+    expect(commands).toEqual(["npm install -g bun", "bun install && bun run dev", expect.any(String)]);
+    // The test command is the one CI runs: the last `bun run test...` line of .ci/run.
+    const ci = read(".ci/run").split("\n").map(command).filter((l) => /^bun run test\b/.test(l));
+    expect(ci.length).toBeGreaterThan(0);
+    expect(commands[2]).toBe(ci[ci.length - 1] as string);
+  });
+
+  test("\"Try it\" says how to take other ports, by variable and by flag, as --help names them", () => {
+    const start = readme.indexOf("## Try it");
+    const section = readme.slice(start, readme.indexOf("\n## ", start + 5));
+    const rows = configReference(MODULE_NAMES.map((m) => MODULES[m])).flatMap((t) => t.rows);
+    for (const module of MODULE_NAMES) {
+      const port = rows.find((r) => r.variable === `${module.toUpperCase()}_PORT`);
+      expect(port?.flag, module).toBe(`--${module}-port`);
+      expect(section).toContain(`${module.toUpperCase()}_PORT=`);
+      expect(section).toContain(`--${module}-port `);
+    }
   });
 
   test("the saga as a mermaid diagram: the three topics, both outcomes, the compensations", () => {
@@ -39,52 +57,19 @@ describe("README.md", () => {
     }
   });
 
-  test("the configuration reference is the one generated from the schemas (bun run scripts/config-reference.ts)", () => {
-    expect(readme).toContain(BEGIN);
-    expect(readme).toContain(END);
-    expect(reference.trim()).toBe(referenceMarkdown().trim());
+  test("links the ADR index, and the index links every ADR", () => {
+    expect(readme).toContain("](docs/adr/README.md)");
+    const index = read("docs/adr/README.md");
+    for (const adr of readdirSync(join(ROOT, "docs/adr")).filter((f) => /^\d{4}-.*\.md$/.test(f))) expect(index).toContain(`](${adr})`);
   });
 
-  test("every process setting appears once, with its default, and nothing else", () => {
-    const keys = schemaKeys(SettingsSchema);
-    for (const { path, default: value } of keys) {
-      const rows = rowsOf(path);
-      expect(rows, path).toHaveLength(1);
-      expect(rows[0]?.[2], `default of ${path}`).toBe(shown(value));
-    }
-    const processTable = reference.slice(0, reference.indexOf("**Every module's YAML**"));
-    const listed = processTable.split("\n").filter((l) => l.startsWith("| `")).map((l) => l.slice(3, l.indexOf("`", 3)));
-    expect(listed.sort()).toEqual(keys.map((k) => k.path).sort());
-  });
-
-  test("every key of every module's YAML appears with its default (list items in their list's row), and nothing else", () => {
-    const expected = new Set<string>();
-    for (const name of MODULE_NAMES) {
-      for (const { path, default: value } of schemaKeys(MODULES[name].configSchema)) {
-        const [list, item] = path.split("[].") as [string, string | undefined];
-        expected.add(list);
-        const rows = rowsOf(list);
-        expect(rows.length, `${name}: ${path}`).toBeGreaterThan(0);
-        if (item) expect(rows.some((r) => new RegExp(`[{,] ${item}[ ,]`).test(r[3] ?? "")), `${name}: ${path}`).toBe(true);
-        // The module's own row, or the common one (same default for all).
-        else expect(rows.some((r) => r[2] === shown(value)), `default of ${name}: ${path}`).toBe(true);
-      }
-    }
-    const moduleTables = reference.slice(reference.indexOf("**Every module's YAML**"));
-    const listed = new Set(moduleTables.split("\n").filter((l) => l.startsWith("| `")).map((l) => l.slice(3, l.indexOf("`", 3))));
-    expect([...listed].sort()).toEqual([...expected].sort());
-  });
-
-  test("a troubleshooting section covers the usual first-run problems", () => {
-    const start = readme.indexOf("## Troubleshooting");
+  test("docs/operations.md's troubleshooting covers the usual first-run problems, and the README points to it", () => {
+    const page = read("docs/operations.md");
+    const start = page.indexOf("## Troubleshooting");
     expect(start).toBeGreaterThan(0);
-    const section = readme.slice(start, readme.indexOf("\n## ", start + 5));
+    const end = page.indexOf("\n## ", start + 5);
+    const section = page.slice(start, end < 0 ? undefined : end);
     for (const topic of ["port is in use", ".lock", "first start", "Kafka", "401", "config error", "Ctrl-C"]) expect(section).toContain(topic);
-  });
-
-  test("links to docs/ resolve, and every ADR is linked", () => {
-    const links = [...readme.matchAll(/\]\((docs\/[^)#]+)\)/g)].map((m) => m[1] as string);
-    for (const link of links) expect(existsSync(join(ROOT, link)), link).toBe(true);
-    for (const adr of readdirSync(join(ROOT, "docs/adr")).filter((f) => f.endsWith(".md"))) expect(links).toContain(`docs/adr/${adr}`);
+    expect(readme).toContain("](docs/operations.md)");
   });
 });

@@ -10,7 +10,7 @@ ARG BUN_VERSION=1.4.5
 FROM oven/bun:${BUN_VERSION} AS deps
 WORKDIR /app
 COPY package.json bun.lock bunfig.toml ./
-# kafkajs is patched (see README); bun install applies patches/ while installing.
+# kafkajs is patched (see patches/ and docs/performance.md); bun install applies patches/ while installing.
 COPY patches ./patches
 RUN bun install --frozen-lockfile --production
 

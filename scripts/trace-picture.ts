@@ -1,11 +1,11 @@
 /**
- * The README's picture of one order's trace (docs/trace-rejected-order.svg): starts an OTLP/HTTP
+ * The picture of one order's trace in docs/operations.md (docs/trace-rejected-order.svg): starts an OTLP/HTTP
  * receiver and the shop exporting to it (one process, in-memory bus, PGlite in memory), places an
  * order the wallet refuses, waits for its compensations, stops the shop (SIGTERM flushes the last
  * spans) and draws the order's trace as a waterfall, in SVG and as text on stdout.
  *
  *   bun run trace-picture            # .tmp/trace-rejected-order.svg
- *   bun run trace-picture --docs     # the README's docs/trace-rejected-order.svg
+ *   bun run trace-picture --docs     # docs/trace-rejected-order.svg, the one docs/operations.md shows
  */
 import { join } from "node:path";
 import { z } from "zod";
@@ -14,7 +14,7 @@ import { type AttributeValue, type ReceivedSpan, startOtlpReceiver, tracesOfOrde
 import { type ShopProcess, startShopProcess } from "../test/support/process";
 import { type Row, waterfallRows } from "./trace-picture/waterfall";
 
-/** The README's copy is rewritten only when asked (`--docs`); otherwise the picture goes to .tmp/. */
+/** The docs' copy is rewritten only when asked (`--docs`); otherwise the picture goes to .tmp/. */
 const OUTPUT = process.argv.includes("--docs")
   ? join(import.meta.dir, "..", "docs", "trace-rejected-order.svg")
   : join(import.meta.dir, "..", ".tmp", "trace-rejected-order.svg");

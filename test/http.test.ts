@@ -220,7 +220,7 @@ describe("admin writes need the admin token", () => {
 });
 
 describe("while PostgreSQL is down", () => {
-  test("503 unavailable carries Retry-After (as the README and OpenAPI say) and the security headers", async () => {
+  test("503 unavailable carries Retry-After (as docs/api.md and OpenAPI say) and the security headers", async () => {
     const cluster = await startPostgresCluster({ name: "http-unavailable" });
     const shop = await startInProcess({ DATABASE_URL: await createDatabase(cluster.url) });
     try {

@@ -1,5 +1,5 @@
 /**
- * Signed bus records (README "Signed records", src/bus/signing.ts), on a running shop: a record
+ * Signed bus records (docs/security.md, "Signed records"; src/bus/signing.ts), on a running shop: a record
  * without a valid signature, on any topic, is dead-lettered as "bad signature" by every reader and
  * changes nothing, and its redrive is 422; a signature is bound to its record's topic and key; the
  * previous key is accepted while BUS_SIGNING_KEY_PREVIOUS names it, and a letter refused under the

@@ -1,4 +1,4 @@
-/** The README's trace picture (bun run trace-picture): its rows in time order, each under its parent. */
+/** The trace picture of docs/operations.md (bun run trace-picture): its rows in time order, each under its parent. */
 import { expect, test } from "bun:test";
 import { waterfallRows } from "../scripts/trace-picture/waterfall";
 import type { ReceivedSpan } from "./support/otlp-receiver";

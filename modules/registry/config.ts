@@ -1,4 +1,4 @@
-/** config/registry.yaml: registry's settings, each key's meaning in its `.describe()` (--help and the README's reference). */
+/** config/registry.yaml: registry's settings, each key's meaning in its `.describe()` (--help and docs/configuration.md). */
 import { z } from "zod";
 import { ModuleBaseSchema } from "../../src/config";
 import { Cents } from "../../src/contracts";
@@ -31,7 +31,7 @@ export const RegistryConfigSchema = ModuleBaseSchema.extend({
     .positive()
     .max(8760)
     .default(24)
-    // Worded for the three modules alike, so that the README lists the key once among the shared ones.
+    // Worded for the three modules alike, so that docs/configuration.md lists the key once among the shared ones.
     .describe("how long an Idempotency-Key of POST /orders, a deposit or a receipt is remembered"),
   live_max_clients: z.coerce
     .number()

@@ -1,4 +1,4 @@
-/** config/storage.yaml: storage's settings, each key's meaning in its `.describe()` (--help and the README's reference). */
+/** config/storage.yaml: storage's settings, each key's meaning in its `.describe()` (--help and docs/configuration.md). */
 import { z } from "zod";
 import { ModuleBaseSchema } from "../../src/config";
 import { IdempotencyKeyRetentionHours } from "../../src/db/idempotency-keys";
@@ -8,7 +8,7 @@ export const StorageConfigSchema = ModuleBaseSchema.extend({
   consumer_group: z.string().min(1).default("storage"),
   /** How long an `Idempotency-Key` of a stock receipt is remembered; the same key after that makes a new receipt. */
   idempotency_key_retention_hours: IdempotencyKeyRetentionHours
-    // Worded for the three modules alike, so that the README lists the key once among the shared ones.
+    // Worded for the three modules alike, so that docs/configuration.md lists the key once among the shared ones.
     .describe("how long an Idempotency-Key of POST /orders, a deposit or a receipt is remembered"),
   stock: z
     .array(

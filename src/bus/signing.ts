@@ -1,5 +1,5 @@
 /**
- * Signed bus records (README "Signed records"). With BUS_SIGNING_KEY set, the outbox relay puts a
+ * Signed bus records (docs/security.md, "Signed records"). With BUS_SIGNING_KEY set, the outbox relay puts a
  * `signature` header on every record it publishes and every consumer sets aside, as a dead letter
  * with the error "bad signature", a record whose signature is missing or wrong: only a holder of
  * the key can put a record on the bus that a module acts on.

@@ -22,9 +22,9 @@ export const ModuleBaseSchema = z.strictObject({
   // A safety net only: every commit that writes to the outbox wakes the relay at once.
   outbox_poll_ms: z.coerce.number().int().min(10).max(600_000).default(10_000),
   // /health/ready fails (503) while more outbox rows than this wait to be published: a
-  // service whose messages are not leaving should get no new work (README "Health").
+  // service whose messages are not leaving should get no new work (docs/operations.md, "Starting, readiness and health").
   ready_max_outbox_backlog: z.coerce.number().int().min(0).default(10_000),
-  // Retention (README "Retention"): how long each bookkeeping table keeps a row (fractions
+  // Retention (docs/operations.md, "Retention"): how long each bookkeeping table keeps a row (fractions
   // allowed, e.g. 0.25 hours; the soak bench shortens every window to a minute).
   // Inbox ids and remembered rejections: as long as a redelivery can come, i.e. as long as the
   // broker keeps a record (Kafka's default log.retention.hours is 168).
@@ -39,7 +39,7 @@ export const ModuleBaseSchema = z.strictObject({
 
 type SharedKey = Exclude<keyof typeof ModuleBaseSchema.shape, "topics"> | `topics.${keyof z.infer<typeof TopicsSchema>}`;
 
-/** What each shared key means (`--help`, the README); a module describes its own keys (`.describe()`) in its config.ts. */
+/** What each shared key means (`--help`, docs/configuration.md); a module describes its own keys (`.describe()`) in its config.ts. */
 export const MODULE_BASE_HELP: Record<SharedKey, string> = {
   port: "HTTP port (0: any free port)",
   consumer_group: "the module's consumer group on the bus",

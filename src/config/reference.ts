@@ -1,6 +1,6 @@
 /**
  * Every setting with its variable, flag, default and meaning, generated from the schemas so it
- * cannot drift: `--help` prints it, `bun run scripts/config-reference.ts` writes it into the README.
+ * cannot drift: `--help` prints it, `bun run scripts/config-reference.ts` writes it into docs/configuration.md.
  */
 import type { z } from "zod";
 import { flagOf } from "./flags";
@@ -14,7 +14,7 @@ export interface ModuleHelp {
   configSchema: z.ZodType;
 }
 
-/** One setting as `--help` and the README's reference list it. */
+/** One setting as `--help` and docs/configuration.md list it. */
 export interface ReferenceRow {
   /** A process variable (`MODULES`), or a YAML key (`port`, `topics.success`). */
   key: string;

@@ -64,10 +64,10 @@ export const SettingsSchema = z.object({
   // How long an in-process consumer waits for more records before a short batch (latency vs. batching).
   BUS_LINGER_MS: z.coerce.number().int().min(0).max(1000).default(5),
   // Consumer group timings: a member restarted after kill -9 joins once its old self's session
-  // expires; a shorter session means a shorter wait (see README, "Kafka consumer timings").
+  // expires; a shorter session means a shorter wait (see docs/bus.md, "Kafka consumer timings").
   KAFKA_SESSION_TIMEOUT_MS: z.coerce.number().int().min(3000).max(300_000).default(10_000),
   KAFKA_HEARTBEAT_INTERVAL_MS: z.coerce.number().int().min(100).max(100_000).default(1000),
-  // Unset: twice the session timeout (a JoinGroup may be held that long; see README).
+  // Unset: twice the session timeout (a JoinGroup may be held that long; see docs/bus.md).
   KAFKA_REBALANCE_TIMEOUT_MS: z
     .literal("")
     .transform(() => undefined)
@@ -100,7 +100,7 @@ export const SettingsSchema = z.object({
     .regex(/^[\x21-\x7e]+$/, "printable ASCII without spaces")
     .optional()
     .or(z.literal("").transform(() => undefined)),
-  // HMAC key for bus records (README "Signed records"): every published record is signed, every
+  // HMAC key for bus records (docs/security.md, "Signed records"): every published record is signed, every
   // consumed one checked. Unset: nothing is signed or checked. The previous key is only accepted
   // when checking (a rolling key change); it needs BUS_SIGNING_KEY.
   BUS_SIGNING_KEY: signingKey,
@@ -121,7 +121,7 @@ export const SettingsSchema = z.object({
   LOG_FORMAT: z.enum(LOG_FORMATS).optional().or(z.literal("").transform(() => undefined)),
   // Names of `<MODULE>_*` variables that are not meant for the shop (set by a platform, say).
   IGNORE_VARS: z.string().default("").transform(csv),
-  // OpenTelemetry's own variables (README "Traces"): spans are made and exported only when an
+  // OpenTelemetry's own variables (docs/operations.md, "Traces"): spans are made and exported only when an
   // OTLP endpoint is set; unset, tracing is off and costs one boolean test per span site.
   OTEL_EXPORTER_OTLP_ENDPOINT: otlpUrl,
   OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: otlpUrl,
@@ -147,7 +147,7 @@ export const SettingsSchema = z.object({
 /** Validated process-level settings. */
 export type Settings = z.infer<typeof SettingsSchema>;
 
-/** One line per setting for `--help` and the README; the type makes every setting need one. */
+/** One line per setting for `--help` and docs/configuration.md; the type makes every setting need one. */
 export const SETTING_HELP: Record<keyof typeof SettingsSchema.shape, string> = {
   MODULES: "modules this process runs (registry, wallet, storage), comma-separated",
   BUS: "message bus: memory (one process) or kafka",
@@ -159,7 +159,7 @@ export const SETTING_HELP: Record<keyof typeof SettingsSchema.shape, string> = {
   KAFKA_HEARTBEAT_INTERVAL_MS: "consumer group heartbeat interval",
   KAFKA_REBALANCE_TIMEOUT_MS: "consumer group rebalance timeout (unset: twice the session timeout)",
   KAFKA_FETCH_MAX_WAIT_MS: "longest a Kafka fetch waits for records",
-  BUS_WRITE_PREVIOUS_VERSIONS: "message types written at their previous version until every reader is upgraded, comma-separated, or all (README, Upgrading)",
+  BUS_WRITE_PREVIOUS_VERSIONS: "message types written at their previous version until every reader is upgraded, comma-separated, or all (docs/bus.md, Upgrading)",
   DATABASE_URL: "PostgreSQL URL, postgres://... (unset: embedded PGlite in DATA_DIR)",
   DATABASE_POOL_SIZE: "PostgreSQL connections per process",
   DATA_DIR: "PGlite's files (:memory: for a throwaway database)",
@@ -270,6 +270,6 @@ function checkSigning(settings: Settings, env: Env): void {
     `required with ${origin(env, "BUS") === "BUS" ? "BUS=kafka" : "--bus kafka"}: anyone who can write to the topics could otherwise make the services ` +
       `refund, release or complete orders. Give every service the same key of ${MIN_SIGNING_KEY_LENGTH}+ characters, e.g. ` +
       "BUS_SIGNING_KEY=$(openssl rand -base64 48), or BUS_SIGNING_KEY_FILE=<a file holding it>; " +
-      "to run with forgeable records anyway, set BUS_INSECURE_UNSIGNED_RECORDS=true (README, \"Signed records\")",
+      "to run with forgeable records anyway, set BUS_INSECURE_UNSIGNED_RECORDS=true (docs/security.md, \"Signed records\")",
   );
 }

@@ -77,7 +77,7 @@ const redriveDeadLetterRoute = createRoute(withErrors({
   description:
     "200: resolved, with outcome `applied` (the handler ran), `duplicate` (the message was applied already) or " +
     "`ignored` (this service no longer reacts to its type). 422 `invalid_message`: still not a valid message; " +
-    "`bad_signature`: its signature is missing or wrong (BUS_SIGNING_KEY, README \"Signed records\"). " +
+    "`bad_signature`: its signature is missing or wrong (BUS_SIGNING_KEY, docs/security.md, \"Signed records\"). " +
     "409 `redrive_failed`: the handler failed again; `already_resolved`: a redrive resolved it before; " +
     "`redrive_window_passed`: older than the inbox retention. A failed redrive only counts the attempt.",
   request: { params: z.object({ id: DeadLetterId }) },

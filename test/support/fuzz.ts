@@ -6,7 +6,7 @@
  * process's CPU time between two requests is that request's cost.
  *
  * Every answer is checked against what the shop documents (the operation's statuses in the
- * document, the shell's global ones in the README's API section): never a 5xx, a JSON error
+ * document, the shell's global ones in docs/api.md, "Errors"): never a 5xx, a JSON error
  * body `{error:{code,message}}` on every 4xx, the security headers, the headers a status
  * promises (Retry-After, WWW-Authenticate, Allow, Location), a bounded CPU cost, and a few
  * oracles (an invalid Idempotency-Key or a body in invalid UTF-8 is never accepted; an
@@ -39,7 +39,7 @@ const MAX_REQUEST_CPU_MS = 500;
 /** How much one request may raise the server's peak RSS (VmHWM), in MB. */
 const MAX_REQUEST_RSS_GROWTH_MB = 50;
 
-/** The answers every operation can give besides its own (README, API: the HTTP shell's). */
+/** The answers every operation can give besides its own (docs/api.md, "Errors": the HTTP shell's). */
 const GLOBAL_STATUSES = [400, 404, 405, 408, 413, 415];
 /** Codes the shell gives on any route, by status. */
 const GLOBAL_CODES: Record<number, string[]> = {
@@ -60,9 +60,9 @@ const SECURITY_HEADERS: Record<string, RegExp> = {
   "cross-origin-resource-policy": /^same-origin$/,
   "cross-origin-opener-policy": /^same-origin$/,
 };
-/** Methods Bun's parser knows; another one is closed without an answer (README, Hostile input). */
+/** Methods Bun's parser knows; another one is closed without an answer (docs/security.md, "Hostile input"). */
 const BUN_METHODS = new Set(["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "TRACE", "CONNECT"]);
-/** An Idempotency-Key as the README defines it: 1 to 255 visible ASCII characters. */
+/** An Idempotency-Key as docs/api.md defines it: 1 to 255 visible ASCII characters. */
 const VISIBLE_KEY = /^[\x21-\x7e]{1,255}$/;
 
 // ---------------------------------------------------------------------------------------------
@@ -310,7 +310,7 @@ export interface FuzzRequest {
   bunLevel: boolean;
   /** Send the head and this part of the body, then half-close: a body that stops short of its Content-Length. */
   truncated: boolean;
-  /** The request has an Idempotency-Key the README's rule refuses (`space`: only for an inner space). */
+  /** The request has an Idempotency-Key docs/api.md's rule refuses (`space`: only for an inner space). */
   badKey: "space" | "other" | null;
   /** The body holds bytes that are not UTF-8. */
   invalidUtf8: boolean;

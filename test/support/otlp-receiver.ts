@@ -1,5 +1,5 @@
 /**
- * An OTLP/HTTP receiver for tests, benches and the README's picture: accepts `POST /v1/traces`
+ * An OTLP/HTTP receiver for tests, benches and the trace picture in docs/: accepts `POST /v1/traces`
  * with a JSON body (what the shop's exporter sends) and keeps every span, flattened, with the
  * service that sent it. Answers like a collector: 200 with an empty partial-success object.
  */

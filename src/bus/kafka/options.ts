@@ -23,7 +23,7 @@ export interface KafkaOptions {
   fetchMaxWaitMs?: number;
 }
 
-/** Defaults of the consumer group timings (see README, "Kafka consumer timings"). */
+/** Defaults of the consumer group timings (see docs/bus.md, "Kafka consumer timings"). */
 const KAFKA_CONSUMER_DEFAULTS = { sessionTimeoutMs: 10_000, heartbeatIntervalMs: 1000 };
 
 /** The timings, in ms, every consumer of one bus is created with. */

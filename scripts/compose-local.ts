@@ -9,7 +9,8 @@
  * - Each replica gets a loopback address of its own (127.0.10.x), its stand-in for a container's
  *   network: it listens there (HOST) on the container's port, and a resolver on loopback answers
  *   the service names as Docker's DNS would (nginx's `resolver`).
- * - Stand-ins for images: `apache/kafka` is librdkafka's mock broker, `postgres` a throwaway
+ * - Stand-ins for images: `apache/kafka` is librdkafka's mock broker (the services get
+ *   KAFKA_MOCK_BROKER_QUIRKS=true, kafkajs's workarounds for it), `postgres` a throwaway
  *   cluster from Debian's binaries (the service's POSTGRES_* role and database made in it),
  *   `nginx` Debian's nginx with the mounted configuration. Any other image is refused by name.
  * - `name:port` in a service's environment, command and health check becomes the address that
@@ -266,6 +267,8 @@ async function startService(service: Service, dnsPort: number): Promise<{ health
   for (const [index, ip] of ips.entries()) {
     const env: Record<string, string> = { ...baseEnv(), ...imageEnv, HOST: ip };
     for (const [k, v] of Object.entries(service.environment)) env[k] = rewrite(v, mounts);
+    // Kafka here is librdkafka's mock: the services' kafkajs works around it (patches/kafkajs@2.2.4.patch).
+    if (env.KAFKA_BROKERS) env.KAFKA_MOCK_BROKER_QUIRKS = "true";
     const argv = [...(service.entrypoint ?? entrypoint), ...service.command].map((a) => rewrite(a, mounts));
     const r: Replica = { service, index, ip, argv, env, proc: null, restarts: 0, exited: Promise.resolve(0) };
     replicas.push(r);

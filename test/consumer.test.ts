@@ -148,7 +148,7 @@ const transports: [string, () => Promise<ReturnType<typeof createMemoryBus>>][] 
     "kafka",
     async () => {
       mock ??= await startKafkaMock(Object.values(TOPICS).map((t) => `${t}:3`));
-      return createKafkaBus({ brokers: [mock.brokers], clientId: "consumer-test", sessionTimeoutMs: 6000, fetchMaxWaitMs: 100 }, log);
+      return createKafkaBus({ brokers: [mock.brokers], clientId: "consumer-test", sessionTimeoutMs: 6000, fetchMaxWaitMs: 100, mockBrokerQuirks: true }, log);
     },
   ],
 ];

@@ -20,7 +20,7 @@ const transports: [string, () => Promise<Bus>][] = [
     "kafka",
     async () => {
       mock ??= await startKafkaMock(TOPICS);
-      return createKafkaBus({ brokers: [mock.brokers], clientId: `bus-test-${++n}`, sessionTimeoutMs: 6000, fetchMaxWaitMs: 200 }, log);
+      return createKafkaBus({ brokers: [mock.brokers], clientId: `bus-test-${++n}`, sessionTimeoutMs: 6000, fetchMaxWaitMs: 200, mockBrokerQuirks: true }, log);
     },
   ],
 ];

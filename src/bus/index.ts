@@ -17,6 +17,7 @@ export async function createBus(settings: Settings, log: Logger): Promise<Bus> {
       heartbeatIntervalMs: settings.KAFKA_HEARTBEAT_INTERVAL_MS,
       rebalanceTimeoutMs: settings.KAFKA_REBALANCE_TIMEOUT_MS,
       fetchMaxWaitMs: settings.KAFKA_FETCH_MAX_WAIT_MS,
+      mockBrokerQuirks: settings.KAFKA_MOCK_BROKER_QUIRKS,
     },
     log,
   );

@@ -74,6 +74,13 @@ export const SettingsSchema = z.object({
     .or(z.coerce.number().int().min(1000).max(600_000))
     .optional(),
   KAFKA_FETCH_MAX_WAIT_MS: z.coerce.number().int().min(10).max(30_000).default(5000),
+  // For tests against librdkafka's mock broker only: turns on the patched kafkajs's workarounds
+  // for it (patches/kafkajs@2.2.4.patch). Refused without BUS=kafka, and at start against a
+  // broker that is not the mock; a Kafka broker needs none of them.
+  KAFKA_MOCK_BROKER_QUIRKS: z
+    .enum(["true", "false", ""], { message: 'expected "true" or "false"' })
+    .default("false")
+    .transform((v) => v === "true"),
   // Message types (or `all`) written at their previous version during a rolling upgrade; checked by loadSettings.
   BUS_WRITE_PREVIOUS_VERSIONS: z.string().default("").transform(csv),
   DATABASE_URL: z
@@ -159,6 +166,8 @@ export const SETTING_HELP: Record<keyof typeof SettingsSchema.shape, string> = {
   KAFKA_HEARTBEAT_INTERVAL_MS: "consumer group heartbeat interval",
   KAFKA_REBALANCE_TIMEOUT_MS: "consumer group rebalance timeout (unset: twice the session timeout)",
   KAFKA_FETCH_MAX_WAIT_MS: "longest a Kafka fetch waits for records",
+  KAFKA_MOCK_BROKER_QUIRKS:
+    "true: for tests against librdkafka's mock broker only (kafkajs works around it: a group leader waits 500 ms before syncing, a refused follower rejoins, fetches are topped up); refused against any other broker",
   BUS_WRITE_PREVIOUS_VERSIONS: "message types written at their previous version until every reader is upgraded, comma-separated, or all (docs/bus.md, Upgrading)",
   DATABASE_URL: "PostgreSQL URL, postgres://... (unset: embedded PGlite in DATA_DIR)",
   DATABASE_POOL_SIZE: "PostgreSQL connections per process",
@@ -204,6 +213,10 @@ export function loadSettings(given: Env): Settings {
     throw new ConfigError("BUS_SIGNING_KEY_PREVIOUS", "set BUS_SIGNING_KEY too (the previous key only verifies)");
   }
   checkSigning(parsed.data, env);
+  if (parsed.data.KAFKA_MOCK_BROKER_QUIRKS && parsed.data.BUS !== "kafka") {
+    const name = "KAFKA_MOCK_BROKER_QUIRKS";
+    throw new ConfigError(origin(env, name), "only with BUS=kafka, against librdkafka's mock broker (for tests)", showValue(name, env[name]));
+  }
   pinnedWriters(parsed.data.BUS_WRITE_PREVIOUS_VERSIONS);
   // The binary runs from any directory: without ./config (and CONFIG_DIR unset) it uses the copy it carries.
   if (IN_BINARY && !env.CONFIG_DIR && !existsSync(parsed.data.CONFIG_DIR)) parsed.data.CONFIG_DIR = BUILT_IN_CONFIG_DIR;

@@ -12,6 +12,8 @@ export const MOCK_KAFKA_SETTINGS = {
   // The mock holds every fetch for the full wait, even once records arrive (a real broker
   // answers at once), so a short wait keeps the saga quick here.
   KAFKA_FETCH_MAX_WAIT_MS: "200",
+  // kafkajs's workarounds for the mock (patches/kafkajs@2.2.4.patch): groups of several, full fetches.
+  KAFKA_MOCK_BROKER_QUIRKS: "true",
 };
 
 /** A running split topology. */

@@ -28,3 +28,21 @@ export async function connectAdmin(kafka: Kafka): Promise<Admin> {
   await a.connect();
   return a;
 }
+
+/** The cluster id librdkafka's mock broker reports: `mockCluster` and a hex number (rdkafka_mock.c). */
+const MOCK_CLUSTER_ID = /^mockCluster[0-9a-f]+$/;
+
+/**
+ * With mockBrokerQuirks the bus works around librdkafka's mock broker (patches/kafkajs@2.2.4.patch),
+ * which only the tests run against: refused unless the cluster id is the mock's, and said loudly.
+ */
+export async function checkMockBroker(admin: Admin, brokers: string[], log: Logger): Promise<void> {
+  const { clusterId } = await admin.describeCluster();
+  if (!MOCK_CLUSTER_ID.test(clusterId)) {
+    throw new Error(
+      `KAFKA_MOCK_BROKER_QUIRKS=true is for tests against librdkafka's mock broker only, and the broker at ${brokers.join(",")} ` +
+        `is not one (cluster id ${JSON.stringify(clusterId)}): unset it`,
+    );
+  }
+  log.warn("KAFKA_MOCK_BROKER_QUIRKS=true: kafkajs works around librdkafka's mock broker (tests only, never against Kafka)", { cluster_id: clusterId });
+}

@@ -13,6 +13,8 @@ export interface ConsumerGroups extends GroupMembers {
   /** Partitions of the bus's topics, consumed concurrently by each member. */
   partitions: number | undefined;
   timings: ConsumerTimings;
+  /** Passed to kafkajs: its workarounds for librdkafka's mock broker (tests only; see KafkaOptions). */
+  mockBrokerQuirks: boolean;
 }
 
 /** Connects a member for `sub` and subscribes it; returns without waiting for it to join its group. */
@@ -27,6 +29,7 @@ export async function startMember(sub: Subscription, groups: ConsumerGroups): Pr
     // A broker answers a fetch as soon as records arrive; the wait only bounds an idle poll.
     maxWaitTimeInMs: fetchMaxWait,
     retry: { initialRetryTime: 300, maxRetryTime: 10_000, retries: 8 },
+    mockBrokerQuirks: groups.mockBrokerQuirks,
   });
   const member: Member = { sub, consumer, state: newConsumerState(sub), commits: new OffsetCommits(sub.group, groups.log), running: null };
   members.push(member);

@@ -2,7 +2,7 @@
 import type { Admin, Kafka, Producer } from "kafkajs";
 import type { Logger } from "../../log";
 import { type Bus, notJoinedReason } from "../bus";
-import { connectAdmin, waitForBroker } from "./broker";
+import { checkMockBroker, connectAdmin, waitForBroker } from "./broker";
 import { createKafkaClient, createProbeClient } from "./client";
 import { type ConsumerGroups, startMember, stopMember } from "./consumer-group";
 import { createLifecycle } from "./lifecycle";
@@ -33,6 +33,7 @@ export function createKafkaBus(opts: KafkaOptions, log: Logger): Bus {
     members: [],
     partitions: opts.partitions,
     timings: consumerTimings(opts, log),
+    mockBrokerQuirks: opts.mockBrokerQuirks ?? false,
   };
   const conn: Connections = { admin: null, producer: null };
   let starting: Promise<void> | null = null;
@@ -76,6 +77,7 @@ async function startBus(opts: KafkaOptions, probe: Kafka, groups: ConsumerGroups
   const { kafka, lifecycle, log, subscriptions } = groups;
   await waitForBroker(probe, opts.brokers, lifecycle, log);
   conn.admin = await connectAdmin(kafka);
+  if (groups.mockBrokerQuirks) await checkMockBroker(conn.admin, opts.brokers, log);
   lifecycle.stillStarting();
   await ensureTopics(conn.admin, subscribedTopics(subscriptions), opts.partitions ?? 3, lifecycle, log);
   lifecycle.stillStarting();

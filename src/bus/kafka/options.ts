@@ -21,6 +21,12 @@ export interface KafkaOptions {
   rebalanceTimeoutMs?: number;
   /** How long an idle fetch waits at the broker (kafkajs's default is 5 s). */
   fetchMaxWaitMs?: number;
+  /**
+   * Tests against librdkafka's mock broker only: the patched kafkajs's workarounds for it
+   * (patches/kafkajs@2.2.4.patch, option mockBrokerQuirks). The bus refuses to start with it
+   * against a broker that is not the mock. Default false: kafkajs as released there.
+   */
+  mockBrokerQuirks?: boolean;
 }
 
 /** Defaults of the consumer group timings (see docs/bus.md, "Kafka consumer timings"). */

@@ -97,7 +97,9 @@ function orderWaterfall(capture: Capture): Waterfall {
   const spans = traces.find((t) => t.some((s) => s.name === "POST /orders"));
   if (!spans) throw new Error(`no trace of order ${capture.order.id} holds its POST /orders span (${capture.spans.length} spans received)`);
   const rows = waterfallRows(spans, capture.portModules);
+  // biome-ignore lint/complexity/useMathMinMax: bigints, which Math.min does not take
   const t0 = spans.reduce((min, s) => (s.start < min ? s.start : min), spans[0]?.start ?? 0n);
+  // biome-ignore lint/complexity/useMathMinMax: bigints, which Math.max does not take
   const tEnd = spans.reduce((max, s) => (s.end > max ? s.end : max), t0);
   const modules = new Set(rows.map((r) => r.module));
   const { order } = capture;

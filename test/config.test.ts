@@ -175,10 +175,10 @@ describe("module YAML", () => {
     }
     expect(found.size).toBeGreaterThan(10);
     for (const name of found) {
-      const [prefix, ...rest] = name.split("_");
+      const [prefix = "", ...rest] = name.split("_");
       const key = rest.join("_").toLowerCase();
       if (key === "url") continue; // scripts/audit.ts's, exempt
-      expect(`${name}: ${key in shapes[prefix?.toLowerCase() as keyof typeof shapes]}`).toBe(`${name}: true`);
+      expect(`${name}: ${key in shapes[prefix.toLowerCase() as keyof typeof shapes]}`).toBe(`${name}: true`);
     }
   });
 
@@ -461,7 +461,7 @@ describe("docker-compose.yml", () => {
     const dir = mkdtempSync(join(tmpdir(), "shop-keys-"));
     try {
       // The script as the container runs it: Compose's $$ is a $; the volume is a temporary directory; no bun user here.
-      const script = (keys.command?.[0] as string).replaceAll("$$", "$").replaceAll("/run/shop-keys", dir).replace(/^chown .*$/m, "");
+      const script = (keys.command?.[0] ?? "").replaceAll("$$", "$").replaceAll("/run/shop-keys", dir).replace(/^chown .*$/m, "");
       const run = (env: Record<string, string> = {}) => {
         const r = Bun.spawnSync(["sh", "-c", script], { env: { PATH: process.env.PATH, ...env } });
         expect(r.exitCode).toBe(0);

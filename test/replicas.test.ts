@@ -77,7 +77,7 @@ function groupEvents(p: ShopProcess): GroupEvent[] {
 function holding(p: ShopProcess, group: string): { member: string; partitions: Assignment; joins: number } | null {
   const events = groupEvents(p).filter((e) => e.group === group);
   const last = events.at(-1);
-  if (!last || last.kind !== "joined") return null;
+  if (last?.kind !== "joined") return null;
   return { member: last.member, partitions: last.partitions, joins: events.filter((e) => e.kind === "joined").length };
 }
 

@@ -121,7 +121,7 @@ function describeForgeries(name: string, start: () => Promise<ShopTarget>, start
         other_key: (topic, key, value) => ({ [SIGNATURE_HEADER]: signRecord(OTHER_KEY, { topic, key, value }) }),
         // The shop's key, but made for another place: a signed record replayed onto another topic or under another key.
         other_topic: (topic, key, value) => ({ [SIGNATURE_HEADER]: signRecord(TEST_BUS_SIGNING_KEY, { topic: otherTopic(topic), key, value }) }),
-        other_key_field: (topic, key, value) => ({ [SIGNATURE_HEADER]: signRecord(TEST_BUS_SIGNING_KEY, { topic, key: crypto.randomUUID(), value }) }),
+        other_key_field: (topic, _key, value) => ({ [SIGNATURE_HEADER]: signRecord(TEST_BUS_SIGNING_KEY, { topic, key: crypto.randomUUID(), value }) }),
         other_value: (topic, key, value) => ({ [SIGNATURE_HEADER]: signRecord(TEST_BUS_SIGNING_KEY, { topic, key, value: `${value} ` }) }),
       };
       const expected: Record<Service, string[]> = { registry: [], wallet: [], storage: [] };

@@ -148,7 +148,7 @@ describe("tracing on", () => {
     expect(root).toBeDefined();
     expect(lines[0]).toMatchObject({ trace_id: root?.trace_id, span_id: root?.span_id });
     const [row] = await db.read((q) => q.select().from(tables.outbox).where(eq(tables.outbox.key, orderId)));
-    const stored = (row?.envelope as { traceparent?: string }).traceparent ?? "";
+    const stored = (row?.envelope as { traceparent?: string } | undefined)?.traceparent ?? "";
     expect(stored.split("-")[1]).toBe(root?.trace_id as string);
 
     // "After the restart": a new relay sends the row; the record carries the stored trace.

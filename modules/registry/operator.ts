@@ -1,7 +1,7 @@
 /** What an operator asks of registry's orders: how many are in each state, and which sagas are stuck. */
 import { asc, count, sql } from "drizzle-orm";
 import type { Database } from "../../src/db/database";
-import { ORDER_STATUSES, orders, unknownOrders } from "./schema";
+import { type ORDER_STATUSES, orders, unknownOrders } from "./schema";
 import { SWEEP_SLACK_MS } from "./sweepers";
 
 /** How many orders are in each state (and reason): counters that survive restarts, read from the table. */

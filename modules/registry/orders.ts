@@ -8,7 +8,7 @@ import type { Catalogue } from "./catalogue";
 import { claimKey, type KeyedRequest, recordAnswer } from "./idempotency";
 import type { OutboxWriter } from "../../src/messaging/outbox";
 import { rowsOf } from "../../src/db/rows";
-import { ORDER_STATUSES, orderEvents, orderItems, orders } from "./schema";
+import { type ORDER_STATUSES, orderEvents, orderItems, orders } from "./schema";
 import { orderView, type OrderView } from "./views";
 import { activeTraceparent, tagActiveSpan } from "../../src/tracing/spans";
 

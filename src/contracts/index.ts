@@ -1,5 +1,5 @@
 /** Every message that crosses a module boundary: schemas, types, topics, (de)serialisation. */
-import { z } from "zod";
+import type { z } from "zod";
 import type { Topics } from "./topics";
 import { EnvelopeSchema } from "./envelope";
 import { ORDER_COMPENSATED, OrderCompensatedSchema } from "./order-compensated";

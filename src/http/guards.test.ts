@@ -35,7 +35,7 @@ describe("duplicateKey", () => {
 
 describe("scanJson's depth bound", () => {
   test("nesting up to the bound passes; one more level is too deep, named by its path", () => {
-    const nest = (depth: number) => '{"a":'.repeat(depth - 1) + "{}" + "}".repeat(depth - 1);
+    const nest = (depth: number) => `${'{"a":'.repeat(depth - 1)}{}${"}".repeat(depth - 1)}`;
     expect(scanJson(nest(MAX_JSON_DEPTH))).toBeNull();
     expect(scanJson(nest(MAX_JSON_DEPTH + 1))).toEqual({ kind: "too_deep", path: Array(MAX_JSON_DEPTH).fill("a").join(".") });
     expect(scanJson(`${"[".repeat(MAX_JSON_DEPTH)}${"]".repeat(MAX_JSON_DEPTH)}`)).toBeNull();

@@ -249,7 +249,7 @@ function edit(value: Json, pick: number, change: (old: Json) => Json | undefined
   const paths: (string | number)[][] = [];
   const walk = (v: Json, path: (string | number)[]) => {
     paths.push(path);
-    if (Array.isArray(v)) v.forEach((x, i) => walk(x, [...path, i]));
+    if (Array.isArray(v)) for (const [i, x] of v.entries()) walk(x, [...path, i]);
     else if (v && typeof v === "object" && !(v instanceof Raw)) for (const [k, x] of Object.entries(v)) walk(x, [...path, k]);
   };
   walk(value, []);
@@ -546,7 +546,7 @@ const lineMutations: Mutation[] = [
         (p) => `${p}${"/.".repeat(2_000)}`,
         (p) => p.replace(/\/[^/]*$/, "/\u00e9"),
         (p) => `http://evil.example${p}`,
-        (p) => `*`,
+        () => "*",
         (p) => `${p}#frag`,
       )
       .map((f) => {

@@ -5,6 +5,7 @@ import type { RecordSigner } from "./bus/signing";
 import type { ModuleName } from "./config";
 import type { MessageType } from "./contracts";
 import type { Database } from "./db/database";
+import type { ErrorCodes } from "./errors";
 import type { HealthCheck } from "./http/health";
 import type { MetricsRegistry } from "./http/metrics";
 import type { Router } from "./http/router";
@@ -44,6 +45,8 @@ export interface ShopModule<S extends z.ZodType = z.ZodType> {
   configSchema: S;
   /** Folder of this module's drizzle-kit migrations. */
   migrationsFolder: string;
+  /** Every error code the module throws (declareErrors); its routes document them from the same declarations. */
+  errors: ErrorCodes<string>;
   /** Migrated already: seeds, subscribes its consumers, builds its routes. */
   init(ctx: ModuleContext<z.infer<S>>): Promise<RunningModule>;
 }

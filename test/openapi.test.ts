@@ -10,7 +10,14 @@ import { Validator } from "@seriousme/openapi-schema-validator";
 import Ajv2020 from "ajv/dist/2020";
 import addFormats from "ajv-formats";
 import { Hono } from "hono";
+import { registryModule } from "../modules/registry";
+import { storageModule } from "../modules/storage";
+import { walletModule } from "../modules/wallet";
+import { IDEMPOTENCY_ERRORS } from "../src/db/idempotency-keys";
+import type { ErrorCodes } from "../src/errors";
+import { KIND_STATUS, SHELL_ERRORS } from "../src/http/errors";
 import { readinessGate } from "../src/http/health";
+import { DEAD_LETTER_ERRORS } from "../src/messaging/dead-letters";
 import { adminHeaders, call, getJson, type Reply } from "./support/http";
 import { type ShopTarget, startInProcess } from "./support/shop-target";
 
@@ -203,6 +210,77 @@ describe("the documents", () => {
       }
       expect([service, [...missing]]).toEqual([service, []]);
     }
+  });
+});
+
+/**
+ * The codes each service's code can throw, as declared (src/errors.ts, declareErrors): its
+ * module's own, a redrive's (every service has the dead-letter admin routes) and a keyed write's.
+ */
+const DECLARED: Record<Service, ErrorCodes<string>[]> = {
+  registry: [registryModule.errors, DEAD_LETTER_ERRORS, IDEMPOTENCY_ERRORS],
+  wallet: [walletModule.errors, DEAD_LETTER_ERRORS, IDEMPOTENCY_ERRORS],
+  storage: [storageModule.errors, DEAD_LETTER_ERRORS, IDEMPOTENCY_ERRORS],
+};
+
+/** Refusals the live page answers itself (modules/registry/live/index.ts: Retry-After 5, and a 429), not thrown as DomainErrors. */
+const LIVE_REFUSALS = ["too_many_clients", "too_many_clients_from_address"];
+
+/** Every documented error code of a document: code, status and the example it shows. */
+function documentedCodes(doc: Json): { where: string; status: string; code: string; example: Json | undefined }[] {
+  const out: { where: string; status: string; code: string; example: Json | undefined }[] = [];
+  for (const { path, method, op } of operations(doc)) {
+    for (const [status, response] of Object.entries<Json>(op.responses)) {
+      if (Number(status) < 400 || (path.startsWith("/health") && status === "503")) continue;
+      const media = response.content?.["application/json"];
+      for (const code of media?.schema?.properties?.error?.properties?.code?.enum ?? []) {
+        out.push({ where: `${method} ${path}`, status, code, example: media.examples?.[code]?.value?.error });
+      }
+    }
+  }
+  return out;
+}
+
+describe("declared error codes and the documents come from one source", () => {
+  test("every code a service can throw is documented, under the status of its kind, with its declared example", () => {
+    for (const [service, doc] of services()) {
+      const documented = documentedCodes(doc);
+      const missing: string[] = [];
+      for (const codes of DECLARED[service]) {
+        for (const code of codes.codes) {
+          const { kind, message, field } = codes.declared[code] as Json;
+          const status = String(KIND_STATUS[kind as keyof typeof KIND_STATUS]);
+          const found = documented.filter((d) => d.code === code && d.status === status);
+          if (found.length === 0) missing.push(`${codes.owner} ${code}: no route documents it under ${status}`);
+          for (const d of found) {
+            if (JSON.stringify(d.example) !== JSON.stringify(field === undefined ? { code, message } : { code, message, field })) {
+              missing.push(`${d.where} ${status} ${code}: example ${JSON.stringify(d.example)} is not the declared one`);
+            }
+          }
+        }
+      }
+      expect([service, missing]).toEqual([service, []]);
+    }
+  });
+
+  test("every documented code is the shell's or declared by what the service runs (no stale or hand-written code)", () => {
+    for (const [service, doc] of services()) {
+      const known = new Set([...Object.keys(SHELL_ERRORS), ...LIVE_REFUSALS, ...DECLARED[service].flatMap((c) => c.codes)]);
+      const stray = documentedCodes(doc).filter((d) => !known.has(d.code)).map((d) => `${d.where} ${d.status} ${d.code}`);
+      expect([service, stray]).toEqual([service, []]);
+    }
+  });
+
+  test("a provoked declared code gets the status of its declared kind (the provocations below check the running shop gives it)", () => {
+    const checked: string[] = [];
+    for (const p of provocations) {
+      const codes = DECLARED[p.service].find((c) => c.codes.includes(p.code));
+      if (!codes) continue;
+      const kind = (codes.declared[p.code] as Json).kind as keyof typeof KIND_STATUS;
+      expect([p.name, p.status]).toEqual([p.name, KIND_STATUS[kind]]);
+      checked.push(p.code);
+    }
+    expect(new Set(checked)).toEqual(new Set(["unknown_product", "duplicate_product", "unknown_order", "unknown_wallet", "unknown_dead_letter"]));
   });
 });
 

@@ -6,8 +6,8 @@
  */
 import { count, eq } from "drizzle-orm";
 import type { Database } from "../../src/db/database";
-import { DomainError } from "../../src/errors";
 import { work } from "../../src/work-counters";
+import { REGISTRY_ERRORS } from "./errors";
 import { orders } from "./schema";
 
 const REFRESH_MS = 200;
@@ -47,7 +47,7 @@ export function createAdmission(db: Database, opts: { maxPending: number; waitMs
           return;
         }
         if (Date.now() >= deadline) {
-          throw new DomainError("unavailable", "overloaded", `${pending} orders are still in progress; try again shortly`);
+          throw REGISTRY_ERRORS.error("overloaded", `${pending} orders are still in progress; try again shortly`);
         }
         await Bun.sleep(REFRESH_MS);
       }

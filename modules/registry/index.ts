@@ -4,6 +4,7 @@ import type { ShopModule } from "../../src/module";
 import { setUpMessaging } from "../../src/messaging/messaging";
 import { periodic } from "../../src/work-counters";
 import { RegistryConfigSchema } from "./config";
+import { REGISTRY_ERRORS } from "./errors";
 import { REGISTRY_TOPICS, registryConsumers } from "./consumers";
 import { createAdmission } from "./admission";
 import { createCatalogue, seedProducts } from "./catalogue";
@@ -19,6 +20,7 @@ export const registryModule: ShopModule<typeof RegistryConfigSchema> = {
   title: "Shop registry",
   configSchema: RegistryConfigSchema,
   migrationsFolder: join(import.meta.dir, "../../drizzle/registry"),
+  errors: REGISTRY_ERRORS,
   async init(ctx) {
     const { db, config, log } = ctx;
     await seedProducts(db, config.products);

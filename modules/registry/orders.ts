@@ -3,8 +3,9 @@ import { and, asc, desc, eq, inArray, lt, type SQL, sql } from "drizzle-orm";
 import { createMessage } from "../../src/contracts";
 import { allInOne, insertMany } from "../../src/db/bulk";
 import { afterCommit, type Database } from "../../src/db/database";
-import { invalid, notFound } from "../../src/errors";
+import { InvariantError } from "../../src/errors";
 import type { Catalogue } from "./catalogue";
+import { REGISTRY_ERRORS } from "./errors";
 import { claimKey, type KeyedRequest, recordAnswer } from "./idempotency";
 import type { OutboxWriter } from "../../src/messaging/outbox";
 import { rowsOf } from "../../src/db/rows";
@@ -38,14 +39,14 @@ export async function placeOrder(
   const seen = new Set<number>();
   lines.forEach((l, i) => {
     if (seen.has(l.product_id)) {
-      throw invalid("duplicate_product", `product ${l.product_id} is listed twice`, `items.${i}.product_id`);
+      throw REGISTRY_ERRORS.error("duplicate_product", `product ${l.product_id} is listed twice`, `items.${i}.product_id`);
     }
     seen.add(l.product_id);
   });
   const known = await catalogue.lookUp([...seen]);
   const items = lines.map((l, i) => {
     const unit = known.get(l.product_id)?.price_cents;
-    if (unit === undefined) throw invalid("unknown_product", `no product ${l.product_id}`, `items.${i}.product_id`);
+    if (unit === undefined) throw REGISTRY_ERRORS.error("unknown_product", `no product ${l.product_id}`, `items.${i}.product_id`);
     return { product_id: l.product_id, quantity: l.quantity, unit_price_cents: unit };
   });
   const total = items.reduce((sum, i) => sum + i.unit_price_cents * i.quantity, 0);
@@ -79,7 +80,7 @@ export async function placeOrder(
 
 /** An orders row as a raw query returns it (snake_case, driver types) in drizzle's shape. */
 function rawOrder(row: Record<string, unknown> | undefined): OrderRow {
-  if (!row) throw new Error("the order insert returned no row");
+  if (!row) throw new InvariantError("the order insert returned no row");
   const date = (v: unknown): Date => (v instanceof Date ? v : (orders.createdAt.mapFromDriverValue(String(v)) as Date));
   return {
     id: String(row.id),
@@ -129,7 +130,7 @@ export async function listOrders(
 export async function getOrder(db: Database, id: string) {
   return db.read(async (r) => {
     const [order] = await r.select().from(orders).where(eq(orders.id, id));
-    if (!order) throw notFound("unknown_order", `no order ${id}`, "id");
+    if (!order) throw REGISTRY_ERRORS.error("unknown_order", `no order ${id}`, "id");
     const items = await r.select().from(orderItems).where(eq(orderItems.orderId, id));
     const events = await r.select().from(orderEvents).where(eq(orderEvents.orderId, id)).orderBy(asc(orderEvents.id));
     return {

@@ -2,7 +2,8 @@
 import { createRoute, z } from "@hono/zod-openapi";
 import { MAX_QUANTITY, RejectionReason } from "../../src/contracts";
 import { idempotencyKeyHeaders, KEY_REUSED, replayedHeader } from "../../src/http/idempotency";
-import { Id, IdParam, intParam, json, locationHeader, positiveInt, Timestamp, withErrors } from "../../src/http/schemas";
+import { declaredErrors, Id, IdParam, intParam, json, locationHeader, positiveInt, Timestamp, withErrors } from "../../src/http/schemas";
+import { REGISTRY_ERRORS } from "./errors";
 
 const ORDER_STATUSES = ["pending", "completed", "rejected"] as const;
 /** A rejected order's reasons (the bus contract's), and null; documented only: the service reads them as text. */
@@ -183,26 +184,20 @@ export const createOrderRoute = createRoute(
         },
       },
     },
-    {
-      400: {
-        invalid_request: {
-          when: "a field is missing, of the wrong type or out of range, an unknown field, or a bad Idempotency-Key (`field` names it)",
-          message: "items.0.quantity: Too small: expected number to be >0",
-          field: "items.0.quantity",
+    [
+      {
+        400: {
+          invalid_request: {
+            when: "a field is missing, of the wrong type or out of range, an unknown field, or a bad Idempotency-Key (`field` names it)",
+            message: "items.0.quantity: Too small: expected number to be >0",
+            field: "items.0.quantity",
+          },
         },
       },
-      422: {
-        unknown_product: { when: "an item names a product that is not in the catalogue", message: "no product 4242", field: "items.1.product_id" },
-        duplicate_product: { when: "a product is listed twice", message: "product 2 is listed twice", field: "items.1.product_id" },
-        ...KEY_REUSED,
-      },
-      503: {
-        overloaded: {
-          when: "too many orders are still pending (`max_pending_orders`) and none finished within `admission_wait_ms`; retry after `Retry-After` seconds",
-          message: "2000 orders are still in progress; try again shortly",
-        },
-      },
-    },
+      declaredErrors(REGISTRY_ERRORS, "unknown_product", "duplicate_product"),
+      KEY_REUSED,
+      declaredErrors(REGISTRY_ERRORS, "overloaded"),
+    ],
   ),
 );
 
@@ -272,10 +267,10 @@ export const getOrderRoute = createRoute(
         }),
       },
     },
-    {
-      400: { invalid_request: { when: "`id` is not a UUID", message: "id: Invalid UUID", field: "id" } },
-      404: { unknown_order: { when: "no order has this id", message: "no order 9d2b7c1e-0f4a-4c3d-8b6e-2a5f1e7d3c90", field: "id" } },
-    },
+    [
+      { 400: { invalid_request: { when: "`id` is not a UUID", message: "id: Invalid UUID", field: "id" } } },
+      declaredErrors(REGISTRY_ERRORS, "unknown_order"),
+    ],
   ),
 );
 

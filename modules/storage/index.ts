@@ -4,6 +4,7 @@ import { idempotencyKeyPruneJob } from "../../src/db/idempotency-keys";
 import type { ShopModule } from "../../src/module";
 import { setUpMessaging } from "../../src/messaging/messaging";
 import { StorageConfigSchema } from "./config";
+import { STORAGE_ERRORS } from "./errors";
 import { STORAGE_TOPICS, storageConsumers } from "./consumers";
 import { storageRouter } from "./handlers";
 import * as tables from "./schema";
@@ -14,6 +15,7 @@ export const storageModule: ShopModule<typeof StorageConfigSchema> = {
   title: "Shop storage",
   configSchema: StorageConfigSchema,
   migrationsFolder: join(import.meta.dir, "../../drizzle/storage"),
+  errors: STORAGE_ERRORS,
   async init(ctx) {
     await seedStock(ctx.db, ctx.config.stock);
     // Expired Idempotency-Keys are pruned with the messaging tables (a key seen again after that makes a new receipt).

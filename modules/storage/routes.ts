@@ -2,7 +2,8 @@
 import { createRoute, z } from "@hono/zod-openapi";
 import { adminSecurity } from "../../src/http/auth";
 import { idempotencyKeyHeaders, KEY_REUSED, replayedHeader } from "../../src/http/idempotency";
-import { IdParam, json, locationHeader, positiveInt, Timestamp, withErrors } from "../../src/http/schemas";
+import { declaredErrors, IdParam, json, locationHeader, positiveInt, Timestamp, withErrors } from "../../src/http/schemas";
+import { STORAGE_ERRORS } from "./errors";
 
 const Stock = z
   .object({
@@ -48,16 +49,18 @@ export const getStockRoute = createRoute(
       request: { params: ProductParams },
       responses: { 200: json(Stock, "The product's stock", RESERVED) },
     },
-    {
-      400: {
-        invalid_request: {
-          when: "`product_id` is not a positive integer in decimal digits (`1e2`, `0x10`, `007` are refused)",
-          message: "product_id: expected an integer written in decimal digits",
-          field: "product_id",
+    [
+      {
+        400: {
+          invalid_request: {
+            when: "`product_id` is not a positive integer in decimal digits (`1e2`, `0x10`, `007` are refused)",
+            message: "product_id: expected an integer written in decimal digits",
+            field: "product_id",
+          },
         },
       },
-      404: { unknown_product: { when: "storage keeps no stock for this product", message: "no stock kept for product 999999", field: "product_id" } },
-    },
+      declaredErrors(STORAGE_ERRORS, "unknown_product"),
+    ],
   ),
 );
 
@@ -105,23 +108,18 @@ export const receiveRoute = createRoute(
         },
       },
     },
-    {
-      400: {
-        invalid_request: {
-          when: "`product_id` or `quantity` is missing, not an integer or out of range, an unknown field, or a bad Idempotency-Key (`field` names it)",
-          message: "quantity: Too big: expected number to be <=1000000",
-          field: "quantity",
+    [
+      {
+        400: {
+          invalid_request: {
+            when: "`product_id` or `quantity` is missing, not an integer or out of range, an unknown field, or a bad Idempotency-Key (`field` names it)",
+            message: "quantity: Too big: expected number to be <=1000000",
+            field: "quantity",
+          },
         },
       },
-      404: { unknown_product: { when: "storage keeps no stock for this product", message: "no stock kept for product 999999", field: "product_id" } },
-      409: {
-        stock_limit: {
-          when: "available plus reserved units would pass 2 147 483 647 (the most a product can hold); nothing is added",
-          message: "product 12 would hold more than 2147483647 units (available 2147000000, reserved 0, received 1000000)",
-          field: "quantity",
-        },
-      },
-      422: KEY_REUSED,
-    },
+      declaredErrors(STORAGE_ERRORS, "unknown_product", "stock_limit"),
+      KEY_REUSED,
+    ],
   ),
 );

@@ -5,7 +5,8 @@ import { createMessage, type Message, type OrderCreated, type OrderRejected } fr
 import { anyOf, insertMany, runAll, updateMany } from "../../src/db/bulk";
 import type { Database, Executor } from "../../src/db/database";
 import { answerOnce, type KeyedRequest } from "../../src/db/idempotency-keys";
-import { DomainError, notFound } from "../../src/errors";
+import { InvariantError } from "../../src/errors";
+import { STORAGE_ERRORS } from "./errors";
 import { type Enqueue, withCause } from "../../src/messaging/outbox";
 import { compensationDone } from "../../src/tracing/spans";
 import { rememberRejection } from "../../src/saga/rejections";
@@ -49,7 +50,7 @@ export async function listStock(db: Database): Promise<StockView[]> {
 /** Stock of one product; throws unknown_product. */
 export async function getStock(db: Database, productId: number): Promise<StockView> {
   const [row] = await db.read((q) => q.select().from(stock).where(eq(stock.productId, productId)));
-  if (!row) throw notFound("unknown_product", `no stock kept for product ${productId}`, "product_id");
+  if (!row) throw STORAGE_ERRORS.error("unknown_product", `no stock kept for product ${productId}`, "product_id");
   return view(row);
 }
 
@@ -75,7 +76,7 @@ async function addToStock(tx: Executor, productId: number, quantity: number): Pr
     .from(stock)
     .where(eq(stock.productId, productId))
     .for("update");
-  if (!current) throw notFound("unknown_product", `no stock kept for product ${productId}`, "product_id");
+  if (!current) throw STORAGE_ERRORS.error("unknown_product", `no stock kept for product ${productId}`, "product_id");
   if (current.available + current.reserved + quantity > MAX_STOCK_UNITS) {
     throw stockLimit(`product ${productId} would hold more than ${MAX_STOCK_UNITS} units (available ${current.available}, reserved ${current.reserved}, received ${quantity})`);
   }
@@ -84,13 +85,13 @@ async function addToStock(tx: Executor, productId: number, quantity: number): Pr
     .set({ available: sql`${stock.available} + ${quantity}`, updatedAt: new Date() })
     .where(eq(stock.productId, productId))
     .returning();
-  if (!row) throw new Error(`stock row of product ${productId} vanished`);
+  if (!row) throw new InvariantError(`stock row of product ${productId} vanished`);
   await tx.insert(receipts).values({ productId, quantity });
   return view(row);
 }
 
 /** 409 stock_limit: a receipt would take a product past MAX_STOCK_UNITS. */
-const stockLimit = (message: string) => new DomainError("conflict", "stock_limit", message, "quantity");
+const stockLimit = (message: string) => STORAGE_ERRORS.error("stock_limit", message, "quantity");
 
 /** OrderCreated: reserve every item or none; announce the outcome (reserveOrders with one order). */
 export async function reserveItems(tx: Executor, enqueue: Enqueue, order: OrderCreated): Promise<void> {

@@ -4,6 +4,7 @@ import { idempotencyKeyPruneJob } from "../../src/db/idempotency-keys";
 import type { ShopModule } from "../../src/module";
 import { setUpMessaging } from "../../src/messaging/messaging";
 import { WalletConfigSchema } from "./config";
+import { WALLET_ERRORS } from "./errors";
 import { WALLET_TOPICS, walletConsumers } from "./consumers";
 import { walletRouter } from "./handlers";
 import * as tables from "./schema";
@@ -14,6 +15,7 @@ export const walletModule: ShopModule<typeof WalletConfigSchema> = {
   title: "Shop wallet",
   configSchema: WalletConfigSchema,
   migrationsFolder: join(import.meta.dir, "../../drizzle/wallet"),
+  errors: WALLET_ERRORS,
   async init(ctx) {
     await seedWallets(ctx.db, ctx.config.wallets);
     // Expired Idempotency-Keys are pruned with the messaging tables (a key seen again after that makes a new deposit).

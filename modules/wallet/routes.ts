@@ -2,7 +2,8 @@
 import { createRoute, z } from "@hono/zod-openapi";
 import { adminSecurity } from "../../src/http/auth";
 import { idempotencyKeyHeaders, KEY_REUSED, replayedHeader } from "../../src/http/idempotency";
-import { AmountCents, IdParam, json, locationHeader, Timestamp, withErrors } from "../../src/http/schemas";
+import { AmountCents, declaredErrors, IdParam, json, locationHeader, Timestamp, withErrors } from "../../src/http/schemas";
+import { WALLET_ERRORS } from "./errors";
 
 const Wallet = z
   .object({
@@ -78,16 +79,18 @@ export const getWalletRoute = createRoute(
         }),
       },
     },
-    {
-      400: {
-        invalid_request: {
-          when: "`user_id` is not a positive integer in decimal digits (`1e2`, `0x10`, `007` are refused)",
-          message: "user_id: expected an integer written in decimal digits",
-          field: "user_id",
+    [
+      {
+        400: {
+          invalid_request: {
+            when: "`user_id` is not a positive integer in decimal digits (`1e2`, `0x10`, `007` are refused)",
+            message: "user_id: expected an integer written in decimal digits",
+            field: "user_id",
+          },
         },
       },
-      404: { unknown_wallet: { when: "the user has no wallet", message: "no wallet for user 424242", field: "user_id" } },
-    },
+      declaredErrors(WALLET_ERRORS, "unknown_wallet"),
+    ],
   ),
 );
 
@@ -134,22 +137,18 @@ export const depositRoute = createRoute(
         },
       },
     },
-    {
-      400: {
-        invalid_request: {
-          when: "`user_id` or `amount_cents` is missing, not an integer or out of range, an unknown field, or a bad Idempotency-Key (`field` names it)",
-          message: "amount_cents: Too small: expected number to be >0",
-          field: "amount_cents",
+    [
+      {
+        400: {
+          invalid_request: {
+            when: "`user_id` or `amount_cents` is missing, not an integer or out of range, an unknown field, or a bad Idempotency-Key (`field` names it)",
+            message: "amount_cents: Too small: expected number to be >0",
+            field: "amount_cents",
+          },
         },
       },
-      409: {
-        balance_limit: {
-          when: "the balance would pass 2^53 - 1 cents (the largest it can hold exactly)",
-          message: "the balance would exceed its limit",
-          field: "amount_cents",
-        },
-      },
-      422: KEY_REUSED,
-    },
+      declaredErrors(WALLET_ERRORS, "balance_limit"),
+      KEY_REUSED,
+    ],
   ),
 );

@@ -5,7 +5,8 @@ import { createMessage, type Message, type OrderCreated, type OrderRejected } fr
 import { anyOf, insertMany, runAll, updateMany } from "../../src/db/bulk";
 import type { Database, Executor } from "../../src/db/database";
 import { answerOnce, type KeyedRequest } from "../../src/db/idempotency-keys";
-import { DomainError, notFound } from "../../src/errors";
+import { InvariantError } from "../../src/errors";
+import { WALLET_ERRORS } from "./errors";
 import { type Enqueue, withCause } from "../../src/messaging/outbox";
 import { compensationDone } from "../../src/tracing/spans";
 import { rememberRejection } from "../../src/saga/rejections";
@@ -58,7 +59,7 @@ export async function listWallets(db: Database): Promise<WalletView[]> {
 export async function getWallet(db: Database, userId: number) {
   return db.read(async (q) => {
     const [wallet] = await q.select().from(wallets).where(eq(wallets.userId, userId));
-    if (!wallet) throw notFound("unknown_wallet", `no wallet for user ${userId}`, "user_id");
+    if (!wallet) throw WALLET_ERRORS.error("unknown_wallet", `no wallet for user ${userId}`, "user_id");
     const rows = await q
       .select()
       .from(ledger)
@@ -95,7 +96,7 @@ export async function deposit(db: Database, userId: number, amountCents: number,
 async function addToBalance(tx: Executor, userId: number, amountCents: number): Promise<WalletView> {
   const [current] = await tx.select({ balance: wallets.balanceCents }).from(wallets).where(eq(wallets.userId, userId)).for("update");
   if ((current?.balance ?? 0) + amountCents > MAX_BALANCE_CENTS) {
-    throw new DomainError("conflict", "balance_limit", "the balance would exceed its limit", "amount_cents");
+    throw WALLET_ERRORS.error("balance_limit", "the balance would exceed its limit", "amount_cents");
   }
   const [wallet] = await tx
     .insert(wallets)
@@ -105,7 +106,7 @@ async function addToBalance(tx: Executor, userId: number, amountCents: number): 
       set: { balanceCents: sql`${wallets.balanceCents} + ${amountCents}`, updatedAt: new Date() },
     })
     .returning();
-  if (!wallet) throw new Error("deposit returned no row");
+  if (!wallet) throw new InvariantError("deposit returned no row");
   await tx.insert(ledger).values({
     userId,
     kind: "deposit",
@@ -204,7 +205,7 @@ export async function refundOrder(tx: Executor, enqueue: Enqueue, rejection: Ord
     .set({ balanceCents: sql`${wallets.balanceCents} + ${debit.amountCents}`, updatedAt: new Date() })
     .where(eq(wallets.userId, debit.userId))
     .returning();
-  if (!wallet) throw new Error(`wallet ${debit.userId} vanished`);
+  if (!wallet) throw new InvariantError(`wallet ${debit.userId} vanished`);
   await tx.insert(ledger).values({
     userId: debit.userId,
     orderId,

@@ -5,6 +5,7 @@
  * the durable copy until then: a crash loses nothing that a restart's relay will not resend.
  */
 import type { Logger } from "../log";
+import { InvariantError } from "../errors";
 import {
   type BatchHandler,
   type Bus,
@@ -154,7 +155,7 @@ export function createMemoryBus(log: Logger, partitions = 3, lingerMs = 0): Bus 
     // Nothing here fails for good: a failing handler is retried.
     onFatal() {},
     subscribe(sub: Subscription) {
-      if (started) throw new Error("subscribe before start()");
+      if (started) throw new InvariantError("subscribe before start()");
       const state: ConsumerState = {
         group: sub.group,
         topics: [...sub.topics],
@@ -168,7 +169,7 @@ export function createMemoryBus(log: Logger, partitions = 3, lingerMs = 0): Bus 
       states.push(state);
       for (const name of sub.topics) {
         for (const p of partitionsOf(name)) {
-          if (p.lanes.some((l) => l.group === sub.group)) throw new Error(`group ${sub.group} already consumes ${name}`);
+          if (p.lanes.some((l) => l.group === sub.group)) throw new InvariantError(`group ${sub.group} already consumes ${name}`);
           p.lanes.push({ group: sub.group, state, handler: sub.handler, offset: p.base, running: null, attempt: 0, lastBatchAt: Number.NEGATIVE_INFINITY });
           for (const entry of p.entries) entry.waiting += 1;
         }

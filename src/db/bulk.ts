@@ -5,6 +5,7 @@
  */
 import { Param, SQL, sql, StringChunk } from "drizzle-orm";
 import { type AnyPgColumn, getTableConfig, type PgColumn, PgDialect, type PgTable } from "drizzle-orm/pg-core";
+import { InvariantError } from "../errors";
 import type { Executor } from "./database";
 
 /** `column = any($1::type[])`: the values as one array parameter. */
@@ -87,7 +88,7 @@ function shapeOf(kind: string, table: PgTable, keys: readonly string[], build: (
   const { columns, head, foot } = build();
   const text = (q: SQL) => {
     const rendered = dialect.sqlToQuery(q);
-    if (rendered.params.length > 0) throw new Error("a statement shape has no parameters of its own");
+    if (rendered.params.length > 0) throw new InvariantError("a statement shape has no parameters of its own");
     return rendered.sql;
   };
   const headText = text(head);
@@ -140,7 +141,7 @@ function columnOf(table: PgTable, key: string): PgColumn {
   let columns = columnsOf.get(table);
   if (!columns) columnsOf.set(table, (columns = new Set(getTableConfig(table).columns)));
   const column = (table as unknown as Record<string, PgColumn>)[key];
-  if (!column || !columns.has(column)) throw new Error(`${getTableConfig(table).name} has no column ${key}`);
+  if (!column || !columns.has(column)) throw new InvariantError(`${getTableConfig(table).name} has no column ${key}`);
   return column;
 }
 
@@ -150,7 +151,7 @@ function columnOf(table: PgTable, key: string): PgColumn {
  */
 export function allInOne(writes: readonly SQL[]): SQL {
   const last = writes.at(-1);
-  if (!last) throw new Error("allInOne: no statement");
+  if (!last) throw new InvariantError("allInOne: no statement");
   if (writes.length === 1) return last;
   const ctes = writes.slice(0, -1).map((w, i) => sql`${sql.raw(`w${i}`)} as (${w})`);
   return sql`with ${sql.join(ctes, sql`, `)} ${last}`;

@@ -9,7 +9,7 @@ import { createHash } from "node:crypto";
 import { eq } from "drizzle-orm";
 import { index, integer, json, type PgColumn, type PgColumnBuilderBase, type PgSchema, type PgTable, text, timestamp } from "drizzle-orm/pg-core";
 import { z } from "zod";
-import { invalid } from "../errors";
+import { declareErrors, InvariantError } from "../errors";
 import type { PruneJob } from "./retention";
 import type { Database, Executor } from "./database";
 
@@ -17,7 +17,17 @@ import type { Database, Executor } from "./database";
 export const IDEMPOTENCY_HEADER = "Idempotency-Key";
 
 /** The message of 422 `idempotency_key_reused`. */
-export const KEY_REUSED_MESSAGE = `this ${IDEMPOTENCY_HEADER} was used with another request (path or body); send a new key for a new request`;
+const KEY_REUSED_MESSAGE = `this ${IDEMPOTENCY_HEADER} was used with another request (path or body); send a new key for a new request`;
+
+/** The one error code a keyed write adds (every keyed route documents it: src/http/idempotency.ts). */
+export const IDEMPOTENCY_ERRORS = declareErrors("idempotency keys", {
+  idempotency_key_reused: {
+    kind: "invalid",
+    when: "the Idempotency-Key was used with another path or body",
+    message: KEY_REUSED_MESSAGE,
+    field: IDEMPOTENCY_HEADER,
+  },
+});
 
 /** How long a module remembers a key, in hours: its `idempotency_key_retention_hours` setting. */
 export const IdempotencyKeyRetentionHours = z.coerce.number().positive().max(8760).default(24);
@@ -87,7 +97,7 @@ const answerColumns = (table: IdempotencyKeysTable) => ({
 /** The earlier answer for `row`'s key, or idempotency_key_reused (422) if it answered another body. */
 function replayOf(row: KeyRow, req: KeyedRequest): StoredAnswer {
   if (row.requestHash !== req.hash) {
-    throw invalid("idempotency_key_reused", KEY_REUSED_MESSAGE, IDEMPOTENCY_HEADER);
+    throw IDEMPOTENCY_ERRORS.error("idempotency_key_reused", KEY_REUSED_MESSAGE, IDEMPOTENCY_HEADER);
   }
   return { statusCode: Number(row.statusCode), body: row.response };
 }
@@ -117,7 +127,7 @@ export async function claimKey(tx: Executor, table: IdempotencyKeysTable, req: K
     const [row] = await tx.select(answerColumns(table)).from(table).where(eq(table.key, req.key));
     if (row) throw new AlreadyAnswered(replayOf(row, req));
   }
-  throw new Error("idempotency key could not be claimed");
+  throw new InvariantError("idempotency key could not be claimed");
 }
 
 /** Stores the answer (and `extra` columns) for a key claimed in `tx`; visible to others only once `tx` commits. */

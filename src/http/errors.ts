@@ -75,6 +75,14 @@ export const SHELL_ERRORS = {
   internal_error: { when: "a bug; the details are in the service's log, never in the answer", message: "internal error" },
 } satisfies Record<string, ErrorCase>;
 
+/** The status of a DomainError of each kind (and of its documented response). */
+export const KIND_STATUS = {
+  invalid: 422,
+  not_found: 404,
+  conflict: 409,
+  unavailable: 503,
+} as const satisfies Record<ErrorKind, ErrorStatus>;
+
 const STATUS_TEXT: Record<ErrorStatus, string> = {
   400: "Bad request",
   401: "Missing or wrong admin token",
@@ -159,12 +167,6 @@ export function documentShellErrors<D extends object>(document: D): D {
   return { ...document, paths };
 }
 
-const STATUS: Record<ErrorKind, ContentfulStatusCode> = {
-  invalid: 422,
-  not_found: 404,
-  conflict: 409,
-  unavailable: 503,
-};
 
 /** Builds an error body. */
 export const errorBody = (code: string, message: string, field?: string): ErrorBody => ({
@@ -202,7 +204,7 @@ export function errorHandler(log: Logger) {
   return (err: Error, c: Context): Response => {
     if (err instanceof DomainError) {
       if (err.kind === "unavailable") c.header("retry-after", String(UNAVAILABLE_RETRY_AFTER_S));
-      return c.json(errorBody(err.code, err.message, err.field), STATUS[err.kind]);
+      return c.json(errorBody(err.code, err.message, err.field), KIND_STATUS[err.kind]);
     }
     if (err instanceof BodyTimeout) return c.json(errorBody("request_timeout", err.message), 408, { connection: "close" });
     if (err instanceof HTTPException) {

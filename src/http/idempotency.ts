@@ -6,8 +6,8 @@
 import { z } from "@hono/zod-openapi";
 import type { Context } from "hono";
 import type { ContentfulStatusCode } from "hono/utils/http-status";
-import { AlreadyAnswered, IDEMPOTENCY_HEADER, KEY_REUSED_MESSAGE, type StoredAnswer } from "../db/idempotency-keys";
-import type { ErrorCase } from "./errors";
+import { AlreadyAnswered, IDEMPOTENCY_ERRORS, IDEMPOTENCY_HEADER, type StoredAnswer } from "../db/idempotency-keys";
+import { declaredErrors } from "./schemas";
 
 export { IDEMPOTENCY_HEADER };
 
@@ -55,9 +55,7 @@ export const replayedHeader = (repeat: string) => ({
 });
 
 /** The 422 a keyed write documents (withErrors' route errors). */
-export const KEY_REUSED: Record<"idempotency_key_reused", ErrorCase> = {
-  idempotency_key_reused: { when: "the Idempotency-Key was used with another path or body", message: KEY_REUSED_MESSAGE, field: IDEMPOTENCY_HEADER },
-};
+export const KEY_REUSED = declaredErrors(IDEMPOTENCY_ERRORS, "idempotency_key_reused");
 
 /** The answer stored for a key, sent again with `Idempotent-Replayed: true` and `headers`. */
 export function replay(c: Context, answer: StoredAnswer, headers: Record<string, string> = {}): Response {

@@ -1,7 +1,8 @@
 /** Request and response pieces that every module's routes share, and the error responses each route documents. */
 import { type RouteConfig, z } from "@hono/zod-openapi";
 import { ADMIN_PREFIX, needsAdmin } from "./auth";
-import { type ErrorCase, type ErrorStatus, errorContent, SHELL_ERRORS } from "./errors";
+import type { ErrorCodes } from "../errors";
+import { type ErrorCase, type ErrorStatus, errorContent, KIND_STATUS, SHELL_ERRORS } from "./errors";
 
 /** The largest id: ids are positive 32-bit integers. */
 const MAX_ID = 2_147_483_647;
@@ -56,9 +57,25 @@ export const locationHeader = (description: string, example: string) => ({
 /**
  * The codes a route adds to the ones the shell gives, by status: for each code when it is given,
  * and a message and field as the API writes them (the documented example). A code given here for
- * a status the shell also answers (400 `invalid_request`) replaces the shell's example.
+ * a status the shell also answers (400 `invalid_request`) replaces the shell's example. A module's
+ * own codes come from its declaration (declaredErrors), not written here again.
  */
 export type RouteErrors = Partial<Record<ErrorStatus, Record<string, ErrorCase>>>;
+
+/**
+ * The route errors of declared codes `picked` of `codes` (a module's ErrorCodes), each under the
+ * status of its kind, described as declared: what a route answers and what it documents come
+ * from the one declaration.
+ */
+export function declaredErrors<C extends string>(codes: ErrorCodes<C>, ...picked: C[]): RouteErrors {
+  const out: RouteErrors = {};
+  for (const code of picked) {
+    const { kind, when, message, field } = codes.declared[code];
+    const status = KIND_STATUS[kind];
+    out[status] = { ...out[status], [code]: field === undefined ? { when, message } : { when, message, field } };
+  }
+  return out;
+}
 
 /** What a route's errors depend on besides its own codes. */
 export interface ErrorOptions {
@@ -74,7 +91,7 @@ const WRITES = new Set(["post", "put", "patch", "delete"]);
  * too with a JSON body), 401 for an admin route, 413 and 415 with a JSON body, 503 `not_ready` for
  * a write and `unavailable` with a database, 500 always; plus the route's own `errors`.
  */
-export function withErrors<const R extends RouteConfig>(config: R, errors: RouteErrors = {}, opts: ErrorOptions = {}): R {
+export function withErrors<const R extends RouteConfig>(config: R, errors: RouteErrors | RouteErrors[] = {}, opts: ErrorOptions = {}): R {
   const request = config.request;
   const jsonBody = request?.body?.content?.["application/json"] !== undefined;
   const cases: RouteErrors = {};
@@ -96,8 +113,10 @@ export function withErrors<const R extends RouteConfig>(config: R, errors: Route
   if (WRITES.has(config.method)) add(503, "not_ready", SHELL_ERRORS.not_ready);
   if (opts.database !== false) add(503, "unavailable", SHELL_ERRORS.unavailable);
   add(500, "internal_error", SHELL_ERRORS.internal_error);
-  for (const [status, codes] of Object.entries(errors)) {
-    for (const [code, c] of Object.entries(codes ?? {})) add(Number(status) as ErrorStatus, code, c);
+  for (const part of [errors].flat()) {
+    for (const [status, codes] of Object.entries(part)) {
+      for (const [code, c] of Object.entries(codes ?? {})) add(Number(status) as ErrorStatus, code, c);
+    }
   }
   const responses: Record<string, unknown> = { ...config.responses };
   for (const [status, codes] of Object.entries(cases)) responses[status] = errorContent(Number(status) as ErrorStatus, codes ?? {});

@@ -1,8 +1,8 @@
 /** Every module's admin routes over its messaging tables: dead letters, and their redrive. */
 import { createRoute, z } from "@hono/zod-openapi";
-import { intParam, json, withErrors } from "../http/schemas";
+import { declaredErrors, intParam, json, withErrors } from "../http/schemas";
 import { createRouter } from "../http/router";
-import { DEAD_LETTER_FILTERS, listDeadLetters, type Redriver, redriveDeadLetter } from "./dead-letters";
+import { DEAD_LETTER_ERRORS, DEAD_LETTER_FILTERS, listDeadLetters, type Redriver, redriveDeadLetter } from "./dead-letters";
 
 const DeadLetter = z
   .object({
@@ -99,21 +99,7 @@ const redriveDeadLetterRoute = createRoute(withErrors({
       },
     ),
   },
-}, {
-  404: { unknown_dead_letter: { when: "no dead letter has this id", message: "no dead letter 5", field: "id" } },
-  409: {
-    redrive_failed: { when: "the handler failed again (the attempt is counted)", message: "the handler failed again: no wallet for user 9" },
-    already_resolved: { when: "a redrive resolved it before", message: "dead letter 5 was resolved already" },
-    redrive_window_passed: {
-      when: "it is older than the inbox retention window",
-      message: "dead letter 5 is older than the inbox retention window; it cannot be redriven safely",
-    },
-  },
-  422: {
-    invalid_message: { when: "the record is still not a valid message", message: "the record is still not a valid message: payload.order_id: Invalid UUID" },
-    bad_signature: { when: "its signature is missing or wrong", message: "the record's signature is missing or wrong: it cannot be redriven" },
-  },
-}));
+}, declaredErrors(DEAD_LETTER_ERRORS, ...DEAD_LETTER_ERRORS.codes)));
 
 /** The admin router of one module. */
 export function adminRouter(redriver: Redriver) {

@@ -6,7 +6,7 @@
 import { and, desc, eq, getTableColumns, isNotNull, isNull, lt, type SQL, sql } from "drizzle-orm";
 import { type Database, isConnectionError } from "../db/database";
 import { BAD_SIGNATURE } from "../bus/signing";
-import { DomainError, invalid, notFound } from "../errors";
+import { declareErrors } from "../errors";
 import type { Logger } from "../log";
 import { type ApplyOutcome, errorText, type MessageConsumer } from "./message-consumer";
 import type { MessagingTables } from "./tables";
@@ -17,6 +17,24 @@ type DeadLetterRow = DeadLetters["$inferSelect"];
 /** Which dead letters a listing shows: still dead (the default), resolved by a redrive, or both. */
 export const DEAD_LETTER_FILTERS = ["dead", "resolved", "all"] as const;
 export type DeadLetterFilter = (typeof DEAD_LETTER_FILTERS)[number];
+
+/** The codes a redrive can refuse with (documented by POST /admin/dead-letters/{id}/redrive, src/messaging/admin.ts). */
+export const DEAD_LETTER_ERRORS = declareErrors("dead letters", {
+  unknown_dead_letter: { kind: "not_found", when: "no dead letter has this id", message: "no dead letter 5", field: "id" },
+  redrive_failed: { kind: "conflict", when: "the handler failed again (the attempt is counted)", message: "the handler failed again: no wallet for user 9" },
+  already_resolved: { kind: "conflict", when: "a redrive resolved it before", message: "dead letter 5 was resolved already" },
+  redrive_window_passed: {
+    kind: "conflict",
+    when: "it is older than the inbox retention window",
+    message: "dead letter 5 is older than the inbox retention window; it cannot be redriven safely",
+  },
+  invalid_message: {
+    kind: "invalid",
+    when: "the record is still not a valid message",
+    message: "the record is still not a valid message: payload.order_id: Invalid UUID",
+  },
+  bad_signature: { kind: "invalid", when: "its signature is missing or wrong", message: "the record's signature is missing or wrong: it cannot be redriven" },
+});
 
 /** A dead letter as the admin API shows it. */
 export function deadLetterView(r: DeadLetterRow) {
@@ -83,17 +101,17 @@ export async function redriveDeadLetter(r: Redriver, id: number): Promise<{ dead
       .from(table)
       .where(eq(table.id, id)),
   );
-  if (!found) throw notFound("unknown_dead_letter", `no dead letter ${id}`, "id");
+  if (!found) throw DEAD_LETTER_ERRORS.error("unknown_dead_letter", `no dead letter ${id}`, "id");
   if (found.resolvedAt) throw alreadyResolved(id);
   if (found.expired) {
-    throw new DomainError("conflict", "redrive_window_passed", `dead letter ${id} is older than the inbox retention window; it cannot be redriven safely`);
+    throw DEAD_LETTER_ERRORS.error("redrive_window_passed", `dead letter ${id} is older than the inbox retention window; it cannot be redriven safely`);
   }
   // The same step as a delivery: the signature (when records are signed), then the value.
   const parsed = consumer.parse({ topic: found.topic, key: found.key, value: found.value, headers: found.headers as Record<string, string> });
   if (!parsed.ok) {
     await recordFailure(r, id, `redrive: ${parsed.error}`);
-    if (parsed.error === BAD_SIGNATURE) throw invalid("bad_signature", "the record's signature is missing or wrong: it cannot be redriven");
-    throw invalid("invalid_message", `the record is still not a valid message: ${parsed.error}`);
+    if (parsed.error === BAD_SIGNATURE) throw DEAD_LETTER_ERRORS.error("bad_signature", "the record's signature is missing or wrong: it cannot be redriven");
+    throw DEAD_LETTER_ERRORS.error("invalid_message", `the record is still not a valid message: ${parsed.error}`);
   }
   const message = parsed.message;
   try {
@@ -118,11 +136,11 @@ export async function redriveDeadLetter(r: Redriver, id: number): Promise<{ dead
     if (!(err instanceof HandlerFailed) || isConnectionError(err.cause)) throw err instanceof HandlerFailed ? err.cause : err;
     await recordFailure(r, id, `redrive failed: ${err.message}`);
     log.warn("dead letter redrive failed", { id, topic: found.topic, key: found.key, error: err.message });
-    throw new DomainError("conflict", "redrive_failed", `the handler failed again: ${err.message}`);
+    throw DEAD_LETTER_ERRORS.error("redrive_failed", `the handler failed again: ${err.message}`);
   }
 }
 
-const alreadyResolved = (id: number) => new DomainError("conflict", "already_resolved", `dead letter ${id} was resolved already`);
+const alreadyResolved = (id: number) => DEAD_LETTER_ERRORS.error("already_resolved", `dead letter ${id} was resolved already`);
 
 /** Counts a failed redrive and keeps its error; nothing else changes. */
 const recordFailure = (r: Redriver, id: number, error: string) =>

@@ -19,6 +19,7 @@ import {
   TracerProvider,
 } from "@opentelemetry/sdk-trace";
 import type { Settings, TraceSampler } from "../config";
+import { InvariantError } from "../errors";
 import type { Logger } from "../log";
 import { BoundedExport, type ExportStats, otlpFetchExporter } from "./export";
 import { setTracingOn } from "./spans";
@@ -70,7 +71,7 @@ function traceDestination(s: TracingSettings): string | null {
 export function startTracing(s: TracingSettings, modules: readonly string[], log: Logger): Tracing | null {
   const destination = traceDestination(s);
   if (destination === null) return null;
-  if (installed) throw new Error("tracing is already installed in this process");
+  if (installed) throw new InvariantError("tracing is already installed in this process");
   diag.setLogger(diagnostics(log), DiagLogLevel.WARN);
   const exporter: SpanExporter = destination === "console" ? new ConsoleSpanExporter() : otlpFetchExporter(destination);
   const bounded = new BoundedExport(exporter, MAX_QUEUED_SPANS, log, (counted) => new BatchSpanProcessor({ exporter: counted, maxQueueSize: MAX_QUEUED_SPANS, scheduledDelayMillis: 1000 }));

@@ -1,6 +1,7 @@
 /** Kafka transport on kafkajs: keyed records, consumer groups, offsets committed after the handler. */
 import type { Admin, Kafka, Producer } from "kafkajs";
 import type { Logger } from "../../log";
+import { InvariantError } from "../../errors";
 import { type Bus, notJoinedReason } from "../bus";
 import { checkMockBroker, connectAdmin, waitForBroker } from "./broker";
 import { createKafkaClient, createProbeClient } from "./client";
@@ -44,7 +45,7 @@ export function createKafkaBus(opts: KafkaOptions, log: Logger): Bus {
     // and a retried send must not let a later one overtake it. Each send carries a whole batch.
     publishConcurrency: 1,
     subscribe(sub) {
-      if (starting) throw new Error("subscribe before start()");
+      if (starting) throw new InvariantError("subscribe before start()");
       groups.subscriptions.push(sub);
     },
     start() {

@@ -167,7 +167,6 @@ export function documentShellErrors<D extends object>(document: D): D {
   return { ...document, paths };
 }
 
-
 /** Builds an error body. */
 export const errorBody = (code: string, message: string, field?: string): ErrorBody => ({
   error: field === undefined ? { code, message } : { code, message, field },

@@ -89,7 +89,8 @@ const WRITES = new Set(["post", "put", "patch", "delete"]);
  * `config` with every error response it can give, each with `code` as an enum of exactly the
  * codes of that status and one example per code: 400 when it validates anything (`malformed_json`
  * too with a JSON body), 401 for an admin route, 413 and 415 with a JSON body, 503 `not_ready` for
- * a write and `unavailable` with a database, 500 always; plus the route's own `errors`.
+ * a write and `unavailable` with a database, 500 always; plus the route's own `errors` (one
+ * RouteErrors, or several merged in order: its wording of the shell's codes, then declaredErrors).
  */
 export function withErrors<const R extends RouteConfig>(config: R, errors: RouteErrors | RouteErrors[] = {}, opts: ErrorOptions = {}): R {
   const request = config.request;

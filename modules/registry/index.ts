@@ -2,7 +2,6 @@
 import { join } from "node:path";
 import type { ShopModule } from "../../src/module";
 import { setUpMessaging } from "../../src/messaging/messaging";
-import { periodic } from "../../src/work-counters";
 import { RegistryConfigSchema } from "./config";
 import { REGISTRY_ERRORS } from "./errors";
 import { REGISTRY_TOPICS, registryConsumers } from "./consumers";
@@ -13,7 +12,7 @@ import { idempotencyKeyPruneJob } from "./idempotency";
 import { createLivePage } from "./live";
 import { registryMetrics } from "./metrics";
 import * as tables from "./schema";
-import { nextExpiryInMs, rejectExpiredOrders, rejectUnknownOrders } from "./sweepers";
+import { sweepLoop } from "./sweepers";
 
 export const registryModule: ShopModule<typeof RegistryConfigSchema> = {
   name: "registry",
@@ -29,34 +28,7 @@ export const registryModule: ShopModule<typeof RegistryConfigSchema> = {
     const sagaEnded = registryMetrics(ctx.metrics, db);
     const messaging = setUpMessaging(ctx, tables, registryConsumers(sagaEnded, log.child("saga")), REGISTRY_TOPICS, [keyRetention]);
     const deadlineMs = config.saga_deadline_seconds * 1000;
-    // With nothing pending, look again this often (orders placed by any process); else wake when the oldest is due.
-    const idleCheckMs = Math.min(5000, Math.max(50, deadlineMs / 2));
-    let stopped = false;
-    let sweeper: Timer | null = null;
-    let sweeping: Promise<void> | null = null;
-    const sweep = async (): Promise<number> => {
-      try {
-        for (const id of await rejectUnknownOrders(db, messaging.enqueue, config.unknown_order_grace_ms)) {
-          log.warn("unknown order rejected: a participant acted on an order registry never made", { order_id: id });
-        }
-        const due = await nextExpiryInMs(db, deadlineMs);
-        if (due === null) return idleCheckMs;
-        if (due > 0) return Math.min(due, idleCheckMs);
-        for (const id of await rejectExpiredOrders(db, messaging.enqueue, deadlineMs, sagaEnded)) {
-          log.warn("order timed out", { order_id: id, deadline_seconds: config.saga_deadline_seconds });
-        }
-        return 0;
-      } catch (err) {
-        log.warn("deadline sweep failed", { err });
-        return idleCheckMs;
-      }
-    };
-    const schedule = (ms: number) => {
-      if (stopped) return;
-      sweeper = setTimeout(() => periodic(() => {
-        sweeping = sweep().then(schedule, () => schedule(idleCheckMs));
-      }), Math.max(ms, 20));
-    };
+    const sweeps = sweepLoop({ db, enqueue: messaging.enqueue, config, log, sagaEnded });
     // Siblings in this process first: their ports may be chosen at start.
     const peers = () => ({ wallet: ctx.siblings.wallet ?? config.wallet_url, storage: ctx.siblings.storage ?? config.storage_url });
     const audit = registryAuditRouter(
@@ -79,12 +51,10 @@ export const registryModule: ShopModule<typeof RegistryConfigSchema> = {
       readyChecks: { outbox: messaging.ready },
       async start() {
         await messaging.start();
-        schedule(0);
+        sweeps.start();
       },
       async stop() {
-        stopped = true;
-        if (sweeper) clearTimeout(sweeper);
-        await sweeping;
+        await sweeps.stop();
         await live.stop();
         await messaging.stop();
       },

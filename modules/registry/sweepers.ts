@@ -2,6 +2,8 @@
 import { and, eq, inArray, isNull, lt, sql } from "drizzle-orm";
 import { createMessage } from "../../src/contracts";
 import { afterCommit, type Database } from "../../src/db/database";
+import type { Logger } from "../../src/log";
+import { createLoop } from "../../src/loop";
 import type { Enqueue } from "../../src/messaging/outbox";
 import { inContext, inSpan, SpanKind } from "../../src/tracing/spans";
 import { markDecision, type SagaEnded, sagaSeconds } from "./saga";
@@ -62,7 +64,7 @@ const sweepSpan = (name: string, fn: () => Promise<string[]>) =>
   });
 
 /** Milliseconds until the oldest pending order reaches the deadline (0 if it has), or null if none is pending. */
-export async function nextExpiryInMs(db: Database, deadlineMs: number): Promise<number | null> {
+async function nextExpiryInMs(db: Database, deadlineMs: number): Promise<number | null> {
   const [row] = await db.read((q) =>
     q
       .select({ ageMs: sql<string | null>`extract(epoch from now() - min(${orders.createdAt})) * 1000` })
@@ -104,4 +106,44 @@ export async function rejectExpiredOrders(db: Database, enqueue: Enqueue, deadli
     }
     return expired.map((o) => o.id);
   }));
+}
+
+/** The sweeps never run closer together than this (a sweep that decided orders asks for the next at once). */
+const MIN_SWEEP_GAP_MS = 20;
+
+/** What registry's sweep loop needs. */
+interface SweepLoopOptions {
+  db: Database;
+  enqueue: Enqueue;
+  config: { saga_deadline_seconds: number; unknown_order_grace_ms: number };
+  log: Logger;
+  sagaEnded?: SagaEnded;
+}
+
+/**
+ * Registry's sweeps on one loop (idle until `start`): unknown orders answered, then expired
+ * orders rejected. With nothing pending it looks again every few seconds (orders placed by any
+ * process); else it wakes when the oldest is due, and at once after a sweep that decided some.
+ */
+export function sweepLoop({ db, enqueue, config, log, sagaEnded }: SweepLoopOptions): { start(): void; stop(): Promise<void> } {
+  const deadlineMs = config.saga_deadline_seconds * 1000;
+  const idleCheckMs = Math.min(5000, Math.max(50, deadlineMs / 2));
+  const sweep = async (): Promise<number> => {
+    for (const id of await rejectUnknownOrders(db, enqueue, config.unknown_order_grace_ms)) {
+      log.warn("unknown order rejected: a participant acted on an order registry never made", { order_id: id });
+    }
+    const due = await nextExpiryInMs(db, deadlineMs);
+    if (due === null) return idleCheckMs;
+    if (due > 0) return Math.min(due, idleCheckMs);
+    for (const id of await rejectExpiredOrders(db, enqueue, deadlineMs, sagaEnded)) {
+      log.warn("order timed out", { order_id: id, deadline_seconds: config.saga_deadline_seconds });
+    }
+    return 0;
+  };
+  const loop = createLoop({
+    run: async () => Math.max(await sweep(), MIN_SWEEP_GAP_MS),
+    every: idleCheckMs,
+    failed: (err) => log.warn("deadline sweep failed", { err }),
+  });
+  return { start: () => loop.runIn(MIN_SWEEP_GAP_MS), stop: () => loop.stop() };
 }

@@ -7,7 +7,7 @@ import { and, eq, inArray, isNull, lt, type SQL, sql } from "drizzle-orm";
 import type { PgColumn, PgTable } from "drizzle-orm/pg-core";
 import type { Database } from "./database";
 import type { Logger } from "../log";
-import { periodic } from "../work-counters";
+import { createLoop, type Loop } from "../loop";
 import type { MessagingTables } from "../messaging/tables";
 
 /** Most rows one DELETE removes: short statements and locks, whatever the backlog. */
@@ -118,34 +118,18 @@ export interface Retention {
 
 /** Prunes `jobs` every minute until stopped; a failed run is logged and tried again next time. */
 export function startRetention(db: Database, jobs: PruneJob[], log: Logger): Retention {
-  let stopped = false;
-  let timer: Timer | null = null;
-  let running: Promise<void> | null = null;
-  const run = async () => {
-    try {
-      const pruned = await pruneAll(db, jobs, () => stopped);
+  const loop: Loop = createLoop({
+    run: async () => {
+      const pruned = await pruneAll(db, jobs, () => loop.stopped());
       const total = Object.values(pruned).reduce((a, b) => a + b, 0);
       if (total > 0) log.info("pruned", pruned);
-    } catch (err) {
-      if (!stopped) log.warn("pruning failed; trying again later", { err });
-    }
-  };
-  const schedule = (ms: number) => {
-    if (stopped) return;
-    timer = setTimeout(() => periodic(() => {
-      running = run().finally(() => {
-        running = null;
-        schedule(PRUNE_EVERY_MS);
-      });
-    }), ms);
-    timer.unref?.();
-  };
-  schedule(PRUNE_EVERY_MS * (0.5 + Math.random() / 2));
-  return {
-    async stop() {
-      stopped = true;
-      if (timer) clearTimeout(timer);
-      await running;
     },
-  };
+    every: PRUNE_EVERY_MS,
+    failed: (err) => {
+      if (!loop.stopped()) log.warn("pruning failed; trying again later", { err });
+    },
+    unref: true,
+  });
+  loop.runIn(PRUNE_EVERY_MS * (0.5 + Math.random() / 2));
+  return { stop: () => loop.stop() };
 }

@@ -15,6 +15,7 @@ import { type RecordSigner, SIGNATURE_HEADER } from "../bus/signing";
 import type { Database, Executor } from "../db/database";
 import type { Logger } from "../log";
 import { contextOf, failed, linkTo, messagingSystem, type Span, SpanKind, startSpan, type TraceCarrier, tracingOn } from "../tracing/spans";
+import { createLoop, type Loop } from "../loop";
 import { countClaim, countMark, work } from "../work-counters";
 import { RelayLeader } from "./relay-leader";
 import type { MessagingTables } from "./tables";
@@ -74,12 +75,13 @@ class Relay {
   private readonly outbox: MessagingTables["outbox"];
   private readonly signer: RecordSigner | null;
   private stopped = false;
-  private again = false;
-  private running: Promise<void> | null = null;
+  /** The passes: one at a time, a kick during one makes one more right after it. */
+  private readonly passes: Loop;
+  /** Every `pollMs`: a pass if none started meanwhile (a safety net for rows no nudge announced). */
+  private readonly safetyNet: Loop;
   private inFlight = 0;
   private failures = 0;
   private lastPass = 0;
-  private timer: Timer | null = null;
   /** Claims stopped because the bus had enough in flight: claim again when a send finishes. */
   private blocked = false;
   private confirmed: number[] = [];
@@ -113,13 +115,29 @@ class Relay {
       wake: () => this.kick(),
     });
     this.orphansPossible = !this.leader.elected;
+    this.passes = createLoop({
+      run: () => this.pass(),
+      failed: (err) => opts.log.warn("outbox relay pass failed", { err }),
+      periodic: false,
+    });
+    this.safetyNet = createLoop({
+      run: async () => {
+        work.timer_wakeups += 1;
+        // A safety net for rows no nudge announced (another process, a lost wake-up).
+        if (Date.now() - this.lastPass >= opts.pollMs) this.kick();
+      },
+      every: opts.pollMs,
+      failed: () => {},
+      // Its wake-up counts, but not the pass it may start: the claims count on their own.
+      periodic: false,
+    });
   }
 
   /** Takes part in the election (PostgreSQL), then makes a first pass and starts the safety-net poll. */
   async start(): Promise<void> {
     if (this.leader.elected) await this.leader.start();
     this.kick();
-    this.schedule();
+    this.safetyNet.runIn(this.opts.pollMs);
   }
 
   /** A leader passes again; a standby tells the leader. */
@@ -131,9 +149,10 @@ class Relay {
   /** Stops passes and elections, marks what the bus confirmed (one try), then gives the lead up. */
   async stop(): Promise<void> {
     this.stopped = true;
-    if (this.timer) clearTimeout(this.timer);
+    const passesDone = this.passes.stop();
+    await this.safetyNet.stop();
     await this.leader.stopElecting();
-    await this.running;
+    await passesDone;
     // What the bus confirmed so far is marked now (one try); the rest is sent again by the next leader.
     if (this.markTimer) clearTimeout(this.markTimer);
     await this.marking;
@@ -143,41 +162,21 @@ class Relay {
 
   /** Starts a pass, or asks the running one to go again. */
   private kick(): void {
-    if (this.stopped) return;
-    if (this.running) {
-      this.again = true;
-      return;
-    }
-    this.running = this.pass().finally(() => {
-      this.running = null;
-      // A kick that came after the pass's last look (between its loop test and here) is not lost.
-      if (this.again) this.kick();
-    });
+    this.passes.runNow();
   }
 
-  private schedule(): void {
-    this.timer = setTimeout(() => {
-      work.timer_wakeups += 1;
-      // A safety net for rows no nudge announced (another process, a lost wake-up).
-      if (Date.now() - this.lastPass >= this.opts.pollMs) this.kick();
-      this.schedule();
-    }, this.opts.pollMs);
-  }
-
+  /** One pass; a failed one is tried again after a backoff (PGlite) or once the lead is taken again (PostgreSQL). */
   private async pass(): Promise<void> {
-    do {
-      this.again = false;
-      try {
-        await this.fill();
-      } catch (err) {
-        if (this.stopped) return;
-        this.failures += 1;
-        this.opts.log.warn("outbox relay pass failed", { failures: this.failures, err });
-        if (this.leader.elected) return; // the election timer takes the lead again (or another relay does)
-        await Bun.sleep(retryDelayMs(this.failures));
-        this.again = true;
-      }
-    } while (this.again && !this.stopped);
+    try {
+      await this.fill();
+    } catch (err) {
+      if (this.stopped) return;
+      this.failures += 1;
+      this.opts.log.warn("outbox relay pass failed", { failures: this.failures, err });
+      if (this.leader.elected) return; // the election timer takes the lead again (or another relay does)
+      await Bun.sleep(retryDelayMs(this.failures));
+      this.kick();
+    }
   }
 
   /** Claims and hands over batches while the bus takes more publishes in flight. */

@@ -13,7 +13,7 @@ import { getTableConfig } from "drizzle-orm/pg-core";
 import { rowsOf } from "../db/rows";
 import type { Database, DbSession, Executor } from "../db/database";
 import type { Logger } from "../log";
-import { periodic } from "../work-counters";
+import { createLoop, type Loop } from "../loop";
 import type { MessagingTables } from "./tables";
 
 /** How often a standby tries for the lead, and a leader checks it still holds it. */
@@ -71,9 +71,8 @@ export class RelayLeader {
   private readonly lockKey: number;
   /** Where the other processes' commits wake the leader. */
   private readonly channel: string;
-  private stopped = false;
-  private timer: Timer | null = null;
-  private electing: Promise<void> | null = null;
+  /** The tries for the lead (a leader's checks that it holds it), every `electEveryMs`. */
+  private readonly elections: Loop;
   /** PostgreSQL: the lead while this relay holds it. */
   private lead: Lead | null = null;
   /** PostgreSQL: a standby's connection, kept for its next try. */
@@ -87,6 +86,11 @@ export class RelayLeader {
     this.everyMs = opts.electEveryMs ?? Math.min(ELECT_EVERY_MS, opts.pollMs);
     [this.lockClass, this.lockKey] = outboxLockKey(opts.outbox);
     this.channel = `${getTableConfig(opts.outbox).schema ?? "public"}_outbox_committed`;
+    this.elections = createLoop({
+      run: () => this.elect(),
+      every: this.everyMs,
+      failed: (err) => opts.log.warn("outbox relay: election failed; trying again", { err }),
+    });
   }
 
   /** True while this relay is the one that claims its outbox's rows. */
@@ -97,7 +101,7 @@ export class RelayLeader {
   /** PostgreSQL: tries for the lead once now, then every `electEveryMs` until stopped. */
   async start(): Promise<void> {
     await this.elect();
-    this.schedule();
+    this.elections.runIn(this.everyMs);
   }
 
   /** Runs a claim: on PGlite, as any statement; on PostgreSQL, on the lead's session, fenced by its lock. */
@@ -119,7 +123,7 @@ export class RelayLeader {
 
   /** A standby's nudge: tell the leader, at most one notification in flight (later nudges ride on the next). */
   notify(): void {
-    if (this.stopped) return;
+    if (this.elections.stopped()) return;
     if (this.notifying) {
       this.notifyAgain = true;
       return;
@@ -139,9 +143,7 @@ export class RelayLeader {
 
   /** Stops trying for the lead, and waits for a try under way; the lead itself is kept until `close`. */
   async stopElecting(): Promise<void> {
-    this.stopped = true;
-    if (this.timer) clearTimeout(this.timer);
-    await this.electing;
+    await this.elections.stop();
   }
 
   /** Gives the lead up and closes a standby's connection. */
@@ -151,18 +153,9 @@ export class RelayLeader {
     this.standby = null;
   }
 
-  private schedule(): void {
-    this.timer = setTimeout(() => periodic(() => {
-      this.electing = this.elect().finally(() => {
-        this.electing = null;
-        if (!this.stopped) this.schedule();
-      });
-    }), this.everyMs);
-  }
-
   /** Takes the lead if the lock is free; a leader checks it still holds it. */
   private async elect(): Promise<void> {
-    if (this.stopped) return;
+    if (this.elections.stopped()) return;
     if (this.lead?.lost) await this.resign("lock connection closed");
     if (this.lead) await this.checkHold(this.lead);
     else await this.tryToLead();
@@ -190,7 +183,7 @@ export class RelayLeader {
           sql`select pg_try_advisory_lock(${this.lockClass}::int, ${this.lockKey}::int) as ok, pg_backend_pid() as pid`,
         ),
       );
-      if (this.stopped || candidate.lost) {
+      if (this.elections.stopped() || candidate.lost) {
         await candidate.session.close().catch(() => {});
         return;
       }

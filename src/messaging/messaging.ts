@@ -1,14 +1,14 @@
 /** Wires a module's outbox relay, consumer group, retention and admin routes in one call. */
-import { Counter, Gauge } from "prom-client";
-import type { BusRecord } from "../bus/bus";
+import type { Bus, BusRecord } from "../bus/bus";
 import type { Topics } from "../contracts/topics";
 import type { HealthCheck } from "../http/health";
-import type { MetricsRegistry } from "../http/metrics";
+import type { Database } from "../db/database";
 import type { Router } from "../http/router";
 import type { ModuleContext } from "../module";
 import { adminRouter } from "./admin";
 import { messagingGauges, outboxBacklog } from "./gauges";
-import { type Consumers, createMessageConsumer } from "./message-consumer";
+import { type Consumers, createMessageConsumer, type MessageConsumer } from "./message-consumer";
+import { consumerMetrics, messagingMetrics, relayLeadingGauge, type TopicCounters } from "./metrics";
 import { type Enqueue, type OutboxWriter, outboxWriter } from "./outbox";
 import { type OutboxRelay, startOutboxRelay } from "./outbox-relay";
 import { countBatch } from "../work-counters";
@@ -40,7 +40,7 @@ export interface Messaging {
 /**
  * Subscribes `consumers` to `consume` under the module's consumer group and prepares its outbox
  * relay and the pruning of its messaging tables (plus `extraPruning`, the module's own jobs).
- * Registers the messaging families in `ctx.metrics` (see messagingMetrics).
+ * Registers the messaging families in `ctx.metrics` (see metrics.ts and gauges.ts).
  */
 export function setUpMessaging(
   ctx: ModuleContext<MessagingConfig>,
@@ -50,11 +50,12 @@ export function setUpMessaging(
   extraPruning: PruneJob[] = [],
 ): Messaging {
   const { config, db, bus, log } = ctx;
-  const signer = ctx.signing ?? null;
+  const system = messagingSystem(bus.kind);
+  const topics = consume.map((t) => config.topics[t]);
   let relay: OutboxRelay | null = null;
   let retention: Retention | null = null;
-  const outbox = outboxWriter(tables, config.topics, () => relay?.nudge(), { writePrevious: ctx.writePrevious, system: messagingSystem(bus.kind) });
-  const metrics = messagingMetrics(ctx.metrics);
+  const outbox = outboxWriter(tables, config.topics, () => relay?.nudge(), { writePrevious: ctx.writePrevious, system });
+  const metrics = messagingMetrics(ctx.metrics, topics);
   const consumer = createMessageConsumer({
     db,
     group: config.consumer_group,
@@ -62,19 +63,35 @@ export function setUpMessaging(
     outbox,
     consumers,
     log: log.child("consumer"),
-    signer,
-    system: messagingSystem(bus.kind),
+    signer: ctx.signing ?? null,
+    system,
     onDeadLetter: (topic) => metrics.deadLettered.inc({ topic }),
   });
-  const topics = consume.map((t) => config.topics[t]);
-  for (const topic of topics) {
-    metrics.consumed.inc({ topic }, 0);
-    metrics.deadLettered.inc({ topic }, 0);
-  }
+  subscribe(bus, { group: config.consumer_group, topics }, consumer, metrics);
+  consumerMetrics(ctx.metrics, consumer.stats);
+  messagingGauges(ctx.metrics, db, tables, topics);
+  relayLeadingGauge(ctx.metrics, () => relay?.leading() ?? false);
+  const inboxWindowMs = config.inbox_retention_hours * 3600 * 1000;
+  return {
+    enqueue: outbox.enqueue,
+    outbox,
+    admin: adminRouter({ db, table: tables.deadLetters, consumer, inboxWindowMs, log: log.child("dead-letters") }),
+    async start() {
+      relay ??= await startRelay(ctx, tables, (records) => metrics.countRecords(metrics.produced, records));
+      retention ??= startRetention(db, [...messagingPruneJobs(tables, config), ...extraPruning], log.child("retention"));
+    },
+    async stop() {
+      await retention?.stop();
+      await relay?.stop();
+    },
+    ready: () => backlogUnder(db, tables, config.ready_max_outbox_backlog),
+  };
+}
+
+/** Hands the group's batches to `consumer`; the bus commits past the records it says it finished: those are consumed. */
+function subscribe(bus: Bus, sub: { group: string; topics: string[] }, consumer: MessageConsumer, metrics: TopicCounters): void {
   bus.subscribe({
-    group: config.consumer_group,
-    topics,
-    // The bus commits past the records the handler says it finished: those are consumed.
+    ...sub,
     handler: async (records) => {
       countBatch(records.length);
       const done = await consumer.handle(records);
@@ -82,86 +99,16 @@ export function setUpMessaging(
       return done;
     },
   });
-  new Counter({
-    name: "shop_messages_consumed_total",
-    help: "Messages this process's consumer group finished, by outcome (processed, duplicates, ignored, dead; failures: batches that failed)",
-    labelNames: ["outcome"],
-    registers: [ctx.metrics],
-    collect() {
-      this.reset();
-      for (const [outcome, value] of Object.entries(consumer.stats)) if (outcome !== "batches") this.inc({ outcome }, value);
-    },
-  });
-  new Counter({
-    name: "shop_consumer_batches_total",
-    help: "Batches this process's consumer group applied",
-    registers: [ctx.metrics],
-    collect() {
-      this.reset();
-      this.inc(consumer.stats.batches);
-    },
-  });
-  messagingGauges(ctx.metrics, db, tables, topics);
-  new Gauge({
-    name: "shop_outbox_relay_leading",
-    help: "1 while this process's outbox relay is the one publishing the module's outbox (one process of a module at a time), else 0",
-    registers: [ctx.metrics],
-    collect() {
-      this.set(relay?.leading() ? 1 : 0);
-    },
-  });
-  const admin = adminRouter({
-    db,
-    table: tables.deadLetters,
-    consumer,
-    inboxWindowMs: config.inbox_retention_hours * 3600 * 1000,
-    log: log.child("dead-letters"),
-  });
-  return {
-    enqueue: outbox.enqueue,
-    outbox,
-    admin,
-    async start() {
-      relay ??= await startOutboxRelay({
-        db,
-        bus,
-        tables,
-        pollMs: config.outbox_poll_ms,
-        log: log.child("outbox"),
-        signer,
-        onPublished: (records) => metrics.countRecords(metrics.produced, records),
-      });
-      retention ??= startRetention(db, [...messagingPruneJobs(tables, config), ...extraPruning], log.child("retention"));
-    },
-    async stop() {
-      await retention?.stop();
-      await relay?.stop();
-    },
-    async ready() {
-      const backlog = await outboxBacklog(db, tables);
-      if (backlog > config.ready_max_outbox_backlog) {
-        throw new Error(`outbox backlog ${backlog} is over ready_max_outbox_backlog (${config.ready_max_outbox_backlog})`);
-      }
-    },
-  };
 }
 
-/**
- * Per-topic message counters: `shop_messages_consumed_by_topic_total` (records the consumer group
- * finished: applied, duplicate, ignored or dead-lettered), `shop_messages_produced_total` (outbox
- * rows the bus acknowledged) and `shop_messages_dead_lettered_total`.
- */
-function messagingMetrics(registry: MetricsRegistry) {
-  const counter = (name: string, help: string) => new Counter({ name, help, labelNames: ["topic"], registers: [registry] });
-  return {
-    consumed: counter("shop_messages_consumed_by_topic_total", "Messages the consumer group finished (applied, duplicate, ignored or dead-lettered), by topic"),
-    produced: counter("shop_messages_produced_total", "Messages the outbox relay published and the bus acknowledged, by topic"),
-    deadLettered: counter("shop_messages_dead_lettered_total", "Messages the consumer group recorded as dead letters, by topic"),
-    /** Adds `records` to `c`, one increment per topic. */
-    countRecords(c: Counter<"topic">, records: BusRecord[]) {
-      const byTopic = new Map<string, number>();
-      for (const r of records) byTopic.set(r.topic, (byTopic.get(r.topic) ?? 0) + 1);
-      for (const [topic, n] of byTopic) c.inc({ topic }, n);
-    },
-  };
+/** The module's outbox relay, telling `onPublished` of the records the bus acknowledged. */
+function startRelay(ctx: ModuleContext<MessagingConfig>, tables: RetainedTables, onPublished: (records: BusRecord[]) => void): Promise<OutboxRelay> {
+  const { db, bus, config, log } = ctx;
+  return startOutboxRelay({ db, bus, tables, pollMs: config.outbox_poll_ms, log: log.child("outbox"), signer: ctx.signing ?? null, onPublished });
+}
+
+/** Readiness: throws while more than `max` outbox rows wait to be published. */
+async function backlogUnder(db: Database, tables: RetainedTables, max: number): Promise<void> {
+  const backlog = await outboxBacklog(db, tables);
+  if (backlog > max) throw new Error(`outbox backlog ${backlog} is over ready_max_outbox_backlog (${max})`);
 }

@@ -64,6 +64,7 @@ export class FaultyDatabase {
     };
     return {
       driver: base.driver,
+      concurrentTransactions: base.concurrentTransactions,
       get stats() {
         return base.stats;
       },

@@ -41,6 +41,11 @@ interface PoolUse {
 /** The process's database, whatever the driver. */
 export interface Database {
   readonly driver: "pglite" | "postgres";
+  /**
+   * True where transactions run at the same time (PostgreSQL's pool), so that writers must lock
+   * what they touch; false on PGlite, whose one connection runs them one after another.
+   */
+  readonly concurrentTransactions: boolean;
   readonly stats: DatabaseStats;
   /** Connections in use and callers waiting for one, now. */
   pool(): PoolUse;
@@ -191,6 +196,7 @@ async function openPglite(dataDir: string | null, log: Logger, hooks: DatabaseHo
   checkpoints.unref();
   return {
     driver: "pglite",
+    concurrentTransactions: false,
     stats,
     pool: () => ({ max: 1, inUse: Math.min(1, exclusive.queued), waiting: Math.max(0, exclusive.queued - 1) }),
     transaction: (fn) => durable(exclusive(() => withCommitHooks((body) => db.transaction(body), fn, stats, "pglite"))),
@@ -274,6 +280,7 @@ async function openPostgres(url: string, poolSize: number, log: Logger): Promise
   };
   return {
     driver: "postgres",
+    concurrentTransactions: true,
     stats,
     pool: () => ({ max: poolSize, inUse: Math.min(busy, poolSize), waiting: Math.max(0, busy - poolSize) }),
     transaction: (fn) =>

@@ -184,11 +184,11 @@ class Consumer {
   private async applyFresh(tx: Executor, wanted: Delivery[]): Promise<Map<string, Applied>> {
     if (wanted.length === 0) return new Map();
     const { db, tables, group, consumers, outbox } = this.opts;
-    // PGlite has one connection: its transactions never overlap, so there is nothing to lock.
-    const lockOrders = db.driver === "postgres" && !consumers.lockRowsPerOrder;
+    // Transactions that never overlap (PGlite's one connection) have nothing to lock.
+    const lockOrders = db.concurrentTransactions && !consumers.lockRowsPerOrder;
     const fresh = await recordInInbox(tx, { inbox: tables.inbox, group, lockOrders }, wanted);
     if (fresh.length === 0) return new Map();
-    if (db.driver === "postgres") await consumers.lockRows?.(tx, fresh);
+    if (db.concurrentTransactions) await consumers.lockRows?.(tx, fresh);
     const topicOf = new Map<string, string>(tracingOn() ? wanted.map((w) => [w.message.id, w.topic]) : []);
     return dispatch(tx, fresh, { consumers, outbox, source: this.source, topicOf });
   }

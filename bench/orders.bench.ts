@@ -9,7 +9,9 @@
  * Then per topology the cost curve (bench/curve.ts: one order at a time, 10/s, 20/s, 0.5 and
  * 0.8 of saturation, saturation), the accounting of one order from the shop's own counters
  * against the CPU of each kind of work measured alone (bench/micro.ts), and, with
- * BENCH_BASELINE_DIR or BENCH_BASELINE_REV, the same on another checkout and the ratios.
+ * BENCH_BASELINE_DIR or BENCH_BASELINE_REV, the same on another checkout and the ratios; with
+ * BENCH_PUBLIC_SAGA_DIR, the small public saga issue 23 compares the Kafka mode with
+ * (bench/public-saga.ts), else a line saying it was skipped and how to run it.
  * Settings come from BENCH_* variables (see bench/settings.ts); progress goes to stderr.
  */
 import { cpus, loadavg } from "node:os";
@@ -25,6 +27,7 @@ import { reportLegend, reportNotes, reportTable } from "./report";
 import { prepareBaseline } from "./baseline";
 import { accountingTable, comparisonTable, curveLegend, curveTable } from "./curve-report";
 import { describeUnits } from "./micro";
+import { measurePublicSaga, publicSagaReport } from "./public-saga";
 import { describeSettings, readSettings } from "./settings";
 
 const started = performance.now();
@@ -54,6 +57,9 @@ try {
     if (baselineDir) baseline.push(await measureMode(mode, cluster, postmaster, settings, baselineDir));
   }
 
+  // The public saga after ours, on the same cluster and the same kind of broker, with the same load.
+  const publicSaga = settings.publicSagaDir ? await measurePublicSaga(settings.publicSagaDir, cluster, postmaster, settings) : null;
+
   const body = results[0]?.productsBody ?? '{"products":[]}';
   const bare = await startBareServer(body);
   console.error(`[bare Bun.serve] wrk for ${settings.wrkSeconds} s`);
@@ -78,6 +84,8 @@ try {
     const figures = Object.entries(kafkaIdle).map(([name, pct]) => `${name} ${pct.toFixed(2)}%`).join(" · ");
     console.log(`\nidle CPU, 3 processes over Kafka with the default fetch wait (5 s) and outbox poll (10 s): ${figures} of a core`);
   }
+  const kafka = results.find((r) => r.mode === "kafka");
+  console.log(`\n${publicSagaReport(publicSaga, kafka ? kafka.saturation.finalPerSecond : null, pgbench.tps, settings)}`);
   const notes = reportNotes([...results, ...baseline]);
   if (notes.length) console.log(`\nnotes:\n${notes.map((n) => `- ${n}`).join("\n")}`);
   console.log(`\nbench took ${minutes.toFixed(1)} min`);

@@ -53,6 +53,8 @@ export interface BenchSettings {
   /** Another checkout measured the same way in the same run, for before/after ratios (BENCH_BASELINE_DIR, or BENCH_BASELINE_REV: a git revision checked out in a temporary worktree). */
   baselineDir: string | null;
   baselineRev: string | null;
+  /** A checkout of the public saga issue 23 compares the split deployment with (BENCH_PUBLIC_SAGA_DIR; null: the comparison is skipped, and says so). */
+  publicSagaDir: string | null;
 }
 
 /** A rate of the curve: so many orders per second, or a fraction of the mode's saturation. */
@@ -112,6 +114,7 @@ export function readSettings(env: Record<string, string | undefined> = process.e
     unitRequests: num("BENCH_UNIT_REQUESTS", 500, 10),
     baselineDir: env.BENCH_BASELINE_DIR ? resolve(env.BENCH_BASELINE_DIR) : null,
     baselineRev: env.BENCH_BASELINE_REV || null,
+    publicSagaDir: env.BENCH_PUBLIC_SAGA_DIR ? resolve(env.BENCH_PUBLIC_SAGA_DIR) : null,
   };
 }
 
@@ -130,6 +133,7 @@ export function describeSettings(s: BenchSettings): string {
     `one order at a time: ${s.sequentialSeconds} s, a status read every ${s.sequentialPollMs} ms while waiting (BENCH_SEQUENTIAL_SECONDS, BENCH_SEQUENTIAL_POLL_MS)`,
     `unit costs: ${s.unitRequests} requests of each kind, sequential (BENCH_UNIT_REQUESTS)`,
     `baseline: ${s.baselineDir ?? (s.baselineRev ? `git revision ${s.baselineRev} in a temporary worktree` : "none")} (BENCH_BASELINE_DIR or BENCH_BASELINE_REV: the same modes on that checkout, ratios after/before)`,
+    `public saga (issue 23's yardstick for the Kafka mode): ${s.publicSagaDir ?? "skipped"} (BENCH_PUBLIC_SAGA_DIR: a checkout of github.com/vikram-chauhan-270192/saga-kafka-demo, run with node after npm ci in a temp dir)`,
     `CPU profiles: ${s.profileDir ? `bun --cpu-prof-md into ${s.profileDir}` : "off"} (BENCH_PROFILE_DIR; profiling slows the shop, so its figures are not comparable)`,
   ].join("\n");
 }

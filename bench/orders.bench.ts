@@ -27,7 +27,7 @@ import { reportLegend, reportNotes, reportTable } from "./report";
 import { prepareBaseline } from "./baseline";
 import { accountingTable, comparisonTable, curveLegend, curveTable } from "./curve-report";
 import { describeUnits } from "./micro";
-import { measurePublicSaga, publicSagaReport } from "./public-saga";
+import { installPublicSaga, measurePublicSaga, type PublicSagaResult, publicSagaReport } from "./public-saga";
 import { describeSettings, readSettings } from "./settings";
 
 const started = performance.now();
@@ -49,6 +49,11 @@ try {
     `[pgbench] ${pgbench.tps.toFixed(0)} tps, ${pgbench.cpuMsPerTransaction.toFixed(3)} ms of CPU per transaction (init ${pgbench.initSeconds.toFixed(1)} s)`,
   );
 
+  // The public saga on the same cluster and the same kind of broker with the same load, before and after ours.
+  const publicSaga = settings.publicSagaDir ? await installPublicSaga(settings.publicSagaDir) : null;
+  const theirs: PublicSagaResult[] = [];
+  if (publicSaga) theirs.push(await measurePublicSaga(publicSaga, "before ours", cluster, postmaster, settings));
+
   const baselineDir = await prepareBaseline(settings);
   const results: ModeResult[] = [];
   const baseline: ModeResult[] = [];
@@ -57,8 +62,7 @@ try {
     if (baselineDir) baseline.push(await measureMode(mode, cluster, postmaster, settings, baselineDir));
   }
 
-  // The public saga after ours, on the same cluster and the same kind of broker, with the same load.
-  const publicSaga = settings.publicSagaDir ? await measurePublicSaga(settings.publicSagaDir, cluster, postmaster, settings) : null;
+  if (publicSaga) theirs.push(await measurePublicSaga(publicSaga, "after ours", cluster, postmaster, settings));
 
   const body = results[0]?.productsBody ?? '{"products":[]}';
   const bare = await startBareServer(body);
@@ -85,7 +89,8 @@ try {
     console.log(`\nidle CPU, 3 processes over Kafka with the default fetch wait (5 s) and outbox poll (10 s): ${figures} of a core`);
   }
   const kafka = results.find((r) => r.mode === "kafka");
-  console.log(`\n${publicSagaReport(publicSaga, kafka ? kafka.saturation.finalPerSecond : null, pgbench.tps, settings)}`);
+  const ours = kafka ? { finalPerSecond: kafka.saturation.finalPerSecond, cpuMsPerOrder: kafka.saturation.cpuMsPerOrder } : null;
+  console.log(`\n${publicSagaReport(publicSaga, theirs, ours, pgbench.tps, settings)}`);
   const notes = reportNotes([...results, ...baseline]);
   if (notes.length) console.log(`\nnotes:\n${notes.map((n) => `- ${n}`).join("\n")}`);
   console.log(`\nbench took ${minutes.toFixed(1)} min`);

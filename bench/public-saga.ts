@@ -46,9 +46,8 @@ const STOP_GRACE_MS = 5_000;
 /** Its figures at saturation, defined as ours are (bench/phase.ts). */
 export interface PublicSagaResult {
   seconds: number;
-  /** `node --version`, and the checkout's git revision ("?" when not a git checkout). */
-  node: string;
-  revision: string;
+  /** When in the run it was measured (before or after our modes). */
+  label: string;
   /** 1-minute load average when its phase began. */
   loadBefore: number;
   accepted: number;
@@ -120,23 +119,46 @@ END $$;
 CREATE TRIGGER bench_final BEFORE UPDATE ON orders FOR EACH ROW EXECUTE FUNCTION bench_final();
 `;
 
-/** Runs the public saga, warms it up, drives it with `clients` posting loops for `seconds`, and stops everything it started. */
-export async function measurePublicSaga(dir: string, cluster: PostgresCluster, postmaster: number, s: BenchSettings): Promise<PublicSagaResult> {
-  const say = (msg: string) => console.error(`[public saga] ${msg}`);
+/** A copy of the public saga with its dependencies installed, ready to run. */
+export interface PublicSagaInstall {
+  /** The checkout it came from, its git revision ("?" when not a git checkout), `node --version`. */
+  dir: string;
+  revision: string;
+  node: string;
+  /** The temp dir holding the three service copies and the preload (removed by the bench's cleanup). */
+  work: string;
+}
+
+/** Copies each service of the checkout `dir` to a temp dir and runs `npm ci` there; the temp dir is removed at the bench's cleanup. */
+export async function installPublicSaga(dir: string): Promise<PublicSagaInstall> {
   checkPrerequisites(dir);
+  const work = mkdtempSync(join(tmpdir(), "bench-public-saga-"));
+  defer(`remove ${work}`, () => rmSync(work, { recursive: true, force: true }));
+  for (const svc of SERVICES) {
+    const to = join(work, `${svc}-service`);
+    cpSync(join(dir, `${svc}-service`), to, { recursive: true, filter: (src) => !src.includes("node_modules") });
+    console.error(`[public saga] npm ci in a copy of ${svc}-service`);
+    await run(["npm", "ci", "--no-audit", "--no-fund", "--loglevel=error"], to);
+  }
+  writeFileSync(join(work, "bench-preload.cjs"), PRELOAD);
+  return {
+    dir,
+    work,
+    node: Bun.spawnSync(["node", "--version"]).stdout.toString().trim(),
+    revision: Bun.spawnSync(["git", "-C", dir, "rev-parse", "--short", "HEAD"], { stderr: "ignore" }).stdout.toString().trim() || "?",
+  };
+}
+
+/**
+ * Runs the installed public saga on a fresh broker and fresh databases, warms it up, drives it
+ * with `clients` posting loops for `seconds`, and stops everything it started.
+ */
+export async function measurePublicSaga(install: PublicSagaInstall, label: string, cluster: PostgresCluster, postmaster: number, s: BenchSettings): Promise<PublicSagaResult> {
+  const say = (msg: string) => console.error(`[public saga, ${label}] ${msg}`);
+  const { work } = install;
+  const preload = join(work, "bench-preload.cjs");
   const mark = depth();
   try {
-    const work = mkdtempSync(join(tmpdir(), "bench-public-saga-"));
-    defer(`remove ${work}`, () => rmSync(work, { recursive: true, force: true }));
-    for (const svc of SERVICES) {
-      const to = join(work, `${svc}-service`);
-      cpSync(join(dir, `${svc}-service`), to, { recursive: true, filter: (src) => !src.includes("node_modules") });
-      say(`npm ci in a copy of ${svc}-service`);
-      await run(["npm", "ci", "--no-audit", "--no-fund", "--loglevel=error"], to);
-    }
-    const preload = join(work, "bench-preload.cjs");
-    writeFileSync(preload, PRELOAD);
-
     const mock = await startKafkaMock(TOPICS.map((t) => `${t}:1`));
     defer("stop the public saga's Kafka mock broker", () => mock.stop());
     const databases = Object.fromEntries(await Promise.all(SERVICES.map(async (svc) => [svc, await createDatabase(cluster.url)] as const))) as Record<Service, string>;
@@ -218,8 +240,7 @@ export async function measurePublicSaga(dir: string, cluster: PostgresCluster, p
     const midMs = (windowStartMs + windowEndMs) / 2;
     const latencies = finals.map((r) => r.final - r.created).sort((a, b) => a - b);
     const result: PublicSagaResult = {
-      node: Bun.spawnSync(["node", "--version"]).stdout.toString().trim(),
-      revision: Bun.spawnSync(["git", "-C", dir, "rev-parse", "--short", "HEAD"], { stderr: "ignore" }).stdout.toString().trim() || "?",
+      label,
       seconds,
       loadBefore,
       accepted: accepted.length,
@@ -306,30 +327,49 @@ async function run(cmd: string[], cwd: string): Promise<void> {
   if (code !== 0) throw new Error(`\`${cmd.join(" ")}\` in ${cwd} exited with ${code}: ${(err.trim() || out.trim()).slice(-2000)}`);
 }
 
+/** Our Kafka mode's figures the comparison needs. */
+export interface OursAtSaturation {
+  finalPerSecond: number;
+  cpuMsPerOrder: number;
+}
+
 /**
- * The comparison's lines: our Kafka mode's saturation against pgbench and against the public
- * saga, with issue 23's targets; or why the public saga was not measured and how to measure it.
+ * The comparison's lines: our Kafka mode's saturation against pgbench and against each run of
+ * the public saga (before and after ours, so that a change of the machine's load in between
+ * shows), with issue 23's targets; or why the public saga was not measured and how to measure it.
  */
-export function publicSagaReport(theirs: PublicSagaResult | null, oursFinalPerSecond: number | null, pgbenchTps: number, s: BenchSettings): string {
-  const lines = ["split deployment at saturation against issue 23's yardsticks (target: ≥ 0.1 × pgbench tps, ≥ 5 × the public saga):"];
-  if (oursFinalPerSecond === null) lines.push("- ours: the kafka mode was not measured in this run (BENCH_MODES)");
-  else lines.push(`- ours, 3 processes over Kafka: ${num(oursFinalPerSecond)} final/s = ${ratio(oursFinalPerSecond / pgbenchTps)} pgbench tps (${num(pgbenchTps)})`);
-  if (!theirs) {
+export function publicSagaReport(
+  install: PublicSagaInstall | null,
+  theirs: PublicSagaResult[],
+  ours: OursAtSaturation | null,
+  pgbenchTps: number,
+  s: BenchSettings,
+): string {
+  const lines = ["split deployment at saturation against issue 23's yardsticks (target: ≥ 0.1 × pgbench tps, ≥ 5 × the public saga's final/s):"];
+  if (ours === null) lines.push("- ours: the kafka mode was not measured in this run (BENCH_MODES)");
+  else {
+    lines.push(
+      `- ours, 3 processes over Kafka: ${num(ours.finalPerSecond)} final/s = ${ratio(ours.finalPerSecond / pgbenchTps)} pgbench tps (${num(pgbenchTps)}); CPU per final order ${num(ours.cpuMsPerOrder)} ms`,
+    );
+  }
+  if (!install) {
     lines.push(
       `- the public saga comparison was skipped: set BENCH_PUBLIC_SAGA_DIR to a checkout of ${PUBLIC_SAGA_REPO} (needs node and npm; npm ci fetches its locked dependencies into a temp dir)`,
     );
     return lines.join("\n");
   }
-  const failures = Object.entries(theirs.failures).map(([k, n]) => `${k}: ${n}`).join(", ") || "none";
-  lines.push(
-    `- the public saga (${PUBLIC_SAGA_REPO} at ${theirs.revision}, Node ${theirs.node}, fetch wait ${s.kafkaFetchMaxWaitMs} ms, ${s.clients} clients for ${num(theirs.seconds)} s, 1-minute load ${theirs.loadBefore.toFixed(1)} when it began):`,
-    `  ${num(theirs.acceptedPerSecond)} orders accepted/s, ${num(theirs.finalPerSecond)} final/s (${theirs.confirmed} confirmed, ${theirs.cancelled} cancelled; over the window's second half ${num(theirs.secondHalfFinalPerSecond)}/s) = ${ratio(theirs.finalPerSecond / pgbenchTps)} pgbench tps`,
-    `  created → final p50 / p99 ${num(theirs.p50)} / ${num(theirs.p99)} ms; CPU per final order ${num(theirs.cpuMsPerOrder)} ms (${perProcess(theirs.cpu)} % of a core while posting; bench ${num(theirs.loadCpu)} %, other programs ${num(theirs.otherCpu)} %); failed POSTs: ${failures}${theirs.regressed ? `; ${theirs.regressed} final orders later set back to PAID` : ""}`,
-  );
-  if (oursFinalPerSecond !== null) {
+  lines.push(`- the public saga: ${PUBLIC_SAGA_REPO} at ${install.revision}, Node ${install.node}, fetch wait ${s.kafkaFetchMaxWaitMs} ms, ${s.clients} clients`);
+  for (const t of theirs) {
+    const failures = Object.entries(t.failures).map(([k, n]) => `${k}: ${n}`).join(", ") || "none";
     lines.push(
-      `- ours ÷ theirs: ${ratio(oursFinalPerSecond / theirs.finalPerSecond)} (final/s in the window; against their second half: ${ratio(oursFinalPerSecond / theirs.secondHalfFinalPerSecond)})`,
+      `  ${t.label} (${num(t.seconds)} s, 1-minute load ${t.loadBefore.toFixed(1)} when it began): ${num(t.acceptedPerSecond)} orders accepted/s, ${num(t.finalPerSecond)} final/s (${t.confirmed} confirmed, ${t.cancelled} cancelled; over the window's second half ${num(t.secondHalfFinalPerSecond)}/s) = ${ratio(t.finalPerSecond / pgbenchTps)} pgbench tps`,
+      `    created → final p50 / p99 ${num(t.p50)} / ${num(t.p99)} ms; CPU per final order ${num(t.cpuMsPerOrder)} ms (${perProcess(t.cpu)} % of a core while posting; bench ${num(t.loadCpu)} %, other programs ${num(t.otherCpu)} %); failed POSTs: ${failures}; of the final orders, ${t.regressed} later set back to PAID by a late payment.charged (counted as final here)`,
     );
+    if (ours !== null) {
+      lines.push(
+        `    ours ÷ theirs: final/s ${ratio(ours.finalPerSecond / t.finalPerSecond)} (against their second half: ${ratio(ours.finalPerSecond / t.secondHalfFinalPerSecond)}); their CPU per final order ÷ ours: ${ratio(t.cpuMsPerOrder / ours.cpuMsPerOrder)}`,
+      );
+    }
   }
   return lines.join("\n");
 }

@@ -27,7 +27,7 @@ import { reportLegend, reportNotes, reportTable } from "./report";
 import { prepareBaseline } from "./baseline";
 import { accountingTable, comparisonTable, curveLegend, curveTable } from "./curve-report";
 import { describeUnits } from "./micro";
-import { installPublicSaga, measurePublicSaga, type PublicSagaResult, publicSagaReport } from "./public-saga";
+import { installPublicSaga, measurePublicSaga, PUBLIC_SAGA_LIGHT_CLIENTS, type PublicSagaResult, publicSagaReport } from "./public-saga";
 import { describeSettings, readSettings } from "./settings";
 
 const started = performance.now();
@@ -49,10 +49,11 @@ try {
     `[pgbench] ${pgbench.tps.toFixed(0)} tps, ${pgbench.cpuMsPerTransaction.toFixed(3)} ms of CPU per transaction (init ${pgbench.initSeconds.toFixed(1)} s)`,
   );
 
-  // The public saga on the same cluster and the same kind of broker with the same load, before and after ours.
+  // The public saga on the same cluster and the same kind of broker with the same load, before
+  // and after ours; and after ours with a light load too, its best (bench/public-saga.ts).
   const publicSaga = settings.publicSagaDir ? await installPublicSaga(settings.publicSagaDir) : null;
   const theirs: PublicSagaResult[] = [];
-  if (publicSaga) theirs.push(await measurePublicSaga(publicSaga, "before ours", cluster, postmaster, settings));
+  if (publicSaga) theirs.push(await measurePublicSaga(publicSaga, "before ours", settings.clients, cluster, postmaster, settings));
 
   const baselineDir = await prepareBaseline(settings);
   const results: ModeResult[] = [];
@@ -62,7 +63,10 @@ try {
     if (baselineDir) baseline.push(await measureMode(mode, cluster, postmaster, settings, baselineDir));
   }
 
-  if (publicSaga) theirs.push(await measurePublicSaga(publicSaga, "after ours", cluster, postmaster, settings));
+  if (publicSaga) {
+    theirs.push(await measurePublicSaga(publicSaga, "after ours", settings.clients, cluster, postmaster, settings));
+    theirs.push(await measurePublicSaga(publicSaga, "after ours", PUBLIC_SAGA_LIGHT_CLIENTS, cluster, postmaster, settings));
+  }
 
   const body = results[0]?.productsBody ?? '{"products":[]}';
   const bare = await startBareServer(body);

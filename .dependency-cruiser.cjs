@@ -6,7 +6,7 @@
  *   plumbing   src/bus, db, http, messaging, tracing, config, log, errors, assets, request-context, module, work-counters
  *              what any event-driven service needs; may carry contracts, knows no business
  *   saga       src/saga/               rules spanning modules; may use contracts and plumbing
- *   wiring     src/main, shop, modules, start-banner: starts the process; only src/modules.ts
+ *   wiring     src/app/ (main, shop, modules, start-banner): starts the process; only src/app/modules.ts
  *              imports modules, and only each module's index.ts
  *   modules    modules/<name>/         business; meets other modules only in src/contracts
  *
@@ -20,7 +20,7 @@ const PLUMBING = [
   "^src/(log|errors|assets|request-context|module|work-counters)\\.ts$",
 ];
 const SAGA = "^src/saga/";
-const WIRING = "^src/(main|shop|modules|start-banner)\\.ts$";
+const WIRING = "^src/app/";
 const MODULES = "^modules/";
 const TEST_FILE = "\\.test\\.ts$";
 const DEV_TREES = "^(test|bench|sim|scripts)/";
@@ -51,16 +51,16 @@ module.exports = {
     },
     {
       name: "modules-only-through-src-modules",
-      comment: "In src/, only src/modules.ts imports modules/.",
+      comment: "In src/, only src/app/modules.ts imports modules/.",
       severity: "error",
-      from: { path: "^src/", pathNot: "^src/modules\\.ts$" },
+      from: { path: "^src/", pathNot: "^src/app/modules\\.ts$" },
       to: { path: MODULES },
     },
     {
       name: "one-door-per-module",
-      comment: "src/modules.ts imports each module through its index.ts and nothing deeper.",
+      comment: "src/app/modules.ts imports each module through its index.ts and nothing deeper.",
       severity: "error",
-      from: { path: "^src/modules\\.ts$" },
+      from: { path: "^src/app/modules\\.ts$" },
       to: { path: MODULES, pathNot: "^modules/[^/]+/index\\.ts$" },
     },
     {

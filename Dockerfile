@@ -34,4 +34,4 @@ EXPOSE 8000 8001 8002
 STOPSIGNAL SIGTERM
 # Exec form: bun is PID 1 and gets the signal itself. No HEALTHCHECK here: compose
 # defines one per service (the port differs); the image has no curl, use `bun -e fetch(...)`.
-ENTRYPOINT ["bun", "run", "src/main.ts"]
+ENTRYPOINT ["bun", "run", "src/app/main.ts"]

@@ -17,7 +17,7 @@ function run(cmd: string[], cwd: string): void {
   if (r.exitCode !== 0) throw new Error(`${cmd.join(" ")} (in ${cwd}) exited with ${r.exitCode}: ${r.stderr.toString().trim() || r.stdout.toString().trim()}`);
 }
 
-/** The baseline checkout's directory, ready to run `bun run src/main.ts` in; null when none is asked for. */
+/** The baseline checkout's directory, ready to run `bun run src/app/main.ts` in; null when none is asked for. */
 export async function prepareBaseline(s: BenchSettings): Promise<string | null> {
   if (s.baselineDir) return s.baselineDir;
   if (!s.baselineRev) return null;

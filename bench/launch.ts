@@ -1,9 +1,9 @@
-/** Starts shop processes (`bun run src/main.ts`), times them until healthy, and stops them. */
-import { type ShopProcess, startShopProcess } from "../test/support/process";
+/** Starts shop processes (`bun run src/app/main.ts`), times them until healthy, and stops them. */
+import { type ShopProcess, shopEntry, startShopProcess } from "../test/support/process";
 import { trackPid, untrackPid } from "./cleanup";
 import type { Pids } from "./proc-stats";
 
-/** One `bun run src/main.ts` process: a name, its flags and environment, how many modules it runs. */
+/** One `bun run src/app/main.ts` process: a name, its flags and environment, how many modules it runs. */
 export interface ProcessSpec {
   name: string;
   args: string[];
@@ -43,7 +43,7 @@ const LOG_TAIL_LINES = 1000;
  */
 export async function launch(specs: ProcessSpec[], profileDir?: string, cwd?: string): Promise<RunningShop> {
   const started = performance.now();
-  const command = profileDir ? ["bun", "--cpu-prof-md", `--cpu-prof-dir=${profileDir}`, "src/main.ts"] : undefined;
+  const command = profileDir ? ["bun", "--cpu-prof-md", `--cpu-prof-dir=${profileDir}`, shopEntry(cwd)] : undefined;
   const settled = await Promise.allSettled(
     specs.map((s) => startShopProcess(s.args, s.env, s.modules, HEALTHY_TIMEOUT_MS, { maxLogLines: LOG_TAIL_LINES, command, cwd })),
   );

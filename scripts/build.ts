@@ -1,6 +1,6 @@
 /**
  * `bun run build`: one executable, dist/shop (or `--outfile <path>`), that runs any subset of the
- * modules like `bun run src/main.ts`. It carries its migrations, default config, PGlite's wasm and
+ * modules like `bun run src/app/main.ts`. It carries its migrations, default config, PGlite's wasm and
  * data bundle and Swagger UI's assets (src/assets.ts lists them) under their project-relative paths.
  */
 import { existsSync, rmSync } from "node:fs";
@@ -23,7 +23,7 @@ const started = Date.now();
 // Asset paths are relative to the working directory: build from the project root.
 process.chdir(root);
 const result = await Bun.build({
-  entrypoints: ["src/main.ts"],
+  entrypoints: ["src/app/main.ts"],
   sourcemap: "inline",
   compile: {
     outfile,

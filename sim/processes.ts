@@ -10,7 +10,7 @@ import { type ModuleName, loadModuleConfig } from "../src/config";
 import type { Database } from "../src/db/database";
 import { Registry } from "../src/http/metrics";
 import type { RunningModule, ShopModule } from "../src/module";
-import { MODULES } from "../src/modules";
+import { MODULES } from "../src/app/modules";
 import type { SimBroker } from "./broker";
 import type { Faults } from "./faults";
 import type { FaultyDatabase } from "./faulty-db";

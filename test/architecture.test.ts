@@ -107,12 +107,12 @@ describe("dependency-cruiser", () => {
       // plumbing importing saga (carrying a contract is fine)
       "src/bus/bus.ts": `import type { order } from "../contracts/order";\nimport { rule } from "../saga/rules";\nexport const send = (o: typeof order) => rule(o);\n`,
       // saga importing the wiring
-      "src/saga/rules.ts": `import { shop } from "../shop";\nexport const rule = (x: unknown) => [x, shop];\n`,
-      // wiring other than src/modules.ts importing a module
-      "src/shop.ts": `import { wallet } from "../modules/wallet/index";\nexport const shop = wallet;\n`,
-      // src/modules.ts past a module's door (through the door is fine)
-      "src/modules.ts": `import { debit } from "../modules/wallet/service";\nimport { storage } from "../modules/storage/index";\nexport const MODULES = [debit, storage];\n`,
-      "src/main.ts": `export const main = 1;\n`,
+      "src/saga/rules.ts": `import { shop } from "../app/shop";\nexport const rule = (x: unknown) => [x, shop];\n`,
+      // wiring other than src/app/modules.ts importing a module
+      "src/app/shop.ts": `import { wallet } from "../../modules/wallet/index";\nexport const shop = wallet;\n`,
+      // src/app/modules.ts past a module's door (through the door is fine)
+      "src/app/modules.ts": `import { debit } from "../../modules/wallet/service";\nimport { storage } from "../../modules/storage/index";\nexport const MODULES = [debit, storage];\n`,
+      "src/app/main.ts": `export const main = 1;\n`,
       // a cycle inside plumbing
       "src/db/a.ts": `import { b } from "./b";\nexport const a = () => b;\n`,
       "src/db/b.ts": `import { a } from "./a";\nexport const b = () => a;\n`,
@@ -124,7 +124,7 @@ describe("dependency-cruiser", () => {
       // a module's test may use test/support, not bench/
       "modules/wallet/wallet.test.ts": `import { db } from "../../test/support/db";\nimport { load } from "../../bench/load";\nexport const t = [db, load];\n`,
       // a module importing the wiring
-      "modules/storage/index.ts": `import { main } from "../../src/main";\nexport const storage = main;\n`,
+      "modules/storage/index.ts": `import { main } from "../../src/app/main";\nexport const storage = main;\n`,
       // a module importing another module
       "modules/storage/service.ts": `import { debit } from "../wallet/service";\nexport const reserve = debit;\n`,
       "test/support/db.ts": `export const db = 1;\n`,
@@ -140,9 +140,9 @@ describe("dependency-cruiser", () => {
       [
         "contracts-are-plain-schemas: src/contracts/order.ts -> src/bus/signing.ts",
         "plumbing-knows-no-business: src/bus/bus.ts -> src/saga/rules.ts",
-        "saga-below-wiring: src/saga/rules.ts -> src/shop.ts",
-        "modules-only-through-src-modules: src/shop.ts -> modules/wallet/index.ts",
-        "one-door-per-module: src/modules.ts -> modules/wallet/service.ts",
+        "saga-below-wiring: src/saga/rules.ts -> src/app/shop.ts",
+        "modules-only-through-src-modules: src/app/shop.ts -> modules/wallet/index.ts",
+        "one-door-per-module: src/app/modules.ts -> modules/wallet/service.ts",
         "no-circular: src/db/a.ts -> src/db/b.ts -> src/db/a.ts",
         "not-to-unresolvable: src/http/app.ts -> ./missing",
         "packages-declared: src/http/app.ts -> node_modules/undeclared/index.js",
@@ -150,7 +150,7 @@ describe("dependency-cruiser", () => {
         "production-not-to-dev-trees: modules/wallet/service.ts -> test/support/db.ts",
         "modules-reach-only-src-and-themselves: modules/wallet/service.ts -> test/support/db.ts",
         "module-tests-only-to-test-support: modules/wallet/wallet.test.ts -> bench/load.ts",
-        "modules-not-to-wiring: modules/storage/index.ts -> src/main.ts",
+        "modules-not-to-wiring: modules/storage/index.ts -> src/app/main.ts",
         "modules-are-isolated: modules/storage/service.ts -> modules/wallet/service.ts",
       ].sort(),
     );
@@ -182,15 +182,15 @@ describe("knip", () => {
 });
 
 describe("what the import graph does not show", () => {
-  test("every module has one door, index.ts, implementing src/module.ts, and src/modules.ts mounts each", () => {
+  test("every module has one door, index.ts, implementing src/module.ts, and src/app/modules.ts mounts each", () => {
     expect([...MODULE_NAMES].sort()).toEqual(["registry", "storage", "wallet"]);
     const imports = (file: string) => new Bun.Transpiler({ loader: "ts" }).scanImports(read(file)).map((i) => i.path);
     for (const name of MODULE_NAMES) {
       // scanImports leaves out type-only imports: read the text for the interface.
       expect(read(`modules/${name}/index.ts`)).toContain(`from "../../src/module"`);
     }
-    const doors = imports("src/modules.ts").filter((p) => p.startsWith("../modules/"));
-    expect(doors.map((p) => p.replace(/(\/index(\.ts)?)?$/, "")).sort()).toEqual(MODULE_NAMES.map((n) => `../modules/${n}`).sort());
+    const doors = imports("src/app/modules.ts").filter((p) => p.startsWith("../../modules/"));
+    expect(doors.map((p) => p.replace(/(\/index(\.ts)?)?$/, "")).sort()).toEqual(MODULE_NAMES.map((n) => `../../modules/${n}`).sort());
   });
 
   test("no module points at another module's migrations, or imports by a computed name", () => {

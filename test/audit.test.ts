@@ -10,7 +10,7 @@ import { ShopAuditSchema } from "../src/contracts/audit";
 import { eventually } from "./support/eventually";
 import { adminHeaders, call, getJson, TEST_ADMIN_TOKEN } from "./support/http";
 import { type ShopTarget, startInProcess } from "./support/shop-target";
-import type { Shop } from "../src/shop";
+import type { Shop } from "../src/app/shop";
 
 const ROOT = join(import.meta.dir, "..");
 const PRICE = 1000;

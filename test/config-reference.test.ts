@@ -3,7 +3,7 @@ import { describe, expect, test } from "bun:test";
 import { readFileSync } from "node:fs";
 import { BEGIN, CONFIG_DOC, END, referenceMarkdown } from "../scripts/config-reference";
 import { MODULE_NAMES, SettingsSchema } from "../src/config";
-import { MODULES } from "../src/modules";
+import { MODULES } from "../src/app/modules";
 import { schemaKeys } from "./support/schema-keys";
 
 const page = readFileSync(CONFIG_DOC, "utf8");

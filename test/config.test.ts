@@ -7,7 +7,7 @@ import { RegistryConfigSchema } from "../modules/registry/config";
 import { StorageConfigSchema } from "../modules/storage/config";
 import { WalletConfigSchema } from "../modules/wallet/config";
 import { applyFlags, ConfigError, checkPorts, closest, type Env, helpText, loadModuleConfig, loadSettings, MODULE_NAMES, moduleKeyHelp, strayVariables } from "../src/config";
-import { MODULES } from "../src/modules";
+import { MODULES } from "../src/app/modules";
 import { parse as parseYaml } from "yaml";
 import { z } from "zod";
 import { lenientMappings, schemaKeys } from "./support/schema-keys";
@@ -341,7 +341,7 @@ describe("module YAML", () => {
 
 /** Runs the real entry point with `args`; returns its exit code and output. */
 async function runCli(args: string[], env: Env = {}) {
-  const proc = Bun.spawn([process.execPath, "run", "src/main.ts", ...args], {
+  const proc = Bun.spawn([process.execPath, "run", "src/app/main.ts", ...args], {
     cwd: ROOT,
     // A clean environment, so only the arguments decide what is wrong.
     env: { PATH: process.env.PATH, HOME: process.env.HOME, ...env },

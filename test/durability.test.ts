@@ -77,7 +77,7 @@ async function placeOrdersUnderStrace(name: string, env: Record<string, string>)
   const traceFile = join(scratch, `${name}.strace`);
   const strace = ["strace", "-f", "-qq", "-ttt", "-y", "-s", "1000000", "-e", "signal=none", "-e", "trace=pwrite64,fsync,fdatasync,sendto,write,writev", "-o", traceFile];
   const shop = await startShopProcess([], processEnv({ DATA_DIR: join(scratch, name), ...env }), 3, 180_000, {
-    command: [...strace, "bun", "run", "src/main.ts"],
+    command: [...strace, "bun", "run", "src/app/main.ts"],
   });
   const orders = new Map<string, string>();
   try {

@@ -40,7 +40,7 @@ describe("the shop process", () => {
   test("with no broker it waits, says so, and a signal still stops it cleanly", async () => {
     const dataDir = mkdtempSync(join(tmpdir(), "shop-data-"));
     dirs.push(dataDir);
-    const proc = Bun.spawn(["bun", "run", "src/main.ts", "--modules", "wallet", "--bus", "kafka"], {
+    const proc = Bun.spawn(["bun", "run", "src/app/main.ts", "--modules", "wallet", "--bus", "kafka"], {
       cwd: join(import.meta.dir, ".."),
       env: { ...envWithData(dataDir), PATH: process.env.PATH, KAFKA_BROKERS: "127.0.0.1:9" },
       stdout: "ignore",
@@ -65,7 +65,7 @@ describe("the shop process", () => {
     const dataDir = mkdtempSync(join(tmpdir(), "shop-data-"));
     dirs.push(dataDir, `${dataDir}.lock`);
     const first = await startShopProcess(["--modules", "wallet"], envWithData(dataDir), 1);
-    const second = Bun.spawn(["bun", "run", "src/main.ts", "--modules", "storage"], {
+    const second = Bun.spawn(["bun", "run", "src/app/main.ts", "--modules", "storage"], {
       cwd: join(import.meta.dir, ".."),
       env: { ...envWithData(dataDir), PATH: process.env.PATH },
       stdout: "ignore",
@@ -118,7 +118,7 @@ describe("the shop process", () => {
     dirs.push(dataDir, `${dataDir}.lock`);
     const squatter = Bun.serve({ port: 0, hostname: "127.0.0.1", fetch: () => new Response("taken") });
     try {
-      const proc = Bun.spawn(["bun", "run", "src/main.ts", "--modules", "wallet", "--wallet-port", String(squatter.port)], {
+      const proc = Bun.spawn(["bun", "run", "src/app/main.ts", "--modules", "wallet", "--wallet-port", String(squatter.port)], {
         cwd: join(import.meta.dir, ".."),
         env: { ...envWithData(dataDir), PATH: process.env.PATH },
         stdout: "ignore",

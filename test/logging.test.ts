@@ -283,7 +283,7 @@ function sagaSuite(start: () => Promise<Logged & { stop(): Promise<void> }>) {
   }, 30_000);
 }
 
-describe("one process (bun src/main.ts, memory bus, PGlite), stderr not a terminal", () => {
+describe("one process (bun src/app/main.ts, memory bus, PGlite), stderr not a terminal", () => {
   sagaSuite(async () => {
     const p: ShopProcess = await startShopProcess([], processEnv({ DATA_DIR: ":memory:", LOG_LEVEL: "debug", BODY_LIMIT_BYTES: String(BODY_LIMIT) }), 3, 90_000);
     return {

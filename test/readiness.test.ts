@@ -13,7 +13,7 @@ import { adminHeaders, call, getJson } from "./support/http";
 import { type KafkaMock, startKafkaMock } from "./support/kafka-mock";
 import { type ShopProcess, startShopProcess } from "./support/process";
 import { FIXTURE_CONFIG, processEnv, type ShopTarget, startInProcess, TOPICS } from "./support/shop-target";
-import type { Shop } from "../src/shop";
+import type { Shop } from "../src/app/shop";
 import { MOCK_KAFKA_SETTINGS, type SplitShop, startSplitShop } from "./support/split-shop";
 
 /** Kafka API keys and error codes the broker answers with in the crash tests. */

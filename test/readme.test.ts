@@ -9,7 +9,7 @@ import { describe, expect, test } from "bun:test";
 import { readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { configReference, MODULE_NAMES } from "../src/config";
-import { MODULES } from "../src/modules";
+import { MODULES } from "../src/app/modules";
 
 const ROOT = join(import.meta.dir, "..");
 const read = (path: string) => readFileSync(join(ROOT, path), "utf8");

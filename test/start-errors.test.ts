@@ -27,9 +27,9 @@ afterAll(async () => {
   for (const d of dirs) rmSync(d, { recursive: true, force: true });
 });
 
-/** Runs `bun run src/main.ts args` to its exit; its stderr as lines. */
+/** Runs `bun run src/app/main.ts args` to its exit; its stderr as lines. */
 async function runShop(args: string[], extra: Record<string, string>) {
-  const proc = Bun.spawn(["bun", "run", "src/main.ts", ...args], {
+  const proc = Bun.spawn(["bun", "run", "src/app/main.ts", ...args], {
     cwd: ROOT,
     env: { ...processEnv(extra), PATH: process.env.PATH, HOME: process.env.HOME, TMPDIR: process.env.TMPDIR },
     stdin: "ignore",
@@ -166,7 +166,7 @@ describe("a start that does not complete leaves no data directory it created", (
     const existing = join(parent, "existing");
     mkdirSync(existing);
     const start = (dataDir: string) => {
-      const proc = Bun.spawn(["bun", "run", "src/main.ts", "--modules", "wallet"], {
+      const proc = Bun.spawn(["bun", "run", "src/app/main.ts", "--modules", "wallet"], {
         cwd: ROOT,
         env: { ...processEnv({ DATA_DIR: dataDir }), PATH: process.env.PATH, HOME: process.env.HOME, TMPDIR: process.env.TMPDIR },
         stdin: "ignore",

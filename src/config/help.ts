@@ -15,7 +15,7 @@ function helpRow(r: ReferenceRow): string {
 /** The `--help` text for a process that can run `modules`. */
 export function helpText(modules: readonly ModuleHelp[]): string {
   const lines = [
-    "Usage: shop [--flag value ...]   (from the source tree: bun run src/main.ts, bun run dev)",
+    "Usage: shop [--flag value ...]   (from the source tree: bun run src/app/main.ts, bun run dev)",
     "",
     "Starts the chosen modules of the shop in one process. Flags win over environment variables,",
     "which win over .env in the working directory and the module YAML files.",

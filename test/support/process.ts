@@ -1,8 +1,17 @@
-/** Runs `src/main.ts` as a child process, as a user or a container would. */
+/** Runs `src/app/main.ts` as a child process, as a user or a container would. */
+import { existsSync } from "node:fs";
 import { join } from "node:path";
 import type { Subprocess } from "bun";
 
 const ROOT = join(import.meta.dir, "../..");
+
+/**
+ * The entry point of the checkout in `cwd`: src/app/main.ts, or src/main.ts in a checkout from
+ * before the wiring moved to src/app/ (the bench may run an older revision as its baseline).
+ */
+export function shopEntry(cwd: string = ROOT): string {
+  return existsSync(join(cwd, "src/app/main.ts")) ? "src/app/main.ts" : "src/main.ts";
+}
 
 /** A running shop process. */
 export interface ShopProcess {
@@ -23,7 +32,7 @@ export interface ShopProcess {
 export interface StartProcessOptions {
   /** Also wait for the "ready" log line (default true); false returns once every module listens. */
   waitReady?: boolean;
-  /** What to run instead of `bun run src/main.ts` (the built binary, `bun run start`); `args` follow it. */
+  /** What to run instead of `bun run src/app/main.ts` (the built binary, `bun run start`); `args` follow it. */
   command?: string[];
   /** Working directory (default: the project root). */
   cwd?: string;
@@ -34,7 +43,7 @@ export interface StartProcessOptions {
 }
 
 /**
- * Starts `bun run src/main.ts args` with `env` and waits until each module listens and,
+ * Starts `bun run src/app/main.ts args` with `env` and waits until each module listens and,
  * unless `waitReady` is false, until the process is ready (its consumer groups joined).
  */
 export async function startShopProcess(
@@ -45,7 +54,7 @@ export async function startShopProcess(
   opts: StartProcessOptions = {},
 ): Promise<ShopProcess> {
   const spawnedAt = performance.now();
-  const proc = Bun.spawn([...(opts.command ?? ["bun", "run", "src/main.ts"]), ...args], {
+  const proc = Bun.spawn([...(opts.command ?? ["bun", "run", shopEntry(opts.cwd)]), ...args], {
     cwd: opts.cwd ?? ROOT,
     detached: opts.detached ?? false,
     env: { PATH: process.env.PATH, HOME: process.env.HOME, TMPDIR: process.env.TMPDIR, ...env },

@@ -5,7 +5,7 @@ import { SIGNATURE_HEADER, signRecord } from "../../src/bus/signing";
 import { loadSettings } from "../../src/config";
 import type { Topics } from "../../src/contracts/topics";
 import { createLogger } from "../../src/log";
-import { type Shop, startShop } from "../../src/shop";
+import { type Shop, startShop } from "../../src/app/shop";
 import { TEST_ADMIN_TOKEN } from "./http";
 
 /** Where the fixture config (test catalogue, no seeded wallets) lives. */

@@ -4,10 +4,10 @@
  */
 import { existsSync, readdirSync } from "node:fs";
 import { resolve } from "node:path";
-import { BUILT_IN_CONFIG_DIR, type ModuleName, type Settings } from "./config";
-import { describeServer } from "./db/connect-errors";
-import type { DatabaseTarget } from "./db/database";
-import type { Logger } from "./log";
+import { BUILT_IN_CONFIG_DIR, type ModuleName, type Settings } from "../config";
+import { describeServer } from "../db/connect-errors";
+import type { DatabaseTarget } from "../db/database";
+import type { Logger } from "../log";
 
 /** What the shop runs and where, as the banner and the "ready" log line tell it. */
 export interface StartFacts {

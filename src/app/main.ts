@@ -1,8 +1,8 @@
 /** CLI: parse flags and environment, load config, start the chosen modules, stop on a signal. */
-import packageJson from "../package.json";
-import { applyFlags, ConfigError, type Env, helpText, loadSettings, MODULE_NAMES, type Settings, strayVariables, wantsHelp, wantsVersion } from "./config";
-import { INIT_DATA_DIR_FLAG, initDataDir } from "./db/pglite-tuning";
-import { createLogger } from "./log";
+import packageJson from "../../package.json";
+import { applyFlags, ConfigError, type Env, helpText, loadSettings, MODULE_NAMES, type Settings, strayVariables, wantsHelp, wantsVersion } from "../config";
+import { INIT_DATA_DIR_FLAG, initDataDir } from "../db/pglite-tuning";
+import { createLogger } from "../log";
 import { MODULES } from "./modules";
 import { databaseTarget, type Shop, startShop } from "./shop";
 import { announceReady, startFacts } from "./start-banner";

@@ -1,24 +1,24 @@
 /** Starts the chosen modules in this process: database, bus, HTTP servers; stops them cleanly. */
 import type { Server } from "bun";
-import { migrationsFolder } from "./assets";
-import { type Bus, notJoinedReason } from "./bus/bus";
-import { createBus } from "./bus/index";
-import { recordSigning } from "./bus/signing";
-import { checkPorts, type Env, loadModuleConfig, type ModuleName, pinnedWriters, portOrigin, type Settings } from "./config";
-import type { Topics } from "./contracts/topics";
-import { type Database, type DatabaseTarget, openDatabase } from "./db/database";
-import { newDataDir } from "./db/new-data-dir";
-import { createServiceApp } from "./http/app";
-import { adminToken } from "./http/auth";
-import { databaseMetrics, type MetricsRegistry, Registry } from "./http/metrics";
-import { workMetrics } from "./http/work-metrics";
-import { bindListeners, type Listener } from "./listeners";
-import type { Logger } from "./log";
-import type { RunningModule, ShopModule } from "./module";
+import { migrationsFolder } from "../assets";
+import { type Bus, notJoinedReason } from "../bus/bus";
+import { createBus } from "../bus/index";
+import { recordSigning } from "../bus/signing";
+import { checkPorts, type Env, loadModuleConfig, type ModuleName, pinnedWriters, portOrigin, type Settings } from "../config";
+import type { Topics } from "../contracts/topics";
+import { type Database, type DatabaseTarget, openDatabase } from "../db/database";
+import { newDataDir } from "../db/new-data-dir";
+import { createServiceApp } from "../http/app";
+import { adminToken } from "../http/auth";
+import { databaseMetrics, type MetricsRegistry, Registry } from "../http/metrics";
+import { workMetrics } from "../http/work-metrics";
+import { bindListeners, type Listener } from "../listeners";
+import type { Logger } from "../log";
+import type { RunningModule, ShopModule } from "../module";
+import { tracingMetrics } from "../tracing/metrics";
+import { startTracing, type Tracing } from "../tracing/setup";
 import { MODULES } from "./modules";
 import { reportOpening } from "./start-banner";
-import { tracingMetrics } from "./tracing/metrics";
-import { startTracing, type Tracing } from "./tracing/setup";
 
 /** A started shop. */
 export interface Shop {

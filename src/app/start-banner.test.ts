@@ -1,5 +1,5 @@
 import { describe, expect, test } from "bun:test";
-import { loadSettings } from "./config";
+import { loadSettings } from "../config";
 import { describeDatabase, formatBanner, startFacts } from "./start-banner";
 
 describe("start banner", () => {

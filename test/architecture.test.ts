@@ -113,6 +113,8 @@ describe("dependency-cruiser", () => {
       // src/app/modules.ts past a module's door (through the door is fine)
       "src/app/modules.ts": `import { debit } from "../../modules/wallet/service";\nimport { storage } from "../../modules/storage/index";\nexport const MODULES = [debit, storage];\n`,
       "src/app/main.ts": `export const main = 1;\n`,
+      // plumbing importing the wiring, and a module past the wiring
+      "src/db/pool.ts": `import { main } from "../app/main";\nimport { wallet } from "../../modules/wallet/index";\nexport const pool = [main, wallet];\n`,
       // a cycle inside plumbing
       "src/db/a.ts": `import { b } from "./b";\nexport const a = () => b;\n`,
       "src/db/b.ts": `import { a } from "./a";\nexport const b = () => a;\n`,
@@ -140,8 +142,10 @@ describe("dependency-cruiser", () => {
       [
         "contracts-are-plain-schemas: src/contracts/order.ts -> src/bus/signing.ts",
         "plumbing-knows-no-business: src/bus/bus.ts -> src/saga/rules.ts",
-        "saga-below-wiring: src/saga/rules.ts -> src/app/shop.ts",
-        "modules-only-through-src-modules: src/app/shop.ts -> modules/wallet/index.ts",
+        "src-below-the-wiring: src/saga/rules.ts -> src/app/shop.ts",
+        "src-below-the-wiring: src/db/pool.ts -> src/app/main.ts",
+        "src-below-the-wiring: src/db/pool.ts -> modules/wallet/index.ts",
+        "modules-mounted-in-one-place: src/app/shop.ts -> modules/wallet/index.ts",
         "one-door-per-module: src/app/modules.ts -> modules/wallet/service.ts",
         "no-circular: src/db/a.ts -> src/db/b.ts -> src/db/a.ts",
         "not-to-unresolvable: src/http/app.ts -> ./missing",

@@ -22,6 +22,31 @@ const PLUMBING = [
   "^src/(log|errors|assets|listeners|request-context|module|work-counters)\\.ts$",
 ];
 const SAGA = "^src/saga/";
+
+/**
+ * The plumbing in floors, lowest first: a floor never imports a floor above it. So the plumbing's
+ * folders have no cycle between them (config -> log -> tracing -> config was one) and the database
+ * never reaches up into messaging (db/retention -> messaging/tables was one).
+ */
+const PLUMBING_FLOORS = [
+  ["ground", ["^src/config/", "^src/(log|loop|errors|assets|request-context|work-counters)\\.ts$"]],
+  ["tracing", ["^src/tracing/"]],
+  ["db", ["^src/db/"]],
+  ["bus", ["^src/bus/"]],
+  ["http", ["^src/http/"]],
+  ["module", ["^src/(module|listeners)\\.ts$"]],
+  ["messaging", ["^src/messaging/"]],
+];
+const floorRules = PLUMBING_FLOORS.slice(0, -1).map(([name, paths], i) => {
+  const above = PLUMBING_FLOORS.slice(i + 1);
+  return {
+    name: `plumbing-floor-${name}`,
+    comment: `Plumbing floor "${name}" imports only lower floors; never ${above.map(([n]) => n).join(", ")}.`,
+    severity: "error",
+    from: { path: paths },
+    to: { path: above.flatMap(([, p]) => p) },
+  };
+});
 const WIRING = "^src/app/";
 const MODULES = "^modules/";
 const TEST_FILE = "\\.test\\.ts$";
@@ -52,6 +77,7 @@ module.exports = {
       from: { path: PLUMBING },
       to: { path: SAGA },
     },
+    ...floorRules,
     {
       name: "modules-mounted-in-one-place",
       comment: "In src/app/, only src/app/modules.ts imports modules/.",

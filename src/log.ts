@@ -6,7 +6,6 @@
 import pino from "pino";
 import pretty from "pino-pretty";
 import { currentRequestId } from "./request-context";
-import { activeTraceIds } from "./tracing/spans";
 
 export const LOG_LEVELS = ["debug", "info", "warn", "error", "silent"] as const;
 export type LogLevel = (typeof LOG_LEVELS)[number];
@@ -17,6 +16,17 @@ export type LogFormat = (typeof LOG_FORMATS)[number];
 
 /** Extra fields attached to a log line. */
 export type LogFields = Record<string, unknown>;
+
+/**
+ * The ids of the span a line is written in, if any. Tracing (src/tracing/spans.ts) sets it when it
+ * is switched on: the log sits below tracing and imports none of it.
+ */
+let traceIdsOfLine: () => LogFields | undefined = () => undefined;
+
+/** Set by src/tracing/spans.ts only. */
+export function setTraceIdsOfLine(ids: () => LogFields | undefined): void {
+  traceIdsOfLine = ids;
+}
 
 /** A logger bound to a component name. */
 export interface Logger {
@@ -155,7 +165,7 @@ function bind(lines: Lines, component: string): Logger {
     let line = plainFields(fields ?? {});
     if (requestId !== undefined && !("request_id" in line)) line = { request_id: requestId, ...line };
     // Inside a span (tracing on), the line joins its trace: a viewer's trace id finds the lines, and back.
-    const ids = "trace_id" in line ? undefined : activeTraceIds();
+    const ids = "trace_id" in line ? undefined : traceIdsOfLine();
     if (ids) line = { ...line, ...ids };
     lines.write(lvl, component, msg, line);
   };

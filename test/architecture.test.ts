@@ -115,6 +115,11 @@ describe("dependency-cruiser", () => {
       "src/app/main.ts": `export const main = 1;\n`,
       // plumbing importing the wiring, and a module past the wiring
       "src/db/pool.ts": `import { main } from "../app/main";\nimport { wallet } from "../../modules/wallet/index";\nexport const pool = [main, wallet];\n`,
+      // plumbing reaching up a floor: the database into messaging, the log into tracing
+      "src/db/retention.ts": `import { inbox } from "../messaging/tables";\nexport const jobs = [inbox];\n`,
+      "src/messaging/tables.ts": `export const inbox = 1;\n`,
+      "src/log.ts": `import { activeTraceIds } from "./tracing/spans";\nexport const log = activeTraceIds;\n`,
+      "src/tracing/spans.ts": `export const activeTraceIds = 1;\n`,
       // a cycle inside plumbing
       "src/db/a.ts": `import { b } from "./b";\nexport const a = () => b;\n`,
       "src/db/b.ts": `import { a } from "./a";\nexport const b = () => a;\n`,
@@ -148,6 +153,8 @@ describe("dependency-cruiser", () => {
         "modules-mounted-in-one-place: src/app/shop.ts -> modules/wallet/index.ts",
         "one-door-per-module: src/app/modules.ts -> modules/wallet/service.ts",
         "no-circular: src/db/a.ts -> src/db/b.ts -> src/db/a.ts",
+        "plumbing-floor-db: src/db/retention.ts -> src/messaging/tables.ts",
+        "plumbing-floor-ground: src/log.ts -> src/tracing/spans.ts",
         "not-to-unresolvable: src/http/app.ts -> ./missing",
         "packages-declared: src/http/app.ts -> node_modules/undeclared/index.js",
         "production-not-to-dev-dependencies: src/http/app.ts -> node_modules/dev-only/index.js",

@@ -13,7 +13,8 @@ import { type Enqueue, type OutboxWriter, outboxWriter } from "./outbox";
 import { type OutboxRelay, startOutboxRelay } from "./outbox-relay";
 import { countBatch } from "../work-counters";
 import { messagingSystem } from "../tracing/spans";
-import { messagingPruneJobs, type PruneJob, type RetainedTables, type Retention, type RetentionConfig, startRetention } from "../db/retention";
+import { type PruneJob, type Retention, startRetention } from "../db/retention";
+import { messagingPruneJobs, type RetainedTables, type RetentionConfig } from "./retention";
 
 /** Settings a module's messaging needs from its config. */
 export interface MessagingConfig extends RetentionConfig {

@@ -20,6 +20,7 @@ import {
   type TimeInput,
 } from "@opentelemetry/api";
 import { W3CTraceContextPropagator } from "@opentelemetry/core";
+import { setTraceIdsOfLine } from "../log";
 
 export { SpanKind };
 export type { Attributes, Context, Span };
@@ -32,9 +33,10 @@ let on = false;
 /** True while a tracer provider is installed (setup.ts); every helper checks it first. */
 export const tracingOn = (): boolean => on;
 
-/** Set by setup.ts only. */
+/** Set by setup.ts only. While on, log lines written inside a span carry its ids (activeTraceIds). */
 export function setTracingOn(value: boolean): void {
   on = value;
+  if (value) setTraceIdsOfLine(activeTraceIds);
 }
 
 const tracer = () => trace.getTracer(SCOPE);

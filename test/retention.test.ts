@@ -8,6 +8,7 @@ import { createLogger } from "../src/log";
 import { messagingGauges } from "../src/messaging/gauges";
 import { PRUNE_BATCH, pruneAll, pruneOlderThan } from "../src/db/retention";
 import { messagingPruneJobs, type RetentionConfig } from "../src/messaging/retention";
+import { rejectedOrdersPruneJob } from "../src/saga/rejections";
 import { walletModule } from "../modules/wallet/index";
 import * as tables from "../modules/wallet/schema";
 import { openModuleDatabase } from "./support/module-db";
@@ -22,6 +23,8 @@ const DEFAULTS: RetentionConfig = {
   unresolved_dead_letter_retention_days: 90,
 };
 const ago = (interval: string) => sql`now() - ${interval}::interval`;
+/** What a saga participant (wallet, storage) prunes: its messaging tables and its remembered rejections. */
+const participantJobs = () => [...messagingPruneJobs(tables, DEFAULTS), rejectedOrdersPruneJob(tables.rejectedOrders, DEFAULTS.inbox_retention_hours)];
 
 let cluster: PostgresCluster | null = null;
 const opened: Database[] = [];
@@ -94,7 +97,7 @@ describe.each(backends)("retention on %s", (_name, open) => {
       ]);
     });
 
-    const pruned = await pruneAll(db, messagingPruneJobs(tables, DEFAULTS));
+    const pruned = await pruneAll(db, participantJobs());
     expect(pruned).toEqual({ inbox: 1, outbox: 1, resolved_dead_letters: 1, unresolved_dead_letters: 1, rejected_orders: 1 });
     expect(await remaining()).toEqual({
       inbox: ["recent"],
@@ -103,7 +106,7 @@ describe.each(backends)("retention on %s", (_name, open) => {
       rejected: ["recent"],
     });
     // A second run finds nothing more.
-    expect(Object.values(await pruneAll(db, messagingPruneJobs(tables, DEFAULTS))).every((n) => n === 0)).toBe(true);
+    expect(Object.values(await pruneAll(db, participantJobs())).every((n) => n === 0)).toBe(true);
   });
 
   test("a backlog larger than a batch is pruned in several bounded batches", async () => {

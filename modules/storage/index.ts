@@ -3,6 +3,7 @@ import { join } from "node:path";
 import { idempotencyKeyPruneJob } from "../../src/db/idempotency-keys";
 import type { ShopModule } from "../../src/module";
 import { setUpMessaging } from "../../src/messaging/messaging";
+import { rejectedOrdersPruneJob } from "../../src/saga/rejections";
 import { StorageConfigSchema } from "./config";
 import { STORAGE_ERRORS } from "./errors";
 import { STORAGE_TOPICS, storageConsumers } from "./consumers";
@@ -20,7 +21,9 @@ export const storageModule: ShopModule<typeof StorageConfigSchema> = {
     await seedStock(ctx.db, ctx.config.stock);
     // Expired Idempotency-Keys are pruned with the messaging tables (a key seen again after that makes a new receipt).
     const keyRetention = idempotencyKeyPruneJob(tables.idempotencyKeys, ctx.config.idempotency_key_retention_hours * 3_600_000);
-    const messaging = setUpMessaging(ctx, tables, storageConsumers, STORAGE_TOPICS, [keyRetention]);
+    // Remembered rejections are kept as long as the inbox keeps a message id (src/saga/rejections.ts).
+    const rejections = rejectedOrdersPruneJob(tables.rejectedOrders, ctx.config.inbox_retention_hours);
+    const messaging = setUpMessaging(ctx, tables, storageConsumers, STORAGE_TOPICS, [keyRetention, rejections]);
     return {
       router: storageRouter(ctx.db).route("/", messaging.admin),
       readyChecks: { outbox: messaging.ready },

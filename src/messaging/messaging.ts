@@ -14,7 +14,8 @@ import { type OutboxRelay, startOutboxRelay } from "./outbox-relay";
 import { countBatch } from "../work-counters";
 import { messagingSystem } from "../tracing/spans";
 import { type PruneJob, type Retention, startRetention } from "../db/retention";
-import { messagingPruneJobs, type RetainedTables, type RetentionConfig } from "./retention";
+import { messagingPruneJobs, type RetentionConfig } from "./retention";
+import type { MessagingTables } from "./tables";
 
 /** Settings a module's messaging needs from its config. */
 export interface MessagingConfig extends RetentionConfig {
@@ -45,7 +46,7 @@ export interface Messaging {
  */
 export function setUpMessaging(
   ctx: ModuleContext<MessagingConfig>,
-  tables: RetainedTables,
+  tables: MessagingTables,
   consumers: Consumers,
   consume: readonly (keyof Topics)[],
   extraPruning: PruneJob[] = [],

@@ -1,6 +1,5 @@
 /** The pruning jobs of a module's messaging tables (inbox, outbox, dead letters), by its retention settings. */
 import { eq, isNull } from "drizzle-orm";
-import type { PgColumn, PgTable } from "drizzle-orm/pg-core";
 import type { PruneJob } from "../db/retention";
 import type { MessagingTables } from "./tables";
 
@@ -15,18 +14,11 @@ export interface RetentionConfig {
 const HOUR_MS = 3600 * 1000;
 const DAY_MS = 24 * HOUR_MS;
 
-/** A table of remembered rejections (src/saga/rejections.ts), described by its shape: plumbing imports no saga code. */
-type RememberedRejections = PgTable & { orderId: PgColumn; createdAt: PgColumn };
-
-/** The messaging tables of a module, and its remembered rejections if it is a saga participant. */
-export type RetainedTables = MessagingTables & { rejectedOrders?: RememberedRejections };
-
 /** The pruning jobs for a module's messaging tables under `config`. */
-export function messagingPruneJobs(tables: RetainedTables, config: RetentionConfig): PruneJob[] {
-  const { inbox, outbox, deadLetters, rejectedOrders } = tables;
-  const inboxMs = config.inbox_retention_hours * HOUR_MS;
-  const jobs: PruneJob[] = [
-    { name: "inbox", table: inbox, key: inbox.messageId, at: inbox.processedAt, olderThanMs: inboxMs },
+export function messagingPruneJobs(tables: MessagingTables, config: RetentionConfig): PruneJob[] {
+  const { inbox, outbox, deadLetters } = tables;
+  return [
+    { name: "inbox", table: inbox, key: inbox.messageId, at: inbox.processedAt, olderThanMs: config.inbox_retention_hours * HOUR_MS },
     {
       name: "outbox",
       table: outbox,
@@ -51,9 +43,4 @@ export function messagingPruneJobs(tables: RetainedTables, config: RetentionConf
       where: isNull(deadLetters.resolvedAt),
     },
   ];
-  // A late OrderCreated must still find the rejection: keep it as long as a redelivery can come.
-  if (rejectedOrders) {
-    jobs.push({ name: "rejected_orders", table: rejectedOrders, key: rejectedOrders.orderId, at: rejectedOrders.createdAt, olderThanMs: inboxMs });
-  }
-  return jobs;
 }

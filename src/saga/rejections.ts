@@ -5,6 +5,7 @@
 import { index, type PgSchema, text, timestamp, uuid } from "drizzle-orm/pg-core";
 import type { OrderRejected } from "../contracts";
 import type { Executor } from "../db/database";
+import type { PruneJob } from "../db/retention";
 
 /** Declares the `rejected_orders` table inside a participant's schema. */
 export const rejectedOrdersTable = (schema: PgSchema) =>
@@ -32,3 +33,16 @@ export async function rememberRejection(tx: Executor, table: RejectedOrdersTable
     .returning({ id: table.orderId });
   return inserted.length > 0;
 }
+
+/**
+ * The pruning job for a participant's remembered rejections, run by its module's retention timer.
+ * A late OrderCreated must still find the rejection: a row is kept as long as the inbox keeps a
+ * delivered message's id (`inbox_retention_hours`), as long as a redelivery can come.
+ */
+export const rejectedOrdersPruneJob = (table: RejectedOrdersTable, inboxRetentionHours: number): PruneJob => ({
+  name: "rejected_orders",
+  table,
+  key: table.orderId,
+  at: table.createdAt,
+  olderThanMs: inboxRetentionHours * 3_600_000,
+});

@@ -3,7 +3,7 @@
  * by test/architecture.test.ts). Paths are relative to the repository root.
  *
  *   contracts  src/contracts/          the messages, topics, flows and report shapes: zod only
- *   plumbing   src/bus, db, http, messaging, tracing, config, log, errors, assets, listeners, request-context, module, work-counters
+ *   plumbing   src/bus, db, http, messaging, metrics, tracing, config, log, errors, assets, listeners, request-context, module, work-counters
  *              what any event-driven service needs; may carry contracts, knows no business
  *   saga       src/saga/               rules spanning modules; may use contracts and plumbing
  *   wiring     src/app/                main, shop, modules, start-banner: starts the process; the one
@@ -17,7 +17,7 @@
 
 const CONTRACTS = "^src/contracts/";
 const PLUMBING = [
-  "^src/(bus|db|http|messaging|tracing)/",
+  "^src/(bus|db|http|messaging|metrics|tracing)/",
   "^src/config(/|\\.ts$)",
   "^src/(log|errors|assets|listeners|request-context|module|work-counters)\\.ts$",
 ];
@@ -32,6 +32,7 @@ const PLUMBING_FLOORS = [
   ["ground", ["^src/config/", "^src/(log|loop|errors|assets|request-context|work-counters)\\.ts$"]],
   ["tracing", ["^src/tracing/"]],
   ["db", ["^src/db/"]],
+  ["metrics", ["^src/metrics/"]],
   ["bus", ["^src/bus/"]],
   ["http", ["^src/http/"]],
   ["module", ["^src/(module|listeners)\\.ts$"]],

@@ -8,7 +8,7 @@ import type { z } from "zod";
 import type { Bus } from "../src/bus/bus";
 import { type ModuleName, loadModuleConfig } from "../src/config";
 import type { Database } from "../src/db/database";
-import { Registry } from "../src/http/metrics";
+import { Registry } from "../src/metrics/registry";
 import type { RunningModule, ShopModule } from "../src/module";
 import { MODULES } from "../src/app/modules";
 import type { SimBroker } from "./broker";

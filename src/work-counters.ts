@@ -2,7 +2,7 @@
  * Units of work this process has done, counted in one place so that the bench can account for
  * what one order costs (`bun run bench`'s accounting) and test/statements.test.ts can leave out
  * what periodic jobs did. Each count is a number increment where the work happens; GET /metrics
- * shows them as `shop_work_total{kind}` (src/http/work-metrics.ts). Per process: in one process
+ * shows them as `shop_work_total{kind}` (src/metrics/work.ts). Per process: in one process
  * the three modules share them, as they share the database handle's statement count.
  */
 import { AsyncLocalStorage } from "node:async_hooks";

@@ -3,7 +3,7 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { count, inArray, sql } from "drizzle-orm";
 import type { Database } from "../src/db/database";
 import { openDatabase } from "../src/db/database";
-import { Registry } from "../src/http/metrics";
+import { Registry } from "../src/metrics/registry";
 import { createLogger } from "../src/log";
 import { messagingGauges } from "../src/messaging/gauges";
 import { PRUNE_BATCH, pruneAll, pruneOlderThan } from "../src/db/retention";

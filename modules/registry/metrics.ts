@@ -1,7 +1,8 @@
 /** Registry's metric families: orders by state from the table, and how long sagas take. */
 import { Histogram } from "prom-client";
 import type { Database } from "../../src/db/database";
-import { type MetricsRegistry, tableGauges } from "../../src/http/metrics";
+import type { MetricsRegistry } from "../../src/metrics/registry";
+import { tableGauges } from "../../src/metrics/table-gauges";
 import { orderCounts } from "./operator";
 import type { SagaEnded } from "./saga";
 

@@ -10,10 +10,11 @@ import { type Database, type DatabaseTarget, openDatabase } from "../db/database
 import { newDataDir } from "../db/new-data-dir";
 import { createServiceApp } from "../http/app";
 import { adminToken } from "../http/auth";
-import { databaseMetrics, type MetricsRegistry, Registry } from "../http/metrics";
-import { workMetrics } from "../http/work-metrics";
 import { bindListeners, type Listener } from "../listeners";
 import type { Logger } from "../log";
+import { databaseMetrics } from "../metrics/database";
+import { type MetricsRegistry, Registry } from "../metrics/registry";
+import { workMetrics } from "../metrics/work";
 import type { RunningModule, ShopModule } from "../module";
 import { tracingMetrics } from "../tracing/metrics";
 import { startTracing, type Tracing } from "../tracing/setup";

@@ -4,7 +4,8 @@
  */
 import { count, isNull, ne, sql } from "drizzle-orm";
 import type { Database } from "../db/database";
-import { type MetricsRegistry, tableGauges } from "../http/metrics";
+import type { MetricsRegistry } from "../metrics/registry";
+import { tableGauges } from "../metrics/table-gauges";
 import type { MessagingTables } from "./tables";
 
 /** What one scrape reads from the messaging tables. */

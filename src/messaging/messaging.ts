@@ -3,6 +3,7 @@ import type { Bus, BusRecord } from "../bus/bus";
 import type { Topics } from "../contracts/topics";
 import type { HealthCheck } from "../http/health";
 import type { Database } from "../db/database";
+import type { MetricsRegistry } from "../metrics/registry";
 import type { Router } from "../http/router";
 import type { ModuleContext } from "../module";
 import { adminRouter } from "./admin";

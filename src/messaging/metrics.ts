@@ -5,7 +5,7 @@
  */
 import { Counter, Gauge } from "prom-client";
 import type { BusRecord } from "../bus/bus";
-import type { MetricsRegistry } from "../http/metrics";
+import type { MetricsRegistry } from "../metrics/registry";
 import type { MessageConsumer } from "./message-consumer";
 
 /** The per-topic counters (see messagingMetrics). */

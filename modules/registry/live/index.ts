@@ -4,7 +4,7 @@ import type { Server } from "bun";
 import type { z } from "zod";
 import type { Database } from "../../../src/db/database";
 import { errorBody } from "../../../src/http/errors";
-import type { MetricsRegistry } from "../../../src/http/metrics";
+import type { MetricsRegistry } from "../../../src/metrics/registry";
 import { createRouter, type Router } from "../../../src/http/router";
 import type { Logger } from "../../../src/log";
 import type { RegistryConfigSchema } from "../config";

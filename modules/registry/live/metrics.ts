@@ -1,6 +1,6 @@
 /** The live feed's metric families: connected, dropped and refused clients, and what its poller costs. */
 import { Counter, Gauge } from "prom-client";
-import type { MetricsRegistry } from "../../../src/http/metrics";
+import type { MetricsRegistry } from "../../../src/metrics/registry";
 import type { DropReason, FeedObserver, Refusal } from "./order-feed";
 
 const DROP_REASONS: readonly DropReason[] = ["unsent_bytes", "stalled", "shed"];

@@ -1,7 +1,7 @@
 /** `shop_work_total{kind}` and `shop_kafka_requests_total{api}`: the process's work counters (src/work-counters.ts), read at scrape time. */
 import { Counter } from "prom-client";
 import { kafkaRequests, work } from "../work-counters";
-import type { MetricsRegistry } from "./metrics";
+import type { MetricsRegistry } from "./registry";
 
 /** Registers the work counters in `registry` (every service app of a process shows the same process-wide counts). */
 export function workMetrics(registry: MetricsRegistry): void {

@@ -62,6 +62,15 @@ export function databaseTarget(settings: Settings): DatabaseTarget {
 /** How far the start behind the open HTTP services has come. */
 type Phase = "bus" | "modules" | "joining" | "ready";
 
+/** How far a start has come and what it has made: read by notReady, written by the start and by stop. */
+interface StartState {
+  phase: Phase;
+  stopping: boolean;
+  failure: Error | null;
+  /** Once created. */
+  bus: Bus | null;
+}
+
 /**
  * Starts `settings.MODULES`; module YAML comes from `settings.CONFIG_DIR` with `env` overrides.
  * Opens the database, migrates, initialises the modules and serves HTTP, then resolves; the bus
@@ -70,20 +79,74 @@ type Phase = "bus" | "modules" | "joining" | "ready";
  * at once instead of staying dark while its consumer groups rejoin.
  */
 export async function startShop(settings: Settings, env: Env, log: Logger, opts: StartOptions = {}): Promise<Shop> {
+  const { chosen, configs, listeners, status } = bindModulePorts(settings, env, log);
+  const target = databaseTarget(settings);
+  // A data directory this start creates goes again if the start does not complete.
+  const cleanup = target.driver === "pglite" && target.dataDir ? newDataDir(target.dataDir) : null;
+  const tracing = startTracing(settings, settings.MODULES, log.child("tracing"));
+  const db = await openShopDatabase(target, listeners, tracing, cleanup, log, opts.tty === true);
+  const servers = listeners.map((l) => l.server);
+  const running: RunningModule[] = [];
+  const state: StartState = { phase: "bus", stopping: false, failure: null, bus: null };
+  const notReady = () => notReadyReason(state);
+  const urls: Shop["urls"] = {};
+  const registries = serviceRegistries(chosen, db, tracing);
+  const start: Start = { settings, log, chosen, configs, listeners, status, db, registries, running, state, notReady, urls };
+  let bus: Bus;
+  try {
+    bus = await initModules(start);
+    if (opts.signal?.aborted) throw new Error("stopped during start");
+    mountModules(start, bus);
+  } catch (err) {
+    await shutdown(servers, running, state.bus, db, tracing, log).catch(() => {});
+    cleanup?.(err);
+    throw err;
+  }
+  const { ready, halt } = startBehind(bus, running, state, log, opts);
+  let stopped: Promise<void> | null = null;
+  return {
+    urls,
+    bus,
+    db,
+    ready,
+    notReady,
+    stop: () =>
+      (stopped ??= (async () => {
+        state.stopping = true;
+        halt();
+        await shutdown(servers, running, bus, db, tracing, log, async () => {
+          // A start still waiting for the broker is cut short; one starting modules finishes first.
+          if (state.phase === "bus") await bus.stop();
+          await ready.catch(() => {});
+        });
+      })()),
+  };
+}
+
+/** The chosen modules, their config, and their ports bound (503 with `status.text` until mounted). */
+function bindModulePorts(settings: Settings, env: Env, log: Logger) {
   const chosen = settings.MODULES.map((name) => MODULES[name]);
   const configs = chosen.map((m) => loadModuleConfig(m.name, m.configSchema, settings.CONFIG_DIR, env));
   const ports = chosen.map((m, i) => ({ module: m.name, port: (configs[i] as { port: number }).port, origin: portOrigin(m.name, settings.CONFIG_DIR, env) }));
   checkPorts(ports, settings.CONFIG_DIR, env);
   // Every port first: one in use is found before the database opens (nothing created, nothing
   // migrated). Until its app is mounted, each answers 503 with why (and Retry-After).
-  let starting = "starting: opening the database";
-  const listeners = bindListeners(ports, settings.HOST, () => starting);
+  const status = { text: "starting: opening the database" };
+  const listeners = bindListeners(ports, settings.HOST, () => status.text);
   log.info("ports bound; 503 until started", { urls: Object.fromEntries(listeners.map((l) => [l.module, `http://127.0.0.1:${l.server.port}`])) });
-  const target = databaseTarget(settings);
-  // A data directory this start creates goes again if the start does not complete.
-  const cleanup = target.driver === "pglite" && target.dataDir ? newDataDir(target.dataDir) : null;
-  const tracing = startTracing(settings, settings.MODULES, log.child("tracing"));
-  const opening = reportOpening(target, log.child("db"), opts.tty === true);
+  return { chosen, configs, listeners, status };
+}
+
+/** Opens the database, showing progress; if it cannot, releases the ports and tracing, removes a new data directory, and throws. */
+async function openShopDatabase(
+  target: DatabaseTarget,
+  listeners: Listener[],
+  tracing: Tracing | null,
+  cleanup: ((err: unknown) => void) | null,
+  log: Logger,
+  tty: boolean,
+): Promise<Database> {
+  const opening = reportOpening(target, log.child("db"), tty);
   let db: Database;
   try {
     db = await openDatabase(target, opening.log);
@@ -95,109 +158,118 @@ export async function startShop(settings: Settings, env: Env, log: Logger, opts:
     throw err;
   }
   opening.done(true);
-  const servers = listeners.map((l) => l.server);
-  const running: RunningModule[] = [];
-  let bus: Bus | null = null;
-  let phase: Phase = "bus";
-  let stopping = false;
-  let failure: Error | null = null;
-  const notReady = (): string | null => {
-    if (stopping) return "stopping";
-    if (failure) return `failed: ${failure.message}`;
-    switch (phase) {
-      case "ready":
-        return null;
-      case "bus":
-        return `starting: ${bus?.kind === "kafka" ? "connecting to Kafka" : "starting the bus"}`;
-      case "modules":
-        return "starting: background work";
-      case "joining":
-        return `starting: ${(bus && notJoinedReason(bus.consumers())) || "consumer groups joining"}`;
-    }
-  };
-  const urls: Shop["urls"] = {};
-  // One registry per service app: each port's /metrics reports its own service (and the shared database handle).
-  const registries = chosen.map(() => {
+  return db;
+}
+
+/** Why the shop is not ready, or null when it is. */
+function notReadyReason(state: StartState): string | null {
+  const { bus } = state;
+  if (state.stopping) return "stopping";
+  if (state.failure) return `failed: ${state.failure.message}`;
+  switch (state.phase) {
+    case "ready":
+      return null;
+    case "bus":
+      return `starting: ${bus?.kind === "kafka" ? "connecting to Kafka" : "starting the bus"}`;
+    case "modules":
+      return "starting: background work";
+    case "joining":
+      return `starting: ${(bus && notJoinedReason(bus.consumers())) || "consumer groups joining"}`;
+  }
+}
+
+/** One registry per service app: each port's /metrics reports its own service (and the shared database handle). */
+function serviceRegistries(chosen: ShopModule[], db: Database, tracing: Tracing | null): Registry[] {
+  return chosen.map(() => {
     const registry = new Registry();
     databaseMetrics(registry, db);
     workMetrics(registry);
     if (tracing) tracingMetrics(registry, tracing);
     return registry;
   });
-  try {
-    starting = "starting: applying migrations";
-    for (const m of chosen) await db.migrate(m.name, migrationsFolder(m.name, m.migrationsFolder));
-    starting = "starting: initialising the modules";
-    bus = await createBus(settings, log.child("bus"));
-    const signing = recordSigning(settings, log.child("bus"));
-    const writePrevious = pinnedWriters(settings.BUS_WRITE_PREVIOUS_VERSIONS);
-    if (writePrevious.size > 0) log.warn("writing previous message versions until every reader is upgraded", { types: [...writePrevious] });
-    for (const [i, m] of chosen.entries()) {
-      const ctx = { config: configs[i], db, bus, log: log.child(m.name), siblings: urls, signing, writePrevious, metrics: registries[i] as Registry };
-      running.push(await m.init(ctx));
-    }
-    if (opts.signal?.aborted) throw new Error("stopped during start");
-    const created = bus;
-    for (const [i, m] of chosen.entries()) {
-      const topics = (configs[i] as { topics: Topics }).topics;
-      const listener = listeners[i] as Listener;
-      listener.mount(serveModule(m, running[i] as RunningModule, { settings, db, bus: created, notReady, log, topics }, registries[i] as Registry));
-      urls[m.name] = `http://127.0.0.1:${listener.server.port}`;
-      log.info("listening", { module: m.name, url: urls[m.name] });
-    }
-  } catch (err) {
-    await shutdown(servers, running, bus, db, tracing, log).catch(() => {});
-    cleanup?.(err);
-    throw err;
-  }
+}
 
-  const started = bus;
-  let halted!: () => void;
-  const halt = new Promise<void>((resolve) => (halted = resolve));
+/** A start in progress, past the database: what initModules and mountModules share. */
+interface Start {
+  settings: Settings;
+  log: Logger;
+  chosen: ShopModule[];
+  configs: unknown[];
+  listeners: Listener[];
+  /** What a port answers (503) until its module is mounted. */
+  status: { text: string };
+  db: Database;
+  registries: Registry[];
+  /** Filled as each module is initialised (stopped in reverse by shutdown). */
+  running: RunningModule[];
+  state: StartState;
+  notReady: () => string | null;
+  urls: Shop["urls"];
+}
+
+/** Migrates each module's schema, creates the bus and initialises each module; returns the bus (also in `state.bus`). */
+async function initModules(s: Start): Promise<Bus> {
+  const { settings, log, chosen, configs, db, urls } = s;
+  s.status.text = "starting: applying migrations";
+  for (const m of chosen) await db.migrate(m.name, migrationsFolder(m.name, m.migrationsFolder));
+  s.status.text = "starting: initialising the modules";
+  const bus = (s.state.bus = await createBus(settings, log.child("bus")));
+  const signing = recordSigning(settings, log.child("bus"));
+  const writePrevious = pinnedWriters(settings.BUS_WRITE_PREVIOUS_VERSIONS);
+  if (writePrevious.size > 0) log.warn("writing previous message versions until every reader is upgraded", { types: [...writePrevious] });
+  for (const [i, m] of chosen.entries()) {
+    const ctx = { config: configs[i], db, bus, log: log.child(m.name), siblings: urls, signing, writePrevious, metrics: s.registries[i] as Registry };
+    s.running.push(await m.init(ctx));
+  }
+  return bus;
+}
+
+/** Mounts each module's HTTP service on its port's listener and records its URL. */
+function mountModules(s: Start, bus: Bus): void {
+  const { settings, log, db, notReady } = s;
+  for (const [i, m] of s.chosen.entries()) {
+    const topics = (s.configs[i] as { topics: Topics }).topics;
+    const listener = s.listeners[i] as Listener;
+    listener.mount(serveModule(m, s.running[i] as RunningModule, { settings, db, bus, notReady, log, topics }, s.registries[i] as Registry));
+    s.urls[m.name] = `http://127.0.0.1:${listener.server.port}`;
+    log.info("listening", { module: m.name, url: s.urls[m.name] });
+  }
+}
+
+/**
+ * Starts the bus, then the modules' background work, then waits for every consumer group to
+ * join, advancing `state.phase`; a failure on the way or later marks the shop failed and calls
+ * `opts.onFatal`. `halt` cuts the wait for the groups short (a stop).
+ */
+function startBehind(bus: Bus, running: RunningModule[], state: StartState, log: Logger, opts: StartOptions) {
+  let halt!: () => void;
+  const halted = new Promise<void>((resolve) => (halt = resolve));
   const fatal = (err: Error) => {
-    if (stopping || failure) return;
-    failure = err;
+    if (state.stopping || state.failure) return;
+    state.failure = err;
     log.error("failed after start; not ready", { err });
     opts.onFatal?.(err);
   };
-  started.onFatal(fatal);
+  bus.onFatal(fatal);
+  const stillStarting = () => {
+    if (state.stopping) throw new Error("stopped during start");
+  };
   const ready = (async () => {
-    const stillStarting = () => {
-      if (stopping) throw new Error("stopped during start");
-    };
-    await started.start();
+    await bus.start();
     stillStarting();
-    phase = "modules";
+    state.phase = "modules";
     for (const r of running) {
       await r.start();
       stillStarting();
     }
-    phase = "joining";
-    await Promise.race([started.joined(), halt]);
+    state.phase = "joining";
+    await Promise.race([bus.joined(), halted]);
     stillStarting();
-    phase = "ready";
-    // The caller announces it (src/start-banner.ts): a banner on a terminal, a "ready" log line otherwise.
+    state.phase = "ready";
+    // The caller announces it (src/app/start-banner.ts): a banner on a terminal, a "ready" log line otherwise.
   })();
   ready.catch((err: Error) => fatal(err));
-
-  let stopped: Promise<void> | null = null;
-  return {
-    urls,
-    bus: started,
-    db,
-    ready,
-    notReady,
-    stop: () =>
-      (stopped ??= (async () => {
-        stopping = true;
-        halted();
-        await shutdown(servers, running, started, db, tracing, log, async () => {
-          // A start still waiting for the broker is cut short; one starting modules finishes first.
-          if (phase === "bus") await started.stop();
-          await ready.catch(() => {});
-        });
-      })()),
-  };
+  return { ready, halt };
 }
 
 /** One module's HTTP service: its routes inside the shared shell (mounted on its port's listener). */

@@ -3,7 +3,6 @@ import type { Bus, BusRecord } from "../bus/bus";
 import type { Topics } from "../contracts/topics";
 import type { HealthCheck } from "../http/health";
 import type { Database } from "../db/database";
-import type { MetricsRegistry } from "../metrics/registry";
 import type { Router } from "../http/router";
 import type { ModuleContext } from "../module";
 import { adminRouter } from "./admin";
@@ -105,13 +104,13 @@ function subscribe(bus: Bus, sub: { group: string; topics: string[] }, consumer:
 }
 
 /** The module's outbox relay, telling `onPublished` of the records the bus acknowledged. */
-function startRelay(ctx: ModuleContext<MessagingConfig>, tables: RetainedTables, onPublished: (records: BusRecord[]) => void): Promise<OutboxRelay> {
+function startRelay(ctx: ModuleContext<MessagingConfig>, tables: MessagingTables, onPublished: (records: BusRecord[]) => void): Promise<OutboxRelay> {
   const { db, bus, config, log } = ctx;
   return startOutboxRelay({ db, bus, tables, pollMs: config.outbox_poll_ms, log: log.child("outbox"), signer: ctx.signing ?? null, onPublished });
 }
 
 /** Readiness: throws while more than `max` outbox rows wait to be published. */
-async function backlogUnder(db: Database, tables: RetainedTables, max: number): Promise<void> {
+async function backlogUnder(db: Database, tables: MessagingTables, max: number): Promise<void> {
   const backlog = await outboxBacklog(db, tables);
   if (backlog > max) throw new Error(`outbox backlog ${backlog} is over ready_max_outbox_backlog (${max})`);
 }

@@ -12,7 +12,7 @@ import type { Logger } from "../log";
 import { explainConnectionError, isPermanentRefusal } from "./connect-errors";
 import { createMutex } from "./mutex";
 import { createPglite, type Durability } from "./pglite-durability";
-import { CHECKPOINT_EVERY_MS, ensureDataDir, lockDataDir, pgliteOptions, shareParsers } from "./pglite-tuning";
+import { CHECKPOINT_EVERY_MS, ensureDataDir, lockDataDir, pgliteOptions } from "./pglite-tuning";
 import { countingStatements, countStatement, inSpan, SpanKind, tracingOn } from "../tracing/spans";
 import { countPeriodicStatements, work } from "../work-counters";
 
@@ -160,7 +160,6 @@ export async function openDatabase(target: DatabaseTarget, log: Logger, hooks: D
 
 async function openPglite(dataDir: string | null, log: Logger, hooks: DatabaseHooks, unsafeNoFsync: boolean): Promise<Database> {
   const started = Date.now();
-  shareParsers();
   const unlock = dataDir ? lockDataDir(dataDir) : () => {};
   let client: PGlite;
   let durability: Durability | null;

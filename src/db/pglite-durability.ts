@@ -17,6 +17,7 @@ import { closeSync, fdatasyncSync, fsyncSync, openSync, promises as fsp, readdir
 import { join } from "node:path";
 import { PGlite, type PGliteOptions } from "@electric-sql/pglite";
 import { NodeFS } from "@electric-sql/pglite/nodefs";
+import { openPgliteClient } from "./pglite-client";
 
 /**
  * PostgreSQL's start parameters with fsync on: PGlite's `-F` dropped; fsync() as the WAL's sync
@@ -238,17 +239,18 @@ export interface Durability {
 }
 
 /**
- * Opens PGlite on `dataDir`: durable (fsync on, see above) unless `unsafeNoFsync`, PGlite's own
- * behaviour that an OS crash or a power cut can undo. In memory there is nothing to make durable.
+ * Opens PGlite (the client drizzle needs: see pglite-client.ts) on `dataDir`: durable (fsync on,
+ * see above) unless `unsafeNoFsync`, PGlite's own behaviour that an OS crash or a power cut can
+ * undo. In memory there is nothing to make durable.
  */
 export async function createPglite(
   dataDir: string | null,
   options: PGliteOptions,
   unsafeNoFsync: boolean,
 ): Promise<{ client: PGlite; durability: Durability | null }> {
-  if (!dataDir || unsafeNoFsync) return { client: await PGlite.create(dataDir ?? "memory://", options), durability: null };
+  if (!dataDir || unsafeNoFsync) return { client: await openPgliteClient({ ...options, dataDir: dataDir ?? "memory://" }), durability: null };
   const fs = new DurableNodeFS(dataDir);
-  const client = await PGlite.create({ ...options, fs, startParams: durableStartParams(options.startParams ?? PGlite.defaultStartParams) });
+  const client = await openPgliteClient({ ...options, fs, startParams: durableStartParams(options.startParams ?? PGlite.defaultStartParams) });
   fs.group();
   return { client, durability: fs };
 }

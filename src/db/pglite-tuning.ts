@@ -1,8 +1,7 @@
 /** What PGlite needs beyond `PGlite.create` to be a fast, small, safe default database. */
 import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
 import { basename, dirname, join } from "node:path";
-import { PGlite, type PGliteOptions, types } from "@electric-sql/pglite";
-import { PgliteSession } from "drizzle-orm/pglite/session";
+import { PGlite, type PGliteOptions } from "@electric-sql/pglite";
 import { assetPath, IN_BINARY, PGLITE_ASSETS } from "../assets";
 import { syncDirectory, syncTree } from "./pglite-durability";
 
@@ -12,10 +11,6 @@ import { syncDirectory, syncTree } from "./pglite-durability";
  */
 export const PGLITE_OPTIONS: PGliteOptions = {
   startParams: [...PGlite.defaultStartParams, "-c", "shared_buffers=16MB"],
-  // Dates, intervals and their arrays as text, as drizzle wants them (see shareParsers()).
-  parsers: Object.fromEntries(
-    [types.TIMESTAMP, types.TIMESTAMPTZ, types.INTERVAL, types.DATE, 1231, 1115, 1185, 1187, 1182].map((t) => [t, (v: string) => v]),
-  ),
 };
 
 let embedded: Promise<PGliteOptions> | null = null;
@@ -41,27 +36,6 @@ export const INIT_DATA_DIR_FLAG = "--internal-init-data-dir";
 export async function initDataDir(dir: string): Promise<void> {
   const fresh = await PGlite.create(dir, await pgliteOptions());
   await fresh.close();
-}
-
-let shared = false;
-
-/**
- * drizzle hands PGlite the same parsers with every query, and PGlite copies its whole parser
- * table each time (about a sixth of a query's CPU). PGlite gets them once at create time
- * (PGLITE_OPTIONS), so the per-query copy is dropped here.
- */
-export function shareParsers(): void {
-  if (shared) return;
-  shared = true;
-  type Prepared = { rawQueryConfig: { parsers?: unknown }; queryConfig: { parsers?: unknown } };
-  const prepare = PgliteSession.prototype.prepareQuery;
-  PgliteSession.prototype.prepareQuery = function (this: PgliteSession<never, never>, ...args: Parameters<typeof prepare>) {
-    const query = prepare.apply(this, args);
-    const p = query as unknown as Prepared;
-    delete p.rawQueryConfig.parsers;
-    delete p.queryConfig.parsers;
-    return query;
-  } as typeof prepare;
 }
 
 /**

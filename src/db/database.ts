@@ -227,6 +227,17 @@ const RETRYABLE = new Set(["40001", "40P01"]);
  * connection keeps a statement per distinct SQL text, so hot paths keep their text fixed
  * (`= any($1)` rather than an IN list whose length varies). Transactions, savepoints and
  * reconnects are postgres.js's business: a new connection prepares again on first use.
+ *
+ * Why a Proxy, the one left around a library (src/db/database.test.ts fails without it): no
+ * setting of either library does this. drizzle-orm 0.45's postgres-js session passes
+ * `{ prepare: name !== undefined }` to `unsafe()` with every query, and postgres.js lets a query's
+ * own `prepare` beat the client's `prepare: true` (connection.js `build()`), so the client option
+ * is ignored (drizzle-orm issue 6096, fix proposed in pull request 6098; once drizzle passes the
+ * client's setting, this Proxy goes and the client's default `prepare: true` does the job). A
+ * subclass is impossible (postgres() returns a function, and drizzle makes a fresh session over
+ * each transaction's and savepoint's handle), and a plain wrapper object would have to be cast to
+ * the whole `Sql` type drizzle requires: the Proxy alone changes `unsafe`, `begin` and
+ * `savepoint` and passes every other member of the real client through.
  */
 function preparing<T extends postgres.Sql | postgres.TransactionSql>(client: T): T {
   return new Proxy(client, {

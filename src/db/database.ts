@@ -279,60 +279,73 @@ async function openPostgres(url: string, poolSize: number, log: Logger): Promise
   const stats: DatabaseStats = { statements: 0, transactions: 0 };
   const pg = drizzlePostgres(preparing(client), { logger: counting(stats) });
   const db: Executor = pg;
-  let busy = 0;
-  const counted = async <T>(fn: () => Promise<T>): Promise<T> => {
-    busy += 1;
-    try {
-      return await fn();
-    } finally {
-      busy -= 1;
-    }
-  };
+  const busy = createBusyCounter();
   return {
     driver: "postgres",
     concurrentTransactions: true,
     stats,
-    pool: () => ({ max: poolSize, inUse: Math.min(busy, poolSize), waiting: Math.max(0, busy - poolSize) }),
-    transaction: (fn) =>
-      counted(async () => {
-        for (let attempt = 1; ; attempt++) {
-          try {
-            return await withCommitHooks((body) => db.transaction(body), fn, stats, "postgres");
-          } catch (err) {
-            const code = pgCode(err);
-            if (!code || !RETRYABLE.has(code) || attempt >= 5) throw err;
-            log.debug("transaction retried", { code, attempt });
-          }
-        }
-      }),
-    read: (fn) => counted(() => fn(db)),
-    autocommit: (fn) => counted(() => fn(db)),
+    pool: () => ({ max: poolSize, inUse: Math.min(busy.now, poolSize), waiting: Math.max(0, busy.now - poolSize) }),
+    transaction: (fn) => busy.counted(() => retryingTransaction(db, fn, stats, log)),
+    read: (fn) => busy.counted(() => fn(db)),
+    autocommit: (fn) => busy.counted(() => fn(db)),
     migrate: (name, folder) => withRetry(() => migratePostgres(pg, migrationConfig(name, folder)).catch(explained), log),
-    ping: () => counted(async () => void (await db.execute(sql`select 1`).catch(explained))),
+    ping: () => busy.counted(async () => void (await db.execute(sql`select 1`).catch(explained))),
     close: () => client.end({ timeout: 5 }),
-    async session() {
-      let closed: (() => void) | null = null;
-      const conn = postgres(url, {
-        max: 1,
-        connect_timeout: 5,
-        idle_timeout: 0,
-        max_lifetime: 0,
-        onnotice: () => {},
-        onclose: () => closed?.(),
-      });
-      return {
-        db: drizzlePostgres(preparing(conn), { logger: counting(stats) }),
-        quiet: drizzlePostgres(preparing(conn)),
-        onClose(hook) {
-          closed = () => {
-            closed = null;
-            hook();
-          };
-        },
-        listen: async (channel, onNotify) => void (await conn.listen(channel, () => onNotify())),
-        close: () => conn.end({ timeout: 0 }),
+    session: () => openSession(url, stats),
+  };
+}
+
+/** Units of work in flight (postgres.js has no pool API: see PoolUse). */
+function createBusyCounter() {
+  const counter = {
+    now: 0,
+    async counted<T>(fn: () => Promise<T>): Promise<T> {
+      counter.now += 1;
+      try {
+        return await fn();
+      } finally {
+        counter.now -= 1;
+      }
+    },
+  };
+  return counter;
+}
+
+/** Runs `fn` in a transaction, again on a serialization failure or a deadlock (up to 5 attempts). */
+async function retryingTransaction<T>(db: Executor, fn: (tx: Executor) => Promise<T>, stats: DatabaseStats, log: Logger): Promise<T> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await withCommitHooks((body) => db.transaction(body), fn, stats, "postgres");
+    } catch (err) {
+      const code = pgCode(err);
+      if (!code || !RETRYABLE.has(code) || attempt >= 5) throw err;
+      log.debug("transaction retried", { code, attempt });
+    }
+  }
+}
+
+/** A connection of its own (see Database.session), its statements counted in `stats` except through `quiet`. */
+async function openSession(url: string, stats: DatabaseStats): Promise<DbSession> {
+  let closed: (() => void) | null = null;
+  const conn = postgres(url, {
+    max: 1,
+    connect_timeout: 5,
+    idle_timeout: 0,
+    max_lifetime: 0,
+    onnotice: () => {},
+    onclose: () => closed?.(),
+  });
+  return {
+    db: drizzlePostgres(preparing(conn), { logger: counting(stats) }),
+    quiet: drizzlePostgres(preparing(conn)),
+    onClose(hook) {
+      closed = () => {
+        closed = null;
+        hook();
       };
     },
+    listen: async (channel, onNotify) => void (await conn.listen(channel, () => onNotify())),
+    close: () => conn.end({ timeout: 0 }),
   };
 }
 

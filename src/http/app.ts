@@ -36,8 +36,8 @@ interface BunServer {
   url?: URL;
 }
 
-/** Builds one service's app around the routes of the modules it serves. */
-export function createServiceApp(opts: {
+/** What a service's app is built from. */
+interface ServiceAppOptions {
   title: string;
   routers: Router[];
   checks: Record<string, HealthCheck>;
@@ -55,7 +55,10 @@ export function createServiceApp(opts: {
   log: Logger;
   /** What GET /asyncapi.json is built from: the service's topic names, brokers and partitions. */
   messages: AsyncApiOptions;
-}): OpenAPIHono {
+}
+
+/** Builds one service's app around the routes of the modules it serves. */
+export function createServiceApp(opts: ServiceAppOptions): OpenAPIHono {
   const app = new OpenAPIHono({ strict: false, defaultHook: validationHook });
   app.onError(errorHandler(opts.log));
   app.notFound((c) => {
@@ -66,12 +69,24 @@ export function createServiceApp(opts: {
     c.header("Allow", allowed.join(", "));
     return c.json(errorBody("method_not_allowed", `${path} allows ${allowed.join(", ")}`), 405);
   });
+  const metrics = opts.metrics ?? new Registry();
+  useGuards(app, opts, metrics);
+  mountRoutes(app, opts, metrics);
+  const dispatch = app.fetch;
+  app.fetch = (request, server?: BunServer, ctx?) => {
+    if (server?.timeout && request.body !== null) server.timeout(request, BUN_BODY_TIMEOUT_S);
+    return dispatch(ownPath(request, server), server, ctx);
+  };
+  return app;
+}
+
+/** The middleware every request passes, outermost first: tracing, logging, counting, then the checks. */
+function useGuards(app: OpenAPIHono, opts: ServiceAppOptions, metrics: MetricsRegistry): void {
   // Outermost of all: the request's span (tracing on), so that everything below, its log line too, is in it.
   app.use(traceRequests);
   // The request id is set before anything answers, and every answer is logged.
   app.use(requestLog(opts.log));
   // Outermost: every answer is counted, whatever stage gave it.
-  const metrics = opts.metrics ?? new Registry();
   app.use(httpMetrics(metrics));
   // Before every check that can answer: its answers carry the headers too.
   app.use(hardeningHeaders);
@@ -97,6 +112,10 @@ export function createServiceApp(opts: {
     }),
   );
   app.use(checkedJsonBody);
+}
+
+/** The shell's routes (health, metrics, AsyncAPI), the modules' routes, the OpenAPI document and Swagger UI. */
+function mountRoutes(app: OpenAPIHono, opts: ServiceAppOptions, metrics: MetricsRegistry): void {
   app.route("/", healthRoutes(opts.checks, { consumers: opts.consumers, readyChecks: opts.readyChecks }));
   app.route("/", metricsRoutes(metrics));
   app.route("/", asyncApiRoutes(opts.messages));
@@ -109,12 +128,6 @@ export function createServiceApp(opts: {
     return c.json({ ...doc, servers: [{ url: "/", description: `${opts.title}: the service this document was served from` }] });
   });
   mountSwagger(app, "/openapi.json", opts.title);
-  const dispatch = app.fetch;
-  app.fetch = (request, server?: BunServer, ctx?) => {
-    if (server?.timeout && request.body !== null) server.timeout(request, BUN_BODY_TIMEOUT_S);
-    return dispatch(ownPath(request, server), server, ctx);
-  };
-  return app;
 }
 
 /**

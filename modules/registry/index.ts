@@ -1,6 +1,7 @@
 /** Registry: catalogue and orders; it decides each order's final state. The module's one door. */
 import { join } from "node:path";
-import type { ShopModule } from "../../src/module";
+import type { ModuleContext, ShopModule } from "../../src/module";
+import type { z } from "zod";
 import { setUpMessaging } from "../../src/messaging/messaging";
 import { RegistryConfigSchema } from "./config";
 import { REGISTRY_ERRORS } from "./errors";
@@ -31,23 +32,9 @@ export const registryModule: ShopModule<typeof RegistryConfigSchema> = {
     const sweeps = sweepLoop({ db, enqueue: messaging.enqueue, config, log, sagaEnded });
     // Siblings in this process first: their ports may be chosen at start.
     const peers = () => ({ wallet: ctx.siblings.wallet ?? config.wallet_url, storage: ctx.siblings.storage ?? config.storage_url });
-    const audit = registryAuditRouter(
-      db,
-      {
-        deadlineSeconds: config.saga_deadline_seconds,
-        compensationDeadlineSeconds: config.compensation_deadline_seconds,
-        unknownOrderGraceSeconds: config.unknown_order_grace_ms / 1000,
-      },
-      peers,
-    );
     const live = createLivePage({ db, log, metrics: ctx.metrics, peers, config });
     return {
-      router: registryRouter(
-        db,
-        createCatalogue(db),
-        createAdmission(db, { maxPending: config.max_pending_orders, waitMs: config.admission_wait_ms }),
-        messaging.outbox,
-      ).route("/", registryAdminRouter(db, { deadlineMs, compensationMs: config.compensation_deadline_seconds * 1000 })).route("/", messaging.admin).route("/", audit).route("/", live.router),
+      router: registryRoutes(ctx, messaging, peers).route("/", live.router),
       readyChecks: { outbox: messaging.ready },
       async start() {
         await messaging.start();
@@ -61,3 +48,27 @@ export const registryModule: ShopModule<typeof RegistryConfigSchema> = {
     };
   },
 };
+
+/** The registry's routes but the live page's: orders and catalogue, admin, messaging admin, audit. */
+function registryRoutes(
+  { db, config }: ModuleContext<z.infer<typeof RegistryConfigSchema>>,
+  messaging: ReturnType<typeof setUpMessaging>,
+  peers: () => { wallet: string; storage: string },
+) {
+  const audit = registryAuditRouter(
+    db,
+    {
+      deadlineSeconds: config.saga_deadline_seconds,
+      compensationDeadlineSeconds: config.compensation_deadline_seconds,
+      unknownOrderGraceSeconds: config.unknown_order_grace_ms / 1000,
+    },
+    peers,
+  );
+  const admin = registryAdminRouter(db, { deadlineMs: config.saga_deadline_seconds * 1000, compensationMs: config.compensation_deadline_seconds * 1000 });
+  return registryRouter(
+    db,
+    createCatalogue(db),
+    createAdmission(db, { maxPending: config.max_pending_orders, waitMs: config.admission_wait_ms }),
+    messaging.outbox,
+  ).route("/", admin).route("/", messaging.admin).route("/", audit);
+}

@@ -101,13 +101,14 @@ export async function reserveItems(tx: Executor, enqueue: Enqueue, order: OrderC
 /** A run of OrderCreated messages (see reserveOrders). */
 type Created = { order: OrderCreated; cause: Pick<Message, "request_id"> };
 
+/** Stock levels of the products in a run of OrderCreated, by product id. */
+type Levels = Map<number, { available: number; reserved: number }>;
+
 /**
- * OrderCreated, many at once: for each order in delivery order reserve every item or none, once,
- * as reserveItems would one by one. One statement reads (and locks, in product order) the stock
- * rows and finds the orders already reserved or rejected; the stock is worked out here; the writes
- * (the stock, the reservations and the rejections) come back for the consumer to run in one statement.
+ * One statement: the stock rows of every product in `run` (locked, in product order) and the
+ * orders of `run` already reserved or rejected.
  */
-export async function reserveOrders(tx: Executor, enqueue: Enqueue, run: Created[]): Promise<SQL[]> {
+async function readStockAndDecided(tx: Executor, run: Created[]): Promise<{ levels: Levels; decided: Set<string> }> {
   const orderIds = [...new Set(run.map((c) => c.order.order_id))];
   const products = [...new Set(run.flatMap((c) => c.order.items.map((i) => i.product_id)))].sort((a, b) => a - b);
   const read = rowsOf(
@@ -120,12 +121,35 @@ export async function reserveOrders(tx: Executor, enqueue: Enqueue, run: Created
       )
       select product_id, available, reserved, null::uuid as order_id from s union all select null, null, null, order_id from d`),
   );
-  const levels = new Map<number, { available: number; reserved: number }>();
+  const levels: Levels = new Map();
   const decided = new Set<string>();
   for (const r of read) {
     if (r.order_id === null) levels.set(Number(r.product_id), { available: Number(r.available), reserved: Number(r.reserved) });
     else decided.add(String(r.order_id));
   }
+  return { levels, decided };
+}
+
+/** Why storage refuses an order wanting `wanted` of products `ids` at `levels` (null: it can hold them all). */
+function whyRejected(orderId: string, ids: number[], wanted: Map<number, number>, levels: Levels): OrderRejected | null {
+  const missing = ids.find((id) => !levels.has(id));
+  if (missing !== undefined) return { order_id: orderId, service: "storage", reason: "unknown_product", message: `no stock kept for product ${missing}` };
+  const short = ids.find((id) => (levels.get(id)?.available ?? 0) < (wanted.get(id) ?? 0));
+  if (short !== undefined) return { order_id: orderId, service: "storage", reason: "out_of_stock", message: `not enough of product ${short}` };
+  // Only a row that passed MAX_STOCK_UNITS before receipts were checked: refused, not an integer overflow.
+  const full = ids.find((id) => (levels.get(id)?.reserved ?? 0) + (wanted.get(id) ?? 0) > MAX_STOCK_UNITS);
+  if (full !== undefined) return { order_id: orderId, service: "storage", reason: "out_of_stock", message: `product ${full} cannot hold more than ${MAX_STOCK_UNITS} reserved units` };
+  return null;
+}
+
+/**
+ * OrderCreated, many at once: for each order in delivery order reserve every item or none, once,
+ * as reserveItems would one by one. One statement reads (and locks, in product order) the stock
+ * rows and finds the orders already reserved or rejected; the stock is worked out here; the writes
+ * (the stock, the reservations and the rejections) come back for the consumer to run in one statement.
+ */
+export async function reserveOrders(tx: Executor, enqueue: Enqueue, run: Created[]): Promise<SQL[]> {
+  const { levels, decided } = await readStockAndDecided(tx, run);
   const touched = new Set<number>();
   const held: (typeof reservations.$inferInsert)[] = [];
   const rejections: (typeof rejectedOrders.$inferInsert)[] = [];
@@ -136,17 +160,8 @@ export async function reserveOrders(tx: Executor, enqueue: Enqueue, run: Created
     decided.add(orderId);
     const wanted = mergeItems(order.items);
     const ids = [...wanted.keys()].sort((a, b) => a - b);
-    const missing = ids.find((id) => !levels.has(id));
-    const short = ids.find((id) => (levels.get(id)?.available ?? 0) < (wanted.get(id) ?? 0));
-    // Only a row that passed MAX_STOCK_UNITS before receipts were checked: refused, not an integer overflow.
-    const full = ids.find((id) => (levels.get(id)?.reserved ?? 0) + (wanted.get(id) ?? 0) > MAX_STOCK_UNITS);
-    if (missing !== undefined || short !== undefined || full !== undefined) {
-      const rejection: OrderRejected =
-        missing !== undefined
-          ? { order_id: orderId, service: "storage", reason: "unknown_product", message: `no stock kept for product ${missing}` }
-          : short !== undefined
-            ? { order_id: orderId, service: "storage", reason: "out_of_stock", message: `not enough of product ${short}` }
-            : { order_id: orderId, service: "storage", reason: "out_of_stock", message: `product ${full} cannot hold more than ${MAX_STOCK_UNITS} reserved units` };
+    const rejection = whyRejected(orderId, ids, wanted, levels);
+    if (rejection) {
       rejections.push({ orderId, service: rejection.service, reason: rejection.reason });
       await enqueue(tx, withCause(cause, createMessage("OrderRejected", rejection)));
       continue;

@@ -28,7 +28,6 @@ export const registryModule: ShopModule<typeof RegistryConfigSchema> = {
     const keyRetention = idempotencyKeyPruneJob(config.idempotency_key_retention_hours * 3_600_000);
     const sagaEnded = registryMetrics(ctx.metrics, db);
     const messaging = setUpMessaging(ctx, tables, registryConsumers(sagaEnded, log.child("saga")), REGISTRY_TOPICS, [keyRetention]);
-    const deadlineMs = config.saga_deadline_seconds * 1000;
     const sweeps = sweepLoop({ db, enqueue: messaging.enqueue, config, log, sagaEnded });
     // Siblings in this process first: their ports may be chosen at start.
     const peers = () => ({ wallet: ctx.siblings.wallet ?? config.wallet_url, storage: ctx.siblings.storage ?? config.storage_url });

@@ -10,6 +10,7 @@ import { periodic } from "./work-counters";
 /** What a loop runs, and when. */
 export interface LoopOptions {
   /** One pass. It may resolve with the milliseconds until the next one (else `every` says). */
+  // biome-ignore lint/suspicious/noConfusingVoidType: a pass with nothing to say is a plain async function, whose type is Promise<void>
   run: () => Promise<number | undefined | void>;
   /**
    * Milliseconds from the end of a pass (or its failure) to the next; a function is asked after

@@ -60,10 +60,14 @@ function keyVariables(name: ModuleName, schema: z.ZodType, file: string, env: En
       throw new ConfigError(from, `write it in upper case: ${prefix}${rest.toUpperCase()}`, showValue(key, value));
     }
     if (!fieldSchema) {
+      const suggestion = didYouMean(
+        rest,
+        Object.keys(shape).map((k) => k.toUpperCase()),
+        (k) => prefix + k,
+      );
       throw new ConfigError(
         from,
-        `${name} has no setting "${field}"${didYouMean(rest, Object.keys(shape).map((k) => k.toUpperCase()), (k) => prefix + k)}; ` +
-          `if this variable is not meant for the shop, add it to IGNORE_VARS (or unset it) (see --help)`,
+        `${name} has no setting "${field}"${suggestion}; if this variable is not meant for the shop, add it to IGNORE_VARS (or unset it) (see --help)`,
         showValue(key, value),
       );
     }

@@ -11,4 +11,5 @@ const server = Bun.serve({
   fetch: () => new Response(body, { headers: { "content-type": "application/json" } }),
 });
 console.log(`http://127.0.0.1:${server.port}`);
+
 export {};

@@ -14,7 +14,8 @@ const ROOT = resolve(import.meta.dir, "..");
 /** Runs a command to its end, throwing with its output when it fails. */
 function run(cmd: string[], cwd: string): void {
   const r = Bun.spawnSync(cmd, { cwd, stdout: "pipe", stderr: "pipe" });
-  if (r.exitCode !== 0) throw new Error(`${cmd.join(" ")} (in ${cwd}) exited with ${r.exitCode}: ${r.stderr.toString().trim() || r.stdout.toString().trim()}`);
+  if (r.exitCode !== 0)
+    throw new Error(`${cmd.join(" ")} (in ${cwd}) exited with ${r.exitCode}: ${r.stderr.toString().trim() || r.stdout.toString().trim()}`);
 }
 
 /** The baseline checkout's directory, ready to run `bun run src/app/main.ts` in; null when none is asked for. */

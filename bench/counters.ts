@@ -31,7 +31,9 @@ export async function scrapeCounts(shop: RunningShop): Promise<Counts> {
   const counts: Counts = {};
   const add = (k: string, v: number) => (counts[k] = (counts[k] ?? 0) + v);
   const firstOfProcess = new Set(Object.values(shop.processUrls));
-  const texts = await Promise.all(Object.values(shop.urls).map(async (url) => ({ url, text: await (await fetch(`${url}/metrics`)).text() })));
+  const texts = await Promise.all(
+    Object.values(shop.urls).map(async (url) => ({ url, text: await (await fetch(`${url}/metrics`)).text() })),
+  );
   for (const { url, text } of texts) {
     for (const s of samples(text)) {
       if (s.name === "shop_http_requests_total" && s.labels.route !== "/metrics") add("http_requests", s.value);

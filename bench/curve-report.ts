@@ -70,7 +70,8 @@ const KINDS: { kind: string; label: string; cost: (u: NonNullable<ModeResult["un
 ];
 
 const kafkaTotal = (c: Record<string, number>) => Object.entries(c).reduce((n, [k, v]) => (k.startsWith("kafka_") ? n + v : n), 0);
-const countOf = (c: Record<string, number> | null, kind: string) => (c === null ? Number.NaN : kind === "kafka_*" ? kafkaTotal(c) : (c[kind] ?? Number.NaN));
+const countOf = (c: Record<string, number> | null, kind: string) =>
+  c === null ? Number.NaN : kind === "kafka_*" ? kafkaTotal(c) : (c[kind] ?? Number.NaN);
 
 /** How many of each kind one order costs at the first fixed rate (10/s) and at saturation, what each costs alone, and the sum against the measured total. */
 export function accountingTable(r: ModeResult): string {

@@ -9,7 +9,7 @@ import { type Counts, countsSince, scrapeCounts } from "./counters";
 import type { RunningShop } from "./launch";
 import { postAtRate } from "./load";
 import type { OrderTracker } from "./order-tracker";
-import { percentile, type PhaseResult, summarise } from "./phase";
+import { type PhaseResult, percentile, summarise } from "./phase";
 import { cpuSince, cpuSnapshot, type Pids } from "./proc-stats";
 
 /** One point of the curve. */

@@ -33,7 +33,10 @@ export function benchUsers(count: number): number[] {
 export async function stockUp(urls: ShopUrls, users: number[]): Promise<void> {
   const calls = [
     ...users.map((u) => () => postJson(`${urls.wallet}/wallets/${u}/deposits`, { amount_cents: MONEY_PER_USER_CENTS }, adminHeaders)),
-    ...Array.from({ length: PRODUCTS }, (_, i) => () => postJson(`${urls.storage}/stock/${i + 1}/receipts`, { quantity: STOCK_PER_PRODUCT }, adminHeaders)),
+    ...Array.from(
+      { length: PRODUCTS },
+      (_, i) => () => postJson(`${urls.storage}/stock/${i + 1}/receipts`, { quantity: STOCK_PER_PRODUCT }, adminHeaders),
+    ),
   ];
   for (let i = 0; i < calls.length; i += 16) {
     const answers = await Promise.all(calls.slice(i, i + 16).map((c) => c()));
@@ -106,7 +109,15 @@ function finish(run: Started, pids: Pids): PostingRun {
   const own = process.cpuUsage(run.own);
   const loadCpu = ((own.user + own.system) / 1000 / (endedAt - run.startedAt)) * 100;
   const machineCpu = machineSince(run.machine);
-  return { startedAt: run.startedAt, endedAt, accepted: run.accepted, failures: run.failures, cpu: cpuSince(run.before, pids), loadCpu, machineCpu };
+  return {
+    startedAt: run.startedAt,
+    endedAt,
+    accepted: run.accepted,
+    failures: run.failures,
+    cpu: cpuSince(run.before, pids),
+    loadCpu,
+    machineCpu,
+  };
 }
 
 /** POSTs one single-item order; on 201 hands it to the tracker, else counts the failure. */

@@ -61,7 +61,13 @@ interface SpanFigures {
  * started. `postmaster` is the cluster's pid: its CPU (backends included) is measured beside the
  * shop's in the modes that use PostgreSQL, as is the Kafka broker's.
  */
-export async function measureMode(mode: Mode, cluster: PostgresCluster, postmaster: number, s: BenchSettings, cwd?: string): Promise<ModeResult> {
+export async function measureMode(
+  mode: Mode,
+  cluster: PostgresCluster,
+  postmaster: number,
+  s: BenchSettings,
+  cwd?: string,
+): Promise<ModeResult> {
   const checkout = cwd ? "baseline" : "";
   const say = (msg: string) => console.error(`[${mode}${cwd ? " baseline" : ""}] ${msg}`);
   const mark = depth();
@@ -100,20 +106,30 @@ export async function measureMode(mode: Mode, cluster: PostgresCluster, postmast
     const satCounts = await tryCounts(shop);
     await settle();
     const saturation = summarise(satRun, tracker);
-    const satPoint = pointOf("saturation", saturation.acceptedPerSecond, saturation, before && satCounts ? countsSince(before, satCounts) : null);
+    const satPoint = pointOf(
+      "saturation",
+      saturation.acceptedPerSecond,
+      saturation,
+      before && satCounts ? countsSince(before, satCounts) : null,
+    );
     const satStatements = saturation.finals > 0 ? (satPoint.counts?.statements ?? Number.NaN) / saturation.finals : Number.NaN;
     const sat = saturation.finalPerSecond;
     say(`saturation: ${sat.toFixed(1)} final/s`);
 
     const traced = mode === "postgres-traced";
-    const rates: { label: string; rate: number }[] = (traced ? s.curveRates.filter((r) => r.ofSaturation === 0.5) : s.curveRates).map((r) =>
-      r.ofSaturation ? { label: `${r.ofSaturation} × saturation`, rate: Math.max(1, r.ofSaturation * sat) } : { label: `${r.perSecond}/s`, rate: r.perSecond ?? 1 },
+    const rates: { label: string; rate: number }[] = (traced ? s.curveRates.filter((r) => r.ofSaturation === 0.5) : s.curveRates).map(
+      (r) =>
+        r.ofSaturation
+          ? { label: `${r.ofSaturation} × saturation`, rate: Math.max(1, r.ofSaturation * sat) }
+          : { label: `${r.perSecond}/s`, rate: r.perSecond ?? 1 },
     );
     const curve: CurvePoint[] = [];
     for (const { label, rate } of rates) {
       say(`${label}: ${rate.toFixed(1)} orders/s for ${s.curveSeconds} s`);
       const point = await ratePoint(label, shop, tracker, watched(), users, rate, s.curveSeconds, settle);
-      say(`${label}: ${point.finalPerSecond.toFixed(1)} final/s, p50 ${point.p50.toFixed(0)} ms, ${point.cpuMsPerOrder.toFixed(1)} ms of CPU per order`);
+      say(
+        `${label}: ${point.finalPerSecond.toFixed(1)} final/s, p50 ${point.p50.toFixed(0)} ms, ${point.cpuMsPerOrder.toFixed(1)} ms of CPU per order`,
+      );
       curve.push(point);
     }
     const halfPoint = curve.find((p) => p.label.startsWith("0.5 ")) ?? curve[0];
@@ -130,7 +146,11 @@ export async function measureMode(mode: Mode, cluster: PostgresCluster, postmast
       const anyOrder = satRun.accepted[0]?.id;
       if (anyOrder) {
         say(`unit costs: ${s.unitRequests} requests of each kind`);
-        units = await measureUnitCosts(shop, watched(), anyOrder, s.unitRequests, { cpu: idle, seconds: s.idleSeconds, counts: idleCounts });
+        units = await measureUnitCosts(shop, watched(), anyOrder, s.unitRequests, {
+          cpu: idle,
+          seconds: s.idleSeconds,
+          counts: idleCounts,
+        });
       }
     }
     curve.push(satPoint);

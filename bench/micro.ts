@@ -50,7 +50,11 @@ export async function measureUnitCosts(
   const registry = shop.urls.registry;
   const httpMs = await cpuPerCall(pids, requests, async () => void (await (await fetch(`${registry}/health/live`)).arrayBuffer()));
   const before = await tryCounts(shop);
-  const statusReadMs = await cpuPerCall(pids, requests, async () => void (await (await fetch(`${registry}/orders/${orderId}`)).arrayBuffer()));
+  const statusReadMs = await cpuPerCall(
+    pids,
+    requests,
+    async () => void (await (await fetch(`${registry}/orders/${orderId}`)).arrayBuffer()),
+  );
   const after = await tryCounts(shop);
   const reads = Math.min(50, requests) + requests;
   const statementsPerStatusRead = before && after ? Math.round((countsSince(before, after).statements ?? 0) / reads) : Number.NaN;

@@ -173,7 +173,14 @@ export class OrderTracker {
     if (!tracked && this.outcomes.has(o.id)) return;
     const finalAtMs = Date.parse(o.updated_at);
     const pollLagMs = performance.timeOrigin + seenAt - finalAtMs;
-    const final: Final = { finalAt: seenAt, status: o.status, reason: o.reason, pollLagMs, createdAtMs: Date.parse(o.created_at), finalAtMs };
+    const final: Final = {
+      finalAt: seenAt,
+      status: o.status,
+      reason: o.reason,
+      pollLagMs,
+      createdAtMs: Date.parse(o.created_at),
+      finalAtMs,
+    };
     if (tracked) {
       this.pending.delete(o.id);
       this.outcomes.set(o.id, { sentAt: tracked.sentAt, ...final });

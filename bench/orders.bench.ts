@@ -16,18 +16,18 @@
  */
 import { cpus, loadavg } from "node:os";
 import { startPostgresCluster } from "../test/support/postgres-cluster";
+import { prepareBaseline } from "./baseline";
 import { cleanUp, defer, installSignalHandlers } from "./cleanup";
+import { accountingTable, comparisonTable, curveLegend, curveTable } from "./curve-report";
 import { startBareServer, wrkRequestsPerSecond } from "./http-floor";
 import { measureIdleCpu } from "./idle-cpu";
 import { type ModeResult, measureMode } from "./measure-mode";
+import { describeUnits } from "./micro";
 import { runPgbench } from "./pgbench";
 import { ensurePrerequisites } from "./prerequisites";
 import { findPostmaster } from "./proc-stats";
-import { reportLegend, reportNotes, reportTable } from "./report";
-import { prepareBaseline } from "./baseline";
-import { accountingTable, comparisonTable, curveLegend, curveTable } from "./curve-report";
-import { describeUnits } from "./micro";
 import { installPublicSaga, measurePublicSaga, PUBLIC_SAGA_LIGHT_CLIENTS, type PublicSagaResult, publicSagaReport } from "./public-saga";
+import { reportLegend, reportNotes, reportTable } from "./report";
 import { describeSettings, readSettings } from "./settings";
 
 const started = performance.now();
@@ -79,7 +79,9 @@ try {
 
   const minutes = (performance.now() - started) / 60_000;
   console.log(`\nbench settings:\n${describeSettings(settings)}`);
-  console.log(`machine: ${cpus().length} cores (${cpus()[0]?.model ?? "?"}), bun ${Bun.version}; PostgreSQL cluster with fsync=off, synchronous_commit=off`);
+  console.log(
+    `machine: ${cpus().length} cores (${cpus()[0]?.model ?? "?"}), bun ${Bun.version}; PostgreSQL cluster with fsync=off, synchronous_commit=off`,
+  );
   console.log(`1-minute load average before the bench: ${loadBefore.toFixed(1)} (other work on the machine competes with it)\n`);
   console.log(reportTable(results, { pgbench, bareRps }, settings));
   console.log(`\n${reportLegend()}`);
@@ -87,9 +89,14 @@ try {
   for (const r of [...results, ...baseline]) if (r.curve.length > 2) console.log(`\n${accountingTable(r)}`);
   for (const r of results) if (r.units) console.log(`unit costs, ${r.mode}: ${describeUnits(r.units)}`);
   console.log(`\n${curveLegend()}`);
-  if (baselineDir) console.log(`\nbefore/after, same run: this checkout against ${settings.baselineDir ?? settings.baselineRev}\n${comparisonTable(results, baseline)}`);
+  if (baselineDir)
+    console.log(
+      `\nbefore/after, same run: this checkout against ${settings.baselineDir ?? settings.baselineRev}\n${comparisonTable(results, baseline)}`,
+    );
   if (kafkaIdle) {
-    const figures = Object.entries(kafkaIdle).map(([name, pct]) => `${name} ${pct.toFixed(2)}%`).join(" · ");
+    const figures = Object.entries(kafkaIdle)
+      .map(([name, pct]) => `${name} ${pct.toFixed(2)}%`)
+      .join(" · ");
     console.log(`\nidle CPU, 3 processes over Kafka with the default fetch wait (5 s) and outbox poll (10 s): ${figures} of a core`);
   }
   const kafka = results.find((r) => r.mode === "kafka");

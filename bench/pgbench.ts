@@ -33,7 +33,17 @@ export async function runPgbench(cluster: PostgresCluster, postmaster: number, s
   await run([bin, "-i", "-q", "-s", String(s.pgbenchScale), ...conn, db]);
   const initSeconds = (performance.now() - started) / 1000;
   const before = cpuSnapshot({ postgres: postmaster });
-  const timed = await run([bin, "-c", String(s.pgbenchClients), "-j", String(s.pgbenchThreads), "-T", String(s.pgbenchSeconds), ...conn, db]);
+  const timed = await run([
+    bin,
+    "-c",
+    String(s.pgbenchClients),
+    "-j",
+    String(s.pgbenchThreads),
+    "-T",
+    String(s.pgbenchSeconds),
+    ...conn,
+    db,
+  ]);
   const serverPct = cpuSince(before, { postgres: postmaster }).postgres ?? 0;
   const seconds = (performance.now() - before.at) / 1000;
   const out = timed.out;

@@ -1,6 +1,6 @@
 /** Figures for one phase of posting: rates, POST-to-final latency, rejections. */
 import type { PostingRun } from "./load";
-import type { Outcome, OrderTracker } from "./order-tracker";
+import type { OrderTracker, Outcome } from "./order-tracker";
 
 /** The summary of a phase. */
 export interface PhaseResult {
@@ -69,6 +69,8 @@ export function summarise(run: PostingRun, tracker: OrderTracker): PhaseResult {
     loadCpu: run.loadCpu,
     otherCpu: Math.max(0, run.machineCpu - shopCpu - run.loadCpu),
     cpuMsPerOrder: finals > 0 ? (shopCpu * 10 * seconds) / finals : Number.NaN,
-    cpuMsPerOrderByProcess: Object.fromEntries(Object.entries(run.cpu).map(([name, pct]) => [name, finals > 0 ? (pct * 10 * seconds) / finals : Number.NaN])),
+    cpuMsPerOrderByProcess: Object.fromEntries(
+      Object.entries(run.cpu).map(([name, pct]) => [name, finals > 0 ? (pct * 10 * seconds) / finals : Number.NaN]),
+    ),
   };
 }

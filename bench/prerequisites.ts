@@ -5,7 +5,11 @@ import { join } from "node:path";
 /** Command (or file) the bench needs, and the Debian package that brings it. */
 const NEEDED: { what: string; present: () => boolean; pkg: string }[] = [
   { what: "wrk", present: () => Bun.which("wrk") !== null, pkg: "wrk" },
-  { what: "PostgreSQL server and pgbench", present: () => findPgBin("pgbench") !== null && findPgBin("initdb") !== null, pkg: "postgresql" },
+  {
+    what: "PostgreSQL server and pgbench",
+    present: () => findPgBin("pgbench") !== null && findPgBin("initdb") !== null,
+    pkg: "postgresql",
+  },
   { what: "librdkafka headers", present: () => existsSync("/usr/include/librdkafka/rdkafka_mock.h"), pkg: "librdkafka-dev" },
   { what: "gcc", present: () => Bun.which("gcc") !== null, pkg: "gcc" },
 ];
@@ -41,6 +45,8 @@ export function ensurePrerequisites(): void {
   }
   const still = NEEDED.filter((n) => !n.present());
   if (result.exitCode !== 0 || still.length > 0) {
-    throw new Error(`could not install ${pkgs.join(" ")} (apt-get exit ${result.exitCode}): ${result.stderr.toString().trim().slice(-1000)}`);
+    throw new Error(
+      `could not install ${pkgs.join(" ")} (apt-get exit ${result.exitCode}): ${result.stderr.toString().trim().slice(-1000)}`,
+    );
   }
 }

@@ -88,10 +88,12 @@ export interface PublicSagaResult {
 function checkPrerequisites(dir: string): void {
   for (const s of SERVICES) {
     for (const f of ["index.js", "package.json", "package-lock.json"]) {
-      if (!existsSync(join(dir, `${s}-service`, f))) throw new Error(`BENCH_PUBLIC_SAGA_DIR=${dir}: no ${s}-service/${f} (expected a checkout of ${PUBLIC_SAGA_REPO})`);
+      if (!existsSync(join(dir, `${s}-service`, f)))
+        throw new Error(`BENCH_PUBLIC_SAGA_DIR=${dir}: no ${s}-service/${f} (expected a checkout of ${PUBLIC_SAGA_REPO})`);
     }
   }
-  for (const tool of ["node", "npm"]) if (!Bun.which(tool)) throw new Error(`the public saga comparison needs ${tool} on PATH (Debian: apt-get install nodejs npm)`);
+  for (const tool of ["node", "npm"])
+    if (!Bun.which(tool)) throw new Error(`the public saga comparison needs ${tool} on PATH (Debian: apt-get install nodejs npm)`);
 }
 
 /** Node preload: every kafkajs consumer gets maxWaitTimeInMs from BENCH_FETCH_MAX_WAIT_MS. */
@@ -178,7 +180,9 @@ export async function measurePublicSaga(
   try {
     const mock = await startKafkaMock(TOPICS.map((t) => `${t}:1`));
     defer("stop the public saga's Kafka mock broker", () => mock.stop());
-    const databases = Object.fromEntries(await Promise.all(SERVICES.map(async (svc) => [svc, await createDatabase(cluster.url)] as const))) as Record<Service, string>;
+    const databases = Object.fromEntries(
+      await Promise.all(SERVICES.map(async (svc) => [svc, await createDatabase(cluster.url)] as const)),
+    ) as Record<Service, string>;
     const orders = postgres(databases.order, { max: 2, onnotice: () => {} });
     defer("close the connection to the public saga's order database", () => orders.end());
     await orders.unsafe(ORDERS_SCHEMA);
@@ -199,7 +203,12 @@ export async function measurePublicSaga(
         KAFKAJS_NO_PARTITIONER_WARNING: "1",
         BENCH_FETCH_MAX_WAIT_MS: String(s.kafkaFetchMaxWaitMs),
       };
-      const proc = Bun.spawn(["node", "--require", preload, "index.js"], { cwd: join(work, `${svc}-service`), env, stdout: "pipe", stderr: "pipe" });
+      const proc = Bun.spawn(["node", "--require", preload, "index.js"], {
+        cwd: join(work, `${svc}-service`),
+        env,
+        stdout: "pipe",
+        stderr: "pipe",
+      });
       trackPid(proc.pid);
       pids[svc] = proc.pid;
       void keepTail(proc.stdout, svc, logs);
@@ -277,7 +286,9 @@ export async function measurePublicSaga(
       loadCpu,
       otherCpu: Math.max(0, machineCpu - shopCpu - loadCpu),
     };
-    say(`saturation: ${result.acceptedPerSecond.toFixed(0)} accepted/s, ${result.finalPerSecond.toFixed(1)} final/s (second half ${result.secondHalfFinalPerSecond.toFixed(1)}/s)`);
+    say(
+      `saturation: ${result.acceptedPerSecond.toFixed(0)} accepted/s, ${result.finalPerSecond.toFixed(1)} final/s (second half ${result.secondHalfFinalPerSecond.toFixed(1)}/s)`,
+    );
     return result;
   } finally {
     await cleanUp(mark);
@@ -307,7 +318,11 @@ async function warmUp(base: string, orders: postgres.Sql, say: (msg: string) => 
 /** Its POST /orders as its README shows it; the id on 201, else the status (or "error"). */
 async function postOrder(base: string, userId: string): Promise<{ id: string; failure?: undefined } | { id: null; failure: string }> {
   try {
-    const res = await fetch(`${base}/orders`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ userId, totalAmount: 500 }) });
+    const res = await fetch(`${base}/orders`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ userId, totalAmount: 500 }),
+    });
     const text = await res.text();
     if (res.status === 201) return { id: (JSON.parse(text) as { orderId: string }).orderId };
     return { id: null, failure: String(res.status) };
@@ -363,7 +378,9 @@ export function publicSagaReport(
   pgbenchTps: number,
   s: BenchSettings,
 ): string {
-  const lines = ["split deployment at saturation against issue 23's yardsticks (target: ≥ 0.1 × pgbench tps, ≥ 5 × the public saga's final/s):"];
+  const lines = [
+    "split deployment at saturation against issue 23's yardsticks (target: ≥ 0.1 × pgbench tps, ≥ 5 × the public saga's final/s):",
+  ];
   if (ours === null) lines.push("- ours: the kafka mode was not measured in this run (BENCH_MODES)");
   else {
     lines.push(
@@ -378,7 +395,10 @@ export function publicSagaReport(
   }
   lines.push(`- the public saga: ${PUBLIC_SAGA_REPO} at ${install.revision}, Node ${install.node}, fetch wait ${s.kafkaFetchMaxWaitMs} ms`);
   for (const t of theirs) {
-    const failures = Object.entries(t.failures).map(([k, n]) => `${k}: ${n}`).join(", ") || "none";
+    const failures =
+      Object.entries(t.failures)
+        .map(([k, n]) => `${k}: ${n}`)
+        .join(", ") || "none";
     lines.push(
       `  ${t.label}, ${t.clients} clients (${num(t.seconds)} s, 1-minute load ${t.loadBefore.toFixed(1)} when it began): ${num(t.acceptedPerSecond)} orders accepted/s, ${num(t.finalPerSecond)} final/s (${t.confirmed} confirmed, ${t.cancelled} cancelled; over the window's second half ${num(t.secondHalfFinalPerSecond)}/s) = ${ratio(t.finalPerSecond / pgbenchTps)} pgbench tps`,
       `    created → final p50 / p99 ${num(t.p50)} / ${num(t.p99)} ms; CPU per final order ${num(t.cpuMsPerOrder)} ms (${perProcess(t.cpu)} % of a core while posting; bench ${num(t.loadCpu)} %, other programs ${num(t.otherCpu)} %); failed POSTs: ${failures}; of the final orders, ${t.regressed} later set back to PAID by a late payment.charged (counted as final here)`,

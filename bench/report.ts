@@ -42,11 +42,28 @@ export function reportTable(results: ModeResult[], ceilings: Ceilings, s: BenchS
     row("  sum of those / load generator / other programs", (r) =>
       [sum(r.saturation.cpu), r.saturation.loadCpu, r.saturation.otherCpu].map((n) => n.toFixed(0)).join(" / "),
     ),
-    row("CPU per final order at half rate, ms", (r) => perProcess(r.half.cpuMsPerOrderByProcess), `pgbench: ${num(txn)} ms of CPU per transaction`),
-    row("  all processes, ms; in pgbench transactions", (r) => `${num(r.half.cpuMsPerOrder)}; ${num(r.half.cpuMsPerOrder / txn)}`, `(server ${num(ceilings.pgbench.serverCpuMs)} + pgbench ${num(ceilings.pgbench.clientCpuMs)})`),
-    row("CPU per final order at saturation, ms; in pgbench transactions", (r) => `${num(r.saturation.cpuMsPerOrder)}; ${num(r.saturation.cpuMsPerOrder / txn)}`),
-    row("statements per order, saturation / half rate", (r) => `${num(r.statementsPerOrder.saturation)} / ${num(r.statementsPerOrder.half)}`),
-    row("poller (between phases only): its lag p50 ms, saturation / half", (r) => `${num(r.saturation.pollLagP50)} / ${num(r.half.pollLagP50)}`),
+    row(
+      "CPU per final order at half rate, ms",
+      (r) => perProcess(r.half.cpuMsPerOrderByProcess),
+      `pgbench: ${num(txn)} ms of CPU per transaction`,
+    ),
+    row(
+      "  all processes, ms; in pgbench transactions",
+      (r) => `${num(r.half.cpuMsPerOrder)}; ${num(r.half.cpuMsPerOrder / txn)}`,
+      `(server ${num(ceilings.pgbench.serverCpuMs)} + pgbench ${num(ceilings.pgbench.clientCpuMs)})`,
+    ),
+    row(
+      "CPU per final order at saturation, ms; in pgbench transactions",
+      (r) => `${num(r.saturation.cpuMsPerOrder)}; ${num(r.saturation.cpuMsPerOrder / txn)}`,
+    ),
+    row(
+      "statements per order, saturation / half rate",
+      (r) => `${num(r.statementsPerOrder.saturation)} / ${num(r.statementsPerOrder.half)}`,
+    ),
+    row(
+      "poller (between phases only): its lag p50 ms, saturation / half",
+      (r) => `${num(r.saturation.pollLagP50)} / ${num(r.half.pollLagP50)}`,
+    ),
   ]);
 }
 
@@ -86,7 +103,8 @@ function summariseLogLines(lines: string[]): string {
 /** Rejected orders of both phases: "0", "12 timeout" or "12 (10 timeout, 2 out_of_stock)". */
 function rejections(r: ModeResult): string {
   const byReason: Record<string, number> = {};
-  for (const p of [r.saturation, r.half]) for (const [reason, n] of Object.entries(p.rejected)) byReason[reason] = (byReason[reason] ?? 0) + n;
+  for (const p of [r.saturation, r.half])
+    for (const [reason, n] of Object.entries(p.rejected)) byReason[reason] = (byReason[reason] ?? 0) + n;
   const entries = Object.entries(byReason);
   const total = entries.reduce((a, [, n]) => a + n, 0);
   if (entries.length === 0) return "0";
@@ -98,7 +116,10 @@ function rejections(r: ModeResult): string {
 export function reportNotes(results: ModeResult[]): string[] {
   const notes: string[] = [];
   for (const r of results) {
-    for (const [phase, p] of [["saturation", r.saturation], ["half rate", r.half]] as const) {
+    for (const [phase, p] of [
+      ["saturation", r.saturation],
+      ["half rate", r.half],
+    ] as const) {
       if (Object.keys(p.failures).length) notes.push(`${r.mode} ${phase}: POST /orders failures ${JSON.stringify(p.failures)}`);
       if (Object.keys(p.rejected).length) notes.push(`${r.mode} ${phase}: rejected ${JSON.stringify(p.rejected)}`);
       if (p.stuck) notes.push(`${r.mode} ${phase}: ${p.stuck} orders never seen final`);

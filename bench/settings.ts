@@ -88,7 +88,8 @@ export function readSettings(env: Record<string, string | undefined> = process.e
     .split(",")
     .map((m) => m.trim())
     .filter(Boolean);
-  for (const m of modes) if (!(MODES as readonly string[]).includes(m)) throw new Error(`BENCH_MODES: unknown mode ${m} (${MODES.join(", ")})`);
+  for (const m of modes)
+    if (!(MODES as readonly string[]).includes(m)) throw new Error(`BENCH_MODES: unknown mode ${m} (${MODES.join(", ")})`);
   return {
     modes: modes as Mode[],
     seconds: num("BENCH_SECONDS", 15, 1),

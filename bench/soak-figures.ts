@@ -28,7 +28,12 @@ export const COUNTED: { column: string; sql: string }[] = [
   { column: "s inbox", sql: "select count(*) from storage.inbox" },
   { column: "s outbox", sql: "select count(*) from storage.outbox" },
   { column: "s rejected", sql: "select count(*) from storage.rejected_orders" },
-  { column: "dead", sql: Object.keys(PRUNED).map((m) => `(select count(*) from ${m}.dead_letters)`).join(" + ") },
+  {
+    column: "dead",
+    sql: Object.keys(PRUNED)
+      .map((m) => `(select count(*) from ${m}.dead_letters)`)
+      .join(" + "),
+  },
   {
     column: "pruned MB",
     sql: `select sum(pg_total_relation_size(t::regclass)) / 1048576.0 from unnest(array[${prunedTables.map((t) => `'${t}'`).join(", ")}]) t`,

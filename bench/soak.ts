@@ -22,7 +22,18 @@ import { OrderTracker } from "./order-tracker";
 import { type PhaseResult, summarise } from "./phase";
 import { cpuSince, cpuSnapshot, machineSince, machineSnapshot, rssMb } from "./proc-stats";
 import { readSettings } from "./settings";
-import { COUNTED, type Counter, counterFor, fmt, judge, PRUNED_FILES_QUERY, Prober, probeUrl, relationFilesMb, type Sample } from "./soak-figures";
+import {
+  COUNTED,
+  type Counter,
+  counterFor,
+  fmt,
+  judge,
+  PRUNED_FILES_QUERY,
+  Prober,
+  probeUrl,
+  relationFilesMb,
+  type Sample,
+} from "./soak-figures";
 import { num, renderTable } from "./table";
 import { prepareTopology } from "./topologies";
 
@@ -54,7 +65,8 @@ function readSoakSettings(argv: string[], env: Record<string, string | undefined
     const raw = env[name];
     if (raw === undefined || raw === "") return fallback;
     const n = Number(raw);
-    if (!Number.isFinite(n) || n < min || n > max) throw new Error(`${name}: expected a number from ${min} to ${max}, got ${JSON.stringify(raw)}`);
+    if (!Number.isFinite(n) || n < min || n > max)
+      throw new Error(`${name}: expected a number from ${min} to ${max}, got ${JSON.stringify(raw)}`);
     return n;
   };
   let mode = env.SOAK_MODE || "postgres";
@@ -203,7 +215,9 @@ async function soak(s: SoakSettings, { shop, pid, counter, pglite }: SoakShop): 
       ...counts,
     };
     samples.push({ t, figures });
-    const line = Object.entries(figures).filter(([, v]) => Number.isFinite(v)).map(([name, v]) => `${name} ${fmt(name, v)}`);
+    const line = Object.entries(figures)
+      .filter(([, v]) => Number.isFinite(v))
+      .map(([name, v]) => `${name} ${fmt(name, v)}`);
     console.error(`[soak] t=${t.toFixed(0)} s: ${line.join(", ")}`);
   }
   const run = await posting;
@@ -219,11 +233,15 @@ const DRAIN_MS = 60_000;
 
 /** Prints the settings, the table of samples, the verdicts and the orders' fate (stdout). */
 function report(s: SoakSettings, r: SoakRun, finalCounts: Record<string, number> | null, loadBefore: number): void {
-  const columns = [...new Set(r.samples.flatMap((x) => Object.keys(x.figures)))].filter((c) => r.samples.some((x) => Number.isFinite(x.figures[c])));
+  const columns = [...new Set(r.samples.flatMap((x) => Object.keys(x.figures)))].filter((c) =>
+    r.samples.some((x) => Number.isFinite(x.figures[c])),
+  );
   const rows = r.samples.map((x) => [x.t.toFixed(0), ...columns.map((c) => fmt(c, x.figures[c] ?? Number.NaN))]);
   const judged = columns.filter((c) => c !== "orders/s").map((c) => judge(r.samples, s.seconds, c));
   console.log(`\nsoak settings:\n${describe(s)}`);
-  console.log(`machine: ${cpus().length} cores (${cpus()[0]?.model ?? "?"}), bun ${Bun.version}; 1-minute load average before: ${loadBefore.toFixed(1)}\n`);
+  console.log(
+    `machine: ${cpus().length} cores (${cpus()[0]?.model ?? "?"}), bun ${Bun.version}; 1-minute load average before: ${loadBefore.toFixed(1)}\n`,
+  );
   console.log(renderTable([["t s", ...columns], ...rows]));
   console.log(
     `\nprobe: GET ${r.probed} every ${s.probeMs} ms, latency in ms over each sample's window (the event loop's lag as a client sees it; ${r.probeErrors} failed)` +
@@ -234,7 +252,9 @@ function report(s: SoakSettings, r: SoakRun, finalCounts: Record<string, number>
   );
   if (finalCounts) {
     const counted = COUNTED.map((c) => [c.column, fmt(c.column, finalCounts[c.column] ?? Number.NaN)]);
-    console.log(`\nPGlite tables after the shop stopped (nothing else can open its data directory while it runs):\n${renderTable([["table", "rows"], ...counted])}`);
+    console.log(
+      `\nPGlite tables after the shop stopped (nothing else can open its data directory while it runs):\n${renderTable([["table", "rows"], ...counted])}`,
+    );
   }
   console.log(
     "\nlevelling off: the max of the last third of the run against the max of the middle third, levelled if within the limit" +
@@ -242,8 +262,14 @@ function report(s: SoakSettings, r: SoakRun, finalCounts: Record<string, number>
       `\n${renderTable([["series", "middle max", "last max", "ratio", "limit", ""], ...judged])}`,
   );
   const p = r.phase;
-  const rejected = Object.entries(p.rejected).map(([reason, n]) => `${reason} ${n}`).join(", ") || "none";
-  const failures = Object.entries(p.failures).map(([status, n]) => `${status} ${n}`).join(", ") || "none";
+  const rejected =
+    Object.entries(p.rejected)
+      .map(([reason, n]) => `${reason} ${n}`)
+      .join(", ") || "none";
+  const failures =
+    Object.entries(p.failures)
+      .map(([status, n]) => `${status} ${n}`)
+      .join(", ") || "none";
   console.log(
     `\norders: ${p.accepted} accepted (${num(p.acceptedPerSecond)}/s), POST to final p50 ${num(p.p50)} ms, p99 ${num(p.p99)} ms (poller every ${TRACKER_ROUND_MS} ms); ` +
       `rejected: ${rejected}; refused POSTs: ${failures}; not final ${DRAIN_MS / 1000} s after the load: ${p.stuck}`,

@@ -25,7 +25,15 @@ export function ratio(n: number): string {
   return `×${n >= 10 ? n.toFixed(1) : n >= 0.1 ? n.toFixed(2) : n.toFixed(3)}`;
 }
 
-const SHORT: Record<string, string> = { registry: "r", wallet: "w", storage: "s", wallet2: "w2", storage2: "s2", postgres: "pg", kafka: "kafka" };
+const SHORT: Record<string, string> = {
+  registry: "r",
+  wallet: "w",
+  storage: "s",
+  wallet2: "w2",
+  storage2: "s2",
+  postgres: "pg",
+  kafka: "kafka",
+};
 
 /** A per-process figure: the value alone for one process, else "r 1 · w 2 · s 3" by short name. */
 export function perProcess(values: Record<string, number>, fmt: (n: number) => string = num): string {

@@ -33,7 +33,9 @@ const BASE_ENV: Record<string, string> = processEnv({
   STORAGE_OUTBOX_POLL_MS: "10000",
   // BENCH_SHOP_<NAME>=value sets <NAME> for the shop processes (e.g. BENCH_SHOP_BUS_LINGER_MS=10).
   ...Object.fromEntries(
-    Object.entries(process.env).flatMap(([k, v]) => (k.startsWith("BENCH_SHOP_") && v !== undefined ? [[k.slice("BENCH_SHOP_".length), v]] : [])),
+    Object.entries(process.env).flatMap(([k, v]) =>
+      k.startsWith("BENCH_SHOP_") && v !== undefined ? [[k.slice("BENCH_SHOP_".length), v]] : [],
+    ),
   ),
 });
 
@@ -89,11 +91,17 @@ export async function prepareTopology(mode: Mode, cluster: PostgresCluster | nul
         KAFKA_FETCH_MAX_WAIT_MS: String(settings.kafkaFetchMaxWaitMs),
         DATABASE_URL: await createDatabase(clusterUrl()),
       };
-      const specs: ProcessSpec[] = (["registry", "wallet", "storage"] as const).map((m) => ({ name: m, args: ["--modules", m], env, modules: 1 }));
+      const specs: ProcessSpec[] = (["registry", "wallet", "storage"] as const).map((m) => ({
+        name: m,
+        args: ["--modules", m],
+        env,
+        modules: 1,
+      }));
       // Two processes of each participant: one consumer group of two members each (the topics'
       // 3 partitions split 2 + 1), one outbox relay leading per module. The load goes through the
       // one registry; wallet's and storage's URLs (stocking up) are either process's.
-      if (mode === "kafka-2x") for (const m of ["wallet", "storage"] as const) specs.push({ name: `${m}2`, args: ["--modules", m], env, modules: 1 });
+      if (mode === "kafka-2x")
+        for (const m of ["wallet", "storage"] as const) specs.push({ name: `${m}2`, args: ["--modules", m], env, modules: 1 });
       return { specs, helpers: { kafka: findChild(process.pid, "kafka-mock/launcher") } };
     }
   }

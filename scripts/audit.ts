@@ -54,7 +54,8 @@ function options() {
     storage: values["storage-url"] ?? env.STORAGE_URL ?? `http://localhost:${env.STORAGE_PORT || 8002}`,
   };
   for (const [name, url] of Object.entries(urls)) {
-    if (!URL.canParse(url) || !/^https?:$/.test(new URL(url).protocol)) throw new Error(`--${name}-url: expected an http(s) URL, got ${url}`);
+    if (!URL.canParse(url) || !/^https?:$/.test(new URL(url).protocol))
+      throw new Error(`--${name}-url: expected an http(s) URL, got ${url}`);
   }
   return { urls, token: values.token ?? (env.ADMIN_TOKEN || undefined), timeoutMs: timeout * 1000, json: values.json, help: values.help };
 }

@@ -27,8 +27,8 @@
 import { chmodSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { parseArgs } from "node:util";
-import postgres from "postgres";
 import type { Subprocess } from "bun";
+import postgres from "postgres";
 import { parse as parseYaml } from "yaml";
 import { startKafkaMock } from "../test/support/kafka-mock";
 import { startPostgresCluster } from "../test/support/postgres-cluster";
@@ -77,7 +77,9 @@ function dockerfile(): { entrypoint: string[]; env: Record<string, string> } {
   const text = readFileSync(join(ROOT, "Dockerfile"), "utf8");
   const stage = text.slice(text.lastIndexOf("\nFROM "));
   const entry = /^ENTRYPOINT\s+(\[.*\])\s*$/m.exec(stage);
-  const env = Object.fromEntries([...stage.matchAll(/^ENV\s+([A-Za-z_][A-Za-z0-9_]*)=(\S+)\s*$/gm)].map((m) => [m[1] as string, m[2] as string]));
+  const env = Object.fromEntries(
+    [...stage.matchAll(/^ENV\s+([A-Za-z_][A-Za-z0-9_]*)=(\S+)\s*$/gm)].map((m) => [m[1] as string, m[2] as string]),
+  );
   return { entrypoint: entry ? (JSON.parse(entry[1] as string) as string[]) : [], env };
 }
 
@@ -86,7 +88,9 @@ function rewrite(text: string, mounts: [string, string][], self?: string): strin
   let out = text;
   for (const [target, source] of mounts) out = out.replaceAll(target, source);
   for (const [name, addr] of addressOf) {
-    out = out.replace(new RegExp(`(?<![\\w.-])${name.replace(/[-]/g, "\\-")}:(\\d+)`, "g"), (_m, port: string) => (addr.all.includes(":") ? addr.all : `${addr.all}:${port}`));
+    out = out.replace(new RegExp(`(?<![\\w.-])${name.replace(/[-]/g, "\\-")}:(\\d+)`, "g"), (_m, port: string) =>
+      addr.all.includes(":") ? addr.all : `${addr.all}:${port}`,
+    );
   }
   if (self) out = out.replace(/(?<![\w.])(127\.0\.0\.1|localhost):(\d+)/g, (_m, _h, port: string) => `${self}:${port}`);
   return out;
@@ -109,13 +113,21 @@ function shimDir(): string {
   mkdirSync(dir, { recursive: true });
   const real = Bun.which("chown") ?? "/bin/chown";
   const shim = join(dir, "chown");
-  writeFileSync(shim, `#!/bin/sh\n# compose:local: the image's bun user is the user running compose:local\nfor a; do shift; case "$a" in bun:bun|bun) set -- "$@" "$(id -u):$(id -g)";; *) set -- "$@" "$a";; esac; done\nexec ${real} "$@"\n`);
+  writeFileSync(
+    shim,
+    `#!/bin/sh\n# compose:local: the image's bun user is the user running compose:local\nfor a; do shift; case "$a" in bun:bun|bun) set -- "$@" "$(id -u):$(id -g)";; *) set -- "$@" "$a";; esac; done\nexec ${real} "$@"\n`,
+  );
   chmodSync(shim, 0o755);
   return dir;
 }
 
 function baseEnv(): Record<string, string> {
-  return { PATH: `${shimDir()}:${process.env.PATH ?? "/usr/bin:/bin"}`, HOME: process.env.HOME ?? "/root", TMPDIR: process.env.TMPDIR ?? "/tmp", LANG: "C.UTF-8" };
+  return {
+    PATH: `${shimDir()}:${process.env.PATH ?? "/usr/bin:/bin"}`,
+    HOME: process.env.HOME ?? "/root",
+    TMPDIR: process.env.TMPDIR ?? "/tmp",
+    LANG: "C.UTF-8",
+  };
 }
 
 function spawn(r: Replica): void {
@@ -138,7 +150,8 @@ function spawn(r: Replica): void {
   });
 }
 
-const shouldRestart = (policy: Service["restart"], code: number) => policy === "always" || policy === "unless-stopped" || (policy === "on-failure" && code !== 0);
+const shouldRestart = (policy: Service["restart"], code: number) =>
+  policy === "always" || policy === "unless-stopped" || (policy === "on-failure" && code !== 0);
 
 async function pipeLines(stream: ReadableStream<Uint8Array>, prefix: string): Promise<void> {
   const decoder = new TextDecoder();
@@ -153,8 +166,14 @@ async function pipeLines(stream: ReadableStream<Uint8Array>, prefix: string): Pr
 }
 
 /** Runs the health check until it passes, or throws once start_period + retries x interval is spent. */
-async function waitHealthy(name: string, check: Healthcheck, env: Record<string, string>, rewriteText: (t: string) => string): Promise<void> {
-  const argv = check.test[0] === "CMD-SHELL" ? ["sh", "-c", rewriteText(check.test.slice(1).join(" "))] : check.test.slice(1).map(rewriteText);
+async function waitHealthy(
+  name: string,
+  check: Healthcheck,
+  env: Record<string, string>,
+  rewriteText: (t: string) => string,
+): Promise<void> {
+  const argv =
+    check.test[0] === "CMD-SHELL" ? ["sh", "-c", rewriteText(check.test.slice(1).join(" "))] : check.test.slice(1).map(rewriteText);
   const deadline = Date.now() + check.startPeriodMs + check.retries * check.intervalMs + check.timeoutMs;
   let last = "";
   for (;;) {
@@ -164,7 +183,8 @@ async function waitHealthy(name: string, check: Healthcheck, env: Record<string,
     clearTimeout(timer);
     if (code === 0) return;
     last = out.trim().split("\n").at(-1) ?? `exit ${code}`;
-    if (Date.now() > deadline) throw new ComposeError(`${name} is unhealthy: its healthcheck (${argv.join(" ").slice(0, 200)}) kept failing: ${last}`);
+    if (Date.now() > deadline)
+      throw new ComposeError(`${name} is unhealthy: its healthcheck (${argv.join(" ").slice(0, 200)}) kept failing: ${last}`);
     await Bun.sleep(Math.min(1000, check.intervalMs));
   }
 }
@@ -187,7 +207,10 @@ async function waitListening(name: string, host: string, port: number): Promise<
 function writeState(): void {
   const services: Record<string, { pid: number | null; address: string; restarts: number }[]> = {};
   for (const r of replicas) (services[r.service.name] ??= []).push({ pid: r.proc?.pid ?? null, address: r.ip, restarts: r.restarts });
-  writeFileSync(join(stateDir, "services.json"), `${JSON.stringify({ services, addresses: Object.fromEntries([...addressOf].map(([n, a]) => [n, a.all])), volumes: join(stateDir, "volumes") }, null, 2)}\n`);
+  writeFileSync(
+    join(stateDir, "services.json"),
+    `${JSON.stringify({ services, addresses: Object.fromEntries([...addressOf].map(([n, a]) => [n, a.all])), volumes: join(stateDir, "volumes") }, null, 2)}\n`,
+  );
 }
 
 /** Images replaced by a program of this machine that listens where it likes (its address is learnt at start). */
@@ -226,19 +249,31 @@ async function startService(service: Service, dnsPort: number): Promise<{ health
     const sql = postgres(cluster.url, { max: 1, onnotice: () => {} });
     const user = env.POSTGRES_USER || "postgres";
     const db = env.POSTGRES_DB || user;
-    if (user !== "postgres") await sql.unsafe(`create role "${user.replace(/"/g, "")}" login superuser password '${(env.POSTGRES_PASSWORD ?? "").replace(/'/g, "''")}'`);
+    if (user !== "postgres")
+      await sql.unsafe(
+        `create role "${user.replace(/"/g, "")}" login superuser password '${(env.POSTGRES_PASSWORD ?? "").replace(/'/g, "''")}'`,
+      );
     if (db !== "postgres") await sql.unsafe(`create database "${db.replace(/"/g, "")}" owner "${user.replace(/"/g, "")}"`);
     await sql.end();
     addressOf.set(service.name, { all: `127.0.0.1:${cluster.port}`, ips: ["127.0.0.1"] });
-    say(`${service.name}: PostgreSQL from Debian's binaries at 127.0.0.1:${cluster.port}, role ${user}, database ${db} (stands in for ${image})`);
+    say(
+      `${service.name}: PostgreSQL from Debian's binaries at 127.0.0.1:${cluster.port}, role ${user}, database ${db} (stands in for ${image})`,
+    );
     // The file's own health check, pointed at it (pg_isready reads PGHOST and PGPORT).
     const check = service.healthcheck;
-    if (check) ready.healthy = waitHealthy(service.name, check, { ...baseEnv(), ...env, PGHOST: "127.0.0.1", PGPORT: String(cluster.port) }, (t) => t);
+    if (check)
+      ready.healthy = waitHealthy(
+        service.name,
+        check,
+        { ...baseEnv(), ...env, PGHOST: "127.0.0.1", PGPORT: String(cluster.port) },
+        (t) => t,
+      );
     return ready;
   }
   if (!service.built && /^(docker\.io\/)?(library\/)?nginx[:@]/.test(image)) {
     const conf = service.volumes.find((v) => v.target === "/etc/nginx/nginx.conf");
-    if (!conf) throw new ComposeError(`services.${service.name}: an nginx without a mounted /etc/nginx/nginx.conf has nothing of ours to run`);
+    if (!conf)
+      throw new ComposeError(`services.${service.name}: an nginx without a mounted /etc/nginx/nginx.conf has nothing of ours to run`);
     const ip = (addressOf.get(service.name) as { all: string }).all;
     let text = readFileSync(conf.source, "utf8").replace(/resolver\s+127\.0\.0\.11\b/, `resolver 127.0.0.1:${dnsPort}`);
     text = text.replace(/listen\s+(\d+)\s*;/g, (_m, port: string) => {
@@ -249,12 +284,25 @@ async function startService(service: Service, dnsPort: number): Promise<{ health
     const dir = join(stateDir, service.name);
     mkdirSync(dir, { recursive: true });
     writeFileSync(join(dir, "nginx.conf"), `pid ${join(dir, "nginx.pid")};\n${text}`);
-    const r: Replica = { service, index: 0, ip, env: baseEnv(), restarts: 0, proc: null, exited: Promise.resolve(0), argv: ["nginx", "-e", join(dir, "error.log"), "-p", dir, "-c", join(dir, "nginx.conf"), "-g", "daemon off;"] };
+    const r: Replica = {
+      service,
+      index: 0,
+      ip,
+      env: baseEnv(),
+      restarts: 0,
+      proc: null,
+      exited: Promise.resolve(0),
+      argv: ["nginx", "-e", join(dir, "error.log"), "-p", dir, "-c", join(dir, "nginx.conf"), "-g", "daemon off;"],
+    };
     replicas.push(r);
     spawn(r);
     // No health check in the file: "up" waits until its published ports take connections.
-    ready.healthy = Promise.all(service.ports.map((p) => waitListening(service.name, p.hostIp === "0.0.0.0" ? "127.0.0.1" : p.hostIp, p.hostPort))).then(() => undefined);
-    say(`${service.name}: Debian's nginx with ${conf.source.slice(ROOT.length + 1)} (stands in for ${image}); published ${service.ports.map((p) => `${p.hostIp}:${p.hostPort}->${p.containerPort}`).join(", ")}`);
+    ready.healthy = Promise.all(
+      service.ports.map((p) => waitListening(service.name, p.hostIp === "0.0.0.0" ? "127.0.0.1" : p.hostIp, p.hostPort)),
+    ).then(() => undefined);
+    say(
+      `${service.name}: Debian's nginx with ${conf.source.slice(ROOT.length + 1)} (stands in for ${image}); published ${service.ports.map((p) => `${p.hostIp}:${p.hostPort}->${p.containerPort}`).join(", ")}`,
+    );
     return ready;
   }
   if (!service.built) throw new ComposeError(`services.${service.name}: no stand-in for image ${image} on this machine`);
@@ -274,7 +322,8 @@ async function startService(service: Service, dnsPort: number): Promise<{ health
     replicas.push(r);
     spawn(r);
     exits.push(r.exited);
-    if (service.healthcheck) healthChecks.push(waitHealthy(`${service.name} (${ip})`, service.healthcheck, env, (t) => rewrite(t, mounts, ip)));
+    if (service.healthcheck)
+      healthChecks.push(waitHealthy(`${service.name} (${ip})`, service.healthcheck, env, (t) => rewrite(t, mounts, ip)));
   }
   say(`${service.name}: ${ips.length} process(es) of this checkout at ${ips.join(", ")}`);
   ready.healthy = Promise.all(healthChecks).then(() => undefined);
@@ -331,7 +380,9 @@ try {
   say("stopping");
 } catch (err) {
   exitCode = 1;
-  console.error(`compose:local: ${err instanceof ComposeError ? err.message : err instanceof Error ? (err.stack ?? err.message) : String(err)}`);
+  console.error(
+    `compose:local: ${err instanceof ComposeError ? err.message : err instanceof Error ? (err.stack ?? err.message) : String(err)}`,
+  );
 } finally {
   await stopAll();
   say("stopped");

@@ -6,7 +6,7 @@
  */
 import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { readableVersions, type MessageType, MESSAGES } from "../src/contracts";
+import { MESSAGES, type MessageType, readableVersions } from "../src/contracts";
 import { asyncApiDocument } from "../src/http/asyncapi-document";
 import { incompatibilities } from "./contracts/compatibility";
 
@@ -45,7 +45,8 @@ if (findings.length === 0) {
   process.exit(0);
 }
 console.log(`contracts: ${findings.length} incompatible change(s) against the baseline:`);
-for (const f of findings) console.log(`- ${f.type} ${f.path}: ${f.change} (breaks ${f.breaks === "both" ? "readers and writers" : f.breaks})`);
+for (const f of findings)
+  console.log(`- ${f.type} ${f.path}: ${f.change} (breaks ${f.breaks === "both" ? "readers and writers" : f.breaks})`);
 console.log(
   "Additive changes (a new optional field) need nothing. Anything else needs a new message version that every reader accepts before any writer sends it: docs/adr/0015-message-versions-side-by-side.md.",
 );

@@ -48,7 +48,9 @@ async function main(): Promise<number> {
     return 3;
   }
   if (o.help) {
-    console.log(`${USAGE}\n\nSends --count requests (FUZZ_COUNT, default 20000) per service of a one-process shop, seeded with --seed (FUZZ_SEED, default random).\n--only N --service S replays request N of service S alone and prints it with its answer's findings.`);
+    console.log(
+      `${USAGE}\n\nSends --count requests (FUZZ_COUNT, default 20000) per service of a one-process shop, seeded with --seed (FUZZ_SEED, default random).\n--only N --service S replays request N of service S alone and prints it with its answer's findings.`,
+    );
     return 0;
   }
   const shop = await startShopProcess([], processEnv({ DATA_DIR: ":memory:" }), 3, 120_000, { maxLogLines: 200 });
@@ -57,15 +59,31 @@ async function main(): Promise<number> {
     if (o.only !== undefined && o.service) {
       const baseUrl = urls[o.service as keyof typeof urls];
       const doc = (await (await fetch(`${baseUrl}/openapi.json`)).json()) as OpenApiDocument;
-      const run = await fuzzService({ service: o.service, baseUrl, doc, seed: o.seed, count: o.only + 1, only: o.only, pid: shop.proc.pid });
+      const run = await fuzzService({
+        service: o.service,
+        baseUrl,
+        doc,
+        seed: o.seed,
+        count: o.only + 1,
+        only: o.only,
+        pid: shop.proc.pid,
+      });
       console.log(summary([run], o.seed));
       for (const v of run.violations) console.log(`${v.finding}: ${v.detail}\n  ${v.request}`);
       return run.violations.length === 0 ? 0 : 1;
     }
     console.log(`fuzz: seed ${o.seed}, ${o.count} requests per service`);
-    const result = await fuzzShop({ urls, pid: shop.proc.pid, seed: o.seed, count: o.count, progress: (s, n) => console.log(`  ${s}: ${n}`) });
+    const result = await fuzzShop({
+      urls,
+      pid: shop.proc.pid,
+      seed: o.seed,
+      count: o.count,
+      progress: (s, n) => console.log(`  ${s}: ${n}`),
+    });
     console.log(summary(result.runs, o.seed, result.after));
-    console.log(`RSS ${result.memory.start.toFixed(0)} MB at the start, ${result.memory.rss.toFixed(0)} MB at the end, peak ${result.memory.peak.toFixed(0)} MB over the run`);
+    console.log(
+      `RSS ${result.memory.start.toFixed(0)} MB at the start, ${result.memory.rss.toFixed(0)} MB at the end, peak ${result.memory.peak.toFixed(0)} MB over the run`,
+    );
     for (const v of result.after) console.log(`after: ${v.finding}: ${v.detail}`);
     const violations = result.runs.reduce((n, r) => n + r.violations.length, 0) + result.after.length;
     console.log(violations === 0 ? "fuzz clean" : `fuzz: ${violations} broken rule(s)`);

@@ -42,7 +42,11 @@ function plantFlag(): PlantedBug | undefined {
 function printResult(r: SimResult, full: boolean) {
   if (full) process.stdout.write(r.trace);
   const counts = FAULT_KINDS.map((k) => `${k} ${r.faults[k]}`).join(", ");
-  console.log(`seed ${r.seed}: ${r.orders} orders, ${r.steps} steps, ${r.simulatedSeconds}s simulated; ${Object.entries(r.outcomes).map(([k, v]) => `${k} ${v}`).join(", ")}`);
+  console.log(
+    `seed ${r.seed}: ${r.orders} orders, ${r.steps} steps, ${r.simulatedSeconds}s simulated; ${Object.entries(r.outcomes)
+      .map(([k, v]) => `${k} ${v}`)
+      .join(", ")}`,
+  );
   console.log(`faults: ${counts}`);
   console.log(`trace sha256 ${r.hash}`);
   if (r.violations.length === 0) {
@@ -55,7 +59,9 @@ function printResult(r: SimResult, full: boolean) {
     console.log(`trace of ${r.firstViolatingOrder.label}:`);
     for (const l of r.firstViolatingOrder.lines) console.log(`  ${l}`);
   }
-  console.log(`replay: bun run simulate --seed ${r.seed} --orders ${r.orders}${plant ? ` --plant ${plant}` : ""}${faults ? "" : " --no-faults"} --trace`);
+  console.log(
+    `replay: bun run simulate --seed ${r.seed} --orders ${r.orders}${plant ? ` --plant ${plant}` : ""}${faults ? "" : " --no-faults"} --trace`,
+  );
 }
 
 /** Prints the sweep's progress: a bar on a terminal, a line every ten seeds otherwise. */
@@ -63,7 +69,9 @@ function progress(done: number, n: number, failing: number, secs: number, tty: b
   if (tty) {
     const width = 30;
     const filled = Math.round((done / n) * width);
-    process.stderr.write(`\r[${"#".repeat(filled)}${".".repeat(width - filled)}] ${done}/${n} seeds, ${failing} failing, ${secs.toFixed(0)}s `);
+    process.stderr.write(
+      `\r[${"#".repeat(filled)}${".".repeat(width - filled)}] ${done}/${n} seeds, ${failing} failing, ${secs.toFixed(0)}s `,
+    );
   } else if (done % 10 === 0 || done === n) {
     console.error(`${done}/${n} seeds, ${failing} failing, ${secs.toFixed(0)}s`);
   }

@@ -39,7 +39,6 @@ interface Capture {
   portModules: Map<number, string>;
 }
 
-
 /** A trace ready to draw. */
 interface Waterfall {
   title: string;
@@ -56,7 +55,14 @@ async function captureRejectedOrder(): Promise<Capture> {
   try {
     shop = await startShopProcess(
       ["--data-dir", ":memory:"],
-      { HOST: "127.0.0.1", REGISTRY_PORT: "0", WALLET_PORT: "0", STORAGE_PORT: "0", LOG_LEVEL: "info", OTEL_EXPORTER_OTLP_ENDPOINT: receiver.url },
+      {
+        HOST: "127.0.0.1",
+        REGISTRY_PORT: "0",
+        WALLET_PORT: "0",
+        STORAGE_PORT: "0",
+        LOG_LEVEL: "info",
+        OTEL_EXPORTER_OTLP_ENDPOINT: receiver.url,
+      },
       3,
     );
     const registry = shop.urls.registry;
@@ -64,7 +70,8 @@ async function captureRejectedOrder(): Promise<Capture> {
     await eventually(async () => (await fetch(`${registry}/health/ready`)).ok, SETTLE_TIMEOUT_MS);
     await settledOrder(registry, await placeOrder(registry, WARM_UP_ORDER));
     const order = await settledOrder(registry, await placeOrder(registry, REJECTED_ORDER));
-    if (order.status !== "rejected") throw new Error(`order ${order.id} was ${order.status}, not rejected: has the seed in config/*.yaml changed?`);
+    if (order.status !== "rejected")
+      throw new Error(`order ${order.id} was ${order.status}, not rejected: has the seed in config/*.yaml changed?`);
     const portModules = new Map(Object.entries(shop.urls).map(([module, url]) => [Number(new URL(url).port), module]));
     const code = await shop.stop("SIGTERM");
     shop = undefined;
@@ -77,7 +84,11 @@ async function captureRejectedOrder(): Promise<Capture> {
 }
 
 async function placeOrder(registry: string, order: typeof REJECTED_ORDER): Promise<string> {
-  const res = await fetch(`${registry}/orders`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(order) });
+  const res = await fetch(`${registry}/orders`, {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify(order),
+  });
   if (res.status !== 201) throw new Error(`POST /orders answered ${res.status}: ${await res.text()}`);
   return OrderView.parse(await res.json()).id;
 }
@@ -89,7 +100,6 @@ function settledOrder(registry: string, id: string): Promise<OrderView> {
     return o.status !== "pending" && o.compensation !== "pending" && o;
   }, SETTLE_TIMEOUT_MS);
 }
-
 
 /** The order's trace: the one holding its `POST /orders` span. */
 function orderWaterfall(capture: Capture): Waterfall {
@@ -131,21 +141,33 @@ function detailOf(row: Row): string {
 /** The waterfall as plain text: start offset, duration, module, indented name, a bar of 40 columns. */
 function textWaterfall(w: Waterfall): string {
   const nameWidth = Math.max(...w.rows.map((r) => r.depth * 2 + r.span.name.length));
-  const lines = [w.title, w.subtitle, "", `${"start".padStart(9)} ${"duration".padStart(9)}  ${"module".padEnd(9)}${"span".padEnd(nameWidth)}  0${formatMs(w.totalMs).padStart(39)}`];
+  const lines = [
+    w.title,
+    w.subtitle,
+    "",
+    `${"start".padStart(9)} ${"duration".padStart(9)}  ${"module".padEnd(9)}${"span".padEnd(nameWidth)}  0${formatMs(w.totalMs).padStart(39)}`,
+  ];
   for (const r of w.rows) {
     const start = ms(r.span.start - w.t0);
     const from = Math.min(39, Math.floor((start / w.totalMs) * 40));
     const to = Math.max(from + 1, Math.ceil((ms(r.span.end - w.t0) / w.totalMs) * 40));
     const bar = isInstant(r.span) ? `${" ".repeat(from)}◆` : `${" ".repeat(from)}${"█".repeat(to - from)}`;
     const duration = isInstant(r.span) ? "instant" : formatMs(ms(r.span.end - r.span.start));
-    const notes = [detailOf(r), r.orphan ? `parent ${r.span.parentSpanId} not in the trace` : "", r.linksOut ? `links to ${r.linksOut} span(s) of other traces` : ""];
+    const notes = [
+      detailOf(r),
+      r.orphan ? `parent ${r.span.parentSpanId} not in the trace` : "",
+      r.linksOut ? `links to ${r.linksOut} span(s) of other traces` : "",
+    ];
     const name = `${"  ".repeat(r.depth)}${r.span.name}`.padEnd(nameWidth);
-    lines.push(`${formatMs(start).padStart(9)} ${duration.padStart(9)}  ${r.module.padEnd(9)}${name}  ${bar.padEnd(40)}  ${notes.filter(Boolean).join("; ")}`.trimEnd());
+    lines.push(
+      `${formatMs(start).padStart(9)} ${duration.padStart(9)}  ${r.module.padEnd(9)}${name}  ${bar.padEnd(40)}  ${notes.filter(Boolean).join("; ")}`.trimEnd(),
+    );
   }
   return lines.join("\n");
 }
 
-const escapeXml = (s: string) => s.replace(/[&<>"']/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" })[c] as string);
+const escapeXml = (s: string) =>
+  s.replace(/[&<>"']/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" })[c] as string);
 
 const COLORS: Record<string, { fill: string; text: string }> = {
   registry: { fill: "#4e79a7", text: "#2f5680" },
@@ -200,7 +222,8 @@ function svgHeader(w: Waterfall, l: Layout): string[] {
 
 /** How the picture was made, and why start times fall on whole milliseconds. */
 function svgFooter(l: Layout): string {
-  const note = "bun run trace-picture: one process (in-memory bus, PGlite in memory); span starts are whole milliseconds (the SDK takes them from Date.now())";
+  const note =
+    "bun run trace-picture: one process (in-memory bus, PGlite in memory); span starts are whole milliseconds (the SDK takes them from Date.now())";
   return `<text x="${G.pad}" y="${l.height - 10}" fill="#59636e" font-size="10">${escapeXml(note)}</text>`;
 }
 
@@ -221,7 +244,9 @@ const HALO = `paint-order="stroke" stroke="#ffffff" stroke-width="3" stroke-line
 
 /** Every other row shaded, drawn first so the grid and the bars lie on top. */
 function svgStripes(w: Waterfall): string[] {
-  return w.rows.flatMap((_, i) => (i % 2 === 0 ? [`<rect x="${G.pad / 2}" y="${G.top + i * G.rowH}" width="${G.width - G.pad}" height="${G.rowH}" fill="#f6f8fa"/>`] : []));
+  return w.rows.flatMap((_, i) =>
+    i % 2 === 0 ? [`<rect x="${G.pad / 2}" y="${G.top + i * G.rowH}" width="${G.width - G.pad}" height="${G.rowH}" fill="#f6f8fa"/>`] : [],
+  );
 }
 
 /** Elbow lines from each parent's name to its children's, so a child far below its parent is still found. */
@@ -229,7 +254,9 @@ function svgTreeGuides(w: Waterfall): string[] {
   return w.rows.flatMap((r, i) => {
     if (r.parentRow < 0) return [];
     const x = G.pad + (r.depth - 1) * G.indent + 4;
-    return [`<path d="M ${x} ${rowMid(r.parentRow) + 6} V ${rowMid(i)} H ${G.pad + r.depth * G.indent - 2}" fill="none" stroke="#c4cbd3" stroke-width="1"/>`];
+    return [
+      `<path d="M ${x} ${rowMid(r.parentRow) + 6} V ${rowMid(i)} H ${G.pad + r.depth * G.indent - 2}" fill="none" stroke="#c4cbd3" stroke-width="1"/>`,
+    ];
   });
 }
 
@@ -255,14 +282,23 @@ function svgRow(r: Row, i: number, w: Waterfall, l: Layout): string[] {
   const label = [formatMs(end - start), detail].filter(Boolean).join(", ");
   const rightFits = x1 + 4 + label.length * G.charW <= G.width - G.pad;
   const lx = rightFits ? x1 + 4 : x0 - 4;
-  out.push(`<text x="${lx.toFixed(1)}" y="${mid + 4}" text-anchor="${rightFits ? "start" : "end"}" fill="#59636e" ${HALO}>${escapeXml(label)}</text>`);
+  out.push(
+    `<text x="${lx.toFixed(1)}" y="${mid + 4}" text-anchor="${rightFits ? "start" : "end"}" fill="#59636e" ${HALO}>${escapeXml(label)}</text>`,
+  );
   return out;
 }
 
 /** The waterfall as a standalone SVG, readable at about 900 px. */
 function svgWaterfall(w: Waterfall): string {
   const l = layoutOf(w);
-  const body = [...svgStripes(w), ...svgHeader(w, l), ...svgAxis(w, l), ...svgTreeGuides(w), ...w.rows.flatMap((r, i) => svgRow(r, i, w, l)), svgFooter(l)];
+  const body = [
+    ...svgStripes(w),
+    ...svgHeader(w, l),
+    ...svgAxis(w, l),
+    ...svgTreeGuides(w),
+    ...w.rows.flatMap((r, i) => svgRow(r, i, w, l)),
+    svgFooter(l),
+  ];
   return [
     `<svg xmlns="http://www.w3.org/2000/svg" width="${G.width}" height="${l.height}" viewBox="0 0 ${G.width} ${l.height}" font-family="ui-monospace, SFMono-Regular, Menlo, Consolas, 'DejaVu Sans Mono', monospace" font-size="${G.font}">`,
     `<title>${escapeXml(w.title)}</title>`,

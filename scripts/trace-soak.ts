@@ -78,9 +78,15 @@ interface Row {
 /** One run: the shop under load for `seconds`, sampled every `sampleSeconds`. */
 async function run(label: string, env: Record<string, string>): Promise<{ rows: Row[]; orders: number }> {
   // Started here rather than by the bench's launcher: on a busy machine the start can take longer than its 90 s.
-  const proc = await startShopProcess(["--modules", "registry,wallet,storage"], { ...processEnv(), DATA_DIR: ":memory:", ...env }, 3, START_TIMEOUT_MS, {
-    maxLogLines: 1000,
-  });
+  const proc = await startShopProcess(
+    ["--modules", "registry,wallet,storage"],
+    { ...processEnv(), DATA_DIR: ":memory:", ...env },
+    3,
+    START_TIMEOUT_MS,
+    {
+      maxLogLines: 1000,
+    },
+  );
   trackPid(proc.proc.pid);
   defer("stop the shop", () => proc.stop().then(() => untrackPid(proc.proc.pid)));
   const pid = proc.proc.pid;
@@ -102,7 +108,11 @@ async function run(label: string, env: Record<string, string>): Promise<{ rows: 
     // RSS first, at the sample's time; then the exporter's figures.
     const t = (performance.now() - start) / 1000;
     const rss = rssMb(pid);
-    const m = await metrics(shop.urls.registry, ["shop_trace_spans_dropped_total", "shop_trace_exports_in_flight", "shop_trace_spans_queued"]);
+    const m = await metrics(shop.urls.registry, [
+      "shop_trace_spans_dropped_total",
+      "shop_trace_exports_in_flight",
+      "shop_trace_spans_queued",
+    ]);
     const row: Row = {
       t,
       rss,
@@ -111,7 +121,9 @@ async function run(label: string, env: Record<string, string>): Promise<{ rows: 
       queued: m.shop_trace_spans_queued,
     };
     rows.push(row);
-    console.error(`[trace-soak] ${label} t=${row.t.toFixed(0)} s: RSS ${row.rss.toFixed(0)} MB, dropped ${row.dropped ?? "-"}, in flight ${row.inFlight ?? "-"}, queued ${row.queued ?? "-"}`);
+    console.error(
+      `[trace-soak] ${label} t=${row.t.toFixed(0)} s: RSS ${row.rss.toFixed(0)} MB, dropped ${row.dropped ?? "-"}, in flight ${row.inFlight ?? "-"}, queued ${row.queued ?? "-"}`,
+    );
   }
   const posted = await posting;
   await tracker.stop();
@@ -129,7 +141,14 @@ try {
     OTEL_TRACES_SAMPLER: "parentbased_always_on",
   });
   const off = onlyTraced ? null : await run("tracing off", {});
-  const header = ["t s", "RSS MB traced", "spans dropped", "exports in flight", "spans queued", ...(off ? ["t s (off)", "RSS MB off"] : [])];
+  const header = [
+    "t s",
+    "RSS MB traced",
+    "spans dropped",
+    "exports in flight",
+    "spans queued",
+    ...(off ? ["t s (off)", "RSS MB off"] : []),
+  ];
   const rows = traced.rows.map((r, i) => [
     r.t.toFixed(0),
     r.rss.toFixed(0),
@@ -138,7 +157,9 @@ try {
     String(r.queued ?? "-"),
     ...(off ? [off.rows[i]?.t.toFixed(0) ?? "-", off.rows[i]?.rss.toFixed(0) ?? "-"] : []),
   ]);
-  console.log(`\ntrace-soak: one process, PGlite in memory, ${rate} orders/s open loop for ${seconds} s; collector ${kind === "hang" ? "accepting and never answering" : "refusing connections"}\n`);
+  console.log(
+    `\ntrace-soak: one process, PGlite in memory, ${rate} orders/s open loop for ${seconds} s; collector ${kind === "hang" ? "accepting and never answering" : "refusing connections"}\n`,
+  );
   console.log(renderTable([header, ...rows]));
   console.log(`\norders accepted: traced ${traced.orders}${off ? `, off ${off.orders}` : ""}`);
 } catch (err) {

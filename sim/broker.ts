@@ -80,7 +80,16 @@ export class SimBroker {
       consumers: () => states.map((s) => ({ ...s })),
       onFatal() {},
       subscribe: (sub) => {
-        states.push({ group: sub.group, topics: [...sub.topics], state: "idle", joined: false, partitions: {}, last_poll_at: null, last_error: null, last_error_at: null });
+        states.push({
+          group: sub.group,
+          topics: [...sub.topics],
+          state: "idle",
+          joined: false,
+          partitions: {},
+          last_poll_at: null,
+          last_error: null,
+          last_error_at: null,
+        });
         this.handlers.set(sub.group, sub.handler);
         for (const topic of sub.topics) {
           this.log(topic);
@@ -96,7 +105,8 @@ export class SimBroker {
         if (!alive()) return new Promise<void>(() => {});
         const fate = this.onPublish(records);
         if (fate === "fail") return Promise.reject(new Error("simulated: publish failed (broker unreachable)"));
-        for (const r of records) (this.log(r.topic)[partitionFor(r.key, this.partitions)] as BusRecord[]).push({ ...r, headers: { ...r.headers } });
+        for (const r of records)
+          (this.log(r.topic)[partitionFor(r.key, this.partitions)] as BusRecord[]).push({ ...r, headers: { ...r.headers } });
         if (fate === "ack-lost") return Promise.reject(new Error("simulated: publish acknowledgement lost (records were written)"));
         return Promise.resolve();
       },

@@ -54,7 +54,9 @@ export class OrderClient {
     const body = this.orders[a.i] as OrderRequest;
     const router = (inc.modules.get("registry") as RunningModule).router;
     const name = `request ${a.i + 1}${a.attempt > 1 ? ` (attempt ${a.attempt})` : ""}`;
-    this.trace.line(`${name}: POST /orders user ${body.user_id} ${body.items.map((it) => `${it.quantity}x product ${it.product_id}`).join(", ")}`);
+    this.trace.line(
+      `${name}: POST /orders user ${body.user_id} ${body.items.map((it) => `${it.quantity}x product ${it.product_id}`).join(", ")}`,
+    );
     const p = this.send(a, name, body, router, inc).finally(() => this.inFlight.delete(p));
     this.inFlight.add(p);
   }
@@ -88,7 +90,10 @@ export class OrderClient {
     const id = res.status === 201 || res.status === 200 ? (JSON.parse(text) as { id: string }).id : null;
     if (id) {
       const earlier = this.requestOrder.get(i + 1);
-      if (earlier && earlier !== id) this.violations.push(`client: request ${i + 1} was answered with two orders, order ${earlier} and order ${id}, for one Idempotency-Key`);
+      if (earlier && earlier !== id)
+        this.violations.push(
+          `client: request ${i + 1} was answered with two orders, order ${earlier} and order ${id}, for one Idempotency-Key`,
+        );
       this.orderIds.push(id);
       this.requestOrder.set(i + 1, id);
     }

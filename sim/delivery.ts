@@ -10,7 +10,7 @@ import type { Lane, PublishFate, SimBroker } from "./broker";
 import type { Faults } from "./faults";
 import type { Incarnation } from "./processes";
 import type { Random } from "./random";
-import { type Trace, describeRecord } from "./trace";
+import { describeRecord, type Trace } from "./trace";
 
 /** Bugs the harness can plant, to prove the simulator catches them. */
 export type PlantedBug = "no-inbox-dedupe" | "ack-before-apply";
@@ -70,7 +70,14 @@ export class Delivery {
     const backlog = broker.backlog(lane);
     const n = Math.min(backlog.length, sched.int(1, sched.chance(0.3) ? 20 : 3));
     const batch = backlog.slice(0, n);
-    const handed: Handed = { lane, from: lane.committed, size: batch.length, epoch: broker.epoch, inc, where: `${lane.group} <- ${lane.topic}[${lane.partition}]@${lane.committed}` };
+    const handed: Handed = {
+      lane,
+      from: lane.committed,
+      size: batch.length,
+      epoch: broker.epoch,
+      inc,
+      where: `${lane.group} <- ${lane.topic}[${lane.partition}]@${lane.committed}`,
+    };
     trace.line(`deliver ${handed.where}: ${batch.map(describeRecord).join(", ")}`);
     lane.busy = true;
     this.inFlight += 1;
@@ -124,5 +131,12 @@ async function forgetInbox(db: Database, group: string, batch: BusRecord[]): Pro
   if (ids.length === 0) return;
   // Imported here, not at the top: the import's await is part of the timing the seeds' traces depend on.
   const { sql } = await import("drizzle-orm");
-  await db.autocommit((q) => q.execute(sql`delete from ${sql.identifier(group)}.inbox where message_id in (${sql.join(ids.map((id) => sql`${id}::uuid`), sql`, `)})`));
+  await db.autocommit((q) =>
+    q.execute(
+      sql`delete from ${sql.identifier(group)}.inbox where message_id in (${sql.join(
+        ids.map((id) => sql`${id}::uuid`),
+        sql`, `,
+      )})`,
+    ),
+  );
 }

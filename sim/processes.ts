@@ -5,12 +5,12 @@
  */
 import { join } from "node:path";
 import type { z } from "zod";
+import { MODULES } from "../src/app/modules";
 import type { Bus } from "../src/bus/bus";
-import { type ModuleName, loadModuleConfig } from "../src/config";
+import { loadModuleConfig, type ModuleName } from "../src/config";
 import type { Database } from "../src/db/database";
 import { Registry } from "../src/metrics/registry";
 import type { RunningModule, ShopModule } from "../src/module";
-import { MODULES } from "../src/app/modules";
 import type { SimBroker } from "./broker";
 import type { Faults } from "./faults";
 import type { FaultyDatabase } from "./faulty-db";
@@ -108,10 +108,24 @@ export class ShopProcess {
   }
 
   /** Module `name` of `inc`, initialised (seeded, subscribed, routed) but not started. */
-  private init(name: ModuleName, inc: Incarnation, db: Database, bus: Bus, siblings: Partial<Record<ModuleName, string>>): Promise<RunningModule> {
+  private init(
+    name: ModuleName,
+    inc: Incarnation,
+    db: Database,
+    bus: Bus,
+    siblings: Partial<Record<ModuleName, string>>,
+  ): Promise<RunningModule> {
     const m = MODULES[name] as ShopModule;
     const log = traceLog((text) => inc.dead || this.deps.trace.line(text), name);
-    return m.init({ config: this.deps.configs.get(name) as z.infer<typeof m.configSchema>, db, bus, log, siblings, signing: null, metrics: new Registry() });
+    return m.init({
+      config: this.deps.configs.get(name) as z.infer<typeof m.configSchema>,
+      db,
+      bus,
+      log,
+      siblings,
+      signing: null,
+      metrics: new Registry(),
+    });
   }
 }
 

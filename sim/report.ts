@@ -48,17 +48,28 @@ interface FinishedRun extends Omit<SimResult, "trace" | "hash" | "firstViolating
 const LABELLED = /(?:order )?([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})/g;
 
 /** Audits the shop `inc` serves, adds the client's violations and the database's own check, and traces outcomes and violations. */
-export async function auditRun(inc: Incarnation, db: Database, clientViolations: string[], trace: Trace): Promise<{ violations: string[]; outcomes: Record<string, number> }> {
-  const report = <M extends keyof AuditReports>(m: M) => async (): Promise<AuditReports[M]> => {
-    const res = await (inc.modules.get(m) as RunningModule).router.request("/admin/audit/report");
-    const body: unknown = await res.json();
-    return (AUDIT_REPORT_SCHEMAS[m] as unknown as z.ZodType<AuditReports[M]>).parse(body);
-  };
+export async function auditRun(
+  inc: Incarnation,
+  db: Database,
+  clientViolations: string[],
+  trace: Trace,
+): Promise<{ violations: string[]; outcomes: Record<string, number> }> {
+  const report =
+    <M extends keyof AuditReports>(m: M) =>
+    async (): Promise<AuditReports[M]> => {
+      const res = await (inc.modules.get(m) as RunningModule).router.request("/admin/audit/report");
+      const body: unknown = await res.json();
+      return (AUDIT_REPORT_SCHEMAS[m] as unknown as z.ZodType<AuditReports[M]>).parse(body);
+    };
   const sources: ReportSources = { registry: report("registry"), wallet: report("wallet"), storage: report("storage") };
   const audit = await auditShop(sources);
   audit.violations.push(...clientViolations, ...(await unkeyedOrders(db)));
   const outcomes = await orderOutcomes(db);
-  trace.line(`outcomes ${Object.entries(outcomes).map(([k, v]) => `${k} ${v}`).join(", ")}`);
+  trace.line(
+    `outcomes ${Object.entries(outcomes)
+      .map(([k, v]) => `${k} ${v}`)
+      .join(", ")}`,
+  );
   for (const v of audit.violations) trace.line(`VIOLATION ${v}`);
   return { violations: audit.violations, outcomes };
 }
@@ -130,7 +141,9 @@ function firstViolatingOrder(violations: string[], labelled: string[]): SimResul
 /** Every request carries an Idempotency-Key: an order no key names was placed twice for one key. */
 async function unkeyedOrders(db: Database): Promise<string[]> {
   const res = await db.read((q) =>
-    q.execute(sql`select o.id from registry.orders o where not exists (select 1 from registry.idempotency_keys k where k.order_id = o.id) order by o.created_at, o.id`),
+    q.execute(
+      sql`select o.id from registry.orders o where not exists (select 1 from registry.idempotency_keys k where k.order_id = o.id) order by o.created_at, o.id`,
+    ),
   );
   return rowsOf(res).map((r) => `registry: order ${String(r.id)} is named by no Idempotency-Key (a retried request placed a second order)`);
 }

@@ -40,7 +40,8 @@ export class Scheduler {
     const { client } = this.deps;
     const maxSteps = 100 * orders + 10_000;
     while (client.hasWork() || client.inFlight.size > 0) {
-      if (this.steps > maxSteps) throw new Error(`simulator: seed ${seed} made no progress in ${maxSteps} steps (a request never answered)`);
+      if (this.steps > maxSteps)
+        throw new Error(`simulator: seed ${seed} made no progress in ${maxSteps} steps (a request never answered)`);
       await this.step(false);
     }
   }
@@ -119,7 +120,9 @@ export class Scheduler {
       faults.record("time-jump", `${(jump / 1000).toFixed(1)}s pass (a stalled process or a slow network)`);
       return this.runTimersUntil(env.now() + jump);
     }
-    return this.runTimersUntil(next !== null && (lanes.length === 0 || sched.chance(0.5)) ? Math.max(next, env.now()) : env.now() + sched.int(1, 200));
+    return this.runTimersUntil(
+      next !== null && (lanes.length === 0 || sched.chance(0.5)) ? Math.max(next, env.now()) : env.now() + sched.int(1, 200),
+    );
   }
 
   /** Fires the timers due by `to`, in order, letting each settle; then leaves the clock at `to`. A crash asked for stops it. */

@@ -13,16 +13,16 @@ import { OrderClient } from "./client";
 import { Delivery, type PlantedBug, publishFate } from "./delivery";
 import { Faults } from "./faults";
 import { FaultyDatabase } from "./faulty-db";
-import { type Incarnation, ShopProcess, migrateShop, moduleConfigs } from "./processes";
+import { type Incarnation, migrateShop, moduleConfigs, ShopProcess } from "./processes";
 import { Random } from "./random";
-import { type SimResult, auditRun, simResult } from "./report";
+import { auditRun, type SimResult, simResult } from "./report";
 import { Scheduler } from "./scheduler";
 import { Trace } from "./trace";
-import { type VirtualEnv, installVirtualEnv } from "./virtual-env";
-import { type Workload, drawWorkload } from "./workload";
+import { installVirtualEnv, type VirtualEnv } from "./virtual-env";
+import { drawWorkload, type Workload } from "./workload";
 
-export { FAULT_KINDS, type FaultKind } from "./faults";
 export { PLANTED_BUGS, type PlantedBug } from "./delivery";
+export { FAULT_KINDS, type FaultKind } from "./faults";
 export type { SimResult } from "./report";
 
 /** How one run goes. */
@@ -93,7 +93,9 @@ async function run(opts: SimOptions, env: VirtualEnv, work: Random, sched: Rando
 
 /** The trace's first lines: the run's options and the seeded balances and stock. */
 function traceStart(trace: Trace, opts: SimOptions, workload: Workload): void {
-  trace.line(`seed ${opts.seed}, ${opts.orders} orders, faults ${opts.faults !== false ? "on" : "off"}${opts.plant ? `, planted bug: ${opts.plant}` : ""}`);
+  trace.line(
+    `seed ${opts.seed}, ${opts.orders} orders, faults ${opts.faults !== false ? "on" : "off"}${opts.plant ? `, planted bug: ${opts.plant}` : ""}`,
+  );
   trace.line(`balances ${workload.balances.map((b) => `user ${b.user_id}: ${b.balance_cents}`).join(", ")}`);
   trace.line(`stock ${workload.stock.map((s) => `product ${s.product_id}: ${s.available}`).join(", ")}`);
 }

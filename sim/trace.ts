@@ -39,7 +39,8 @@ export function traceLog(trace: (text: string) => unknown, component: string): L
     if (msg === "listening" || msg === "PGlite open") return;
     const f = fields ?? {};
     const parts = [`log ${level} ${component}: ${msg}`];
-    for (const k of ["step", "outcome", "reason", "order_id", "message_id"]) if (f[k] !== undefined) parts.push(k === "order_id" ? `order ${String(f[k])}` : `${k}=${String(f[k])}`);
+    for (const k of ["step", "outcome", "reason", "order_id", "message_id"])
+      if (f[k] !== undefined) parts.push(k === "order_id" ? `order ${String(f[k])}` : `${k}=${String(f[k])}`);
     if (f.err instanceof Error) parts.push(`err=${f.err.message.slice(0, 160)}`);
     trace(parts.join(" "));
   };

@@ -1,6 +1,6 @@
 /** Declared error codes: the compiler refuses an undeclared one (tsc checks the @ts-expect-error lines), and so does the run time. */
 import { describe, expect, test } from "bun:test";
-import { declareErrors, DomainError, InvariantError } from "./errors";
+import { DomainError, declareErrors, InvariantError } from "./errors";
 
 const SHELF_ERRORS = declareErrors("shelf", {
   unknown_shelf: { kind: "not_found", when: "no shelf has this id", message: "no shelf 7", field: "id" },
@@ -21,6 +21,8 @@ describe("declared error codes", () => {
     // @ts-expect-error: "out_of_stock" is not one of shelf's declared codes, so tsc refuses it.
     expect(() => SHELF_ERRORS.error("out_of_stock", "no more")).toThrow(InvariantError);
     // @ts-expect-error: the constructor takes only the codes of the declaration it is given.
-    expect(() => new DomainError(SHELF_ERRORS, "unknown_wallet", "no wallet 1")).toThrow("shelf throws error code unknown_wallet, which it does not declare");
+    expect(() => new DomainError(SHELF_ERRORS, "unknown_wallet", "no wallet 1")).toThrow(
+      "shelf throws error code unknown_wallet, which it does not declare",
+    );
   });
 });

@@ -42,7 +42,10 @@ function startingApp(reason: () => string): Hono {
     c.header("retry-after", String(STARTING_RETRY_AFTER_S));
     if (c.req.path === "/health" || c.req.path === "/health/ready") {
       // The shape of /health's report, so that a probe that reads it sees why.
-      return c.json({ status: "fail" as const, checks: { start: { status: "fail" as const, latency_ms: 0, error: reason() } }, consumers: {} }, 503);
+      return c.json(
+        { status: "fail" as const, checks: { start: { status: "fail" as const, latency_ms: 0, error: reason() } }, consumers: {} },
+        503,
+      );
     }
     return c.json(errorBody("not_ready", `the service is not ready (${reason()}); retry shortly`), 503);
   });

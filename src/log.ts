@@ -58,7 +58,8 @@ export function createLogger(level: LogLevel, opts: LoggerOptions = {}): Logger 
   // Colours only where a person reads stderr (not where stdout happens to be a terminal).
   const onTerminal = opts.destination === undefined && process.stderr.isTTY === true;
   const format = logFormatFor(opts.format, onTerminal);
-  const lines = format === "json" ? jsonLines(level, opts.destination ?? stderrOncePerTurn()) : prettyLines(level, onTerminal, opts.destination);
+  const lines =
+    format === "json" ? jsonLines(level, opts.destination ?? stderrOncePerTurn()) : prettyLines(level, onTerminal, opts.destination);
   return bind(lines, "shop");
 }
 

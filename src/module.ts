@@ -7,9 +7,9 @@ import type { MessageType } from "./contracts";
 import type { Database } from "./db/database";
 import type { ErrorCodes } from "./errors";
 import type { HealthCheck } from "./http/health";
-import type { MetricsRegistry } from "./metrics/registry";
 import type { Router } from "./http/router";
 import type { Logger } from "./log";
+import type { MetricsRegistry } from "./metrics/registry";
 
 /** What the process hands a module. */
 export interface ModuleContext<C> {

@@ -44,8 +44,7 @@ function cruise(cwd: string, dirs: string[]) {
 }
 
 /** A violation in one line: rule, from, to (a cycle: its files in order). */
-const describeViolation = (v: Violation) =>
-  `${v.rule.name}: ${v.from} -> ${v.cycle ? v.cycle.map((c) => c.name).join(" -> ") : v.to}`;
+const describeViolation = (v: Violation) => `${v.rule.name}: ${v.from} -> ${v.cycle ? v.cycle.map((c) => c.name).join(" -> ") : v.to}`;
 
 /** Writes `files` (path relative to `dir` -> text) under `dir`. */
 function writeTree(dir: string, files: Record<string, string>) {

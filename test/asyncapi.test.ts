@@ -8,17 +8,6 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { Parser } from "@asyncapi/parser";
-import type { BusRecord } from "../src/bus/bus";
-import { createRecordSigner } from "../src/bus/signing";
-import { loadSettings } from "../src/config";
-import { type Topics, TopicsSchema } from "../src/contracts/topics";
-import { createMessage, MESSAGES, type Message, type MessageType, parseMessage, type ServiceName } from "../src/contracts";
-import { asyncApiDocument, exampleMessages, type JsonObject, RecordKeySchema, recordHeadersSchema } from "../src/http/asyncapi-document";
-import { MESSAGE_FLOWS, messagesMarkdown, modulesOf } from "../src/contracts/flows";
-import type { Database } from "../src/db/database";
-import { createLogger } from "../src/log";
-import { outboxWriter } from "../src/messaging/outbox";
-import { type OutboxRelay, startOutboxRelay } from "../src/messaging/outbox-relay";
 import { REGISTRY_TOPICS, registryConsumers } from "../modules/registry/consumers";
 import * as registryTables from "../modules/registry/schema";
 import { STORAGE_TOPICS, storageConsumers } from "../modules/storage/consumers";
@@ -26,6 +15,17 @@ import * as storageTables from "../modules/storage/schema";
 import { WALLET_TOPICS, walletConsumers } from "../modules/wallet/consumers";
 import { walletModule } from "../modules/wallet/index";
 import * as walletTables from "../modules/wallet/schema";
+import type { BusRecord } from "../src/bus/bus";
+import { createRecordSigner } from "../src/bus/signing";
+import { loadSettings } from "../src/config";
+import { createMessage, MESSAGES, type Message, type MessageType, parseMessage, type ServiceName } from "../src/contracts";
+import { MESSAGE_FLOWS, messagesMarkdown, modulesOf } from "../src/contracts/flows";
+import { type Topics, TopicsSchema } from "../src/contracts/topics";
+import type { Database } from "../src/db/database";
+import { asyncApiDocument, exampleMessages, type JsonObject, RecordKeySchema, recordHeadersSchema } from "../src/http/asyncapi-document";
+import { createLogger } from "../src/log";
+import { outboxWriter } from "../src/messaging/outbox";
+import { type OutboxRelay, startOutboxRelay } from "../src/messaging/outbox-relay";
 import { eventually } from "./support/eventually";
 import { adminHeaders, call, getJson } from "./support/http";
 import { openModuleDatabase } from "./support/module-db";
@@ -41,7 +41,9 @@ const doc = asyncApiDocument({ topics: DEFAULT_TOPICS, brokers: ["localhost:9092
 /** Parts of the document the checks read (it is built as plain JSON). */
 type Doc = {
   channels: Record<string, { address: string; messages: Record<string, { $ref: string }> }>;
-  components: { messages: Record<string, { payload: JsonObject; headers: JsonObject; examples: { headers: JsonObject; payload: JsonObject }[] }> };
+  components: {
+    messages: Record<string, { payload: JsonObject; headers: JsonObject; examples: { headers: JsonObject; payload: JsonObject }[] }>;
+  };
 };
 const view = (d: JsonObject) => d as unknown as Doc;
 
@@ -53,8 +55,7 @@ const consumersOf = (): Record<ServiceName, { handles: string[]; topics: readonl
 });
 
 /** "module side type" for every pair MESSAGE_FLOWS lists. */
-const flowPairs = (side: "producers" | "consumers") =>
-  TYPES.flatMap((t) => modulesOf(t, side).map((m) => `${m} ${t}`)).sort();
+const flowPairs = (side: "producers" | "consumers") => TYPES.flatMap((t) => modulesOf(t, side).map((m) => `${m} ${t}`)).sort();
 
 describe("the document", () => {
   test("is valid AsyncAPI 3.0.0: no error and no warning from @asyncapi/parser", async () => {
@@ -64,7 +65,13 @@ describe("the document", () => {
     expect(serious).toEqual([]);
     expect(document).toBeDefined();
     expect(document?.version()).toBe("3.0.0");
-    expect(document?.allMessages().all().map((m) => m.name()).sort()).toEqual([...TYPES].sort());
+    expect(
+      document
+        ?.allMessages()
+        .all()
+        .map((m) => m.name())
+        .sort(),
+    ).toEqual([...TYPES].sort());
   });
 
   test("every contract message type is a message on the channel of its topic, at the configured address", () => {
@@ -103,7 +110,10 @@ describe("the document", () => {
     const { document } = await new Parser().parse(JSON.stringify(doc));
     const seen = { producers: [] as string[], consumers: [] as string[] };
     for (const op of document?.operations().all() ?? []) {
-      const [module] = op.tags().all().map((t) => t.name());
+      const [module] = op
+        .tags()
+        .all()
+        .map((t) => t.name());
       const [channel] = op.channels().all();
       for (const m of op.messages().all()) {
         const type = m.name() as MessageType;

@@ -6,11 +6,11 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { join } from "node:path";
 import { sql } from "drizzle-orm";
+import type { Shop } from "../src/app/shop";
 import { ShopAuditSchema } from "../src/contracts/audit";
 import { eventually } from "./support/eventually";
 import { adminHeaders, call, getJson, TEST_ADMIN_TOKEN } from "./support/http";
 import { type ShopTarget, startInProcess } from "./support/shop-target";
-import type { Shop } from "../src/app/shop";
 
 const ROOT = join(import.meta.dir, "..");
 const PRICE = 1000;
@@ -37,11 +37,15 @@ async function placeOrder(userId: number, productId: number, quantity: number): 
 
 /** Waits until the order is final and, if rejected, its compensation confirmed. */
 async function settled(id: string): Promise<{ status: string; reason: string | null }> {
-  return eventually(async () => {
-    const o = await getJson(t.urls.registry, `/orders/${id}`);
-    if (o.status === "completed" || (o.status === "rejected" && o.compensation === "done")) return o;
-    return false;
-  }, 30_000, 50);
+  return eventually(
+    async () => {
+      const o = await getJson(t.urls.registry, `/orders/${id}`);
+      if (o.status === "completed" || (o.status === "rejected" && o.compensation === "done")) return o;
+      return false;
+    },
+    30_000,
+    50,
+  );
 }
 
 async function registryAudit() {
@@ -54,7 +58,12 @@ async function registryAudit() {
 async function auditScript(extra: string[] = [], env: Record<string, string> = { ADMIN_TOKEN: TEST_ADMIN_TOKEN }) {
   const proc = Bun.spawn(
     ["bun", "run", "audit", "--registry-url", t.urls.registry, "--wallet-url", t.urls.wallet, "--storage-url", t.urls.storage, ...extra],
-    { cwd: ROOT, env: { PATH: process.env.PATH, HOME: process.env.HOME, TMPDIR: process.env.TMPDIR, ...env }, stdout: "pipe", stderr: "pipe" },
+    {
+      cwd: ROOT,
+      env: { PATH: process.env.PATH, HOME: process.env.HOME, TMPDIR: process.env.TMPDIR, ...env },
+      stdout: "pipe",
+      stderr: "pipe",
+    },
   );
   const [stdout, stderr, code] = await Promise.all([new Response(proc.stdout).text(), new Response(proc.stderr).text(), proc.exited]);
   return { code, stdout, stderr };
@@ -101,11 +110,23 @@ describe("audit", () => {
   test("each module's report holds its facts", async () => {
     const registry = (await call(t.urls.registry, "GET", "/admin/audit/report", undefined, adminHeaders)).body;
     expect(registry.module).toBe("registry");
-    expect(registry.facts.orders.find((o: { id: string }) => o.id === orders.noStock)).toMatchObject({ status: "rejected", compensation: "done", total_cents: 5 * PRICE });
+    expect(registry.facts.orders.find((o: { id: string }) => o.id === orders.noStock)).toMatchObject({
+      status: "rejected",
+      compensation: "done",
+      total_cents: 5 * PRICE,
+    });
     const wallet = (await call(t.urls.wallet, "GET", "/admin/audit/report", undefined, adminHeaders)).body;
-    expect(wallet.facts.orders.find((o: { order_id: string }) => o.order_id === orders.noStock)).toMatchObject({ debits: 1, refunds: 1, debit_cents: 5 * PRICE, refund_cents: 5 * PRICE });
+    expect(wallet.facts.orders.find((o: { order_id: string }) => o.order_id === orders.noStock)).toMatchObject({
+      debits: 1,
+      refunds: 1,
+      debit_cents: 5 * PRICE,
+      refund_cents: 5 * PRICE,
+    });
     const storage = (await call(t.urls.storage, "GET", "/admin/audit/report", undefined, adminHeaders)).body;
-    expect(storage.facts.orders.find((o: { order_id: string }) => o.order_id === orders.noMoney)).toMatchObject({ live: [], released: [{ product_id: PLENTY, quantity: 1 }] });
+    expect(storage.facts.orders.find((o: { order_id: string }) => o.order_id === orders.noMoney)).toMatchObject({
+      live: [],
+      released: [{ product_id: PLENTY, quantity: 1 }],
+    });
   });
 
   test("after completed and rejected orders the audit is clean, over HTTP and from the command line", async () => {
@@ -141,7 +162,9 @@ describe("audit", () => {
       insert into wallet.ledger (user_id, order_id, kind, amount_cents, balance_after_cents)
       select ${RICH}, ${orders.completed}::uuid, 'debit', ${2 * PRICE}, balance_cents from w`);
     // 2. A live reservation again for the rejected order (and the units it holds).
-    await behindTheBack(sql`update storage.reservations set state = 'reserved', released_at = null where order_id = ${orders.noMoney}::uuid`);
+    await behindTheBack(
+      sql`update storage.reservations set state = 'reserved', released_at = null where order_id = ${orders.noMoney}::uuid`,
+    );
     await behindTheBack(sql`update storage.stock set available = available - 1, reserved = reserved + 1 where product_id = ${PLENTY}`);
     // 3. A debit for an order registry never made, an hour old, with its balance (the wallet's own books agree).
     await behindTheBack(sql`

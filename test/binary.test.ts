@@ -105,7 +105,14 @@ describe("the binary", () => {
       // The signing key from a file, as a Docker secret gives it (Kafka needs one).
       const keyFile = join(cwd, "bus-signing-key");
       writeFileSync(keyFile, `${TEST_BUS_SIGNING_KEY}\n`, { mode: 0o600 });
-      const split = { ...env, BUS: "kafka", KAFKA_BROKERS: kafka.brokers, DATABASE_URL: await createDatabase(postgres.url), BUS_SIGNING_KEY_FILE: keyFile, ...MOCK_KAFKA_SETTINGS };
+      const split = {
+        ...env,
+        BUS: "kafka",
+        KAFKA_BROKERS: kafka.brokers,
+        DATABASE_URL: await createDatabase(postgres.url),
+        BUS_SIGNING_KEY_FILE: keyFile,
+        ...MOCK_KAFKA_SETTINGS,
+      };
       for (const name of ["registry", "wallet", "storage"]) {
         started.push(await startShopProcess(["--modules", name], split, 1, 120_000, { command: [binary], cwd }));
       }

@@ -31,7 +31,8 @@ describe("reading docker-compose.yml as Compose does", () => {
     const names = project.services.map((s) => s.name);
     expect(names.sort()).toEqual(["gateway", "kafka", "keys", "postgres", "registry", "storage", "wallet"]);
     const order = project.services.map((s) => s.name);
-    for (const s of project.services) for (const dep of Object.keys(s.dependsOn)) expect(order.indexOf(dep)).toBeLessThan(order.indexOf(s.name));
+    for (const s of project.services)
+      for (const dep of Object.keys(s.dependsOn)) expect(order.indexOf(dep)).toBeLessThan(order.indexOf(s.name));
     const gateway = project.services.find((s) => s.name === "gateway");
     expect(gateway?.ports).toContainEqual({ hostIp: "127.0.0.9", hostPort: 18001, containerPort: 8001 });
     expect(gateway?.dependsOn).toEqual({ registry: "service_healthy", wallet: "service_healthy", storage: "service_healthy" });
@@ -111,7 +112,12 @@ describe("bun run compose:local", () => {
       GATEWAY_WALLET_PORT: String(ports.wallet),
       GATEWAY_STORAGE_PORT: String(ports.storage),
     };
-    const p = Bun.spawn(["bun", join(ROOT, "scripts/compose-local.ts"), "--fresh", "--state-dir", state], { cwd: ROOT, env, stdout: "pipe", stderr: "pipe" });
+    const p = Bun.spawn(["bun", join(ROOT, "scripts/compose-local.ts"), "--fresh", "--state-dir", state], {
+      cwd: ROOT,
+      env,
+      stdout: "pipe",
+      stderr: "pipe",
+    });
     proc = p;
     void (async () => {
       for await (const chunk of p.stdout as ReadableStream<Uint8Array>) output += new TextDecoder().decode(chunk);
@@ -142,7 +148,8 @@ describe("bun run compose:local", () => {
     // The keys service's token is the one every service takes: deposits and receipts through the gateway.
     expect([200, 201]).toContain((await post(url("wallet"), "/wallets/501/deposits", { amount_cents: 1_000_000 })).status);
     expect([200, 201]).toContain((await post(url("storage"), "/stock/1/receipts", { quantity: 50 })).status);
-    const order = () => post(url("registry"), "/orders", { user_id: 501, items: [{ product_id: 1, quantity: 1 }] }, { "content-type": "application/json" });
+    const order = () =>
+      post(url("registry"), "/orders", { user_id: 501, items: [{ product_id: 1, quantity: 1 }] }, { "content-type": "application/json" });
     const first = await order();
     expect(first.status).toBe(201);
     expect(await settled(first.body.id as string)).toBe("completed");
@@ -163,12 +170,27 @@ describe("bun run compose:local", () => {
     expect(await settled(during.body.id as string)).toBe("completed");
 
     // The audit: registry's own (it asks the others with the one token) and bun run audit through the gateway.
-    const audit = (await (await fetch(`${url("registry")}/admin/audit`, { headers: admin })).json()) as { ok: boolean; violations: string[] };
+    const audit = (await (await fetch(`${url("registry")}/admin/audit`, { headers: admin })).json()) as {
+      ok: boolean;
+      violations: string[];
+    };
     expect(audit.violations).toEqual([]);
     expect(audit.ok).toBe(true);
-    const cli = Bun.spawnSync(["bun", join(ROOT, "scripts/audit.ts"), "--registry-url", url("registry"), "--wallet-url", url("wallet"), "--storage-url", url("storage")], {
-      env: { ...env, ADMIN_TOKEN: token },
-    });
+    const cli = Bun.spawnSync(
+      [
+        "bun",
+        join(ROOT, "scripts/audit.ts"),
+        "--registry-url",
+        url("registry"),
+        "--wallet-url",
+        url("wallet"),
+        "--storage-url",
+        url("storage"),
+      ],
+      {
+        env: { ...env, ADMIN_TOKEN: token },
+      },
+    );
     expect(`${cli.stdout}`).toContain("clean");
     expect(cli.exitCode).toBe(0);
 

@@ -3,13 +3,25 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
+import { parse as parseYaml } from "yaml";
+import { z } from "zod";
 import { RegistryConfigSchema } from "../modules/registry/config";
 import { StorageConfigSchema } from "../modules/storage/config";
 import { WalletConfigSchema } from "../modules/wallet/config";
-import { applyFlags, ConfigError, checkPorts, closest, type Env, helpText, loadModuleConfig, loadSettings, MODULE_NAMES, moduleKeyHelp, strayVariables } from "../src/config";
 import { MODULES } from "../src/app/modules";
-import { parse as parseYaml } from "yaml";
-import { z } from "zod";
+import {
+  applyFlags,
+  ConfigError,
+  checkPorts,
+  closest,
+  type Env,
+  helpText,
+  loadModuleConfig,
+  loadSettings,
+  MODULE_NAMES,
+  moduleKeyHelp,
+  strayVariables,
+} from "../src/config";
 import { lenientMappings, schemaKeys } from "./support/schema-keys";
 
 const ROOT = resolve(import.meta.dir, "..");
@@ -92,7 +104,9 @@ describe("process settings", () => {
   test("a value from a flag is named by the flag", () => {
     const err = configError(() => loadSettings(applyFlags(["--bus", "rabbit"], { BUS: "memory" })));
     expect(err.message).toStartWith('--bus="rabbit": ');
-    const port = configError(() => loadModuleConfig("registry", RegistryConfigSchema, CONFIG_DIR, applyFlags(["--registry-port", "abc"], {})));
+    const port = configError(() =>
+      loadModuleConfig("registry", RegistryConfigSchema, CONFIG_DIR, applyFlags(["--registry-port", "abc"], {})),
+    );
     expect(port.message).toBe('--registry-port="abc": expected a number');
   });
 
@@ -161,11 +175,9 @@ describe("module YAML", () => {
 
   test("every <MODULE>_* variable the tests, benches, compose and .env.example set is a key of its module", async () => {
     const shapes = { registry: RegistryConfigSchema.shape, wallet: WalletConfigSchema.shape, storage: StorageConfigSchema.shape };
-    const files = [
-      ...new Bun.Glob("{test,bench}/**/*.ts").scanSync({ cwd: ROOT }),
-      "docker-compose.yml",
-      ".env.example",
-    ].filter((f) => f !== "test/config.test.ts" && !f.includes("node_modules"));
+    const files = [...new Bun.Glob("{test,bench}/**/*.ts").scanSync({ cwd: ROOT }), "docker-compose.yml", ".env.example"].filter(
+      (f) => f !== "test/config.test.ts" && !f.includes("node_modules"),
+    );
     const found = new Set<string>();
     for (const f of files) {
       const text = await Bun.file(join(ROOT, f)).text();
@@ -190,7 +202,9 @@ describe("module YAML", () => {
     const platform = configError(() => loadModuleConfig("storage", StorageConfigSchema, CONFIG_DIR, { STORAGE_DRIVER: "overlay2" }));
     expect(platform.message).toContain("IGNORE_VARS");
     expect(platform.message).not.toContain("did you mean");
-    expect(configError(() => loadModuleConfig("wallet", WalletConfigSchema, CONFIG_DIR, { WALLET_port: "1" })).message).toContain("upper case: WALLET_PORT");
+    expect(configError(() => loadModuleConfig("wallet", WalletConfigSchema, CONFIG_DIR, { WALLET_port: "1" })).message).toContain(
+      "upper case: WALLET_PORT",
+    );
     // Not checked: another module's prefix, an empty value, IGNORE_VARS, the audit script's <MODULE>_URL.
     expect(
       loadModuleConfig("storage", StorageConfigSchema, CONFIG_DIR, {
@@ -209,7 +223,10 @@ describe("module YAML", () => {
   });
 
   test("every mapping of every module schema is a strictObject (list items too), so that zod reports a key it does not know", () => {
-    expect(lenientMappings(z.strictObject({ topics: z.object({}), items: z.array(z.object({})).default([]) }))).toEqual(["topics", "items[]"]);
+    expect(lenientMappings(z.strictObject({ topics: z.object({}), items: z.array(z.object({})).default([]) }))).toEqual([
+      "topics",
+      "items[]",
+    ]);
     for (const name of MODULE_NAMES) expect(lenientMappings(MODULES[name].configSchema), name).toEqual([]);
   });
 
@@ -225,8 +242,16 @@ describe("module YAML", () => {
         env,
       ),
     );
-    expect(err.message).toBe(`WALLET_PORT="8000": registry uses port 8000 too (${join(CONFIG_DIR, "registry.yaml")}: port); give each module its own port`);
-    expect(() => checkPorts(MODULE_NAMES.map((module) => ({ module, port: 0 })), CONFIG_DIR, {})).not.toThrow();
+    expect(err.message).toBe(
+      `WALLET_PORT="8000": registry uses port 8000 too (${join(CONFIG_DIR, "registry.yaml")}: port); give each module its own port`,
+    );
+    expect(() =>
+      checkPorts(
+        MODULE_NAMES.map((module) => ({ module, port: 0 })),
+        CONFIG_DIR,
+        {},
+      ),
+    ).not.toThrow();
   });
 
   test("closest: a likely misspelling or a cut-off name, nothing for an unrelated word", () => {
@@ -238,7 +263,19 @@ describe("module YAML", () => {
   test("help lists every process setting and flag, and each module's variables", () => {
     const text = helpText(MODULE_NAMES.map((m) => MODULES[m]));
     for (const name of Object.keys(loadSettings({}))) expect(text).toContain(`  ${name}`);
-    for (const flag of ["--modules", "--bus", "--kafka-brokers", "--database-url", "--data-dir", "--config-dir", "--log-level", "--registry-port", "--wallet-port", "--storage-port", "--help"]) {
+    for (const flag of [
+      "--modules",
+      "--bus",
+      "--kafka-brokers",
+      "--database-url",
+      "--data-dir",
+      "--config-dir",
+      "--log-level",
+      "--registry-port",
+      "--wallet-port",
+      "--storage-port",
+      "--help",
+    ]) {
       expect(text).toContain(flag);
     }
     expect(text).toContain("REGISTRY_SAGA_DEADLINE_SECONDS");
@@ -280,7 +317,10 @@ describe("module YAML", () => {
     const BASE = "port: 8000\nconsumer_group: registry\nsaga_deadline_seconds: 30\n";
 
     test("the minimal base document loads, so each case below fails for its one bad value only", () => {
-      expect(loadModuleConfig("registry", RegistryConfigSchema, withRegistry(BASE), {})).toMatchObject({ port: 8000, saga_deadline_seconds: 30 });
+      expect(loadModuleConfig("registry", RegistryConfigSchema, withRegistry(BASE), {})).toMatchObject({
+        port: 8000,
+        saga_deadline_seconds: 30,
+      });
     });
 
     test.each([
@@ -291,7 +331,9 @@ describe("module YAML", () => {
       ["topics", "{ success: '' }", "topics.success", '""'],
       ["products", "[{ id: 1, sku: A, name: A, price_cents: 9.99 }]", "products.0.price_cents", "9.99"],
     ])("%s: %s is refused as file: %s=%s", (key, value, path, shown) => {
-      const text = `${BASE.split("\n").filter((l) => l && !l.startsWith(`${key}:`)).join("\n")}\n${key}: ${value}\n`;
+      const text = `${BASE.split("\n")
+        .filter((l) => l && !l.startsWith(`${key}:`))
+        .join("\n")}\n${key}: ${value}\n`;
       const sub = withRegistry(text);
       const err = configError(() => loadModuleConfig("registry", RegistryConfigSchema, sub, {}));
       expect(err.setting).toBe(`${join(sub, "registry.yaml")}: ${path}`);
@@ -368,7 +410,8 @@ describe("the CLI", () => {
     const line = run.stderr.trim();
     expect(line.split("\n")).toHaveLength(1);
     expect(line).toStartWith("config error: BUS_SIGNING_KEY: required with --bus kafka");
-    for (const hint of ["openssl rand -base64 48", "BUS_SIGNING_KEY_FILE", "BUS_INSECURE_UNSIGNED_RECORDS=true"]) expect(line).toContain(hint);
+    for (const hint of ["openssl rand -base64 48", "BUS_SIGNING_KEY_FILE", "BUS_INSECURE_UNSIGNED_RECORDS=true"])
+      expect(line).toContain(hint);
     expect(run.stdout).toBe("");
   });
 
@@ -376,7 +419,8 @@ describe("the CLI", () => {
     for (const flag of ["--help", "-h"]) {
       const run = await runCli([flag]);
       expect(run.exitCode).toBe(0);
-      for (const f of ["--modules", "--bus", "--database-url", "--config-dir", "--registry-port", "--storage-port"]) expect(run.stdout).toContain(f);
+      for (const f of ["--modules", "--bus", "--database-url", "--config-dir", "--registry-port", "--storage-port"])
+        expect(run.stdout).toContain(f);
       for (const v of ["DATABASE_URL", "ADMIN_TOKEN", "IGNORE_VARS", "WALLET_OUTBOX_POLL_MS"]) expect(run.stdout).toContain(v);
       expect(run.stderr).toBe("");
     }
@@ -394,7 +438,9 @@ describe("the CLI", () => {
       writeFileSync(join(dir, "wallet.yaml"), "port: 0\nconsumer_group: wallet\noutbox_pol_ms: 100\n");
       const run = await runCli(["--modules", "wallet", "--data-dir", ":memory:"], { CONFIG_DIR: dir });
       expect(run.exitCode).toBe(2);
-      expect(run.stderr.trim()).toStartWith(`config error: ${join(dir, "wallet.yaml")}: outbox_pol_ms: unknown key (did you mean outbox_poll_ms?)`);
+      expect(run.stderr.trim()).toStartWith(
+        `config error: ${join(dir, "wallet.yaml")}: outbox_pol_ms: unknown key (did you mean outbox_poll_ms?)`,
+      );
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
@@ -423,7 +469,17 @@ describe("the CLI", () => {
   });
 
   test("a variable one or two edits from a setting is named with the setting meant; other variables are left alone", () => {
-    expect(strayVariables({ WALET_PORT: "1", LOG_LEVL: "debug", REGISTRY_OUTBOX_POL_MS: "5", WALLET_PORT: "1", HOSTNAME: "x", BUN_INSTALL: "x", NODE_ENV: "x" })).toEqual([
+    expect(
+      strayVariables({
+        WALET_PORT: "1",
+        LOG_LEVL: "debug",
+        REGISTRY_OUTBOX_POL_MS: "5",
+        WALLET_PORT: "1",
+        HOSTNAME: "x",
+        BUN_INSTALL: "x",
+        NODE_ENV: "x",
+      }),
+    ).toEqual([
       { name: "WALET_PORT", meant: "WALLET_PORT" },
       { name: "LOG_LEVL", meant: "LOG_LEVEL" },
     ]);
@@ -437,7 +493,8 @@ describe("docker-compose.yml", () => {
     volumes?: string[];
     depends_on?: Record<string, { condition: string }>;
   }
-  const compose = () => parseYaml(readFileSync(join(ROOT, "docker-compose.yml"), "utf8"), { merge: true }) as { services: Record<string, ComposeService> };
+  const compose = () =>
+    parseYaml(readFileSync(join(ROOT, "docker-compose.yml"), "utf8"), { merge: true }) as { services: Record<string, ComposeService> };
 
   test("every service gets the signing key and the admin token from the keys volume, made before they start; no secret is written in the file", async () => {
     const { services } = compose();
@@ -453,7 +510,8 @@ describe("docker-compose.yml", () => {
       expect(s.depends_on?.keys).toEqual({ condition: "service_completed_successfully" });
     }
     const text = await Bun.file(join(ROOT, "docker-compose.yml")).text();
-    for (const [, value] of text.matchAll(/(?:BUS_SIGNING_KEY|ADMIN_TOKEN)\w*:\s*"([^"]*)"/g)) expect(value as string).toMatch(/^\$\{(BUS_SIGNING_KEY|ADMIN_TOKEN)\w*:-\}$|^\/run\//);
+    for (const [, value] of text.matchAll(/(?:BUS_SIGNING_KEY|ADMIN_TOKEN)\w*:\s*"([^"]*)"/g))
+      expect(value as string).toMatch(/^\$\{(BUS_SIGNING_KEY|ADMIN_TOKEN)\w*:-\}$|^\/run\//);
   });
 
   test("the keys script makes a signing key and an admin token the services accept, keeps them on the next run, and takes .env's instead", async () => {
@@ -461,7 +519,10 @@ describe("docker-compose.yml", () => {
     const dir = mkdtempSync(join(tmpdir(), "shop-keys-"));
     try {
       // The script as the container runs it: Compose's $$ is a $; the volume is a temporary directory; no bun user here.
-      const script = (keys.command?.[0] ?? "").replaceAll("$$", "$").replaceAll("/run/shop-keys", dir).replace(/^chown .*$/m, "");
+      const script = (keys.command?.[0] ?? "")
+        .replaceAll("$$", "$")
+        .replaceAll("/run/shop-keys", dir)
+        .replace(/^chown .*$/m, "");
       const run = (env: Record<string, string> = {}) => {
         const r = Bun.spawnSync(["sh", "-c", script], { env: { PATH: process.env.PATH, ...env } });
         expect(r.exitCode).toBe(0);
@@ -469,16 +530,21 @@ describe("docker-compose.yml", () => {
       };
       const [key, token] = run();
       expect(key.length).toBeGreaterThanOrEqual(64);
-      const settings = loadSettings({ BUS: "kafka", BUS_SIGNING_KEY_FILE: join(dir, "bus-signing-key"), ADMIN_TOKEN_FILE: join(dir, "admin-token") });
+      const settings = loadSettings({
+        BUS: "kafka",
+        BUS_SIGNING_KEY_FILE: join(dir, "bus-signing-key"),
+        ADMIN_TOKEN_FILE: join(dir, "admin-token"),
+      });
       expect(settings.BUS_SIGNING_KEY).toBe(key);
       expect(settings.ADMIN_TOKEN).toBe(token);
       expect(run()).toEqual([key, token]);
       const chosen = { BUS_SIGNING_KEY: "from-dot-env-".padEnd(40, "e"), ADMIN_TOKEN: "admin-from-dot-env-1234" };
       expect(run(chosen)).toEqual([chosen.BUS_SIGNING_KEY, chosen.ADMIN_TOKEN]);
-      expect(() => loadSettings({ ADMIN_TOKEN: chosen.ADMIN_TOKEN, ADMIN_TOKEN_FILE: join(dir, "admin-token") })).toThrow("ADMIN_TOKEN is set too");
+      expect(() => loadSettings({ ADMIN_TOKEN: chosen.ADMIN_TOKEN, ADMIN_TOKEN_FILE: join(dir, "admin-token") })).toThrow(
+        "ADMIN_TOKEN is set too",
+      );
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
   });
 });
-

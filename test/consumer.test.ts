@@ -1,6 +1,8 @@
 /** The batched consumer on a real database: one transaction per batch, poison records alone, duplicates once, redelivery after a crash. */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { count, eq } from "drizzle-orm";
+import { walletModule } from "../modules/wallet/index";
+import * as tables from "../modules/wallet/schema";
 import type { BusRecord } from "../src/bus/bus";
 import { createKafkaBus } from "../src/bus/kafka";
 import { createMemoryBus } from "../src/bus/memory";
@@ -9,8 +11,6 @@ import type { Database } from "../src/db/database";
 import { createLogger } from "../src/log";
 import { createMessageConsumer } from "../src/messaging/message-consumer";
 import { outboxWriter } from "../src/messaging/outbox";
-import { walletModule } from "../modules/wallet/index";
-import * as tables from "../modules/wallet/schema";
 import { eventually } from "./support/eventually";
 import { type KafkaMock, startKafkaMock } from "./support/kafka-mock";
 import { openModuleDatabase } from "./support/module-db";
@@ -40,10 +40,10 @@ function consumer() {
     log,
     consumers: {
       handlers: {
-      OrderCreated: async (tx, m, enqueue) => {
-        if (m.payload.user_id === POISON_USER) throw new Error("poison");
-        await tx.insert(tables.ledger).values({ userId: m.payload.user_id, kind: "deposit", amountCents: 1, balanceAfterCents: 1 });
-        await enqueue(tx, createMessage("StepSucceeded", { order_id: m.order_id, service: "wallet" }));
+        OrderCreated: async (tx, m, enqueue) => {
+          if (m.payload.user_id === POISON_USER) throw new Error("poison");
+          await tx.insert(tables.ledger).values({ userId: m.payload.user_id, kind: "deposit", amountCents: 1, balanceAfterCents: 1 });
+          await enqueue(tx, createMessage("StepSucceeded", { order_id: m.order_id, service: "wallet" }));
         },
       },
     },
@@ -52,10 +52,20 @@ function consumer() {
 
 let nextUser = 1000;
 const created = (userId = ++nextUser) => {
-  const payload: OrderCreated = { order_id: crypto.randomUUID(), user_id: userId, items: [{ product_id: 1, quantity: 1, unit_price_cents: 1 }], total_cents: 1 };
+  const payload: OrderCreated = {
+    order_id: crypto.randomUUID(),
+    user_id: userId,
+    items: [{ product_id: 1, quantity: 1, unit_price_cents: 1 }],
+    total_cents: 1,
+  };
   return createMessage("OrderCreated", payload);
 };
-const toRecord = (m: ReturnType<typeof created>): BusRecord => ({ topic: TOPICS.new_orders, key: m.order_id, value: JSON.stringify(m), headers: {} });
+const toRecord = (m: ReturnType<typeof created>): BusRecord => ({
+  topic: TOPICS.new_orders,
+  key: m.order_id,
+  value: JSON.stringify(m),
+  headers: {},
+});
 
 const effects = async (userId: number) => {
   const [row] = await db.read((q) => q.select({ n: count() }).from(tables.ledger).where(eq(tables.ledger.userId, userId)));
@@ -148,7 +158,10 @@ const transports: [string, () => Promise<ReturnType<typeof createMemoryBus>>][] 
     "kafka",
     async () => {
       mock ??= await startKafkaMock(Object.values(TOPICS).map((t) => `${t}:3`));
-      return createKafkaBus({ brokers: [mock.brokers], clientId: "consumer-test", sessionTimeoutMs: 6000, fetchMaxWaitMs: 100, mockBrokerQuirks: true }, log);
+      return createKafkaBus(
+        { brokers: [mock.brokers], clientId: "consumer-test", sessionTimeoutMs: 6000, fetchMaxWaitMs: 100, mockBrokerQuirks: true },
+        log,
+      );
     },
   ],
 ];

@@ -63,9 +63,13 @@ describe("contracts:check", () => {
 
   test("each breaking change is named with the side it breaks", () => {
     const only = (f: ReturnType<typeof check>) => f.map((x) => `${x.type} ${x.path}: ${x.change} [${x.breaks}]`);
-    expect(only(check((d) => payload(d, "OrderCreated").required.push("coupon") && (payload(d, "OrderCreated").properties.coupon = { type: "string" })))).toEqual([
-      "OrderCreated payload.coupon: required field added [readers]",
-    ]);
+    expect(
+      only(
+        check(
+          (d) => payload(d, "OrderCreated").required.push("coupon") && (payload(d, "OrderCreated").properties.coupon = { type: "string" }),
+        ),
+      ),
+    ).toEqual(["OrderCreated payload.coupon: required field added [readers]"]);
     expect(only(check((d) => delete payload(d, "OrderCreated").properties.total_cents))).toEqual([
       "OrderCreated payload.total_cents: required field removed [writers]",
     ]);

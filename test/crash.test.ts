@@ -129,67 +129,63 @@ async function allFinal(urls: ShopUrls, books: Books, label: string): Promise<vo
 }
 
 describe.each(backends)("kill -9 mid-load, one process on $name", (backend) => {
-  test(
-    `${CRASHES} crashes under load, restarts on the same data: every order final, money and stock balance`,
-    async () => {
-      const t0 = Date.now();
-      const { env: dbEnv, cleanup } = await backend.prepare();
-      const env = processEnv({ ...dbEnv, REGISTRY_SAGA_DEADLINE_SECONDS: String(SAGA_DEADLINE_SECONDS) });
-      const books = newBooks();
-      let shop: ShopProcess | null = null;
-      try {
-        for (let round = 1; round <= CRASHES; round++) {
-          const s0 = Date.now();
-          shop = await startShopProcess([], env, 3, START_TIMEOUT_MS);
-          console.log(`[${backend.name}] start ${round}: listening after ${Date.now() - s0} ms`);
-          // Every other storm starts on a quiet shop, so that its crash leaves many sagas half done; the
-          // storm after it starts at once, while the deadline sweep compensates those, and kills that.
-          if (round % 2 === 1 && round > 1) await allFinal(urlsOf(shop), books, backend.name);
-          await crashRound(shop, round, books, backend.name);
-          shop = null;
-        }
+  test(`${CRASHES} crashes under load, restarts on the same data: every order final, money and stock balance`, async () => {
+    const t0 = Date.now();
+    const { env: dbEnv, cleanup } = await backend.prepare();
+    const env = processEnv({ ...dbEnv, REGISTRY_SAGA_DEADLINE_SECONDS: String(SAGA_DEADLINE_SECONDS) });
+    const books = newBooks();
+    let shop: ShopProcess | null = null;
+    try {
+      for (let round = 1; round <= CRASHES; round++) {
         const s0 = Date.now();
         shop = await startShopProcess([], env, 3, START_TIMEOUT_MS);
-        console.log(`[${backend.name}] final start: listening after ${Date.now() - s0} ms`);
-        const urls = urlsOf(shop);
-
-        // Orders the crash left pending are finished by their saga or by the deadline (the audit names any that are not).
-        await allFinal(urls, books, backend.name).catch(() => {});
-
-        // Compensations land shortly after registry decides: wait for the books to balance.
-        const audit = await auditUntilClean(urls, books, AUDIT_TIMEOUT_MS);
-        console.log(
-          `[${backend.name}] ${audit.orders.length} orders: ${audit.counts.completed} completed, ${audit.counts.rejected} rejected ` +
-            `${JSON.stringify(audit.counts.reasons)}, ${audit.counts.pending} not final; ${books.refused["503 overloaded"] ?? 0} refused as overloaded; ` +
-            `${audit.violations.length} violations; ` +
-            `${Math.round((Date.now() - t0) / 1000)} s`,
-        );
-
-        if (audit.violations.length > 0) await printTimelines(urls.registry, audit.violations, backend.name);
-
-        expect(books.stormErrors).toEqual({ count: 0, first: [] });
-        expect({ violations: audit.violations.length, first: audit.violations.slice(0, 30) }).toEqual({ violations: 0, first: [] });
-        // The whole database, not only the audited users: every order listed is one of theirs.
-        const everyone = await listOrders(urls.registry);
-        expect({ listed: everyone.length, strangers: everyone.filter((o) => !books.deposits.has(o.user_id)).map((o) => o.id) }).toEqual({
-          listed: audit.orders.length,
-          strangers: [],
-        });
-        // The load did what it is for: orders completed, and both kinds of rejection happened.
-        expect(audit.counts.completed).toBeGreaterThan(0);
-        expect(audit.counts.reasons.insufficient_funds ?? 0).toBeGreaterThan(0);
-        expect(audit.counts.reasons.out_of_stock ?? 0).toBeGreaterThan(0);
-
-        expect(await shop.stop("SIGTERM")).toBe(0);
+        console.log(`[${backend.name}] start ${round}: listening after ${Date.now() - s0} ms`);
+        // Every other storm starts on a quiet shop, so that its crash leaves many sagas half done; the
+        // storm after it starts at once, while the deadline sweep compensates those, and kills that.
+        if (round % 2 === 1 && round > 1) await allFinal(urlsOf(shop), books, backend.name);
+        await crashRound(shop, round, books, backend.name);
         shop = null;
-      } finally {
-        if (shop) {
-          shop.proc.kill("SIGKILL");
-          await shop.proc.exited;
-        }
-        await cleanup();
       }
-    },
-    300_000,
-  );
+      const s0 = Date.now();
+      shop = await startShopProcess([], env, 3, START_TIMEOUT_MS);
+      console.log(`[${backend.name}] final start: listening after ${Date.now() - s0} ms`);
+      const urls = urlsOf(shop);
+
+      // Orders the crash left pending are finished by their saga or by the deadline (the audit names any that are not).
+      await allFinal(urls, books, backend.name).catch(() => {});
+
+      // Compensations land shortly after registry decides: wait for the books to balance.
+      const audit = await auditUntilClean(urls, books, AUDIT_TIMEOUT_MS);
+      console.log(
+        `[${backend.name}] ${audit.orders.length} orders: ${audit.counts.completed} completed, ${audit.counts.rejected} rejected ` +
+          `${JSON.stringify(audit.counts.reasons)}, ${audit.counts.pending} not final; ${books.refused["503 overloaded"] ?? 0} refused as overloaded; ` +
+          `${audit.violations.length} violations; ` +
+          `${Math.round((Date.now() - t0) / 1000)} s`,
+      );
+
+      if (audit.violations.length > 0) await printTimelines(urls.registry, audit.violations, backend.name);
+
+      expect(books.stormErrors).toEqual({ count: 0, first: [] });
+      expect({ violations: audit.violations.length, first: audit.violations.slice(0, 30) }).toEqual({ violations: 0, first: [] });
+      // The whole database, not only the audited users: every order listed is one of theirs.
+      const everyone = await listOrders(urls.registry);
+      expect({ listed: everyone.length, strangers: everyone.filter((o) => !books.deposits.has(o.user_id)).map((o) => o.id) }).toEqual({
+        listed: audit.orders.length,
+        strangers: [],
+      });
+      // The load did what it is for: orders completed, and both kinds of rejection happened.
+      expect(audit.counts.completed).toBeGreaterThan(0);
+      expect(audit.counts.reasons.insufficient_funds ?? 0).toBeGreaterThan(0);
+      expect(audit.counts.reasons.out_of_stock ?? 0).toBeGreaterThan(0);
+
+      expect(await shop.stop("SIGTERM")).toBe(0);
+      shop = null;
+    } finally {
+      if (shop) {
+        shop.proc.kill("SIGKILL");
+        await shop.proc.exited;
+      }
+      await cleanup();
+    }
+  }, 300_000);
 });

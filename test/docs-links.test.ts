@@ -73,29 +73,30 @@ function links(markdown: string): { target: string; line: number }[] {
 function brokenLinks(root: string, path: string, markdown: string): string[] {
   const problems: string[] = [];
   for (const { target, line } of links(markdown)) {
-      if (/^[a-z][a-z0-9+.-]*:/i.test(target)) continue; // https:, mailto: ...
-      const [file, fragment] = target.split("#", 2) as [string, string | undefined];
-      const where = `${path}:${line}: ${target}`;
-      if (file.startsWith("/")) {
-        problems.push(`${where}: a link from the root of a machine, not of the repository`);
-        continue;
-      }
-      if (file === "") {
-        if (fragment !== undefined && !anchors(markdown).has(decodeURIComponent(fragment))) problems.push(`${where}: no heading #${fragment}`);
-        continue;
-      }
-      const resolved = join(root, dirname(path), decodeURIComponent(file));
-      if (relative(root, resolved).startsWith("..")) {
-        problems.push(`${where}: outside the repository`);
-        continue;
-      }
-      if (!existsSync(resolved)) {
-        problems.push(`${where}: no such file`);
-        continue;
-      }
-      if (fragment !== undefined && resolved.endsWith(".md") && statSync(resolved).isFile()) {
-        if (!anchors(readFileSync(resolved, "utf8")).has(decodeURIComponent(fragment))) problems.push(`${where}: no heading #${fragment}`);
-      }
+    if (/^[a-z][a-z0-9+.-]*:/i.test(target)) continue; // https:, mailto: ...
+    const [file, fragment] = target.split("#", 2) as [string, string | undefined];
+    const where = `${path}:${line}: ${target}`;
+    if (file.startsWith("/")) {
+      problems.push(`${where}: a link from the root of a machine, not of the repository`);
+      continue;
+    }
+    if (file === "") {
+      if (fragment !== undefined && !anchors(markdown).has(decodeURIComponent(fragment)))
+        problems.push(`${where}: no heading #${fragment}`);
+      continue;
+    }
+    const resolved = join(root, dirname(path), decodeURIComponent(file));
+    if (relative(root, resolved).startsWith("..")) {
+      problems.push(`${where}: outside the repository`);
+      continue;
+    }
+    if (!existsSync(resolved)) {
+      problems.push(`${where}: no such file`);
+      continue;
+    }
+    if (fragment !== undefined && resolved.endsWith(".md") && statSync(resolved).isFile()) {
+      if (!anchors(readFileSync(resolved, "utf8")).has(decodeURIComponent(fragment))) problems.push(`${where}: no heading #${fragment}`);
+    }
   }
   return problems;
 }
@@ -172,7 +173,10 @@ describe("README.md and docs/", () => {
       "README.md#no-such-heading: no heading #no-such-heading",
       "#signed-records: no heading #signed-records",
     ]);
-    expect(unknownCommands(ROOT, "page.md", page, scripts)).toEqual(["page.md:10: bun run no-such-script", "page.md:10: bun run scripts/nothing.ts"]);
+    expect(unknownCommands(ROOT, "page.md", page, scripts)).toEqual([
+      "page.md:10: bun run no-such-script",
+      "page.md:10: bun run scripts/nothing.ts",
+    ]);
     expect(machinePaths("page.md", page)).toEqual(["page.md:11: see /work/x/README.md"]);
   });
 });

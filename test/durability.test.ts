@@ -66,7 +66,8 @@ function unsyncedAnswers(calls: Call[], orders: Map<string, string>): string[] {
   for (const [key, id] of orders) {
     const commit = walWrites.find((c) => c.text.includes(key));
     const answer = answers.find((c) => c.text.includes(id));
-    if (!commit || !answer) throw new Error(`order ${id}: ${commit ? "" : "no WAL write with its key "}${answer ? "" : "no 201 in the trace"}`);
+    if (!commit || !answer)
+      throw new Error(`order ${id}: ${commit ? "" : "no WAL write with its key "}${answer ? "" : "no 201 in the trace"}`);
     if (!walSyncs.some((s) => s.begin > commit.end && s.end < answer.begin)) missing.push(id);
   }
   return missing;
@@ -75,7 +76,21 @@ function unsyncedAnswers(calls: Call[], orders: Map<string, string>): string[] {
 /** Runs the shop under strace on a new data directory, places orders, stops it; returns the trace and the orders. */
 async function placeOrdersUnderStrace(name: string, env: Record<string, string>): Promise<{ calls: Call[]; orders: Map<string, string> }> {
   const traceFile = join(scratch, `${name}.strace`);
-  const strace = ["strace", "-f", "-qq", "-ttt", "-y", "-s", "1000000", "-e", "signal=none", "-e", "trace=pwrite64,fsync,fdatasync,sendto,write,writev", "-o", traceFile];
+  const strace = [
+    "strace",
+    "-f",
+    "-qq",
+    "-ttt",
+    "-y",
+    "-s",
+    "1000000",
+    "-e",
+    "signal=none",
+    "-e",
+    "trace=pwrite64,fsync,fdatasync,sendto,write,writev",
+    "-o",
+    traceFile,
+  ];
   const shop = await startShopProcess([], processEnv({ DATA_DIR: join(scratch, name), ...env }), 3, 180_000, {
     command: [...strace, "bun", "run", "src/app/main.ts"],
   });
@@ -109,7 +124,7 @@ test("parseTrace: pids of any width (strace pads short ones), calls interrupted 
   const calls = parseTrace(
     [
       "812   1796672352.693174 fdatasync(59</d/pg_wal/000000010000000000000001> <unfinished ...>",
-      "123456 1796672352.693200 sendto(7<socket:[1]>, \"HTTP/1.1 201 Created\", 20, 0, NULL, 0) = 20",
+      '123456 1796672352.693200 sendto(7<socket:[1]>, "HTTP/1.1 201 Created", 20, 0, NULL, 0) = 20',
       "812   1796672352.693300 <... fdatasync resumed>) = 0",
     ].join("\n"),
   );
@@ -120,22 +135,14 @@ test("parseTrace: pids of any width (strace pads short ones), calls interrupted 
 });
 
 describe("durable answers on PGlite", () => {
-  test(
-    "every 201 follows an fsync of the WAL begun after its order's commit",
-    async () => {
-      const { calls, orders } = await placeOrdersUnderStrace("durable", {});
-      expect(orders.size).toBe(ORDERS);
-      expect(unsyncedAnswers(calls, orders)).toEqual([]);
-    },
-    240_000,
-  );
+  test("every 201 follows an fsync of the WAL begun after its order's commit", async () => {
+    const { calls, orders } = await placeOrdersUnderStrace("durable", {});
+    expect(orders.size).toBe(ORDERS);
+    expect(unsyncedAnswers(calls, orders)).toEqual([]);
+  }, 240_000);
 
-  test(
-    "PGLITE_UNSAFE_NO_FSYNC=true answers with nothing fsynced: the check above sees it",
-    async () => {
-      const { calls, orders } = await placeOrdersUnderStrace("unsafe", { PGLITE_UNSAFE_NO_FSYNC: "true" });
-      expect(unsyncedAnswers(calls, orders)).toEqual([...orders.values()]);
-    },
-    240_000,
-  );
+  test("PGLITE_UNSAFE_NO_FSYNC=true answers with nothing fsynced: the check above sees it", async () => {
+    const { calls, orders } = await placeOrdersUnderStrace("unsafe", { PGLITE_UNSAFE_NO_FSYNC: "true" });
+    expect(unsyncedAnswers(calls, orders)).toEqual([...orders.values()]);
+  }, 240_000);
 });

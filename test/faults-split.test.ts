@@ -53,7 +53,8 @@ async function onFreshShop(label: string, scenario: (label: string) => Promise<v
   } finally {
     for (const s of SERVICES) {
       const p = shop.processes[s];
-      if (p.proc.exitCode !== null) console.log(`[${label}] ${s} exited with ${p.proc.exitCode}; last log lines:\n${p.logs.slice(-30).join("\n")}`);
+      if (p.proc.exitCode !== null)
+        console.log(`[${label}] ${s} exited with ${p.proc.exitCode}; last log lines:\n${p.logs.slice(-30).join("\n")}`);
     }
     await shop.stop();
     shop = null;
@@ -172,7 +173,10 @@ async function settleAndAudit(label: string, books: Books, extra: string): Promi
   if (books.stormErrors.count > 0) {
     // What the services said about it: the error behind a 500 is in their "unhandled error" lines.
     for (const s of SERVICES) {
-      for (const line of running().processes[s].logs.filter((l) => l.includes('"unhandled error"')).slice(0, 5)) console.log(`[${label}] ${s}: ${line}`);
+      for (const line of running()
+        .processes[s].logs.filter((l) => l.includes('"unhandled error"'))
+        .slice(0, 5))
+        console.log(`[${label}] ${s}: ${line}`);
     }
   }
   expect(books.stormErrors).toEqual({ count: 0, first: [] });
@@ -236,7 +240,9 @@ describe("faults in the split deployment under load", () => {
             down = null;
             const back = Date.now() - killedAt;
             await waitPlaced(s, s.placed, PLACED_AFTER_RECOVERY, `after restarting ${name}`);
-            kills.push(`${name}: killed (exit ${exitCode}) with ${inFlight} POSTs in flight after ${placedAtKill} orders, ready again after ${back} ms`);
+            kills.push(
+              `${name}: killed (exit ${exitCode}) with ${inFlight} POSTs in flight after ${placedAtKill} orders, ready again after ${back} ms`,
+            );
             console.log(`[${label}] ${kills.at(-1)}`);
           } finally {
             down = null;
@@ -260,7 +266,7 @@ describe("faults in the split deployment under load", () => {
         await openAccounts(urls, books, users, products);
         const s = storm(books, users, products, label, () => new Set());
         let outage = "";
-          let during: Record<string, number> = {};
+        let during: Record<string, number> = {};
         try {
           await waitPlaced(s, 0, PLACED_BEFORE_FAULT, "before stopping PostgreSQL");
           const before = { ...books.refused };
@@ -294,7 +300,9 @@ describe("faults in the split deployment under load", () => {
           await s.stop();
         }
         console.log(`[${label}] ${outage}; POSTs refused during the outage: ${JSON.stringify(during)}`);
-        const refusedDuring = Object.entries(during).filter(([k]) => k.startsWith("503 ")).reduce((n, [, v]) => n + v, 0);
+        const refusedDuring = Object.entries(during)
+          .filter(([k]) => k.startsWith("503 "))
+          .reduce((n, [, v]) => n + v, 0);
         expect(refusedDuring).toBeGreaterThan(0);
         await settleAndAudit(label, books, `503s during the outage ${refusedDuring} ${JSON.stringify(during)}`);
       }),

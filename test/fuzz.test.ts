@@ -11,16 +11,7 @@
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { connect } from "node:net";
-import {
-  type Answer,
-  check,
-  type Finding,
-  fuzzShop,
-  type Operation,
-  type FuzzRequest,
-  type ShopRun,
-  summary,
-} from "./support/fuzz";
+import { type Answer, check, type Finding, type FuzzRequest, fuzzShop, type Operation, type ShopRun, summary } from "./support/fuzz";
 import { adminHeaders } from "./support/http";
 import { type ShopProcess, startShopProcess } from "./support/process";
 import { processEnv } from "./support/shop-target";
@@ -44,27 +35,26 @@ beforeAll(async () => {
 afterAll(() => shop?.stop());
 
 describe("route fuzzing", () => {
-  test(
-    `${COUNT} requests per service from its OpenAPI document, seed ${SEED}`,
-    async () => {
-      const urls = { registry: shop.urls.registry ?? "", wallet: shop.urls.wallet ?? "", storage: shop.urls.storage ?? "" };
-      result = await fuzzShop({ urls, pid: shop.proc.pid, seed: SEED, count: COUNT });
-      console.log(summary(result.runs, SEED, result.after));
-      console.log(`RSS ${result.memory.start.toFixed(0)} MB at the start, ${result.memory.peak.toFixed(0)} MB at most, ${result.memory.rss.toFixed(0)} MB at the end`);
-      // Every request was tried and answered (or closed where Bun documents a close).
-      expect(result.runs.map((r) => [r.service, r.tried])).toEqual([
-        ["registry", COUNT],
-        ["wallet", COUNT],
-        ["storage", COUNT],
-      ]);
-      const all = [...result.runs.flatMap((r) => r.violations), ...result.after];
-      const known = all.filter((v) => AWAITING_HTTP_FIX.has(v.finding));
-      if (known.length > 0) console.log(`${known.length} answers broke rules that src/http is being fixed for (AWAITING_HTTP_FIX); not failed on`);
-      const unexpected = all.filter((v) => !AWAITING_HTTP_FIX.has(v.finding));
-      expect(unexpected.slice(0, 10).map((v) => `${v.finding}: ${v.detail} <- ${v.request.slice(0, 600)}`)).toEqual([]);
-    },
-    900_000,
-  );
+  test(`${COUNT} requests per service from its OpenAPI document, seed ${SEED}`, async () => {
+    const urls = { registry: shop.urls.registry ?? "", wallet: shop.urls.wallet ?? "", storage: shop.urls.storage ?? "" };
+    result = await fuzzShop({ urls, pid: shop.proc.pid, seed: SEED, count: COUNT });
+    console.log(summary(result.runs, SEED, result.after));
+    console.log(
+      `RSS ${result.memory.start.toFixed(0)} MB at the start, ${result.memory.peak.toFixed(0)} MB at most, ${result.memory.rss.toFixed(0)} MB at the end`,
+    );
+    // Every request was tried and answered (or closed where Bun documents a close).
+    expect(result.runs.map((r) => [r.service, r.tried])).toEqual([
+      ["registry", COUNT],
+      ["wallet", COUNT],
+      ["storage", COUNT],
+    ]);
+    const all = [...result.runs.flatMap((r) => r.violations), ...result.after];
+    const known = all.filter((v) => AWAITING_HTTP_FIX.has(v.finding));
+    if (known.length > 0)
+      console.log(`${known.length} answers broke rules that src/http is being fixed for (AWAITING_HTTP_FIX); not failed on`);
+    const unexpected = all.filter((v) => !AWAITING_HTTP_FIX.has(v.finding));
+    expect(unexpected.slice(0, 10).map((v) => `${v.finding}: ${v.detail} <- ${v.request.slice(0, 600)}`)).toEqual([]);
+  }, 900_000);
 
   // Found by the fuzzer: `Host: %00` passed the Host check, then reading the body built a Request from an invalid URL (500).
   test("a Host that is no URL host is 400 bad_host, with a body too", async () => {
@@ -79,7 +69,9 @@ describe("route fuzzing", () => {
         });
         socket.on("close", () => resolve(got));
         socket.on("error", reject);
-        socket.write(`POST /orders HTTP/1.1\r\nHost: ${host}\r\nContent-Type: application/json\r\nContent-Length: ${body.length}\r\nConnection: close\r\n\r\n${body}`);
+        socket.write(
+          `POST /orders HTTP/1.1\r\nHost: ${host}\r\nContent-Type: application/json\r\nContent-Length: ${body.length}\r\nConnection: close\r\n\r\n${body}`,
+        );
       });
       expect([host, head.split("\r\n")[0], head.includes('"code":"bad_host"')]).toEqual([host, "HTTP/1.1 400 Bad Request", true]);
     }
@@ -94,7 +86,10 @@ describe("route fuzzing", () => {
         headers: { ...adminHeaders, "content-type": "application/json", "content-encoding": coding },
         body: '{"amount_cents":100}',
       });
-      expect([res.status, await res.json()]).toEqual([415, { error: { code: "unsupported_media_type", message: "send the body without a Content-Encoding", field: "Content-Encoding" } }]);
+      expect([res.status, await res.json()]).toEqual([
+        415,
+        { error: { code: "unsupported_media_type", message: "send the body without a Content-Encoding", field: "Content-Encoding" } },
+      ]);
     }
     expect((await fetch(`${shop.urls.wallet}/wallets/${user}`)).status).toBe(404);
     const plain = await fetch(`${shop.urls.wallet}/wallets/${user}/deposits`, {
@@ -165,7 +160,9 @@ describe("the fuzzer's checks", () => {
     expect(findings(request(), answer(400, "not json"))).toEqual(["not-json-error"]);
     expect(findings(request(), answer(400, error("made_up")))).toEqual(["undocumented-code"]);
     expect(findings(request(), answer(400, error("invalid_request"), secure.slice(1)))).toEqual(["security-headers"]);
-    expect(findings(request(), answer(400, error("bad_host"), [["content-type", "application/json"]]))).toEqual(["security-headers-bad-host"]);
+    expect(findings(request(), answer(400, error("bad_host"), [["content-type", "application/json"]]))).toEqual([
+      "security-headers-bad-host",
+    ]);
     expect(findings(request(), answer(503, error("not_ready")))).toEqual(["retry-after-503"]);
     expect(findings(request(), answer(201, {}))).toEqual(["status-header"]);
     expect(findings(request(), { status: 0, headers: new Map(), body: Buffer.alloc(0) })).toEqual(["no-answer"]);
@@ -177,6 +174,8 @@ describe("the fuzzer's checks", () => {
     expect(findings(request({ headers: [["Idempotency-Key", "caf\u00e9"]] }), created)).toEqual(["idempotency-key-accepted"]);
     expect(findings(request({ invalidUtf8: true }), created)).toEqual(["invalid-utf8"]);
     expect(findings(request({ headers: [["Content-Encoding", "gzip"]] }), created)).toEqual(["content-encoding-ignored"]);
-    expect(findings(request({ invalidUtf8: true }), answer(400, { error: { code: "invalid_request", message: "\ufffd: Unrecognized key" } }))).toEqual(["invalid-utf8"]);
+    expect(
+      findings(request({ invalidUtf8: true }), answer(400, { error: { code: "invalid_request", message: "\ufffd: Unrecognized key" } })),
+    ).toEqual(["invalid-utf8"]);
   });
 });

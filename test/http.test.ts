@@ -1,9 +1,9 @@
 /** HTTP through the real servers: every route, the OpenAPI documents, and bad input that changes nothing. */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { eventually } from "./support/eventually";
 import { loadSettings } from "../src/config";
 import { adminToken } from "../src/http/auth";
 import { createLogger } from "../src/log";
+import { eventually } from "./support/eventually";
 import { adminHeaders, call, getJson, TEST_ADMIN_TOKEN } from "./support/http";
 import { startPostgresCluster } from "./support/postgres-cluster";
 import { createDatabase, type ShopTarget, startInProcess } from "./support/shop-target";
@@ -36,9 +36,13 @@ describe("routes", () => {
     });
     expect(done.items).toEqual([{ product_id: 90, quantity: 2, unit_price_cents: 1000, line_total_cents: 2000 }]);
     expect((await getJson(r, "/orders?user_id=77")).orders[0].id).toBe(placed.body.id);
-    expect((await getJson(t.urls.wallet, "/wallets")).wallets).toContainEqual(expect.objectContaining({ user_id: 77, balance_cents: 3000 }));
+    expect((await getJson(t.urls.wallet, "/wallets")).wallets).toContainEqual(
+      expect.objectContaining({ user_id: 77, balance_cents: 3000 }),
+    );
     expect(await getJson(t.urls.wallet, "/wallets/77/")).toMatchObject({ balance_cents: 3000 });
-    expect((await getJson(t.urls.storage, "/stock/")).stock).toContainEqual(expect.objectContaining({ product_id: 90, available: 0, reserved: 2 }));
+    expect((await getJson(t.urls.storage, "/stock/")).stock).toContainEqual(
+      expect.objectContaining({ product_id: 90, available: 0, reserved: 2 }),
+    );
     expect(await getJson(t.urls.storage, "/stock/90")).toMatchObject({ available: 0, reserved: 2 });
   });
 
@@ -87,7 +91,19 @@ describe("bad input answers 4xx with a JSON error and changes nothing", () => {
     ["registry", "POST", "/orders", { user_id: 1, items: [{ product_id: 1, quantity: 0 }] }, 400],
     ["registry", "POST", "/orders", { user_id: 1, items: [{ product_id: 1, quantity: 1.5 }] }, 400],
     ["registry", "POST", "/orders", { user_id: 1, items: [{ product_id: 1, quantity: 1e12 }] }, 400],
-    ["registry", "POST", "/orders", { user_id: 1, items: [{ product_id: 1, quantity: 1 }, { product_id: 1, quantity: 1 }] }, 422],
+    [
+      "registry",
+      "POST",
+      "/orders",
+      {
+        user_id: 1,
+        items: [
+          { product_id: 1, quantity: 1 },
+          { product_id: 1, quantity: 1 },
+        ],
+      },
+      422,
+    ],
     ["registry", "POST", "/orders", { user_id: 1, items: [{ product_id: 123456, quantity: 1 }] }, 422],
     ["registry", "POST", "/orders", { user_id: -5, items: [{ product_id: 1, quantity: 1 }] }, 400],
     ["registry", "POST", "/orders", { user_id: 1, items: [{ product_id: 1, quantity: 1, note: big }] }, 413],
@@ -166,7 +182,13 @@ describe("admin writes need the admin token", () => {
 
   test("with the token: 201 (the scheme name in any case)", async () => {
     const before = await getJson(t.urls.wallet, "/wallets/8").catch(() => ({ balance_cents: 0 }));
-    const r = await call(t.urls.wallet, "POST", "/wallets/8/deposits", { amount_cents: 250 }, { authorization: `bearer ${TEST_ADMIN_TOKEN}` });
+    const r = await call(
+      t.urls.wallet,
+      "POST",
+      "/wallets/8/deposits",
+      { amount_cents: 250 },
+      { authorization: `bearer ${TEST_ADMIN_TOKEN}` },
+    );
     expect(r.status).toBe(201);
     expect(r.body.balance_cents).toBe(before.balance_cents + 250);
     expect((await call(t.urls.storage, "POST", "/stock/8/receipts", { quantity: 1 }, adminHeaders)).status).toBe(201);
@@ -187,11 +209,16 @@ describe("admin writes need the admin token", () => {
   });
 
   test("the OpenAPI documents declare the bearer scheme and a 401 on the protected routes", async () => {
-    for (const [service, path] of [["wallet", "/wallets/{user_id}/deposits"], ["storage", "/stock/{product_id}/receipts"]] as const) {
+    for (const [service, path] of [
+      ["wallet", "/wallets/{user_id}/deposits"],
+      ["storage", "/stock/{product_id}/receipts"],
+    ] as const) {
       const doc = await getJson(t.urls[service], "/openapi.json");
       expect(doc.components.securitySchemes.adminToken).toMatchObject({ type: "http", scheme: "bearer" });
       expect(doc.paths[path].post.security).toEqual([{ adminToken: [] }]);
-      expect(doc.paths[path].post.responses["401"].content["application/json"].schema.properties.error.properties.code.enum).toEqual(["unauthorized"]);
+      expect(doc.paths[path].post.responses["401"].content["application/json"].schema.properties.error.properties.code.enum).toEqual([
+        "unauthorized",
+      ]);
       // Everything under /admin/ is declared protected (whoever added it); reads elsewhere stay open.
       for (const [p, item] of Object.entries<Record<string, { security?: unknown }>>(doc.paths)) {
         for (const [method, op] of Object.entries(item)) {

@@ -8,9 +8,7 @@
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { sql } from "drizzle-orm";
-import { rowsOf } from "../src/db/rows";
-import { type Database, openDatabase } from "../src/db/database";
-import { createLogger } from "../src/log";
+import { createCatalogue } from "../modules/registry/catalogue";
 import {
   AlreadyAnswered,
   claimKey,
@@ -19,17 +17,19 @@ import {
   recordAnswer,
   requestHash,
 } from "../modules/registry/idempotency";
-import { createCatalogue } from "../modules/registry/catalogue";
 import { placeOrder } from "../modules/registry/orders";
+import { deadLetters as registryDeadLetters, inbox as registryInbox, outbox as registryOutbox } from "../modules/registry/schema";
 import { idempotencyKeys as storageKeys } from "../modules/storage/schema";
 import { MAX_STOCK_UNITS } from "../modules/storage/service";
 import { idempotencyKeys as walletKeys } from "../modules/wallet/schema";
+import { type Database, openDatabase } from "../src/db/database";
 import { type IdempotencyKeysTable, idempotencyKeyPruneJob } from "../src/db/idempotency-keys";
 import { pruneOlderThan } from "../src/db/retention";
-import { deadLetters as registryDeadLetters, inbox as registryInbox, outbox as registryOutbox } from "../modules/registry/schema";
-import { captureOutbox } from "./support/module-db";
+import { rowsOf } from "../src/db/rows";
+import { createLogger } from "../src/log";
 import { eventually } from "./support/eventually";
 import { adminHeaders, call, getJson } from "./support/http";
+import { captureOutbox } from "./support/module-db";
 import { type PostgresCluster, startPostgresCluster } from "./support/postgres-cluster";
 import { registerIf } from "./support/register-if";
 import { createDatabase, type ShopTarget, startInProcess } from "./support/shop-target";
@@ -154,7 +154,13 @@ describe.each(backends)("Idempotency-Key on POST /orders (%s)", (_name, env, fir
     for (const body of [
       { user_id: u, items: [{ product_id: p, quantity: 2 }] },
       { user_id: other, items: [{ product_id: p, quantity: 1 }] },
-      { user_id: u, items: [{ product_id: p, quantity: 1 }, { product_id: product(), quantity: 1 }] },
+      {
+        user_id: u,
+        items: [
+          { product_id: p, quantity: 1 },
+          { product_id: product(), quantity: 1 },
+        ],
+      },
     ]) {
       const r = await post(body, key);
       expect(r.status).toBe(422);
@@ -167,7 +173,10 @@ describe.each(backends)("Idempotency-Key on POST /orders (%s)", (_name, env, fir
   backendFree("items in another order are another request", async () => {
     const [u, a, b] = [user(), product(), product()];
     const key = crypto.randomUUID();
-    const items = [{ product_id: a, quantity: 1 }, { product_id: b, quantity: 1 }];
+    const items = [
+      { product_id: a, quantity: 1 },
+      { product_id: b, quantity: 1 },
+    ];
     expect((await post({ user_id: u, items }, key)).status).toBe(201);
     expect((await post({ user_id: u, items: [...items].reverse() }, key)).status).toBe(422);
   });
@@ -304,7 +313,13 @@ describe.each(backends)("Idempotency-Key on deposits and stock receipts (%s)", (
   afterAll(() => t?.stop(), 60_000);
 
   const post = (w: AdminWrite, id: number, amount: number, key?: string) =>
-    call(t.urls[w.service], "POST", w.path(id), w.body(amount), key === undefined ? adminHeaders : { ...adminHeaders, "Idempotency-Key": key });
+    call(
+      t.urls[w.service],
+      "POST",
+      w.path(id),
+      w.body(amount),
+      key === undefined ? adminHeaders : { ...adminHeaders, "Idempotency-Key": key },
+    );
 
   describe.each(adminWrites.map((w) => [w.name, w] as const))("%s", (_n, w) => {
     test(`${CONCURRENT} concurrent identical requests with one key: applied once; one answer, the rest replay it`, async () => {
@@ -389,7 +404,9 @@ describe.each(backends)("Idempotency-Key on deposits and stock receipts (%s)", (
       expect((await post(w, id, 1, oldKey)).status).toBe(201);
       expect((await post(w, id, 10, freshKey)).status).toBe(201);
       await t.shop.db.autocommit((q) =>
-        q.execute(sql`update ${sql.identifier(w.schema)}.idempotency_keys set created_at = now() - interval '25 hours' where key = ${oldKey}`),
+        q.execute(
+          sql`update ${sql.identifier(w.schema)}.idempotency_keys set created_at = now() - interval '25 hours' where key = ${oldKey}`,
+        ),
       );
       expect(await pruneOlderThan(t.shop.db, idempotencyKeyPruneJob(w.table, 24 * 3_600_000))).toBeGreaterThanOrEqual(1);
       const again = await post(w, id, 1, oldKey);
@@ -423,7 +440,11 @@ describe.each(backends)("Idempotency-Key on deposits and stock receipts (%s)", (
     const id = await stockedAt(MAX_STOCK_UNITS - 999_999);
     const r = await call(t.urls.storage, "POST", `/stock/${id}/receipts`, { quantity: 1_000_000 }, adminHeaders);
     expect(r.status).toBe(409);
-    expect(r.body.error).toMatchObject({ code: "stock_limit", field: "quantity", message: expect.stringContaining(String(MAX_STOCK_UNITS)) });
+    expect(r.body.error).toMatchObject({
+      code: "stock_limit",
+      field: "quantity",
+      message: expect.stringContaining(String(MAX_STOCK_UNITS)),
+    });
     expect(await getJson(t.urls.storage, `/stock/${id}`)).toMatchObject({ available: MAX_STOCK_UNITS - 999_999, reserved: 0 });
     // Up to the limit exactly is fine.
     const last = await call(t.urls.storage, "POST", `/stock/${id}/receipts`, { quantity: 999_999 }, adminHeaders);
@@ -489,7 +510,12 @@ describe("claiming a key on PostgreSQL (read committed)", () => {
     const answer = { statusCode: 201, body: { id: "first", status: "pending" } };
     const first = holdClaim(req, answer);
     await eventually(() => first.isClaimed());
-    const second = db.transaction((tx) => claimKey(tx, req)).then(() => "claimed", (err: unknown) => err);
+    const second = db
+      .transaction((tx) => claimKey(tx, req))
+      .then(
+        () => "claimed",
+        (err: unknown) => err,
+      );
     await eventually(async () => (await waitingOnKey()) >= 1);
     first.finish(true);
     await first.done;
@@ -502,7 +528,12 @@ describe("claiming a key on PostgreSQL (read committed)", () => {
     const req = keyed();
     const first = holdClaim(req, { statusCode: 201, body: { id: "lost" } });
     await eventually(() => first.isClaimed());
-    const second = db.transaction((tx) => claimKey(tx, req)).then(() => "claimed", (err: unknown) => err);
+    const second = db
+      .transaction((tx) => claimKey(tx, req))
+      .then(
+        () => "claimed",
+        (err: unknown) => err,
+      );
     await eventually(async () => (await waitingOnKey()) >= 1);
     first.finish(false);
     expect(await first.done).toBe("rolled back on purpose");
@@ -515,7 +546,10 @@ describe("claiming a key on PostgreSQL (read committed)", () => {
     await eventually(() => first.isClaimed());
     const second = db
       .transaction((tx) => claimKey(tx, { key: req.key, hash: requestHash(2, [{ product_id: 1, quantity: 1 }]) }))
-      .then(() => "claimed", (err: { code?: string }) => err.code);
+      .then(
+        () => "claimed",
+        (err: { code?: string }) => err.code,
+      );
     await eventually(async () => (await waitingOnKey()) >= 1);
     first.finish(true);
     await first.done;

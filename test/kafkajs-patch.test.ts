@@ -172,7 +172,7 @@ describe("KAFKA_MOCK_BROKER_QUIRKS", () => {
     const kafka = { BUS: "kafka", BUS_SIGNING_KEY: "k".repeat(32) };
     expect(loadSettings(kafka).KAFKA_MOCK_BROKER_QUIRKS).toBe(false);
     expect(loadSettings({ ...kafka, KAFKA_MOCK_BROKER_QUIRKS: "true" }).KAFKA_MOCK_BROKER_QUIRKS).toBe(true);
-    expect(() => loadSettings({ KAFKA_MOCK_BROKER_QUIRKS: "true" })).toThrow("KAFKA_MOCK_BROKER_QUIRKS=\"true\": only with BUS=kafka");
+    expect(() => loadSettings({ KAFKA_MOCK_BROKER_QUIRKS: "true" })).toThrow('KAFKA_MOCK_BROKER_QUIRKS="true": only with BUS=kafka');
     expect(() => loadSettings({ ...kafka, KAFKA_MOCK_BROKER_QUIRKS: "yes" })).toThrow('expected "true" or "false"');
   });
 });

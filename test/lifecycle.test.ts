@@ -21,7 +21,9 @@ describe("the shop process", () => {
     const dataDir = mkdtempSync(join(tmpdir(), "shop-data-"));
     dirs.push(dataDir);
     const first = await startShopProcess([], envWithData(dataDir), 3);
-    expect((await call(first.urls.wallet as string, "POST", "/wallets/41/deposits", { amount_cents: 9000 }, adminHeaders)).status).toBe(201);
+    expect((await call(first.urls.wallet as string, "POST", "/wallets/41/deposits", { amount_cents: 9000 }, adminHeaders)).status).toBe(
+      201,
+    );
     expect((await call(first.urls.storage as string, "POST", "/stock/41/receipts", { quantity: 4 }, adminHeaders)).status).toBe(201);
     const placed = await call(first.urls.registry as string, "POST", "/orders", { user_id: 41, items: [{ product_id: 41, quantity: 3 }] });
     expect(placed.status).toBe(201);
@@ -103,7 +105,10 @@ describe("the shop process", () => {
     test(`Ctrl-C under \`bun run ${script}\` (SIGINT to the whole process group, as a terminal sends it): stopped, exit 0, the data directory released`, async () => {
       const dataDir = mkdtempSync(join(tmpdir(), "shop-data-"));
       dirs.push(dataDir, `${dataDir}.lock`);
-      const p = await startShopProcess(["--modules", "wallet"], envWithData(dataDir), 1, 60_000, { command: ["bun", "run", script], detached: true });
+      const p = await startShopProcess(["--modules", "wallet"], envWithData(dataDir), 1, 60_000, {
+        command: ["bun", "run", script],
+        detached: true,
+      });
       // The group holds the `bun run` wrapper and the shop: both get it, and the wrapper forwards its own.
       process.kill(-(p.proc.pid as number), "SIGINT");
       expect(await p.proc.exited).toBe(0);
@@ -159,10 +164,12 @@ describe("saga deadline", () => {
       await eventually(async () => {
         const w = await getJson(t.urls.wallet, "/wallets/51");
         expect(w.balance_cents).toBe(5000);
-        expect((w.ledger as { kind: string; order_id: string }[]).filter((e) => e.order_id === placed.body.id).map((e) => e.kind).sort()).toEqual([
-          "debit",
-          "refund",
-        ]);
+        expect(
+          (w.ledger as { kind: string; order_id: string }[])
+            .filter((e) => e.order_id === placed.body.id)
+            .map((e) => e.kind)
+            .sort(),
+        ).toEqual(["debit", "refund"]);
       });
     } finally {
       await t.stop();
@@ -175,11 +182,12 @@ describe("admission control", () => {
     // Registry alone: nobody answers its orders, so they stay pending.
     const t = await startInProcess({ MODULES: "registry", REGISTRY_MAX_PENDING_ORDERS: "3", REGISTRY_ADMISSION_WAIT_MS: "300" });
     try {
-      const place = () => fetch(`${t.urls.registry}/orders`, {
-        method: "POST",
-        headers: { "content-type": "application/json" },
-        body: JSON.stringify({ user_id: 1, items: [{ product_id: 1, quantity: 1 }] }),
-      });
+      const place = () =>
+        fetch(`${t.urls.registry}/orders`, {
+          method: "POST",
+          headers: { "content-type": "application/json" },
+          body: JSON.stringify({ user_id: 1, items: [{ product_id: 1, quantity: 1 }] }),
+        });
       for (let i = 0; i < 3; i++) expect((await place()).status).toBe(201);
       const refused = await place();
       expect(refused.status).toBe(503);

@@ -14,7 +14,13 @@ import { openSse, type RawGet, rawGet, type SseFrame, type SseStream } from "./s
  * `intervalMs`, until the shop admits one (200). Each refusal meanwhile is a 503. Every stream
  * opened goes into `mine`, for the test to close.
  */
-function openOnceAdmitted(url: string, mine: { close(): void }[], place: () => Promise<unknown>, timeoutMs: number, intervalMs: number): Promise<SseStream> {
+function openOnceAdmitted(
+  url: string,
+  mine: { close(): void }[],
+  place: () => Promise<unknown>,
+  timeoutMs: number,
+  intervalMs: number,
+): Promise<SseStream> {
   return eventually(
     async () => {
       await place();
@@ -121,7 +127,10 @@ test("clients that never read are dropped and their slots go to a new viewer whi
   const newcomer = await open();
   expect(newcomer.response.status).toBe(200);
   await newcomer.next(isSnapshot);
-  const placed = await call<{ id: string }>(t.urls.registry, "POST", "/orders", { user_id: ++user, items: [{ product_id: 1, quantity: 1 }] });
+  const placed = await call<{ id: string }>(t.urls.registry, "POST", "/orders", {
+    user_id: ++user,
+    items: [{ product_id: 1, quantity: 1 }],
+  });
   expect(placed.status).toBe(201);
   const hasOrder = (f: SseFrame) => f.kind === "event" && f.event === "order" && f.data.includes(placed.body.id);
   await Promise.all([reader.next(hasOrder, 30_000), newcomer.next(hasOrder, 30_000)]);
@@ -141,7 +150,14 @@ test("at the global limit, a client whose writes are stuck is shed for a newcome
   const get = (name: string, labels: string) =>
     fetch(`${shop.urls.registry}/metrics`)
       .then((r) => r.text())
-      .then((text) => Number(text.split("\n").find((l) => l.startsWith(`${name}{${labels}} `))?.split(" ")[1]));
+      .then((text) =>
+        Number(
+          text
+            .split("\n")
+            .find((l) => l.startsWith(`${name}{${labels}} `))
+            ?.split(" ")[1],
+        ),
+      );
   try {
     const reader = await openSse(url);
     mine.push(reader);
@@ -163,7 +179,10 @@ test("at the global limit, a client whose writes are stuck is shed for a newcome
     expect(await get("shop_live_clients_dropped_total", 'reason="shed"')).toBe(1);
     expect(await get("shop_live_clients_dropped_total", 'reason="unsent_bytes"')).toBe(0);
     expect(await get("shop_live_clients_dropped_total", 'reason="stalled"')).toBe(0);
-    const placed = await call<{ id: string }>(shop.urls.registry, "POST", "/orders", { user_id: ++user, items: [{ product_id: 1, quantity: 1 }] });
+    const placed = await call<{ id: string }>(shop.urls.registry, "POST", "/orders", {
+      user_id: ++user,
+      items: [{ product_id: 1, quantity: 1 }],
+    });
     const hasOrder = (f: SseFrame) => f.kind === "event" && f.event === "order" && f.data.includes(placed.body.id);
     await Promise.all([reader.next(hasOrder, 30_000), newcomer.next(hasOrder, 30_000)]);
   } finally {
@@ -180,9 +199,17 @@ test("200 clients that never read, 20 from each of ten addresses, are shed for a
   const sample = (name: string, labels = "") =>
     fetch(`${shop.urls.registry}/metrics`)
       .then((r) => r.text())
-      .then((text) => Number(text.split("\n").find((l) => l.startsWith(`${name}${labels ? `{${labels}}` : ""} `))?.split(" ")[1]));
+      .then((text) =>
+        Number(
+          text
+            .split("\n")
+            .find((l) => l.startsWith(`${name}${labels ? `{${labels}}` : ""} `))
+            ?.split(" ")[1],
+        ),
+      );
   const droppedHere = async () =>
-    (await sample("shop_live_clients_dropped_total", 'reason="shed"')) + (await sample("shop_live_clients_dropped_total", 'reason="stalled"'));
+    (await sample("shop_live_clients_dropped_total", 'reason="shed"')) +
+    (await sample("shop_live_clients_dropped_total", 'reason="stalled"'));
   try {
     for (let a = 2; a <= 11; a++) {
       const batch = await Promise.all(Array.from({ length: 20 }, () => rawGet(url, { localAddress: `127.0.0.${a}`, read: false })));

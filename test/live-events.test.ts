@@ -33,14 +33,20 @@ async function liveClients(): Promise<number> {
 }
 
 const orderEvent = (id: string, status?: string) => (f: SseFrame) =>
-  f.kind === "event" && f.event === "order" && (JSON.parse(f.data) as LiveOrder).id === id && (!status || (JSON.parse(f.data) as LiveOrder).status === status);
+  f.kind === "event" &&
+  f.event === "order" &&
+  (JSON.parse(f.data) as LiveOrder).id === id &&
+  (!status || (JSON.parse(f.data) as LiveOrder).status === status);
 
 test("a client gets a snapshot, then each change of an order with id lines, then heartbeats; leaving is noticed", async () => {
   const user = 4101;
   const product = 41;
   expect((await call(t.urls.wallet, "POST", `/wallets/${user}/deposits`, { amount_cents: 10_000 }, adminHeaders)).status).toBe(201);
   expect((await call(t.urls.storage, "POST", `/stock/${product}/receipts`, { quantity: 5 }, adminHeaders)).status).toBe(201);
-  const early = await call<{ id: string }>(t.urls.registry, "POST", "/orders", { user_id: user, items: [{ product_id: product, quantity: 1 }] });
+  const early = await call<{ id: string }>(t.urls.registry, "POST", "/orders", {
+    user_id: user,
+    items: [{ product_id: product, quantity: 1 }],
+  });
   expect(early.status).toBe(201);
   await eventually(async () => (await getJson(t.urls.registry, `/orders/${early.body.id}`)).status === "completed");
 
@@ -55,7 +61,10 @@ test("a client gets a snapshot, then each change of an order with id lines, then
   expect(Number(snapshot.id)).toBeGreaterThan(0);
   expect(await liveClients()).toBe(1);
 
-  const placed = await call<{ id: string }>(t.urls.registry, "POST", "/orders", { user_id: user, items: [{ product_id: product, quantity: 2 }] });
+  const placed = await call<{ id: string }>(t.urls.registry, "POST", "/orders", {
+    user_id: user,
+    items: [{ product_id: product, quantity: 2 }],
+  });
   expect(placed.status).toBe(201);
   const done = await s.next(orderEvent(placed.body.id, "completed"));
   if (done.kind !== "event") throw new Error("unreachable");
@@ -69,9 +78,15 @@ test("a client gets a snapshot, then each change of an order with id lines, then
   expect(copies).toEqual([...copies].sort((a, b) => a - b));
 
   // A rejected order carries its reason, and its compensation once done.
-  const broke = await call<{ id: string }>(t.urls.registry, "POST", "/orders", { user_id: 4102, items: [{ product_id: product, quantity: 1 }] });
+  const broke = await call<{ id: string }>(t.urls.registry, "POST", "/orders", {
+    user_id: 4102,
+    items: [{ product_id: product, quantity: 1 }],
+  });
   const rejected = await s.next(
-    (f) => orderEvent(broke.body.id, "rejected")(f) && f.kind === "event" && (JSON.parse(f.data) as { compensation: string }).compensation === "done",
+    (f) =>
+      orderEvent(broke.body.id, "rejected")(f) &&
+      f.kind === "event" &&
+      (JSON.parse(f.data) as { compensation: string }).compensation === "done",
   );
   if (rejected.kind !== "event") throw new Error("unreachable");
   expect((JSON.parse(rejected.data) as LiveOrder).reason).toBe("unknown_wallet");
@@ -86,7 +101,10 @@ test("several clients get the same events; the poller runs only while one is con
   const polls = async () => Number(/^shop_live_polls_total (\S+)/m.exec(await (await fetch(`${t.urls.registry}/metrics`)).text())?.[1]);
   const [a, b] = await Promise.all([open(), open()]);
   await eventually(async () => (await liveClients()) === 2);
-  const placed = await call<{ id: string }>(t.urls.registry, "POST", "/orders", { user_id: 4103, items: [{ product_id: 42, quantity: 1 }] });
+  const placed = await call<{ id: string }>(t.urls.registry, "POST", "/orders", {
+    user_id: 4103,
+    items: [{ product_id: 42, quantity: 1 }],
+  });
   await Promise.all([a.next(orderEvent(placed.body.id, "rejected")), b.next(orderEvent(placed.body.id, "rejected"))]);
   a.close();
   b.close();
@@ -99,10 +117,9 @@ test("several clients get the same events; the poller runs only while one is con
 }, 60_000);
 
 test("the routes are documented: the page as text/html, the stream as text/event-stream", async () => {
-  const doc = await getJson<{ paths: Record<string, { get?: { summary?: string; responses: Record<string, { content?: Record<string, unknown> }> } }> }>(
-    t.urls.registry,
-    "/openapi.json",
-  );
+  const doc = await getJson<{
+    paths: Record<string, { get?: { summary?: string; responses: Record<string, { content?: Record<string, unknown> }> } }>;
+  }>(t.urls.registry, "/openapi.json");
   expect(Object.keys(doc.paths["/"]?.get?.responses["200"]?.content ?? {})).toEqual(["text/html"]);
   expect(Object.keys(doc.paths["/live/events"]?.get?.responses["200"]?.content ?? {})).toEqual(["text/event-stream"]);
   expect(doc.paths["/live/overview"]?.get?.summary).toBeTruthy();
@@ -118,10 +135,11 @@ test("the routes are documented: the page as text/html, the stream as text/event
 test("GET /live/overview gives wallet's balances and storage's stock, without the admin token", async () => {
   expect((await call(t.urls.wallet, "POST", "/wallets/4104/deposits", { amount_cents: 777 }, adminHeaders)).status).toBe(201);
   const overview = await eventually(async () => {
-    const o = await getJson<{ wallets: { user_id: number; balance_cents: number }[]; stock: { product_id: number }[]; unavailable: unknown[] }>(
-      t.urls.registry,
-      "/live/overview",
-    );
+    const o = await getJson<{
+      wallets: { user_id: number; balance_cents: number }[];
+      stock: { product_id: number }[];
+      unavailable: unknown[];
+    }>(t.urls.registry, "/live/overview");
     return o.wallets.some((w) => w.user_id === 4104) && o;
   });
   expect(overview.wallets.find((w) => w.user_id === 4104)?.balance_cents).toBe(777);

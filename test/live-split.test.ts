@@ -29,14 +29,19 @@ test("split: the stream follows an order to completed; the overview shows wallet
   const placed = await call<{ id: string }>(base, "POST", "/orders", { user_id: 6101, items: [{ product_id: 61, quantity: 1 }] });
   expect(placed.status).toBe(201);
   await stream.next(
-    (f) => f.kind === "event" && f.event === "order" && f.data.includes(placed.body.id) && (JSON.parse(f.data) as { status: string }).status === "completed",
+    (f) =>
+      f.kind === "event" &&
+      f.event === "order" &&
+      f.data.includes(placed.body.id) &&
+      (JSON.parse(f.data) as { status: string }).status === "completed",
     60_000,
   );
   await eventually(async () => {
-    const o = await getJson<{ wallets: { user_id: number; balance_cents: number }[]; stock: { product_id: number; available: number; reserved: number }[]; unavailable: unknown[] }>(
-      base,
-      "/live/overview",
-    );
+    const o = await getJson<{
+      wallets: { user_id: number; balance_cents: number }[];
+      stock: { product_id: number; available: number; reserved: number }[];
+      unavailable: unknown[];
+    }>(base, "/live/overview");
     expect(o.unavailable).toEqual([]);
     expect(o.wallets.find((w) => w.user_id === 6101)?.balance_cents).toBe(2000);
     expect(o.stock.find((s) => s.product_id === 61)).toMatchObject({ available: 3, reserved: 1 });

@@ -4,8 +4,8 @@
  * that started the order, in every module and, split, in every process.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { z } from "zod";
 import { Hono } from "hono";
+import { z } from "zod";
 import { createMessage, parseMessage } from "../src/contracts";
 import { errorBody, errorHandler } from "../src/http/errors";
 import { requestLog } from "../src/http/request-log";
@@ -24,11 +24,13 @@ const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 
 /** Every line of `logs` as JSON; a line that is not a JSON object fails the test. */
 const parsed = (logs: string[]): Line[] =>
-  logs.filter((l) => l.trim() !== "").map((l) => {
-    const line = JSON.parse(l) as Line;
-    expect(typeof line.level).toBe("string");
-    return line;
-  });
+  logs
+    .filter((l) => l.trim() !== "")
+    .map((l) => {
+      const line = JSON.parse(l) as Line;
+      expect(typeof line.level).toBe("string");
+      return line;
+    });
 
 const requestLines = (logs: string[], requestId: string) => parsed(logs).filter((l) => l.msg === "request" && l.request_id === requestId);
 
@@ -47,7 +49,10 @@ describe("the logger", () => {
   test("off a terminal it writes one JSON object per line: level by name, time, component, msg, fields", () => {
     const { writes, log } = capture("debug");
     const inner = Object.assign(new Error("connection refused"), { code: "ECONNREFUSED" });
-    log.child("wallet").child("consumer").info("line one\nwith a newline", { n: 12345678901234567890n, err: new Error("outer", { cause: inner }) });
+    log
+      .child("wallet")
+      .child("consumer")
+      .info("line one\nwith a newline", { n: 12345678901234567890n, err: new Error("outer", { cause: inner }) });
     withRequestId("req-1", () => log.warn("line two"));
     log.debug("line three", { request_id: "explicit" });
     expect(writes).toHaveLength(3);
@@ -56,8 +61,17 @@ describe("the logger", () => {
       expect(w.slice(0, -1)).not.toContain("\n");
     }
     const [one, two, three] = writes.map((w) => JSON.parse(w) as Line);
-    expect(one).toMatchObject({ level: "info", component: "shop.wallet.consumer", msg: "line one\nwith a newline", n: "12345678901234567890" });
-    expect(one?.err).toEqual({ name: "Error", message: "outer", cause: { name: "Error", message: "connection refused", code: "ECONNREFUSED" } });
+    expect(one).toMatchObject({
+      level: "info",
+      component: "shop.wallet.consumer",
+      msg: "line one\nwith a newline",
+      n: "12345678901234567890",
+    });
+    expect(one?.err).toEqual({
+      name: "Error",
+      message: "outer",
+      cause: { name: "Error", message: "connection refused", code: "ECONNREFUSED" },
+    });
     expect(Date.parse(String(one?.time))).toBeGreaterThan(0);
     expect(one).not.toHaveProperty("pid");
     expect(two).toMatchObject({ level: "warn", msg: "line two", request_id: "req-1" });
@@ -103,7 +117,10 @@ describe("request_id in the envelope", () => {
 
 describe("request ids and request lines (the middleware)", () => {
   const lines: [string, string, LogFields][] = [];
-  const spy = (level: string): Logger["info"] => (msg, fields) => void lines.push([level, msg, fields ?? {}]);
+  const spy =
+    (level: string): Logger["info"] =>
+    (msg, fields) =>
+      void lines.push([level, msg, fields ?? {}]);
   const log: Logger = { debug: spy("debug"), info: spy("info"), warn: spy("warn"), error: spy("error"), child: () => log };
   // The shell's order (createServiceApp): error hook, not-found answer, then this middleware outermost.
   const app = new Hono();
@@ -183,13 +200,21 @@ interface Logged {
 async function placeOrder(shop: Logged, opts: { deposit: number; product: number }): Promise<{ id: string; requestId: string }> {
   const user = 100_000 + Math.floor(Math.random() * 800_000);
   if (opts.deposit > 0) {
-    expect((await call(shop.urls.wallet, "POST", `/wallets/${user}/deposits`, { amount_cents: opts.deposit }, adminHeaders)).status).toBe(201);
+    expect((await call(shop.urls.wallet, "POST", `/wallets/${user}/deposits`, { amount_cents: opts.deposit }, adminHeaders)).status).toBe(
+      201,
+    );
   }
   expect((await call(shop.urls.storage, "POST", `/stock/${opts.product}/receipts`, { quantity: 5 }, adminHeaders)).status).toBe(201);
   const requestId = newRequestId("order");
-  const r = await call<{ id: string }>(shop.urls.registry, "POST", "/orders", { user_id: user, items: [{ product_id: opts.product, quantity: 1 }] }, {
-    "X-Request-Id": requestId,
-  });
+  const r = await call<{ id: string }>(
+    shop.urls.registry,
+    "POST",
+    "/orders",
+    { user_id: user, items: [{ product_id: opts.product, quantity: 1 }] },
+    {
+      "X-Request-Id": requestId,
+    },
+  );
   expect(r.status).toBe(201);
   expect(r.headers.get("x-request-id")).toBe(requestId);
   return { id: r.body.id, requestId };
@@ -228,7 +253,11 @@ function sagaSuite(start: () => Promise<Logged & { stop(): Promise<void> }>) {
       "storage OrderCreated",
       "wallet OrderCreated",
     ]);
-    expect(steps.find((l) => l.msg === "order completed")).toMatchObject({ level: "info", order_id: order.id, request_id: order.requestId });
+    expect(steps.find((l) => l.msg === "order completed")).toMatchObject({
+      level: "info",
+      order_id: order.id,
+      request_id: order.requestId,
+    });
     // Split: each process logged its own module's steps of the order, under the same id.
     for (const [name, logs] of Object.entries(shop.processLogs?.() ?? {})) {
       const own = sagaLines(parsed(logs), order.id).filter((l) => l.msg === "saga step");
@@ -276,16 +305,25 @@ function sagaSuite(start: () => Promise<Logged & { stop(): Promise<void> }>) {
     const replaced = garbage.headers.get("x-request-id") ?? "";
     expect(replaced).toMatch(UUID);
     await eventually(() => requestLines(shop.logs(), replaced).length === 1);
-    expect(requestLines(shop.logs(), bad)).toEqual([expect.objectContaining({ route: "/orders", status: 400, method: "POST", level: "info" })]);
+    expect(requestLines(shop.logs(), bad)).toEqual([
+      expect.objectContaining({ route: "/orders", status: 400, method: "POST", level: "info" }),
+    ]);
     expect(requestLines(shop.logs(), missing)).toEqual([expect.objectContaining({ route: null, path: "/nowhere/at/all", status: 404 })]);
-    expect(requestLines(shop.logs(), replaced)).toEqual([expect.objectContaining({ route: "/stock", status: 200, component: "shop.storage.http" })]);
+    expect(requestLines(shop.logs(), replaced)).toEqual([
+      expect.objectContaining({ route: "/stock", status: 200, component: "shop.storage.http" }),
+    ]);
     expect(shop.logs().join("\n")).not.toContain("two words");
   }, 30_000);
 }
 
 describe("one process (bun src/app/main.ts, memory bus, PGlite), stderr not a terminal", () => {
   sagaSuite(async () => {
-    const p: ShopProcess = await startShopProcess([], processEnv({ DATA_DIR: ":memory:", LOG_LEVEL: "debug", BODY_LIMIT_BYTES: String(BODY_LIMIT) }), 3, 90_000);
+    const p: ShopProcess = await startShopProcess(
+      [],
+      processEnv({ DATA_DIR: ":memory:", LOG_LEVEL: "debug", BODY_LIMIT_BYTES: String(BODY_LIMIT) }),
+      3,
+      90_000,
+    );
     return {
       urls: { registry: p.urls.registry ?? "", wallet: p.urls.wallet ?? "", storage: p.urls.storage ?? "" },
       logs: () => p.logs,
@@ -300,7 +338,11 @@ describe("split: three processes over Kafka (mock broker) and PostgreSQL", () =>
     return {
       urls: split.urls as Logged["urls"],
       logs: () => Object.values(split.processes).flatMap((p) => p.logs),
-      processLogs: () => ({ registry: split.processes.registry.logs, wallet: split.processes.wallet.logs, storage: split.processes.storage.logs }),
+      processLogs: () => ({
+        registry: split.processes.registry.logs,
+        wallet: split.processes.wallet.logs,
+        storage: split.processes.storage.logs,
+      }),
       stop: () => split.stop(),
     };
   });

@@ -12,7 +12,15 @@ import * as tables from "../modules/wallet/schema";
 import type { BusRecord } from "../src/bus/bus";
 import { createMemoryBus } from "../src/bus/memory";
 import { ConfigError, loadSettings, pinnedWriters } from "../src/config";
-import { createMessage, type Message, type MessageType, type PreviousVersions, parseMessage, readableVersions, writtenAs } from "../src/contracts";
+import {
+  createMessage,
+  type Message,
+  type MessageType,
+  type PreviousVersions,
+  parseMessage,
+  readableVersions,
+  writtenAs,
+} from "../src/contracts";
 import type { Database } from "../src/db/database";
 import { createLogger } from "../src/log";
 import { outboxWriter } from "../src/messaging/outbox";
@@ -44,12 +52,19 @@ describe("writing and reading a previous version", () => {
     const old = writtenAs(m, new Set<MessageType>(["StepSucceeded"]), PREVIOUS);
     expect(old).toEqual({ ...m, version: 9, payload: { order_id: m.order_id, by: "wallet" } } as unknown as Message);
     expect(writtenAs(m, new Set<MessageType>(), PREVIOUS)).toBe(m);
-    const created = createMessage("OrderCreated", { order_id: crypto.randomUUID(), user_id: 1, items: [{ product_id: 1, quantity: 1, unit_price_cents: 5 }], total_cents: 5 });
+    const created = createMessage("OrderCreated", {
+      order_id: crypto.randomUUID(),
+      user_id: 1,
+      items: [{ product_id: 1, quantity: 1, unit_price_cents: 5 }],
+      total_cents: 5,
+    });
     expect(writtenAs(created, new Set<MessageType>(["StepSucceeded"]), PREVIOUS)).toBe(created);
   });
 
   test("a downgrade that does not fit the previous schema throws (a bug, never written)", () => {
-    const broken: PreviousVersions = { StepSucceeded: { ...(PREVIOUS.StepSucceeded as NonNullable<PreviousVersions["StepSucceeded"]>), downgrade: () => ({ by: "wallet" }) } };
+    const broken: PreviousVersions = {
+      StepSucceeded: { ...(PREVIOUS.StepSucceeded as NonNullable<PreviousVersions["StepSucceeded"]>), downgrade: () => ({ by: "wallet" }) },
+    };
     expect(() => writtenAs(step(), new Set<MessageType>(["StepSucceeded"]), broken)).toThrow();
   });
 
@@ -62,7 +77,10 @@ describe("writing and reading a previous version", () => {
     expect(parseMessage(old)).toEqual({ ok: false, error: "unsupported version 9" });
     // An old record that is not the old shape is named as such (dead-lettered, never upgraded).
     const bad = JSON.stringify({ ...m, version: 9 });
-    expect(parseMessage(bad, PREVIOUS)).toMatchObject({ ok: false, error: expect.stringContaining("bad StepSucceeded version 9 payload: by") });
+    expect(parseMessage(bad, PREVIOUS)).toMatchObject({
+      ok: false,
+      error: expect.stringContaining("bad StepSucceeded version 9 payload: by"),
+    });
   });
 });
 
@@ -98,7 +116,10 @@ describe("through the outbox and the bus", () => {
     bus.subscribe({ group: "versions", topics: [TOPICS.success], handler: async (rs) => (seen.push(...rs), rs.length) });
     await bus.start();
     const relay = await startOutboxRelay({ db, bus, tables, pollMs: 50, log: createLogger("silent") });
-    const pinned = outboxWriter(tables, TOPICS, () => relay.nudge(), { writePrevious: new Set<MessageType>(["StepSucceeded"]), previous: PREVIOUS });
+    const pinned = outboxWriter(tables, TOPICS, () => relay.nudge(), {
+      writePrevious: new Set<MessageType>(["StepSucceeded"]),
+      previous: PREVIOUS,
+    });
     const current = outboxWriter(tables, TOPICS, () => relay.nudge());
     const [a, b] = [step(), step()];
     try {
@@ -109,7 +130,8 @@ describe("through the outbox and the bus", () => {
       await relay.stop();
       await bus.stop();
     }
-    const envelope = (id: string) => JSON.parse((seen.find((r) => r.key === id) as BusRecord).value) as { version: number; payload: unknown };
+    const envelope = (id: string) =>
+      JSON.parse((seen.find((r) => r.key === id) as BusRecord).value) as { version: number; payload: unknown };
     expect(envelope(a.order_id)).toMatchObject({ version: 9, payload: { order_id: a.order_id, by: "wallet" } });
     expect(envelope(b.order_id)).toMatchObject({ version: 1, payload: { order_id: b.order_id, service: "wallet" } });
     const read = parseMessage((seen.find((r) => r.key === a.order_id) as BusRecord).value, PREVIOUS);

@@ -158,17 +158,21 @@ describe("/metrics after a completed and a rejected order", () => {
   });
 
   test("the event-loop lag is measured: never negative, and not 0 every time", async () => {
-    await eventually(async () => {
-      const e = await scrape("registry");
-      // No lag outlasts the process that measured it (the shop runs in this one): a bound no machine speed moves.
-      const lag = one(e, "nodejs_eventloop_lag_seconds");
-      expect(lag).toBeGreaterThanOrEqual(0);
-      expect(lag).toBeLessThanOrEqual(process.uptime());
-      const p99 = one(e, "nodejs_eventloop_lag_p99_seconds");
-      expect(p99).toBeGreaterThanOrEqual(0);
-      expect(p99).toBeLessThanOrEqual(process.uptime());
-      return lag > 0;
-    }, 30_000, 300);
+    await eventually(
+      async () => {
+        const e = await scrape("registry");
+        // No lag outlasts the process that measured it (the shop runs in this one): a bound no machine speed moves.
+        const lag = one(e, "nodejs_eventloop_lag_seconds");
+        expect(lag).toBeGreaterThanOrEqual(0);
+        expect(lag).toBeLessThanOrEqual(process.uptime());
+        const p99 = one(e, "nodejs_eventloop_lag_p99_seconds");
+        expect(p99).toBeGreaterThanOrEqual(0);
+        expect(p99).toBeLessThanOrEqual(process.uptime());
+        return lag > 0;
+      },
+      30_000,
+      300,
+    );
   });
 
   test("HTTP requests by method, route pattern and status: a counter and a latency histogram", async () => {
@@ -219,7 +223,9 @@ describe("/metrics after a completed and a rejected order", () => {
       expect(one(e, "shop_saga_duration_seconds_sum", { status })).toBeGreaterThan(0);
       expect(one(e, "shop_saga_duration_seconds_bucket", { status, le: "+Inf" })).toBe(sum(e, "shop_orders", { status }));
     }
-    expect(sum(e, "shop_saga_duration_seconds_count")).toBe(sum(e, "shop_orders", { status: "completed" }) + sum(e, "shop_orders", { status: "rejected" }));
+    expect(sum(e, "shop_saga_duration_seconds_count")).toBe(
+      sum(e, "shop_orders", { status: "completed" }) + sum(e, "shop_orders", { status: "rejected" }),
+    );
     expect(one(e, "shop_unknown_orders")).toBe(0);
   });
 
@@ -293,7 +299,9 @@ describe("the observability profile (deploy/)", () => {
         relabel_configs: { source_labels: string[]; target_label: string }[];
       }[];
     };
-    const targets = config.scrape_configs.flatMap((job) => job.dns_sd_configs.map((c) => `${c.type} ${c.names.join(",")}:${c.port} ${job.metrics_path}`));
+    const targets = config.scrape_configs.flatMap((job) =>
+      job.dns_sd_configs.map((c) => `${c.type} ${c.names.join(",")}:${c.port} ${job.metrics_path}`),
+    );
     expect(targets.sort()).toEqual(["A registry:8000 /metrics", "A storage:8002 /metrics", "A wallet:8001 /metrics"]);
     for (const job of config.scrape_configs) {
       expect(job.relabel_configs).toContainEqual({ source_labels: ["__meta_dns_name"], target_label: "service" });

@@ -55,7 +55,10 @@ function* operationNodes(doc: Json, path: string, method: string): Generator<[Js
   for (let pointer = pending.pop(); pointer !== undefined; pointer = pending.pop()) {
     if (seen.has(pointer)) continue;
     seen.add(pointer);
-    const node = pointer.split("/").slice(1).reduce<Json>((n, k) => n?.[k.replaceAll("~1", "/").replaceAll("~0", "~")], doc);
+    const node = pointer
+      .split("/")
+      .slice(1)
+      .reduce<Json>((n, k) => n?.[k.replaceAll("~1", "/").replaceAll("~0", "~")], doc);
     for (const [n, p] of walk(node, pointer)) {
       yield [n, p];
       if (typeof n.$ref === "string" && n.$ref.startsWith("#/")) pending.push(n.$ref.slice(1));
@@ -106,7 +109,7 @@ describe("the documents", () => {
         const inSchema = pointer.includes("/schema") || pointer.startsWith("/components/schemas/");
         if (node.schema && typeof node.schema === "object") {
           // A media type, parameter or header: its example(s) against its schema.
-          if ("example" in node) (checked++, failures.push(...check(`${pointer}/schema`, node.example)));
+          if ("example" in node) checked++, failures.push(...check(`${pointer}/schema`, node.example));
           for (const [name, ex] of Object.entries<Json>(node.examples ?? {})) {
             checked++;
             failures.push(...check(`${pointer}/schema`, ex.value).map((f) => `${f} (example ${name})`));
@@ -128,10 +131,14 @@ describe("the documents", () => {
         if (!checked(path)) continue;
         const bodies: [string, Json | undefined][] = [
           ["request", op.requestBody?.content?.["application/json"]],
-          ...Object.entries<Json>(op.responses ?? {}).map(([status, r]): [string, Json | undefined] => [status, r.content?.["application/json"]]),
+          ...Object.entries<Json>(op.responses ?? {}).map(([status, r]): [string, Json | undefined] => [
+            status,
+            r.content?.["application/json"],
+          ]),
         ];
         for (const [which, media] of bodies) {
-          if (media && media.example === undefined && Object.keys(media.examples ?? {}).length === 0) missing.push(`${method} ${path} ${which}`);
+          if (media && media.example === undefined && Object.keys(media.examples ?? {}).length === 0)
+            missing.push(`${method} ${path} ${which}`);
         }
       }
       expect([service, missing]).toEqual([service, []]);
@@ -143,7 +150,10 @@ describe("the documents", () => {
       const problems: string[] = [];
       for (const { path, method, op } of operations(doc)) {
         const where = `${method} ${path}`;
-        expect([where, op.responses["500"]?.content?.["application/json"]?.schema?.properties?.error?.properties?.code?.enum]).toEqual([where, ["internal_error"]]);
+        expect([where, op.responses["500"]?.content?.["application/json"]?.schema?.properties?.error?.properties?.code?.enum]).toEqual([
+          where,
+          ["internal_error"],
+        ]);
         for (const [status, response] of Object.entries<Json>(op.responses)) {
           if (Number(status) < 400 || !response.content?.["application/json"]) continue;
           if (path.startsWith("/health") && status === "503") continue; // the health report itself, not an error body
@@ -160,13 +170,15 @@ describe("the documents", () => {
           if (JSON.stringify([...exampleCodes].sort()) !== JSON.stringify([...codes].sort())) {
             problems.push(`${where} ${status}: examples ${exampleCodes} for codes ${codes}`);
           }
-          for (const code of codes) if (!String(response.description).includes(`\`${code}\``)) problems.push(`${where} ${status}: ${code} not described`);
+          for (const code of codes)
+            if (!String(response.description).includes(`\`${code}\``)) problems.push(`${where} ${status}: ${code} not described`);
         }
         if (op.security?.some((s: Json) => "adminToken" in s) && !op.responses["401"]) problems.push(`${where}: admin route without 401`);
         if (op.requestBody?.content?.["application/json"]) {
           for (const s of ["400", "413", "415", "503"]) if (!op.responses[s]) problems.push(`${where}: JSON body without ${s}`);
         }
-        if (["post", "put", "patch", "delete"].includes(method) && !codesOf(op, 503).includes("not_ready")) problems.push(`${where}: write without 503 not_ready`);
+        if (["post", "put", "patch", "delete"].includes(method) && !codesOf(op, 503).includes("not_ready"))
+          problems.push(`${where}: write without 503 not_ready`);
       }
       expect([service, problems]).toEqual([service, []]);
     }
@@ -180,12 +192,14 @@ describe("the documents", () => {
           if (!/(^|_)id$/.test(name) || schema.$ref) continue;
           // Integers, or strings (orders' UUIDs); never a float.
           const types = [schema.type].flat();
-          if (types.includes("number") || !(types.includes("integer") || types.includes("string"))) wrong.push(`${pointer}/properties/${name}: ${JSON.stringify(schema)}`);
+          if (types.includes("number") || !(types.includes("integer") || types.includes("string")))
+            wrong.push(`${pointer}/properties/${name}: ${JSON.stringify(schema)}`);
         }
       }
       for (const { path, method, op } of operations(doc)) {
         for (const p of op.parameters ?? []) {
-          if (/(^|_)id$/.test(p.name) && p.schema.type !== "integer" && p.schema.format !== "uuid") wrong.push(`${method} ${path} ${p.name}`);
+          if (/(^|_)id$/.test(p.name) && p.schema.type !== "integer" && p.schema.format !== "uuid")
+            wrong.push(`${method} ${path} ${p.name}`);
           if (["limit", "cursor"].includes(p.name) && p.schema.type !== "integer") wrong.push(`${method} ${path} ${p.name}`);
         }
       }
@@ -200,7 +214,8 @@ describe("the documents", () => {
         if (!checked(path)) continue;
         if (!op.summary) missing.add(`${method} ${path}: summary`);
         if (!op.description) missing.add(`${method} ${path}: description`);
-        for (const p of op.parameters ?? []) if (!p.description && !p.schema?.description) missing.add(`${method} ${path}: parameter ${p.name}`);
+        for (const p of op.parameters ?? [])
+          if (!p.description && !p.schema?.description) missing.add(`${method} ${path}: parameter ${p.name}`);
         for (const [node, pointer] of operationNodes(doc, path, method)) {
           for (const [name, schema] of Object.entries<Json>(node.properties ?? {})) {
             // A $ref names a component, described where it is defined.
@@ -266,7 +281,9 @@ describe("declared error codes and the documents come from one source", () => {
   test("every documented code is the shell's or declared by what the service runs (no stale or hand-written code)", () => {
     for (const [service, doc] of services()) {
       const known = new Set([...Object.keys(SHELL_ERRORS), ...LIVE_REFUSALS, ...DECLARED[service].flatMap((c) => c.codes)]);
-      const stray = documentedCodes(doc).filter((d) => !known.has(d.code)).map((d) => `${d.where} ${d.status} ${d.code}`);
+      const stray = documentedCodes(doc)
+        .filter((d) => !known.has(d.code))
+        .map((d) => `${d.where} ${d.status} ${d.code}`);
       expect([service, stray]).toEqual([service, []]);
     }
   });
@@ -280,7 +297,9 @@ describe("declared error codes and the documents come from one source", () => {
       expect([p.name, p.status]).toEqual([p.name, KIND_STATUS[kind]]);
       checked.push(p.code);
     }
-    expect(new Set(checked)).toEqual(new Set(["unknown_product", "duplicate_product", "unknown_order", "unknown_wallet", "unknown_dead_letter"]));
+    expect(new Set(checked)).toEqual(
+      new Set(["unknown_product", "duplicate_product", "unknown_order", "unknown_wallet", "unknown_dead_letter"]),
+    );
   });
 });
 
@@ -311,45 +330,386 @@ const adminText = { ...adminHeaders, "content-type": "text/plain" };
 
 const provocations: Provocation[] = [
   // registry
-  { name: "order with quantity 0", service: "registry", method: "POST", route: "/orders", path: "/orders", body: { user_id: 1, items: [{ product_id: 1, quantity: 0 }] }, status: 400, code: "invalid_request", field: "items.0.quantity" },
-  { name: "order, malformed JSON", service: "registry", method: "POST", route: "/orders", path: "/orders", body: '{"user_id":', status: 400, code: "malformed_json" },
-  { name: "order, bad Idempotency-Key", service: "registry", method: "POST", route: "/orders", path: "/orders", body: order, headers: { "idempotency-key": "k".repeat(256) }, status: 400, code: "invalid_request", field: "Idempotency-Key" },
-  { name: "order, body too large", service: "registry", method: "POST", route: "/orders", path: "/orders", body: big(order), status: 413, code: "payload_too_large" },
-  { name: "order as text/plain", service: "registry", method: "POST", route: "/orders", path: "/orders", body: JSON.stringify(order), headers: text, status: 415, code: "unsupported_media_type" },
-  { name: "order, unknown product", service: "registry", method: "POST", route: "/orders", path: "/orders", body: { user_id: 1, items: [{ product_id: 4242, quantity: 1 }] }, status: 422, code: "unknown_product", field: "items.0.product_id" },
-  { name: "order, a product twice", service: "registry", method: "POST", route: "/orders", path: "/orders", body: { user_id: 1, items: [{ product_id: 1, quantity: 1 }, { product_id: 1, quantity: 2 }] }, status: 422, code: "duplicate_product", field: "items.1.product_id" },
-  { name: "orders, limit 0", service: "registry", method: "GET", route: "/orders", path: "/orders?limit=0", status: 400, code: "invalid_request", field: "limit" },
-  { name: "orders, user_id 1e2", service: "registry", method: "GET", route: "/orders", path: "/orders?user_id=1e2", status: 400, code: "invalid_request", field: "user_id" },
-  { name: "orders, limit 1e1", service: "registry", method: "GET", route: "/orders", path: "/orders?limit=1e1", status: 400, code: "invalid_request", field: "limit" },
-  { name: "order id not a UUID", service: "registry", method: "GET", route: "/orders/{id}", path: "/orders/42", status: 400, code: "invalid_request", field: "id" },
-  { name: "unknown order", service: "registry", method: "GET", route: "/orders/{id}", path: `/orders/${crypto.randomUUID()}`, status: 404, code: "unknown_order", field: "id" },
-  { name: "stuck sagas without a token", service: "registry", method: "GET", route: "/admin/sagas/stuck", path: "/admin/sagas/stuck", status: 401, code: "unauthorized" },
-  { name: "stuck sagas, limit 0", service: "registry", method: "GET", route: "/admin/sagas/stuck", path: "/admin/sagas/stuck?limit=0", headers: adminHeaders, status: 400, code: "invalid_request", field: "limit" },
-  { name: "shop audit without a token", service: "registry", method: "GET", route: "/admin/audit", path: "/admin/audit", status: 401, code: "unauthorized" },
-  { name: "dead letters, limit 1e1", service: "registry", method: "GET", route: "/admin/dead-letters", path: "/admin/dead-letters?limit=1e1", headers: adminHeaders, status: 400, code: "invalid_request", field: "limit" },
-  { name: "redrive of an unknown dead letter", service: "registry", method: "POST", route: "/admin/dead-letters/{id}/redrive", path: "/admin/dead-letters/987654/redrive", headers: adminHeaders, status: 404, code: "unknown_dead_letter", field: "id" },
-  { name: "redrive, id 1e2", service: "registry", method: "POST", route: "/admin/dead-letters/{id}/redrive", path: "/admin/dead-letters/1e2/redrive", headers: adminHeaders, status: 400, code: "invalid_request", field: "id" },
-  { name: "health, timeout abc", service: "registry", method: "GET", route: "/health", path: "/health?timeout=abc", status: 400, code: "invalid_request", field: "timeout" },
+  {
+    name: "order with quantity 0",
+    service: "registry",
+    method: "POST",
+    route: "/orders",
+    path: "/orders",
+    body: { user_id: 1, items: [{ product_id: 1, quantity: 0 }] },
+    status: 400,
+    code: "invalid_request",
+    field: "items.0.quantity",
+  },
+  {
+    name: "order, malformed JSON",
+    service: "registry",
+    method: "POST",
+    route: "/orders",
+    path: "/orders",
+    body: '{"user_id":',
+    status: 400,
+    code: "malformed_json",
+  },
+  {
+    name: "order, bad Idempotency-Key",
+    service: "registry",
+    method: "POST",
+    route: "/orders",
+    path: "/orders",
+    body: order,
+    headers: { "idempotency-key": "k".repeat(256) },
+    status: 400,
+    code: "invalid_request",
+    field: "Idempotency-Key",
+  },
+  {
+    name: "order, body too large",
+    service: "registry",
+    method: "POST",
+    route: "/orders",
+    path: "/orders",
+    body: big(order),
+    status: 413,
+    code: "payload_too_large",
+  },
+  {
+    name: "order as text/plain",
+    service: "registry",
+    method: "POST",
+    route: "/orders",
+    path: "/orders",
+    body: JSON.stringify(order),
+    headers: text,
+    status: 415,
+    code: "unsupported_media_type",
+  },
+  {
+    name: "order, unknown product",
+    service: "registry",
+    method: "POST",
+    route: "/orders",
+    path: "/orders",
+    body: { user_id: 1, items: [{ product_id: 4242, quantity: 1 }] },
+    status: 422,
+    code: "unknown_product",
+    field: "items.0.product_id",
+  },
+  {
+    name: "order, a product twice",
+    service: "registry",
+    method: "POST",
+    route: "/orders",
+    path: "/orders",
+    body: {
+      user_id: 1,
+      items: [
+        { product_id: 1, quantity: 1 },
+        { product_id: 1, quantity: 2 },
+      ],
+    },
+    status: 422,
+    code: "duplicate_product",
+    field: "items.1.product_id",
+  },
+  {
+    name: "orders, limit 0",
+    service: "registry",
+    method: "GET",
+    route: "/orders",
+    path: "/orders?limit=0",
+    status: 400,
+    code: "invalid_request",
+    field: "limit",
+  },
+  {
+    name: "orders, user_id 1e2",
+    service: "registry",
+    method: "GET",
+    route: "/orders",
+    path: "/orders?user_id=1e2",
+    status: 400,
+    code: "invalid_request",
+    field: "user_id",
+  },
+  {
+    name: "orders, limit 1e1",
+    service: "registry",
+    method: "GET",
+    route: "/orders",
+    path: "/orders?limit=1e1",
+    status: 400,
+    code: "invalid_request",
+    field: "limit",
+  },
+  {
+    name: "order id not a UUID",
+    service: "registry",
+    method: "GET",
+    route: "/orders/{id}",
+    path: "/orders/42",
+    status: 400,
+    code: "invalid_request",
+    field: "id",
+  },
+  {
+    name: "unknown order",
+    service: "registry",
+    method: "GET",
+    route: "/orders/{id}",
+    path: `/orders/${crypto.randomUUID()}`,
+    status: 404,
+    code: "unknown_order",
+    field: "id",
+  },
+  {
+    name: "stuck sagas without a token",
+    service: "registry",
+    method: "GET",
+    route: "/admin/sagas/stuck",
+    path: "/admin/sagas/stuck",
+    status: 401,
+    code: "unauthorized",
+  },
+  {
+    name: "stuck sagas, limit 0",
+    service: "registry",
+    method: "GET",
+    route: "/admin/sagas/stuck",
+    path: "/admin/sagas/stuck?limit=0",
+    headers: adminHeaders,
+    status: 400,
+    code: "invalid_request",
+    field: "limit",
+  },
+  {
+    name: "shop audit without a token",
+    service: "registry",
+    method: "GET",
+    route: "/admin/audit",
+    path: "/admin/audit",
+    status: 401,
+    code: "unauthorized",
+  },
+  {
+    name: "dead letters, limit 1e1",
+    service: "registry",
+    method: "GET",
+    route: "/admin/dead-letters",
+    path: "/admin/dead-letters?limit=1e1",
+    headers: adminHeaders,
+    status: 400,
+    code: "invalid_request",
+    field: "limit",
+  },
+  {
+    name: "redrive of an unknown dead letter",
+    service: "registry",
+    method: "POST",
+    route: "/admin/dead-letters/{id}/redrive",
+    path: "/admin/dead-letters/987654/redrive",
+    headers: adminHeaders,
+    status: 404,
+    code: "unknown_dead_letter",
+    field: "id",
+  },
+  {
+    name: "redrive, id 1e2",
+    service: "registry",
+    method: "POST",
+    route: "/admin/dead-letters/{id}/redrive",
+    path: "/admin/dead-letters/1e2/redrive",
+    headers: adminHeaders,
+    status: 400,
+    code: "invalid_request",
+    field: "id",
+  },
+  {
+    name: "health, timeout abc",
+    service: "registry",
+    method: "GET",
+    route: "/health",
+    path: "/health?timeout=abc",
+    status: 400,
+    code: "invalid_request",
+    field: "timeout",
+  },
   // wallet
   ...["1e2", "0x10", "007", "+1", "1.0", "%201", "0", "-1", "99999999999"].map(
-    (id): Provocation => ({ name: `wallet id ${id}`, service: "wallet", method: "GET", route: "/wallets/{user_id}", path: `/wallets/${id}`, status: 400, code: "invalid_request", field: "user_id" }),
+    (id): Provocation => ({
+      name: `wallet id ${id}`,
+      service: "wallet",
+      method: "GET",
+      route: "/wallets/{user_id}",
+      path: `/wallets/${id}`,
+      status: 400,
+      code: "invalid_request",
+      field: "user_id",
+    }),
   ),
-  { name: "unknown wallet", service: "wallet", method: "GET", route: "/wallets/{user_id}", path: "/wallets/424242", status: 404, code: "unknown_wallet", field: "user_id" },
-  { name: "deposit without a token", service: "wallet", method: "POST", route: "/wallets/{user_id}/deposits", path: "/wallets/1/deposits", body: { amount_cents: 1 }, status: 401, code: "unauthorized" },
-  { name: "deposit to wallet 1e2", service: "wallet", method: "POST", route: "/wallets/{user_id}/deposits", path: "/wallets/1e2/deposits", body: { amount_cents: 1 }, headers: adminHeaders, status: 400, code: "invalid_request", field: "user_id" },
-  { name: "deposit of 0", service: "wallet", method: "POST", route: "/wallets/{user_id}/deposits", path: "/wallets/1/deposits", body: { amount_cents: 0 }, headers: adminHeaders, status: 400, code: "invalid_request", field: "amount_cents" },
-  { name: "deposit, malformed JSON", service: "wallet", method: "POST", route: "/wallets/{user_id}/deposits", path: "/wallets/1/deposits", body: "{", headers: adminHeaders, status: 400, code: "malformed_json" },
-  { name: "deposit too large", service: "wallet", method: "POST", route: "/wallets/{user_id}/deposits", path: "/wallets/1/deposits", body: big({ amount_cents: 1 }), headers: adminHeaders, status: 413, code: "payload_too_large" },
-  { name: "deposit as text/plain", service: "wallet", method: "POST", route: "/wallets/{user_id}/deposits", path: "/wallets/1/deposits", body: '{"amount_cents":1}', headers: adminText, status: 415, code: "unsupported_media_type" },
+  {
+    name: "unknown wallet",
+    service: "wallet",
+    method: "GET",
+    route: "/wallets/{user_id}",
+    path: "/wallets/424242",
+    status: 404,
+    code: "unknown_wallet",
+    field: "user_id",
+  },
+  {
+    name: "deposit without a token",
+    service: "wallet",
+    method: "POST",
+    route: "/wallets/{user_id}/deposits",
+    path: "/wallets/1/deposits",
+    body: { amount_cents: 1 },
+    status: 401,
+    code: "unauthorized",
+  },
+  {
+    name: "deposit to wallet 1e2",
+    service: "wallet",
+    method: "POST",
+    route: "/wallets/{user_id}/deposits",
+    path: "/wallets/1e2/deposits",
+    body: { amount_cents: 1 },
+    headers: adminHeaders,
+    status: 400,
+    code: "invalid_request",
+    field: "user_id",
+  },
+  {
+    name: "deposit of 0",
+    service: "wallet",
+    method: "POST",
+    route: "/wallets/{user_id}/deposits",
+    path: "/wallets/1/deposits",
+    body: { amount_cents: 0 },
+    headers: adminHeaders,
+    status: 400,
+    code: "invalid_request",
+    field: "amount_cents",
+  },
+  {
+    name: "deposit, malformed JSON",
+    service: "wallet",
+    method: "POST",
+    route: "/wallets/{user_id}/deposits",
+    path: "/wallets/1/deposits",
+    body: "{",
+    headers: adminHeaders,
+    status: 400,
+    code: "malformed_json",
+  },
+  {
+    name: "deposit too large",
+    service: "wallet",
+    method: "POST",
+    route: "/wallets/{user_id}/deposits",
+    path: "/wallets/1/deposits",
+    body: big({ amount_cents: 1 }),
+    headers: adminHeaders,
+    status: 413,
+    code: "payload_too_large",
+  },
+  {
+    name: "deposit as text/plain",
+    service: "wallet",
+    method: "POST",
+    route: "/wallets/{user_id}/deposits",
+    path: "/wallets/1/deposits",
+    body: '{"amount_cents":1}',
+    headers: adminText,
+    status: 415,
+    code: "unsupported_media_type",
+  },
   // storage
-  { name: "stock of product 1e2", service: "storage", method: "GET", route: "/stock/{product_id}", path: "/stock/1e2", status: 400, code: "invalid_request", field: "product_id" },
-  { name: "stock of an unknown product", service: "storage", method: "GET", route: "/stock/{product_id}", path: "/stock/999999", status: 404, code: "unknown_product", field: "product_id" },
-  { name: "receipt without a token", service: "storage", method: "POST", route: "/stock/{product_id}/receipts", path: "/stock/1/receipts", body: { quantity: 1 }, status: 401, code: "unauthorized" },
-  { name: "receipt for an unknown product", service: "storage", method: "POST", route: "/stock/{product_id}/receipts", path: "/stock/999999/receipts", body: { quantity: 1 }, headers: adminHeaders, status: 404, code: "unknown_product", field: "product_id" },
-  { name: "receipt past the bound", service: "storage", method: "POST", route: "/stock/{product_id}/receipts", path: "/stock/1/receipts", body: { quantity: 1_000_001 }, headers: adminHeaders, status: 400, code: "invalid_request", field: "quantity" },
-  { name: "receipt too large", service: "storage", method: "POST", route: "/stock/{product_id}/receipts", path: "/stock/1/receipts", body: big({ quantity: 1 }), headers: adminHeaders, status: 413, code: "payload_too_large" },
-  { name: "receipt as text/plain", service: "storage", method: "POST", route: "/stock/{product_id}/receipts", path: "/stock/1/receipts", body: '{"quantity":1}', headers: adminText, status: 415, code: "unsupported_media_type" },
-  { name: "storage audit report without a token", service: "storage", method: "GET", route: "/admin/audit/report", path: "/admin/audit/report", status: 401, code: "unauthorized" },
+  {
+    name: "stock of product 1e2",
+    service: "storage",
+    method: "GET",
+    route: "/stock/{product_id}",
+    path: "/stock/1e2",
+    status: 400,
+    code: "invalid_request",
+    field: "product_id",
+  },
+  {
+    name: "stock of an unknown product",
+    service: "storage",
+    method: "GET",
+    route: "/stock/{product_id}",
+    path: "/stock/999999",
+    status: 404,
+    code: "unknown_product",
+    field: "product_id",
+  },
+  {
+    name: "receipt without a token",
+    service: "storage",
+    method: "POST",
+    route: "/stock/{product_id}/receipts",
+    path: "/stock/1/receipts",
+    body: { quantity: 1 },
+    status: 401,
+    code: "unauthorized",
+  },
+  {
+    name: "receipt for an unknown product",
+    service: "storage",
+    method: "POST",
+    route: "/stock/{product_id}/receipts",
+    path: "/stock/999999/receipts",
+    body: { quantity: 1 },
+    headers: adminHeaders,
+    status: 404,
+    code: "unknown_product",
+    field: "product_id",
+  },
+  {
+    name: "receipt past the bound",
+    service: "storage",
+    method: "POST",
+    route: "/stock/{product_id}/receipts",
+    path: "/stock/1/receipts",
+    body: { quantity: 1_000_001 },
+    headers: adminHeaders,
+    status: 400,
+    code: "invalid_request",
+    field: "quantity",
+  },
+  {
+    name: "receipt too large",
+    service: "storage",
+    method: "POST",
+    route: "/stock/{product_id}/receipts",
+    path: "/stock/1/receipts",
+    body: big({ quantity: 1 }),
+    headers: adminHeaders,
+    status: 413,
+    code: "payload_too_large",
+  },
+  {
+    name: "receipt as text/plain",
+    service: "storage",
+    method: "POST",
+    route: "/stock/{product_id}/receipts",
+    path: "/stock/1/receipts",
+    body: '{"quantity":1}',
+    headers: adminText,
+    status: 415,
+    code: "unsupported_media_type",
+  },
+  {
+    name: "storage audit report without a token",
+    service: "storage",
+    method: "GET",
+    route: "/admin/audit/report",
+    path: "/admin/audit/report",
+    status: 401,
+    code: "unauthorized",
+  },
 ];
 
 /** The status and code `reply` got must be documented for `method route` of `doc`. */
@@ -357,20 +717,37 @@ function expectDocumented(doc: Json, method: string, route: string, reply: Reply
   const op = doc.paths[route]?.[method.toLowerCase()];
   expect(op).toBeDefined();
   expect([route, method, Object.keys(op.responses)]).toEqual([route, method, expect.arrayContaining([String(reply.status)])]);
-  if (reply.status >= 400) expect([route, method, reply.status, codesOf(op, reply.status)]).toEqual([route, method, reply.status, expect.arrayContaining([reply.body.error.code])]);
+  if (reply.status >= 400)
+    expect([route, method, reply.status, codesOf(op, reply.status)]).toEqual([
+      route,
+      method,
+      reply.status,
+      expect.arrayContaining([reply.body.error.code]),
+    ]);
 }
 
 describe("what a running shop answers is what its document says", () => {
   test.each(provocations.map((p) => [p.name, p] as const))("%s", async (_, p) => {
     const r = await call<Json>(t.urls[p.service], p.method, p.path, p.body, p.headers ?? {});
-    expect({ status: r.status, code: r.body?.error?.code, field: r.body?.error?.field }).toEqual({ status: p.status, code: p.code, field: p.field });
+    expect({ status: r.status, code: r.body?.error?.code, field: r.body?.error?.field }).toEqual({
+      status: p.status,
+      code: p.code,
+      field: p.field,
+    });
     expectDocumented(docs[p.service], p.method, p.route, r);
   });
 
   test("the provocations reach every documented status except 409, 500 and 503 (not provoked here)", () => {
     const provoked = new Set(provocations.map((p) => `${p.service} ${p.method} ${p.route} ${p.status}`));
     for (const [service, doc] of services()) {
-      for (const route of ["/orders", "/orders/{id}", "/wallets/{user_id}", "/wallets/{user_id}/deposits", "/stock/{product_id}", "/stock/{product_id}/receipts"]) {
+      for (const route of [
+        "/orders",
+        "/orders/{id}",
+        "/wallets/{user_id}",
+        "/wallets/{user_id}/deposits",
+        "/stock/{product_id}",
+        "/stock/{product_id}/receipts",
+      ]) {
         for (const { path, method, op } of operations(doc)) {
           if (path !== route) continue;
           for (const status of Object.keys(op.responses)) {
@@ -406,7 +783,11 @@ describe("what a running shop answers is what its document says", () => {
     expect(followed.status).toBe(200);
     expect(followed.body).toMatchObject({ id: placed.body.id, user_id: 1, items: placed.body.items });
     const replayed = await call<Json>(t.urls.registry, "POST", "/orders", body, { "idempotency-key": key });
-    expect([replayed.status, replayed.headers.get("idempotent-replayed"), replayed.headers.get("location")]).toEqual([201, "true", location]);
+    expect([replayed.status, replayed.headers.get("idempotent-replayed"), replayed.headers.get("location")]).toEqual([
+      201,
+      "true",
+      location,
+    ]);
     expect(replayed.body.id).toBe(placed.body.id);
     const headers = docs.registry.paths["/orders"].post.responses["201"].headers;
     expect(Object.keys(headers)).toEqual(expect.arrayContaining(["Location", "Idempotent-Replayed"]));
@@ -428,7 +809,9 @@ describe("what a running shop answers is what its document says", () => {
       const location = r.headers.get("location") ?? "";
       expect(location).toBe(path.replace(/\/[a-z]+$/, ""));
       expect(await getJson(t.urls[service], location)).toMatchObject(r.body);
-      expect(Object.keys(docs[service].paths[route].post.responses["201"].headers)).toEqual(expect.arrayContaining(["Location", "Idempotent-Replayed"]));
+      expect(Object.keys(docs[service].paths[route].post.responses["201"].headers)).toEqual(
+        expect.arrayContaining(["Location", "Idempotent-Replayed"]),
+      );
       const replayed = await call<Json>(t.urls[service], "POST", path, body, key);
       expect([replayed.status, replayed.headers.get("idempotent-replayed"), replayed.body]).toEqual([201, "true", r.body]);
       const reused = await call<Json>(t.urls[service], "POST", path, other, key);
@@ -451,7 +834,17 @@ describe("what a running shop answers is what its document says", () => {
   test("the examples of the 2xx answers have the shape the API really gives", async () => {
     // Same keys, recursively, as a real answer of each read route.
     const shape = (v: unknown): unknown =>
-      Array.isArray(v) ? (v.length ? [shape(v[0])] : []) : v !== null && typeof v === "object" ? Object.fromEntries(Object.keys(v).sort().map((k) => [k, shape((v as Json)[k])])) : "value";
+      Array.isArray(v)
+        ? v.length
+          ? [shape(v[0])]
+          : []
+        : v !== null && typeof v === "object"
+          ? Object.fromEntries(
+              Object.keys(v)
+                .sort()
+                .map((k) => [k, shape((v as Json)[k])]),
+            )
+          : "value";
     const keysOf = (v: unknown): unknown => (v !== null && typeof v === "object" && !Array.isArray(v) ? Object.keys(v).sort() : null);
     const placed = await call<Json>(t.urls.registry, "POST", "/orders", { user_id: 1, items: [{ product_id: 2, quantity: 1 }] });
     const reads: [Service, string, string][] = [

@@ -1,6 +1,8 @@
 /** The outbox relay: rows stay unpublished until the bus confirms them, failed publishes come back, a restart resends what was in flight. */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { eq } from "drizzle-orm";
+import { walletModule } from "../modules/wallet/index";
+import * as tables from "../modules/wallet/schema";
 import type { BusRecord } from "../src/bus/bus";
 import { createMemoryBus } from "../src/bus/memory";
 import { createMessage } from "../src/contracts";
@@ -8,8 +10,6 @@ import type { Database } from "../src/db/database";
 import { createLogger } from "../src/log";
 import { outboxWriter } from "../src/messaging/outbox";
 import { startOutboxRelay } from "../src/messaging/outbox-relay";
-import { walletModule } from "../modules/wallet/index";
-import * as tables from "../modules/wallet/schema";
 import { eventually } from "./support/eventually";
 import { openModuleDatabase } from "./support/module-db";
 import { TOPICS } from "./support/shop-target";

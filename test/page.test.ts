@@ -11,8 +11,8 @@ import { orders } from "../modules/registry/schema";
 import { type Browser, launchChromium } from "./support/chromium";
 import { eventually } from "./support/eventually";
 import { adminHeaders, call, getJson } from "./support/http";
-import { openSse } from "./support/sse";
 import { startInProcess } from "./support/shop-target";
+import { openSse } from "./support/sse";
 
 const ARTIFACTS = join(import.meta.dir, "../.tmp/artifacts");
 const PAID = 5101; // 50.00 on the wallet
@@ -67,7 +67,9 @@ test("an order placed from the page goes live to completed, a short one to rejec
   expect(answer.status).toBe("201");
   // Pending when answered; the line follows the order (the stream may even have been first).
   expect(answer.text).toMatch(/is (pending|completed)/);
-  await page.waitFor(`document.getElementById("answer").dataset.orderStatus === "completed" && document.getElementById("answer").dataset.kind === "ok"`);
+  await page.waitFor(
+    `document.getElementById("answer").dataset.orderStatus === "completed" && document.getElementById("answer").dataset.kind === "ok"`,
+  );
   await page.waitFor(`${order(answer.orderId)}?.dataset.status === "completed"`);
   const steps = await page.evaluate<string>(`${order(answer.orderId)}.querySelector(".timeline").textContent`);
   for (const step of ["registry created", "wallet paid", "storage reserved", "registry completed"]) expect(steps).toContain(step);
@@ -78,7 +80,9 @@ test("an order placed from the page goes live to completed, a short one to rejec
   const rejectedId = await page.evaluate<string>(`document.getElementById("answer").dataset.orderId`);
   await page.waitFor(`${order(rejectedId)}?.dataset.status === "rejected"`);
   await page.waitFor(`${order(rejectedId)}.querySelector('[data-role="reason"]')?.textContent.includes("compensation done")`);
-  expect(await page.evaluate<string>(`${order(rejectedId)}.querySelector('[data-role="reason"]').textContent`)).toContain("insufficient_funds");
+  expect(await page.evaluate<string>(`${order(rejectedId)}.querySelector('[data-role="reason"]').textContent`)).toContain(
+    "insufficient_funds",
+  );
   // The answer line no longer says pending in green: the order is rejected, and why.
   await page.waitFor(`document.getElementById("answer").dataset.kind === "error"`);
   expect(await page.evaluate<string>(`document.getElementById("answer").textContent`)).toContain("is rejected: insufficient_funds");
@@ -118,7 +122,9 @@ test("a page refused a live stream (the server full, 429) tries again by itself 
     // The page's one stream is refused: this test holds the only slot of its address.
     await eventually(async () => {
       const text = await (await fetch(`${full.urls.registry}/metrics`)).text();
-      expect(Number(text.match(/shop_live_clients_refused_total\{reason="too_many_clients_from_address"\} (\d+)/)?.[1] ?? 0)).toBeGreaterThan(0);
+      expect(
+        Number(text.match(/shop_live_clients_refused_total\{reason="too_many_clients_from_address"\} (\d+)/)?.[1] ?? 0),
+      ).toBeGreaterThan(0);
     }, 30_000);
     expect(await page.evaluate<string>(`document.getElementById("conn").dataset.state`)).toBe("reconnecting");
     holder.close();
@@ -137,9 +143,14 @@ test("with trace_url set, an order placed in a trace links to it in a new tab; a
   try {
     /** An order of a user with no wallet (rejected at once), its traceparent set afterwards as tracing would have. */
     const placeIn = async (shop: Awaited<ReturnType<typeof startInProcess>>, userId: number, traceparent: string | null) => {
-      const placed = await call<{ id: string }>(shop.urls.registry, "POST", "/orders", { user_id: userId, items: [{ product_id: 52, quantity: 1 }] });
+      const placed = await call<{ id: string }>(shop.urls.registry, "POST", "/orders", {
+        user_id: userId,
+        items: [{ product_id: 52, quantity: 1 }],
+      });
       expect(placed.status).toBe(201);
-      await eventually(async () => (await getJson<{ status: string }>(shop.urls.registry, `/orders/${placed.body.id}`)).status !== "pending");
+      await eventually(
+        async () => (await getJson<{ status: string }>(shop.urls.registry, `/orders/${placed.body.id}`)).status !== "pending",
+      );
       if (traceparent) await shop.shop.db.autocommit((q) => q.update(orders).set({ traceparent }).where(eq(orders.id, placed.body.id)));
       return placed.body.id;
     };

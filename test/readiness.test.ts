@@ -8,12 +8,12 @@ import { copyFileSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from "n
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { sql } from "drizzle-orm";
+import type { Shop } from "../src/app/shop";
 import { eventually } from "./support/eventually";
 import { adminHeaders, call, getJson } from "./support/http";
 import { type KafkaMock, startKafkaMock } from "./support/kafka-mock";
 import { type ShopProcess, startShopProcess } from "./support/process";
 import { FIXTURE_CONFIG, processEnv, type ShopTarget, startInProcess, TOPICS } from "./support/shop-target";
-import type { Shop } from "../src/app/shop";
 import { MOCK_KAFKA_SETTINGS, type SplitShop, startSplitShop } from "./support/split-shop";
 
 /** Kafka API keys and error codes the broker answers with in the crash tests. */
@@ -34,13 +34,15 @@ const exitWithin = async (p: ShopProcess, ms: number): Promise<number> => {
 };
 
 const logged = (p: ShopProcess, msg: string) =>
-  p.logs.map((l) => {
-    try {
-      return JSON.parse(l) as Record<string, unknown>;
-    } catch {
-      return {};
-    }
-  }).filter((e) => e.msg === msg);
+  p.logs
+    .map((l) => {
+      try {
+        return JSON.parse(l) as Record<string, unknown>;
+      } catch {
+        return {};
+      }
+    })
+    .filter((e) => e.msg === msg);
 
 describe("kill -9 and restart of a split service (Kafka mock, PostgreSQL)", () => {
   let shop: SplitShop;
@@ -124,14 +126,22 @@ describe("kill -9 and restart of a split service (Kafka mock, PostgreSQL)", () =
 
   test("SIGTERM while the group is still joining stops it cleanly with exit 0", async () => {
     const wallet = await killAndRestartWallet();
-    await eventually(async () => /not joined yet/.test((await call(shop.urls.wallet, "GET", "/health")).body.checks?.bus?.error ?? ""), 30_000);
+    await eventually(
+      async () => /not joined yet/.test((await call(shop.urls.wallet, "GET", "/health")).body.checks?.bus?.error ?? ""),
+      30_000,
+    );
     expect(wallet.proc.exitCode).toBeNull();
     wallet.proc.kill("SIGTERM");
     expect(await exitWithin(wallet, 30_000)).toBe(0);
     expect(logged(wallet, "stopped")).toHaveLength(1);
     expect(logged(wallet, "ready")).toHaveLength(0);
     // Started again it becomes ready, for the tests after this one and a clean stop().
-    shop.processes.wallet = await startShopProcess(["--modules", "wallet"], { ...shop.env, WALLET_PORT: new URL(shop.urls.wallet).port }, 1, 90_000);
+    shop.processes.wallet = await startShopProcess(
+      ["--modules", "wallet"],
+      { ...shop.env, WALLET_PORT: new URL(shop.urls.wallet).port },
+      1,
+      90_000,
+    );
     expect((await call(shop.urls.wallet, "GET", "/health")).status).toBe(200);
   }, 180_000);
 });
@@ -211,7 +221,10 @@ describe("an outbox backlog over ready_max_outbox_backlog (one process, PGlite)"
     // The fixture config, with wallet's bound lowered.
     dir = mkdtempSync(join(tmpdir(), "shop-ready-"));
     for (const f of readdirSync(FIXTURE_CONFIG)) copyFileSync(join(FIXTURE_CONFIG, f), join(dir, f));
-    writeFileSync(join(dir, "wallet.yaml"), `${await Bun.file(join(FIXTURE_CONFIG, "wallet.yaml")).text()}\nready_max_outbox_backlog: ${BOUND}\n`);
+    writeFileSync(
+      join(dir, "wallet.yaml"),
+      `${await Bun.file(join(FIXTURE_CONFIG, "wallet.yaml")).text()}\nready_max_outbox_backlog: ${BOUND}\n`,
+    );
     t = await startInProcess({ CONFIG_DIR: dir });
   }, 120_000);
   afterAll(async () => {
@@ -234,7 +247,10 @@ describe("an outbox backlog over ready_max_outbox_backlog (one process, PGlite)"
     await stuckRows(1);
     const ready = await call(wallet, "GET", "/health/ready");
     expect(ready.status).toBe(503);
-    expect(ready.body.checks.outbox).toMatchObject({ status: "fail", error: `outbox backlog ${BOUND + 1} is over ready_max_outbox_backlog (${BOUND})` });
+    expect(ready.body.checks.outbox).toMatchObject({
+      status: "fail",
+      error: `outbox backlog ${BOUND + 1} is over ready_max_outbox_backlog (${BOUND})`,
+    });
     expect(ready.body.checks.database.status).toBe("ok");
     const health = await call(wallet, "GET", "/health");
     expect(health.status).toBe(200);

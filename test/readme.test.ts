@@ -8,8 +8,8 @@
 import { describe, expect, test } from "bun:test";
 import { readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
-import { configReference, MODULE_NAMES } from "../src/config";
 import { MODULES } from "../src/app/modules";
+import { configReference, MODULE_NAMES } from "../src/config";
 
 const ROOT = join(import.meta.dir, "..");
 const read = (path: string) => readFileSync(join(ROOT, path), "utf8");
@@ -28,15 +28,23 @@ describe("README.md", () => {
     const start = readme.indexOf("```sh");
     expect(start).toBeGreaterThan(0);
     expect(start).toBeLessThan(readme.indexOf("\n## "));
-    const commands = readme.slice(start, readme.indexOf("```", start + 5)).split("\n").slice(1).map(command).filter(Boolean);
+    const commands = readme
+      .slice(start, readme.indexOf("```", start + 5))
+      .split("\n")
+      .slice(1)
+      .map(command)
+      .filter(Boolean);
     expect(commands).toEqual(["npm install -g bun", "bun install && bun run dev", expect.any(String)]);
     // The test command is the one CI runs: the last `bun run test...` line of .ci/run.
-    const ci = read(".ci/run").split("\n").map(command).filter((l) => /^bun run test\b/.test(l));
+    const ci = read(".ci/run")
+      .split("\n")
+      .map(command)
+      .filter((l) => /^bun run test\b/.test(l));
     expect(ci.length).toBeGreaterThan(0);
     expect(commands[2]).toBe(ci[ci.length - 1] as string);
   });
 
-  test("\"Try it\" says how to take other ports, by variable and by flag, as --help names them", () => {
+  test('"Try it" says how to take other ports, by variable and by flag, as --help names them', () => {
     const start = readme.indexOf("## Try it");
     const section = readme.slice(start, readme.indexOf("\n## ", start + 5));
     const rows = configReference(MODULE_NAMES.map((m) => MODULES[m])).flatMap((t) => t.rows);
@@ -52,7 +60,19 @@ describe("README.md", () => {
     const start = readme.indexOf("```mermaid");
     expect(start).toBeGreaterThan(0);
     const diagram = readme.slice(start, readme.indexOf("```", start + 10));
-    for (const word of ["registry", "wallet", "storage", "new_orders", "success_topics", "rejected_orders", "StepSucceeded", "OrderRejected", "OrderCompensated", "completed", "refunded"]) {
+    for (const word of [
+      "registry",
+      "wallet",
+      "storage",
+      "new_orders",
+      "success_topics",
+      "rejected_orders",
+      "StepSucceeded",
+      "OrderRejected",
+      "OrderCompensated",
+      "completed",
+      "refunded",
+    ]) {
       expect(diagram).toContain(word);
     }
   });
@@ -69,7 +89,8 @@ describe("README.md", () => {
     expect(start).toBeGreaterThan(0);
     const end = page.indexOf("\n## ", start + 5);
     const section = page.slice(start, end < 0 ? undefined : end);
-    for (const topic of ["port is in use", ".lock", "first start", "Kafka", "401", "config error", "Ctrl-C"]) expect(section).toContain(topic);
+    for (const topic of ["port is in use", ".lock", "first start", "Kafka", "401", "config error", "Ctrl-C"])
+      expect(section).toContain(topic);
     expect(readme).toContain("](docs/operations.md)");
   });
 });

@@ -7,6 +7,8 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { count, eq, sql } from "drizzle-orm";
 import postgres from "postgres";
+import { walletModule } from "../modules/wallet/index";
+import * as tables from "../modules/wallet/schema";
 import type { BusRecord } from "../src/bus/bus";
 import { createMessage, type OrderCreated } from "../src/contracts";
 import type { Database } from "../src/db/database";
@@ -16,8 +18,6 @@ import { createLogger } from "../src/log";
 import { adminRouter } from "../src/messaging/admin";
 import { createMessageConsumer, MAX_ATTEMPTS } from "../src/messaging/message-consumer";
 import { outboxWriter } from "../src/messaging/outbox";
-import { walletModule } from "../modules/wallet/index";
-import * as tables from "../modules/wallet/schema";
 import { eventually } from "./support/eventually";
 import { adminHeaders, call, getJson } from "./support/http";
 import { openModuleDatabase } from "./support/module-db";
@@ -47,7 +47,9 @@ describe("redrive rules (one module, PGlite)", () => {
         handlers: {
           OrderCreated: async (tx, m, enqueue) => {
             if (broken) throw new Error("ledger unavailable");
-            await tx.insert(tables.ledger).values({ userId: m.payload.user_id, orderId: m.order_id, kind: "debit", amountCents: 1, balanceAfterCents: 0 });
+            await tx
+              .insert(tables.ledger)
+              .values({ userId: m.payload.user_id, orderId: m.order_id, kind: "debit", amountCents: 1, balanceAfterCents: 0 });
             await enqueue(tx, createMessage("StepSucceeded", { order_id: m.order_id, service: "wallet" }));
           },
         },
@@ -67,14 +69,21 @@ describe("redrive rules (one module, PGlite)", () => {
   const redrive = (id: number) => request("POST", `/admin/dead-letters/${id}/redrive`);
 
   const created = () => {
-    const payload: OrderCreated = { order_id: crypto.randomUUID(), user_id: 4242, items: [{ product_id: 1, quantity: 1, unit_price_cents: 1 }], total_cents: 1 };
+    const payload: OrderCreated = {
+      order_id: crypto.randomUUID(),
+      user_id: 4242,
+      items: [{ product_id: 1, quantity: 1, unit_price_cents: 1 }],
+      total_cents: 1,
+    };
     return createMessage("OrderCreated", payload);
   };
   const record = (value: string, key: string): BusRecord => ({ topic: TOPICS.new_orders, key, value, headers: { "message-id": "m" } });
   /** Delivers a record that fails until it is dead-lettered; returns its dead letter. */
   const deadLetter = async (r: BusRecord) => {
     for (let i = 0; i < MAX_ATTEMPTS && (await c.handle([r])) === 0; i++);
-    const [row] = await db.read((q) => q.select().from(tables.deadLetters).where(eq(tables.deadLetters.key, r.key)).orderBy(sql`id desc`).limit(1));
+    const [row] = await db.read((q) =>
+      q.select().from(tables.deadLetters).where(eq(tables.deadLetters.key, r.key)).orderBy(sql`id desc`).limit(1),
+    );
     if (!row) throw new Error("not dead-lettered");
     return row;
   };
@@ -149,7 +158,9 @@ describe("redrive rules (one module, PGlite)", () => {
     const m = created();
     const letter = await deadLetter(record(JSON.stringify(m), m.order_id));
     broken = false;
-    await db.autocommit((q) => q.update(tables.deadLetters).set({ receivedAt: sql`now() - interval '169 hours'` }).where(eq(tables.deadLetters.id, letter.id)));
+    await db.autocommit((q) =>
+      q.update(tables.deadLetters).set({ receivedAt: sql`now() - interval '169 hours'` }).where(eq(tables.deadLetters.id, letter.id)),
+    );
     const r = await redrive(letter.id);
     expect(r.status).toBe(409);
     expect(r.body.error.code).toBe("redrive_window_passed");
@@ -170,7 +181,10 @@ describe("redrive rules (one module, PGlite)", () => {
     const pages: number[] = [];
     let cursor: string | null = null;
     do {
-      const page: { status: number; body: any } = await request("GET", `/admin/dead-letters?state=all&limit=2${cursor ? `&cursor=${cursor}` : ""}`);
+      const page: { status: number; body: any } = await request(
+        "GET",
+        `/admin/dead-letters?state=all&limit=2${cursor ? `&cursor=${cursor}` : ""}`,
+      );
       expect(page.status).toBe(200);
       pages.push(...page.body.dead_letters.map((d: { id: number }) => d.id));
       cursor = page.body.next_cursor;
@@ -214,7 +228,9 @@ describe("test 6: redrive on the split deployment (Kafka, PostgreSQL, three proc
   };
 
   test("a message dead-lettered by a transient fault is redriven and applied once", async () => {
-    expect((await call(shop.urls.wallet, "POST", `/wallets/${USER}/deposits`, { amount_cents: 5000 }, { ...adminHeaders })).status).toBe(201);
+    expect((await call(shop.urls.wallet, "POST", `/wallets/${USER}/deposits`, { amount_cents: 5000 }, { ...adminHeaders })).status).toBe(
+      201,
+    );
     expect((await call(shop.urls.storage, "POST", `/stock/${PRODUCT}/receipts`, { quantity: 5 }, { ...adminHeaders })).status).toBe(201);
 
     // The fault: wallet's handler fails (not a lost connection) on every attempt.
@@ -261,20 +277,30 @@ describe("test 6: redrive on the split deployment (Kafka, PostgreSQL, three proc
     const key = crypto.randomUUID();
     await shop.publish(shop.topics.new_orders, key, "{ forged, not json");
     const letter = await eventually(async () => (await deadLetters("dead")).find((d) => d.key === key) ?? false, 60_000, 200);
-    const before = await pg`select (select count(*)::int from wallet.inbox) as inbox, (select count(*)::int from wallet.outbox) as outbox, (select count(*)::int from wallet.ledger) as ledger`;
+    const before =
+      await pg`select (select count(*)::int from wallet.inbox) as inbox, (select count(*)::int from wallet.outbox) as outbox, (select count(*)::int from wallet.ledger) as ledger`;
     const r = await admin(shop.urls.wallet, "POST", `/admin/dead-letters/${letter.id}/redrive`);
     expect(r.status).toBe(422);
     expect(r.body.error.code).toBe("invalid_message");
-    expect((await deadLetters("dead")).find((d) => d.id === letter.id)).toMatchObject({ state: "dead", redrives: 1, value: "{ forged, not json" });
-    const after = await pg`select (select count(*)::int from wallet.inbox) as inbox, (select count(*)::int from wallet.outbox) as outbox, (select count(*)::int from wallet.ledger) as ledger`;
+    expect((await deadLetters("dead")).find((d) => d.id === letter.id)).toMatchObject({
+      state: "dead",
+      redrives: 1,
+      value: "{ forged, not json",
+    });
+    const after =
+      await pg`select (select count(*)::int from wallet.inbox) as inbox, (select count(*)::int from wallet.outbox) as outbox, (select count(*)::int from wallet.ledger) as ledger`;
     expect(after).toEqual(before);
     expect((await call(shop.urls.wallet, "GET", "/admin/dead-letters")).status).toBe(401); // no token, no listing
   }, 120_000);
 
   test("/metrics counts dead letters from the table: a restarted wallet still reports them", async () => {
     const topic = shop.topics.new_orders;
-    expect((await shop.processes.wallet.stop("SIGTERM"))).toBe(0);
-    shop.processes.wallet = await startShopProcess(["--modules", "wallet"], { ...shop.env, WALLET_PORT: new URL(shop.urls.wallet).port }, 1);
+    expect(await shop.processes.wallet.stop("SIGTERM")).toBe(0);
+    shop.processes.wallet = await startShopProcess(
+      ["--modules", "wallet"],
+      { ...shop.env, WALLET_PORT: new URL(shop.urls.wallet).port },
+      1,
+    );
     expect(await metric(shop.urls.wallet, `shop_dead_letters{topic="${topic}",state="dead"}`)).toBe(1);
     expect(await metric(shop.urls.wallet, `shop_dead_letters{topic="${topic}",state="resolved"}`)).toBe(1);
     // The per-process rate starts again from zero.

@@ -8,17 +8,17 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { join } from "node:path";
 import { count, eq, sql } from "drizzle-orm";
 import postgres from "postgres";
-import { registryModule } from "../modules/registry/index";
 import { idempotencyKeyPruneJob } from "../modules/registry/idempotency";
+import { registryModule } from "../modules/registry/index";
 import * as tables from "../modules/registry/schema";
 import { rejectExpiredOrders, rejectUnknownOrders } from "../modules/registry/sweepers";
 import type { Bus, BusRecord } from "../src/bus/bus";
 import { createMessage } from "../src/contracts";
 import { type Database, openDatabase } from "../src/db/database";
+import { pruneAll } from "../src/db/retention";
 import { createLogger } from "../src/log";
 import { outboxWriter } from "../src/messaging/outbox";
 import { type OutboxRelay, outboxLockKey, startOutboxRelay } from "../src/messaging/outbox-relay";
-import { pruneAll } from "../src/db/retention";
 import { messagingPruneJobs, type RetentionConfig } from "../src/messaging/retention";
 import { eventually } from "./support/eventually";
 import { type PostgresCluster, startPostgresCluster } from "./support/postgres-cluster";
@@ -163,7 +163,14 @@ describe("outbox relay with two processes of a module (PostgreSQL)", () => {
     const published: { by: string; record: BusRecord }[] = [];
     // The first relay leads with a bus that never confirms: its rows stay in flight. (It tries for
     // the lead again only after a minute: the standby, trying every 100 ms, is the one to take it.)
-    const stuck = await startOutboxRelay({ db: a, bus: recordingBus("a", published, { stall: true }), tables, pollMs: 60_000, log, electEveryMs: 60_000 });
+    const stuck = await startOutboxRelay({
+      db: a,
+      bus: recordingBus("a", published, { stall: true }),
+      tables,
+      pollMs: 60_000,
+      log,
+      electEveryMs: 60_000,
+    });
     relays.push(stuck);
     expect(stuck.leading()).toBe(true);
     const keys = Array.from({ length: 4 }, () => crypto.randomUUID());
@@ -213,7 +220,12 @@ describe("outbox relay with two processes of a module (PostgreSQL)", () => {
       const relay = await startOutboxRelay({ db, bus, tables, pollMs: 100, log });
       console.log(relay.leading() ? "leading" : "standing by");
     `;
-    const child = Bun.spawn(["bun", "-e", script], { cwd: root, env: { ...process.env, RELAY_DB_URL: url }, stdout: "ignore", stderr: "inherit" });
+    const child = Bun.spawn(["bun", "-e", script], {
+      cwd: root,
+      env: { ...process.env, RELAY_DB_URL: url },
+      stdout: "ignore",
+      stderr: "inherit",
+    });
     children.push(child);
     // Its leadership is watched in the database: one backend holds the lock, its rows are in flight.
     await eventually(async () => (await lockHolders(url)).length === 1, 30_000);
@@ -266,7 +278,11 @@ describe("registry's sweeps with two processes (PostgreSQL)", () => {
     const [rejected] = await a.read((q) => q.select({ n: count() }).from(tables.orders).where(eq(tables.orders.status, "rejected")));
     expect(rejected?.n).toBe(n);
     const messages = await a.read((q) =>
-      q.select({ key: tables.outbox.key, n: count() }).from(tables.outbox).where(eq(tables.outbox.type, "OrderRejected")).groupBy(tables.outbox.key),
+      q
+        .select({ key: tables.outbox.key, n: count() })
+        .from(tables.outbox)
+        .where(eq(tables.outbox.type, "OrderRejected"))
+        .groupBy(tables.outbox.key),
     );
     expect(messages).toHaveLength(n);
     expect(messages.every((m) => m.n === 1)).toBe(true);
@@ -289,7 +305,9 @@ describe("registry's sweeps with two processes (PostgreSQL)", () => {
         const got = await rejectUnknownOrders(db, enqueue, 1000);
         if (got.length === 0) {
           // Empty: nothing left, or every due row is locked by the other sweeper right now.
-          const [left] = await db.read((q) => q.select({ n: count() }).from(tables.unknownOrders).where(sql`${tables.unknownOrders.answeredAt} is null`));
+          const [left] = await db.read((q) =>
+            q.select({ n: count() }).from(tables.unknownOrders).where(sql`${tables.unknownOrders.answeredAt} is null`),
+          );
           if (left?.n === 0) return ids;
           continue;
         }
@@ -301,7 +319,11 @@ describe("registry's sweeps with two processes (PostgreSQL)", () => {
     expect(all).toHaveLength(n);
     expect(new Set(all).size).toBe(n);
     const messages = await a.read((q) =>
-      q.select({ key: tables.outbox.key, n: count() }).from(tables.outbox).where(eq(tables.outbox.type, "OrderRejected")).groupBy(tables.outbox.key),
+      q
+        .select({ key: tables.outbox.key, n: count() })
+        .from(tables.outbox)
+        .where(eq(tables.outbox.type, "OrderRejected"))
+        .groupBy(tables.outbox.key),
     );
     expect(messages).toHaveLength(n);
     expect(messages.every((m) => m.n === 1)).toBe(true);
@@ -312,19 +334,27 @@ describe("pruning with two processes (PostgreSQL)", () => {
   test("two pruners of every registry job at once: no error, every expired row pruned once, recent rows kept", async () => {
     const { dbs } = await processes(2);
     const [a, b] = dbs as [Database, Database];
-    const config: RetentionConfig = { inbox_retention_hours: 1, outbox_retention_hours: 1, dead_letter_retention_days: 1, unresolved_dead_letter_retention_days: 1 };
+    const config: RetentionConfig = {
+      inbox_retention_hours: 1,
+      outbox_retention_hours: 1,
+      dead_letter_retention_days: 1,
+      unresolved_dead_letter_retention_days: 1,
+    };
     const jobs = [...messagingPruneJobs(tables, config), idempotencyKeyPruneJob(3_600_000)];
     const old = 12_000;
     await a.autocommit(async (q) => {
       await q.execute(sql`insert into registry.inbox (message_id, type, topic, processed_at)
         select gen_random_uuid(), 'x', 't', now() - interval '2 hours' from generate_series(1, ${sql.raw(String(old))})`);
-      await q.execute(sql`insert into registry.inbox (message_id, type, topic) select gen_random_uuid(), 'x', 't' from generate_series(1, 10)`);
+      await q.execute(
+        sql`insert into registry.inbox (message_id, type, topic) select gen_random_uuid(), 'x', 't' from generate_series(1, 10)`,
+      );
       await q.execute(sql`insert into registry.idempotency_keys (key, request_hash, status_code, response, created_at)
         select 'k' || i, 'h', 201, '{}'::jsonb, now() - interval '2 hours' from generate_series(1, ${sql.raw(String(old))}) i`);
     });
     const { enqueue } = outboxWriter(tables, TOPICS, () => {});
     await a.transaction(async (tx) => {
-      for (let i = 0; i < 50; i++) await enqueue(tx, createMessage("StepSucceeded", { order_id: crypto.randomUUID(), service: "registry" }));
+      for (let i = 0; i < 50; i++)
+        await enqueue(tx, createMessage("StepSucceeded", { order_id: crypto.randomUUID(), service: "registry" }));
     });
     await a.autocommit((q) => q.execute(sql`update registry.outbox set state = 'published', published_at = now() - interval '2 hours'`));
 

@@ -82,7 +82,10 @@ function holding(p: ShopProcess, group: string): { member: string; partitions: A
 }
 
 /** `topic[partition]` names of an assignment, sorted. */
-const names = (a: Assignment): string[] => Object.entries(a).flatMap(([t, ps]) => ps.map((p) => `${t}[${p}]`)).sort();
+const names = (a: Assignment): string[] =>
+  Object.entries(a)
+    .flatMap(([t, ps]) => ps.map((p) => `${t}[${p}]`))
+    .sort();
 const show = (a: Assignment): string => names(a).join(" ");
 
 /** The consumer groups a process is in (from its log lines) and every partition of their topics. */
@@ -172,7 +175,9 @@ describe("several processes per module in one consumer group (split deployment, 
         [storage1, storage2].map((p) => p.urls.storage ?? ""),
         products.map((p) => `/stock/${p}`),
       );
-      console.log(`[${label}] ${stormA.placed} orders settled; GET /wallets/{id} alike on both wallets for ${sameWallets} users, GET /stock/{id} alike on both storages for ${sameStock} products`);
+      console.log(
+        `[${label}] ${stormA.placed} orders settled; GET /wallets/{id} alike on both wallets for ${sameWallets} users, GET /stock/{id} alike on both storages for ${sameStock} products`,
+      );
 
       // Storm 2: kill -9 one wallet and one storage process mid-load.
       const usersB = ids(41_000, USERS_PER_STORM);
@@ -215,12 +220,13 @@ describe("several processes per module in one consumer group (split deployment, 
       }
 
       // Every order final, the books balance, through the surviving processes.
-      const finalMs = await Promise.race([waitAllFinal(survivors, books, FINAL_TIMEOUT_MS), firstExit([sh.processes.registry, wallet2, storage2])]).catch(
-        (err: Error) => {
-          console.log(`[${label}] not every order final: ${err.message}`);
-          return null;
-        },
-      );
+      const finalMs = await Promise.race([
+        waitAllFinal(survivors, books, FINAL_TIMEOUT_MS),
+        firstExit([sh.processes.registry, wallet2, storage2]),
+      ]).catch((err: Error) => {
+        console.log(`[${label}] not every order final: ${err.message}`);
+        return null;
+      });
       for (const p of [sh.processes.registry, wallet2, storage2]) expect(p.proc.exitCode).toBeNull();
       const audit = await auditUntilClean(survivors, books, AUDIT_TIMEOUT_MS);
       console.log(

@@ -1,16 +1,16 @@
 /** Retention: old bookkeeping rows are pruned in bounded batches, recent ones kept; two pruners at once do not collide; gauges read the tables. */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { count, inArray, sql } from "drizzle-orm";
-import type { Database } from "../src/db/database";
-import { openDatabase } from "../src/db/database";
-import { Registry } from "../src/metrics/registry";
-import { createLogger } from "../src/log";
-import { messagingGauges } from "../src/messaging/gauges";
-import { PRUNE_BATCH, pruneAll, pruneOlderThan } from "../src/db/retention";
-import { messagingPruneJobs, type RetentionConfig } from "../src/messaging/retention";
-import { rejectedOrdersPruneJob } from "../src/saga/rejections";
 import { walletModule } from "../modules/wallet/index";
 import * as tables from "../modules/wallet/schema";
+import type { Database } from "../src/db/database";
+import { openDatabase } from "../src/db/database";
+import { PRUNE_BATCH, pruneAll, pruneOlderThan } from "../src/db/retention";
+import { createLogger } from "../src/log";
+import { messagingGauges } from "../src/messaging/gauges";
+import { messagingPruneJobs, type RetentionConfig } from "../src/messaging/retention";
+import { Registry } from "../src/metrics/registry";
+import { rejectedOrdersPruneJob } from "../src/saga/rejections";
 import { openModuleDatabase } from "./support/module-db";
 import { type PostgresCluster, startPostgresCluster } from "./support/postgres-cluster";
 import { createDatabase } from "./support/shop-target";
@@ -24,7 +24,10 @@ const DEFAULTS: RetentionConfig = {
 };
 const ago = (interval: string) => sql`now() - ${interval}::interval`;
 /** What a saga participant (wallet, storage) prunes: its messaging tables and its remembered rejections. */
-const participantJobs = () => [...messagingPruneJobs(tables, DEFAULTS), rejectedOrdersPruneJob(tables.rejectedOrders, DEFAULTS.inbox_retention_hours)];
+const participantJobs = () => [
+  ...messagingPruneJobs(tables, DEFAULTS),
+  rejectedOrdersPruneJob(tables.rejectedOrders, DEFAULTS.inbox_retention_hours),
+];
 
 let cluster: PostgresCluster | null = null;
 const opened: Database[] = [];
@@ -40,17 +43,23 @@ async function openPostgres(url: string): Promise<Database> {
 }
 
 const backends: [string, () => Promise<Database>][] = [
-  ["pglite", async () => {
-    const db = await openModuleDatabase(walletModule);
-    opened.push(db);
-    return db;
-  }],
-  ["postgres", async () => {
-    cluster ??= await startPostgresCluster({ name: "retention" });
-    const db = await openPostgres(await createDatabase(cluster.url));
-    await db.migrate(walletModule.name, walletModule.migrationsFolder);
-    return db;
-  }],
+  [
+    "pglite",
+    async () => {
+      const db = await openModuleDatabase(walletModule);
+      opened.push(db);
+      return db;
+    },
+  ],
+  [
+    "postgres",
+    async () => {
+      cluster ??= await startPostgresCluster({ name: "retention" });
+      const db = await openPostgres(await createDatabase(cluster.url));
+      await db.migrate(walletModule.name, walletModule.migrationsFolder);
+      return db;
+    },
+  ],
 ];
 
 describe.each(backends)("retention on %s", (_name, open) => {
@@ -120,7 +129,12 @@ describe.each(backends)("retention on %s", (_name, open) => {
     if (!job) throw new Error("no inbox job");
     expect(await pruneOlderThan(db, job)).toBe(n);
     expect(db.stats.statements - before).toBe(3); // three DELETEs of at most PRUNE_BATCH rows
-    const [left] = await db.read((q) => q.select({ n: count() }).from(tables.inbox).where(inArray(tables.inbox.type, ["bulk"])));
+    const [left] = await db.read((q) =>
+      q
+        .select({ n: count() })
+        .from(tables.inbox)
+        .where(inArray(tables.inbox.type, ["bulk"])),
+    );
     expect(left?.n).toBe(0);
   });
 

@@ -10,10 +10,10 @@ import { afterAll, describe, expect, test } from "bun:test";
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { adminHeaders, call } from "./support/http";
 import { eventually } from "./support/eventually";
+import { adminHeaders, call } from "./support/http";
 import { type ShopProcess, startShopProcess } from "./support/process";
-import { type SplitShop, type SplitService, startReplica, startSplitShop } from "./support/split-shop";
+import { type SplitService, type SplitShop, startReplica, startSplitShop } from "./support/split-shop";
 import { auditUntilClean, newBooks, openAccounts, type Storm, startStorm, waitAllFinal } from "./support/storm";
 
 const ROOT = join(import.meta.dir, "..");
@@ -63,7 +63,10 @@ describe("a rolling upgrade: an old and a new wallet in one consumer group", () 
     async () => {
       // The old build, from history, with its own locked dependencies and patches.
       const archive = Bun.spawnSync(["sh", "-c", `git -C "${ROOT}" archive --format=tar ${FROM} | tar -x -C "${oldTree}"`]);
-      if (archive.exitCode !== 0) throw new Error(`git archive ${FROM}: ${archive.stderr} (a shallow clone lacks the commit: fetch it, or move test/fixtures/upgrade-from.json)`);
+      if (archive.exitCode !== 0)
+        throw new Error(
+          `git archive ${FROM}: ${archive.stderr} (a shallow clone lacks the commit: fetch it, or move test/fixtures/upgrade-from.json)`,
+        );
       const install = Bun.spawnSync(["bun", "install", "--frozen-lockfile"], { cwd: oldTree, stdout: "pipe", stderr: "pipe" });
       if (install.exitCode !== 0) throw new Error(`bun install in the old build: ${`${install.stderr}`.slice(-800)}`);
 

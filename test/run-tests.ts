@@ -53,7 +53,9 @@ function quickFiles(): string[] {
     console.log(`test/run-tests.ts: SLOW names files that do not exist: ${stale.join(", ")}\n\n0 passed, 1 failed`);
     process.exit(1);
   }
-  const dirs = readdirSync(root, { withFileTypes: true }).filter((d) => d.isDirectory() && d.name !== "node_modules" && !d.name.startsWith("."));
+  const dirs = readdirSync(root, { withFileTypes: true }).filter(
+    (d) => d.isDirectory() && d.name !== "node_modules" && !d.name.startsWith("."),
+  );
   const all = dirs.flatMap((d) => [...new Bun.Glob(`${d.name}/**/*.test.ts`).scanSync({ cwd: root })]);
   const files = all.filter((f) => !(f in SLOW)).sort();
   console.log(`quick: ${files.length} test files; ${Object.keys(SLOW).length} slow ones left out (SLOW in test/run-tests.ts)`);
@@ -72,7 +74,15 @@ if (prerequisites.exitCode !== 0) {
 }
 
 const run = Bun.spawnSync(
-  ["bun", "test", "--timeout=120000", "--reporter=junit", `--reporter-outfile=${report}`, ...args.filter((a) => a !== "--quick"), ...selection],
+  [
+    "bun",
+    "test",
+    "--timeout=120000",
+    "--reporter=junit",
+    `--reporter-outfile=${report}`,
+    ...args.filter((a) => a !== "--quick"),
+    ...selection,
+  ],
   { cwd: root, stdout: "inherit", stderr: "inherit", env: process.env },
 );
 

@@ -67,10 +67,15 @@ export function describeSaga(name: string, start: () => Promise<ShopTarget>, opt
         return o;
       }, 60_000);
     const send = (m: Message, key = m.order_id) =>
-      t.publish(m.type === "OrderCreated" ? t.topics.new_orders : m.type === "StepSucceeded" ? t.topics.success : t.topics.rejected_orders, key, JSON.stringify(m));
+      t.publish(
+        m.type === "OrderCreated" ? t.topics.new_orders : m.type === "StepSucceeded" ? t.topics.success : t.topics.rejected_orders,
+        key,
+        JSON.stringify(m),
+      );
     const consumed = async (base: string) => {
       const text = await (await fetch(`${base}/metrics`)).text();
-      const read = (outcome: string) => Number(text.match(new RegExp(`shop_messages_consumed_total\\{outcome="${outcome}"\\} (\\d+)`))?.[1] ?? NaN);
+      const read = (outcome: string) =>
+        Number(text.match(new RegExp(`shop_messages_consumed_total\\{outcome="${outcome}"\\} (\\d+)`))?.[1] ?? NaN);
       return { processed: read("processed"), duplicates: read("duplicates"), dead: read("dead") };
     };
     const ledgerFor = async (userId: number, orderId: string) =>
@@ -237,8 +242,19 @@ export function describeSaga(name: string, start: () => Promise<ShopTarget>, opt
     test("a malformed record is set aside and the consumers go on", async () => {
       await t.publish(t.topics.new_orders, "junk", "not json at all");
       await t.publish(t.topics.rejected_orders, "junk", JSON.stringify({ id: "x", type: "OrderRejected" }));
-      await t.publish(t.topics.success, "junk", JSON.stringify(createMessage("StepSucceeded", { order_id: crypto.randomUUID(), service: "wallet" })).replace('"wallet"', '"nobody"'));
-      await t.publish(t.topics.new_orders, "junk", JSON.stringify({ ...createMessage("StepSucceeded", { order_id: crypto.randomUUID(), service: "wallet" }), type: "Unknown" }));
+      await t.publish(
+        t.topics.success,
+        "junk",
+        JSON.stringify(createMessage("StepSucceeded", { order_id: crypto.randomUUID(), service: "wallet" })).replace(
+          '"wallet"',
+          '"nobody"',
+        ),
+      );
+      await t.publish(
+        t.topics.new_orders,
+        "junk",
+        JSON.stringify({ ...createMessage("StepSucceeded", { order_id: crypto.randomUUID(), service: "wallet" }), type: "Unknown" }),
+      );
       const u = user();
       const p = product();
       await deposit(u, 5000);
@@ -263,7 +279,10 @@ export function describeSaga(name: string, start: () => Promise<ShopTarget>, opt
       expect(final.every((o) => o.status === "completed" || o.status === "rejected")).toBe(true);
       const completed = final.filter((o) => o.status === "completed");
       const units = (pid: number) =>
-        completed.flatMap((o) => o.items as { product_id: number; quantity: number }[]).filter((i) => i.product_id === pid).reduce((s, i) => s + i.quantity, 0);
+        completed
+          .flatMap((o) => o.items as { product_id: number; quantity: number }[])
+          .filter((i) => i.product_id === pid)
+          .reduce((s, i) => s + i.quantity, 0);
       // Every order is final with its compensations confirmed: the books balance now, not eventually.
       const [a, b] = [await stockOf(pa), await stockOf(pb)];
       expect(a).toEqual({ available: 4 - units(pa), reserved: units(pa) });

@@ -4,8 +4,8 @@
  */
 import { afterAll } from "bun:test";
 import { describeSaga } from "./saga.suite";
-import { type PostgresCluster, startPostgresCluster } from "./support/postgres-cluster";
 import { type KafkaMock, startKafkaMock } from "./support/kafka-mock";
+import { type PostgresCluster, startPostgresCluster } from "./support/postgres-cluster";
 import { createDatabase, startInProcess, TOPICS } from "./support/shop-target";
 import { MOCK_KAFKA_SETTINGS, startSplitShop } from "./support/split-shop";
 

@@ -36,7 +36,8 @@ function helpers(t: () => ShopTarget) {
       .sort();
   const consumed = async (service: Service) => {
     const text = await (await fetch(`${t().urls[service]}/metrics`)).text();
-    const read = (outcome: string) => Number(text.match(new RegExp(`shop_messages_consumed_total\\{outcome="${outcome}"\\} (\\d+)`))?.[1] ?? 0);
+    const read = (outcome: string) =>
+      Number(text.match(new RegExp(`shop_messages_consumed_total\\{outcome="${outcome}"\\} (\\d+)`))?.[1] ?? 0);
     return { processed: read("processed"), duplicates: read("duplicates"), ignored: read("ignored"), dead: read("dead") };
   };
   const deadLetters = async (service: Service) => {
@@ -52,13 +53,18 @@ function helpers(t: () => ShopTarget) {
       if (cursor === null) return out;
     }
   };
-  const redrive = (service: Service, id: number) => call(t().urls[service], "POST", `/admin/dead-letters/${id}/redrive`, undefined, adminHeaders);
+  const redrive = (service: Service, id: number) =>
+    call(t().urls[service], "POST", `/admin/dead-letters/${id}/redrive`, undefined, adminHeaders);
   const settled = (id: string) =>
-    eventually(async () => {
-      const o = await getJson(t().urls.registry, `/orders/${id}`);
-      if (o.status === "pending" || (o.status === "rejected" && o.compensation !== "done")) throw new Error(`order ${id}: ${o.status}`);
-      return o as { id: string; status: string; timeline: unknown[] };
-    }, WAIT_MS, 100);
+    eventually(
+      async () => {
+        const o = await getJson(t().urls.registry, `/orders/${id}`);
+        if (o.status === "pending" || (o.status === "rejected" && o.compensation !== "done")) throw new Error(`order ${id}: ${o.status}`);
+        return o as { id: string; status: string; timeline: unknown[] };
+      },
+      WAIT_MS,
+      100,
+    );
   const order = async (userId: number, productId: number, quantity: number) => {
     const r = await call(t().urls.registry, "POST", "/orders", { user_id: userId, items: [{ product_id: productId, quantity }] });
     expect(r.status).toBe(201);
@@ -90,7 +96,10 @@ function describeForgeries(name: string, start: () => Promise<ShopTarget>, start
         stock: await getJson(t.urls.storage, `/stock/${product}`),
         order: await getJson(t.urls.registry, `/orders/${completed.id}`),
       });
-      const before = { facts: await facts(), consumed: Object.fromEntries(await Promise.all(SERVICES.map(async (s) => [s, await h.consumed(s)]))) };
+      const before = {
+        facts: await facts(),
+        consumed: Object.fromEntries(await Promise.all(SERVICES.map(async (s) => [s, await h.consumed(s)]))),
+      };
 
       // On each topic a message that would act if it were believed: a paid, reserved order registry never made;
       // a timeout of the completed order (a refund and a release); a step of an order registry never made (an answer).
@@ -111,7 +120,11 @@ function describeForgeries(name: string, start: () => Promise<ShopTarget>, start
           readers: ["registry", "wallet", "storage"],
           make: () => createMessage("OrderRejected", { order_id: completed.id, service: "registry", reason: "timeout", message: "forged" }),
         },
-        { topic: t.topics.success, readers: ["registry"], make: () => createMessage("StepSucceeded", { order_id: crypto.randomUUID(), service: "storage" }) },
+        {
+          topic: t.topics.success,
+          readers: ["registry"],
+          make: () => createMessage("StepSucceeded", { order_id: crypto.randomUUID(), service: "storage" }),
+        },
       ];
       const otherTopic = (topic: string) => (topic === t.topics.success ? t.topics.new_orders : t.topics.success);
       const variants: Record<string, (topic: string, key: string, value: string) => Record<string, string>> = {
@@ -120,8 +133,12 @@ function describeForgeries(name: string, start: () => Promise<ShopTarget>, start
         garbled: (topic, key, value) => ({ [SIGNATURE_HEADER]: signRecord(TEST_BUS_SIGNING_KEY, { topic, key, value }).slice(1) }),
         other_key: (topic, key, value) => ({ [SIGNATURE_HEADER]: signRecord(OTHER_KEY, { topic, key, value }) }),
         // The shop's key, but made for another place: a signed record replayed onto another topic or under another key.
-        other_topic: (topic, key, value) => ({ [SIGNATURE_HEADER]: signRecord(TEST_BUS_SIGNING_KEY, { topic: otherTopic(topic), key, value }) }),
-        other_key_field: (topic, _key, value) => ({ [SIGNATURE_HEADER]: signRecord(TEST_BUS_SIGNING_KEY, { topic, key: crypto.randomUUID(), value }) }),
+        other_topic: (topic, key, value) => ({
+          [SIGNATURE_HEADER]: signRecord(TEST_BUS_SIGNING_KEY, { topic: otherTopic(topic), key, value }),
+        }),
+        other_key_field: (topic, _key, value) => ({
+          [SIGNATURE_HEADER]: signRecord(TEST_BUS_SIGNING_KEY, { topic, key: crypto.randomUUID(), value }),
+        }),
         other_value: (topic, key, value) => ({ [SIGNATURE_HEADER]: signRecord(TEST_BUS_SIGNING_KEY, { topic, key, value: `${value} ` }) }),
       };
       const expected: Record<Service, string[]> = { registry: [], wallet: [], storage: [] };
@@ -133,11 +150,16 @@ function describeForgeries(name: string, start: () => Promise<ShopTarget>, start
           for (const s of m.readers) expected[s].push(`${m.topic} ${key} ${BAD_SIGNATURE} (${variant})`);
         }
       }
-      const isForged = (d: { key: string }) => d.key === completed.id || expected.registry.concat(expected.wallet, expected.storage).some((e) => e.includes(` ${d.key} `));
+      const isForged = (d: { key: string }) =>
+        d.key === completed.id || expected.registry.concat(expected.wallet, expected.storage).some((e) => e.includes(` ${d.key} `));
       const lettersOf = async (s: Service) => (await h.deadLetters(s)).filter(isForged);
-      await eventually(async () => {
-        for (const s of SERVICES) expect((await lettersOf(s)).length).toBe(expected[s].length);
-      }, WAIT_MS, 200);
+      await eventually(
+        async () => {
+          for (const s of SERVICES) expect((await lettersOf(s)).length).toBe(expected[s].length);
+        },
+        WAIT_MS,
+        200,
+      );
       for (const s of SERVICES) {
         const letters = await lettersOf(s);
         const strip = (e: string) => e.replace(/ \(\w+\)$/, "");
@@ -167,7 +189,8 @@ function describeForgeries(name: string, start: () => Promise<ShopTarget>, start
       expect(await facts()).toEqual(before.facts);
       for (const m of makers) {
         if (m.topic === t.topics.new_orders) {
-          for (const e of expected.wallet.filter((x) => x.startsWith(`${m.topic} `))) expect(await h.ledgerFor(user, e.split(" ")[1] as string)).toEqual([]);
+          for (const e of expected.wallet.filter((x) => x.startsWith(`${m.topic} `)))
+            expect(await h.ledgerFor(user, e.split(" ")[1] as string)).toEqual([]);
         }
       }
 
@@ -195,7 +218,12 @@ describe("key rotation (one process, PGlite on disk)", () => {
   }, 60_000);
   const h = helpers(() => t as ShopTarget);
   const created = (user: number, product: number) =>
-    createMessage("OrderCreated", { order_id: crypto.randomUUID(), user_id: user, items: [{ product_id: product, quantity: 1, unit_price_cents: PRICE }], total_cents: PRICE });
+    createMessage("OrderCreated", {
+      order_id: crypto.randomUUID(),
+      user_id: user,
+      items: [{ product_id: product, quantity: 1, unit_price_cents: PRICE }],
+      total_cents: PRICE,
+    });
   /** Publishes `m` on new_orders signed with `key`. */
   const sendSigned = (m: Message, key: string) => {
     const target = t as ShopTarget;
@@ -211,7 +239,11 @@ describe("key rotation (one process, PGlite on disk)", () => {
     await h.admin("storage", `/stock/${product}/receipts`, { quantity: 5 });
     const early = created(user, product);
     await sendSigned(early, OLD);
-    const letter = await eventually(async () => (await h.deadLetters("wallet")).find((d) => d.key === early.order_id) ?? false, WAIT_MS, 100);
+    const letter = await eventually(
+      async () => (await h.deadLetters("wallet")).find((d) => d.key === early.order_id) ?? false,
+      WAIT_MS,
+      100,
+    );
     expect(letter.error).toBe(BAD_SIGNATURE);
     expect(await h.ledgerFor(user, early.order_id)).toEqual([]);
     await t.stop();
@@ -226,7 +258,11 @@ describe("key rotation (one process, PGlite on disk)", () => {
     // A key neither of them is refused.
     const foreign = created(user, product);
     await sendSigned(foreign, OTHER_KEY);
-    await eventually(async () => expect((await h.deadLetters("wallet")).find((d) => d.key === foreign.order_id)?.error).toBe(BAD_SIGNATURE), WAIT_MS, 100);
+    await eventually(
+      async () => expect((await h.deadLetters("wallet")).find((d) => d.key === foreign.order_id)?.error).toBe(BAD_SIGNATURE),
+      WAIT_MS,
+      100,
+    );
     expect(await h.ledgerFor(user, foreign.order_id)).toEqual([]);
     // The letter refused before the change now verifies: its redrive applies it, once.
     const r = await h.redrive("wallet", letter.id);

@@ -60,7 +60,9 @@ describe("a database that cannot be used: one line naming the server and the cau
     const port = freePort();
     const run = await runShop(["--modules", "wallet"], { DATABASE_URL: `postgres://shop:not-printed-9@127.0.0.1:${port}/shop` });
     expect(run.code).toBe(1);
-    expect(run.failure).toBe(`failed to start: PostgreSQL at 127.0.0.1:${port} (database "shop", user "shop") cannot be reached: connection refused (ECONNREFUSED)`);
+    expect(run.failure).toBe(
+      `failed to start: PostgreSQL at 127.0.0.1:${port} (database "shop", user "shop") cannot be reached: connection refused (ECONNREFUSED)`,
+    );
     expect(run.stderr).not.toContain("not-printed-9");
   });
 
@@ -108,7 +110,9 @@ describe("a database that cannot be used: one line naming the server and the cau
         const error = r.body?.checks?.database?.error as string | undefined;
         return r.status === 503 && error?.includes("ECONNREFUSED") ? error : false;
       }, 60_000);
-      expect(failed).toBe(`PostgreSQL at 127.0.0.1:${cluster.port} (database "${name}", user "postgres") cannot be reached: connection refused (ECONNREFUSED)`);
+      expect(failed).toBe(
+        `PostgreSQL at 127.0.0.1:${cluster.port} (database "${name}", user "postgres") cannot be reached: connection refused (ECONNREFUSED)`,
+      );
       expect(JSON.stringify((await call(t.urls.registry, "GET", "/health?timeout=5")).body)).not.toContain(PASSWORD);
     } finally {
       await cluster.up();
@@ -151,7 +155,9 @@ describe("a port in use is found before the database opens", () => {
       } finally {
         await sql.end();
       }
-      expect(run.failure).toStartWith(`failed to start: wallet cannot listen on 127.0.0.1:${squatter.port}: the port is in use (--wallet-port ${squatter.port};`);
+      expect(run.failure).toStartWith(
+        `failed to start: wallet cannot listen on 127.0.0.1:${squatter.port}: the port is in use (--wallet-port ${squatter.port};`,
+      );
     } finally {
       squatter.stop(true);
     }
@@ -191,7 +197,11 @@ describe("a start that does not complete leaves no data directory it created", (
       expect(health.headers.get("x-content-type-options")).toBe("nosniff");
       expect(((await health.json()) as { checks: { start: { error: string } } }).checks.start.error).toStartWith("starting: ");
       expect((await fetch(`${url}/health/live`)).status).toBe(200);
-      const write = await fetch(`${url}/wallets/1/deposits`, { method: "POST", body: "{}", headers: { "content-type": "application/json" } });
+      const write = await fetch(`${url}/wallets/1/deposits`, {
+        method: "POST",
+        body: "{}",
+        headers: { "content-type": "application/json" },
+      });
       expect(write.status).toBe(503);
       expect(((await write.json()) as { error: { code: string } }).error.code).toBe("not_ready");
       proc.kill("SIGTERM");

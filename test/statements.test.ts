@@ -45,17 +45,22 @@ const backends: [keyof typeof BUDGET, () => Promise<Record<string, string>>][] =
  * of other test files may have stopped with rows in flight.
  */
 const relaysSettled = (from: typeof work) => () =>
-  work.relay_rows_marked - from.relay_rows_marked + work.relay_rows_released - from.relay_rows_released === work.relay_rows_claimed - from.relay_rows_claimed;
+  work.relay_rows_marked - from.relay_rows_marked + work.relay_rows_released - from.relay_rows_released ===
+  work.relay_rows_claimed - from.relay_rows_claimed;
 
 /**
  * Statements since `from` owed to no order: periodic jobs, relay claims that found no row, and
  * the reads whose rate the clock caps (admission: one per 200 ms at most; catalogue: one per 5 s).
  */
 const notOwed = (from: typeof work) =>
-  work.periodic_statements - from.periodic_statements +
-  work.relay_empty_claims - from.relay_empty_claims +
-  work.admission_reads - from.admission_reads +
-  work.catalogue_checks - from.catalogue_checks;
+  work.periodic_statements -
+  from.periodic_statements +
+  work.relay_empty_claims -
+  from.relay_empty_claims +
+  work.admission_reads -
+  from.admission_reads +
+  work.catalogue_checks -
+  from.catalogue_checks;
 
 describe.each(backends)("statements per order (%s)", (name, env) => {
   test(`an order from POST to completed costs at most ${BUDGET[name]} statements, counted exactly`, async () => {

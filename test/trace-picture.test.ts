@@ -33,7 +33,13 @@ test("rows come in time order, a parent above its children, each pointing at its
   );
   expect(rows.map((r) => r.span.spanId)).toEqual(["create", "send", "wallet-process", "storage-process", "wallet-late"]);
   const rowOf = (id: string) => rows.findIndex((r) => r.span.spanId === id);
-  expect(rows.map((r) => (r.parentRow < 0 ? null : rows[r.parentRow]?.span.spanId))).toEqual([null, "create", "create", "create", "wallet-process"]);
+  expect(rows.map((r) => (r.parentRow < 0 ? null : rows[r.parentRow]?.span.spanId))).toEqual([
+    null,
+    "create",
+    "create",
+    "create",
+    "wallet-process",
+  ]);
   expect(rows[rowOf("wallet-late")]).toMatchObject({ depth: 2, module: "wallet" });
   expect(rows[rowOf("storage-process")]).toMatchObject({ depth: 1, module: "storage" });
 });

@@ -6,9 +6,9 @@
  */
 import { afterAll, beforeAll, expect, test } from "bun:test";
 import { createServer, type Server, type Socket } from "node:net";
+import { Registry } from "prom-client";
 import { loadSettings } from "../src/config";
 import { createLogger } from "../src/log";
-import { Registry } from "prom-client";
 import { tracingMetrics } from "../src/tracing/metrics";
 import { startTracing } from "../src/tracing/setup";
 import { inSpan } from "../src/tracing/spans";
@@ -135,7 +135,9 @@ test("a collector that accepts and never answers: the same, and it never holds m
     // (a closing one may still be open on our side as the next arrives).
     expect(collector.total()).toBeGreaterThanOrEqual(4);
     expect(collector.most()).toBeLessThanOrEqual(2);
-    console.log(`silent collector: ${r.made} spans made, ${collector.total()} connections (at most ${collector.most()} at once), ${JSON.stringify(r.stats)}`);
+    console.log(
+      `silent collector: ${r.made} spans made, ${collector.total()} connections (at most ${collector.most()} at once), ${JSON.stringify(r.stats)}`,
+    );
   } finally {
     collector.stop();
   }

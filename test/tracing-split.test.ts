@@ -58,16 +58,23 @@ const receive = async (productId: number, quantity: number) => {
 
 /** Places an order (no `traceparent`: the request starts the trace) and waits until it is final. */
 async function placeOrder(userId: number, productId: number, quantity: number): Promise<Placed> {
-  const r = await call<{ id: string }>(shop.urls.registry, "POST", "/orders", { user_id: userId, items: [{ product_id: productId, quantity }] });
+  const r = await call<{ id: string }>(shop.urls.registry, "POST", "/orders", {
+    user_id: userId,
+    items: [{ product_id: productId, quantity }],
+  });
   expect(r.status).toBe(201);
   const requestId = r.headers.get("x-request-id") ?? "";
   expect(requestId).not.toBe("");
-  const final = await eventually(async () => {
-    // Each GET is a trace of its own (it names the order too): sagaTraces leaves those out.
-    const o = await getJson<OrderBody>(shop.urls.registry, `/orders/${r.body.id}`);
-    if (o.status === "pending" || (o.status === "rejected" && o.compensation !== "done")) throw new Error(`order ${o.id}: ${o.status}`);
-    return o;
-  }, FINAL_TIMEOUT_MS, 100);
+  const final = await eventually(
+    async () => {
+      // Each GET is a trace of its own (it names the order too): sagaTraces leaves those out.
+      const o = await getJson<OrderBody>(shop.urls.registry, `/orders/${r.body.id}`);
+      if (o.status === "pending" || (o.status === "rejected" && o.compensation !== "done")) throw new Error(`order ${o.id}: ${o.status}`);
+      return o;
+    },
+    FINAL_TIMEOUT_MS,
+    100,
+  );
   return { id: r.body.id, requestId, final };
 }
 
@@ -106,7 +113,9 @@ function unfinishedMessages(trace: ReceivedSpan[]): string[] {
     .filter((s) => s.name.startsWith("create "))
     .flatMap((create) => {
       const topic = create.name.slice("create ".length);
-      const lacking: string[] = (READERS[topic] ?? []).filter((group) => !children(create, `process ${topic}`).some((p) => p.service === group));
+      const lacking: string[] = (READERS[topic] ?? []).filter(
+        (group) => !children(create, `process ${topic}`).some((p) => p.service === group),
+      );
       if (children(create, `send ${topic}`).length === 0) lacking.push("the relay");
       return lacking.map((who) => `${label(create)} (${create.attributes["shop.message_type"]}) not yet handled by ${who}`);
     });
@@ -118,18 +127,24 @@ function unfinishedMessages(trace: ReceivedSpan[]): string[] {
  * lacks its parent; returns the order's traces by id.
  */
 function completeTrace(orderId: string, expected: string[]) {
-  return eventually(() => {
-    const traces = sagaTraces(receiver.spans, orderId);
-    const all = [...traces.values()].flat();
-    const have = all.map(label);
-    const missing = expected.filter((e, i) => have.filter((h) => h === e).length < expected.slice(0, i + 1).filter((x) => x === e).length);
-    if (missing.length > 0) throw new Error(`order ${orderId}: no span ${missing.join(", ")} yet; have ${have.join(", ")}`);
-    const orphans = orphansOf(all);
-    if (orphans.length > 0) throw new Error(`order ${orderId}: parents missing for ${orphans.map(label).join(", ")}`);
-    const unfinished = unfinishedMessages(all);
-    if (unfinished.length > 0) throw new Error(`order ${orderId}: ${unfinished.join("; ")}`);
-    return traces;
-  }, FINAL_TIMEOUT_MS, 200);
+  return eventually(
+    () => {
+      const traces = sagaTraces(receiver.spans, orderId);
+      const all = [...traces.values()].flat();
+      const have = all.map(label);
+      const missing = expected.filter(
+        (e, i) => have.filter((h) => h === e).length < expected.slice(0, i + 1).filter((x) => x === e).length,
+      );
+      if (missing.length > 0) throw new Error(`order ${orderId}: no span ${missing.join(", ")} yet; have ${have.join(", ")}`);
+      const orphans = orphansOf(all);
+      if (orphans.length > 0) throw new Error(`order ${orderId}: parents missing for ${orphans.map(label).join(", ")}`);
+      const unfinished = unfinishedMessages(all);
+      if (unfinished.length > 0) throw new Error(`order ${orderId}: ${unfinished.join("; ")}`);
+      return traces;
+    },
+    FINAL_TIMEOUT_MS,
+    200,
+  );
 }
 
 /** The traces of an order's saga: those naming it, but for the reads of it (a GET is a trace of its own). */
@@ -216,13 +231,23 @@ const requestLine = (requestId: string) => logsOf("registry").find((l) => l.msg 
 /** The order's request line and its saga-step lines (wallet's and storage's, registry's too) carry its trace's ids. */
 async function expectLogsInTrace(order: Placed, traceId: string, trace: ReceivedSpan[]) {
   const line = await eventually(() => requestLine(order.requestId) ?? false, FINAL_TIMEOUT_MS, 100);
-  expect(line).toMatchObject({ method: "POST", route: "/orders", status: 201, trace_id: traceId, span_id: one(trace, "registry", "POST /orders").spanId });
+  expect(line).toMatchObject({
+    method: "POST",
+    route: "/orders",
+    status: 201,
+    trace_id: traceId,
+    span_id: one(trace, "registry", "POST /orders").spanId,
+  });
   const processIds = new Set(trace.filter((s) => s.name.startsWith("process ")).map((s) => `${s.service}:${s.spanId}`));
   for (const name of SERVICES) {
-    const steps = await eventually(() => {
-      const found = sagaSteps(name, order.id);
-      return found.length > 0 && found;
-    }, FINAL_TIMEOUT_MS, 100);
+    const steps = await eventually(
+      () => {
+        const found = sagaSteps(name, order.id);
+        return found.length > 0 && found;
+      },
+      FINAL_TIMEOUT_MS,
+      100,
+    );
     for (const step of steps) {
       expect(step).toMatchObject({ outcome: "applied", trace_id: traceId });
       // The span of the line is the message's process span, in this very trace.
@@ -267,7 +292,11 @@ describe("tracing on: each order is one trace across the three processes", () =>
     console.log(`completed order ${completed.id}, trace ${traceId}:\n  ${trace.map(label).join("\n  ")}`);
     expect(new Set(trace.map((s) => s.service))).toEqual(new Set(SERVICES));
     // Every span that names the order is in its trace (but its reads, traces of their own).
-    expect(receiver.spans.filter((s) => s.attributes["shop.order_id"] === completed.id && !s.name.startsWith("GET ")).every((s) => s.traceId === traceId)).toBe(true);
+    expect(
+      receiver.spans
+        .filter((s) => s.attributes["shop.order_id"] === completed.id && !s.name.startsWith("GET "))
+        .every((s) => s.traceId === traceId),
+    ).toBe(true);
     expect(orphansOf(trace)).toEqual([]);
 
     const post = expectRequestRoot(trace, completed.id);
@@ -318,16 +347,26 @@ describe("tracing on: each order is one trace across the three processes", () =>
     const [traceId, trace] = onlyTrace(traces);
     console.log(`rejected order ${rejected.id}, trace ${traceId}:\n  ${trace.map(label).join("\n  ")}`);
     expect(new Set(trace.map((s) => s.service))).toEqual(new Set(SERVICES));
-    expect(receiver.spans.filter((s) => s.attributes["shop.order_id"] === rejected.id && !s.name.startsWith("GET ")).every((s) => s.traceId === traceId)).toBe(true);
+    expect(
+      receiver.spans
+        .filter((s) => s.attributes["shop.order_id"] === rejected.id && !s.name.startsWith("GET "))
+        .every((s) => s.traceId === traceId),
+    ).toBe(true);
     expect(orphansOf(trace)).toEqual([]);
     // Every messaging span (create, send, consume, process) names the system it ran on.
     const messaging = trace.filter((s) => s.attributes["messaging.operation.type"] !== undefined);
-    expect(new Set(messaging.map((s) => s.attributes["messaging.operation.name"]))).toEqual(new Set(["create", "send", "consume", "process"]));
+    expect(new Set(messaging.map((s) => s.attributes["messaging.operation.name"]))).toEqual(
+      new Set(["create", "send", "consume", "process"]),
+    );
     expect(messaging.filter((s) => s.attributes["messaging.system"] !== "kafka").map(label)).toEqual([]);
 
     const post = expectRequestRoot(trace, rejected.id);
     const decision = one(trace, "registry", "order rejected");
-    expect(decision.attributes).toMatchObject({ "shop.order_id": rejected.id, "shop.order.status": "rejected", "shop.order.reason": "insufficient_funds" });
+    expect(decision.attributes).toMatchObject({
+      "shop.order_id": rejected.id,
+      "shop.order.status": "rejected",
+      "shop.order.reason": "insufficient_funds",
+    });
     expect(chainUp(trace, decision).map(label)).toEqual([
       "registry:order rejected",
       "registry:process rejected_orders",
@@ -339,7 +378,11 @@ describe("tracing on: each order is one trace across the three processes", () =>
 
     // Storage's compensation says what it did, as the order's timeline does.
     const release = one(trace, "storage", storageUndo);
-    expect(release.attributes).toMatchObject({ "shop.order_id": rejected.id, "shop.compensation": true, "shop.compensation.action": undone?.step });
+    expect(release.attributes).toMatchObject({
+      "shop.order_id": rejected.id,
+      "shop.compensation": true,
+      "shop.compensation.action": undone?.step,
+    });
     // Wallet rejected the order itself: it hears registry's rejection in a compensation span that
     // has nothing to undo (it never debited), and is named so.
     const refund = one(trace, "wallet", NOTHING_TO_UNDO_SPAN);
@@ -389,7 +432,11 @@ describe("tracing off: OTEL_EXPORTER_OTLP_ENDPOINT unset", () => {
     const order = await placeOrder(3, 3, 1);
     expect(order.final.status).toBe("completed");
     // The lines the checks below read exist: the request's, and a saga step in each process.
-    await eventually(() => requestLine(order.requestId) !== undefined && SERVICES.every((n) => sagaSteps(n, order.id).length > 0), FINAL_TIMEOUT_MS, 100);
+    await eventually(
+      () => requestLine(order.requestId) !== undefined && SERVICES.every((n) => sagaSteps(n, order.id).length > 0),
+      FINAL_TIMEOUT_MS,
+      100,
+    );
     for (const name of SERVICES) expect(await shop.processes[name].stop("SIGTERM")).toBe(0);
 
     expect(receiver.requests).toBe(requests);

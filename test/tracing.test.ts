@@ -3,9 +3,12 @@
  * row keeping a message's trace for a relay that starts later (a restart), the consumer's span
  * continuing it, log lines joined to spans, and nothing at all while tracing is off.
  */
-import packageJson from "../package.json";
+
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { eq } from "drizzle-orm";
+import { walletModule } from "../modules/wallet/index";
+import * as tables from "../modules/wallet/schema";
+import packageJson from "../package.json";
 import type { BusRecord } from "../src/bus/bus";
 import { ConfigError, loadSettings } from "../src/config";
 import { createMessage, parseMessage } from "../src/contracts";
@@ -16,8 +19,6 @@ import { outboxWriter } from "../src/messaging/outbox";
 import { startOutboxRelay } from "../src/messaging/outbox-relay";
 import { startTracing } from "../src/tracing/setup";
 import { activeTraceIds, inSpan, tracingOn } from "../src/tracing/spans";
-import { walletModule } from "../modules/wallet/index";
-import * as tables from "../modules/wallet/schema";
 import { eventually } from "./support/eventually";
 import { openModuleDatabase } from "./support/module-db";
 import { type OtlpReceiver, startOtlpReceiver } from "./support/otlp-receiver";
@@ -43,8 +44,16 @@ describe("OTEL_* settings", () => {
   });
 
   test("OTEL_SDK_DISABLED=true or OTEL_TRACES_EXPORTER=none win over an endpoint", () => {
-    expect(startTracing(loadSettings({ OTEL_EXPORTER_OTLP_ENDPOINT: "http://127.0.0.1:4318", OTEL_SDK_DISABLED: "true" }), ["wallet"], silent)).toBeNull();
-    expect(startTracing(loadSettings({ OTEL_EXPORTER_OTLP_ENDPOINT: "http://127.0.0.1:4318", OTEL_TRACES_EXPORTER: "none" }), ["wallet"], silent)).toBeNull();
+    expect(
+      startTracing(loadSettings({ OTEL_EXPORTER_OTLP_ENDPOINT: "http://127.0.0.1:4318", OTEL_SDK_DISABLED: "true" }), ["wallet"], silent),
+    ).toBeNull();
+    expect(
+      startTracing(
+        loadSettings({ OTEL_EXPORTER_OTLP_ENDPOINT: "http://127.0.0.1:4318", OTEL_TRACES_EXPORTER: "none" }),
+        ["wallet"],
+        silent,
+      ),
+    ).toBeNull();
     expect(tracingOn()).toBe(false);
   });
 
@@ -174,7 +183,10 @@ describe("tracing on", () => {
     });
     expect(await consumer.handle([record])).toBe(1);
 
-    await eventually(() => receiver.spans.some((s) => s.name === `process ${TOPICS.success}` && s.attributes["shop.order_id"] === orderId), 30_000);
+    await eventually(
+      () => receiver.spans.some((s) => s.name === `process ${TOPICS.success}` && s.attributes["shop.order_id"] === orderId),
+      30_000,
+    );
     const trace = receiver.spans.filter((s) => s.traceId === root?.trace_id);
     const byName = (name: string) => trace.find((s) => s.name === name && s.attributes["shop.order_id"] === orderId);
     const create = byName(`create ${TOPICS.success}`);
@@ -200,7 +212,9 @@ describe("tracing on", () => {
       "telemetry.sdk.version": expect.any(String),
     });
     // The batch's transaction counts its statements (BEGIN, the inbox, COMMIT at least), never their text.
-    const transaction = receiver.spans.find((s) => s.name === "transaction" && s.traceId === root?.trace_id && s.parentSpanId !== root?.span_id);
+    const transaction = receiver.spans.find(
+      (s) => s.name === "transaction" && s.traceId === root?.trace_id && s.parentSpanId !== root?.span_id,
+    );
     expect(Number(transaction?.attributes["db.statements"])).toBeGreaterThanOrEqual(3);
     expect(JSON.stringify(transaction?.attributes)).not.toContain("insert");
     // The handler's line and the consumer's step line are in the process span.

@@ -5,10 +5,10 @@
  * its status, compensation, total and lines, and the orders it heard of but never made.
  */
 import { sql } from "drizzle-orm";
-import { checkOutbox, LISTED, localViolations, readSnapshot } from "../../src/saga/audit/module-checks";
-import { rowsOf } from "../../src/db/rows";
 import type { AuditItem, RegistryAuditReport } from "../../src/contracts/audit";
 import type { Database, Executor } from "../../src/db/database";
+import { rowsOf } from "../../src/db/rows";
+import { checkOutbox, LISTED, localViolations, readSnapshot } from "../../src/saga/audit/module-checks";
 import * as tables from "./schema";
 import { SWEEP_SLACK_MS } from "./sweepers";
 
@@ -62,7 +62,8 @@ async function checkOverdue(tx: Executor, out: Out, s: RegistryAuditSettings): P
     "orders not final",
     Number(pending[0]?.total ?? 0),
     pending.map(
-      (r) => `order ${r.id} (user ${r.user_id}) still pending ${Math.round(Number(r.age_seconds))} s after it was placed (deadline ${s.deadlineSeconds} s)`,
+      (r) =>
+        `order ${r.id} (user ${r.user_id}) still pending ${Math.round(Number(r.age_seconds))} s after it was placed (deadline ${s.deadlineSeconds} s)`,
     ),
   );
   const uncompensated = rowsOf(
@@ -102,7 +103,9 @@ async function unknownOrders(tx: Executor, out: Out, s: RegistryAuditSettings): 
       `unknown order ${r.order_id} (first heard of from ${r.service} ${Math.round(Number(r.age_seconds))} s ago) not answered with unknown_order`,
     );
   }
-  return rows.filter((r) => !r.made).map((r) => ({ order_id: String(r.order_id), service: String(r.service), answered: Boolean(r.answered) }));
+  return rows
+    .filter((r) => !r.made)
+    .map((r) => ({ order_id: String(r.order_id), service: String(r.service), answered: Boolean(r.answered) }));
 }
 
 /**

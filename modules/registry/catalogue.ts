@@ -6,8 +6,8 @@
  */
 import { asc, sql } from "drizzle-orm";
 import type { Database } from "../../src/db/database";
-import { products } from "./schema";
 import { work } from "../../src/work-counters";
+import { products } from "./schema";
 import { productView } from "./views";
 
 /** A checksum of every product's fields: any insert, edit or delete changes it. */

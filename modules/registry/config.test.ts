@@ -27,9 +27,12 @@ test("trace_url is unset by default (config/registry.yaml leaves it empty)", () 
   expect(loadModuleConfig("registry", RegistryConfigSchema, CONFIG_DIR, {}).trace_url).toBeUndefined();
 });
 
-test.each(["http://localhost:16686/trace/{trace_id}", "https://tempo.example/explore?trace={trace_id}&from=shop"])("trace_url %s is taken as it is", (url) => {
-  expect(withTraceUrl(url).trace_url).toBe(url);
-});
+test.each(["http://localhost:16686/trace/{trace_id}", "https://tempo.example/explore?trace={trace_id}&from=shop"])(
+  "trace_url %s is taken as it is",
+  (url) => {
+    expect(withTraceUrl(url).trace_url).toBe(url);
+  },
+);
 
 test.each([
   ["http://localhost:16686/search", "{trace_id} exactly once"],

@@ -9,7 +9,12 @@ const TRACE_ID_PLACEHOLDER = "{trace_id}";
 export const RegistryConfigSchema = ModuleBaseSchema.extend({
   port: ModuleBaseSchema.shape.port.default(8000),
   consumer_group: z.string().min(1).default("registry"),
-  saga_deadline_seconds: z.coerce.number().min(0.1).max(86_400).default(30).describe("a pending order older than this is rejected (reason timeout)"),
+  saga_deadline_seconds: z.coerce
+    .number()
+    .min(0.1)
+    .max(86_400)
+    .default(30)
+    .describe("a pending order older than this is rejected (reason timeout)"),
   unknown_order_grace_ms: z.coerce
     .number()
     .int()
@@ -24,7 +29,13 @@ export const RegistryConfigSchema = ModuleBaseSchema.extend({
     .default(60)
     .describe("a rejected order not compensated this long after is listed as stuck"),
   max_pending_orders: z.coerce.number().int().min(0).default(1000).describe("new orders wait while this many are pending (0: no limit)"),
-  admission_wait_ms: z.coerce.number().int().min(0).max(60_000).default(5000).describe("how long a new order waits for room before 503 overloaded"),
+  admission_wait_ms: z.coerce
+    .number()
+    .int()
+    .min(0)
+    .max(60_000)
+    .default(5000)
+    .describe("how long a new order waits for room before 503 overloaded"),
   /** How long an `Idempotency-Key` of `POST /orders` is remembered; the same key after that places a new order. */
   idempotency_key_retention_hours: z.coerce
     .number()
@@ -63,12 +74,22 @@ export const RegistryConfigSchema = ModuleBaseSchema.extend({
     .describe("a live client whose data waited this long without its socket taking it all is dropped"),
   trace_url: z
     .url({ protocol: /^https?$/, message: "expected an http:// or https:// URL" })
-    .refine((url) => url.split(TRACE_ID_PLACEHOLDER).length === 2, { message: `expected ${TRACE_ID_PLACEHOLDER} exactly once, where the trace id goes` })
+    .refine((url) => url.split(TRACE_ID_PLACEHOLDER).length === 2, {
+      message: `expected ${TRACE_ID_PLACEHOLDER} exactly once, where the trace id goes`,
+    })
     .optional()
     .or(z.literal("").transform(() => undefined))
-    .describe(`a trace viewer's URL with ${TRACE_ID_PLACEHOLDER} in it (Jaeger: http://localhost:16686/trace/${TRACE_ID_PLACEHOLDER}); the live page links each traced order there`),
-  wallet_url: z.url({ protocol: /^https?$/ }).default("http://127.0.0.1:8001").describe("wallet's URL for GET /admin/audit, when wallet runs elsewhere"),
-  storage_url: z.url({ protocol: /^https?$/ }).default("http://127.0.0.1:8002").describe("storage's URL for GET /admin/audit, when storage runs elsewhere"),
+    .describe(
+      `a trace viewer's URL with ${TRACE_ID_PLACEHOLDER} in it (Jaeger: http://localhost:16686/trace/${TRACE_ID_PLACEHOLDER}); the live page links each traced order there`,
+    ),
+  wallet_url: z
+    .url({ protocol: /^https?$/ })
+    .default("http://127.0.0.1:8001")
+    .describe("wallet's URL for GET /admin/audit, when wallet runs elsewhere"),
+  storage_url: z
+    .url({ protocol: /^https?$/ })
+    .default("http://127.0.0.1:8002")
+    .describe("storage's URL for GET /admin/audit, when storage runs elsewhere"),
   products: z
     .array(
       z.strictObject({

@@ -1,10 +1,11 @@
 /** Everything registry reacts to on the bus. */
-import type { Logger } from "../../src/log";
-import type { Consumers } from "../../src/messaging/message-consumer";
+
 import { asc } from "drizzle-orm";
 import { anyOf } from "../../src/db/bulk";
-import { orders } from "./schema";
+import type { Logger } from "../../src/log";
+import type { Consumers } from "../../src/messaging/message-consumer";
 import { recordCompensation, recordRejection, recordSuccess, recordSuccesses, type SagaEnded } from "./saga";
+import { orders } from "./schema";
 
 /** Registry's consumer: follow each order's steps, rejections and compensations; `ended` hears of each final state, `log` logs it. */
 export const registryConsumers = (ended?: SagaEnded, log?: Logger): Consumers => ({
@@ -14,7 +15,11 @@ export const registryConsumers = (ended?: SagaEnded, log?: Logger): Consumers =>
     OrderCompensated: (tx, m) => recordCompensation(tx, m.payload),
   },
   batchHandlers: {
-    StepSucceeded: (tx, ms) => recordSuccesses(tx, ms.map((m) => ({ step: m.payload, ended: decided(m, ended, log), trace: m }))),
+    StepSucceeded: (tx, ms) =>
+      recordSuccesses(
+        tx,
+        ms.map((m) => ({ step: m.payload, ended: decided(m, ended, log), trace: m })),
+      ),
   },
   // The batch's orders, in id order. Every handler changes only its order's row (and appends to
   // its timeline), so the row lock alone makes one order's messages take turns; a message about an
@@ -23,7 +28,12 @@ export const registryConsumers = (ended?: SagaEnded, log?: Logger): Consumers =>
     // StepSucceeded alone (the usual batch on its topic): recordSuccesses reads its orders locked, in id order.
     if (messages.every((m) => m.type === "StepSucceeded")) return;
     const ids = [...new Set(messages.map((m) => m.order_id))];
-    await tx.select({ id: orders.id }).from(orders).where(anyOf(orders.id, ids, "uuid")).orderBy(asc(orders.id)).for("update");
+    await tx
+      .select({ id: orders.id })
+      .from(orders)
+      .where(anyOf(orders.id, ids, "uuid"))
+      .orderBy(asc(orders.id))
+      .for("update");
   },
   lockRowsPerOrder: true,
 });
@@ -33,7 +43,13 @@ const decided =
   (m: { order_id: string; request_id?: string }, ended?: SagaEnded, log?: Logger, reason?: string): SagaEnded =>
   (status, seconds) => {
     ended?.(status, seconds);
-    log?.info(`order ${status}`, { order_id: m.order_id, status, reason, saga_seconds: Math.round(seconds * 1000) / 1000, request_id: m.request_id });
+    log?.info(`order ${status}`, {
+      order_id: m.order_id,
+      status,
+      reason,
+      saga_seconds: Math.round(seconds * 1000) / 1000,
+      request_id: m.request_id,
+    });
   };
 
 /** The topics registry's consumer group reads. */

@@ -1,12 +1,12 @@
 /** Registry's HTTP handlers: parse, call the service, map the result. */
-import { auditReportRoute, shopAuditRoute } from "../../src/saga/audit/routes";
-import { auditShop, fetchReport } from "../../src/saga/audit/shop-audit";
+
 import type { Database } from "../../src/db/database";
 import { bearer } from "../../src/http/auth";
 import { replay, replayIfAnswered } from "../../src/http/idempotency";
 import { createRouter } from "../../src/http/router";
 import type { OutboxWriter } from "../../src/messaging/outbox";
-import { createOrderRoute, getOrderRoute, listOrdersRoute, listProductsRoute, stuckSagasRoute } from "./routes";
+import { auditReportRoute, shopAuditRoute } from "../../src/saga/audit/routes";
+import { auditShop, fetchReport } from "../../src/saga/audit/shop-audit";
 import { tagActiveSpan } from "../../src/tracing/spans";
 import type { Admission } from "./admission";
 import { type RegistryAuditSettings, registryAuditReport } from "./audit";
@@ -14,6 +14,7 @@ import type { Catalogue } from "./catalogue";
 import { AlreadyAnswered, findAnswer, IDEMPOTENCY_HEADER, requestHash } from "./idempotency";
 import { stuckSagas } from "./operator";
 import { getOrder, listOrders, placeOrder } from "./orders";
+import { createOrderRoute, getOrderRoute, listOrdersRoute, listProductsRoute, stuckSagasRoute } from "./routes";
 
 /** The registry router; `outbox` is registry's outbox. */
 export function registryRouter(db: Database, catalogue: Catalogue, admission: Admission, outbox: Pick<OutboxWriter, "insert">) {

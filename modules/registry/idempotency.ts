@@ -6,8 +6,8 @@
  * `idempotency_key_retention_hours`, then pruned: a key seen again after that places a new order.
  */
 import type { Database, Executor } from "../../src/db/database";
-import * as keys from "../../src/db/idempotency-keys";
 import type { KeyedRequest, StoredAnswer } from "../../src/db/idempotency-keys";
+import * as keys from "../../src/db/idempotency-keys";
 import { type PruneJob, pruneOlderThan } from "../../src/db/retention";
 import { idempotencyKeys } from "./schema";
 

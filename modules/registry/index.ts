@@ -1,13 +1,13 @@
 /** Registry: catalogue and orders; it decides each order's final state. The module's one door. */
 import { join } from "node:path";
-import type { ModuleContext, ShopModule } from "../../src/module";
 import type { z } from "zod";
 import { setUpMessaging } from "../../src/messaging/messaging";
-import { RegistryConfigSchema } from "./config";
-import { REGISTRY_ERRORS } from "./errors";
-import { REGISTRY_TOPICS, registryConsumers } from "./consumers";
+import type { ModuleContext, ShopModule } from "../../src/module";
 import { createAdmission } from "./admission";
 import { createCatalogue, seedProducts } from "./catalogue";
+import { RegistryConfigSchema } from "./config";
+import { REGISTRY_TOPICS, registryConsumers } from "./consumers";
+import { REGISTRY_ERRORS } from "./errors";
 import { registryAdminRouter, registryAuditRouter, registryRouter } from "./handlers";
 import { idempotencyKeyPruneJob } from "./idempotency";
 import { createLivePage } from "./live";
@@ -63,11 +63,17 @@ function registryRoutes(
     },
     peers,
   );
-  const admin = registryAdminRouter(db, { deadlineMs: config.saga_deadline_seconds * 1000, compensationMs: config.compensation_deadline_seconds * 1000 });
+  const admin = registryAdminRouter(db, {
+    deadlineMs: config.saga_deadline_seconds * 1000,
+    compensationMs: config.compensation_deadline_seconds * 1000,
+  });
   return registryRouter(
     db,
     createCatalogue(db),
     createAdmission(db, { maxPending: config.max_pending_orders, waitMs: config.admission_wait_ms }),
     messaging.outbox,
-  ).route("/", admin).route("/", messaging.admin).route("/", audit);
+  )
+    .route("/", admin)
+    .route("/", messaging.admin)
+    .route("/", audit);
 }

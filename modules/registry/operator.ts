@@ -8,7 +8,14 @@ import { SWEEP_SLACK_MS } from "./sweepers";
 export async function orderCounts(db: Database) {
   const rows = await db.read((q) =>
     q
-      .select({ status: orders.status, reason: orders.reason, compensation: sql<string | null>`case when ${orders.status} <> 'rejected' then null when ${orders.walletUndone} and ${orders.storageUndone} then 'done' else 'pending' end`, n: count() })
+      .select({
+        status: orders.status,
+        reason: orders.reason,
+        compensation: sql<
+          string | null
+        >`case when ${orders.status} <> 'rejected' then null when ${orders.walletUndone} and ${orders.storageUndone} then 'done' else 'pending' end`,
+        n: count(),
+      })
       .from(orders)
       .groupBy(sql`1, 2, 3`),
   );

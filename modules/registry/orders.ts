@@ -3,15 +3,15 @@ import { and, asc, desc, eq, inArray, lt, type SQL, sql } from "drizzle-orm";
 import { createMessage } from "../../src/contracts";
 import { allInOne, insertMany } from "../../src/db/bulk";
 import { afterCommit, type Database } from "../../src/db/database";
+import { rowsOf } from "../../src/db/rows";
 import { InvariantError } from "../../src/errors";
+import type { OutboxWriter } from "../../src/messaging/outbox";
+import { activeTraceparent, tagActiveSpan } from "../../src/tracing/spans";
 import type { Catalogue } from "./catalogue";
 import { REGISTRY_ERRORS } from "./errors";
 import { claimKey, type KeyedRequest, recordAnswer } from "./idempotency";
-import type { OutboxWriter } from "../../src/messaging/outbox";
-import { rowsOf } from "../../src/db/rows";
 import { type ORDER_STATUSES, orderEvents, orderItems, orders } from "./schema";
-import { orderView, type OrderView } from "./views";
-import { activeTraceparent, tagActiveSpan } from "../../src/tracing/spans";
+import { type OrderView, orderView } from "./views";
 
 type OrderRow = typeof orders.$inferSelect;
 
@@ -58,7 +58,11 @@ export async function placeOrder(
   const created = outbox.insert([createMessage("OrderCreated", { order_id: id, user_id: userId, items, total_cents: total })]);
   const place = allInOne([
     insertMany(orderItems, ["orderId", "productId", "quantity", "unitPriceCents"], itemRows),
-    insertMany(orderEvents, ["orderId", "service", "step", "detail"], [{ orderId: id, service: "registry", step: "created", detail: `total ${total} cents` }]),
+    insertMany(
+      orderEvents,
+      ["orderId", "service", "step", "detail"],
+      [{ orderId: id, service: "registry", step: "created", detail: `total ${total} cents` }],
+    ),
     created.sql,
     sql`insert into ${orders} (${sql.identifier(orders.id.name)}, ${sql.identifier(orders.userId.name)}, ${sql.identifier(orders.totalCents.name)}, ${sql.identifier(orders.traceparent.name)}) values (${id}, ${userId}, ${total}, ${traceparent}) returning *`,
   ]);
@@ -117,10 +121,23 @@ export async function listOrders(
       .limit(q.limit + 1);
     const page = rows.slice(0, q.limit);
     const items = page.length
-      ? await r.select().from(orderItems).where(inArray(orderItems.orderId, page.map((o) => o.id)))
+      ? await r
+          .select()
+          .from(orderItems)
+          .where(
+            inArray(
+              orderItems.orderId,
+              page.map((o) => o.id),
+            ),
+          )
       : [];
     return {
-      orders: page.map((o) => orderView(o, items.filter((i) => i.orderId === o.id))),
+      orders: page.map((o) =>
+        orderView(
+          o,
+          items.filter((i) => i.orderId === o.id),
+        ),
+      ),
       next_cursor: rows.length > q.limit ? String(page.at(-1)?.seq) : null,
     };
   });

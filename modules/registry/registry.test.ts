@@ -1,23 +1,25 @@
 /** Registry's rules against an in-memory PGlite: pricing and placing orders, following the saga, timeouts, paging. */
-import { type Catalogue, createCatalogue, listProducts, seedProducts } from "./catalogue";
+
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { eq, inArray, sql } from "drizzle-orm";
+import { pgSchema } from "drizzle-orm/pg-core";
 import type { OrderCreated, OrderRejected, StepSucceeded } from "../../src/contracts";
 import { runAll } from "../../src/db/bulk";
 import type { Database } from "../../src/db/database";
-import { pgSchema } from "drizzle-orm/pg-core";
+import type { Enqueue } from "../../src/messaging/outbox";
 import { messagingTables } from "../../src/messaging/tables";
 import { capture, captureOutbox, domainError, openModuleDatabase } from "../../test/support/module-db";
-import type { Enqueue } from "../../src/messaging/outbox";
+import { type Catalogue, createCatalogue, listProducts, seedProducts } from "./catalogue";
 import { registryModule } from "./index";
 import { deadLetters, inbox, orders, outbox, products, unknownOrders } from "./schema";
 
 /** Registry's messaging tables (placeOrder writes its OrderCreated into the real outbox). */
 const registryTables = { outbox, inbox, deadLetters };
+
+import { registryAuditReport } from "./audit";
 import { stuckSagas } from "./operator";
 import { getOrder, listOrders, type OrderLine, placeOrder } from "./orders";
 import { recordCompensation, recordRejection, recordSuccess, recordSuccesses } from "./saga";
-import { registryAuditReport } from "./audit";
 import { rejectExpiredOrders, rejectUnknownOrders, SWEEP_SLACK_MS } from "./sweepers";
 
 let db: Database;
@@ -42,7 +44,6 @@ async function catalogue(...pricesCents: number[]): Promise<number[]> {
   );
   return ids;
 }
-
 
 /** Places an order and returns it with the messages it staged. */
 async function place(userId: number, lines: OrderLine[]) {
@@ -87,7 +88,6 @@ const statusOf = async (orderId: string) => {
 };
 
 const stepsOf = async (orderId: string) => (await getOrder(db, orderId)).timeline.map((e) => `${e.service}:${e.step}`);
-
 
 const ordersOfUser = (userId: number) => db.read((q) => q.select().from(orders).where(eq(orders.userId, userId)));
 
@@ -349,7 +349,11 @@ describe("the sweeper's slack", () => {
     await age(past, deadlineMs + 2 * SWEEP_SLACK_MS);
     // As GET /admin/sagas/stuck asks (the slack by default) and as GET /admin/audit reports.
     const stuck = new Set((await stuckSagas(db, { deadlineMs, compensationMs: 3_600_000, limit: 10_000 })).map((s) => s.order_id));
-    const report = await registryAuditReport(db, { deadlineSeconds: deadlineMs / 1000, compensationDeadlineSeconds: 3600, unknownOrderGraceSeconds: 60 });
+    const report = await registryAuditReport(db, {
+      deadlineSeconds: deadlineMs / 1000,
+      compensationDeadlineSeconds: 3600,
+      unknownOrderGraceSeconds: 60,
+    });
     const audited = JSON.stringify(report.violations);
     expect([stuck.has(within), audited.includes(within)]).toEqual([false, false]);
     expect([stuck.has(past), audited.includes(past)]).toEqual([true, true]);
@@ -360,7 +364,6 @@ describe("the sweeper's slack", () => {
 });
 
 describe("rejectExpiredOrders", () => {
-
   test("rejects only pending orders older than the deadline, telling everyone with reason timeout", async () => {
     const deadlineMs = 10 * 60_000;
     const stale = await pendingOrder();
@@ -450,7 +453,12 @@ describe("listOrders", () => {
     const page = await listOrders(db, { limit: 2 });
     expect(page.orders.map((o) => o.id)).toEqual([b, a]);
     expect(page.next_cursor).not.toBeNull();
-    const rows = await db.read((q) => q.select().from(orders).where(inArray(orders.id, [a, b])));
+    const rows = await db.read((q) =>
+      q
+        .select()
+        .from(orders)
+        .where(inArray(orders.id, [a, b])),
+    );
     expect(rows).toHaveLength(2);
   });
 });
@@ -465,7 +473,14 @@ describe("recordSuccesses (a batch of StepSucceeded in one transaction)", () => 
       ended: (status: "completed" | "rejected") => ended.push(`${order_id}:${status}`),
     });
     const apply = (steps: ReturnType<typeof step>[]) => db.transaction(async (tx) => runAll(tx, await recordSuccesses(tx, steps)));
-    await apply([step(a, "wallet"), step(b, "storage"), step(a, "wallet"), step(ghost, "storage"), step(a, "storage"), step(a, "registry")]);
+    await apply([
+      step(a, "wallet"),
+      step(b, "storage"),
+      step(a, "wallet"),
+      step(ghost, "storage"),
+      step(a, "storage"),
+      step(a, "registry"),
+    ]);
     expect(await statusOf(a)).toEqual({ status: "completed", reason: null });
     expect(await statusOf(b)).toEqual({ status: "pending", reason: null });
     expect(await stepsOf(a)).toEqual(["registry:created", "wallet:paid", "storage:reserved", "registry:completed"]);

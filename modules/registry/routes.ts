@@ -44,7 +44,9 @@ const Order = z
     compensation: z
       .enum(["pending", "done"])
       .nullable()
-      .describe("For a rejected order: `done` once wallet and storage confirmed they undid their part, `pending` until then; null otherwise"),
+      .describe(
+        "For a rejected order: `done` once wallet and storage confirmed they undid their part, `pending` until then; null otherwise",
+      ),
     total_cents: z.int().describe("Sum of the line totals, in cents"),
     items: z.array(OrderItem).describe("The lines, as ordered"),
     created_at: Timestamp.describe("When it was placed"),
@@ -56,7 +58,10 @@ const Order = z
 const TimelineEntry = z
   .object({
     at: Timestamp.describe("When the step was recorded"),
-    service: z.string().openapi({ enum: ["registry", "wallet", "storage"] }).describe("Who took the step"),
+    service: z
+      .string()
+      .openapi({ enum: ["registry", "wallet", "storage"] })
+      .describe("Who took the step"),
     step: z
       .string()
       .openapi({ enum: ["created", "paid", "reserved", "completed", "rejected", "refunded", "released", "nothing_to_undo"] })
@@ -169,7 +174,13 @@ export const createOrderRoute = createRoute(
           content: {
             "application/json": {
               schema: NewOrder,
-              example: { user_id: 1, items: [{ product_id: 1, quantity: 1 }, { product_id: 2, quantity: 2 }] },
+              example: {
+                user_id: 1,
+                items: [
+                  { product_id: 1, quantity: 1 },
+                  { product_id: 2, quantity: 2 },
+                ],
+              },
             },
           },
         },
@@ -281,7 +292,9 @@ const StuckSaga = z
     reason: z.string().nullable().openapi({ enum: REASONS }).describe("Why it was rejected; null while pending"),
     overdue: z
       .enum(["outcome", "compensation"])
-      .describe("`outcome`: still pending past the saga deadline; `compensation`: rejected, and a participant has not confirmed its undoing"),
+      .describe(
+        "`outcome`: still pending past the saga deadline; `compensation`: rejected, and a participant has not confirmed its undoing",
+      ),
     waiting_for: z.array(z.enum(["wallet", "storage"])).describe("The participants that have not answered"),
     created_at: Timestamp.describe("When the order was placed"),
     updated_at: Timestamp.describe("When its status last changed"),
@@ -325,7 +338,13 @@ export const stuckSagasRoute = createRoute(
       },
     },
     {
-      400: { invalid_request: { when: "`limit` is out of range or not decimal digits", message: "limit: Too big: expected number to be <=1000", field: "limit" } },
+      400: {
+        invalid_request: {
+          when: "`limit` is out of range or not decimal digits",
+          message: "limit: Too big: expected number to be <=1000",
+          field: "limit",
+        },
+      },
     },
   ),
 );

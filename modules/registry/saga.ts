@@ -7,7 +7,16 @@ import { createMessage, type OrderCompensated, type OrderRejected, type StepSucc
 import { anyOf, insertMany, runAll, updateMany } from "../../src/db/bulk";
 import { afterCommit, type Executor } from "../../src/db/database";
 import type { Enqueue } from "../../src/messaging/outbox";
-import { activeContext, activeTraceparent, contextOf, inContext, linkTo, markSpan, type TraceCarrier, tracingOn } from "../../src/tracing/spans";
+import {
+  activeContext,
+  activeTraceparent,
+  contextOf,
+  inContext,
+  linkTo,
+  markSpan,
+  type TraceCarrier,
+  tracingOn,
+} from "../../src/tracing/spans";
 import { orderEvents, orders, unknownOrders } from "./schema";
 
 /** Told, once the transaction committed, that an order reached its final state `seconds` after it was placed. */
@@ -27,7 +36,10 @@ export async function recordSuccess(tx: Executor, step: StepSucceeded, ended?: S
  * writes (the orders, their timeline entries, the orders registry never made) come back for the
  * consumer to run in one statement.
  */
-export async function recordSuccesses(tx: Executor, run: { step: StepSucceeded; ended?: SagaEnded; trace?: TraceCarrier }[]): Promise<SQL[]> {
+export async function recordSuccesses(
+  tx: Executor,
+  run: { step: StepSucceeded; ended?: SagaEnded; trace?: TraceCarrier }[],
+): Promise<SQL[]> {
   const steps = run.filter((r) => r.step.service !== "registry");
   if (steps.length === 0) return [];
   const ids = [...new Set(steps.map((r) => r.step.order_id))].sort();
@@ -126,7 +138,8 @@ export async function recordCompensation(tx: Executor, c: OrderCompensated): Pro
     .returning({ id: orders.id });
   // Already noted, or an order registry never made (its undoing is the participants' business: no answer, no loop).
   if (!order) return;
-  const detail = c.action === "refunded" ? `${c.amount} cents` : c.action === "released" ? `${c.amount} ${c.amount === 1 ? "unit" : "units"}` : null;
+  const detail =
+    c.action === "refunded" ? `${c.amount} cents` : c.action === "released" ? `${c.amount} ${c.amount === 1 ? "unit" : "units"}` : null;
   await tx.insert(orderEvents).values({ orderId: order.id, service: c.service, step: c.action, detail });
 }
 
@@ -147,5 +160,9 @@ export function markDecision(orderId: string, status: "completed" | "rejected", 
   const attributes: Record<string, string> = { "shop.order_id": orderId, "shop.order.status": status };
   if (reason) attributes["shop.order.reason"] = reason;
   if (by) attributes["shop.decided_by"] = by;
-  return markSpan(`order ${status}`, { parent: trace?.traceparent ? contextOf(trace) : undefined, attributes, links: by ? linkTo(activeContext()) : [] });
+  return markSpan(`order ${status}`, {
+    parent: trace?.traceparent ? contextOf(trace) : undefined,
+    attributes,
+    links: by ? linkTo(activeContext()) : [],
+  });
 }

@@ -30,29 +30,41 @@ export async function rejectUnknownOrders(db: Database, enqueue: Enqueue, graceM
   const due = and(isNull(unknownOrders.answeredAt), lt(unknownOrders.firstSeenAt, sql`now() - make_interval(secs => ${graceMs / 1000})`));
   const [any] = await db.read((q) => q.select({ id: unknownOrders.orderId }).from(unknownOrders).where(due).limit(1));
   if (!any) return [];
-  return sweepSpan("sweep unknown orders", () => db.transaction(async (tx) => {
-    const rows = await tx
-      .select({
-        id: unknownOrders.orderId,
-        service: unknownOrders.service,
-        traceparent: unknownOrders.traceparent,
-        known: sql<boolean>`exists (select 1 from ${orders} where ${orders.id} = ${unknownOrders.orderId})`,
-      })
-      .from(unknownOrders)
-      .where(due)
-      .limit(EXPIRY_BATCH)
-      .for("update", { skipLocked: true });
-    if (rows.length === 0) return [];
-    await tx.update(unknownOrders).set({ answeredAt: new Date() }).where(inArray(unknownOrders.orderId, rows.map((r) => r.id)));
-    const unknown = rows.filter((r) => !r.known);
-    for (const r of unknown) {
-      const message = `registry has no order ${r.id} (first heard of from ${r.service})`;
-      // In the trace of the message that revealed the order: its undoing follows there.
-      const decided = markDecision(r.id, "rejected", "unknown_order", { traceparent: r.traceparent ?? undefined }, "unknown order sweep");
-      await inContext(decided, () => enqueue(tx, createMessage("OrderRejected", { order_id: r.id, service: "registry", reason: "unknown_order", message })));
-    }
-    return unknown.map((r) => r.id);
-  }));
+  return sweepSpan("sweep unknown orders", () =>
+    db.transaction(async (tx) => {
+      const rows = await tx
+        .select({
+          id: unknownOrders.orderId,
+          service: unknownOrders.service,
+          traceparent: unknownOrders.traceparent,
+          known: sql<boolean>`exists (select 1 from ${orders} where ${orders.id} = ${unknownOrders.orderId})`,
+        })
+        .from(unknownOrders)
+        .where(due)
+        .limit(EXPIRY_BATCH)
+        .for("update", { skipLocked: true });
+      if (rows.length === 0) return [];
+      await tx
+        .update(unknownOrders)
+        .set({ answeredAt: new Date() })
+        .where(
+          inArray(
+            unknownOrders.orderId,
+            rows.map((r) => r.id),
+          ),
+        );
+      const unknown = rows.filter((r) => !r.known);
+      for (const r of unknown) {
+        const message = `registry has no order ${r.id} (first heard of from ${r.service})`;
+        // In the trace of the message that revealed the order: its undoing follows there.
+        const decided = markDecision(r.id, "rejected", "unknown_order", { traceparent: r.traceparent ?? undefined }, "unknown order sweep");
+        await inContext(decided, () =>
+          enqueue(tx, createMessage("OrderRejected", { order_id: r.id, service: "registry", reason: "unknown_order", message })),
+        );
+      }
+      return unknown.map((r) => r.id);
+    }),
+  );
 }
 
 /** A sweep that found work: its transaction in a span of its own (tracing on); each order it decides is marked in that order's trace, linked to it. */
@@ -83,29 +95,36 @@ export async function rejectExpiredOrders(db: Database, enqueue: Enqueue, deadli
   // Usually nothing is due: one read, no transaction.
   const [any] = await db.read((q) => q.select({ id: orders.id }).from(orders).where(overdue).limit(1));
   if (!any) return [];
-  return sweepSpan("sweep expired orders", () => db.transaction(async (tx) => {
-    const due = await tx
-      .select({ id: orders.id })
-      .from(orders)
-      .where(overdue)
-      .limit(EXPIRY_BATCH)
-      .for("update", { skipLocked: true });
-    if (due.length === 0) return [];
-    const expired = await tx
-      .update(orders)
-      .set({ status: "rejected", reason: "timeout", updatedAt: new Date() })
-      .where(and(inArray(orders.id, due.map((o) => o.id)), eq(orders.status, "pending")))
-      .returning({ id: orders.id, seconds: sagaSeconds, traceparent: orders.traceparent });
-    for (const { id, seconds, traceparent } of expired) {
-      const message = `no outcome within ${deadlineMs / 1000} s`;
-      await tx.insert(orderEvents).values({ orderId: id, service: "registry", step: "rejected", detail: `timeout: ${message}` });
-      // In the trace of the request that placed the order: its compensations, and its line, follow there.
-      const decided = markDecision(id, "rejected", "timeout", { traceparent: traceparent ?? undefined }, "deadline sweep");
-      if (ended) afterCommit(tx, () => inContext(decided, () => ended("rejected", Number(seconds))));
-      await inContext(decided, () => enqueue(tx, createMessage("OrderRejected", { order_id: id, service: "registry", reason: "timeout", message })));
-    }
-    return expired.map((o) => o.id);
-  }));
+  return sweepSpan("sweep expired orders", () =>
+    db.transaction(async (tx) => {
+      const due = await tx.select({ id: orders.id }).from(orders).where(overdue).limit(EXPIRY_BATCH).for("update", { skipLocked: true });
+      if (due.length === 0) return [];
+      const expired = await tx
+        .update(orders)
+        .set({ status: "rejected", reason: "timeout", updatedAt: new Date() })
+        .where(
+          and(
+            inArray(
+              orders.id,
+              due.map((o) => o.id),
+            ),
+            eq(orders.status, "pending"),
+          ),
+        )
+        .returning({ id: orders.id, seconds: sagaSeconds, traceparent: orders.traceparent });
+      for (const { id, seconds, traceparent } of expired) {
+        const message = `no outcome within ${deadlineMs / 1000} s`;
+        await tx.insert(orderEvents).values({ orderId: id, service: "registry", step: "rejected", detail: `timeout: ${message}` });
+        // In the trace of the request that placed the order: its compensations, and its line, follow there.
+        const decided = markDecision(id, "rejected", "timeout", { traceparent: traceparent ?? undefined }, "deadline sweep");
+        if (ended) afterCommit(tx, () => inContext(decided, () => ended("rejected", Number(seconds))));
+        await inContext(decided, () =>
+          enqueue(tx, createMessage("OrderRejected", { order_id: id, service: "registry", reason: "timeout", message })),
+        );
+      }
+      return expired.map((o) => o.id);
+    }),
+  );
 }
 
 /** The sweeps never run closer together than this (a sweep that decided orders asks for the next at once). */

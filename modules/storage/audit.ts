@@ -4,10 +4,10 @@
  * order, what it holds and what it released, for the cross-module check. Set-based, one snapshot.
  */
 import { sql } from "drizzle-orm";
-import { checkOutbox, LISTED, localViolations, readSnapshot } from "../../src/saga/audit/module-checks";
-import { rowsOf } from "../../src/db/rows";
 import type { StorageAuditReport } from "../../src/contracts/audit";
 import type { Database, Executor } from "../../src/db/database";
+import { rowsOf } from "../../src/db/rows";
+import { checkOutbox, LISTED, localViolations, readSnapshot } from "../../src/saga/audit/module-checks";
 import * as tables from "./schema";
 
 /** Builds storage's report from one snapshot of its tables. */
@@ -55,7 +55,12 @@ async function checkStock(tx: Executor, out: Out): Promise<number> {
     rows.map((r) => {
       const product = `product ${r.product_id}`;
       if (!r.kept) return `${product}: receipts (${r.received} units) or reservations (${r.live} live) but no stock row`;
-      const [available, reserved, received, live] = [r.available, r.reserved, r.received, r.live].map(Number) as [number, number, number, number];
+      const [available, reserved, received, live] = [r.available, r.reserved, r.received, r.live].map(Number) as [
+        number,
+        number,
+        number,
+        number,
+      ];
       const parts = [];
       if (available < 0 || reserved < 0) parts.push(`negative stock (available ${available}, reserved ${reserved})`);
       if (available + reserved !== received) {

@@ -15,7 +15,12 @@ export const storageConsumers: Consumers = {
     },
   },
   batchHandlers: {
-    OrderCreated: (tx, ms, enqueue) => reserveOrders(tx, enqueue, ms.map((m) => ({ order: m.payload, cause: m }))),
+    OrderCreated: (tx, ms, enqueue) =>
+      reserveOrders(
+        tx,
+        enqueue,
+        ms.map((m) => ({ order: m.payload, cause: m })),
+      ),
   },
   // The stock rows of the items to reserve and of the reservations to release, in product order.
   // A batch of OrderCreated alone locks nothing here: reserveOrders reads its rows locked, in product order.
@@ -32,7 +37,12 @@ export const storageConsumers: Consumers = {
       ...(releases.length ? [inArray(stock.productId, held)] : []),
     ];
     if (conditions.length === 0) return;
-    await tx.select({ id: stock.productId }).from(stock).where(or(...conditions)).orderBy(asc(stock.productId)).for("update");
+    await tx
+      .select({ id: stock.productId })
+      .from(stock)
+      .where(or(...conditions))
+      .orderBy(asc(stock.productId))
+      .for("update");
   },
 };
 

@@ -2,7 +2,12 @@
 import { declareErrors } from "../../src/errors";
 
 export const STORAGE_ERRORS = declareErrors("storage", {
-  unknown_product: { kind: "not_found", when: "storage keeps no stock for this product", message: "no stock kept for product 999999", field: "product_id" },
+  unknown_product: {
+    kind: "not_found",
+    when: "storage keeps no stock for this product",
+    message: "no stock kept for product 999999",
+    field: "product_id",
+  },
   stock_limit: {
     kind: "conflict",
     when: "available plus reserved units would pass 2 147 483 647 (the most a product can hold); nothing is added",

@@ -1,9 +1,10 @@
 /** Storage's HTTP handlers: parse, call the service, map the result. */
-import { auditReportRoute } from "../../src/saga/audit/routes";
+
 import type { Database } from "../../src/db/database";
 import { keyedRequest } from "../../src/db/idempotency-keys";
 import { IDEMPOTENCY_HEADER, replayIfAnswered } from "../../src/http/idempotency";
 import { createRouter } from "../../src/http/router";
+import { auditReportRoute } from "../../src/saga/audit/routes";
 import { storageAuditReport } from "./audit";
 import { getStockRoute, listStockRoute, receiveRoute } from "./routes";
 import { getStock, listStock, receive } from "./service";

@@ -1,12 +1,12 @@
 /** Storage: stock per product. The module's one door. */
 import { join } from "node:path";
 import { idempotencyKeyPruneJob } from "../../src/db/idempotency-keys";
-import type { ShopModule } from "../../src/module";
 import { setUpMessaging } from "../../src/messaging/messaging";
+import type { ShopModule } from "../../src/module";
 import { rejectedOrdersPruneJob } from "../../src/saga/rejections";
 import { StorageConfigSchema } from "./config";
-import { STORAGE_ERRORS } from "./errors";
 import { STORAGE_TOPICS, storageConsumers } from "./consumers";
+import { STORAGE_ERRORS } from "./errors";
 import { storageRouter } from "./handlers";
 import * as tables from "./schema";
 import { seedStock } from "./service";

@@ -2,8 +2,8 @@
 import { sql } from "drizzle-orm";
 import { bigserial, check, index, integer, pgSchema, primaryKey, text, timestamp, uuid } from "drizzle-orm/pg-core";
 import { idempotencyKeysTable } from "../../src/db/idempotency-keys";
-import { rejectedOrdersTable } from "../../src/saga/rejections";
 import { messagingTables } from "../../src/messaging/tables";
+import { rejectedOrdersTable } from "../../src/saga/rejections";
 
 export const storageSchema = pgSchema("storage");
 
@@ -16,10 +16,7 @@ export const stock = storageSchema.table(
     reserved: integer("reserved").notNull().default(0),
     updatedAt: timestamp("updated_at", { withTimezone: true }).notNull().defaultNow(),
   },
-  (t) => [
-    check("available_non_negative", sql`${t.available} >= 0`),
-    check("reserved_non_negative", sql`${t.reserved} >= 0`),
-  ],
+  (t) => [check("available_non_negative", sql`${t.available} >= 0`), check("reserved_non_negative", sql`${t.reserved} >= 0`)],
 );
 
 export const RESERVATION_STATES = ["reserved", "released"] as const;

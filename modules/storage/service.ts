@@ -1,15 +1,15 @@
 /** Storage's rules: receive goods, reserve an order's items (all or none), release them. */
 import { and, asc, eq, inArray, type SQL, sql } from "drizzle-orm";
-import { rowsOf } from "../../src/db/rows";
 import { createMessage, type Message, type OrderCreated, type OrderRejected } from "../../src/contracts";
 import { anyOf, insertMany, runAll, updateMany } from "../../src/db/bulk";
 import type { Database, Executor } from "../../src/db/database";
 import { answerOnce, type KeyedRequest } from "../../src/db/idempotency-keys";
+import { rowsOf } from "../../src/db/rows";
 import { InvariantError } from "../../src/errors";
-import { STORAGE_ERRORS } from "./errors";
 import { type Enqueue, withCause } from "../../src/messaging/outbox";
-import { compensationDone } from "../../src/tracing/spans";
 import { rememberRejection } from "../../src/saga/rejections";
+import { compensationDone } from "../../src/tracing/spans";
+import { STORAGE_ERRORS } from "./errors";
 import { idempotencyKeys, receipts, rejectedOrders, reservations, stock } from "./schema";
 
 /** Stock of one product as the API shows it. */
@@ -78,7 +78,9 @@ async function addToStock(tx: Executor, productId: number, quantity: number): Pr
     .for("update");
   if (!current) throw STORAGE_ERRORS.error("unknown_product", `no stock kept for product ${productId}`, "product_id");
   if (current.available + current.reserved + quantity > MAX_STOCK_UNITS) {
-    throw stockLimit(`product ${productId} would hold more than ${MAX_STOCK_UNITS} units (available ${current.available}, reserved ${current.reserved}, received ${quantity})`);
+    throw stockLimit(
+      `product ${productId} would hold more than ${MAX_STOCK_UNITS} units (available ${current.available}, reserved ${current.reserved}, received ${quantity})`,
+    );
   }
   const [row] = await tx
     .update(stock)
@@ -133,12 +135,20 @@ async function readStockAndDecided(tx: Executor, run: Created[]): Promise<{ leve
 /** Why storage refuses an order wanting `wanted` of products `ids` at `levels` (null: it can hold them all). */
 function whyRejected(orderId: string, ids: number[], wanted: Map<number, number>, levels: Levels): OrderRejected | null {
   const missing = ids.find((id) => !levels.has(id));
-  if (missing !== undefined) return { order_id: orderId, service: "storage", reason: "unknown_product", message: `no stock kept for product ${missing}` };
+  if (missing !== undefined)
+    return { order_id: orderId, service: "storage", reason: "unknown_product", message: `no stock kept for product ${missing}` };
   const short = ids.find((id) => (levels.get(id)?.available ?? 0) < (wanted.get(id) ?? 0));
-  if (short !== undefined) return { order_id: orderId, service: "storage", reason: "out_of_stock", message: `not enough of product ${short}` };
+  if (short !== undefined)
+    return { order_id: orderId, service: "storage", reason: "out_of_stock", message: `not enough of product ${short}` };
   // Only a row that passed MAX_STOCK_UNITS before receipts were checked: refused, not an integer overflow.
   const full = ids.find((id) => (levels.get(id)?.reserved ?? 0) + (wanted.get(id) ?? 0) > MAX_STOCK_UNITS);
-  if (full !== undefined) return { order_id: orderId, service: "storage", reason: "out_of_stock", message: `product ${full} cannot hold more than ${MAX_STOCK_UNITS} reserved units` };
+  if (full !== undefined)
+    return {
+      order_id: orderId,
+      service: "storage",
+      reason: "out_of_stock",
+      message: `product ${full} cannot hold more than ${MAX_STOCK_UNITS} reserved units`,
+    };
   return null;
 }
 
@@ -179,9 +189,9 @@ export async function reserveOrders(tx: Executor, enqueue: Enqueue, run: Created
   if (held.length === 0 && rejections.length === 0) return [];
   const levelRows = [...touched].map((id) => ({ productId: id, ...(levels.get(id) as { available: number; reserved: number }) }));
   return [
-      updateMany(stock, ["productId", "available", "reserved"], levelRows, sql`updated_at = now()`),
-      insertMany(reservations, ["orderId", "productId", "quantity"], held),
-      insertMany(rejectedOrders, ["orderId", "service", "reason"], rejections, sql`on conflict do nothing`),
+    updateMany(stock, ["productId", "available", "reserved"], levelRows, sql`updated_at = now()`),
+    insertMany(reservations, ["orderId", "productId", "quantity"], held),
+    insertMany(rejectedOrders, ["orderId", "service", "reason"], rejections, sql`on conflict do nothing`),
   ];
 }
 

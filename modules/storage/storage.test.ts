@@ -4,11 +4,11 @@ import { asc, eq, inArray } from "drizzle-orm";
 import type { OrderCreated, OrderRejected } from "../../src/contracts";
 import { runAll } from "../../src/db/bulk";
 import type { Database } from "../../src/db/database";
-import { domainError, onlyRejection, inTx, openModuleDatabase, rejection } from "../../test/support/module-db";
 import type { Enqueue } from "../../src/messaging/outbox";
+import { domainError, inTx, onlyRejection, openModuleDatabase, rejection } from "../../test/support/module-db";
+import { storageAuditReport } from "./audit";
 import { storageModule } from "./index";
 import { receipts, rejectedOrders, reservations, stock } from "./schema";
-import { storageAuditReport } from "./audit";
 import { getStock, listStock, MAX_STOCK_UNITS, receive, releaseItems, reserveItems, reserveOrders, seedStock } from "./service";
 
 let db: Database;
@@ -40,8 +40,6 @@ const orderOf = (...lines: [number, number][]): OrderCreated => ({
   total_cents: lines.reduce((sum, [, q]) => sum + q * 100, 0),
 });
 
-
-
 const reserve = (order: OrderCreated) => inTx(db, (tx, enqueue) => reserveItems(tx, enqueue, order));
 const release = (r: OrderRejected) => inTx(db, (tx, enqueue) => releaseItems(tx, enqueue, r));
 /** The payloads of what a call announced. */
@@ -68,8 +66,6 @@ async function expectReservedMatchesReservations(...ids: number[]): Promise<void
     expect(reserved).toBe(held);
   }
 }
-
-
 
 describe("receipts", () => {
   test("receiving adds to available stock and records the receipt", async () => {
@@ -118,7 +114,11 @@ describe("reserveItems", () => {
 
     const first = await reserve(order);
     expect(first).toHaveLength(1);
-    expect(first[0]).toMatchObject({ type: "StepSucceeded", order_id: order.order_id, payload: { order_id: order.order_id, service: "storage" } });
+    expect(first[0]).toMatchObject({
+      type: "StepSucceeded",
+      order_id: order.order_id,
+      payload: { order_id: order.order_id, service: "storage" },
+    });
     expect(await reserve(order)).toEqual([]);
 
     expect(await levels(a, b)).toEqual([
@@ -137,7 +137,12 @@ describe("reserveItems", () => {
     const order = orderOf([a, 3], [b, 3]);
 
     const rejected = onlyRejection(await reserve(order));
-    expect(rejected).toEqual({ order_id: order.order_id, service: "storage", reason: "out_of_stock", message: expect.stringContaining(String(b)) });
+    expect(rejected).toEqual({
+      order_id: order.order_id,
+      service: "storage",
+      reason: "out_of_stock",
+      message: expect.stringContaining(String(b)),
+    });
     expect(await levels(a, b)).toEqual([
       [5, 0],
       [2, 0],
@@ -269,12 +274,27 @@ describe("releaseItems", () => {
 
 describe("reserveOrders (a batch of OrderCreated in one transaction)", () => {
   const reserveAll = (orders: OrderCreated[]) =>
-    inTx(db, async (tx, enqueue) => runAll(tx, await reserveOrders(tx, enqueue, orders.map((order) => ({ order, cause: {} })))));
+    inTx(db, async (tx, enqueue) =>
+      runAll(
+        tx,
+        await reserveOrders(
+          tx,
+          enqueue,
+          orders.map((order) => ({ order, cause: {} })),
+        ),
+      ),
+    );
 
   test("decides in delivery order on the running stock: every item or none, each order as if alone after the ones before it", async () => {
     const [a, b] = await stocked(5, 2);
     const ghost = newProduct();
-    const orders = [orderOf([a as number, 3], [b as number, 1]), orderOf([a as number, 3]), orderOf([b as number, 1], [ghost, 1]), orderOf([a as number, 2], [b as number, 1]), orderOf([b as number, 1])];
+    const orders = [
+      orderOf([a as number, 3], [b as number, 1]),
+      orderOf([a as number, 3]),
+      orderOf([b as number, 1], [ghost, 1]),
+      orderOf([a as number, 2], [b as number, 1]),
+      orderOf([b as number, 1]),
+    ];
     const sent = await reserveAll(orders);
     expect(sent.map((m): unknown[] => [m.order_id, m.type, (m.payload as { reason?: string }).reason ?? null])).toEqual([
       [orders[0]?.order_id, "StepSucceeded", null],
@@ -298,7 +318,12 @@ describe("reserveOrders (a batch of OrderCreated in one transaction)", () => {
 
   test("a row past the limit from before receipts were checked: an order that would overflow reserved is rejected, not a failed batch", async () => {
     const [p, q] = (await stocked(10, 10)) as [number, number];
-    await db.autocommit((x) => x.update(stock).set({ available: MAX_STOCK_UNITS, reserved: MAX_STOCK_UNITS - 1 }).where(eq(stock.productId, p)));
+    await db.autocommit((x) =>
+      x
+        .update(stock)
+        .set({ available: MAX_STOCK_UNITS, reserved: MAX_STOCK_UNITS - 1 })
+        .where(eq(stock.productId, p)),
+    );
     const [tooMany, fits, elsewhere] = [orderOf([p, 2]), orderOf([p, 1]), orderOf([q, 1])];
     const sent = await reserveAll([tooMany, fits, elsewhere]);
     expect(sent.map((m) => [m.order_id, m.type, (m.payload as { reason?: string }).reason ?? null])).toEqual([

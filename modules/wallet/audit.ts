@@ -5,10 +5,10 @@
  * many orders there are, all in one snapshot.
  */
 import { sql } from "drizzle-orm";
-import { checkOutbox, LISTED, localViolations, readSnapshot } from "../../src/saga/audit/module-checks";
 import type { WalletAuditReport } from "../../src/contracts/audit";
 import type { Database, Executor } from "../../src/db/database";
 import { rowsOf } from "../../src/db/rows";
+import { checkOutbox, LISTED, localViolations, readSnapshot } from "../../src/saga/audit/module-checks";
 import * as tables from "./schema";
 
 /** Builds wallet's report from one snapshot of its tables. */
@@ -59,12 +59,19 @@ async function checkBalances(tx: Executor, out: Out): Promise<number> {
     rows.map((r) => {
       const user = `user ${r.user_id}`;
       if (r.balance_cents === null) return `${user}: ledger rows but no wallet`;
-      const [balance, deposits, debits, refunds] = [r.balance_cents, r.deposits ?? 0, r.debits ?? 0, r.refunds ?? 0].map(Number) as [number, number, number, number];
+      const [balance, deposits, debits, refunds] = [r.balance_cents, r.deposits ?? 0, r.debits ?? 0, r.refunds ?? 0].map(Number) as [
+        number,
+        number,
+        number,
+        number,
+      ];
       const expected = deposits - debits + refunds;
       const parts = [];
       if (balance < 0) parts.push(`negative balance ${balance}`);
       if (balance !== expected) {
-        parts.push(`balance ${balance} != deposits ${deposits} - debits ${debits} + refunds ${refunds} = ${expected} (off by ${balance - expected})`);
+        parts.push(
+          `balance ${balance} != deposits ${deposits} - debits ${debits} + refunds ${refunds} = ${expected} (off by ${balance - expected})`,
+        );
       }
       if (r.last_after === null) parts.push("no ledger row");
       else if (Number(r.last_after) !== balance) parts.push(`last ledger row says balance ${r.last_after}, wallet says ${balance}`);
@@ -131,7 +138,8 @@ async function orderFacts(tx: Executor, out: Out): Promise<WalletAuditReport["fa
       group by order_id`),
   );
   for (const r of rows) {
-    if (Number(r.user_id) !== Number(r.other_user_id)) out.add("one wallet per order", `order ${r.order_id}: ledger rows on users ${r.user_id} and ${r.other_user_id}`);
+    if (Number(r.user_id) !== Number(r.other_user_id))
+      out.add("one wallet per order", `order ${r.order_id}: ledger rows on users ${r.user_id} and ${r.other_user_id}`);
   }
   return rows.map((r) => ({
     order_id: String(r.order_id),

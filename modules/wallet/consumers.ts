@@ -15,7 +15,12 @@ export const walletConsumers: Consumers = {
     },
   },
   batchHandlers: {
-    OrderCreated: (tx, ms, enqueue) => debitOrders(tx, enqueue, ms.map((m) => ({ order: m.payload, cause: m }))),
+    OrderCreated: (tx, ms, enqueue) =>
+      debitOrders(
+        tx,
+        enqueue,
+        ms.map((m) => ({ order: m.payload, cause: m })),
+      ),
   },
   // The wallets of the orders to debit and of the debits to refund, in user order. A batch of
   // OrderCreated alone locks nothing here: debitOrders reads its wallets locked, in user order.
@@ -23,13 +28,21 @@ export const walletConsumers: Consumers = {
     if (messages.every((m) => m.type === "OrderCreated")) return;
     const users = messages.flatMap((m) => (m.type === "OrderCreated" ? [m.payload.user_id] : []));
     const refunds = messages.flatMap((m) => (m.type === "OrderRejected" ? [m.order_id] : []));
-    const debitors = tx.select({ id: ledger.userId }).from(ledger).where(and(inArray(ledger.orderId, refunds), eq(ledger.kind, "debit")));
+    const debitors = tx
+      .select({ id: ledger.userId })
+      .from(ledger)
+      .where(and(inArray(ledger.orderId, refunds), eq(ledger.kind, "debit")));
     const conditions = [
       ...(users.length ? [inArray(wallets.userId, users)] : []),
       ...(refunds.length ? [inArray(wallets.userId, debitors)] : []),
     ];
     if (conditions.length === 0) return;
-    await tx.select({ id: wallets.userId }).from(wallets).where(or(...conditions)).orderBy(asc(wallets.userId)).for("update");
+    await tx
+      .select({ id: wallets.userId })
+      .from(wallets)
+      .where(or(...conditions))
+      .orderBy(asc(wallets.userId))
+      .for("update");
   },
 };
 

@@ -1,9 +1,10 @@
 /** Wallet's HTTP handlers: parse, call the service, map the result. */
-import { auditReportRoute } from "../../src/saga/audit/routes";
+
 import type { Database } from "../../src/db/database";
 import { keyedRequest } from "../../src/db/idempotency-keys";
 import { IDEMPOTENCY_HEADER, replayIfAnswered } from "../../src/http/idempotency";
 import { createRouter } from "../../src/http/router";
+import { auditReportRoute } from "../../src/saga/audit/routes";
 import { walletAuditReport } from "./audit";
 import { depositRoute, getWalletRoute, listWalletsRoute } from "./routes";
 import { deposit, getWallet, listWallets } from "./service";

@@ -1,12 +1,12 @@
 /** Wallet: users' balances. The module's one door. */
 import { join } from "node:path";
 import { idempotencyKeyPruneJob } from "../../src/db/idempotency-keys";
-import type { ShopModule } from "../../src/module";
 import { setUpMessaging } from "../../src/messaging/messaging";
+import type { ShopModule } from "../../src/module";
 import { rejectedOrdersPruneJob } from "../../src/saga/rejections";
 import { WalletConfigSchema } from "./config";
-import { WALLET_ERRORS } from "./errors";
 import { WALLET_TOPICS, walletConsumers } from "./consumers";
+import { WALLET_ERRORS } from "./errors";
 import { walletRouter } from "./handlers";
 import * as tables from "./schema";
 import { seedWallets } from "./service";

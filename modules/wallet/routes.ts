@@ -17,7 +17,9 @@ const Wallet = z
 const LedgerEntry = z
   .object({
     id: z.int().describe("Entry id, increasing"),
-    kind: z.enum(["deposit", "debit", "refund"]).describe("`deposit`: money added; `debit`: an order paid; `refund`: a rejected order's money given back"),
+    kind: z
+      .enum(["deposit", "debit", "refund"])
+      .describe("`deposit`: money added; `debit`: an order paid; `refund`: a rejected order's money given back"),
     amount_cents: z.int().describe("Cents moved, always positive"),
     balance_after_cents: z.int().describe("The balance right after this entry"),
     order_id: z.uuid().nullable().describe("The order debited or refunded; null for a deposit"),

@@ -2,8 +2,8 @@
 import { sql } from "drizzle-orm";
 import { bigint, bigserial, check, index, integer, pgSchema, text, timestamp, uniqueIndex, uuid } from "drizzle-orm/pg-core";
 import { idempotencyKeysTable } from "../../src/db/idempotency-keys";
-import { rejectedOrdersTable } from "../../src/saga/rejections";
 import { messagingTables } from "../../src/messaging/tables";
+import { rejectedOrdersTable } from "../../src/saga/rejections";
 
 export const walletSchema = pgSchema("wallet");
 

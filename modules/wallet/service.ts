@@ -1,15 +1,15 @@
 /** Wallet's rules: deposit, debit an order, refund a rejected one. No HTTP, no bus details. */
 import { and, asc, desc, eq, type SQL, sql } from "drizzle-orm";
-import { rowsOf } from "../../src/db/rows";
 import { createMessage, type Message, type OrderCreated, type OrderRejected } from "../../src/contracts";
 import { anyOf, insertMany, runAll, updateMany } from "../../src/db/bulk";
 import type { Database, Executor } from "../../src/db/database";
 import { answerOnce, type KeyedRequest } from "../../src/db/idempotency-keys";
+import { rowsOf } from "../../src/db/rows";
 import { InvariantError } from "../../src/errors";
-import { WALLET_ERRORS } from "./errors";
 import { type Enqueue, withCause } from "../../src/messaging/outbox";
-import { compensationDone } from "../../src/tracing/spans";
 import { rememberRejection } from "../../src/saga/rejections";
+import { compensationDone } from "../../src/tracing/spans";
+import { WALLET_ERRORS } from "./errors";
 import { idempotencyKeys, ledger, rejectedOrders, wallets } from "./schema";
 
 /** Ledger rows returned with a wallet, newest first. */
@@ -60,12 +60,7 @@ export async function getWallet(db: Database, userId: number) {
   return db.read(async (q) => {
     const [wallet] = await q.select().from(wallets).where(eq(wallets.userId, userId));
     if (!wallet) throw WALLET_ERRORS.error("unknown_wallet", `no wallet for user ${userId}`, "user_id");
-    const rows = await q
-      .select()
-      .from(ledger)
-      .where(eq(ledger.userId, userId))
-      .orderBy(desc(ledger.id))
-      .limit(LEDGER_PAGE);
+    const rows = await q.select().from(ledger).where(eq(ledger.userId, userId)).orderBy(desc(ledger.id)).limit(LEDGER_PAGE);
     return {
       ...view(wallet),
       ledger: rows.map((r) => ({
@@ -174,9 +169,14 @@ export async function debitOrders(tx: Executor, enqueue: Enqueue, run: Created[]
   }
   if (debits.length === 0 && rejections.length === 0) return [];
   return [
-      updateMany(wallets, ["userId", "balanceCents"], [...touched].map((u) => ({ userId: u, balanceCents: balances.get(u) as number })), sql`updated_at = now()`),
-      insertMany(ledger, ["userId", "orderId", "kind", "amountCents", "balanceAfterCents"], debits),
-      insertMany(rejectedOrders, ["orderId", "service", "reason"], rejections, sql`on conflict do nothing`),
+    updateMany(
+      wallets,
+      ["userId", "balanceCents"],
+      [...touched].map((u) => ({ userId: u, balanceCents: balances.get(u) as number })),
+      sql`updated_at = now()`,
+    ),
+    insertMany(ledger, ["userId", "orderId", "kind", "amountCents", "balanceAfterCents"], debits),
+    insertMany(rejectedOrders, ["orderId", "service", "reason"], rejections, sql`on conflict do nothing`),
   ];
 }
 
@@ -214,5 +214,8 @@ export async function refundOrder(tx: Executor, enqueue: Enqueue, rejection: Ord
     balanceAfterCents: wallet.balanceCents,
   });
   compensationDone("refunded", debit.amountCents);
-  await enqueue(tx, createMessage("OrderCompensated", { order_id: orderId, service: "wallet", action: "refunded", amount: debit.amountCents }));
+  await enqueue(
+    tx,
+    createMessage("OrderCompensated", { order_id: orderId, service: "wallet", action: "refunded", amount: debit.amountCents }),
+  );
 }

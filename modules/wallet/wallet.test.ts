@@ -4,8 +4,8 @@ import { and, asc, eq, sql } from "drizzle-orm";
 import type { OrderCreated, OrderRejected } from "../../src/contracts";
 import { runAll } from "../../src/db/bulk";
 import type { Database } from "../../src/db/database";
-import { domainError, onlyRejection, inTx, openModuleDatabase, rejection } from "../../test/support/module-db";
 import type { Enqueue } from "../../src/messaging/outbox";
+import { domainError, inTx, onlyRejection, openModuleDatabase, rejection } from "../../test/support/module-db";
 import { walletModule } from "./index";
 import { ledger, rejectedOrders, wallets } from "./schema";
 import { debitOrder, debitOrders, deposit, getWallet, listWallets, refundOrder, seedWallets } from "./service";
@@ -29,8 +29,6 @@ const orderFor = (userId: number, total: number): OrderCreated => ({
   total_cents: total,
 });
 
-
-
 const debit = (order: OrderCreated) => inTx(db, (tx, enqueue) => debitOrder(tx, enqueue, order));
 const refund = (r: OrderRejected) => inTx(db, (tx, enqueue) => refundOrder(tx, enqueue, r));
 /** The payloads of what a call announced. */
@@ -41,11 +39,15 @@ const balanceOf = async (userId: number): Promise<number | undefined> => {
   return row?.balanceCents;
 };
 
-const ledgerOf = (userId: number) =>
-  db.read((q) => q.select().from(ledger).where(eq(ledger.userId, userId)).orderBy(asc(ledger.id)));
+const ledgerOf = (userId: number) => db.read((q) => q.select().from(ledger).where(eq(ledger.userId, userId)).orderBy(asc(ledger.id)));
 
 const ledgerFor = (orderId: string, kind: (typeof ledger.$inferSelect)["kind"]) =>
-  db.read((q) => q.select().from(ledger).where(and(eq(ledger.orderId, orderId), eq(ledger.kind, kind))));
+  db.read((q) =>
+    q
+      .select()
+      .from(ledger)
+      .where(and(eq(ledger.orderId, orderId), eq(ledger.kind, kind))),
+  );
 
 /** Replays the user's ledger: every row's balance_after is the running sum, never negative, ending at the balance. */
 async function expectLedgerMatchesBalance(userId: number): Promise<void> {
@@ -57,8 +59,6 @@ async function expectLedgerMatchesBalance(userId: number): Promise<void> {
   }
   expect(await balanceOf(userId)).toBe(running);
 }
-
-
 
 describe("deposits", () => {
   test("a deposit that would take the balance past its limit is refused and changes nothing", async () => {
@@ -199,7 +199,12 @@ describe("debitOrder", () => {
 
     // The database itself refuses a negative balance.
     await expect(
-      db.transaction((tx) => tx.update(wallets).set({ balanceCents: sql`${wallets.balanceCents} - 101` }).where(eq(wallets.userId, user))),
+      db.transaction((tx) =>
+        tx
+          .update(wallets)
+          .set({ balanceCents: sql`${wallets.balanceCents} - 101` })
+          .where(eq(wallets.userId, user)),
+      ),
     ).rejects.toThrow();
     expect(await balanceOf(user)).toBe(100);
   });
@@ -279,15 +284,33 @@ describe("refundOrder", () => {
 
 describe("debitOrders (a batch of OrderCreated in one transaction)", () => {
   const debitAll = (orders: OrderCreated[], requestIds: (string | undefined)[] = []) =>
-    inTx(db, async (tx, enqueue) => runAll(tx, await debitOrders(tx, enqueue, orders.map((order, i) => ({ order, cause: { request_id: requestIds[i] } })))));
+    inTx(db, async (tx, enqueue) =>
+      runAll(
+        tx,
+        await debitOrders(
+          tx,
+          enqueue,
+          orders.map((order, i) => ({ order, cause: { request_id: requestIds[i] } })),
+        ),
+      ),
+    );
 
   test("decides in delivery order on the running balance: each order is debited or rejected as if alone, after the ones before it", async () => {
     const [rich, poor, ghost] = [newUser(), newUser(), newUser()];
     await deposit(db, rich, 1_000);
     await deposit(db, poor, 100);
-    const orders = [orderFor(rich, 600), orderFor(poor, 100), orderFor(rich, 500), orderFor(ghost, 1), orderFor(rich, 400), orderFor(poor, 1)];
+    const orders = [
+      orderFor(rich, 600),
+      orderFor(poor, 100),
+      orderFor(rich, 500),
+      orderFor(ghost, 1),
+      orderFor(rich, 400),
+      orderFor(poor, 1),
+    ];
     const sent = await debitAll(orders, ["r1", undefined, "r3", "r4", "r5", "r6"]);
-    expect(sent.map((m): unknown[] => [m.order_id, m.type, (m.payload as { reason?: string }).reason ?? null, m.request_id ?? null])).toEqual([
+    expect(
+      sent.map((m): unknown[] => [m.order_id, m.type, (m.payload as { reason?: string }).reason ?? null, m.request_id ?? null]),
+    ).toEqual([
       [orders[0]?.order_id, "StepSucceeded", null, "r1"],
       [orders[1]?.order_id, "StepSucceeded", null, null],
       [orders[2]?.order_id, "OrderRejected", "insufficient_funds", "r3"],

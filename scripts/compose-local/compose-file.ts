@@ -131,7 +131,8 @@ function environmentOf(v: unknown, where: string): Record<string, string> {
 
 function portOf(spec: string, where: string): Published {
   const parts = spec.split(":");
-  const [hostIp, hostPort, containerPort] = parts.length === 3 ? parts : parts.length === 2 ? ["0.0.0.0", ...parts] : ["0.0.0.0", spec, spec];
+  const [hostIp, hostPort, containerPort] =
+    parts.length === 3 ? parts : parts.length === 2 ? ["0.0.0.0", ...parts] : ["0.0.0.0", spec, spec];
   const hp = Number(hostPort);
   const cp = Number(containerPort);
   if (!Number.isInteger(hp) || !Number.isInteger(cp)) throw new ComposeError(`${where}: cannot read port "${spec}"`);
@@ -157,7 +158,10 @@ function dependsOnOf(v: unknown): Service["dependsOn"] {
   if (!v) return {};
   if (Array.isArray(v)) return Object.fromEntries(v.map((n) => [String(n), "service_started" as const]));
   return Object.fromEntries(
-    Object.entries(v as Record<string, { condition?: string }>).map(([n, d]) => [n, (d?.condition ?? "service_started") as Service["dependsOn"][string]]),
+    Object.entries(v as Record<string, { condition?: string }>).map(([n, d]) => [
+      n,
+      (d?.condition ?? "service_started") as Service["dependsOn"][string],
+    ]),
   );
 }
 

@@ -143,9 +143,20 @@ export function incompatibilities(baseline: unknown, current: unknown, readable:
     }
     if (to < from) out.push({ type, path: "version", change: `version lowered ${from} -> ${to}`, breaks: "both" });
     // Old readers take `from` and `from + 1`: a writer jumping further is refused by them.
-    if (to > from + 1) out.push({ type, path: "version", change: `version ${from} -> ${to}: old readers accept ${from} and ${from + 1} only`, breaks: "writers" });
+    if (to > from + 1)
+      out.push({
+        type,
+        path: "version",
+        change: `version ${from} -> ${to}: old readers accept ${from} and ${from + 1} only`,
+        breaks: "writers",
+      });
     if (!readable(type).includes(from)) {
-      out.push({ type, path: "version", change: `version ${from} (the baseline's) is no longer read: records still on the topic would be dead-lettered`, breaks: "readers" });
+      out.push({
+        type,
+        path: "version",
+        change: `version ${from} (the baseline's) is no longer read: records still on the topic would be dead-lettered`,
+        breaks: "readers",
+      });
     }
     for (const f of found) {
       // New readers that still read the baseline's version with its own schema are not broken by it.

@@ -23,7 +23,8 @@ function moduleOf(span: ReceivedSpan, parentModule: string, portModules: Map<num
   return parentModule;
 }
 
-const byStart = (a: ReceivedSpan, b: ReceivedSpan) => (a.start !== b.start ? (a.start < b.start ? -1 : 1) : a.end > b.end ? -1 : a.end < b.end ? 1 : 0);
+const byStart = (a: ReceivedSpan, b: ReceivedSpan) =>
+  a.start !== b.start ? (a.start < b.start ? -1 : 1) : a.end > b.end ? -1 : a.end < b.end ? 1 : 0;
 
 /**
  * The trace's spans in time order, each with its depth in the parent tree, its module and its

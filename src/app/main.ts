@@ -1,6 +1,17 @@
 /** CLI: parse flags and environment, load config, start the chosen modules, stop on a signal. */
 import packageJson from "../../package.json";
-import { applyFlags, ConfigError, type Env, helpText, loadSettings, MODULE_NAMES, type Settings, strayVariables, wantsHelp, wantsVersion } from "../config";
+import {
+  applyFlags,
+  ConfigError,
+  type Env,
+  helpText,
+  loadSettings,
+  MODULE_NAMES,
+  type Settings,
+  strayVariables,
+  wantsHelp,
+  wantsVersion,
+} from "../config";
 import { INIT_DATA_DIR_FLAG, initDataDir } from "../db/pglite-tuning";
 import { createLogger, type Logger } from "../log";
 import { MODULES } from "./modules";
@@ -64,7 +75,10 @@ async function runShop(settings: Settings, env: Env, log: Logger): Promise<void>
   if (life.fatal) life.onFatal(life.fatal);
   const { urls } = shop;
   // performance.now() counts from the process's start.
-  shop.ready.then(() => announceReady(startFacts(settings, databaseTarget(settings), urls, performance.now()), log, tty), () => {});
+  shop.ready.then(
+    () => announceReady(startFacts(settings, databaseTarget(settings), urls, performance.now()), log, tty),
+    () => {},
+  );
 }
 
 /** What ends the process: a signal (before or after the start) or a fatal error, each stopping the shop once. */
@@ -95,7 +109,8 @@ function lifecycle(log: Logger) {
       // not end the process half-way (the default action would, leaving the database unclosed). The
       // echo of the same Ctrl-C (the same signal within a second) is not news; another one is said.
       if (life.signalled) {
-        if (life.signalled.signal !== signal || performance.now() - life.signalled.at > 1000) log.info("signal received while stopping; still stopping", { signal });
+        if (life.signalled.signal !== signal || performance.now() - life.signalled.at > 1000)
+          log.info("signal received while stopping; still stopping", { signal });
         return;
       }
       life.signalled = { signal, at: performance.now() };

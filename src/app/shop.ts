@@ -56,7 +56,11 @@ export interface StartOptions {
 export function databaseTarget(settings: Settings): DatabaseTarget {
   return settings.DATABASE_URL
     ? { driver: "postgres", url: settings.DATABASE_URL, poolSize: settings.DATABASE_POOL_SIZE }
-    : { driver: "pglite", dataDir: settings.DATA_DIR === ":memory:" ? null : settings.DATA_DIR, unsafeNoFsync: settings.PGLITE_UNSAFE_NO_FSYNC };
+    : {
+        driver: "pglite",
+        dataDir: settings.DATA_DIR === ":memory:" ? null : settings.DATA_DIR,
+        unsafeNoFsync: settings.PGLITE_UNSAFE_NO_FSYNC,
+      };
 }
 
 /** How far the start behind the open HTTP services has come. */
@@ -127,13 +131,19 @@ export async function startShop(settings: Settings, env: Env, log: Logger, opts:
 function bindModulePorts(settings: Settings, env: Env, log: Logger) {
   const chosen = settings.MODULES.map((name) => MODULES[name]);
   const configs = chosen.map((m) => loadModuleConfig(m.name, m.configSchema, settings.CONFIG_DIR, env));
-  const ports = chosen.map((m, i) => ({ module: m.name, port: (configs[i] as { port: number }).port, origin: portOrigin(m.name, settings.CONFIG_DIR, env) }));
+  const ports = chosen.map((m, i) => ({
+    module: m.name,
+    port: (configs[i] as { port: number }).port,
+    origin: portOrigin(m.name, settings.CONFIG_DIR, env),
+  }));
   checkPorts(ports, settings.CONFIG_DIR, env);
   // Every port first: one in use is found before the database opens (nothing created, nothing
   // migrated). Until its app is mounted, each answers 503 with why (and Retry-After).
   const status = { text: "starting: opening the database" };
   const listeners = bindListeners(ports, settings.HOST, () => status.text);
-  log.info("ports bound; 503 until started", { urls: Object.fromEntries(listeners.map((l) => [l.module, `http://127.0.0.1:${l.server.port}`])) });
+  log.info("ports bound; 503 until started", {
+    urls: Object.fromEntries(listeners.map((l) => [l.module, `http://127.0.0.1:${l.server.port}`])),
+  });
   return { chosen, configs, listeners, status };
 }
 
@@ -218,7 +228,16 @@ async function initModules(s: Start): Promise<Bus> {
   const writePrevious = pinnedWriters(settings.BUS_WRITE_PREVIOUS_VERSIONS);
   if (writePrevious.size > 0) log.warn("writing previous message versions until every reader is upgraded", { types: [...writePrevious] });
   for (const [i, m] of chosen.entries()) {
-    const ctx = { config: configs[i], db, bus, log: log.child(m.name), siblings: urls, signing, writePrevious, metrics: s.registries[i] as Registry };
+    const ctx = {
+      config: configs[i],
+      db,
+      bus,
+      log: log.child(m.name),
+      siblings: urls,
+      signing,
+      writePrevious,
+      metrics: s.registries[i] as Registry,
+    };
     s.running.push(await m.init(ctx));
   }
   return bus;
@@ -230,7 +249,9 @@ function mountModules(s: Start, bus: Bus): void {
   for (const [i, m] of s.chosen.entries()) {
     const topics = (s.configs[i] as { topics: Topics }).topics;
     const listener = s.listeners[i] as Listener;
-    listener.mount(serveModule(m, s.running[i] as RunningModule, { settings, db, bus, notReady, log, topics }, s.registries[i] as Registry));
+    listener.mount(
+      serveModule(m, s.running[i] as RunningModule, { settings, db, bus, notReady, log, topics }, s.registries[i] as Registry),
+    );
     s.urls[m.name] = `http://127.0.0.1:${listener.server.port}`;
     log.info("listening", { module: m.name, url: s.urls[m.name] });
   }

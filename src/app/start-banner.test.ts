@@ -8,7 +8,9 @@ describe("start banner", () => {
       'PostgreSQL at db.internal:5432 (database "shop", user "shop")',
     );
     expect(describeDatabase({ driver: "pglite", dataDir: null })).toBe("PGlite in memory (nothing kept)");
-    expect(describeDatabase({ driver: "pglite", dataDir: "/srv/shop/data" })).toBe("PGlite in /srv/shop/data (every commit fsynced before its answer)");
+    expect(describeDatabase({ driver: "pglite", dataDir: "/srv/shop/data" })).toBe(
+      "PGlite in /srv/shop/data (every commit fsynced before its answer)",
+    );
     expect(describeDatabase({ driver: "pglite", dataDir: "/srv/shop/data", unsafeNoFsync: true })).toBe(
       "PGlite in /srv/shop/data, NOT durable (PGLITE_UNSAFE_NO_FSYNC=true): a power cut can lose answered orders",
     );
@@ -35,17 +37,39 @@ describe("start banner", () => {
       expect(banner).toContain(text);
     }
     expect(banner.split("\n").length).toBeLessThan(24);
-    const chosen = startFacts(loadSettings({ ADMIN_TOKEN: "a-chosen-admin-token-123" }), { driver: "pglite", dataDir: "/srv/shop/data" }, urls, 1);
+    const chosen = startFacts(
+      loadSettings({ ADMIN_TOKEN: "a-chosen-admin-token-123" }),
+      { driver: "pglite", dataDir: "/srv/shop/data" },
+      urls,
+      1,
+    );
     expect(chosen.admin_token).toBe("ADMIN_TOKEN");
     expect(formatBanner(chosen)).toContain("the token from ADMIN_TOKEN");
-    expect(chosen.audit).toBe("bun run audit --registry-url http://localhost:8000 --wallet-url http://localhost:8001 --storage-url http://localhost:8002");
+    expect(chosen.audit).toBe(
+      "bun run audit --registry-url http://localhost:8000 --wallet-url http://localhost:8001 --storage-url http://localhost:8002",
+    );
     expect(JSON.stringify(chosen)).not.toContain("a-chosen-admin-token-123");
   });
 
   test("a service of the split deployment: its modules only, Kafka's brokers, no live page without registry", () => {
-    const settings = loadSettings({ MODULES: "wallet", BUS: "kafka", KAFKA_BROKERS: "k1:9092,k2:9092", HOST: "10.0.0.5", BUS_SIGNING_KEY: "k".repeat(32) });
-    const facts = startFacts(settings, { driver: "postgres", url: "postgres://u:p@db/shop", poolSize: 10 }, { wallet: "http://127.0.0.1:8001" }, 10);
-    expect(facts).toMatchObject({ mode: "service: wallet only", bus: "Kafka at k1:9092, k2:9092 (records signed)", urls: { wallet: "http://10.0.0.5:8001" } });
+    const settings = loadSettings({
+      MODULES: "wallet",
+      BUS: "kafka",
+      KAFKA_BROKERS: "k1:9092,k2:9092",
+      HOST: "10.0.0.5",
+      BUS_SIGNING_KEY: "k".repeat(32),
+    });
+    const facts = startFacts(
+      settings,
+      { driver: "postgres", url: "postgres://u:p@db/shop", poolSize: 10 },
+      { wallet: "http://127.0.0.1:8001" },
+      10,
+    );
+    expect(facts).toMatchObject({
+      mode: "service: wallet only",
+      bus: "Kafka at k1:9092, k2:9092 (records signed)",
+      urls: { wallet: "http://10.0.0.5:8001" },
+    });
     const unsigned = loadSettings({ MODULES: "wallet", BUS: "kafka", BUS_INSECURE_UNSIGNED_RECORDS: "true" });
     expect(startFacts(unsigned, { driver: "postgres", url: "postgres://u:p@db/shop", poolSize: 10 }, {}, 10).bus).toBe(
       "Kafka at localhost:9092 (records NOT signed: BUS_INSECURE_UNSIGNED_RECORDS=true)",

@@ -41,7 +41,12 @@ export function describeDatabase(target: DatabaseTarget): string {
     const url = new URL(target.url);
     const database = decodeURIComponent(url.pathname.slice(1));
     const user = decodeURIComponent(url.username);
-    return describeServer({ host: [url.hostname.replace(/^\[(.*)\]$/, "$1")], port: [Number(url.port) || 5432], ...(database ? { database } : {}), ...(user ? { user } : {}) });
+    return describeServer({
+      host: [url.hostname.replace(/^\[(.*)\]$/, "$1")],
+      port: [Number(url.port) || 5432],
+      ...(database ? { database } : {}),
+      ...(user ? { user } : {}),
+    });
   } catch {
     return "PostgreSQL";
   }
@@ -55,7 +60,12 @@ function browsable(url: string, host: string): string {
 }
 
 /** The facts of a started shop; `urls` are the listening ones (shop.urls). */
-export function startFacts(settings: Settings, target: DatabaseTarget, urls: Partial<Record<ModuleName, string>>, readyMs: number): StartFacts {
+export function startFacts(
+  settings: Settings,
+  target: DatabaseTarget,
+  urls: Partial<Record<ModuleName, string>>,
+  readyMs: number,
+): StartFacts {
   const modules = settings.MODULES;
   const open: StartFacts["urls"] = {};
   const swagger: StartFacts["swagger"] = {};
@@ -70,7 +80,9 @@ export function startFacts(settings: Settings, target: DatabaseTarget, urls: Par
       ? `Kafka at ${settings.KAFKA_BROKERS.join(", ")} (${settings.BUS_SIGNING_KEY ? "records signed" : "records NOT signed: BUS_INSECURE_UNSIGNED_RECORDS=true"})`
       : `in memory, this process only (${settings.BUS_PARTITIONS} partitions per topic)`;
   const everything = modules.length === 3;
-  const mode = everything ? `one process: ${modules.join(", ")}` : `${settings.BUS === "kafka" ? "service" : "one process"}: ${modules.join(", ")} only`;
+  const mode = everything
+    ? `one process: ${modules.join(", ")}`
+    : `${settings.BUS === "kafka" ? "service" : "one process"}: ${modules.join(", ")} only`;
   return {
     modules,
     mode,
@@ -88,7 +100,7 @@ export function startFacts(settings: Settings, target: DatabaseTarget, urls: Par
       : {}),
     admin_token: settings.ADMIN_TOKEN
       ? "ADMIN_TOKEN"
-      : "generated at start, in the log line \"admin token (generated; set ADMIN_TOKEN to choose one)\"",
+      : 'generated at start, in the log line "admin token (generated; set ADMIN_TOKEN to choose one)"',
     ready_ms: Math.round(readyMs),
   };
 }
@@ -112,7 +124,13 @@ export function formatBanner(facts: StartFacts): string {
     if (url) lines.push(row(name, `${url.padEnd(width)}   swagger ${facts.swagger[name]}`));
   }
   if (facts.live_page) lines.push(row("live page", facts.live_page));
-  lines.push("", row("admin", `Authorization: Bearer <token>, the token ${facts.admin_token === "ADMIN_TOKEN" ? "from ADMIN_TOKEN" : facts.admin_token}`));
+  lines.push(
+    "",
+    row(
+      "admin",
+      `Authorization: Bearer <token>, the token ${facts.admin_token === "ADMIN_TOKEN" ? "from ADMIN_TOKEN" : facts.admin_token}`,
+    ),
+  );
   if (facts.audit) lines.push(row("audit", facts.audit));
   lines.push("", "  Ctrl-C stops it.", "");
   return lines.join("\n");

@@ -1,8 +1,8 @@
 /** One suite, both transports: the in-memory bus and Kafka (librdkafka's mock broker). */
 import { afterAll, describe, expect, test } from "bun:test";
 import { Partitioners } from "kafkajs";
-import { type KafkaMock, startKafkaMock } from "../../test/support/kafka-mock";
 import { eventually } from "../../test/support/eventually";
+import { type KafkaMock, startKafkaMock } from "../../test/support/kafka-mock";
 import { createLogger } from "../log";
 import type { Bus, BusRecord } from "./bus";
 import { createKafkaBus } from "./kafka";
@@ -17,7 +17,10 @@ let n = 0;
 /** A Kafka bus on the mock; `mockBrokerQuirks` as the tests' processes have it unless said otherwise. */
 async function kafkaBus(mockBrokerQuirks = true): Promise<Bus> {
   mock ??= await startKafkaMock(TOPICS);
-  return createKafkaBus({ brokers: [mock.brokers], clientId: `bus-test-${++n}`, sessionTimeoutMs: 6000, fetchMaxWaitMs: 200, mockBrokerQuirks }, log);
+  return createKafkaBus(
+    { brokers: [mock.brokers], clientId: `bus-test-${++n}`, sessionTimeoutMs: 6000, fetchMaxWaitMs: 200, mockBrokerQuirks },
+    log,
+  );
 }
 
 const transports: [string, () => Promise<Bus>][] = [
@@ -130,10 +133,14 @@ describe.each(transports)("bus (%s)", (_name, create) => {
     await producer.stop();
     const consumer = await create();
     const got: string[] = [];
-    consumer.subscribe({ group: `late-${crypto.randomUUID()}`, topics: ["bus-d"], handler: async (rs) => {
-      got.push(...rs.map((r) => r.value));
-      return rs.length;
-    } });
+    consumer.subscribe({
+      group: `late-${crypto.randomUUID()}`,
+      topics: ["bus-d"],
+      handler: async (rs) => {
+        got.push(...rs.map((r) => r.value));
+        return rs.length;
+      },
+    });
     // The memory bus is per process: its "before" is before start() on the same bus.
     const published = _name === "memory" ? consumer.publish([record("bus-d", "k", id)]) : Promise.resolve();
     await consumer.start();
@@ -273,7 +280,13 @@ describe("memory bus", () => {
     for (let i = 0; i < 2000; i++) {
       const key = i % 2 ? crypto.randomUUID() : `key-${i}-${"é".repeat(i % 5)}`;
       for (const n of [1, 3, 12]) {
-        const partitionMetadata = Array.from({ length: n }, (_, partitionId) => ({ partitionId, leader: 0, replicas: [0], isr: [0], partitionErrorCode: 0 }));
+        const partitionMetadata = Array.from({ length: n }, (_, partitionId) => ({
+          partitionId,
+          leader: 0,
+          replicas: [0],
+          isr: [0],
+          partitionErrorCode: 0,
+        }));
         expect(partitionFor(key, n)).toBe(kafkajs({ topic: "t", partitionMetadata, message: { key, value: null } }));
       }
     }

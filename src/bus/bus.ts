@@ -87,7 +87,6 @@ export const retryDelayMs = (attempt: number): number => Math.min(5000, 100 * 2 
 export function notJoinedReason(states: ConsumerState[]): string | null {
   const waiting = states.filter((s) => !s.joined);
   if (waiting.length === 0) return null;
-  const why = (s: ConsumerState) =>
-    s.state === "joining" || s.state === "idle" ? "not joined yet" : `not joined (${s.state})`;
+  const why = (s: ConsumerState) => (s.state === "joining" || s.state === "idle" ? "not joined yet" : `not joined (${s.state})`);
   return waiting.map((s) => `consumer group ${s.group} ${why(s)}`).join("; ");
 }

@@ -4,17 +4,10 @@
  * resolves only once every group has applied its records, so the outbox rows behind them stay
  * the durable copy until then: a crash loses nothing that a restart's relay will not resend.
  */
-import type { Logger } from "../log";
+
 import { InvariantError } from "../errors";
-import {
-  type BatchHandler,
-  type Bus,
-  type BusRecord,
-  type ConsumerState,
-  MAX_BATCH,
-  retryDelayMs,
-  type Subscription,
-} from "./bus";
+import type { Logger } from "../log";
+import { type BatchHandler, type Bus, type BusRecord, type ConsumerState, MAX_BATCH, retryDelayMs, type Subscription } from "./bus";
 import { partitionFor } from "./partitioner";
 
 /**
@@ -184,7 +177,15 @@ function addLanes(topics: Topics, sub: Subscription, state: ConsumerState): void
   for (const name of sub.topics) {
     for (const p of topics.partitionsOf(name)) {
       if (p.lanes.some((l) => l.group === sub.group)) throw new InvariantError(`group ${sub.group} already consumes ${name}`);
-      p.lanes.push({ group: sub.group, state, handler: sub.handler, offset: p.base, running: null, attempt: 0, lastBatchAt: Number.NEGATIVE_INFINITY });
+      p.lanes.push({
+        group: sub.group,
+        state,
+        handler: sub.handler,
+        offset: p.base,
+        running: null,
+        attempt: 0,
+        lastBatchAt: Number.NEGATIVE_INFINITY,
+      });
       for (const entry of p.entries) entry.waiting += 1;
     }
   }

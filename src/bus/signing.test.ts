@@ -37,7 +37,13 @@ describe("record signatures", () => {
   test("a missing, empty, malformed or foreign signature does not verify", () => {
     const r = record();
     expect(signer.verify(r)).toBe(false);
-    for (const bad of ["", "abc", `${signer.sign(r)}=`, signer.sign(r).toUpperCase(), Buffer.from(signer.sign(r), "base64url").toString("hex")]) {
+    for (const bad of [
+      "",
+      "abc",
+      `${signer.sign(r)}=`,
+      signer.sign(r).toUpperCase(),
+      Buffer.from(signer.sign(r), "base64url").toString("hex"),
+    ]) {
       expect(signer.verify({ ...r, headers: { ...r.headers, [SIGNATURE_HEADER]: bad } })).toBe(false);
     }
     expect(signer.verify(signed(r, OTHER))).toBe(false);
@@ -87,8 +93,14 @@ describe("BUS_SIGNING_KEY and BUS_SIGNING_KEY_PREVIOUS", () => {
 
   test("optional; empty is unset; at least 32 characters; the previous key needs the current one", () => {
     expect(loadSettings({}).BUS_SIGNING_KEY).toBeUndefined();
-    expect(loadSettings({ BUS_SIGNING_KEY: "", BUS_SIGNING_KEY_PREVIOUS: "" })).toMatchObject({ BUS_SIGNING_KEY: undefined, BUS_SIGNING_KEY_PREVIOUS: undefined });
-    expect(loadSettings({ BUS_SIGNING_KEY: KEY, BUS_SIGNING_KEY_PREVIOUS: OLD })).toMatchObject({ BUS_SIGNING_KEY: KEY, BUS_SIGNING_KEY_PREVIOUS: OLD });
+    expect(loadSettings({ BUS_SIGNING_KEY: "", BUS_SIGNING_KEY_PREVIOUS: "" })).toMatchObject({
+      BUS_SIGNING_KEY: undefined,
+      BUS_SIGNING_KEY_PREVIOUS: undefined,
+    });
+    expect(loadSettings({ BUS_SIGNING_KEY: KEY, BUS_SIGNING_KEY_PREVIOUS: OLD })).toMatchObject({
+      BUS_SIGNING_KEY: KEY,
+      BUS_SIGNING_KEY_PREVIOUS: OLD,
+    });
     expect(settingError({ BUS_SIGNING_KEY: "short" })).toBe("BUS_SIGNING_KEY");
     expect(settingError({ BUS_SIGNING_KEY: "k".repeat(31) })).toBe("BUS_SIGNING_KEY");
     expect(settingError({ BUS_SIGNING_KEY: KEY, BUS_SIGNING_KEY_PREVIOUS: "short" })).toBe("BUS_SIGNING_KEY_PREVIOUS");
@@ -150,7 +162,9 @@ describe("BUS_SIGNING_KEY and BUS_SIGNING_KEY_PREVIOUS", () => {
     expect(lines).toEqual([expect.stringMatching(/^debug in-process bus: records are not signed/)]);
     lines.length = 0;
     expect(recordSigning(loadSettings({ BUS: "kafka", BUS_INSECURE_UNSIGNED_RECORDS: "true" }), log)).toBeNull();
-    expect(lines).toEqual([expect.stringMatching(/^warn BUS_INSECURE_UNSIGNED_RECORDS=true: bus records are not signed .* can forge them/)]);
+    expect(lines).toEqual([
+      expect.stringMatching(/^warn BUS_INSECURE_UNSIGNED_RECORDS=true: bus records are not signed .* can forge them/),
+    ]);
     lines.length = 0;
     const signer = recordSigning(loadSettings({ BUS_SIGNING_KEY: KEY, BUS_SIGNING_KEY_PREVIOUS: OLD }), log);
     expect(signer?.verify(signed(record(), OLD))).toBe(true);

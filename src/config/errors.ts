@@ -22,7 +22,7 @@ const SECRETS = new Set(["ADMIN_TOKEN", "BUS_SIGNING_KEY", "BUS_SIGNING_KEY_PREV
 /** How a bad value is shown: JSON-quoted, shortened; secrets hidden, a URL's password masked. */
 export function showValue(name: string, value: unknown): string {
   if (SECRETS.has(name)) return typeof value === "string" ? `(hidden, ${value.length} characters)` : "(hidden)";
-  let text = value === undefined ? "(missing)" : JSON.stringify(value) ?? String(value);
+  let text = value === undefined ? "(missing)" : (JSON.stringify(value) ?? String(value));
   if (name === "DATABASE_URL") text = text.replace(/(\/\/[^/@:]*:)[^@/]*@/, "$1***@");
   return text.length > 80 ? `${text.slice(0, 77)}...` : text;
 }

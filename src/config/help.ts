@@ -22,7 +22,11 @@ export function helpText(modules: readonly ModuleHelp[]): string {
   ];
   for (const [i, section] of configReference(modules).entries()) {
     lines.push("", `${section.title}:`, ...section.rows.map(helpRow));
-    if (i === 0) lines.push(`  ${"-h, --help".padEnd(COLUMN)} print this help and exit`, `  ${"-v, --version".padEnd(COLUMN)} print the version and exit`);
+    if (i === 0)
+      lines.push(
+        `  ${"-h, --help".padEnd(COLUMN)} print this help and exit`,
+        `  ${"-v, --version".padEnd(COLUMN)} print the version and exit`,
+      );
   }
   lines.push(
     "",

@@ -5,9 +5,18 @@
 export { closest } from "./did-you-mean";
 export { ConfigError } from "./errors";
 export { applyFlags, type Env, wantsHelp, wantsVersion } from "./flags";
-export { checkPorts, portOrigin } from "./ports";
-export { strayVariables } from "./stray-variables";
 export { helpText } from "./help";
 export { loadModuleConfig, ModuleBaseSchema } from "./module-config";
+export { checkPorts, portOrigin } from "./ports";
 export { configReference, moduleKeyHelp, type ReferenceRow } from "./reference";
-export { BUILT_IN_CONFIG_DIR, loadSettings, pinnedWriters, MODULE_NAMES, type ModuleName, type Settings, SettingsSchema, type TraceSampler } from "./settings";
+export {
+  BUILT_IN_CONFIG_DIR,
+  loadSettings,
+  MODULE_NAMES,
+  type ModuleName,
+  pinnedWriters,
+  type Settings,
+  SettingsSchema,
+  type TraceSampler,
+} from "./settings";
+export { strayVariables } from "./stray-variables";

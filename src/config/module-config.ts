@@ -97,7 +97,9 @@ function readMapping(file: string): Record<string, unknown> {
  */
 function firstUnknownKey(schema: z.ZodType, doc: Record<string, unknown>): { path: string[]; message: string } | undefined {
   const issues = schema.safeParse(doc, { error: unknownKeyMessage }).error?.issues ?? [];
-  const unknown = issues.flatMap((i) => (i.code === "unrecognized_keys" ? [{ path: [...i.path.map(String), String(i.keys[0])], message: i.message }] : []));
+  const unknown = issues.flatMap((i) =>
+    i.code === "unrecognized_keys" ? [{ path: [...i.path.map(String), String(i.keys[0])], message: i.message }] : [],
+  );
   const order = keyPaths(doc);
   return unknown.sort((a, b) => order.indexOf(a.path.join(".")) - order.indexOf(b.path.join(".")))[0];
 }

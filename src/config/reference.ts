@@ -87,7 +87,12 @@ function keyRows(module: ModuleName, key: string, field: z.ZodType, help: Record
     return Object.entries(def.shape ?? {}).map(([sub, inner]) => {
       const variable = key === "topics" ? `TOPIC_${sub.toUpperCase()}` : undefined;
       const value = defaults.success && isMapping(defaults.data) ? defaults.data[sub] : undefined;
-      return { key: `${key}.${sub}`, variable, default: value === undefined ? shownDefault(inner) : String(value), text: help[`${key}.${sub}`] ?? "" };
+      return {
+        key: `${key}.${sub}`,
+        variable,
+        default: value === undefined ? shownDefault(inner) : String(value),
+        text: help[`${key}.${sub}`] ?? "",
+      };
     });
   }
   if (def.type === "array") {

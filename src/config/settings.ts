@@ -36,12 +36,21 @@ const otlpUrl = z
 
 /** OTLP's transports: JSON over HTTP only (what the exporter, src/tracing/export.ts, speaks). */
 const otlpProtocol = z
-  .enum(["http/json", ""], { message: 'only "http/json" is supported (OTLP/HTTP with JSON bodies, which Jaeger, Tempo and the OpenTelemetry Collector accept)' })
+  .enum(["http/json", ""], {
+    message: 'only "http/json" is supported (OTLP/HTTP with JSON bodies, which Jaeger, Tempo and the OpenTelemetry Collector accept)',
+  })
   .optional()
   .transform(() => "http/json" as const);
 
 /** OTEL_TRACES_SAMPLER's values (OpenTelemetry's names). */
-const TRACE_SAMPLERS = ["always_on", "always_off", "traceidratio", "parentbased_always_on", "parentbased_always_off", "parentbased_traceidratio"] as const;
+const TRACE_SAMPLERS = [
+  "always_on",
+  "always_off",
+  "traceidratio",
+  "parentbased_always_on",
+  "parentbased_always_off",
+  "parentbased_traceidratio",
+] as const;
 export type TraceSampler = (typeof TRACE_SAMPLERS)[number];
 
 /** The process settings: variables (and .env), or their flags. */
@@ -114,9 +123,15 @@ export const SettingsSchema = z.object({
   BUS_SIGNING_KEY_PREVIOUS: signingKey,
   // A file holding BUS_SIGNING_KEY (a Docker secret, say); read at start, surrounding whitespace
   // dropped. Not together with BUS_SIGNING_KEY.
-  BUS_SIGNING_KEY_FILE: z.string().optional().or(z.literal("").transform(() => undefined)),
+  BUS_SIGNING_KEY_FILE: z
+    .string()
+    .optional()
+    .or(z.literal("").transform(() => undefined)),
   // A file holding ADMIN_TOKEN (compose's keys service writes one for all three services).
-  ADMIN_TOKEN_FILE: z.string().optional().or(z.literal("").transform(() => undefined)),
+  ADMIN_TOKEN_FILE: z
+    .string()
+    .optional()
+    .or(z.literal("").transform(() => undefined)),
   // Kafka without a signing key is refused at start: anyone who can write to the topics could
   // make the services refund, release or complete orders. This says, by name, that it is wanted.
   BUS_INSECURE_UNSIGNED_RECORDS: z
@@ -125,7 +140,10 @@ export const SettingsSchema = z.object({
     .transform((v) => v === "true"),
   LOG_LEVEL: z.enum(LOG_LEVELS).default("info"),
   // Unset: pretty lines when stderr is a terminal, one JSON object per line otherwise.
-  LOG_FORMAT: z.enum(LOG_FORMATS).optional().or(z.literal("").transform(() => undefined)),
+  LOG_FORMAT: z
+    .enum(LOG_FORMATS)
+    .optional()
+    .or(z.literal("").transform(() => undefined)),
   // Names of `<MODULE>_*` variables that are not meant for the shop (set by a platform, say).
   IGNORE_VARS: z.string().default("").transform(csv),
   // OpenTelemetry's own variables (docs/operations.md, "Traces"): spans are made and exported only when an
@@ -134,8 +152,15 @@ export const SettingsSchema = z.object({
   OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: otlpUrl,
   OTEL_EXPORTER_OTLP_PROTOCOL: otlpProtocol,
   OTEL_EXPORTER_OTLP_TRACES_PROTOCOL: otlpProtocol,
-  OTEL_TRACES_EXPORTER: z.enum(["otlp", "console", "none", ""]).default("otlp").transform((v) => v || "otlp"),
-  OTEL_SERVICE_NAME: z.string().max(200).optional().or(z.literal("").transform(() => undefined)),
+  OTEL_TRACES_EXPORTER: z
+    .enum(["otlp", "console", "none", ""])
+    .default("otlp")
+    .transform((v) => v || "otlp"),
+  OTEL_SERVICE_NAME: z
+    .string()
+    .max(200)
+    .optional()
+    .or(z.literal("").transform(() => undefined)),
   OTEL_TRACES_SAMPLER: z
     .enum(["", ...TRACE_SAMPLERS])
     .default("parentbased_always_on")
@@ -168,11 +193,13 @@ export const SETTING_HELP: Record<keyof typeof SettingsSchema.shape, string> = {
   KAFKA_FETCH_MAX_WAIT_MS: "longest a Kafka fetch waits for records",
   KAFKA_MOCK_BROKER_QUIRKS:
     "true: for tests against librdkafka's mock broker only (kafkajs works around it: a group leader waits 500 ms before syncing, a refused follower rejoins, fetches are topped up); refused against any other broker",
-  BUS_WRITE_PREVIOUS_VERSIONS: "message types written at their previous version until every reader is upgraded, comma-separated, or all (docs/bus.md, Upgrading)",
+  BUS_WRITE_PREVIOUS_VERSIONS:
+    "message types written at their previous version until every reader is upgraded, comma-separated, or all (docs/bus.md, Upgrading)",
   DATABASE_URL: "PostgreSQL URL, postgres://... (unset: embedded PGlite in DATA_DIR)",
   DATABASE_POOL_SIZE: "PostgreSQL connections per process",
   DATA_DIR: "PGlite's files (:memory: for a throwaway database)",
-  PGLITE_UNSAFE_NO_FSYNC: "true: PGlite without fsync (faster; a power cut can lose acknowledged orders or damage DATA_DIR): for benchmarks only",
+  PGLITE_UNSAFE_NO_FSYNC:
+    "true: PGlite without fsync (faster; a power cut can lose acknowledged orders or damage DATA_DIR): for benchmarks only",
   CONFIG_DIR: "where <module>.yaml files are read from (the binary, without ./config: its built-in copy)",
   HOST: "address the HTTP services listen on",
   BODY_LIMIT_BYTES: "largest request body read",
@@ -215,7 +242,11 @@ export function loadSettings(given: Env): Settings {
   checkSigning(parsed.data, env);
   if (parsed.data.KAFKA_MOCK_BROKER_QUIRKS && parsed.data.BUS !== "kafka") {
     const name = "KAFKA_MOCK_BROKER_QUIRKS";
-    throw new ConfigError(origin(env, name), "only with BUS=kafka, against librdkafka's mock broker (for tests)", showValue(name, env[name]));
+    throw new ConfigError(
+      origin(env, name),
+      "only with BUS=kafka, against librdkafka's mock broker (for tests)",
+      showValue(name, env[name]),
+    );
   }
   pinnedWriters(parsed.data.BUS_WRITE_PREVIOUS_VERSIONS);
   // The binary runs from any directory: without ./config (and CONFIG_DIR unset) it uses the copy it carries.
@@ -237,7 +268,12 @@ export function pinnedWriters(names: readonly string[], previous: PreviousVersio
       continue;
     }
     const type = known.find((t) => t === name);
-    if (!type) throw new ConfigError("BUS_WRITE_PREVIOUS_VERSIONS", `unknown message type ${JSON.stringify(name)} (known: ${known.join(", ")}, or all)`, names.join(","));
+    if (!type)
+      throw new ConfigError(
+        "BUS_WRITE_PREVIOUS_VERSIONS",
+        `unknown message type ${JSON.stringify(name)} (known: ${known.join(", ")}, or all)`,
+        names.join(","),
+      );
     if (!previous[type]) {
       throw new ConfigError(
         "BUS_WRITE_PREVIOUS_VERSIONS",
@@ -263,7 +299,11 @@ function withSecretFile(env: Env, name: "BUS_SIGNING_KEY" | "ADMIN_TOKEN"): Env 
   try {
     value = readFileSync(file, "utf8").trim();
   } catch (err) {
-    throw new ConfigError(setting, `cannot read it (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`, showValue(setting, file));
+    throw new ConfigError(
+      setting,
+      `cannot read it (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`,
+      showValue(setting, file),
+    );
   }
   return withValueFrom(env, name, value, `${setting} (${file})`);
 }
@@ -275,7 +315,11 @@ function withSecretFile(env: Env, name: "BUS_SIGNING_KEY" | "ADMIN_TOKEN"): Env 
  */
 function checkSigning(settings: Settings, env: Env): void {
   if (settings.BUS_INSECURE_UNSIGNED_RECORDS && settings.BUS_SIGNING_KEY) {
-    throw new ConfigError("BUS_INSECURE_UNSIGNED_RECORDS", "a signing key is set too: remove one of the two (records are signed when there is a key)", "true");
+    throw new ConfigError(
+      "BUS_INSECURE_UNSIGNED_RECORDS",
+      "a signing key is set too: remove one of the two (records are signed when there is a key)",
+      "true",
+    );
   }
   if (settings.BUS !== "kafka" || settings.BUS_SIGNING_KEY || settings.BUS_INSECURE_UNSIGNED_RECORDS) return;
   throw new ConfigError(
@@ -283,6 +327,6 @@ function checkSigning(settings: Settings, env: Env): void {
     `required with ${origin(env, "BUS") === "BUS" ? "BUS=kafka" : "--bus kafka"}: anyone who can write to the topics could otherwise make the services ` +
       `refund, release or complete orders. Give every service the same key of ${MIN_SIGNING_KEY_LENGTH}+ characters, e.g. ` +
       "BUS_SIGNING_KEY=$(openssl rand -base64 48), or BUS_SIGNING_KEY_FILE=<a file holding it>; " +
-      "to run with forgeable records anyway, set BUS_INSECURE_UNSIGNED_RECORDS=true (docs/security.md, \"Signed records\")",
+      'to run with forgeable records anyway, set BUS_INSECURE_UNSIGNED_RECORDS=true (docs/security.md, "Signed records")',
   );
 }

@@ -32,7 +32,10 @@ const RegistryAuditFactsSchema = z.object({
         user_id: z.number().int().describe("The customer"),
         status: z.enum(["pending", "completed", "rejected"]).describe("The order's status"),
         /** For a rejected order: `done` once both participants confirmed their undoing; else null. */
-        compensation: z.enum(["pending", "done"]).nullable().describe("For a rejected order: `done` once both participants confirmed their undoing; else null"),
+        compensation: z
+          .enum(["pending", "done"])
+          .nullable()
+          .describe("For a rejected order: `done` once both participants confirmed their undoing; else null"),
         total_cents: Cents.describe("The order's total in cents"),
         items: z.array(AuditItemSchema).describe("Its lines"),
       }),
@@ -87,9 +90,21 @@ export type StorageAuditFacts = z.infer<typeof StorageAuditFactsSchema>;
 
 const MODULE = "The module that made the report";
 const FACTS = "What the cross-module check needs";
-const RegistryAuditReportSchema = z.object({ module: z.literal("registry").describe(MODULE), ...ReportBase, facts: RegistryAuditFactsSchema.describe(FACTS) });
-const WalletAuditReportSchema = z.object({ module: z.literal("wallet").describe(MODULE), ...ReportBase, facts: WalletAuditFactsSchema.describe(FACTS) });
-const StorageAuditReportSchema = z.object({ module: z.literal("storage").describe(MODULE), ...ReportBase, facts: StorageAuditFactsSchema.describe(FACTS) });
+const RegistryAuditReportSchema = z.object({
+  module: z.literal("registry").describe(MODULE),
+  ...ReportBase,
+  facts: RegistryAuditFactsSchema.describe(FACTS),
+});
+const WalletAuditReportSchema = z.object({
+  module: z.literal("wallet").describe(MODULE),
+  ...ReportBase,
+  facts: WalletAuditFactsSchema.describe(FACTS),
+});
+const StorageAuditReportSchema = z.object({
+  module: z.literal("storage").describe(MODULE),
+  ...ReportBase,
+  facts: StorageAuditFactsSchema.describe(FACTS),
+});
 export type RegistryAuditReport = z.infer<typeof RegistryAuditReportSchema>;
 export type WalletAuditReport = z.infer<typeof WalletAuditReportSchema>;
 export type StorageAuditReport = z.infer<typeof StorageAuditReportSchema>;
@@ -123,7 +138,9 @@ export const ShopAuditSchema = z.object({
   ok: z.boolean().describe("True when every module answered and no rule is broken"),
   checked_at: z.string().describe("When the audit ran"),
   /** Every violation: each module's own (prefixed with its name), then the cross-module ones (`cross-check:`). */
-  violations: z.array(z.string()).describe("Every violation: each module's own (prefixed with its name), then the cross-module ones (`cross-check:`)"),
+  violations: z
+    .array(z.string())
+    .describe("Every violation: each module's own (prefixed with its name), then the cross-module ones (`cross-check:`)"),
   modules: z
     .object({
       registry: ModuleAuditSummarySchema.describe("Registry's summary"),

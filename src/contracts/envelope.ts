@@ -26,14 +26,18 @@ export const EnvelopeSchema = z.object({
   /** The HTTP request that set the order going, passed on by every message it leads to (absent on older records). */
   request_id: RequestId.optional()
     .catch(undefined)
-    .describe("The X-Request-Id of the POST /orders that started this order's saga, passed on by every message that follows (absent on older records; a malformed one is dropped, not dead-lettered)."),
+    .describe(
+      "The X-Request-Id of the POST /orders that started this order's saga, passed on by every message that follows (absent on older records; a malformed one is dropped, not dead-lettered).",
+    ),
   /** The span that wrote the message (src/tracing): a consumer's span continues its trace (absent when tracing is off). */
   traceparent: z
     .string()
     .regex(TRACEPARENT_PATTERN)
     .optional()
     .catch(undefined)
-    .describe("W3C Trace Context traceparent of the span that wrote this message; the consumer's span continues that trace (absent when tracing is off; a malformed one is dropped, not dead-lettered)."),
+    .describe(
+      "W3C Trace Context traceparent of the span that wrote this message; the consumer's span continues that trace (absent when tracing is off; a malformed one is dropped, not dead-lettered).",
+    ),
   /** Vendor trace state passed along with `traceparent`. */
   tracestate: z
     .string()

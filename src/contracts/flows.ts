@@ -2,9 +2,10 @@
  * Who sends and who receives each message, in one table: the AsyncAPI document, docs/messages.md
  * and the test that compares them with the modules' consumers.ts and outboxes all read it.
  */
-import type { Topics } from "./topics";
+
 import { ServiceName } from "./envelope";
 import { MESSAGES, type MessageType, type PayloadOf } from "./index";
+import type { Topics } from "./topics";
 
 /** A sample payload, shown in the AsyncAPI document (and checked against the zod schema by the tests). */
 interface PayloadExample<T extends MessageType> {
@@ -35,7 +36,8 @@ export const MESSAGE_FLOWS: { [T in MessageType]: MessageFlow<T> } = {
       registry: "POST /orders stores the pending order and this message in one transaction.",
     },
     consumers: {
-      wallet: "Debits the total once (one ledger row per order) and answers StepSucceeded, or OrderRejected (insufficient_funds, unknown_wallet).",
+      wallet:
+        "Debits the total once (one ledger row per order) and answers StepSucceeded, or OrderRejected (insufficient_funds, unknown_wallet).",
       storage: "Reserves every item or none and answers StepSucceeded, or OrderRejected (out_of_stock, unknown_product).",
     },
     examples: [
@@ -68,7 +70,8 @@ export const MESSAGE_FLOWS: { [T in MessageType]: MessageFlow<T> } = {
   },
   OrderRejected: {
     title: "Order rejected",
-    summary: "An order cannot go on. A participant's rejection is for registry; registry's own (service registry) decides the order and tells the participants to undo their parts.",
+    summary:
+      "An order cannot go on. A participant's rejection is for registry; registry's own (service registry) decides the order and tells the participants to undo their parts.",
     producers: {
       registry:
         "Decides a pending order on a participant's first rejection (same reason), rejects a pending order past the saga deadline (timeout), or one a participant acted on that registry never made (unknown_order).",
@@ -76,9 +79,12 @@ export const MESSAGE_FLOWS: { [T in MessageType]: MessageFlow<T> } = {
       storage: "An item is out of stock or unknown.",
     },
     consumers: {
-      registry: "A participant's rejection rejects the pending order (first reason wins) and is noted on the timeline; registry's own rejections are ignored.",
-      wallet: "Registry's rejection only: refunds the order's debit once and answers OrderCompensated; a rejection that arrives first makes a later OrderCreated a no-op.",
-      storage: "Registry's rejection only: releases the order's reservation once and answers OrderCompensated; a rejection that arrives first makes a later OrderCreated a no-op.",
+      registry:
+        "A participant's rejection rejects the pending order (first reason wins) and is noted on the timeline; registry's own rejections are ignored.",
+      wallet:
+        "Registry's rejection only: refunds the order's debit once and answers OrderCompensated; a rejection that arrives first makes a later OrderCreated a no-op.",
+      storage:
+        "Registry's rejection only: releases the order's reservation once and answers OrderCompensated; a rejection that arrives first makes a later OrderCreated a no-op.",
     },
     examples: [
       {
@@ -121,7 +127,8 @@ export const MESSAGE_FLOWS: { [T in MessageType]: MessageFlow<T> } = {
 /** What each topic (by its key in Topics) carries. */
 export const CHANNEL_DESCRIPTIONS: Record<keyof Topics, string> = {
   new_orders: "Orders registry stored as pending, for the participants to act on.",
-  rejected_orders: "Orders that cannot go on: a participant's rejection, and registry's decision that makes the participants undo their parts.",
+  rejected_orders:
+    "Orders that cannot go on: a participant's rejection, and registry's decision that makes the participants undo their parts.",
   success: "What went right: a participant's step done (StepSucceeded) or its part of a rejected order undone (OrderCompensated).",
 };
 
@@ -134,7 +141,8 @@ export function messagesMarkdown(topics: Topics): string {
   const types = Object.keys(MESSAGE_FLOWS) as MessageType[];
   const code = (xs: string[]) => xs.map((x) => `\`${x}\``).join(", ");
   const byMessage = types.map(
-    (t) => `| \`${t}\` | \`${topics[MESSAGES[t].topic]}\` | ${modulesOf(t, "producers").join(", ")} | ${modulesOf(t, "consumers").join(", ")} | ${MESSAGE_FLOWS[t].summary} |`,
+    (t) =>
+      `| \`${t}\` | \`${topics[MESSAGES[t].topic]}\` | ${modulesOf(t, "producers").join(", ")} | ${modulesOf(t, "consumers").join(", ")} | ${MESSAGE_FLOWS[t].summary} |`,
   );
   const byModule = ServiceName.options.map((m) => {
     const sends = types.filter((t) => modulesOf(t, "producers").includes(m));

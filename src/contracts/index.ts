@@ -1,11 +1,11 @@
 /** Every message that crosses a module boundary: schemas, types, topics, (de)serialisation. */
 import type { z } from "zod";
-import type { Topics } from "./topics";
 import { EnvelopeSchema } from "./envelope";
 import { ORDER_COMPENSATED, OrderCompensatedSchema } from "./order-compensated";
 import { ORDER_CREATED, OrderCreatedSchema } from "./order-created";
 import { ORDER_REJECTED, OrderRejectedSchema } from "./order-rejected";
 import { STEP_SUCCEEDED, StepSucceededSchema } from "./step-succeeded";
+import type { Topics } from "./topics";
 
 export * from "./envelope";
 export * from "./order-compensated";

@@ -3,7 +3,7 @@
  * parameter per column (`unnest`), so a batch of 1 and a batch of 200 run the same prepared
  * statement (drizzle's `values([...])` and `inArray` write a new statement for every count).
  */
-import { Param, SQL, sql, StringChunk } from "drizzle-orm";
+import { Param, SQL, StringChunk, sql } from "drizzle-orm";
 import { type AnyPgColumn, getTableConfig, type PgColumn, PgDialect, type PgTable } from "drizzle-orm/pg-core";
 import { InvariantError } from "../errors";
 import type { Executor } from "./database";
@@ -33,7 +33,12 @@ type Insertable<T extends PgTable> = T["$inferInsert"];
  * `on conflict ...` or `returning ...` clause). Every row names the same keys; with no rows it
  * inserts nothing (the statement is the same).
  */
-export function insertMany<T extends PgTable>(table: T, keys: readonly (keyof Insertable<T> & string)[], rows: readonly Insertable<T>[], tail?: SQL): SQL {
+export function insertMany<T extends PgTable>(
+  table: T,
+  keys: readonly (keyof Insertable<T> & string)[],
+  rows: readonly Insertable<T>[],
+  tail?: SQL,
+): SQL {
   const shape = shapeOf("insert", table, keys, () => {
     const { columns, value } = unnestColumns(table, keys);
     return {
@@ -41,7 +46,10 @@ export function insertMany<T extends PgTable>(table: T, keys: readonly (keyof In
       head: sql`insert into ${table} (${sql.join(
         columns.map((c) => sql.identifier(c.name)),
         sql`, `,
-      )}) select ${sql.join(columns.map((_, i) => value(i)), sql`, `)}`,
+      )}) select ${sql.join(
+        columns.map((_, i) => value(i)),
+        sql`, `,
+      )}`,
       foot: sql``,
     };
   });
@@ -52,7 +60,12 @@ export function insertMany<T extends PgTable>(table: T, keys: readonly (keyof In
  * `update <table> set <col> = v.<col>, ... [, <extra>] from unnest(...) as v(...) where <table>.<key> = v.<key>`:
  * one statement for many rows, each row's new values given. `keys[0]` is the row's identity.
  */
-export function updateMany<T extends PgTable>(table: T, keys: readonly (keyof T["$inferSelect"] & string)[], rows: readonly T["$inferSelect"][] | readonly Partial<T["$inferSelect"]>[], extra?: SQL): SQL {
+export function updateMany<T extends PgTable>(
+  table: T,
+  keys: readonly (keyof T["$inferSelect"] & string)[],
+  rows: readonly T["$inferSelect"][] | readonly Partial<T["$inferSelect"]>[],
+  extra?: SQL,
+): SQL {
   const shape = shapeOf("update", table, keys, () => {
     const { columns, value } = unnestColumns(table, keys);
     const sets = columns.slice(1).map((c, i) => sql`${sql.identifier(c.name)} = ${value(i + 1)}`);
@@ -94,7 +107,11 @@ function shapeOf(kind: string, table: PgTable, keys: readonly string[], build: (
   const headText = text(head);
   const fromText = " from unnest(";
   // Between the arrays: `::t1[], ` ... and after the last: `::tn[]) as v(c0, ..., cn) <foot>`.
-  const casts = columns.map((c, i) => (i < columns.length - 1 ? `::${arrayOf(c).array}, ` : `::${arrayOf(c).array}) as v(${columns.map((_, k) => `c${k}`).join(", ")})${text(foot)}`));
+  const casts = columns.map((c, i) =>
+    i < columns.length - 1
+      ? `::${arrayOf(c).array}, `
+      : `::${arrayOf(c).array}) as v(${columns.map((_, k) => `c${k}`).join(", ")})${text(foot)}`,
+  );
   shape = {
     bind(rows, tail, beforeFrom) {
       const chunks: (StringChunk | Param | SQL)[] = [new StringChunk(headText)];

@@ -9,12 +9,12 @@ import { migrate as migratePostgres } from "drizzle-orm/postgres-js/migrator";
 import postgres from "postgres";
 import { causeChain } from "../errors";
 import type { Logger } from "../log";
+import { countingStatements, countStatement, inSpan, SpanKind, tracingOn } from "../tracing/spans";
+import { countPeriodicStatements, work } from "../work-counters";
 import { explainConnectionError, isPermanentRefusal } from "./connect-errors";
 import { createMutex } from "./mutex";
 import { createPglite, type Durability } from "./pglite-durability";
 import { CHECKPOINT_EVERY_MS, ensureDataDir, lockDataDir, pgliteOptions } from "./pglite-tuning";
-import { countingStatements, countStatement, inSpan, SpanKind, tracingOn } from "../tracing/spans";
-import { countPeriodicStatements, work } from "../work-counters";
 
 /** What queries run against: the database or an open transaction (a drizzle handle; `Database` is the app's wrapper around one). */
 export type Executor = PgDatabase<PgQueryResultHKT>;
@@ -84,7 +84,11 @@ export interface DbSession {
 /** Where to keep data: a PostgreSQL URL, a PGlite directory, or PGlite in memory. */
 export type DatabaseTarget =
   | { driver: "postgres"; url: string; poolSize: number }
-  | { driver: "pglite"; dataDir: string | null; /** PGlite's own behaviour: commits not fsynced (benchmarks only). */ unsafeNoFsync?: boolean };
+  | {
+      driver: "pglite";
+      dataDir: string | null /** PGlite's own behaviour: commits not fsynced (benchmarks only). */;
+      unsafeNoFsync?: boolean;
+    };
 
 const commitHooks = new WeakMap<object, (() => void)[]>();
 
@@ -124,15 +128,23 @@ async function withCommitHooks<T>(
  * A transaction in a `transaction` span (OpenTelemetry's database conventions), with the number
  * of statements it ran (BEGIN and COMMIT included) as `db.statements`, never their text.
  */
-function tracedTransaction<T>(begin: (body: (tx: Executor) => Promise<T>) => Promise<T>, body: (tx: Executor) => Promise<T>, driver: Database["driver"]): Promise<T> {
+function tracedTransaction<T>(
+  begin: (body: (tx: Executor) => Promise<T>) => Promise<T>,
+  body: (tx: Executor) => Promise<T>,
+  driver: Database["driver"],
+): Promise<T> {
   const counter = { n: 2 };
-  return inSpan("transaction", { kind: SpanKind.CLIENT, attributes: { "db.system.name": "postgresql", "db.operation.name": "transaction", "shop.db.driver": driver } }, async (span) => {
-    try {
-      return await countingStatements(counter, () => begin(body));
-    } finally {
-      span?.setAttribute("db.statements", counter.n);
-    }
-  });
+  return inSpan(
+    "transaction",
+    { kind: SpanKind.CLIENT, attributes: { "db.system.name": "postgresql", "db.operation.name": "transaction", "shop.db.driver": driver } },
+    async (span) => {
+      try {
+        return await countingStatements(counter, () => begin(body));
+      } finally {
+        span?.setAttribute("db.statements", counter.n);
+      }
+    },
+  );
 }
 
 /** Test hooks of an embedded database (the fault simulator, sim/); production passes none. */
@@ -171,7 +183,10 @@ async function openPglite(dataDir: string | null, log: Logger, hooks: DatabaseHo
     throw err;
   }
   log.info("PGlite open", { data_dir: dataDir ?? "memory", ms: Date.now() - started, durable: durability !== null });
-  if (dataDir && unsafeNoFsync) log.warn("PGLITE_UNSAFE_NO_FSYNC=true: commits are not fsynced; an OS crash or a power cut can lose answered orders or damage the data directory");
+  if (dataDir && unsafeNoFsync)
+    log.warn(
+      "PGLITE_UNSAFE_NO_FSYNC=true: commits are not fsynced; an OS crash or a power cut can lose answered orders or damage the data directory",
+    );
   // Nothing is acknowledged before it is on disk: each unit of work waits for its commits' fsync (grouped).
   const durable = <T>(work: Promise<T>): Promise<T> => (durability ? work.then(async (r) => (await durability.barrier(), r)) : work);
   const stats: DatabaseStats = { statements: 0, transactions: 0 };
@@ -201,8 +216,7 @@ async function openPglite(dataDir: string | null, log: Logger, hooks: DatabaseHo
     transaction: (fn) => durable(exclusive(() => withCommitHooks((body) => db.transaction(body), fn, stats, "pglite"))),
     read: (fn) => durable(exclusive(() => fn(db))),
     autocommit: (fn) => durable(exclusive(() => fn(db))),
-    migrate: (name, folder) =>
-      durable(exclusive(() => migratePglite(drizzlePglite(client), migrationConfig(name, folder)))),
+    migrate: (name, folder) => durable(exclusive(() => migratePglite(drizzlePglite(client), migrationConfig(name, folder)))),
     ping: () => exclusive(async () => void (await client.query("select 1"))),
     close: () =>
       exclusive(async () => {
@@ -378,7 +392,8 @@ function pgCode(err: unknown): string | undefined {
 }
 
 /** postgres.js's connection errors (CONNECTION_CLOSED, CONNECT_TIMEOUT, ...) and the socket's own. */
-const CONNECTION_ERRORS = /ECONNREFUSED|ECONNRESET|ECONNABORTED|EPIPE|ETIMEDOUT|ENOTCONN|EHOSTUNREACH|ENETUNREACH|ERR_SOCKET_CLOSED|CONNECTION_|connect_timeout|terminating connection/i;
+const CONNECTION_ERRORS =
+  /ECONNREFUSED|ECONNRESET|ECONNABORTED|EPIPE|ETIMEDOUT|ENOTCONN|EHOSTUNREACH|ENETUNREACH|ERR_SOCKET_CLOSED|CONNECTION_|connect_timeout|terminating connection/i;
 
 /**
  * True when the database could not be reached (down, restarting, connection lost): the errors

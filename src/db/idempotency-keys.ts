@@ -7,11 +7,21 @@
  */
 import { createHash } from "node:crypto";
 import { eq } from "drizzle-orm";
-import { index, integer, json, type PgColumn, type PgColumnBuilderBase, type PgSchema, type PgTable, text, timestamp } from "drizzle-orm/pg-core";
+import {
+  index,
+  integer,
+  json,
+  type PgColumn,
+  type PgColumnBuilderBase,
+  type PgSchema,
+  type PgTable,
+  text,
+  timestamp,
+} from "drizzle-orm/pg-core";
 import { z } from "zod";
 import { declareErrors, InvariantError } from "../errors";
-import type { PruneJob } from "./retention";
 import type { Database, Executor } from "./database";
+import type { PruneJob } from "./retention";
 
 /** The request header that names a request. */
 export const IDEMPOTENCY_HEADER = "Idempotency-Key";
@@ -131,7 +141,13 @@ export async function claimKey(tx: Executor, table: IdempotencyKeysTable, req: K
 }
 
 /** Stores the answer (and `extra` columns) for a key claimed in `tx`; visible to others only once `tx` commits. */
-export async function recordAnswer(tx: Executor, table: IdempotencyKeysTable, req: KeyedRequest, answer: StoredAnswer, extra: Record<string, unknown> = {}): Promise<void> {
+export async function recordAnswer(
+  tx: Executor,
+  table: IdempotencyKeysTable,
+  req: KeyedRequest,
+  answer: StoredAnswer,
+  extra: Record<string, unknown> = {},
+): Promise<void> {
   await tx
     .update(table)
     .set({ statusCode: answer.statusCode, response: answer.body, ...extra })
@@ -142,7 +158,13 @@ export async function recordAnswer(tx: Executor, table: IdempotencyKeysTable, re
  * In `tx`: claims `req`'s key, runs `apply`, and stores its result as the answer with
  * `statusCode`; without a key, just runs `apply`. Throws AlreadyAnswered as claimKey does.
  */
-export async function answerOnce<T>(tx: Executor, table: IdempotencyKeysTable, req: KeyedRequest | undefined, statusCode: number, apply: () => Promise<T>): Promise<T> {
+export async function answerOnce<T>(
+  tx: Executor,
+  table: IdempotencyKeysTable,
+  req: KeyedRequest | undefined,
+  statusCode: number,
+  apply: () => Promise<T>,
+): Promise<T> {
   if (!req) return apply();
   await claimKey(tx, table, req);
   const body = await apply();

@@ -13,7 +13,7 @@
  * file, renaming, truncating, removing) pays what is owed first, synchronously, so PostgreSQL's
  * WAL-before-data and checkpoint ordering hold as if each fsync had been done at once.
  */
-import { closeSync, fdatasyncSync, fsyncSync, openSync, promises as fsp, readdirSync } from "node:fs";
+import { closeSync, fdatasyncSync, promises as fsp, fsyncSync, openSync, readdirSync } from "node:fs";
 import { join } from "node:path";
 import { PGlite, type PGliteOptions } from "@electric-sql/pglite";
 import { NodeFS } from "@electric-sql/pglite/nodefs";
@@ -248,9 +248,14 @@ export async function createPglite(
   options: PGliteOptions,
   unsafeNoFsync: boolean,
 ): Promise<{ client: PGlite; durability: Durability | null }> {
-  if (!dataDir || unsafeNoFsync) return { client: await openPgliteClient({ ...options, dataDir: dataDir ?? "memory://" }), durability: null };
+  if (!dataDir || unsafeNoFsync)
+    return { client: await openPgliteClient({ ...options, dataDir: dataDir ?? "memory://" }), durability: null };
   const fs = new DurableNodeFS(dataDir);
-  const client = await openPgliteClient({ ...options, fs, startParams: durableStartParams(options.startParams ?? PGlite.defaultStartParams) });
+  const client = await openPgliteClient({
+    ...options,
+    fs,
+    startParams: durableStartParams(options.startParams ?? PGlite.defaultStartParams),
+  });
   fs.group();
   return { client, durability: fs };
 }

@@ -7,9 +7,9 @@
  */
 import { and, inArray, lt, type SQL, sql } from "drizzle-orm";
 import type { PgColumn, PgTable } from "drizzle-orm/pg-core";
-import type { Database } from "./database";
 import type { Logger } from "../log";
 import { createLoop, type Loop } from "../loop";
+import type { Database } from "./database";
 
 /** Most rows one DELETE removes: short statements and locks, whatever the backlog. */
 export const PRUNE_BATCH = 5000;

@@ -3,19 +3,19 @@ import { OpenAPIHono } from "@hono/zod-openapi";
 import type { MiddlewareHandler } from "hono";
 import { bodyLimit } from "hono/body-limit";
 import type { Logger } from "../log";
-import type { AsyncApiOptions } from "./asyncapi-document";
+import { type MetricsRegistry, Registry } from "../metrics/registry";
 import { asyncApiRoutes } from "./asyncapi";
+import type { AsyncApiOptions } from "./asyncapi-document";
 import { documentAdmin, needsAdmin, requireAdmin } from "./auth";
 import { documentShellErrors, errorBody, errorHandler, validationHook } from "./errors";
+import { bodyDeadline, checkedJsonBody, hardeningHeaders, headLength, hostGuard } from "./guards";
 import { type HealthCheck, type HealthOptions, healthRoutes, readinessGate } from "./health";
-import { type MetricsRegistry, Registry } from "../metrics/registry";
 import { httpMetrics, metricsRoutes } from "./metrics";
+import { requestLog } from "./request-log";
 import type { Router } from "./router";
 import { serviceInfo } from "./schemas";
-import { bodyDeadline, checkedJsonBody, hardeningHeaders, headLength, hostGuard } from "./guards";
-import { requestLog } from "./request-log";
-import { traceRequests } from "./tracing";
 import { mountSwagger } from "./swagger";
+import { traceRequests } from "./tracing";
 
 /**
  * How long a request body may take: a pause of 5 s, or 30 s in all (1 MiB, the default body

@@ -4,10 +4,10 @@
  */
 import { z } from "zod";
 import { SIGNATURE_HEADER, signRecord } from "../bus/signing";
-import type { Topics } from "../contracts/topics";
-import { CHANNEL_DESCRIPTIONS, MESSAGE_FLOWS, modulesOf } from "../contracts/flows";
-import { EnvelopeSchema } from "../contracts/envelope";
 import { createMessage, MESSAGES, type MessageOf, type MessageType, readableVersions } from "../contracts";
+import { EnvelopeSchema } from "../contracts/envelope";
+import { CHANNEL_DESCRIPTIONS, MESSAGE_FLOWS, modulesOf } from "../contracts/flows";
+import type { Topics } from "../contracts/topics";
 
 /** What the document takes from the configuration of the service that serves it. */
 export interface AsyncApiOptions {
@@ -48,7 +48,9 @@ export const recordHeadersSchema = <T extends MessageType>(type: T) =>
 /** The envelope of `type` with its payload schema: what a record's value holds. */
 const envelopeSchemaOf = <T extends MessageType>(type: T) =>
   EnvelopeSchema.extend({
-    id: EnvelopeSchema.shape.id.describe("Message id, unique per message: consumers keep an inbox of ids, so a redelivery is applied once."),
+    id: EnvelopeSchema.shape.id.describe(
+      "Message id, unique per message: consumers keep an inbox of ids, so a redelivery is applied once.",
+    ),
     type: z.literal(type).describe("The message type; names the payload schema."),
     version: z
       .literal(MESSAGES[type].version)
@@ -106,7 +108,10 @@ function messageObject<T extends MessageType>(type: T, topics: Topics): JsonObje
     contentType: "application/json",
     headers: jsonSchema(recordHeadersSchema(type)),
     payload: jsonSchema(envelopeSchemaOf(type)),
-    correlationId: { description: "The order id: the record key, the envelope's order_id and payload.order_id.", location: "$message.payload#/order_id" },
+    correlationId: {
+      description: "The order id: the record key, the envelope's order_id and payload.order_id.",
+      location: "$message.payload#/order_id",
+    },
     bindings: { kafka: { key: jsonSchema(RecordKeySchema), bindingVersion: KAFKA_BINDINGS } },
     examples,
   };
@@ -145,9 +150,10 @@ function operations(): JsonObject {
           messages: [{ $ref: `#/channels/${channel}/messages/${type}` }],
           title: `${module} ${verb.toLowerCase()} ${type}`,
           summary: modules[module] as string,
-          description: action === "send"
-            ? `${modules[module]} Written to ${module}'s outbox in the transaction of the change it reports; its relay publishes it (at least once).`
-            : `${modules[module]} ${module}'s consumer group applies it once (inbox of message ids), in the transaction of its effect.`,
+          description:
+            action === "send"
+              ? `${modules[module]} Written to ${module}'s outbox in the transaction of the change it reports; its relay publishes it (at least once).`
+              : `${modules[module]} ${module}'s consumer group applies it once (inbox of message ids), in the transaction of its effect.`,
           tags: [{ name: module }],
         };
       }
@@ -178,7 +184,9 @@ export function asyncApiDocument(opts: AsyncApiOptions): JsonObject {
         protocol: "kafka",
         title: "Kafka (split deployment)",
         description: "BUS=kafka: the services talk through the Kafka cluster named by KAFKA_BROKERS.",
-        variables: { brokers: { default: opts.brokers.join(","), description: "KAFKA_BROKERS: bootstrap brokers, host:port, comma-separated." } },
+        variables: {
+          brokers: { default: opts.brokers.join(","), description: "KAFKA_BROKERS: bootstrap brokers, host:port, comma-separated." },
+        },
       },
       memory: {
         host: "localhost",

@@ -17,7 +17,9 @@ const AsyncApiDocumentSchema = z
     operations: z.record(z.string(), z.unknown()).openapi({ description: "Which module sends and which receives each message" }),
     components: z
       .looseObject({
-        messages: z.record(z.string(), z.unknown()).openapi({ description: "Each message type: envelope and payload schema, key, headers, examples" }),
+        messages: z
+          .record(z.string(), z.unknown())
+          .openapi({ description: "Each message type: envelope and payload schema, key, headers, examples" }),
       })
       .openapi({ description: "Messages and schemas the channels and operations refer to" }),
   })
@@ -39,7 +41,9 @@ const route = createRoute({
   summary: "The bus messages as an AsyncAPI 3.0 document",
   description:
     "Every message type on the three topics (envelope and payload schemas generated from the zod contracts, record key and headers, examples), and which module sends and which receives it. Every service serves the same document, under its configured topic names and brokers.",
-  responses: { 200: { description: "AsyncAPI 3.0.0 document", content: { "application/json": { schema: AsyncApiDocumentSchema, example: EXAMPLE } } } },
+  responses: {
+    200: { description: "AsyncAPI 3.0.0 document", content: { "application/json": { schema: AsyncApiDocumentSchema, example: EXAMPLE } } },
+  },
 });
 
 /** The /asyncapi.json route; the document is built once, from the service's configuration. */

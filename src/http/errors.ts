@@ -110,11 +110,16 @@ export function errorSchema(codes: string[]) {
         required: ["code", "message"],
         additionalProperties: false,
         properties: {
-          code: { type: "string" as const, enum: codes, description: "Stable, machine-readable reason; the route lists every code it can give" },
+          code: {
+            type: "string" as const,
+            enum: codes,
+            description: "Stable, machine-readable reason; the route lists every code it can give",
+          },
           message: { type: "string" as const, description: "What went wrong, for a person; wording may change" },
           field: {
             type: "string" as const,
-            description: "The field, parameter or header at fault (a dotted path into the body, e.g. `items.0.quantity`), when there is one",
+            description:
+              "The field, parameter or header at fault (a dotted path into the body, e.g. `items.0.quantity`), when there is one",
           },
         },
       },
@@ -127,13 +132,21 @@ export function errorContent(status: ErrorStatus, cases: Record<string, ErrorCas
   const codes = Object.keys(cases);
   const lines = Object.entries(cases).map(([code, c]) => `\`${code}\`: ${c.when}`);
   const examples = Object.fromEntries(
-    Object.entries(cases).map(([code, c]) => [code, { summary: c.when.split(/[.;(]/)[0]?.trim() ?? code, value: errorBody(code, c.message, c.field) }]),
+    Object.entries(cases).map(([code, c]) => [
+      code,
+      { summary: c.when.split(/[.;(]/)[0]?.trim() ?? code, value: errorBody(code, c.message, c.field) },
+    ]),
   );
   const headers =
     status === 503
       ? { "Retry-After": { description: "Seconds to wait before retrying", schema: { type: "integer" as const, minimum: 1, example: 1 } } }
       : status === 401
-        ? { "WWW-Authenticate": { description: "The scheme to use", schema: { type: "string" as const, example: 'Bearer realm="shop admin"' } } }
+        ? {
+            "WWW-Authenticate": {
+              description: "The scheme to use",
+              schema: { type: "string" as const, example: 'Bearer realm="shop admin"' },
+            },
+          }
         : undefined;
   return {
     description: `${STATUS_TEXT[status]}. ${lines.join("; ")}.`,
@@ -215,7 +228,9 @@ export function errorHandler(log: Logger) {
     }
     if (isConnectionError(err)) {
       log.warn("database unavailable", { path: c.req.path, err });
-      return c.json(errorBody("unavailable", "the service is temporarily unavailable"), 503, { "retry-after": String(UNAVAILABLE_RETRY_AFTER_S) });
+      return c.json(errorBody("unavailable", "the service is temporarily unavailable"), 503, {
+        "retry-after": String(UNAVAILABLE_RETRY_AFTER_S),
+      });
     }
     if (clientGone(err, c)) {
       // Nobody reads this answer; it is counted and logged as the client's doing, not the server's.

@@ -7,6 +7,7 @@ const duplicateKey = (text: string) => {
   const found = scanJson(text);
   return found?.kind === "duplicate_key" ? found.path : null;
 };
+
 import { validHost } from "./guards";
 
 describe("duplicateKey", () => {
@@ -39,7 +40,10 @@ describe("scanJson's depth bound", () => {
     expect(scanJson(nest(MAX_JSON_DEPTH))).toBeNull();
     expect(scanJson(nest(MAX_JSON_DEPTH + 1))).toEqual({ kind: "too_deep", path: Array(MAX_JSON_DEPTH).fill("a").join(".") });
     expect(scanJson(`${"[".repeat(MAX_JSON_DEPTH)}${"]".repeat(MAX_JSON_DEPTH)}`)).toBeNull();
-    expect(scanJson(`{"x":[1,2,${"[".repeat(MAX_JSON_DEPTH)}`)).toEqual({ kind: "too_deep", path: `x.2${".0".repeat(MAX_JSON_DEPTH - 2)}` });
+    expect(scanJson(`{"x":[1,2,${"[".repeat(MAX_JSON_DEPTH)}`)).toEqual({
+      kind: "too_deep",
+      path: `x.2${".0".repeat(MAX_JSON_DEPTH - 2)}`,
+    });
     // Brackets inside strings are not nesting.
     expect(scanJson(`{"a":"${"[{".repeat(1000)}"}`)).toBeNull();
   });
@@ -59,7 +63,16 @@ describe("scanJson's depth bound", () => {
 
 describe("validHost", () => {
   test("names, addresses and bracketed IPv6, with a port up to 65535", () => {
-    for (const host of ["localhost", "localhost:8000", "shop.example.com", "10.0.0.5:80", "[::1]", "[::1]:8000", "xn--bcher-kva.example", "a_b:65535"]) {
+    for (const host of [
+      "localhost",
+      "localhost:8000",
+      "shop.example.com",
+      "10.0.0.5:80",
+      "[::1]",
+      "[::1]:8000",
+      "xn--bcher-kva.example",
+      "a_b:65535",
+    ]) {
       expect([host, validHost(host)]).toEqual([host, true]);
     }
   });

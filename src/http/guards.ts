@@ -112,7 +112,14 @@ export const checkedJsonBody: MiddlewareHandler = async (c, next) => {
   }
   if (found?.kind === "too_deep") {
     const at = echoPath(found.path);
-    return c.json(errorBody("too_deep", `the body nests objects and arrays deeper than ${MAX_JSON_DEPTH} levels${at ? ` (at ${at})` : ""}`, at || undefined), 400);
+    return c.json(
+      errorBody(
+        "too_deep",
+        `the body nests objects and arrays deeper than ${MAX_JSON_DEPTH} levels${at ? ` (at ${at})` : ""}`,
+        at || undefined,
+      ),
+      400,
+    );
   }
   // Hono keeps the promises of what it read (its type says the values).
   const cache = c.req.bodyCache as Record<string, Promise<unknown>>;

@@ -84,34 +84,63 @@ const responses = {
   },
 };
 const HEALTH_ERRORS = {
-  400: { invalid_request: { when: "`timeout` is not a number from 0.05 to 60", message: "timeout: Too big: expected number to be <=60", field: "timeout" } },
+  400: {
+    invalid_request: {
+      when: "`timeout` is not a number from 0.05 to 60",
+      message: "timeout: Too big: expected number to be <=60",
+      field: "timeout",
+    },
+  },
 };
-const healthRoute = createRoute(withErrors({
-  method: "get",
-  path: "/health",
-  tags: ["health"],
-  summary: "Checks the database and the bus within a timeout, and whether every consumer group has joined",
-  description: "200 when every check passed within `timeout` seconds, else 503 with the same report.",
-  request: { query },
-  responses,
-}, HEALTH_ERRORS, { database: false }));
-const readyRoute = createRoute(withErrors({
-  method: "get",
-  path: "/health/ready",
-  tags: ["health"],
-  summary: "Readiness: the checks of /health, and the outbox backlog under ready_max_outbox_backlog",
-  description: "For load balancers and compose healthchecks: 503 until the consumer groups joined, or while a check fails.",
-  request: { query },
-  responses,
-}, HEALTH_ERRORS, { database: false }));
-const liveRoute = createRoute(withErrors({
-  method: "get",
-  path: "/health/live",
-  tags: ["health"],
-  summary: "Liveness: the process answers (checks nothing else)",
-  description: "Always 200 while the process serves HTTP; restart it when this fails.",
-  responses: { 200: { description: "The process answers", content: { "application/json": { schema: LiveSchema, example: { status: "ok" as const } } } } },
-}, {}, { database: false }));
+const healthRoute = createRoute(
+  withErrors(
+    {
+      method: "get",
+      path: "/health",
+      tags: ["health"],
+      summary: "Checks the database and the bus within a timeout, and whether every consumer group has joined",
+      description: "200 when every check passed within `timeout` seconds, else 503 with the same report.",
+      request: { query },
+      responses,
+    },
+    HEALTH_ERRORS,
+    { database: false },
+  ),
+);
+const readyRoute = createRoute(
+  withErrors(
+    {
+      method: "get",
+      path: "/health/ready",
+      tags: ["health"],
+      summary: "Readiness: the checks of /health, and the outbox backlog under ready_max_outbox_backlog",
+      description: "For load balancers and compose healthchecks: 503 until the consumer groups joined, or while a check fails.",
+      request: { query },
+      responses,
+    },
+    HEALTH_ERRORS,
+    { database: false },
+  ),
+);
+const liveRoute = createRoute(
+  withErrors(
+    {
+      method: "get",
+      path: "/health/live",
+      tags: ["health"],
+      summary: "Liveness: the process answers (checks nothing else)",
+      description: "Always 200 while the process serves HTTP; restart it when this fails.",
+      responses: {
+        200: {
+          description: "The process answers",
+          content: { "application/json": { schema: LiveSchema, example: { status: "ok" as const } } },
+        },
+      },
+    },
+    {},
+    { database: false },
+  ),
+);
 
 /** Routes for /health, /health/ready and /health/live over the given named checks. */
 export function healthRoutes(checks: Record<string, HealthCheck>, opts: HealthOptions = {}) {

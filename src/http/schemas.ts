@@ -1,7 +1,7 @@
 /** Request and response pieces that every module's routes share, and the error responses each route documents. */
 import { type RouteConfig, z } from "@hono/zod-openapi";
-import { ADMIN_PREFIX, needsAdmin } from "./auth";
 import type { ErrorCodes } from "../errors";
+import { ADMIN_PREFIX, needsAdmin } from "./auth";
 import { type ErrorCase, type ErrorStatus, errorContent, KIND_STATUS, SHELL_ERRORS } from "./errors";
 
 /** The largest id: ids are positive 32-bit integers. */
@@ -12,7 +12,10 @@ const MAX_ID = 2_147_483_647;
  * check first, which would name 9007199254740991; the message names the field's real bound.
  */
 export const positiveInt = (max: number) =>
-  z.int({ error: (issue) => (issue.code === "too_big" ? `Too big: expected number to be <=${max}` : undefined) }).positive().max(max);
+  z
+    .int({ error: (issue) => (issue.code === "too_big" ? `Too big: expected number to be <=${max}` : undefined) })
+    .positive()
+    .max(max);
 
 /** A positive 32-bit id in a JSON body. */
 export const Id = positiveInt(MAX_ID);
@@ -132,7 +135,7 @@ export const serviceInfo = (title: string) => ({
     "Part of the Shop backend: registry (catalogue and orders), wallet (balances) and storage (stock), by default on ports " +
     "8000, 8001 and 8002 (each can run elsewhere: `servers` is where this document came from); " +
     "an order is decided by a saga between them. JSON bodies are `application/json` in UTF-8; ids are positive integers " +
-    "(orders: UUIDs); money is integer cents. Every error is `{ \"error\": { \"code\", \"message\", \"field\"? } }` and each " +
+    '(orders: UUIDs); money is integer cents. Every error is `{ "error": { "code", "message", "field"? } }` and each ' +
     "operation lists its codes per status. Any path without a route answers 404 `not_found`; a known path with another " +
     "method answers 405 `method_not_allowed` with `Allow`. Trailing slashes are accepted. A malformed `Host` header " +
     "answers 400 `bad_host` on every path.",

@@ -1,7 +1,7 @@
 /** Every module's admin routes over its messaging tables: dead letters, and their redrive. */
 import { createRoute, z } from "@hono/zod-openapi";
-import { declaredErrors, intParam, json, withErrors } from "../http/schemas";
 import { createRouter } from "../http/router";
+import { declaredErrors, intParam, json, withErrors } from "../http/schemas";
 import { DEAD_LETTER_ERRORS, DEAD_LETTER_FILTERS, listDeadLetters, type Redriver, redriveDeadLetter } from "./dead-letters";
 
 const DeadLetter = z
@@ -44,62 +44,81 @@ const DeadLetterId = intParam((i) => i.positive().max(Number.MAX_SAFE_INTEGER)).
   example: 1,
 });
 
-const listDeadLettersRoute = createRoute(withErrors({
-  method: "get",
-  path: "/admin/dead-letters",
-  tags: ["admin"],
-  summary: "This service's dead letters, newest first, a page at a time",
-  description: "Records its consumers set aside (invalid, unsigned, or whose handler kept failing); pass `next_cursor` back as `cursor`.",
-  request: {
-    query: z.object({
-      state: z.enum(DEAD_LETTER_FILTERS).default("dead").openapi({ description: "dead (not resolved yet), resolved, or all" }),
-      limit: intParam((i) => i.min(1).max(100)).default(20).openapi({ description: "Dead letters per page, 1 to 100", example: 20 }),
-      cursor: intParam((i) => i.positive()).optional().openapi({ description: "next_cursor of the previous page", example: 17 }),
-    }),
-  },
-  responses: {
-    200: json(
-      z.object({
-        dead_letters: z.array(DeadLetter).describe("Newest first"),
-        next_cursor: z.string().nullable().describe("Pass as `cursor` for the next page; null on the last page"),
+const listDeadLettersRoute = createRoute(
+  withErrors({
+    method: "get",
+    path: "/admin/dead-letters",
+    tags: ["admin"],
+    summary: "This service's dead letters, newest first, a page at a time",
+    description: "Records its consumers set aside (invalid, unsigned, or whose handler kept failing); pass `next_cursor` back as `cursor`.",
+    request: {
+      query: z.object({
+        state: z.enum(DEAD_LETTER_FILTERS).default("dead").openapi({ description: "dead (not resolved yet), resolved, or all" }),
+        limit: intParam((i) => i.min(1).max(100))
+          .default(20)
+          .openapi({ description: "Dead letters per page, 1 to 100", example: 20 }),
+        cursor: intParam((i) => i.positive())
+          .optional()
+          .openapi({ description: "next_cursor of the previous page", example: 17 }),
       }),
-      "A page of dead letters",
-      { dead_letters: [DEAD_LETTER_EXAMPLE], next_cursor: null },
-    ),
-  },
-}));
+    },
+    responses: {
+      200: json(
+        z.object({
+          dead_letters: z.array(DeadLetter).describe("Newest first"),
+          next_cursor: z.string().nullable().describe("Pass as `cursor` for the next page; null on the last page"),
+        }),
+        "A page of dead letters",
+        { dead_letters: [DEAD_LETTER_EXAMPLE], next_cursor: null },
+      ),
+    },
+  }),
+);
 
-const redriveDeadLetterRoute = createRoute(withErrors({
-  method: "post",
-  path: "/admin/dead-letters/{id}/redrive",
-  tags: ["admin"],
-  summary: "Feeds a dead letter back through this service's consumer; applied at most once",
-  description:
-    "200: resolved, with outcome `applied` (the handler ran), `duplicate` (the message was applied already) or " +
-    "`ignored` (this service no longer reacts to its type). 422 `invalid_message`: still not a valid message; " +
-    "`bad_signature`: its signature is missing or wrong (BUS_SIGNING_KEY, docs/security.md, \"Signed records\"). " +
-    "409 `redrive_failed`: the handler failed again; `already_resolved`: a redrive resolved it before; " +
-    "`redrive_window_passed`: older than the inbox retention. A failed redrive only counts the attempt.",
-  request: { params: z.object({ id: DeadLetterId }) },
-  responses: {
-    200: json(
-      z
-        .object({
-          dead_letter: DeadLetter,
-          outcome: z
-            .enum(["applied", "duplicate", "ignored"])
-            .describe("`applied`: the handler ran; `duplicate`: it was applied already; `ignored`: this service no longer reacts to its type"),
-        })
-        .describe("A redriven dead letter and what the redrive did")
-        .openapi("Redrive"),
-      "The resolved dead letter",
-      {
-        dead_letter: { ...DEAD_LETTER_EXAMPLE, state: "resolved", redrives: 1, last_redrive_at: "2026-03-14T10:02:11.040Z", resolved_at: "2026-03-14T10:02:11.040Z" },
-        outcome: "applied",
+const redriveDeadLetterRoute = createRoute(
+  withErrors(
+    {
+      method: "post",
+      path: "/admin/dead-letters/{id}/redrive",
+      tags: ["admin"],
+      summary: "Feeds a dead letter back through this service's consumer; applied at most once",
+      description:
+        "200: resolved, with outcome `applied` (the handler ran), `duplicate` (the message was applied already) or " +
+        "`ignored` (this service no longer reacts to its type). 422 `invalid_message`: still not a valid message; " +
+        '`bad_signature`: its signature is missing or wrong (BUS_SIGNING_KEY, docs/security.md, "Signed records"). ' +
+        "409 `redrive_failed`: the handler failed again; `already_resolved`: a redrive resolved it before; " +
+        "`redrive_window_passed`: older than the inbox retention. A failed redrive only counts the attempt.",
+      request: { params: z.object({ id: DeadLetterId }) },
+      responses: {
+        200: json(
+          z
+            .object({
+              dead_letter: DeadLetter,
+              outcome: z
+                .enum(["applied", "duplicate", "ignored"])
+                .describe(
+                  "`applied`: the handler ran; `duplicate`: it was applied already; `ignored`: this service no longer reacts to its type",
+                ),
+            })
+            .describe("A redriven dead letter and what the redrive did")
+            .openapi("Redrive"),
+          "The resolved dead letter",
+          {
+            dead_letter: {
+              ...DEAD_LETTER_EXAMPLE,
+              state: "resolved",
+              redrives: 1,
+              last_redrive_at: "2026-03-14T10:02:11.040Z",
+              resolved_at: "2026-03-14T10:02:11.040Z",
+            },
+            outcome: "applied",
+          },
+        ),
       },
-    ),
-  },
-}, declaredErrors(DEAD_LETTER_ERRORS, ...DEAD_LETTER_ERRORS.codes)));
+    },
+    declaredErrors(DEAD_LETTER_ERRORS, ...DEAD_LETTER_ERRORS.codes),
+  ),
+);
 
 /** The admin router of one module. */
 export function adminRouter(redriver: Redriver) {

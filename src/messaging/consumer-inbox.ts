@@ -29,7 +29,12 @@ export interface InboxOptions {
  */
 export async function recordInInbox(tx: Executor, opts: InboxOptions, wanted: Delivery[]): Promise<Message[]> {
   const rows = wanted.map(({ message: m, topic }) => ({ messageId: m.id, type: m.type, topic }));
-  const record = insertMany(opts.inbox, ["messageId", "type", "topic"], rows, sql`on conflict do nothing returning ${sql.identifier("message_id")}`);
+  const record = insertMany(
+    opts.inbox,
+    ["messageId", "type", "topic"],
+    rows,
+    sql`on conflict do nothing returning ${sql.identifier("message_id")}`,
+  );
   const keys = opts.lockOrders ? [...new Set(wanted.map((w) => `${opts.group}:${w.message.order_id}`))] : [];
   const inserted = rowsOf(
     await tx.execute(

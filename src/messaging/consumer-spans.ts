@@ -42,7 +42,11 @@ export function processSpan(source: SpanSource, m: Message, topic: string, batch
  * (tracing on): the child of its message's span when the batch holds one message, else a root
  * linked to every message's.
  */
-export function inConsumeSpan<T>(source: SpanSource, batch: { topic: string; count: number; messages: Message[] }, fn: () => Promise<T>): Promise<T> {
+export function inConsumeSpan<T>(
+  source: SpanSource,
+  batch: { topic: string; count: number; messages: Message[] },
+  fn: () => Promise<T>,
+): Promise<T> {
   if (!tracingOn()) return fn();
   const { topic, messages } = batch;
   return inSpan(

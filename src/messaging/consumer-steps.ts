@@ -14,7 +14,14 @@ type StepOutcome = "applied" | "duplicate" | "ignored" | "dead-lettered" | "fail
 export function stepFields(group: string, p: Parsed, outcome: StepOutcome, ms?: number): LogFields {
   const m = p.message;
   const fields: LogFields = { outcome, group, topic: p.record.topic };
-  if (m) Object.assign(fields, { step: `${m.type} -> ${group}`, type: m.type, order_id: m.order_id, message_id: m.id, request_id: m.request_id });
+  if (m)
+    Object.assign(fields, {
+      step: `${m.type} -> ${group}`,
+      type: m.type,
+      order_id: m.order_id,
+      message_id: m.id,
+      request_id: m.request_id,
+    });
   else fields.key = p.record.key;
   if (ms !== undefined) fields.duration_ms = Math.round(ms * 10) / 10;
   return fields;
@@ -24,7 +31,13 @@ export function stepFields(group: string, p: Parsed, outcome: StepOutcome, ms?: 
  * One line per message of a committed batch (dead letters have their own): applied at info, the
  * rest at debug. `handled` says whether the module consumes a message (else it was ignored).
  */
-export function logSteps(log: Logger, group: string, batch: Parsed[], applied: Map<string, Applied>, handled: (m: Message) => boolean): void {
+export function logSteps(
+  log: Logger,
+  group: string,
+  batch: Parsed[],
+  applied: Map<string, Applied>,
+  handled: (m: Message) => boolean,
+): void {
   for (const p of batch) {
     if (!p.message) continue;
     const done = applied.get(p.message.id);

@@ -4,8 +4,8 @@
  * in one transaction that also resolves the letter, so it applies a message at most once.
  */
 import { and, desc, eq, getTableColumns, isNotNull, isNull, lt, type SQL, sql } from "drizzle-orm";
-import { type Database, isConnectionError } from "../db/database";
 import { BAD_SIGNATURE } from "../bus/signing";
+import { type Database, isConnectionError } from "../db/database";
 import { declareErrors } from "../errors";
 import type { Logger } from "../log";
 import { type ApplyOutcome, errorText, type MessageConsumer } from "./message-consumer";
@@ -21,7 +21,11 @@ export type DeadLetterFilter = (typeof DEAD_LETTER_FILTERS)[number];
 /** The codes a redrive can refuse with (documented by POST /admin/dead-letters/{id}/redrive, src/messaging/admin.ts). */
 export const DEAD_LETTER_ERRORS = declareErrors("dead letters", {
   unknown_dead_letter: { kind: "not_found", when: "no dead letter has this id", message: "no dead letter 5", field: "id" },
-  redrive_failed: { kind: "conflict", when: "the handler failed again (the attempt is counted)", message: "the handler failed again: no wallet for user 9" },
+  redrive_failed: {
+    kind: "conflict",
+    when: "the handler failed again (the attempt is counted)",
+    message: "the handler failed again: no wallet for user 9",
+  },
   already_resolved: { kind: "conflict", when: "a redrive resolved it before", message: "dead letter 5 was resolved already" },
   redrive_window_passed: {
     kind: "conflict",
@@ -33,7 +37,11 @@ export const DEAD_LETTER_ERRORS = declareErrors("dead letters", {
     when: "the record is still not a valid message",
     message: "the record is still not a valid message: payload.order_id: Invalid UUID",
   },
-  bad_signature: { kind: "invalid", when: "its signature is missing or wrong", message: "the record's signature is missing or wrong: it cannot be redriven" },
+  bad_signature: {
+    kind: "invalid",
+    when: "its signature is missing or wrong",
+    message: "the record's signature is missing or wrong: it cannot be redriven",
+  },
 });
 
 /** A dead letter as the admin API shows it. */
@@ -93,31 +101,50 @@ class HandlerFailed extends Error {}
  * An already resolved letter answers 409 already_resolved; one older than the inbox window,
  * 409 redrive_window_passed (the inbox could no longer tell whether it was applied since).
  */
-export async function redriveDeadLetter(r: Redriver, id: number): Promise<{ dead_letter: ReturnType<typeof deadLetterView>; outcome: ApplyOutcome }> {
+export async function redriveDeadLetter(
+  r: Redriver,
+  id: number,
+): Promise<{ dead_letter: ReturnType<typeof deadLetterView>; outcome: ApplyOutcome }> {
   const { db, table, consumer, log } = r;
   const [found] = await db.read((q) =>
     q
-      .select({ ...getTableColumns(table), expired: sql<boolean>`${table.receivedAt} < now() - ${r.inboxWindowMs / 1000}::double precision * interval '1 second'` })
+      .select({
+        ...getTableColumns(table),
+        expired: sql<boolean>`${table.receivedAt} < now() - ${r.inboxWindowMs / 1000}::double precision * interval '1 second'`,
+      })
       .from(table)
       .where(eq(table.id, id)),
   );
   if (!found) throw DEAD_LETTER_ERRORS.error("unknown_dead_letter", `no dead letter ${id}`, "id");
   if (found.resolvedAt) throw alreadyResolved(id);
   if (found.expired) {
-    throw DEAD_LETTER_ERRORS.error("redrive_window_passed", `dead letter ${id} is older than the inbox retention window; it cannot be redriven safely`);
+    throw DEAD_LETTER_ERRORS.error(
+      "redrive_window_passed",
+      `dead letter ${id} is older than the inbox retention window; it cannot be redriven safely`,
+    );
   }
   // The same step as a delivery: the signature (when records are signed), then the value.
-  const parsed = consumer.parse({ topic: found.topic, key: found.key, value: found.value, headers: found.headers as Record<string, string> });
+  const parsed = consumer.parse({
+    topic: found.topic,
+    key: found.key,
+    value: found.value,
+    headers: found.headers as Record<string, string>,
+  });
   if (!parsed.ok) {
     await recordFailure(r, id, `redrive: ${parsed.error}`);
-    if (parsed.error === BAD_SIGNATURE) throw DEAD_LETTER_ERRORS.error("bad_signature", "the record's signature is missing or wrong: it cannot be redriven");
+    if (parsed.error === BAD_SIGNATURE)
+      throw DEAD_LETTER_ERRORS.error("bad_signature", "the record's signature is missing or wrong: it cannot be redriven");
     throw DEAD_LETTER_ERRORS.error("invalid_message", `the record is still not a valid message: ${parsed.error}`);
   }
   const message = parsed.message;
   try {
     const done = await db.transaction(async (tx) => {
       // Locked: two redrives of one letter take turns, and the second sees it resolved.
-      const [open] = await tx.select({ id: table.id }).from(table).where(and(eq(table.id, id), isNull(table.resolvedAt))).for("update");
+      const [open] = await tx
+        .select({ id: table.id })
+        .from(table)
+        .where(and(eq(table.id, id), isNull(table.resolvedAt)))
+        .for("update");
       if (!open) return null;
       const outcome = await consumer.applyIn(tx, message, found.topic).catch((err: unknown) => {
         throw new HandlerFailed(errorText(err), { cause: err });

@@ -171,7 +171,8 @@ class Consumer {
       if (dead.length > 0) await tx.insert(this.opts.tables.deadLetters).values(dead.map((p) => deadRow(p.record, p.error as string)));
       const wanted = new Map<string, Delivery>();
       for (const p of batch) {
-        if (p.message && this.handles(p.message) && !wanted.has(p.message.id)) wanted.set(p.message.id, { message: p.message, topic: p.record.topic });
+        if (p.message && this.handles(p.message) && !wanted.has(p.message.id))
+          wanted.set(p.message.id, { message: p.message, topic: p.record.topic });
       }
       const known = batch.filter((p) => p.message && this.handles(p.message)).length;
       const ignored = batch.length - dead.length - known;

@@ -1,19 +1,19 @@
 /** Wires a module's outbox relay, consumer group, retention and admin routes in one call. */
 import type { Bus, BusRecord } from "../bus/bus";
 import type { Topics } from "../contracts/topics";
-import type { HealthCheck } from "../http/health";
 import type { Database } from "../db/database";
+import { type PruneJob, type Retention, startRetention } from "../db/retention";
+import type { HealthCheck } from "../http/health";
 import type { Router } from "../http/router";
 import type { ModuleContext } from "../module";
+import { messagingSystem } from "../tracing/spans";
+import { countBatch } from "../work-counters";
 import { adminRouter } from "./admin";
 import { messagingGauges, outboxBacklog } from "./gauges";
 import { type Consumers, createMessageConsumer, type MessageConsumer } from "./message-consumer";
 import { consumerMetrics, messagingMetrics, relayLeadingGauge, type TopicCounters } from "./metrics";
 import { type Enqueue, type OutboxWriter, outboxWriter } from "./outbox";
 import { type OutboxRelay, startOutboxRelay } from "./outbox-relay";
-import { countBatch } from "../work-counters";
-import { messagingSystem } from "../tracing/spans";
-import { type PruneJob, type Retention, startRetention } from "../db/retention";
 import { messagingPruneJobs, type RetentionConfig } from "./retention";
 import type { MessagingTables } from "./tables";
 
@@ -104,9 +104,21 @@ function subscribe(bus: Bus, sub: { group: string; topics: string[] }, consumer:
 }
 
 /** The module's outbox relay, telling `onPublished` of the records the bus acknowledged. */
-function startRelay(ctx: ModuleContext<MessagingConfig>, tables: MessagingTables, onPublished: (records: BusRecord[]) => void): Promise<OutboxRelay> {
+function startRelay(
+  ctx: ModuleContext<MessagingConfig>,
+  tables: MessagingTables,
+  onPublished: (records: BusRecord[]) => void,
+): Promise<OutboxRelay> {
   const { db, bus, config, log } = ctx;
-  return startOutboxRelay({ db, bus, tables, pollMs: config.outbox_poll_ms, log: log.child("outbox"), signer: ctx.signing ?? null, onPublished });
+  return startOutboxRelay({
+    db,
+    bus,
+    tables,
+    pollMs: config.outbox_poll_ms,
+    log: log.child("outbox"),
+    signer: ctx.signing ?? null,
+    onPublished,
+  });
 }
 
 /** Readiness: throws while more than `max` outbox rows wait to be published. */

@@ -19,7 +19,10 @@ export type TopicCounters = ReturnType<typeof messagingMetrics>;
 export function messagingMetrics(registry: MetricsRegistry, consumedTopics: string[]) {
   const counter = (name: string, help: string) => new Counter({ name, help, labelNames: ["topic"], registers: [registry] });
   const metrics = {
-    consumed: counter("shop_messages_consumed_by_topic_total", "Messages the consumer group finished (applied, duplicate, ignored or dead-lettered), by topic"),
+    consumed: counter(
+      "shop_messages_consumed_by_topic_total",
+      "Messages the consumer group finished (applied, duplicate, ignored or dead-lettered), by topic",
+    ),
     produced: counter("shop_messages_produced_total", "Messages the outbox relay published and the bus acknowledged, by topic"),
     deadLettered: counter("shop_messages_dead_lettered_total", "Messages the consumer group recorded as dead letters, by topic"),
     /** Adds `records` to `c`, one increment per topic. */

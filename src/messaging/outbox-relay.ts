@@ -8,14 +8,14 @@
  * One relay per outbox claims at a time: relay-leader.ts elects it (ADR 0010).
  */
 import { and, asc, eq, inArray, notInArray, type SQL, sql } from "drizzle-orm";
-import { anyOf } from "../db/bulk";
 import type { Bus, BusRecord } from "../bus/bus";
 import { retryDelayMs } from "../bus/bus";
 import { type RecordSigner, SIGNATURE_HEADER } from "../bus/signing";
+import { anyOf } from "../db/bulk";
 import type { Database, Executor } from "../db/database";
 import type { Logger } from "../log";
-import { contextOf, failed, linkTo, messagingSystem, type Span, SpanKind, startSpan, type TraceCarrier, tracingOn } from "../tracing/spans";
 import { createLoop, type Loop } from "../loop";
+import { contextOf, failed, linkTo, messagingSystem, type Span, SpanKind, startSpan, type TraceCarrier, tracingOn } from "../tracing/spans";
 import { countClaim, countMark, work } from "../work-counters";
 import { RelayLeader } from "./relay-leader";
 import type { MessagingTables } from "./tables";
@@ -253,9 +253,11 @@ class Relay {
     const outbox = this.outbox;
     return q
       .with(
-        q.$with("marked", {}).as(
-          sql`update ${outbox} set ${sql.identifier(outbox.state.name)} = 'published', ${sql.identifier(outbox.publishedAt.name)} = now() where ${outbox.seq} = any(${sql.placeholder("marks")}::bigint[])`,
-        ),
+        q
+          .$with("marked", {})
+          .as(
+            sql`update ${outbox} set ${sql.identifier(outbox.state.name)} = 'published', ${sql.identifier(outbox.publishedAt.name)} = now() where ${outbox.seq} = any(${sql.placeholder("marks")}::bigint[])`,
+          ),
       )
       .update(outbox)
       .set({ state: "in_flight" })
@@ -352,7 +354,12 @@ class Relay {
 
   /** The bus record of an outbox row, signed when a signer is set. */
   private record(r: Row): BusRecord {
-    const record: BusRecord = { topic: r.topic, key: r.key, value: JSON.stringify(r.envelope), headers: { "message-id": r.id, "message-type": r.type } };
+    const record: BusRecord = {
+      topic: r.topic,
+      key: r.key,
+      value: JSON.stringify(r.envelope),
+      headers: { "message-id": r.id, "message-type": r.type },
+    };
     if (this.signer) record.headers[SIGNATURE_HEADER] = this.signer.sign(record);
     return record;
   }
@@ -366,7 +373,10 @@ class Relay {
     // Not fenced: at worst a row another leader took is sent once more (consumers drop duplicates).
     await this.persist("release", () =>
       this.opts.db.autocommit((q) =>
-        q.update(outbox).set({ state: "pending", attempts: sql`${outbox.attempts} + 1`, lastError }).where(anyOf(outbox.seq, seqs, "bigint")),
+        q
+          .update(outbox)
+          .set({ state: "pending", attempts: sql`${outbox.attempts} + 1`, lastError })
+          .where(anyOf(outbox.seq, seqs, "bigint")),
       ),
     );
     for (const seq of seqs) this.held.delete(seq);
@@ -392,7 +402,10 @@ class Relay {
     const outbox = this.outbox;
     countMark(seqs.length);
     return this.opts.db.autocommit((q) =>
-      q.update(outbox).set({ state: "published", publishedAt: sql`now()` }).where(anyOf(outbox.seq, seqs, "bigint")),
+      q
+        .update(outbox)
+        .set({ state: "published", publishedAt: sql`now()` })
+        .where(anyOf(outbox.seq, seqs, "bigint")),
     );
   }
 

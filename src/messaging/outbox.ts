@@ -49,7 +49,8 @@ export function outboxWriter(tables: MessagingTables, topics: Topics, committed:
     envelope: message,
   });
   /** `message` with the request id and (tracing on) the trace of the work that writes it. */
-  const stamp = (message: Message) => withTrace(withRequest(writtenAs(message, writePrevious, opts.previous)), topicOf(message.type, topics), system);
+  const stamp = (message: Message) =>
+    withTrace(withRequest(writtenAs(message, writePrevious, opts.previous)), topicOf(message.type, topics), system);
   // The relay pass a commit wakes serves every request: it must not run under this one's id.
   const wake = () => outsideRequest(committed);
   const insertSql = (messages: Message[]) => insertMany(tables.outbox, ["id", "topic", "key", "type", "envelope"], messages.map(row));

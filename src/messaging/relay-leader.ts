@@ -10,8 +10,8 @@
  */
 import { type SQL, sql } from "drizzle-orm";
 import { getTableConfig } from "drizzle-orm/pg-core";
-import { rowsOf } from "../db/rows";
 import type { Database, DbSession, Executor } from "../db/database";
+import { rowsOf } from "../db/rows";
 import type { Logger } from "../log";
 import { createLoop, type Loop } from "../loop";
 import type { MessagingTables } from "./tables";
@@ -220,7 +220,9 @@ export class RelayLeader {
     candidate.fence = sql`pg_backend_pid() = ${pid}::int`;
     // A leader whose host vanished (no FIN) is noticed by the server in ~20 s, not the kernel's 2 h.
     await candidate.session.quiet
-      .execute(sql`select set_config('tcp_keepalives_idle', '10', false), set_config('tcp_keepalives_interval', '5', false), set_config('tcp_keepalives_count', '2', false)`)
+      .execute(
+        sql`select set_config('tcp_keepalives_idle', '10', false), set_config('tcp_keepalives_interval', '5', false), set_config('tcp_keepalives_count', '2', false)`,
+      )
       .catch(() => {});
     // Commits in the other processes of the module wake this relay (they nudge a standby).
     await candidate.session.listen(this.channel, this.opts.wake);

@@ -3,10 +3,9 @@
  * an endpoint is set, with an AsyncLocalStorage context manager (the one the request id rides on
  * too, src/request-context.ts) and the standard OTEL_* variables. Nothing is installed otherwise.
  */
-import { context, diag, DiagLogLevel, trace } from "@opentelemetry/api";
+import { context, DiagLogLevel, diag, trace } from "@opentelemetry/api";
 import { AsyncLocalStorageContextManager } from "@opentelemetry/context-async-hooks";
 import { defaultResource, detectResources, envDetector, resourceFromAttributes } from "@opentelemetry/resources";
-import packageJson from "../../package.json";
 import {
   AlwaysOffSampler,
   AlwaysOnSampler,
@@ -18,6 +17,7 @@ import {
   TraceIdRatioBasedSampler,
   TracerProvider,
 } from "@opentelemetry/sdk-trace";
+import packageJson from "../../package.json";
 import type { Settings, TraceSampler } from "../config";
 import { InvariantError } from "../errors";
 import type { Logger } from "../log";
@@ -74,7 +74,12 @@ export function startTracing(s: TracingSettings, modules: readonly string[], log
   if (installed) throw new InvariantError("tracing is already installed in this process");
   diag.setLogger(diagnostics(log), DiagLogLevel.WARN);
   const exporter: SpanExporter = destination === "console" ? new ConsoleSpanExporter() : otlpFetchExporter(destination);
-  const bounded = new BoundedExport(exporter, MAX_QUEUED_SPANS, log, (counted) => new BatchSpanProcessor({ exporter: counted, maxQueueSize: MAX_QUEUED_SPANS, scheduledDelayMillis: 1000 }));
+  const bounded = new BoundedExport(
+    exporter,
+    MAX_QUEUED_SPANS,
+    log,
+    (counted) => new BatchSpanProcessor({ exporter: counted, maxQueueSize: MAX_QUEUED_SPANS, scheduledDelayMillis: 1000 }),
+  );
   const serviceName = modules.length === 1 ? String(modules[0]) : "shop";
   // OTEL_SERVICE_NAME and OTEL_RESOURCE_ATTRIBUTES (envDetector) win over the defaults.
   // telemetry.sdk.* from the SDK, the service and its version from here; then the environment's.
@@ -101,7 +106,13 @@ export function startTracing(s: TracingSettings, modules: readonly string[], log
         setTracingOn(false);
         let timer: Timer | undefined;
         const late = new Promise<"late">((resolve) => (timer = setTimeout(() => resolve("late"), STOP_TIMEOUT_MS)));
-        const outcome = await Promise.race([provider.shutdown().then(() => "sent" as const, (err: unknown) => err), late]);
+        const outcome = await Promise.race([
+          provider.shutdown().then(
+            () => "sent" as const,
+            (err: unknown) => err,
+          ),
+          late,
+        ]);
         clearTimeout(timer);
         if (outcome === "late") log.warn("tracing: the last spans were not sent in time", { destination, timeout_ms: STOP_TIMEOUT_MS });
         else if (outcome !== "sent") log.warn("tracing: sending the last spans failed", { destination, err: outcome });
@@ -140,7 +151,12 @@ function diagnostics(log: Logger) {
     const now = Date.now();
     if (now - last < EXPORT_WARN_EVERY_MS) return;
     last = now;
-    log.warn(`tracing: ${message}`, { detail: args.map((a) => (a instanceof Error ? a.message : String(a))).join(" ").slice(0, 500) });
+    log.warn(`tracing: ${message}`, {
+      detail: args
+        .map((a) => (a instanceof Error ? a.message : String(a)))
+        .join(" ")
+        .slice(0, 500),
+    });
   };
   return { error: warn, warn, info: () => {}, debug: () => {}, verbose: () => {} };
 }

@@ -16,14 +16,14 @@ import {
   SpanKind,
   type SpanOptions,
   SpanStatusCode,
-  trace,
   type TimeInput,
+  trace,
 } from "@opentelemetry/api";
 import { W3CTraceContextPropagator } from "@opentelemetry/core";
 import { setTraceIdsOfLine } from "../log";
 
-export { SpanKind };
 export type { Attributes, Context, Span };
+export { SpanKind };
 
 /** The instrumentation scope every shop span is made under. */
 const SCOPE = "shop";

@@ -12,8 +12,8 @@
  * and the cross-module check) over the whole database, and adds its violations.
  */
 import { z } from "zod";
-import { auditShop as runShopAudit, httpSources } from "../../src/saga/audit/shop-audit";
 import type { ShopAudit } from "../../src/contracts/audit";
+import { httpSources, auditShop as runShopAudit } from "../../src/saga/audit/shop-audit";
 import { TEST_ADMIN_TOKEN } from "./http";
 
 /** Base URL of each service. */
@@ -185,7 +185,8 @@ export async function auditShop(input: AuditInput): Promise<Audit> {
     if (!s) continue;
     const received = receipts.get(p) ?? 0;
     const sold = soldUnits.get(p) ?? 0;
-    if (s.available < 0 || s.reserved < 0) violations.push(`product ${p}: negative stock (available ${s.available}, reserved ${s.reserved})`);
+    if (s.available < 0 || s.reserved < 0)
+      violations.push(`product ${p}: negative stock (available ${s.available}, reserved ${s.reserved})`);
     if (s.available !== received - sold || s.reserved !== sold) {
       violations.push(
         `product ${p}: available ${s.available}, reserved ${s.reserved}; expected ${received - sold} and ${sold}` +
@@ -245,7 +246,8 @@ function auditLedger(
     const shape = `${debits.length} debit(s), ${refunds.length} refund(s)`;
     const amountsOk = [...debits, ...refunds].every((a) => a === o.total_cents);
     if (o.status === "completed") {
-      if (debits.length !== 1 || refunds.length !== 0) out.push(`order ${o.id} (completed, user ${userId}): ${shape}; expected one debit, no refund`);
+      if (debits.length !== 1 || refunds.length !== 0)
+        out.push(`order ${o.id} (completed, user ${userId}): ${shape}; expected one debit, no refund`);
     } else if (o.status === "rejected") {
       const none = debits.length === 0 && refunds.length === 0;
       const undone = debits.length === 1 && refunds.length === 1;
@@ -253,7 +255,8 @@ function auditLedger(
         out.push(`order ${o.id} (rejected: ${o.reason}, user ${userId}): ${shape}; expected nothing, or one debit and one refund`);
       }
     }
-    if (!amountsOk) out.push(`order ${o.id} (user ${userId}): ledger amounts ${[...debits, ...refunds].join(", ")} differ from total ${o.total_cents}`);
+    if (!amountsOk)
+      out.push(`order ${o.id} (user ${userId}): ledger amounts ${[...debits, ...refunds].join(", ")} differ from total ${o.total_cents}`);
   }
   return out;
 }

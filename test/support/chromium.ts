@@ -65,7 +65,14 @@ export async function launchChromium(opts: { width?: number; height?: number } =
   const { width = 1366, height = 900 } = opts;
   const profile = freshProfile();
   const proc = Bun.spawn(
-    [chromiumBinary(), ...chromiumFlags(profile.dir), "--remote-debugging-port=0", `--window-size=${width},${height}`, "--hide-scrollbars", "about:blank"],
+    [
+      chromiumBinary(),
+      ...chromiumFlags(profile.dir),
+      "--remote-debugging-port=0",
+      `--window-size=${width},${height}`,
+      "--hide-scrollbars",
+      "about:blank",
+    ],
     { stdout: "ignore", stderr: "pipe" },
   );
   const stop = async () => {

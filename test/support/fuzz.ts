@@ -109,7 +109,18 @@ export interface Operation {
 }
 
 export type OpenApiDocument = {
-  paths: Record<string, Record<string, { parameters?: (Parameter | { $ref: string })[]; requestBody?: { content?: Record<string, { schema?: Schema }> }; responses?: Record<string, { content?: Record<string, { schema?: Schema }> }>; security?: unknown[] }>>;
+  paths: Record<
+    string,
+    Record<
+      string,
+      {
+        parameters?: (Parameter | { $ref: string })[];
+        requestBody?: { content?: Record<string, { schema?: Schema }> };
+        responses?: Record<string, { content?: Record<string, { schema?: Schema }> }>;
+        security?: unknown[];
+      }
+    >
+  >;
   components?: { schemas?: Record<string, Schema>; parameters?: Record<string, Parameter> };
 };
 
@@ -120,7 +131,9 @@ function operations(doc: OpenApiDocument): Operation[] {
   for (const [path, item] of Object.entries(doc.paths)) {
     for (const [method, op] of Object.entries(item)) {
       if (!["get", "post", "put", "patch", "delete"].includes(method)) continue;
-      const params = (op.parameters ?? []).map((p) => ("$ref" in p ? (doc.components?.parameters?.[p.$ref.split("/").pop() ?? ""] as Parameter) : p));
+      const params = (op.parameters ?? []).map((p) =>
+        "$ref" in p ? (doc.components?.parameters?.[p.$ref.split("/").pop() ?? ""] as Parameter) : p,
+      );
       const statuses = new Map<number, Set<string>>();
       for (const [status, response] of Object.entries(op.responses ?? {})) {
         const schema = resolve(response.content?.["application/json"]?.schema ?? {});
@@ -351,7 +364,9 @@ function validDraft(op: Operation, hostHeader: string): fc.Arbitrary<Draft> {
     .record({
       path: fc.tuple(...pathParams.map((p) => valid(p.schema))),
       query: fc.tuple(...queryParams.map((p) => fc.option(valid(p.schema), { nil: undefined }))),
-      headers: fc.tuple(...headerParams.map((p) => fc.option(fc.oneof(valid(p.schema), fc.constantFrom("fuzz-key-1", "fuzz-key-2")), { nil: undefined }))),
+      headers: fc.tuple(
+        ...headerParams.map((p) => fc.option(fc.oneof(valid(p.schema), fc.constantFrom("fuzz-key-1", "fuzz-key-2")), { nil: undefined })),
+      ),
       body: op.body ? valid(op.body) : fc.constant(undefined),
     })
     .map(({ path, query, headers, body }) => {
@@ -401,36 +416,72 @@ const bodyValueMutations: Mutation[] = [
   (d) => fc.nat().map((i) => tagged(d, "body:missing-field", { body: edit(d.body ?? null, i + 1, () => undefined) })),
   (d) =>
     fc.tuple(fc.string({ maxLength: 12 }), wrongValue).map(([k, v]) =>
-      tagged(d, "body:extra-field", { body: d.body && typeof d.body === "object" && !Array.isArray(d.body) ? { ...(d.body as object), [k || "x"]: v } : { extra: v } }),
+      tagged(d, "body:extra-field", {
+        body: d.body && typeof d.body === "object" && !Array.isArray(d.body) ? { ...(d.body as object), [k || "x"]: v } : { extra: v },
+      }),
     ),
   (d) =>
-    fc.tuple(fc.nat(), fc.integer({ min: 1, max: DEEP_NESTING_MAX }), fc.constantFrom<"array" | "object">("array", "object")).map(([i, depth, kind]) =>
-      tagged(d, "body:deep-value", { body: edit(d.body ?? null, i, () => new Raw(nested(depth, kind, "1"))), depth }),
-    ),
+    fc
+      .tuple(fc.nat(), fc.integer({ min: 1, max: DEEP_NESTING_MAX }), fc.constantFrom<"array" | "object">("array", "object"))
+      .map(([i, depth, kind]) =>
+        tagged(d, "body:deep-value", { body: edit(d.body ?? null, i, () => new Raw(nested(depth, kind, "1"))), depth }),
+      ),
   (d) =>
-    fc.tuple(fc.nat(), fc.constantFrom(1_000, 100_000, 900_000), fc.constantFrom("a", "é", "\\u0000", "\ud83d\ude00")).map(([i, n, ch]) =>
-      tagged(d, "body:long-string", { body: edit(d.body ?? null, i, () => new Raw(`"${ch.repeat(Math.ceil(n / ch.length))}"`)) }),
+    fc
+      .tuple(fc.nat(), fc.constantFrom(1_000, 100_000, 900_000), fc.constantFrom("a", "é", "\\u0000", "\ud83d\ude00"))
+      .map(([i, n, ch]) =>
+        tagged(d, "body:long-string", { body: edit(d.body ?? null, i, () => new Raw(`"${ch.repeat(Math.ceil(n / ch.length))}"`)) }),
+      ),
+  (d) =>
+    fc.nat({ max: 200 }).map((n) =>
+      tagged(d, "body:long-array", {
+        body: edit(d.body ?? null, 1, () => Array.from({ length: n * 5 }, (_, i) => ({ product_id: i + 1, quantity: 1 }))),
+      }),
     ),
-  (d) => fc.nat({ max: 200 }).map((n) => tagged(d, "body:long-array", { body: edit(d.body ?? null, 1, () => Array.from({ length: n * 5 }, (_, i) => ({ product_id: i + 1, quantity: 1 }))) })),
 ];
 
 /** Mutations of the body's text and bytes. */
 const bodyTextMutations: Mutation[] = [
   (d) =>
     fc
-      .constantFrom("", " ", "null", "[]", "1", '"x"', "{", "}", "{}", "[{}]", "{\"a\":1,}", "{'a':1}", "{\"a\":1}garbage", "{\"a\":1}{\"b\":2}", "/*c*/{}", "\u0000", "tru", "{\"user_id\":1,\"user_id\":2}")
+      .constantFrom(
+        "",
+        " ",
+        "null",
+        "[]",
+        "1",
+        '"x"',
+        "{",
+        "}",
+        "{}",
+        "[{}]",
+        '{"a":1,}',
+        "{'a':1}",
+        '{"a":1}garbage',
+        '{"a":1}{"b":2}',
+        "/*c*/{}",
+        "\u0000",
+        "tru",
+        '{"user_id":1,"user_id":2}',
+      )
       .map((t) => tagged(d, "text:odd", { bodyText: t })),
-  (d) => fc.nat().map((cut) => {
-    const t = stringify(d.body ?? {});
-    return tagged(d, "text:truncated-json", { bodyText: t.slice(0, cut % Math.max(1, t.length)) });
-  }),
-  (d) => fc.constant(tagged(d, "text:bom", { bodyText: `\ufeff${stringify(d.body ?? {})}` })),
-  (d) => fc.constantFrom("\n", "\t", "\r\n", "  ").map((ws) => tagged(d, "text:whitespace", { bodyText: `${ws}${stringify(d.body ?? {})}${ws}` })),
   (d) =>
-    fc.tuple(fc.integer({ min: 1, max: DEEP_NESTING_MAX }), fc.constantFrom<"array" | "object">("array", "object"), fc.boolean()).map(([depth, kind, closed]) => {
-      const t = nested(depth, kind, "1");
-      return tagged(d, "text:deep", { bodyText: closed ? t : t.slice(0, t.length - depth), depth });
+    fc.nat().map((cut) => {
+      const t = stringify(d.body ?? {});
+      return tagged(d, "text:truncated-json", { bodyText: t.slice(0, cut % Math.max(1, t.length)) });
     }),
+  (d) => fc.constant(tagged(d, "text:bom", { bodyText: `\ufeff${stringify(d.body ?? {})}` })),
+  (d) =>
+    fc
+      .constantFrom("\n", "\t", "\r\n", "  ")
+      .map((ws) => tagged(d, "text:whitespace", { bodyText: `${ws}${stringify(d.body ?? {})}${ws}` })),
+  (d) =>
+    fc
+      .tuple(fc.integer({ min: 1, max: DEEP_NESTING_MAX }), fc.constantFrom<"array" | "object">("array", "object"), fc.boolean())
+      .map(([depth, kind, closed]) => {
+        const t = nested(depth, kind, "1");
+        return tagged(d, "text:deep", { bodyText: closed ? t : t.slice(0, t.length - depth), depth });
+      }),
   (d) =>
     fc.tuple(fc.integer({ min: 2, max: 50 })).map(([n]) => {
       const key = d.body && typeof d.body === "object" && !Array.isArray(d.body) ? (Object.keys(d.body)[0] ?? "a") : "a";
@@ -439,13 +490,21 @@ const bodyTextMutations: Mutation[] = [
       return tagged(d, "text:duplicate-key", { bodyText: dup.startsWith("{") ? dup : `{${dup}` });
     }),
   (d) =>
-    fc.tuple(fc.constantFrom([0xff], [0xc0, 0xaf], [0xed, 0xa0, 0x80], [0xe2, 0x82], [0xf8, 0x88, 0x80, 0x80, 0x80], [0x80]), fc.constantFrom("key", "value")).map(([bad, where]) => {
-      const t = stringify(d.body ?? {});
-      const open = t.startsWith("{") ? 1 : 0;
-      const [head, tail] = where === "key" && open ? ['{"', `":1,${t.slice(1)}`] : [`${t.slice(0, open)}"x":"`, `"${t.length > 2 ? "," : ""}${t.slice(open)}`];
-      const bytes = new Uint8Array([...enc.encode(head), ...bad, ...enc.encode(tail)]);
-      return tagged(d, `bytes:invalid-utf8-${where}`, { bodyBytes: bytes, invalidUtf8: true });
-    }),
+    fc
+      .tuple(
+        fc.constantFrom([0xff], [0xc0, 0xaf], [0xed, 0xa0, 0x80], [0xe2, 0x82], [0xf8, 0x88, 0x80, 0x80, 0x80], [0x80]),
+        fc.constantFrom("key", "value"),
+      )
+      .map(([bad, where]) => {
+        const t = stringify(d.body ?? {});
+        const open = t.startsWith("{") ? 1 : 0;
+        const [head, tail] =
+          where === "key" && open
+            ? ['{"', `":1,${t.slice(1)}`]
+            : [`${t.slice(0, open)}"x":"`, `"${t.length > 2 ? "," : ""}${t.slice(open)}`];
+        const bytes = new Uint8Array([...enc.encode(head), ...bad, ...enc.encode(tail)]);
+        return tagged(d, `bytes:invalid-utf8-${where}`, { bodyBytes: bytes, invalidUtf8: true });
+      }),
   (d) => fc.constant(tagged(d, "bytes:utf16", { bodyBytes: new Uint8Array(Buffer.from(`\ufeff${stringify(d.body ?? {})}`, "utf16le")) })),
   (d) =>
     fc.constantFrom(1_048_576, 1_048_577, 2_000_000).map((n) => {
@@ -458,9 +517,27 @@ const bodyTextMutations: Mutation[] = [
 const headerMutations: Mutation[] = [
   (d) =>
     fc
-      .constantFrom<string | null>(null, "text/plain", "application/json; charset=utf-16", "application/json; charset=\"UTF-8\"", "APPLICATION/JSON", "application/problem+json", "multipart/form-data; boundary=x", "application/x-www-form-urlencoded", "application/json, text/plain", "application/json;;", "json", "", "application/json; charset=latin1", "text/json")
+      .constantFrom<string | null>(
+        null,
+        "text/plain",
+        "application/json; charset=utf-16",
+        'application/json; charset="UTF-8"',
+        "APPLICATION/JSON",
+        "application/problem+json",
+        "multipart/form-data; boundary=x",
+        "application/x-www-form-urlencoded",
+        "application/json, text/plain",
+        "application/json;;",
+        "json",
+        "",
+        "application/json; charset=latin1",
+        "text/json",
+      )
       .map((ct) => tagged(d, "header:content-type", { contentType: ct })),
-  (d) => fc.constantFrom("gzip", "deflate", "br", "identity", "x-unknown").map((ce) => tagged(d, "header:content-encoding", { headers: [...d.headers, ["Content-Encoding", ce]] })),
+  (d) =>
+    fc
+      .constantFrom("gzip", "deflate", "br", "identity", "x-unknown")
+      .map((ce) => tagged(d, "header:content-encoding", { headers: [...d.headers, ["Content-Encoding", ce]] })),
   (d) =>
     fc
       .constantFrom<[string | null, boolean]>(
@@ -495,24 +572,75 @@ const headerMutations: Mutation[] = [
         ["!", null],
         ["~".repeat(40), null],
       )
-      .map(([key, bad]) => tagged(d, "header:idempotency-key", { headers: [...d.headers.filter(([n]) => n !== "Idempotency-Key"), ["Idempotency-Key", key]], badKey: bad })),
-  (d) => fc.constant(tagged(d, "header:two-idempotency-keys", { headers: [...d.headers, ["Idempotency-Key", "fuzz-key-a"], ["Idempotency-Key", "fuzz-key-b"]] })),
+      .map(([key, bad]) =>
+        tagged(d, "header:idempotency-key", {
+          headers: [...d.headers.filter(([n]) => n !== "Idempotency-Key"), ["Idempotency-Key", key]],
+          badKey: bad,
+        }),
+      ),
+  (d) =>
+    fc.constant(
+      tagged(d, "header:two-idempotency-keys", {
+        headers: [...d.headers, ["Idempotency-Key", "fuzz-key-a"], ["Idempotency-Key", "fuzz-key-b"]],
+      }),
+    ),
   (d) =>
     fc
-      .constantFrom(`Bearer ${TEST_ADMIN_TOKEN}`, `Bearer ${TEST_ADMIN_TOKEN}x`, `Bearer ${TEST_ADMIN_TOKEN.slice(0, -1)}X`, "Bearer", "Bearer ", `bearer ${TEST_ADMIN_TOKEN}`, `Basic ${btoa(`admin:${TEST_ADMIN_TOKEN}`)}`, `Bearer  ${TEST_ADMIN_TOKEN}`, TEST_ADMIN_TOKEN, "Bearer x".repeat(500))
-      .map((auth) => tagged(d, "header:authorization", { headers: [...d.headers.filter(([n]) => n !== "Authorization"), ["Authorization", auth]] })),
-  (d) => fc.constant(tagged(d, "header:two-authorizations", { headers: [...d.headers, ["Authorization", "Bearer wrong-token-0123456789"]] })),
+      .constantFrom(
+        `Bearer ${TEST_ADMIN_TOKEN}`,
+        `Bearer ${TEST_ADMIN_TOKEN}x`,
+        `Bearer ${TEST_ADMIN_TOKEN.slice(0, -1)}X`,
+        "Bearer",
+        "Bearer ",
+        `bearer ${TEST_ADMIN_TOKEN}`,
+        `Basic ${btoa(`admin:${TEST_ADMIN_TOKEN}`)}`,
+        `Bearer  ${TEST_ADMIN_TOKEN}`,
+        TEST_ADMIN_TOKEN,
+        "Bearer x".repeat(500),
+      )
+      .map((auth) =>
+        tagged(d, "header:authorization", { headers: [...d.headers.filter(([n]) => n !== "Authorization"), ["Authorization", auth]] }),
+      ),
   (d) =>
-    fc.constantFrom(4_000, 12_000, 20_000).map((n) => tagged(d, "header:huge", { headers: [...d.headers, ["X-Fuzz", "v".repeat(n)]], bunLevel: d.bunLevel || n > 15_000 })),
-  (d) => fc.integer({ min: 50, max: 300 }).map((n) => tagged(d, "header:many", { headers: [...d.headers, ...Array.from({ length: n }, (_, i): [string, string] => [`X-Fuzz-${i}`, String(i)])], bunLevel: true })),
+    fc.constant(tagged(d, "header:two-authorizations", { headers: [...d.headers, ["Authorization", "Bearer wrong-token-0123456789"]] })),
   (d) =>
     fc
-      .constantFrom<[string, string]>(["Traceparent", "00-zzzz-zz-01"], ["Traceparent", `00-${"0".repeat(32)}-${"0".repeat(16)}-01`], ["X-Request-Id", "x".repeat(2000)], ["X-Request-Id", "\u00ff"], ["Accept", "text/html"], ["Accept-Encoding", "gzip, br"], ["Expect", "100-continue"], ["Connection", "keep-alive, Upgrade"], ["Upgrade", "websocket"], ["X-Forwarded-For", "1.2.3.4"], ["Range", "bytes=0-1"], ["If-None-Match", "*"])
+      .constantFrom(4_000, 12_000, 20_000)
+      .map((n) => tagged(d, "header:huge", { headers: [...d.headers, ["X-Fuzz", "v".repeat(n)]], bunLevel: d.bunLevel || n > 15_000 })),
+  (d) =>
+    fc.integer({ min: 50, max: 300 }).map((n) =>
+      tagged(d, "header:many", {
+        headers: [...d.headers, ...Array.from({ length: n }, (_, i): [string, string] => [`X-Fuzz-${i}`, String(i)])],
+        bunLevel: true,
+      }),
+    ),
+  (d) =>
+    fc
+      .constantFrom<[string, string]>(
+        ["Traceparent", "00-zzzz-zz-01"],
+        ["Traceparent", `00-${"0".repeat(32)}-${"0".repeat(16)}-01`],
+        ["X-Request-Id", "x".repeat(2000)],
+        ["X-Request-Id", "\u00ff"],
+        ["Accept", "text/html"],
+        ["Accept-Encoding", "gzip, br"],
+        ["Expect", "100-continue"],
+        ["Connection", "keep-alive, Upgrade"],
+        ["Upgrade", "websocket"],
+        ["X-Forwarded-For", "1.2.3.4"],
+        ["Range", "bytes=0-1"],
+        ["If-None-Match", "*"],
+      )
       .map((h) => tagged(d, "header:odd", { headers: [...d.headers, h] })),
   (d) => fc.constant(tagged(d, "header:transfer-encoding", { chunked: true })),
   (d) =>
     fc
-      .constantFrom("Content-Length: abc", "Content-Length: -1", "Content-Length: 1, 2", "Transfer-Encoding: chunked, gzip", "Content-Length: 5000000000")
+      .constantFrom(
+        "Content-Length: abc",
+        "Content-Length: -1",
+        "Content-Length: 1, 2",
+        "Transfer-Encoding: chunked, gzip",
+        "Content-Length: 5000000000",
+      )
       .map((h) => {
         const [name = "", value = ""] = h.split(": ");
         return tagged(d, "header:bad-framing", { headers: [...d.headers, [name, value]], bunLevel: true });
@@ -522,7 +650,10 @@ const headerMutations: Mutation[] = [
 
 /** Mutations of the method, path, query and version. */
 const lineMutations: Mutation[] = [
-  (d) => fc.constantFrom("GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "TRACE").map((m) => tagged(d, `method:${m}`, { method: m })),
+  (d) =>
+    fc
+      .constantFrom("GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "TRACE")
+      .map((m) => tagged(d, `method:${m}`, { method: m })),
   (d) => fc.constantFrom("get", "FROBNICATE", "G", "PROPFIND").map((m) => tagged(d, "method:weird", { method: m, bunLevel: true })),
   (d) =>
     fc
@@ -556,7 +687,30 @@ const lineMutations: Mutation[] = [
       }),
   (d) =>
     fc
-      .tuple(fc.nat(), fc.constantFrom("0", "-1", "1e2", "01", "1.0", " 1", "%201", "9007199254740993", "99999999999999999999", "x", "%", "%zz", "%F0%9F%98%80", "", "null", "1%00", "0x1", "3f6c1a52-8d4e-4b8e-9a57-2c1d0e9b7a4", "../1"))
+      .tuple(
+        fc.nat(),
+        fc.constantFrom(
+          "0",
+          "-1",
+          "1e2",
+          "01",
+          "1.0",
+          " 1",
+          "%201",
+          "9007199254740993",
+          "99999999999999999999",
+          "x",
+          "%",
+          "%zz",
+          "%F0%9F%98%80",
+          "",
+          "null",
+          "1%00",
+          "0x1",
+          "3f6c1a52-8d4e-4b8e-9a57-2c1d0e9b7a4",
+          "../1",
+        ),
+      )
       .map(([i, v]) => {
         const segments = d.path.split("/");
         const digits = segments.map((s, j) => (/^[0-9a-f-]+$/.test(s) ? j : -1)).filter((j) => j >= 0);
@@ -567,11 +721,38 @@ const lineMutations: Mutation[] = [
       }),
   (d) =>
     fc
-      .tuple(fc.constantFrom("limit", "user_id", "cursor", "status", "state", "timeout", "x", "", "limit[]"), fc.oneof(wrongValue.map((v) => stringify(v)), fc.constantFrom("", "1", "1&limit=2", "%", "%zz", "0", "101", "1e3", "-1", "0.05", "60.1", "NaN")))
+      .tuple(
+        fc.constantFrom("limit", "user_id", "cursor", "status", "state", "timeout", "x", "", "limit[]"),
+        fc.oneof(
+          wrongValue.map((v) => stringify(v)),
+          fc.constantFrom("", "1", "1&limit=2", "%", "%zz", "0", "101", "1e3", "-1", "0.05", "60.1", "NaN"),
+        ),
+      )
       .map(([k, v]) => tagged(d, "query:value", { query: [...d.query, [k, v]] })),
-  (d) => fc.constantFrom("?", "?&&&", "?a", "?=1", "?limit=1&limit=2", "?user_id=1&user_id=x", `?q=${"x".repeat(8_000)}`, "?%", "?a=%zz", "?a=%00", "?limit=5#x").map((q) => tagged(d, "query:raw", { rawQuery: q })),
-  (d) => fc.constantFrom("HTTP/1.0", "HTTP/1.0-nohost").map((v) => tagged(d, `version:${v}`, v === "HTTP/1.0" ? { version: v } : { version: "HTTP/1.0", host: null })),
-  (d) => fc.constantFrom("HTTP/2.0", "HTTP/0.9", "http/1.1", "HTTP/1.1 x").map((v) => tagged(d, "version:weird", { version: v, bunLevel: true })),
+  (d) =>
+    fc
+      .constantFrom(
+        "?",
+        "?&&&",
+        "?a",
+        "?=1",
+        "?limit=1&limit=2",
+        "?user_id=1&user_id=x",
+        `?q=${"x".repeat(8_000)}`,
+        "?%",
+        "?a=%zz",
+        "?a=%00",
+        "?limit=5#x",
+      )
+      .map((q) => tagged(d, "query:raw", { rawQuery: q })),
+  (d) =>
+    fc
+      .constantFrom("HTTP/1.0", "HTTP/1.0-nohost")
+      .map((v) => tagged(d, `version:${v}`, v === "HTTP/1.0" ? { version: v } : { version: "HTTP/1.0", host: null })),
+  (d) =>
+    fc
+      .constantFrom("HTTP/2.0", "HTTP/0.9", "http/1.1", "HTTP/1.1 x")
+      .map((v) => tagged(d, "version:weird", { version: v, bunLevel: true })),
 ];
 
 const MUTATIONS: Mutation[] = [...headerMutations, ...lineMutations];
@@ -583,7 +764,10 @@ function requests(op: Operation, hostHeader: string): fc.Arbitrary<FuzzRequest> 
       fc.integer({ min: 0, max: 9 }).chain((roll) => {
         if (roll < 2) return fc.constant(draft);
         const count = roll < 7 ? 1 : roll < 9 ? 2 : 3;
-        const pool = draft.body !== undefined || roll === 9 ? [...bodyValueMutations, ...bodyTextMutations, ...bodyTextMutations, ...MUTATIONS] : MUTATIONS;
+        const pool =
+          draft.body !== undefined || roll === 9
+            ? [...bodyValueMutations, ...bodyTextMutations, ...bodyTextMutations, ...MUTATIONS]
+            : MUTATIONS;
         let arb = fc.constant(draft);
         for (let i = 0; i < count; i++) arb = arb.chain((d) => fc.constantFrom(...pool).chain((m) => m(d)));
         return arb;
@@ -598,11 +782,13 @@ function build(d: Draft, op: Operation): FuzzRequest {
   if (d.bodyBytes) body = d.bodyBytes;
   else if (d.bodyText !== null) body = enc.encode(d.bodyText);
   else if (d.body !== undefined) body = enc.encode(stringify(d.body));
-  const query = d.rawQuery ?? (d.query.length > 0 ? `?${d.query.map(([k, v]) => `${encodeURIComponent(k)}=${encodeURIComponent(v)}`).join("&")}` : "");
+  const query =
+    d.rawQuery ?? (d.query.length > 0 ? `?${d.query.map(([k, v]) => `${encodeURIComponent(k)}=${encodeURIComponent(v)}`).join("&")}` : "");
   const headers: [string, string][] = [];
   if (d.host !== null) headers.push(["Host", d.host]);
   headers.push(...d.headers);
-  if (body !== null && d.contentType !== null && !d.mutations.includes("header:content-type")) headers.push(["Content-Type", d.contentType]);
+  if (body !== null && d.contentType !== null && !d.mutations.includes("header:content-type"))
+    headers.push(["Content-Type", d.contentType]);
   else if (d.mutations.includes("header:content-type") && d.contentType !== null) headers.push(["Content-Type", d.contentType]);
   if (body !== null && d.chunked) headers.push(["Transfer-Encoding", "chunked"]);
   else if (body !== null && !headers.some(([n]) => n === "Content-Length")) headers.push(["Content-Length", String(body.byteLength)]);
@@ -649,7 +835,8 @@ function wire(r: FuzzRequest): Uint8Array {
 
 /** A short readable form of a request, to name it in a report. */
 function describe(r: FuzzRequest): string {
-  const body = r.body === null ? "" : ` body ${r.body.byteLength} B: ${JSON.stringify(Buffer.from(r.body.subarray(0, 120)).toString("latin1"))}`;
+  const body =
+    r.body === null ? "" : ` body ${r.body.byteLength} B: ${JSON.stringify(Buffer.from(r.body.subarray(0, 120)).toString("latin1"))}`;
   const headers = r.headers.map(([n, v]) => `${n}: ${v.length > 60 ? `${v.slice(0, 60)}...(${v.length})` : v}`).join(" | ");
   const target = r.target.length > 120 ? `${r.target.slice(0, 120)}...(${r.target.length})` : r.target;
   return `${r.method} ${target} ${r.version} [${r.mutations.join(", ") || "valid"}] {${headers}}${body}`;
@@ -691,7 +878,8 @@ function exchange(baseUrl: string, r: FuzzRequest, timeoutMs = 40_000): Promise<
       const end = all.indexOf("\r\n\r\n");
       if (end < 0 || /^HTTP\/1\.[01] 1\d\d /.test(all.subarray(0, 13).toString("latin1"))) return;
       // An event stream never ends: its head is the answer.
-      if (/content-type:\s*text\/event-stream/i.test(all.subarray(0, end).toString("latin1")) || complete(all, end, r.method === "HEAD")) finish();
+      if (/content-type:\s*text\/event-stream/i.test(all.subarray(0, end).toString("latin1")) || complete(all, end, r.method === "HEAD"))
+        finish();
     });
     socket.on("end", finish);
     socket.on("close", finish);
@@ -705,7 +893,8 @@ function exchange(baseUrl: string, r: FuzzRequest, timeoutMs = 40_000): Promise<
 /** The bytes from the final answer on: interim ones (100 Continue) skipped. */
 function finalAnswer(all: Buffer): Buffer {
   let bytes = all;
-  while (/^HTTP\/1\.[01] 1\d\d /.test(bytes.subarray(0, 13).toString("latin1")) && bytes.indexOf("\r\n\r\n") >= 0) bytes = bytes.subarray(bytes.indexOf("\r\n\r\n") + 4);
+  while (/^HTTP\/1\.[01] 1\d\d /.test(bytes.subarray(0, 13).toString("latin1")) && bytes.indexOf("\r\n\r\n") >= 0)
+    bytes = bytes.subarray(bytes.indexOf("\r\n\r\n") + 4);
   return bytes;
 }
 
@@ -715,7 +904,8 @@ function complete(all: Buffer, end: number, head: boolean): boolean {
   if (head || /^HTTP\/1\.[01] (204|304)/.test(headText)) return true;
   const length = /\r\ncontent-length:\s*(\d+)/i.exec(headText);
   if (length) return all.byteLength - end - 4 >= Number(length[1]);
-  if (/\r\ntransfer-encoding:\s*chunked/i.test(headText)) return all.subarray(end + 4).indexOf("0\r\n\r\n") === 0 || all.subarray(end + 4).includes("\r\n0\r\n\r\n");
+  if (/\r\ntransfer-encoding:\s*chunked/i.test(headText))
+    return all.subarray(end + 4).indexOf("0\r\n\r\n") === 0 || all.subarray(end + 4).includes("\r\n0\r\n\r\n");
   return false;
 }
 
@@ -833,7 +1023,10 @@ export function check(r: FuzzRequest, a: Answer, ctx: Context): Violation[] {
   }
   const isHead = r.method === "HEAD";
   if (!documented.has(a.status) && !(a.status === 429 && r.target.startsWith("/live/events"))) {
-    v("undocumented-status", `status ${a.status} is not documented for ${r.op.method} ${r.op.path}: ${a.body.toString("utf8").slice(0, 200)}`);
+    v(
+      "undocumented-status",
+      `status ${a.status} is not documented for ${r.op.method} ${r.op.path}: ${a.body.toString("utf8").slice(0, 200)}`,
+    );
   }
   let code: string | undefined;
   if (a.status >= 400 && !isHead) {
@@ -854,8 +1047,10 @@ export function check(r: FuzzRequest, a: Answer, ctx: Context): Violation[] {
     else {
       code = error.code as string;
       const codes = documented.get(a.status);
-      if (codes && codes.size > 0 && !codes.has(code)) v("undocumented-code", `${a.status} ${code} is not among the documented codes ${[...codes].join(", ")}`);
-      if (r.invalidUtf8 && `${error.message}${error.field ?? ""}`.includes("\ufffd")) v("invalid-utf8", `the body was decoded to U+FFFD: ${error.message}`);
+      if (codes && codes.size > 0 && !codes.has(code))
+        v("undocumented-code", `${a.status} ${code} is not among the documented codes ${[...codes].join(", ")}`);
+      if (r.invalidUtf8 && `${error.message}${error.field ?? ""}`.includes("\ufffd"))
+        v("invalid-utf8", `the body was decoded to U+FFFD: ${error.message}`);
     }
   }
   const missing = Object.entries(SECURITY_HEADERS).filter(([name, re]) => !re.test(header(name) ?? ""));
@@ -868,16 +1063,30 @@ export function check(r: FuzzRequest, a: Answer, ctx: Context): Violation[] {
   if (a.status === 405 && !a.headers.has("allow")) v("status-header", "405 without Allow");
   if (a.status === 201 && !a.headers.has("location")) v("status-header", "201 without Location");
   if (isSuccess(a.status) && r.badKey !== null && r.method === "POST") {
-    v(r.badKey === "space" ? "idempotency-key-space" : "idempotency-key-accepted", `an Idempotency-Key the rule refuses was accepted (${a.status})`);
+    v(
+      r.badKey === "space" ? "idempotency-key-space" : "idempotency-key-accepted",
+      `an Idempotency-Key the rule refuses was accepted (${a.status})`,
+    );
   }
   const coding = r.headers.find(([n]) => n === "Content-Encoding")?.[1];
-  if (isSuccess(a.status) && coding !== undefined && coding !== "identity" && r.body !== null && r.op.body !== null && r.method === r.op.method) {
+  if (
+    isSuccess(a.status) &&
+    coding !== undefined &&
+    coding !== "identity" &&
+    r.body !== null &&
+    r.op.body !== null &&
+    r.method === r.op.method
+  ) {
     v("content-encoding-ignored", `a body sent with Content-Encoding: ${coding} was read as plain JSON (${a.status})`);
   }
-  if (isSuccess(a.status) && r.invalidUtf8 && r.op.body !== null && r.method === r.op.method) v("invalid-utf8", `a body in invalid UTF-8 was accepted (${a.status})`);
+  if (isSuccess(a.status) && r.invalidUtf8 && r.op.body !== null && r.method === r.op.method)
+    v("invalid-utf8", `a body in invalid UTF-8 was accepted (${a.status})`);
   const key = r.headers.find(([n]) => n === "Idempotency-Key")?.[1];
   if (isSuccess(a.status) && r.method === "POST" && key !== undefined && !VISIBLE_KEY.test(key) && r.badKey === null) {
-    v(VISIBLE_KEY.test(key.replaceAll(" ", "x")) ? "idempotency-key-space" : "idempotency-key-accepted", `Idempotency-Key ${JSON.stringify(key.slice(0, 40))} was accepted`);
+    v(
+      VISIBLE_KEY.test(key.replaceAll(" ", "x")) ? "idempotency-key-space" : "idempotency-key-accepted",
+      `Idempotency-Key ${JSON.stringify(key.slice(0, 40))} was accepted`,
+    );
   }
   return out;
 }
@@ -989,7 +1198,8 @@ export async function fuzzService(o: RunOptions): Promise<ServiceRun> {
     orders: [],
     memory: { rss: 0, peak: 0 },
   };
-  const add = (i: number, finding: Finding, detail: string, r: FuzzRequest) => run.violations.push({ finding, detail, request: `#${i} ${describe(r)}` });
+  const add = (i: number, finding: Finding, detail: string, r: FuzzRequest) =>
+    run.violations.push({ finding, detail, request: `#${i} ${describe(r)}` });
 
   const one = async (i: number, r: FuzzRequest, alone: boolean) => {
     const before = alone ? { cpu: cpuMs(o.pid), peak: memoryMb(o.pid).peak } : null;
@@ -1016,8 +1226,15 @@ export async function fuzzService(o: RunOptions): Promise<ServiceRun> {
       run.measured += 1;
       if (spent > run.maxRequestCpuMs && !unbounded(r, answer)) [run.maxRequestCpuMs, run.maxRequest] = [spent, `#${i} ${describe(r)}`];
       if (grown > run.maxPeakGrowthMb) [run.maxPeakGrowthMb, run.maxPeakRequest] = [grown, `#${i} ${describe(r)}`];
-      if (spent > MAX_REQUEST_CPU_MS && !unbounded(r, answer)) add(i, r.depth > 0 ? "cpu-deep-nesting" : "cpu", `${spent} ms of server CPU (bound ${MAX_REQUEST_CPU_MS})`, r);
-      if (grown > MAX_REQUEST_RSS_GROWTH_MB) add(i, r.depth > 0 ? "rss-deep-nesting" : "rss", `the peak RSS grew by ${grown.toFixed(0)} MB (bound ${MAX_REQUEST_RSS_GROWTH_MB})`, r);
+      if (spent > MAX_REQUEST_CPU_MS && !unbounded(r, answer))
+        add(i, r.depth > 0 ? "cpu-deep-nesting" : "cpu", `${spent} ms of server CPU (bound ${MAX_REQUEST_CPU_MS})`, r);
+      if (grown > MAX_REQUEST_RSS_GROWTH_MB)
+        add(
+          i,
+          r.depth > 0 ? "rss-deep-nesting" : "rss",
+          `the peak RSS grew by ${grown.toFixed(0)} MB (bound ${MAX_REQUEST_RSS_GROWTH_MB})`,
+          r,
+        );
     }
     const noHost = r.version === "HTTP/1.0" && !r.headers.some(([n]) => n === "Host");
     for (const violation of timedOut ? [] : check(r, answer, { ops })) {
@@ -1068,7 +1285,10 @@ export async function fuzzService(o: RunOptions): Promise<ServiceRun> {
 export function summary(runs: ServiceRun[], seed: number, after: Violation[] = []): string {
   const lines = [`fuzz seed ${seed} (replay: FUZZ_SEED=${seed}; one request: bun run fuzz --seed ${seed} --service S --only N)`];
   for (const run of runs) {
-    const statuses = [...run.statuses].sort(([a], [b]) => a - b).map(([s, n]) => `${s === 0 ? "none" : s}: ${n}`).join(", ");
+    const statuses = [...run.statuses]
+      .sort(([a], [b]) => a - b)
+      .map(([s, n]) => `${s === 0 ? "none" : s}: ${n}`)
+      .join(", ");
     lines.push(
       `${run.service}: ${run.tried} requests; statuses ${statuses}; server CPU ${(run.cpuMs / Math.max(1, run.tried)).toFixed(2)} ms/request on average; ` +
         `${run.measured} heavy ones measured alone: at most ${run.maxRequestCpuMs} ms of CPU and ${run.maxPeakGrowthMb.toFixed(0)} MB of peak RSS growth for one; ` +
@@ -1141,7 +1361,18 @@ export async function fuzzShop(o: ShopRunOptions): Promise<ShopRun> {
   const startRss = memoryMb(o.pid).rss;
   for (const [service, baseUrl] of Object.entries(o.urls)) {
     const doc = (await (await fetch(`${baseUrl}/openapi.json`)).json()) as OpenApiDocument;
-    runs.push(await fuzzService({ service, baseUrl, doc, seed: o.seed, count: o.count, pid: o.pid, lanes: o.lanes, progress: o.progress && ((n) => o.progress?.(service, n)) }));
+    runs.push(
+      await fuzzService({
+        service,
+        baseUrl,
+        doc,
+        seed: o.seed,
+        count: o.count,
+        pid: o.pid,
+        lanes: o.lanes,
+        progress: o.progress && ((n) => o.progress?.(service, n)),
+      }),
+    );
   }
   const after: Violation[] = [];
   const add = (finding: Finding, detail: string, request = "(after the run)") => after.push({ finding, detail, request });
@@ -1151,10 +1382,16 @@ export async function fuzzShop(o: ShopRunOptions): Promise<ShopRun> {
     errors[run.service] = counted;
     // A body cut short may be counted as a 500 that the client never sees (issue 24's slow body).
     const unexplained = counted - run.known5xx - run.truncated;
-    if (unexplained > 0) add("metrics-5xx", `${run.service}: ${counted} answers counted with a 5xx status in shop_http_requests_total, ${unexplained} not explained by the findings above`);
-    else if (counted > run.known5xx) add("slow-body-500", `${run.service}: ${counted - run.known5xx} 5xx counted in the metrics for ${run.truncated} bodies cut short`);
+    if (unexplained > 0)
+      add(
+        "metrics-5xx",
+        `${run.service}: ${counted} answers counted with a 5xx status in shop_http_requests_total, ${unexplained} not explained by the findings above`,
+      );
+    else if (counted > run.known5xx)
+      add("slow-body-500", `${run.service}: ${counted - run.known5xx} 5xx counted in the metrics for ${run.truncated} bodies cut short`);
     const mean = run.cpuMs / Math.max(1, run.tried);
-    if (run.tried >= MEAN_CPU_MIN_REQUESTS && mean > MAX_MEAN_CPU_MS) add("cpu", `${run.service}: ${mean.toFixed(2)} ms of server CPU per request on average (bound ${MAX_MEAN_CPU_MS})`);
+    if (run.tried >= MEAN_CPU_MIN_REQUESTS && mean > MAX_MEAN_CPU_MS)
+      add("cpu", `${run.service}: ${mean.toFixed(2)} ms of server CPU per request on average (bound ${MAX_MEAN_CPU_MS})`);
   }
   for (const id of runs.flatMap((r) => r.orders)) {
     const res = await fetch(`${o.urls.registry}/orders/${id}`);
@@ -1165,7 +1402,10 @@ export async function fuzzShop(o: ShopRunOptions): Promise<ShopRun> {
   for (const line of await cleanAudit(o.urls)) add("audit", line);
   const memory = memoryMb(o.pid);
   if (memory.peak - startRss > MAX_RSS_GROWTH_MB) {
-    add("rss-total", `the shop's RSS peaked at ${memory.peak.toFixed(0)} MB over the run, ${(memory.peak - startRss).toFixed(0)} MB above its ${startRss.toFixed(0)} MB at the start (bound ${MAX_RSS_GROWTH_MB}); ${memory.rss.toFixed(0)} MB at the end`);
+    add(
+      "rss-total",
+      `the shop's RSS peaked at ${memory.peak.toFixed(0)} MB over the run, ${(memory.peak - startRss).toFixed(0)} MB above its ${startRss.toFixed(0)} MB at the start (bound ${MAX_RSS_GROWTH_MB}); ${memory.rss.toFixed(0)} MB at the end`,
+    );
   }
   return { seed: o.seed, runs, serverErrors: errors, memory: { ...memory, start: startRss }, after };
 }
@@ -1177,10 +1417,19 @@ async function ordinaryOrder(urls: ShopRunOptions["urls"]): Promise<string[]> {
   const { products } = (await (await fetch(`${urls.registry}/products`)).json()) as { products: { id: number; price_cents: number }[] };
   const product = products[products.length - 1];
   if (!product) return ["GET /products listed no product"];
-  const deposit = await fetch(`${urls.wallet}/wallets/${user}/deposits`, { method: "POST", headers: admin, body: JSON.stringify({ amount_cents: product.price_cents }) });
-  const receipt = await fetch(`${urls.storage}/stock/${product.id}/receipts`, { method: "POST", headers: admin, body: JSON.stringify({ quantity: 1 }) });
+  const deposit = await fetch(`${urls.wallet}/wallets/${user}/deposits`, {
+    method: "POST",
+    headers: admin,
+    body: JSON.stringify({ amount_cents: product.price_cents }),
+  });
+  const receipt = await fetch(`${urls.storage}/stock/${product.id}/receipts`, {
+    method: "POST",
+    headers: admin,
+    body: JSON.stringify({ quantity: 1 }),
+  });
   // A product the fuzzer filled to the columns' limit refuses the receipt (409 stock_limit) and has stock anyway.
-  if (deposit.status !== 201 || ![201, 409].includes(receipt.status)) return [`ordinary order: deposit ${deposit.status}, receipt ${receipt.status}`];
+  if (deposit.status !== 201 || ![201, 409].includes(receipt.status))
+    return [`ordinary order: deposit ${deposit.status}, receipt ${receipt.status}`];
   const placed = await fetch(`${urls.registry}/orders`, {
     method: "POST",
     headers: { "content-type": "application/json" },
@@ -1201,10 +1450,14 @@ async function ordinaryOrder(urls: ShopRunOptions["urls"]): Promise<string[]> {
 async function cleanAudit(urls: ShopRunOptions["urls"]): Promise<string[]> {
   let last: string[] = [];
   try {
-    await eventually(async () => {
-      last = (await auditShop(httpSources(urls, TEST_ADMIN_TOKEN))).violations;
-      if (last.length > 0) throw new Error(last.join("; "));
-    }, 60_000, 250);
+    await eventually(
+      async () => {
+        last = (await auditShop(httpSources(urls, TEST_ADMIN_TOKEN))).violations;
+        if (last.length > 0) throw new Error(last.join("; "));
+      },
+      60_000,
+      250,
+    );
     return [];
   } catch {
     return last.map((v) => `audit: ${v}`);

@@ -4,9 +4,9 @@ import type { Message, OrderRejected } from "../../src/contracts";
 import { type Database, type Executor, openDatabase } from "../../src/db/database";
 import { DomainError } from "../../src/errors";
 import { createLogger } from "../../src/log";
-import type { ShopModule } from "../../src/module";
 import { type Enqueue, type OutboxWriter, outboxWriter } from "../../src/messaging/outbox";
 import type { MessagingTables } from "../../src/messaging/tables";
+import type { ShopModule } from "../../src/module";
 import { TOPICS } from "./shop-target";
 
 /** Opens an in-memory PGlite with `module`'s migrations applied. */

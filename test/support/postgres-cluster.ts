@@ -1,4 +1,14 @@
-import { appendFileSync, chownSync, existsSync, mkdtempSync, readdirSync, readFileSync, realpathSync, rmSync, writeFileSync } from "node:fs";
+import {
+  appendFileSync,
+  chownSync,
+  existsSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  realpathSync,
+  rmSync,
+  writeFileSync,
+} from "node:fs";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
@@ -149,16 +159,20 @@ async function initCluster(layout: Layout, name: string, password?: string): Pro
   const auth = password === undefined ? ["--auth=trust"] : ["--auth-local=trust", "--auth-host=scram-sha-256", `--pwfile=${pwfile}`];
   await runAsPg(layout, [
     join(layout.binDir, "initdb"),
-    "-D", layout.data,
-    "-U", PG_USER,
+    "-D",
+    layout.data,
+    "-U",
+    PG_USER,
     ...auth,
     "--encoding=UTF8",
     "--locale=C.UTF-8",
     "--no-sync",
-  ]).catch((err: unknown) => {
-    const hint = layout.owner ? ` (is ${tmpdir()} traversable by the '${PG_USER}' user?)` : "";
-    throw new Error(`initdb failed${hint}: ${errorMessage(err)}`);
-  }).finally(() => rmSync(pwfile, { force: true }));
+  ])
+    .catch((err: unknown) => {
+      const hint = layout.owner ? ` (is ${tmpdir()} traversable by the '${PG_USER}' user?)` : "";
+      throw new Error(`initdb failed${hint}: ${errorMessage(err)}`);
+    })
+    .finally(() => rmSync(pwfile, { force: true }));
   appendFileSync(join(layout.data, "postgresql.conf"), serverSettings(layout, name));
 }
 
@@ -228,7 +242,7 @@ async function run(cmd: string[], cwd?: string): Promise<string> {
  */
 function startWatchdog(layout: Layout): Watchdog {
   const script = [
-    'read -r _',
+    "read -r _",
     'pid=$(head -n 1 "$1/postmaster.pid" 2>/dev/null) && kill -QUIT "$pid" 2>/dev/null',
     'i=0; while [ -e "$1/postmaster.pid" ] && [ "$i" -lt 60 ]; do sleep 0.05; i=$((i + 1)); done',
     'rm -rf "$2"',

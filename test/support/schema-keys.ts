@@ -17,7 +17,8 @@ export function schemaKeys(schema: z.ZodType, prefix = ""): SchemaKey[] {
     const parsed = field.safeParse(undefined);
     if (def.type === "object") {
       const defaults = parsed.success ? (parsed.data as Record<string, unknown>) : {};
-      for (const sub of schemaKeys(field, `${path}.`)) keys.push({ ...sub, default: sub.default ?? defaults[sub.path.slice(path.length + 1)] });
+      for (const sub of schemaKeys(field, `${path}.`))
+        keys.push({ ...sub, default: sub.default ?? defaults[sub.path.slice(path.length + 1)] });
     } else if (def.type === "array") {
       keys.push({ path, default: parsed.success ? parsed.data : undefined });
       if (def.element) keys.push(...schemaKeys(def.element, `${path}[].`).map((k) => ({ path: k.path })));

@@ -1,11 +1,11 @@
 /** The shop under test, whatever its topology: base URLs plus a way to put raw records on the bus. */
 import { join } from "node:path";
 import postgres from "postgres";
+import { type Shop, startShop } from "../../src/app/shop";
 import { SIGNATURE_HEADER, signRecord } from "../../src/bus/signing";
 import { loadSettings } from "../../src/config";
 import type { Topics } from "../../src/contracts/topics";
 import { createLogger } from "../../src/log";
-import { type Shop, startShop } from "../../src/app/shop";
 import { TEST_ADMIN_TOKEN } from "./http";
 
 /** Where the fixture config (test catalogue, no seeded wallets) lives. */
@@ -82,7 +82,8 @@ export async function startInProcess(extra: Record<string, string | undefined> =
     shop,
     urls: { registry: registry ?? "", wallet: wallet ?? "", storage: storage ?? "" },
     topics: TOPICS,
-    publish: (topic, key, value) => shop.bus.publish([{ topic, key, value, headers: signedHeaders(settings.BUS_SIGNING_KEY, topic, key, value) }]),
+    publish: (topic, key, value) =>
+      shop.bus.publish([{ topic, key, value, headers: signedHeaders(settings.BUS_SIGNING_KEY, topic, key, value) }]),
     publishUnsigned: (topic, key, value, headers = {}) => shop.bus.publish([{ topic, key, value, headers }]),
     stop: () => shop.stop(),
   };

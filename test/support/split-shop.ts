@@ -75,7 +75,11 @@ export async function startSplitShop(extraEnv: Record<string, string> = {}): Pro
       urls: { registry: registry.urls.registry ?? "", wallet: wallet.urls.wallet ?? "", storage: storage.urls.storage ?? "" },
       topics: TOPICS,
       publish: async (topic, key, value) => {
-        await producer.send({ topic, acks: -1, messages: [{ key, value, headers: signedHeaders(env.BUS_SIGNING_KEY, topic, key, value) }] });
+        await producer.send({
+          topic,
+          acks: -1,
+          messages: [{ key, value, headers: signedHeaders(env.BUS_SIGNING_KEY, topic, key, value) }],
+        });
       },
       publishUnsigned: async (topic, key, value, headers = {}) => {
         await producer.send({ topic, acks: -1, messages: [{ key, value, headers }] });

@@ -124,7 +124,9 @@ export async function rawGet(url: string, opts: { localAddress?: string; read?: 
     };
     socket.on("data", onData);
     socket.once("error", reject);
-    socket.once("connect", () => socket.write(`GET ${pathname}${search} HTTP/1.1\r\nhost: ${hostname}:${port}\r\naccept: text/event-stream\r\n\r\n`));
+    socket.once("connect", () =>
+      socket.write(`GET ${pathname}${search} HTTP/1.1\r\nhost: ${hostname}:${port}\r\naccept: text/event-stream\r\n\r\n`),
+    );
   });
   socket.on("error", () => {});
   const status = Number(/^HTTP\/1\.1 (\d{3})/.exec(head)?.[1] ?? 0);

@@ -3,7 +3,7 @@
  * products while the test breaks something, and books record what went in (deposits, receipts)
  * and what the shop acknowledged (201s), for test/support/audit.ts to check afterwards.
  */
-import { type AuditInput, auditShop, type Audit, type ShopUrls, unfinishedOrders } from "./audit";
+import { type Audit, type AuditInput, auditShop, type ShopUrls, unfinishedOrders } from "./audit";
 import { eventually } from "./eventually";
 import { adminHeaders } from "./http";
 

@@ -72,7 +72,12 @@ export class FeedClients {
     client.live.end(reason !== undefined || unsent > 0);
     if (reason) {
       this.observer.dropped(reason);
-      this.log.info("live client dropped: it does not take what is sent", { reason, unsent_bytes: unsent, address: client.live.address, clients: this.all.size });
+      this.log.info("live client dropped: it does not take what is sent", {
+        reason,
+        unsent_bytes: unsent,
+        address: client.live.address,
+        clients: this.all.size,
+      });
     } else this.log.debug("live client disconnected", { clients: this.all.size });
   }
 
@@ -96,7 +101,9 @@ export class FeedClients {
     const closed = await zeroWindows(ports);
     if (!closed) {
       this.kernelTables = false;
-      this.log.info("live feed: the kernel's connection tables cannot be read; a client that does not read is seen only once its buffers are full");
+      this.log.info(
+        "live feed: the kernel's connection tables cannot be read; a client that does not read is seen only once its buffers are full",
+      );
       return;
     }
     const now = Date.now();

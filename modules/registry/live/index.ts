@@ -4,9 +4,9 @@ import type { Server } from "bun";
 import type { z } from "zod";
 import type { Database } from "../../../src/db/database";
 import { errorBody } from "../../../src/http/errors";
-import type { MetricsRegistry } from "../../../src/metrics/registry";
 import { createRouter, type Router } from "../../../src/http/router";
 import type { Logger } from "../../../src/log";
+import type { MetricsRegistry } from "../../../src/metrics/registry";
 import type { RegistryConfigSchema } from "../config";
 // Embedded as text, so that a `bun build --compile` binary carries it (typed by bun-types as an HTML bundle).
 import pageText from "../page/index.html" with { type: "text" };
@@ -27,7 +27,12 @@ const PAGE_CSP = pagePolicy(page);
 function pagePolicy(html: string): string {
   const hashes = (tag: string) =>
     [...html.matchAll(new RegExp(`<${tag}>([\\s\\S]*?)</${tag}>`, "g"))]
-      .map((m) => `'sha256-${createHash("sha256").update(m[1] ?? "").digest("base64")}'`)
+      .map(
+        (m) =>
+          `'sha256-${createHash("sha256")
+            .update(m[1] ?? "")
+            .digest("base64")}'`,
+      )
       .join(" ");
   return [
     "default-src 'none'",
@@ -75,7 +80,12 @@ export function createLivePage(deps: {
   const { db, log, peers } = deps;
   let clients = () => 0;
   const options = { ...(deps.config ? feedSettings(deps.config) : {}), ...deps.feed };
-  const feed = createOrderFeed(db, log, options, liveMetrics(deps.metrics, () => clients()));
+  const feed = createOrderFeed(
+    db,
+    log,
+    options,
+    liveMetrics(deps.metrics, () => clients()),
+  );
   clients = feed.clients;
   const overview = createOverview(peers);
   const router = createRouter()

@@ -8,7 +8,6 @@
  */
 import { normalizeAddress } from "./socket-states";
 
-
 /** The HTTP server a stream is served by, as far as the feed needs it: Bun sets `port` to 0 once it is stopping. */
 export interface StreamServer {
   readonly port: number;

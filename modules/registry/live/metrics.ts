@@ -21,10 +21,26 @@ export function liveMetrics(registry: MetricsRegistry, clients: () => number): F
       this.set(clients());
     },
   });
-  const polls = new Counter({ name: "shop_live_polls_total", help: "Polls of the live feed for changed orders (only while a client is connected)", registers: [registry] });
-  const seconds = new Counter({ name: "shop_live_poll_seconds_total", help: "Time spent in those polls, reads included", registers: [registry] });
-  const sent = new Counter({ name: "shop_live_orders_sent_total", help: "Changed orders sent to the live clients (each once per poll, whatever the number of clients)", registers: [registry] });
-  const failures = new Counter({ name: "shop_live_poll_failures_total", help: "Polls that failed (the database did not answer); the next poll retries", registers: [registry] });
+  const polls = new Counter({
+    name: "shop_live_polls_total",
+    help: "Polls of the live feed for changed orders (only while a client is connected)",
+    registers: [registry],
+  });
+  const seconds = new Counter({
+    name: "shop_live_poll_seconds_total",
+    help: "Time spent in those polls, reads included",
+    registers: [registry],
+  });
+  const sent = new Counter({
+    name: "shop_live_orders_sent_total",
+    help: "Changed orders sent to the live clients (each once per poll, whatever the number of clients)",
+    registers: [registry],
+  });
+  const failures = new Counter({
+    name: "shop_live_poll_failures_total",
+    help: "Polls that failed (the database did not answer); the next poll retries",
+    registers: [registry],
+  });
   const dropped = new Counter({
     name: "shop_live_clients_dropped_total",
     help: "Live clients dropped because they did not take what was sent: unsent_bytes (over live_max_unsent_bytes), stalled (nothing taken for live_stall_timeout_ms), shed (stuck, to make room for a new client)",

@@ -33,7 +33,8 @@ function collect(stream: ReadableStream<Uint8Array>) {
       frames.push(...parsed.frames);
     }
   })();
-  const orderIds = () => frames.flatMap((f) => (f.kind === "event" && f.event === "order" ? [(JSON.parse(f.data) as { id: string }).id] : []));
+  const orderIds = () =>
+    frames.flatMap((f) => (f.kind === "event" && f.event === "order" ? [(JSON.parse(f.data) as { id: string }).id] : []));
   return { frames, done, orderIds, cancel: () => reader.cancel() };
 }
 
@@ -55,7 +56,9 @@ async function newOrder(eventId?: number, traceparent?: string): Promise<string>
   const id = crypto.randomUUID();
   await db.transaction(async (tx) => {
     await tx.insert(orders).values({ id, userId: 1, totalCents: 100, traceparent });
-    await tx.insert(orderEvents).values({ ...(eventId ? { id: eventId } : {}), orderId: id, service: "registry", step: "created", detail: null });
+    await tx
+      .insert(orderEvents)
+      .values({ ...(eventId ? { id: eventId } : {}), orderId: id, service: "registry", step: "created", detail: null });
   });
   return id;
 }

@@ -9,7 +9,7 @@ import type { Database } from "../../../src/db/database";
 import type { Logger } from "../../../src/log";
 import { createLoop, type Loop } from "../../../src/loop";
 import { EventCursor } from "./event-cursor";
-import { type Client, type DropReason, type FeedObserver, FeedClients, type Refusal } from "./feed-clients";
+import { type Client, type DropReason, FeedClients, type FeedObserver, type Refusal } from "./feed-clients";
 import { addressKey, LiveClient, type StreamServer } from "./live-client";
 import { eventsAfter, liveOrders, settledEventId } from "./order-reads";
 
@@ -53,9 +53,12 @@ const DEFAULT_FEED_OPTIONS: OrderFeedOptions = {
 /** The running feed. */
 export interface OrderFeed {
   /** A new client's stream of events, or why it is refused. `address` is the client's IP address, if known. */
-  connect(opts: { signal?: AbortSignal; server?: StreamServer; address?: string; port?: number }):
-    | { stream: ReadableStream<Uint8Array> }
-    | { refused: Refusal };
+  connect(opts: {
+    signal?: AbortSignal;
+    server?: StreamServer;
+    address?: string;
+    port?: number;
+  }): { stream: ReadableStream<Uint8Array> } | { refused: Refusal };
   /** Clients connected now. */
   clients(): number;
   /** Ends every stream and the poller. */
@@ -170,7 +173,12 @@ class Feed {
     const started = performance.now();
     const at = await this.cursorNow();
     const rows = await eventsAfter(this.db, at.after, EVENT_READ_LIMIT);
-    const fresh = new Set(at.accept(rows.map((r) => r.id), Date.now()));
+    const fresh = new Set(
+      at.accept(
+        rows.map((r) => r.id),
+        Date.now(),
+      ),
+    );
     const changed = [...new Set(rows.filter((r) => fresh.has(r.id)).map((r) => r.orderId))];
     // The newest orders matter to a page; in a storm the older changes are left out.
     const orders = changed.length ? await liveOrders(this.db, { ids: changed, limit: this.opts.maxOrdersPerPoll }) : [];

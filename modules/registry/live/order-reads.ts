@@ -2,7 +2,7 @@
 import { asc, desc, gt, inArray, lt, max, sql } from "drizzle-orm";
 import type { Database } from "../../../src/db/database";
 import { orderEvents, orderItems, orders } from "../schema";
-import { orderView, type OrderView } from "../views";
+import { type OrderView, orderView } from "../views";
 
 /**
  * An order as the live feed sends it: its timeline, `version` (the id of its latest timeline entry),
@@ -64,7 +64,10 @@ export async function liveOrders(db: Database, pick: { limit: number; ids?: stri
     return rows.map((o) => {
       const timeline = events.filter((e) => e.orderId === o.id);
       return {
-        ...orderView(o, items.filter((i) => i.orderId === o.id)),
+        ...orderView(
+          o,
+          items.filter((i) => i.orderId === o.id),
+        ),
         timeline: timeline.map((e) => ({ at: e.at.toISOString(), service: e.service, step: e.step, detail: e.detail })),
         version: timeline.at(-1)?.id ?? 0,
         // On the row already read: no extra query.

@@ -48,7 +48,12 @@ async function fetchOverview(urls: { wallet: string; storage: string }, timeoutM
       if (!parsed.success) throw new Error("answered an unexpected body");
       return parsed.data;
     } catch (err) {
-      const why = err instanceof Error && err.name === "TimeoutError" ? `no answer within ${timeoutMs} ms` : err instanceof Error && err.message.startsWith("answered") ? err.message : "unreachable";
+      const why =
+        err instanceof Error && err.name === "TimeoutError"
+          ? `no answer within ${timeoutMs} ms`
+          : err instanceof Error && err.message.startsWith("answered")
+            ? err.message
+            : "unreachable";
       unavailable.push({ service, message: `${service} ${why}` });
       return null;
     }

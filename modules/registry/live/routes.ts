@@ -23,7 +23,9 @@ export const LiveSnapshot = z
     trace_url: z
       .string()
       .nullable()
-      .describe("registry.yaml's `trace_url`: a trace viewer's URL where `{trace_id}` stands for an order's `trace_id`; null when unset (no trace links)"),
+      .describe(
+        "registry.yaml's `trace_url`: a trace viewer's URL where `{trace_id}` stands for an order's `trace_id`; null when unset (no trace links)",
+      ),
   })
   .describe("The `data` of the `snapshot` event")
   .openapi("LiveSnapshot");
@@ -75,7 +77,9 @@ const tooManyFromAddress = {
   description:
     "Too many streams from one address. `too_many_clients_from_address`: `live_max_clients_per_address` (20) streams from this " +
     "client's IP address (its /64 for IPv6) are open already and none of them is stuck; retry after `Retry-After` seconds.",
-  headers: { "Retry-After": { description: "Seconds to wait before retrying", schema: { type: "integer" as const, minimum: 1, example: 5 } } },
+  headers: {
+    "Retry-After": { description: "Seconds to wait before retrying", schema: { type: "integer" as const, minimum: 1, example: 5 } },
+  },
   content: {
     "application/json": {
       schema: errorSchema(["too_many_clients_from_address"]),

@@ -17,7 +17,10 @@ test("a client that stopped reading shows a closed receive window once its buffe
   const server = Bun.serve({
     port: 0,
     idleTimeout: 0,
-    fetch: () => new Response(new ReadableStream<Uint8Array>({ start: (c) => void controllers.push(c) }, new ByteLengthQueuingStrategy({ highWaterMark: 0 }))),
+    fetch: () =>
+      new Response(
+        new ReadableStream<Uint8Array>({ start: (c) => void controllers.push(c) }, new ByteLengthQueuingStrategy({ highWaterMark: 0 })),
+      ),
   });
   const port = server.port ?? 0;
   const open = (localAddress: string, read: boolean) =>

@@ -44,5 +44,7 @@ export async function checkMockBroker(admin: Admin, brokers: string[], log: Logg
         `is not one (cluster id ${JSON.stringify(clusterId)}): unset it`,
     );
   }
-  log.warn("KAFKA_MOCK_BROKER_QUIRKS=true: kafkajs works around librdkafka's mock broker (tests only, never against Kafka)", { cluster_id: clusterId });
+  log.warn("KAFKA_MOCK_BROKER_QUIRKS=true: kafkajs works around librdkafka's mock broker (tests only, never against Kafka)", {
+    cluster_id: clusterId,
+  });
 }

@@ -69,7 +69,9 @@ function runMember(member: Member, groups: ConsumerGroups): Promise<void> {
  */
 export async function stopMember({ consumer, state, running, commits }: Member, log: Logger): Promise<void> {
   // A batch still being applied commits its own offsets before the member leaves (batch-delivery.ts).
-  await commits.now().catch((err) => log.debug("offset commit at stop failed; the records will be delivered again", { group: state.group, err }));
+  await commits
+    .now()
+    .catch((err) => log.debug("offset commit at stop failed; the records will be delivered again", { group: state.group, err }));
   await consumer.disconnect().catch((err) => log.warn("consumer disconnect", { err }));
   // A join cut short by the disconnect crashes, and kafkajs schedules a restart once
   // run() settles: wait for that (bounded) and stop again, which cancels it.

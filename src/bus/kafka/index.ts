@@ -1,7 +1,8 @@
 /** Kafka transport on kafkajs: keyed records, consumer groups, offsets committed after the handler. */
 import type { Admin, Kafka, Producer } from "kafkajs";
-import type { Logger } from "../../log";
 import { InvariantError } from "../../errors";
+import type { Logger } from "../../log";
+import { countKafkaRequest } from "../../work-counters";
 import { type Bus, notJoinedReason } from "../bus";
 import { checkMockBroker, connectAdmin, waitForBroker } from "./broker";
 import { createKafkaClient, createProbeClient } from "./client";
@@ -10,7 +11,6 @@ import { createLifecycle } from "./lifecycle";
 import { copyState } from "./member";
 import { consumerTimings, type KafkaOptions } from "./options";
 import { connectProducer, publishRecords } from "./producer";
-import { countKafkaRequest } from "../../work-counters";
 import { ensureTopics, subscribedTopics } from "./topics";
 
 export type { KafkaOptions } from "./options";

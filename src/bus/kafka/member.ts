@@ -1,8 +1,8 @@
 /** A consumer group member: its consumer, the state it reports for health, and kafkajs's events followed into that state. */
 import type { Consumer } from "kafkajs";
 import type { Logger } from "../../log";
-import type { ConsumerState, Subscription } from "../bus";
 import { countKafkaRequest } from "../../work-counters";
+import type { ConsumerState, Subscription } from "../bus";
 import type { Lifecycle } from "./lifecycle";
 import type { OffsetCommits } from "./offset-commits";
 

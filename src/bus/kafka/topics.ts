@@ -10,13 +10,7 @@ export function subscribedTopics(subscriptions: Subscription[]): string[] {
 }
 
 /** Creates the topics with `partitions` each, then waits until all of them exist (made here or by someone else). */
-export async function ensureTopics(
-  a: Admin,
-  names: string[],
-  partitions: number,
-  lifecycle: Lifecycle,
-  log: Logger,
-): Promise<void> {
+export async function ensureTopics(a: Admin, names: string[], partitions: number, lifecycle: Lifecycle, log: Logger): Promise<void> {
   if (names.length === 0) return;
   try {
     await a.createTopics({

@@ -112,11 +112,15 @@ describe("crossCheck", () => {
   });
 
   test("a completed order refunded", () => {
-    expect(onlyViolation((r) => Object.assign(walletRow(r, COMPLETED), { refunds: 1, refund_cents: 3000 }))).toContain("expected exactly one debit and no refund");
+    expect(onlyViolation((r) => Object.assign(walletRow(r, COMPLETED), { refunds: 1, refund_cents: 3000 }))).toContain(
+      "expected exactly one debit and no refund",
+    );
   });
 
   test("a debit of another amount than the order's total", () => {
-    expect(onlyViolation((r) => Object.assign(walletRow(r, COMPLETED), { debit_cents: 2999 }))).toContain("debited 2999 cents in 1 row(s), the order's total is 3000");
+    expect(onlyViolation((r) => Object.assign(walletRow(r, COMPLETED), { debit_cents: 2999 }))).toContain(
+      "debited 2999 cents in 1 row(s), the order's total is 3000",
+    );
   });
 
   test("an order paid from another user's wallet", () => {
@@ -129,7 +133,14 @@ describe("crossCheck", () => {
   });
 
   test("a completed order with a reservation of another quantity", () => {
-    const v = onlyViolation((r) => Object.assign(storageRow(r, COMPLETED), { live: [{ product_id: 1, quantity: 3 }, { product_id: 2, quantity: 1 }] }));
+    const v = onlyViolation((r) =>
+      Object.assign(storageRow(r, COMPLETED), {
+        live: [
+          { product_id: 1, quantity: 3 },
+          { product_id: 2, quantity: 1 },
+        ],
+      }),
+    );
     expect(v).toContain("reservations [3 x product 1] differ from its items");
   });
 
@@ -148,7 +159,9 @@ describe("crossCheck", () => {
   });
 
   test("a compensated order still holding stock", () => {
-    expect(onlyViolation((r) => Object.assign(storageRow(r, PAID_BACK), { live: LINES, released: [] }))).toContain("still holds [2 x product 1, 1 x product 2]");
+    expect(onlyViolation((r) => Object.assign(storageRow(r, PAID_BACK), { live: LINES, released: [] }))).toContain(
+      "still holds [2 x product 1, 1 x product 2]",
+    );
   });
 
   test("a refused order debited after all", () => {
@@ -230,7 +243,11 @@ describe("auditShop", () => {
 
   test("a clean shop audits clean", async () => {
     const reports = cleanReports();
-    const audit = await auditShop({ registry: async () => reports.registry, wallet: async () => reports.wallet, storage: async () => reports.storage });
+    const audit = await auditShop({
+      registry: async () => reports.registry,
+      wallet: async () => reports.wallet,
+      storage: async () => reports.storage,
+    });
     expect(audit).toMatchObject({ ok: true, violations: [] });
     expect(summaryLine(audit)).toStartWith("audit clean");
   });

@@ -65,7 +65,8 @@ function checkMoney(out: Violations, o: Order, m: Money | undefined): void {
     out.add("debit amount", `${label}: debited ${got.debit_cents} cents in ${got.debits} row(s), the order's total is ${o.total_cents}`);
   }
   if (o.status === "completed") {
-    if (got.debits !== 1 || got.refunds !== 0) out.add("completed order's money", `${label}: ${shape(got)}; expected exactly one debit and no refund`);
+    if (got.debits !== 1 || got.refunds !== 0)
+      out.add("completed order's money", `${label}: ${shape(got)}; expected exactly one debit and no refund`);
   } else if (settled(o)) {
     const none = got.debits === 0 && got.refunds === 0;
     const undone = got.debits === 1 && got.refunds === 1 && got.debit_cents === got.refund_cents;

@@ -22,7 +22,11 @@ export function readSnapshot<T>(db: Database, fn: (tx: Executor) => Promise<T>):
 export const localViolations = () => new Violations("");
 
 /** Every outbox row published: rows older than the grace and not published yet are violations. */
-export async function checkOutbox(tx: Executor, tables: MessagingTables, out: Violations): Promise<{ outbox_rows: number; dead_letters: number }> {
+export async function checkOutbox(
+  tx: Executor,
+  tables: MessagingTables,
+  out: Violations,
+): Promise<{ outbox_rows: number; dead_letters: number }> {
   const { outbox, deadLetters } = tables;
   const stuck = await tx
     .select({

@@ -4,12 +4,7 @@
  * `GET /admin/audit`, `bun run audit` and the tests.
  */
 import type { z } from "zod";
-import {
-  AUDIT_REPORT_SCHEMAS,
-  type AuditReports,
-  type ModuleAuditSummary,
-  type ShopAudit,
-} from "../../contracts/audit";
+import { AUDIT_REPORT_SCHEMAS, type AuditReports, type ModuleAuditSummary, type ShopAudit } from "../../contracts/audit";
 import { crossCheck } from "./cross-check";
 
 type AuditedModule = keyof AuditReports;
@@ -83,7 +78,10 @@ async function settle<M extends AuditedModule>(source: () => Promise<AuditReport
 export async function auditShop(sources: ReportSources): Promise<ShopAudit> {
   const checkedAt = new Date().toISOString();
   const registry: Outcome<"registry"> = await settle<"registry">(sources.registry);
-  const [wallet, storage]: [Outcome<"wallet">, Outcome<"storage">] = await Promise.all([settle<"wallet">(sources.wallet), settle<"storage">(sources.storage)]);
+  const [wallet, storage]: [Outcome<"wallet">, Outcome<"storage">] = await Promise.all([
+    settle<"wallet">(sources.wallet),
+    settle<"storage">(sources.storage),
+  ]);
   const outcomes: { [M in AuditedModule]: Outcome<M> } = { registry, wallet, storage };
   const violations: string[] = [];
   const modules = {} as Record<AuditedModule, ModuleAuditSummary>;

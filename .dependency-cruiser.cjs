@@ -3,7 +3,7 @@
  * by test/architecture.test.ts). Paths are relative to the repository root.
  *
  *   contracts  src/contracts/          the messages, topics, flows and report shapes: zod only
- *   plumbing   src/bus, db, http, messaging, metrics, tracing, config, log, errors, assets, listeners, request-context, module, work-counters
+ *   plumbing   src/bus, db, http, idempotency, messaging, metrics, tracing, config, log, errors, assets, listeners, request-context, module, work-counters
  *              what any event-driven service needs; may carry contracts, knows no business
  *   saga       src/saga/               rules spanning modules; may use contracts and plumbing
  *   wiring     src/app/                main, shop, modules, start-banner: starts the process; the one
@@ -13,11 +13,14 @@
  * Nothing in src/ outside src/app/ imports src/app/ or modules/; modules never import src/app/.
  *
  * src/module.ts is the interface every module's index.ts implements, so it is plumbing.
+ *
+ * Idempotency-Key (src/idempotency/: the key store over db, the header and replay over http) reaches
+ * modules through one door, src/idempotency/index.ts.
  */
 
 const CONTRACTS = "^src/contracts/";
 const PLUMBING = [
-  "^src/(bus|db|http|messaging|metrics|tracing)/",
+  "^src/(bus|db|http|idempotency|messaging|metrics|tracing)/",
   "^src/config(/|\\.ts$)",
   "^src/(log|errors|assets|listeners|request-context|module|work-counters)\\.ts$",
 ];
@@ -35,6 +38,7 @@ const PLUMBING_FLOORS = [
   ["metrics", ["^src/metrics/"]],
   ["bus", ["^src/bus/"]],
   ["http", ["^src/http/"]],
+  ["idempotency", ["^src/idempotency/"]],
   ["module", ["^src/(module|listeners)\\.ts$"]],
   ["messaging", ["^src/messaging/"]],
 ];
@@ -99,6 +103,13 @@ module.exports = {
       severity: "error",
       from: { path: "^modules/([^/]+)/" },
       to: { path: MODULES, pathNot: "^modules/$1/" },
+    },
+    {
+      name: "modules-idempotency-through-its-door",
+      comment: "A module uses Idempotency-Key only through src/idempotency/index.ts, never store.ts or http.ts directly.",
+      severity: "error",
+      from: { path: MODULES },
+      to: { path: "^src/idempotency/", pathNot: "^src/idempotency/index\\.ts$" },
     },
     {
       name: "modules-not-to-wiring",

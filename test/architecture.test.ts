@@ -125,6 +125,13 @@ describe("dependency-cruiser", () => {
       // an import that resolves to nothing; an installed package not in package.json; a devDependency in production code
       "src/http/app.ts": `import "./missing";\nimport undeclared from "undeclared";\nimport devOnly from "dev-only";\nexport const app = [undeclared, devOnly];\n`,
       "modules/wallet/index.ts": `export const wallet = 1;\n`,
+      // a module past Idempotency-Key's door (through the door, src/idempotency/index.ts, is fine)
+      "modules/wallet/routes.ts": `import { replay } from "../../src/idempotency/http";\nimport { IDEMPOTENCY_HEADER } from "../../src/idempotency";\nexport const routes = [replay, IDEMPOTENCY_HEADER];\n`,
+      // the idempotency floor stands on db and http (fine); http reaching up into it is not
+      "src/idempotency/store.ts": `import { a } from "../db/a";\nexport const claim = a;\n`,
+      "src/idempotency/http.ts": `import { app } from "../http/app";\nimport { claim } from "./store";\nexport const replay = [app, claim];\n`,
+      "src/idempotency/index.ts": `export { replay } from "./http";\nexport const IDEMPOTENCY_HEADER = "Idempotency-Key";\n`,
+      "src/http/guards.ts": `import { claim } from "../idempotency/store";\nexport const guard = claim;\n`,
       // production code importing test support (also outside src/ and itself)
       "modules/wallet/service.ts": `import { db } from "../../test/support/db";\nexport const debit = db;\n`,
       // a module's test may use test/support, not bench/
@@ -162,6 +169,8 @@ describe("dependency-cruiser", () => {
         "module-tests-only-to-test-support: modules/wallet/wallet.test.ts -> bench/load.ts",
         "modules-not-to-wiring: modules/storage/index.ts -> src/app/main.ts",
         "modules-are-isolated: modules/storage/service.ts -> modules/wallet/service.ts",
+        "modules-idempotency-through-its-door: modules/wallet/routes.ts -> src/idempotency/http.ts",
+        "plumbing-floor-http: src/http/guards.ts -> src/idempotency/store.ts",
       ].sort(),
     );
     // As `bun run lint:deps` (and so CI) sees it: a failure.

@@ -2,8 +2,8 @@
 
 import type { Database } from "../../src/db/database";
 import { bearer } from "../../src/http/auth";
-import { replay, replayIfAnswered } from "../../src/http/idempotency";
 import { createRouter } from "../../src/http/router";
+import { replay, replayIfAnswered } from "../../src/idempotency";
 import type { OutboxWriter } from "../../src/messaging/outbox";
 import { auditReportRoute, shopAuditRoute } from "../../src/saga/audit/routes";
 import { auditShop, fetchReport } from "../../src/saga/audit/shop-audit";

@@ -1,17 +1,17 @@
 /**
- * `Idempotency-Key` for `POST /orders`: the shared key store (src/db/idempotency-keys.ts) over
+ * `Idempotency-Key` for `POST /orders`: the shared key store (src/idempotency) over
  * registry's own table, which also links each key to the order it placed. The first request
  * with a key stores its answer in the order's own transaction; the same key and body again get
  * that answer back and create nothing; the same key with another body is refused. Keys are kept
  * `idempotency_key_retention_hours`, then pruned: a key seen again after that places a new order.
  */
 import type { Database, Executor } from "../../src/db/database";
-import type { KeyedRequest, StoredAnswer } from "../../src/db/idempotency-keys";
-import * as keys from "../../src/db/idempotency-keys";
 import { type PruneJob, pruneOlderThan } from "../../src/db/retention";
+import type { KeyedRequest, StoredAnswer } from "../../src/idempotency";
+import * as keys from "../../src/idempotency";
 import { idempotencyKeys } from "./schema";
 
-export { AlreadyAnswered, IDEMPOTENCY_HEADER, type KeyedRequest, type StoredAnswer } from "../../src/db/idempotency-keys";
+export { AlreadyAnswered, IDEMPOTENCY_HEADER, type KeyedRequest, type StoredAnswer } from "../../src/idempotency";
 
 /** sha-256 (hex) of the validated body in a canonical form: the user, then the items in the given order. */
 export const requestHash = (userId: number, items: readonly { product_id: number; quantity: number }[]): string =>

@@ -1,8 +1,8 @@
 /** Registry's HTTP contract: the catalogue, orders and the stuck-saga view, with examples the API really gives. */
 import { createRoute, z } from "@hono/zod-openapi";
 import { MAX_QUANTITY, RejectionReason } from "../../src/contracts";
-import { idempotencyKeyHeaders, KEY_REUSED, replayedHeader } from "../../src/http/idempotency";
 import { declaredErrors, Id, IdParam, intParam, json, locationHeader, positiveInt, Timestamp, withErrors } from "../../src/http/schemas";
+import { idempotencyKeyHeaders, KEY_REUSED, replayedHeader } from "../../src/idempotency";
 import { REGISTRY_ERRORS } from "./errors";
 
 const ORDER_STATUSES = ["pending", "completed", "rejected"] as const;

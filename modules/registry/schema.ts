@@ -1,7 +1,7 @@
 /** Registry's tables, in the `registry` schema. */
 import { sql } from "drizzle-orm";
 import { bigint, bigserial, boolean, check, index, integer, pgSchema, primaryKey, text, timestamp, uuid } from "drizzle-orm/pg-core";
-import { idempotencyKeysTable } from "../../src/db/idempotency-keys";
+import { idempotencyKeysTable } from "../../src/idempotency";
 import { messagingTables } from "../../src/messaging/tables";
 
 export const registrySchema = pgSchema("registry");

@@ -1,7 +1,7 @@
 /** config/storage.yaml: storage's settings, each key's meaning in its `.describe()` (--help and docs/configuration.md). */
 import { z } from "zod";
 import { ModuleBaseSchema } from "../../src/config";
-import { IdempotencyKeyRetentionHours } from "../../src/db/idempotency-keys";
+import { IdempotencyKeyRetentionHours } from "../../src/idempotency";
 
 export const StorageConfigSchema = ModuleBaseSchema.extend({
   port: ModuleBaseSchema.shape.port.default(8002),

@@ -1,9 +1,8 @@
 /** Storage's HTTP handlers: parse, call the service, map the result. */
 
 import type { Database } from "../../src/db/database";
-import { keyedRequest } from "../../src/db/idempotency-keys";
-import { IDEMPOTENCY_HEADER, replayIfAnswered } from "../../src/http/idempotency";
 import { createRouter } from "../../src/http/router";
+import { IDEMPOTENCY_HEADER, keyedRequest, replayIfAnswered } from "../../src/idempotency";
 import { auditReportRoute } from "../../src/saga/audit/routes";
 import { storageAuditReport } from "./audit";
 import { getStockRoute, listStockRoute, receiveRoute } from "./routes";

@@ -1,6 +1,6 @@
 /** Storage: stock per product. The module's one door. */
 import { join } from "node:path";
-import { idempotencyKeyPruneJob } from "../../src/db/idempotency-keys";
+import { idempotencyKeyPruneJob } from "../../src/idempotency";
 import { setUpMessaging } from "../../src/messaging/messaging";
 import type { ShopModule } from "../../src/module";
 import { rejectedOrdersPruneJob } from "../../src/saga/rejections";

@@ -1,8 +1,8 @@
 /** Storage's HTTP contract: stock per product and receipts, with examples the API really gives. */
 import { createRoute, z } from "@hono/zod-openapi";
 import { adminSecurity } from "../../src/http/auth";
-import { idempotencyKeyHeaders, KEY_REUSED, replayedHeader } from "../../src/http/idempotency";
 import { declaredErrors, IdParam, json, locationHeader, positiveInt, Timestamp, withErrors } from "../../src/http/schemas";
+import { idempotencyKeyHeaders, KEY_REUSED, replayedHeader } from "../../src/idempotency";
 import { STORAGE_ERRORS } from "./errors";
 
 const Stock = z

@@ -1,7 +1,7 @@
 /** Storage's tables, in the `storage` schema. */
 import { sql } from "drizzle-orm";
 import { bigserial, check, index, integer, pgSchema, primaryKey, text, timestamp, uuid } from "drizzle-orm/pg-core";
-import { idempotencyKeysTable } from "../../src/db/idempotency-keys";
+import { idempotencyKeysTable } from "../../src/idempotency";
 import { messagingTables } from "../../src/messaging/tables";
 import { rejectedOrdersTable } from "../../src/saga/rejections";
 

@@ -2,7 +2,7 @@
 import { z } from "zod";
 import { ModuleBaseSchema } from "../../src/config";
 import { Cents } from "../../src/contracts";
-import { IdempotencyKeyRetentionHours } from "../../src/db/idempotency-keys";
+import { IdempotencyKeyRetentionHours } from "../../src/idempotency";
 
 export const WalletConfigSchema = ModuleBaseSchema.extend({
   port: ModuleBaseSchema.shape.port.default(8001),

@@ -1,8 +1,8 @@
 /** Wallet's HTTP contract: balances, their ledgers and deposits, with examples the API really gives. */
 import { createRoute, z } from "@hono/zod-openapi";
 import { adminSecurity } from "../../src/http/auth";
-import { idempotencyKeyHeaders, KEY_REUSED, replayedHeader } from "../../src/http/idempotency";
 import { AmountCents, declaredErrors, IdParam, json, locationHeader, Timestamp, withErrors } from "../../src/http/schemas";
+import { idempotencyKeyHeaders, KEY_REUSED, replayedHeader } from "../../src/idempotency";
 import { WALLET_ERRORS } from "./errors";
 
 const Wallet = z

@@ -1,7 +1,7 @@
 /** Wallet's tables, in the `wallet` schema. */
 import { sql } from "drizzle-orm";
 import { bigint, bigserial, check, index, integer, pgSchema, text, timestamp, uniqueIndex, uuid } from "drizzle-orm/pg-core";
-import { idempotencyKeysTable } from "../../src/db/idempotency-keys";
+import { idempotencyKeysTable } from "../../src/idempotency";
 import { messagingTables } from "../../src/messaging/tables";
 import { rejectedOrdersTable } from "../../src/saga/rejections";
 

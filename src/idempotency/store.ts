@@ -3,7 +3,8 @@
  * x-requestid): a write claims its key in its own transaction, does its work, and stores its
  * answer there too, so a key is never answered without its effect nor the reverse. The same key
  * and body again get that answer back and change nothing; the same key with another body is
- * refused. Keys are pruned after a retention window (the HTTP side is src/http/idempotency.ts).
+ * refused. Keys are pruned after a retention window (the HTTP side is src/idempotency/http.ts;
+ * modules use both through src/idempotency/index.ts).
  */
 import { createHash } from "node:crypto";
 import { eq } from "drizzle-orm";
@@ -19,9 +20,9 @@ import {
   timestamp,
 } from "drizzle-orm/pg-core";
 import { z } from "zod";
+import type { Database, Executor } from "../db/database";
+import type { PruneJob } from "../db/retention";
 import { declareErrors, InvariantError } from "../errors";
-import type { Database, Executor } from "./database";
-import type { PruneJob } from "./retention";
 
 /** The request header that names a request. */
 export const IDEMPOTENCY_HEADER = "Idempotency-Key";
@@ -29,7 +30,7 @@ export const IDEMPOTENCY_HEADER = "Idempotency-Key";
 /** The message of 422 `idempotency_key_reused`. */
 const KEY_REUSED_MESSAGE = `this ${IDEMPOTENCY_HEADER} was used with another request (path or body); send a new key for a new request`;
 
-/** The one error code a keyed write adds (every keyed route documents it: src/http/idempotency.ts). */
+/** The one error code a keyed write adds (every keyed route documents it: src/idempotency/http.ts). */
 export const IDEMPOTENCY_ERRORS = declareErrors("idempotency keys", {
   idempotency_key_reused: {
     kind: "invalid",

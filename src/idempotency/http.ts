@@ -1,15 +1,13 @@
 /**
- * The HTTP side of `Idempotency-Key` (storage: src/db/idempotency-keys.ts): the header's schema
+ * The HTTP side of `Idempotency-Key` (storage: src/idempotency/store.ts): the header's schema
  * and description, the `Idempotent-Replayed` response header, the documented 422, and the replay
  * of a stored answer. One wording for every keyed write, so the routes say the same thing.
  */
 import { z } from "@hono/zod-openapi";
 import type { Context } from "hono";
 import type { ContentfulStatusCode } from "hono/utils/http-status";
-import { AlreadyAnswered, IDEMPOTENCY_ERRORS, IDEMPOTENCY_HEADER, type StoredAnswer } from "../db/idempotency-keys";
-import { declaredErrors } from "./schemas";
-
-export { IDEMPOTENCY_HEADER };
+import { declaredErrors } from "../http/schemas";
+import { AlreadyAnswered, IDEMPOTENCY_ERRORS, IDEMPOTENCY_HEADER, type StoredAnswer } from "./store";
 
 /** The response header that marks an answer given earlier. */
 const REPLAYED_HEADER = "Idempotent-Replayed";

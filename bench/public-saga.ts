@@ -22,12 +22,11 @@
  * with our load (BENCH_CLIENTS) and with a light one (PUBLIC_SAGA_LIGHT_CLIENTS).
  */
 import { cpSync, existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
-import { createServer } from "node:net";
 import { loadavg, tmpdir } from "node:os";
 import { basename, join } from "node:path";
 import postgres from "postgres";
 import { startKafkaMock } from "../test/support/kafka-mock";
-import type { PostgresCluster } from "../test/support/postgres-cluster";
+import { findFreePort, type PostgresCluster } from "../test/support/postgres-cluster";
 import { createDatabase } from "../test/support/shop-target";
 import { cleanUp, defer, depth, trackPid, untrackPid } from "./cleanup";
 import { percentile } from "./phase";
@@ -187,7 +186,7 @@ export async function measurePublicSaga(
     defer("close the connection to the public saga's order database", () => orders.end());
     await orders.unsafe(ORDERS_SCHEMA);
 
-    const ports = { order: await freePort(), payment: await freePort(), inventory: await freePort() };
+    const ports = { order: await findFreePort(), payment: await findFreePort(), inventory: await findFreePort() };
     const pids: Pids = {};
     const logs: string[] = [];
     for (const svc of SERVICES) {
@@ -338,19 +337,6 @@ async function keepTail(stream: ReadableStream<Uint8Array>, name: string, into: 
     for (const line of decoder.decode(chunk, { stream: true }).split("\n")) if (line.trim()) into.push(`${name}: ${line}`);
     if (into.length > 200) into.splice(0, into.length - 200);
   }
-}
-
-/** A free TCP port on loopback (bound and released). */
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once("error", reject);
-    server.listen(0, "127.0.0.1", () => {
-      const address = server.address();
-      const port = typeof address === "object" && address !== null ? address.port : 0;
-      server.close(() => (port > 0 ? resolve(port) : reject(new Error("could not find a free port"))));
-    });
-  });
 }
 
 /** Runs a command to completion in `cwd`; throws with its output on a non-zero exit. */

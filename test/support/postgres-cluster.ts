@@ -137,7 +137,7 @@ function lookupPostgresUser(): Owner {
 }
 
 /** Asks the kernel for a free loopback port by binding port 0 and closing again. */
-function findFreePort(): Promise<number> {
+export function findFreePort(): Promise<number> {
   return new Promise((resolve, reject) => {
     const server = createServer();
     server.once("error", reject);

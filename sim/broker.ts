@@ -4,7 +4,7 @@
  * one partition reach a group in log order; a batch whose acknowledgement is lost (or whose
  * process crashed before acknowledging) is delivered again from the committed offset.
  */
-import type { BatchHandler, Bus, BusRecord, ConsumerState } from "../src/bus/bus";
+import { type BatchHandler, type Bus, type BusRecord, type ConsumerState, idleState } from "../src/bus/bus";
 import { partitionFor } from "../src/bus/partitioner";
 
 /** One group's position on one partition. */
@@ -80,16 +80,7 @@ export class SimBroker {
       consumers: () => states.map((s) => ({ ...s })),
       onFatal() {},
       subscribe: (sub) => {
-        states.push({
-          group: sub.group,
-          topics: [...sub.topics],
-          state: "idle",
-          joined: false,
-          partitions: {},
-          last_poll_at: null,
-          last_error: null,
-          last_error_at: null,
-        });
+        states.push(idleState(sub));
         this.handlers.set(sub.group, sub.handler);
         for (const topic of sub.topics) {
           this.log(topic);

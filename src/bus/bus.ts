@@ -83,6 +83,18 @@ export const MAX_BATCH = 100;
 /** Delay before the n-th retry (1-based) of a failing handler: 100 ms doubling to 5 s. */
 export const retryDelayMs = (attempt: number): number => Math.min(5000, 100 * 2 ** (attempt - 1));
 
+/** A subscription's consumer state before it has joined. */
+export const idleState = (sub: Pick<Subscription, "group" | "topics">): ConsumerState => ({
+  group: sub.group,
+  topics: [...sub.topics],
+  state: "idle",
+  joined: false,
+  partitions: {},
+  last_poll_at: null,
+  last_error: null,
+  last_error_at: null,
+});
+
 /** Why some consumer groups are not in their group right now (null when all are), for health. */
 export function notJoinedReason(states: ConsumerState[]): string | null {
   const waiting = states.filter((s) => !s.joined);

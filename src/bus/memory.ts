@@ -7,7 +7,16 @@
 
 import { InvariantError } from "../errors";
 import type { Logger } from "../log";
-import { type BatchHandler, type Bus, type BusRecord, type ConsumerState, MAX_BATCH, retryDelayMs, type Subscription } from "./bus";
+import {
+  type BatchHandler,
+  type Bus,
+  type BusRecord,
+  type ConsumerState,
+  idleState,
+  MAX_BATCH,
+  retryDelayMs,
+  type Subscription,
+} from "./bus";
 import { partitionFor } from "./partitioner";
 
 /**
@@ -152,18 +161,6 @@ async function handleBatch(lane: Lane, batch: Entry[], log: Logger): Promise<num
     return 0;
   }
 }
-
-/** A subscription's consumer state before start(). */
-const idleState = (sub: Subscription): ConsumerState => ({
-  group: sub.group,
-  topics: [...sub.topics],
-  state: "idle",
-  joined: false,
-  partitions: {},
-  last_poll_at: null,
-  last_error: null,
-  last_error_at: null,
-});
 
 /** A consumer's state once its group has joined: every partition of its topics is its own. */
 function markJoinedState(state: ConsumerState, topics: Topics): void {

@@ -238,7 +238,7 @@ describe("memory bus", () => {
     await bus.stop();
   });
 
-  test("an idle lane hands a lone record over at once; a busy one lingers so that records published meanwhile share a batch", async () => {
+  test("an idle lane hands a lone record over at once; a busy one (records piled up meanwhile) lingers so that records published meanwhile share a batch", async () => {
     const bus = createMemoryBus(log, 1, 2000);
     const batches: string[][] = [];
     let release!: () => void;
@@ -263,6 +263,31 @@ describe("memory bus", () => {
     rest.push(bus.publish([record("t", "k", "d")]));
     await Promise.all(rest);
     expect(batches).toEqual([["a"], ["b", "c", "d"]]);
+    await bus.stop();
+  });
+
+  test("one lone batch does not make a lane busy: a record that came alone while it ran is handed over at once (an order's second step)", async () => {
+    const bus = createMemoryBus(log, 1, 60_000);
+    const batches: string[][] = [];
+    let release!: () => void;
+    const gate = new Promise<void>((r) => (release = r));
+    bus.subscribe({
+      group: "g",
+      topics: ["t"],
+      handler: async (rs) => {
+        batches.push(rs.map((r) => r.value));
+        if (batches.length === 1) await gate;
+        return rs.length;
+      },
+    });
+    await bus.start();
+    const first = bus.publish([record("t", "k", "a")]);
+    const second = bus.publish([record("t", "k", "b")]);
+    release();
+    await first;
+    // Handed over in the same turn as a's end: a linger would have left it waiting.
+    expect(batches).toEqual([["a"], ["b"]]);
+    await second;
     await bus.stop();
   });
 

@@ -12,10 +12,14 @@ function netCpuMs(r: ModeResult, p: CurvePoint): number {
   return p.cpuMsPerOrder - (p.statusReads / p.finals) * readMs;
 }
 
-/** Per-order counts of a point (one at a time: the status reads' requests and statements taken out). */
+/**
+ * Per-order counts of a point (one at a time: the status reads' requests and statements taken
+ * out), with the runtime threads' CPU ms as the count of `runtime_threads` (a cost of 1 ms each).
+ */
 function perOrder(r: ModeResult, p: CurvePoint): Record<string, number> | null {
   if (!p.counts || p.finals === 0) return null;
   const out = Object.fromEntries(Object.entries(p.counts).map(([k, v]) => [k, v / p.finals]));
+  out.runtime_threads = p.runtimeMsPerOrder;
   if (p.statusReads > 0) {
     const reads = p.statusReads / p.finals;
     out.http_requests = (out.http_requests ?? 0) - reads;
@@ -49,10 +53,14 @@ export function curveTable(r: ModeResult, pgbench: PgbenchResult): string {
   ])}`;
 }
 
-/** The kinds the accounting lists, in order, with what one costs (null: counted, its CPU inside another kind's). */
-const KINDS: { kind: string; label: string; cost: (u: NonNullable<ModeResult["units"]>) => number | null }[] = [
-  { kind: "statements", label: "database statements (BEGIN/COMMIT included)", cost: (u) => u.statementMs },
-  { kind: "http_requests", label: "HTTP requests", cost: (u) => u.httpMs },
+/** What one unit of a kind costs, in a burst or at a trickle (null: counted, its CPU inside another kind's). */
+type UnitCost = (u: NonNullable<ModeResult["units"]>, trickle: boolean) => number | null;
+
+/** The kinds the accounting lists, in order, with what one costs. */
+const KINDS: { kind: string; label: string; cost: UnitCost }[] = [
+  { kind: "statements", label: "database statements (BEGIN/COMMIT included)", cost: (u, t) => (t ? u.trickle.statementMs : u.statementMs) },
+  { kind: "http_requests", label: "HTTP requests", cost: (u, t) => (t ? u.trickle.httpMs : u.httpMs) },
+  { kind: "runtime_threads", label: "runtime threads (JIT, GC, allocator; measured per thread)", cost: () => 1 },
   { kind: "timer_wakeups", label: "timer wake-ups of periodic jobs", cost: (u) => u.idleUnitMs },
   { kind: "kafka_*", label: "Kafka requests (all APIs)", cost: (u) => u.idleUnitMs },
   { kind: "kafka_Fetch", label: "  of which Fetch", cost: () => null },
@@ -73,7 +81,17 @@ const kafkaTotal = (c: Record<string, number>) => Object.entries(c).reduce((n, [
 const countOf = (c: Record<string, number> | null, kind: string) =>
   c === null ? Number.NaN : kind === "kafka_*" ? kafkaTotal(c) : (c[kind] ?? Number.NaN);
 
-/** How many of each kind one order costs at the first fixed rate (10/s) and at saturation, what each costs alone, and the sum against the measured total. */
+/** "a / b" of two unit costs, or one figure when they are the same (the idle kinds). */
+function costCell(a: number | null, b: number | null): string {
+  const f = (n: number | null) => (n === null || !Number.isFinite(n) ? "n/a" : num(n));
+  return a === b ? f(a) : `${f(b)} / ${f(a)}`;
+}
+
+/**
+ * How many of each kind one order costs at the first fixed rate (10/s, its units measured at a
+ * trickle) and at saturation (measured back to back), what each costs alone, and the sum against
+ * the measured total.
+ */
 export function accountingTable(r: ModeResult): string {
   const slow = r.curve.find((p) => p.label.endsWith("/s")) ?? r.curve[0];
   const sat = r.curve.find((p) => p.label === "saturation");
@@ -88,14 +106,17 @@ export function accountingTable(r: ModeResult): string {
   for (const k of KINDS) {
     const ca = countOf(a, k.kind);
     const cb = countOf(b, k.kind);
-    if (k.kind.startsWith("kafka_") && k.kind !== "kafka_*" && !(ca > 0 || cb > 0)) continue;
-    if (k.kind === "kafka_*" && !(ca > 0 || cb > 0)) continue;
-    const one = u ? k.cost(u) : null;
-    const msA = one === null ? Number.NaN : ca * one;
-    const msB = one === null ? Number.NaN : cb * one;
+    if (k.kind.startsWith("kafka_") && !(ca > 0 || cb > 0)) continue;
+    const oneA = u ? k.cost(u, true) : null;
+    const oneB = u ? k.cost(u, false) : null;
+    const msA = oneA === null ? Number.NaN : ca * oneA;
+    const msB = oneB === null ? Number.NaN : cb * oneB;
     if (Number.isFinite(msA)) sums[0] = (sums[0] ?? 0) + msA;
     if (Number.isFinite(msB)) sums[1] = (sums[1] ?? 0) + msB;
-    rows.push([k.label, one === null ? "" : na(one), na(ca), na(cb), one === null ? "" : na(msA), one === null ? "" : na(msB)]);
+    const costed = oneA !== null;
+    // Runtime threads are measured as CPU ms per order: no count, no unit cost of their own.
+    if (k.kind === "runtime_threads") rows.push([k.label, "", "", "", na(msA), na(msB)]);
+    else rows.push([k.label, costed ? costCell(oneA, oneB) : "", na(ca), na(cb), costed ? na(msA) : "", costed ? na(msB) : ""]);
   }
   const totalA = netCpuMs(r, slow);
   const totalB = netCpuMs(r, sat);
@@ -103,7 +124,7 @@ export function accountingTable(r: ModeResult): string {
   rows.push(["sum of the costed kinds, ms", "", "", "", known ? num(sums[0] ?? 0) : "n/a", known ? num(sums[1] ?? 0) : "n/a"]);
   rows.push(["measured CPU per order (all processes), ms", "", "", "", num(totalA), num(totalB)]);
   rows.push(["sum ÷ measured", "", "", "", known ? ratio((sums[0] ?? 0) / totalA) : "n/a", known ? ratio((sums[1] ?? 0) / totalB) : "n/a"]);
-  return `${title}\n${renderTable([["kind", "CPU of one, ms", `per order at ${slow.label}`, "per order at saturation", `ms per order at ${slow.label}`, "ms at saturation"], ...rows])}`;
+  return `${title}\n${renderTable([["kind", "CPU of one, ms (burst / trickle)", `per order at ${slow.label}`, "per order at saturation", `ms per order at ${slow.label}`, "ms at saturation"], ...rows])}`;
 }
 
 /** What the curve and accounting figures mean. */
@@ -115,9 +136,12 @@ export function curveLegend(): string {
     "  whole posting window, idle work included, ÷ the orders final in it. One at a time: the status reads' CPU (measured alone) taken out.",
     "accounting: the shop's own counters (GET /metrics: shop_db_statements_total, shop_http_requests_total without /metrics,",
     "  shop_work_total{kind}, shop_kafka_requests_total{api}) over the same windows ÷ the same orders. CPU of one: measured alone on",
-    "  the running shop: an HTTP request = GET /health/live; a statement = (GET /orders/{id} − GET /health/live) ÷ its statements;",
-    "  a timer wake-up or Kafka request = the idle window's CPU ÷ the wake-ups and Kafka requests in it. Kinds without a cost are",
-    "  counted inside another (a consumer batch is its statements). n/a: the checkout has no work counters (a baseline).",
+    "  the running shop, as what it adds to the shop at rest (a rest window's rate and the runtime threads taken out), back to back",
+    "  (used at saturation) and 10 a second (used at 10/s): an HTTP request = a POST /orders that validation refuses; a statement =",
+    "  (a deposit − that request) ÷ the deposit's statements; a timer wake-up or Kafka request = the rest window's CPU (runtime",
+    "  threads out) ÷ the wake-ups and Kafka requests in it. Runtime",
+    "  threads (every thread of a Bun process but its JavaScript one: JIT, GC, allocator) are measured per thread at each rate. Kinds",
+    "  without a cost are counted inside another (a consumer batch is its statements). n/a: the checkout has no work counters.",
   ].join("\n");
 }
 

@@ -10,7 +10,7 @@ import type { RunningShop } from "./launch";
 import { postAtRate } from "./load";
 import type { OrderTracker } from "./order-tracker";
 import { type PhaseResult, percentile, summarise } from "./phase";
-import { cpuSince, cpuSnapshot, type Pids } from "./proc-stats";
+import { cpuSince, cpuSnapshot, type Pids, runtimeMsSince } from "./proc-stats";
 
 /** One point of the curve. */
 export interface CurvePoint {
@@ -26,6 +26,8 @@ export interface CurvePoint {
   /** CPU ms per final order, per process and in total (one at a time: the status reads' measured cost is taken out in the report). */
   cpuMsPerOrderByProcess: Record<string, number>;
   cpuMsPerOrder: number;
+  /** Of cpuMsPerOrder, what the shop's runtime threads (JIT, GC, allocator) spent, measured per thread. */
+  runtimeMsPerOrder: number;
   /** The shop's counts over the window (null when they could not be read). */
   counts: Counts | null;
   /** One at a time: `GET /orders/{id}` status reads sent to see each order final. */
@@ -45,6 +47,7 @@ export function pointOf(label: string, offered: number, phase: PhaseResult, coun
     p99: phase.p99,
     cpuMsPerOrderByProcess: phase.cpuMsPerOrderByProcess,
     cpuMsPerOrder: phase.cpuMsPerOrder,
+    runtimeMsPerOrder: phase.runtimeMsPerOrder,
     counts,
     statusReads: 0,
     stuck: phase.stuck,
@@ -124,6 +127,7 @@ export async function oneAtATime(shop: RunningShop, pids: Pids, users: number[],
   }
   const windowSeconds = (performance.now() - started) / 1000;
   const usage = cpuSince(cpu, pids);
+  const runtimeMs = runtimeMsSince(cpu);
   const after = await tryCounts(shop);
   latencies.sort((a, b) => a - b);
   const finals = latencies.length;
@@ -137,6 +141,7 @@ export async function oneAtATime(shop: RunningShop, pids: Pids, users: number[],
     p99: percentile(latencies, 0.99),
     cpuMsPerOrderByProcess: byProcess,
     cpuMsPerOrder: Object.values(byProcess).reduce((a, b) => a + b, 0),
+    runtimeMsPerOrder: runtimeMs / finals,
     counts: before && after ? countsSince(before, after) : null,
     statusReads: reads,
     stuck,

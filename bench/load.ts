@@ -2,7 +2,7 @@
 import { adminHeaders } from "../test/support/http";
 import type { ShopUrls } from "./launch";
 import type { OrderTracker } from "./order-tracker";
-import { cpuSince, cpuSnapshot, type MachineSnapshot, machineSince, machineSnapshot, type Pids } from "./proc-stats";
+import { cpuSince, cpuSnapshot, type MachineSnapshot, machineSince, machineSnapshot, type Pids, runtimeMsSince } from "./proc-stats";
 
 /** How a phase of posting went; outcomes are read from the tracker afterwards. */
 export interface PostingRun {
@@ -15,6 +15,8 @@ export interface PostingRun {
   failures: Record<string, number>;
   /** % of a core per shop process while posting, of this (load generating) process, and of the whole machine. */
   cpu: Record<string, number>;
+  /** CPU ms of the shop's runtime threads (JIT, GC, allocator) over the window: inside `cpu` already. */
+  runtimeMs: number;
   loadCpu: number;
   machineCpu: number;
 }
@@ -93,7 +95,7 @@ export async function postAtRate(
   return finish(run, pids);
 }
 
-type Started = Omit<PostingRun, "endedAt" | "cpu" | "loadCpu" | "machineCpu"> & {
+type Started = Omit<PostingRun, "endedAt" | "cpu" | "runtimeMs" | "loadCpu" | "machineCpu"> & {
   before: ReturnType<typeof cpuSnapshot>;
   own: NodeJS.CpuUsage;
   machine: MachineSnapshot;
@@ -115,6 +117,7 @@ function finish(run: Started, pids: Pids): PostingRun {
     accepted: run.accepted,
     failures: run.failures,
     cpu: cpuSince(run.before, pids),
+    runtimeMs: runtimeMsSince(run.before),
     loadCpu,
     machineCpu,
   };

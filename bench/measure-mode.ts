@@ -1,13 +1,13 @@
 /** Everything measured for one topology: start time, idle CPU, GET /products, saga load, peak RSS, restart; spans when traced. */
 import type { PostgresCluster } from "../test/support/postgres-cluster";
 import { cleanUp, defer, depth } from "./cleanup";
-import { type Counts, countsSince } from "./counters";
+import { countsSince } from "./counters";
 import { type CurvePoint, oneAtATime, pointOf, ratePoint, tryCounts } from "./curve";
 import { wrkRequestsPerSecond } from "./http-floor";
 import { idleCpu, waitUntilQuiet } from "./idle-cpu";
 import { launch, type RunningShop } from "./launch";
 import { benchUsers, postAtSaturation, stockUp } from "./load";
-import { measureUnitCosts, type UnitCosts } from "./micro";
+import { measureUnitCosts, TRICKLE_CALLS, TRICKLE_PER_SECOND, type UnitCosts } from "./micro";
 import { OrderTracker } from "./order-tracker";
 import { type PhaseResult, summarise } from "./phase";
 import { type CpuSnapshot, cpuSince, cpuSnapshot, type Pids, peakRssMb } from "./proc-stats";
@@ -79,10 +79,7 @@ export async function measureMode(
     say(`healthy after ${shop.startMs.toFixed(0)} ms (fresh data); idle window ${s.idleSeconds} s`);
     const watched = () => ({ ...shop.pids, ...helpers, ...(mode.startsWith("pglite") ? {} : { postgres: postmaster }) });
     await Bun.sleep(s.idleSettleSeconds * 1000);
-    const idleBefore = await tryCounts(shop);
     const idle = await idleCpu(watched(), s.idleSeconds * 1000);
-    const idleAfter = await tryCounts(shop);
-    const idleCounts: Counts | null = idleBefore && idleAfter ? countsSince(idleBefore, idleAfter) : null;
 
     const registry = shop.urls.registry;
     const productsBody = await (await fetch(`${registry}/products`)).text();
@@ -145,12 +142,8 @@ export async function measureMode(
       curve.unshift(one);
       const anyOrder = satRun.accepted[0]?.id;
       if (anyOrder) {
-        say(`unit costs: ${s.unitRequests} requests of each kind`);
-        units = await measureUnitCosts(shop, watched(), anyOrder, s.unitRequests, {
-          cpu: idle,
-          seconds: s.idleSeconds,
-          counts: idleCounts,
-        });
+        say(`unit costs: ${s.unitRequests} requests of each kind back to back, ${TRICKLE_CALLS} at ${TRICKLE_PER_SECOND}/s`);
+        units = await measureUnitCosts(shop, watched(), anyOrder, s.unitRequests, s.idleSeconds);
       }
     }
     curve.push(satPoint);

@@ -1,34 +1,73 @@
 /**
  * The CPU of one unit of each kind of work, measured alone on the running shop (all its
- * processes, PostgreSQL and the broker): an HTTP request through the shop's middleware
- * (`GET /health/live`, no statement), a status read (`GET /orders/{id}`), and from the
- * difference a statement through the shop's Database; the idle window's CPU per periodic
- * wake-up or Kafka request (what a process does while nothing arrives).
+ * processes, PostgreSQL and the broker), as what it adds to the shop at rest: the rate of a rest
+ * window measured just before is taken out, and so are the Bun processes' runtime threads (JIT,
+ * GC, allocator), which the accounting measures per thread at each rate instead. Each kind is
+ * measured twice: back to back (what it costs in a burst) and one call every 1/TRICKLE_PER_SECOND
+ * s (at a trickle, where caches and branch predictors are cold again at each call).
+ * An HTTP request is a `POST /orders` that validation refuses (parse, validate, answer; no
+ * statement); a statement is a deposit (`POST /wallets/{id}/deposits`, a write transaction) less
+ * that request, ÷ its statements; a status read (`GET /orders/{id}`) is measured for the
+ * one-at-a-time point; an idle unit is the rest window's CPU per periodic wake-up or Kafka request.
  */
+import { adminHeaders } from "../test/support/http";
 import { type Counts, countsSince, hasWorkCounters } from "./counters";
 import { tryCounts } from "./curve";
 import type { RunningShop } from "./launch";
-import { cpuSince, cpuSnapshot, type Pids } from "./proc-stats";
+import { benchUsers } from "./load";
+import { type CpuNs, cpuNs, type Pids } from "./proc-stats";
+
+/** Calls per kind at a trickle, and their rate. */
+export const TRICKLE_CALLS = 100;
+export const TRICKLE_PER_SECOND = 10;
+
+/** What an HTTP request and a statement cost, measured one way. */
+export interface KindCosts {
+  httpMs: number;
+  statementMs: number;
+}
 
 /** CPU ms of one unit, by kind (null: not measured on this checkout). */
-export interface UnitCosts {
-  httpMs: number;
+export interface UnitCosts extends KindCosts {
+  /** The same measured at a trickle (TRICKLE_PER_SECOND): what the accounting uses for a point below a tenth of saturation. */
+  trickle: KindCosts;
+  /** The rest rate taken out of each measurement: % of a core, all processes, runtime threads out. */
+  restPct: number;
   statusReadMs: number;
   statementsPerStatusRead: number;
-  statementMs: number;
-  /** Idle CPU per idle unit (a timer wake-up of a periodic job, or a Kafka request), and the units per second idle. */
+  statementsPerDeposit: number;
+  /** Rest CPU per idle unit (a timer wake-up of a periodic job, or a Kafka request), and the units per second at rest. */
   idleUnitMs: number | null;
   idleUnitsPerSecond: number | null;
 }
 
-/** CPU ms of all `pids` per call of `fn`, over `n` sequential calls. */
-async function cpuPerCall(pids: Pids, n: number, fn: () => Promise<void>): Promise<number> {
+/** CPU ms of all `pids` since `before` with the runtime threads left out, and the seconds it took. */
+function busySince(before: CpuNs, pids: Pids): { ms: number; seconds: number } {
+  const after = cpuNs(pids);
+  return { ms: (after.total - before.total - (after.runtime - before.runtime)) / 1e6, seconds: (after.at - before.at) / 1000 };
+}
+
+/** How calls are made: `n` of them, one every `spacingMs` (0: back to back), beyond the rest rate `restPct`. */
+interface Calls {
+  pids: Pids;
+  n: number;
+  spacingMs: number;
+  restPct: number;
+}
+
+/** CPU ms of all `pids` per call of `fn`, beyond the rest rate, runtime threads left out. */
+async function cpuPerCall({ pids, n, spacingMs, restPct }: Calls, fn: () => Promise<void>): Promise<number> {
   for (let i = 0; i < Math.min(50, n); i++) await fn(); // warm
-  const before = cpuSnapshot(pids);
-  for (let i = 0; i < n; i++) await fn();
-  const seconds = (performance.now() - before.at) / 1000;
-  const pct = Object.values(cpuSince(before, pids)).reduce((a, b) => a + b, 0);
-  return (pct * 10 * seconds) / n;
+  const before = cpuNs(pids);
+  for (let i = 0; i < n; i++) {
+    const wait = before.at + i * spacingMs - performance.now();
+    if (wait >= 1) await Bun.sleep(wait);
+    await fn();
+  }
+  // Up to the next call's due time: a trickle's last call is followed by its share of rest.
+  if (spacingMs > 0) await Bun.sleep(Math.max(0, before.at + n * spacingMs - performance.now()));
+  const busy = busySince(before, pids);
+  return Math.max(0, busy.ms - restPct * 10 * busy.seconds) / n;
 }
 
 /** Idle units (timer wake-ups and Kafka requests) in a window's counts. */
@@ -36,37 +75,88 @@ function idleUnits(c: Counts): number {
   return (c.timer_wakeups ?? 0) + Object.entries(c).reduce((n, [k, v]) => (k.startsWith("kafka_") ? n + v : n), 0);
 }
 
-/**
- * Measures the unit costs; `orderId` is a final order to read, `idle` the idle window's CPU (% of
- * a core per process), its length and its counts (null without work counters).
- */
-export async function measureUnitCosts(
-  shop: RunningShop,
-  pids: Pids,
-  orderId: string,
-  requests: number,
-  idle: { cpu: Record<string, number>; seconds: number; counts: Counts | null },
-): Promise<UnitCosts> {
-  const registry = shop.urls.registry;
-  const httpMs = await cpuPerCall(pids, requests, async () => void (await (await fetch(`${registry}/health/live`)).arrayBuffer()));
+/** Throws unless `res` answered `status`. */
+async function expectStatus(what: string, status: number, res: Promise<Response>): Promise<void> {
+  const r = await res;
+  await r.arrayBuffer();
+  if (r.status !== status) throw new Error(`unit costs: ${what} answered ${r.status}, not ${status}`);
+}
+
+/** `run`'s result and the statements per call (rounded) of its `calls` calls, from the shop's counters. */
+async function withStatements(shop: RunningShop, calls: number, run: () => Promise<number>): Promise<{ ms: number; statements: number }> {
   const before = await tryCounts(shop);
-  const statusReadMs = await cpuPerCall(
-    pids,
-    requests,
-    async () => void (await (await fetch(`${registry}/orders/${orderId}`)).arrayBuffer()),
-  );
+  const ms = await run();
   const after = await tryCounts(shop);
-  const reads = Math.min(50, requests) + requests;
-  const statementsPerStatusRead = before && after ? Math.round((countsSince(before, after).statements ?? 0) / reads) : Number.NaN;
-  const idleMs = Object.values(idle.cpu).reduce((a, b) => a + b, 0) * 10 * idle.seconds;
-  const units = idle.counts && hasWorkCounters(idle.counts) ? idleUnits(idle.counts) : 0;
+  return { ms, statements: before && after ? Math.round((countsSince(before, after).statements ?? 0) / calls) : Number.NaN };
+}
+
+/** The requests measured: a POST /orders validation refuses, a status read, a deposit. */
+function requests(shop: RunningShop, orderId: string) {
+  const { registry, wallet } = shop.urls;
+  const user = benchUsers(1)[0];
+  const refused = JSON.stringify({ user_id: user, items: [] });
+  const json = { "content-type": "application/json" };
+  return {
+    refused: () =>
+      expectStatus("POST /orders without items", 400, fetch(`${registry}/orders`, { method: "POST", headers: json, body: refused })),
+    read: () => expectStatus("GET /orders/{id}", 200, fetch(`${registry}/orders/${orderId}`)),
+    deposit: () =>
+      expectStatus(
+        "a deposit",
+        201,
+        fetch(`${wallet}/wallets/${user}/deposits`, { method: "POST", headers: { ...json, ...adminHeaders }, body: '{"amount_cents":1}' }),
+      ),
+  };
+}
+
+/** An HTTP request's and a statement's cost measured with `calls`; the deposit's statements from the shop's counters. */
+async function kindCosts(shop: RunningShop, calls: Calls, orderId: string): Promise<KindCosts & { statementsPerDeposit: number }> {
+  const r = requests(shop, orderId);
+  const httpMs = await cpuPerCall(calls, r.refused);
+  const deposit = await withStatements(shop, Math.min(50, calls.n) + calls.n, () => cpuPerCall(calls, r.deposit));
   return {
     httpMs,
-    statusReadMs,
-    statementsPerStatusRead,
-    statementMs: statementsPerStatusRead > 0 ? Math.max(0, statusReadMs - httpMs) / statementsPerStatusRead : Number.NaN,
-    idleUnitMs: units > 0 ? idleMs / units : null,
-    idleUnitsPerSecond: units > 0 ? units / idle.seconds : null,
+    statementMs: deposit.statements > 0 ? Math.max(0, deposit.ms - httpMs) / deposit.statements : Number.NaN,
+    statementsPerDeposit: deposit.statements,
+  };
+}
+
+/** CPU ms (runtime threads out) of `pids` over `seconds` of rest, and the shop's counts over it. */
+async function restWindow(shop: RunningShop, pids: Pids, seconds: number): Promise<{ ms: number; seconds: number; counts: Counts | null }> {
+  const before = await tryCounts(shop);
+  const from = cpuNs(pids);
+  await Bun.sleep(seconds * 1000);
+  const rest = busySince(from, pids);
+  const after = await tryCounts(shop);
+  return { ...rest, counts: before && after ? countsSince(before, after) : null };
+}
+
+/**
+ * Measures the unit costs; `orderId` is a final order to read. The rest rate is the mean of two
+ * windows of `restSeconds`, before and after the measurements (what a shop does at rest drifts:
+ * PGlite's autovacuum and checkpoints after a load, a consumer's fetches).
+ */
+export async function measureUnitCosts(shop: RunningShop, pids: Pids, orderId: string, n: number, restSeconds: number): Promise<UnitCosts> {
+  const first = await restWindow(shop, pids, restSeconds);
+  const restPct = first.ms / 10 / first.seconds;
+  const hot = await kindCosts(shop, { pids, n, spacingMs: 0, restPct }, orderId);
+  const read = await withStatements(shop, Math.min(50, n) + n, () =>
+    cpuPerCall({ pids, n, spacingMs: 0, restPct }, requests(shop, orderId).read),
+  );
+  const second = await restWindow(shop, pids, restSeconds);
+  const meanPct = (first.ms + second.ms) / 10 / (first.seconds + second.seconds);
+  const trickle = await kindCosts(shop, { pids, n: TRICKLE_CALLS, spacingMs: 1000 / TRICKLE_PER_SECOND, restPct: meanPct }, orderId);
+  const units = first.counts && hasWorkCounters(first.counts) ? idleUnits(first.counts) : 0;
+  return {
+    httpMs: hot.httpMs,
+    statementMs: hot.statementMs,
+    statementsPerDeposit: hot.statementsPerDeposit,
+    trickle: { httpMs: trickle.httpMs, statementMs: trickle.statementMs },
+    restPct: meanPct,
+    statusReadMs: read.ms,
+    statementsPerStatusRead: read.statements,
+    idleUnitMs: units > 0 ? first.ms / units : null,
+    idleUnitsPerSecond: units > 0 ? units / first.seconds : null,
   };
 }
 
@@ -74,9 +164,10 @@ export async function measureUnitCosts(
 export function describeUnits(u: UnitCosts): string {
   const f = (n: number | null) => (n === null || !Number.isFinite(n) ? "n/a" : n.toFixed(3));
   return [
-    `HTTP request (GET /health/live) ${f(u.httpMs)} ms`,
+    `HTTP request (POST /orders refused by validation) ${f(u.httpMs)} ms, at ${TRICKLE_PER_SECOND}/s ${f(u.trickle.httpMs)} ms`,
+    `statement (a deposit of ${u.statementsPerDeposit}, less that request) ${f(u.statementMs)} ms, at ${TRICKLE_PER_SECOND}/s ${f(u.trickle.statementMs)} ms`,
     `status read (GET /orders/{id}, ${u.statementsPerStatusRead} statements) ${f(u.statusReadMs)} ms`,
-    `statement ${f(u.statementMs)} ms`,
-    `idle unit (timer wake-up or Kafka request) ${f(u.idleUnitMs)} ms, ${u.idleUnitsPerSecond === null ? "n/a" : u.idleUnitsPerSecond.toFixed(1)} per second idle`,
+    `idle unit (timer wake-up or Kafka request) ${f(u.idleUnitMs)} ms, ${u.idleUnitsPerSecond === null ? "n/a" : u.idleUnitsPerSecond.toFixed(1)} per second at rest`,
+    `rest rate taken out ${f(u.restPct)}% of a core`,
   ].join("; ");
 }

@@ -31,6 +31,8 @@ export interface PhaseResult {
   cpuMsPerOrder: number;
   /** The same, per process (shop processes, PostgreSQL, the broker). */
   cpuMsPerOrderByProcess: Record<string, number>;
+  /** Of cpuMsPerOrder, what the shop's runtime threads (JIT, GC, allocator) spent. */
+  runtimeMsPerOrder: number;
 }
 
 /** Nearest-rank percentile of sorted values (NaN when empty). */
@@ -72,5 +74,6 @@ export function summarise(run: PostingRun, tracker: OrderTracker): PhaseResult {
     cpuMsPerOrderByProcess: Object.fromEntries(
       Object.entries(run.cpu).map(([name, pct]) => [name, finals > 0 ? (pct * 10 * seconds) / finals : Number.NaN]),
     ),
+    runtimeMsPerOrder: finals > 0 ? run.runtimeMs / finals : Number.NaN,
   };
 }

@@ -10,6 +10,8 @@ export type Pids = Record<string, number>;
 export interface CpuSnapshot {
   at: number;
   ticks: Record<string, number>;
+  /** Ticks of the Bun processes' runtime threads (every thread but the JavaScript one), by pid. */
+  runtime: Map<number, number>;
 }
 
 interface ProcStat {
@@ -62,7 +64,52 @@ export function cpuSnapshot(pids: Pids): CpuSnapshot {
   return {
     at: performance.now(),
     ticks: Object.fromEntries(Object.entries(pids).map(([name, pid]) => [name, treeTicks(pid, stats, children)])),
+    runtime: new Map(Object.values(pids).flatMap((pid) => (isBun(pid) ? [[pid, runtimeThreadTicks(pid)] as const] : []))),
   };
+}
+
+/** Whether the process runs Bun (its main thread is named after the program). */
+function isBun(pid: number): boolean {
+  try {
+    return readFileSync(`/proc/${pid}/comm`, "utf8").trim() === "bun";
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * utime + stime of every thread of `pid` but its first (the JavaScript thread, whose id is the
+ * pid): JavaScriptCore's compiler and collector threads, the allocator's scavenger, Bun's pools.
+ */
+function runtimeThreadTicks(pid: number): number {
+  let ticks = 0;
+  let tids: string[];
+  try {
+    tids = readdirSync(`/proc/${pid}/task`);
+  } catch {
+    return 0;
+  }
+  for (const tid of tids) {
+    if (Number(tid) === pid) continue;
+    try {
+      const stat = readFileSync(`/proc/${pid}/task/${tid}/stat`, "utf8");
+      const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+      ticks += Number(f[11] ?? 0) + Number(f[12] ?? 0);
+    } catch {
+      // the thread ended meanwhile: its time stays in the process's total, not counted here
+    }
+  }
+  return ticks;
+}
+
+/**
+ * CPU ms the Bun processes of `before` spent in their runtime threads since then (a thread that
+ * ended meanwhile is not counted: its time shows only in the process's total).
+ */
+export function runtimeMsSince(before: CpuSnapshot): number {
+  let ticks = 0;
+  for (const [pid, t] of before.runtime) ticks += Math.max(0, runtimeThreadTicks(pid) - t);
+  return (ticks / TICKS_PER_SECOND) * 1000;
 }
 
 /** % of one core each process tree used since `before` (same names and pids). */
@@ -140,4 +187,50 @@ export function findPostmaster(name: string): number {
     if (ppid) return ppid;
   }
   throw new Error(`no process titled "${prefix}..." found`);
+}
+
+/**
+ * CPU nanoseconds at one instant (the scheduler's own accounts, /proc/<pid>/task/<tid>/schedstat:
+ * exact where /proc/<pid>/stat counts 10 ms ticks): the named process trees' living threads, and
+ * of those the Bun processes' runtime threads. For windows too short for ticks (a unit measured alone).
+ */
+export interface CpuNs {
+  at: number;
+  total: number;
+  runtime: number;
+}
+
+/** Nanoseconds on a CPU of every living thread of `pid` (the main one left out when `runtimeOnly`). */
+function threadNs(pid: number, runtimeOnly: boolean): number {
+  let ns = 0;
+  let tids: string[];
+  try {
+    tids = readdirSync(`/proc/${pid}/task`);
+  } catch {
+    return 0;
+  }
+  for (const tid of tids) {
+    if (runtimeOnly && Number(tid) === pid) continue;
+    try {
+      ns += Number(readFileSync(`/proc/${pid}/task/${tid}/schedstat`, "utf8").split(" ")[0]);
+    } catch {
+      // the thread ended meanwhile
+    }
+  }
+  return ns;
+}
+
+/** Reads the CPU nanoseconds of every named process tree (descendants included) now. */
+export function cpuNs(pids: Pids): CpuNs {
+  const stats = allStats();
+  const children = new Map<number, number[]>();
+  for (const [pid, s] of stats) children.set(s.ppid, [...(children.get(s.ppid) ?? []), pid]);
+  const tree = (pid: number): number[] => [pid, ...(children.get(pid) ?? []).flatMap(tree)];
+  let total = 0;
+  let runtime = 0;
+  for (const pid of Object.values(pids)) {
+    for (const p of tree(pid)) total += threadNs(p, false);
+    if (isBun(pid)) runtime += threadNs(pid, true);
+  }
+  return { at: performance.now(), total, runtime };
 }

@@ -5,11 +5,17 @@
  * order's commit (the first WAL write holding its Idempotency-Key) and ended before the answer
  * went out. Only the order of events counts, never their times. With PGLITE_UNSAFE_NO_FSYNC=true
  * (PGlite as it comes) the same check finds no such fsync: the test can tell the two apart.
+ *
+ * The WAL is synced through PostgreSQL's own descriptor of a segment: a segment switch (PostgreSQL
+ * closing the segment, whose sync is still owed, and opening the next) must not lose the sync of
+ * the closed one, nor pay it on another file that took over its descriptor's number. Checked the
+ * same way, on the syscalls: every segment written before barrier() resolved was synced after its
+ * last write and before that.
  */
 import { afterAll, describe, expect, test } from "bun:test";
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { basename, join } from "node:path";
 import { startShopProcess } from "./support/process";
 import { processEnv } from "./support/shop-target";
 
@@ -56,6 +62,8 @@ function parseTrace(trace: string): Call[] {
 }
 
 const WAL = /^\d+<[^>]*\/pg_wal\/[0-9A-F]{24}>/;
+/** The path of the WAL segment a call's first argument (a descriptor shown by `strace -y`) is. */
+const segmentOf = (call: Call) => /^\d+<([^>]*\/pg_wal\/[0-9A-F]{24})>/.exec(call.text)?.[1];
 
 /** The orders (key → id) whose 201 was not preceded by an fsync of the WAL begun after their commit. */
 function unsyncedAnswers(calls: Call[], orders: Map<string, string>): string[] {
@@ -120,6 +128,75 @@ async function placeOrdersUnderStrace(name: string, env: Record<string, string>)
   return { calls: parseTrace(readFileSync(traceFile, "utf8")), orders };
 }
 
+/** The WAL segments written before `until` with no fsync of them begun after their last write and ended before it. */
+function unsyncedSegments(calls: Call[], until: Call): string[] {
+  const lastWrite = new Map<string, Call>();
+  for (const c of calls) {
+    const segment = segmentOf(c);
+    if (c.name === "pwrite64" && segment && c.end < until.begin) lastWrite.set(segment, c);
+  }
+  const synced = (segment: string, write: Call) =>
+    calls.some((c) => ["fsync", "fdatasync"].includes(c.name) && segmentOf(c) === segment && c.begin > write.end && c.end < until.begin);
+  return [...lastWrite].filter(([segment, write]) => !synced(segment, write)).map(([segment]) => basename(segment));
+}
+
+/**
+ * In a process under strace: PGlite on a new data directory commits a row, switches WAL segments
+ * (pg_switch_wal) and commits another row in the next segment, with no barrier() in between, then
+ * awaits barrier() and prints "paid" and the durability stats. Returns the trace, the "paid" line
+ * and the segments written before it.
+ */
+async function switchSegmentsUnderStrace(name: string, unsafe: boolean) {
+  const traceFile = join(scratch, `${name}.strace`);
+  const module = JSON.stringify(join(import.meta.dir, "../src/db/pglite-durability.ts"));
+  const script = `
+    import { createPglite } from ${module};
+    const { client, durability } = await createPglite(process.env.SWITCH_DIR, {}, process.env.SWITCH_UNSAFE === "true");
+    await client.exec("create table t (v int)");
+    await durability?.barrier();
+    await client.exec("insert into t values (1)");
+    await client.query("select pg_switch_wal()");
+    await client.exec("insert into t values (2)");
+    await durability?.barrier();
+    console.log("paid " + JSON.stringify(durability?.stats ?? null));
+    await client.close();
+    durability?.flush();`;
+  const strace = [
+    "strace",
+    "-f",
+    "-qq",
+    "-ttt",
+    "-y",
+    "-s",
+    "1000000",
+    "-e",
+    "signal=none",
+    "-e",
+    "trace=pwrite64,fsync,fdatasync,write",
+    "-o",
+    traceFile,
+  ];
+  const proc = Bun.spawn([...strace, process.execPath, "-e", script], {
+    env: { ...process.env, SWITCH_DIR: join(scratch, name), SWITCH_UNSAFE: String(unsafe) },
+    stdout: "pipe",
+    stderr: "pipe",
+  });
+  const [out, err, code] = await Promise.all([new Response(proc.stdout).text(), new Response(proc.stderr).text(), proc.exited]);
+  if (code !== 0) throw new Error(`the segment switch script failed (${code}): ${err}`);
+  const calls = parseTrace(readFileSync(traceFile, "utf8"));
+  const paid = calls.find((c) => c.name === "write" && c.text.includes('"paid '));
+  if (!paid) throw new Error(`no "paid" line in the trace; stdout: ${out}`);
+  const written = new Set(
+    calls
+      .filter((c) => c.name === "pwrite64" && c.end < paid.begin)
+      .map(segmentOf)
+      .filter(Boolean)
+      .map((s) => basename(s as string)),
+  );
+  const stats = JSON.parse(out.slice(out.indexOf("paid ") + 5).split("\n")[0] as string) as { heldCloses: number } | null;
+  return { calls, paid, written: [...written].sort(), stats };
+}
+
 test("parseTrace: pids of any width (strace pads short ones), calls interrupted by another thread", () => {
   const calls = parseTrace(
     [
@@ -144,5 +221,20 @@ describe("durable answers on PGlite", () => {
   test("PGLITE_UNSAFE_NO_FSYNC=true answers with nothing fsynced: the check above sees it", async () => {
     const { calls, orders } = await placeOrdersUnderStrace("unsafe", { PGLITE_UNSAFE_NO_FSYNC: "true" });
     expect(unsyncedAnswers(calls, orders)).toEqual([...orders.values()]);
+  }, 240_000);
+
+  const SEGMENTS = ["000000010000000000000001", "000000010000000000000002"];
+
+  test("a WAL segment closed by a switch while its sync is owed is synced, on that segment, before barrier() resolves", async () => {
+    const { calls, paid, written, stats } = await switchSegmentsUnderStrace("switch", false);
+    expect(written).toEqual(SEGMENTS); // the switch happened before barrier()
+    expect(unsyncedSegments(calls, paid)).toEqual([]);
+    expect(stats?.heldCloses).toBeGreaterThan(0); // PostgreSQL closed a segment whose sync was owed
+  }, 240_000);
+
+  test("unsafe (no fsync), the same switch leaves both segments unsynced: the check above sees it", async () => {
+    const { calls, paid, written } = await switchSegmentsUnderStrace("switch-unsafe", true);
+    expect(written).toEqual(SEGMENTS);
+    expect(unsyncedSegments(calls, paid)).toEqual(SEGMENTS);
   }, 240_000);
 });

@@ -12,8 +12,13 @@
  * (group commit). Whatever else would rely on the WAL being on disk (writing or syncing any other
  * file, renaming, truncating, removing) pays what is owed first, synchronously, so PostgreSQL's
  * WAL-before-data and checkpoint ordering hold as if each fsync had been done at once.
+ *
+ * The WAL is synced through the descriptor PostgreSQL wrote it with (NODEFS's own): no open or
+ * close per sync. PostgreSQL closing a segment whose sync is owed or running (a segment switch)
+ * leaves that descriptor open until it is paid and back from the thread pool, so its number is
+ * never another file's while a sync of it is due.
  */
-import { closeSync, fdatasyncSync, promises as fsp, fsyncSync, openSync, readdirSync } from "node:fs";
+import { closeSync, fdatasync, fdatasyncSync, fsyncSync, openSync, readdirSync } from "node:fs";
 import { join } from "node:path";
 import { PGlite, type PGliteOptions } from "@electric-sql/pglite";
 import { NodeFS } from "@electric-sql/pglite/nodefs";
@@ -32,17 +37,21 @@ interface EmNode {
   name: string;
   parent: EmNode;
 }
-/** The part of an Emscripten stream used here; `nfd` is NODEFS's real file descriptor. */
+/**
+ * The part of an Emscripten stream used here; `nfd` is NODEFS's real file descriptor, closed when
+ * the last of the streams sharing it (`shared.refcount`) is.
+ */
 interface EmStream {
   node: EmNode;
   nfd?: number;
+  shared: { refcount: number };
 }
 type Op = (...args: never[]) => unknown;
 /** Emscripten's NODEFS, as PGlite's module hands it to a pre-run hook. */
 interface NodeFsModule {
   NODEFS: {
     realPath(node: EmNode): string;
-    stream_ops: Record<string, Op> & { write: Op };
+    stream_ops: Record<string, Op> & { write: Op; close: Op };
     node_ops: Record<string, Op>;
   };
 }
@@ -58,39 +67,65 @@ interface DurabilityStats {
   inlineSyncs: number;
   /** fsyncs PostgreSQL asked for that were done at once (data files, directories, pg_control). */
   fileSyncs: number;
+  /** fdatasyncs of WAL segments, grouped or inline (one per segment per sync). */
+  walSyncs: number;
+  /** Segments PostgreSQL closed while their sync was owed or running: kept open until paid. */
+  heldCloses: number;
 }
 
 /**
- * Owes and pays the WAL's fsync. `owe` is PostgreSQL's fsync of a segment; `barrier` pays it off
- * the event loop, shared by every caller waiting; `payNow` pays it at once.
+ * Owes and pays the WAL's fsync, by file descriptor. `owe` is PostgreSQL's fsync of a segment;
+ * `barrier` pays it off the event loop, shared by every caller waiting; `payNow` pays it at once.
+ * A descriptor owed or in a sync on the thread pool is never closed under it: `hold` keeps it open
+ * past PostgreSQL's close until both are over (`release`).
  */
 class WalSync {
-  private owed = new Set<string>();
-  private paying = new Set<string>();
+  /** Owed since the last pay began. */
+  private owed = new Set<number>();
+  /** Taken by the pay running and not yet known synced. */
+  private paying = new Set<number>();
+  /** Handed to the thread pool and not yet back: may not be closed. */
+  private busy = new Set<number>();
+  /** Closed by PostgreSQL while owed or busy: closed here once neither. */
+  private held = new Set<number>();
   private asked = 0;
   private paid = 0;
   private inflight: Promise<void> | null = null;
   private failure: Error | null = null;
-  readonly stats: DurabilityStats = { groupSyncs: 0, inlineSyncs: 0, fileSyncs: 0 };
+  readonly stats: DurabilityStats = { groupSyncs: 0, inlineSyncs: 0, fileSyncs: 0, walSyncs: 0, heldCloses: 0 };
 
   /** True while a commit's WAL sync is owed or being paid. */
   get owing(): boolean {
     return this.owed.size > 0 || this.paying.size > 0;
   }
 
-  owe(path: string): void {
-    this.owed.add(path);
+  owe(fd: number): void {
+    this.owed.add(fd);
     this.asked += 1;
+  }
+
+  /** True when closing `fd` now could lose a sync or hand its number to another file mid-sync. */
+  holds(fd: number): boolean {
+    return this.owed.has(fd) || this.busy.has(fd);
+  }
+
+  /** PostgreSQL closed `fd`, which `holds`: it stays open until paid and back from the thread pool. */
+  hold(fd: number): void {
+    this.held.add(fd);
+    this.stats.heldCloses += 1;
   }
 
   /** Pays what is owed now, on the calling thread: before anything that relies on it. */
   payNow(): void {
     if (!this.owing) return;
-    for (const path of new Set([...this.paying, ...this.owed])) syncPath(path, true);
+    const fds = new Set([...this.paying, ...this.owed]);
+    for (const fd of fds) fdatasyncSync(fd);
+    this.stats.walSyncs += fds.size;
     this.owed.clear();
     this.paying.clear(); // synced here: the flush in flight still settles its callers when it ends
     this.paid = this.asked;
     this.stats.inlineSyncs += 1;
+    this.release();
   }
 
   /** Resolves once every WAL sync asked before the call is done (sharing one fdatasync with other callers). */
@@ -108,13 +143,17 @@ class WalSync {
 
   private async pay(): Promise<void> {
     const target = this.asked;
-    const paths = [...this.owed];
+    const fds = [...this.owed];
     this.owed.clear();
-    for (const p of paths) this.paying.add(p);
+    for (const fd of fds) {
+      this.paying.add(fd);
+      this.busy.add(fd);
+    }
     try {
-      await Promise.all(paths.map((p) => syncPathAsync(p)));
+      await Promise.all(fds.map(datasync));
       this.paid = Math.max(this.paid, target);
       this.stats.groupSyncs += 1;
+      this.stats.walSyncs += fds.length;
     } catch (err) {
       // As PostgreSQL's PANIC on a failed fsync: what the kernel dropped cannot be written again,
       // so nothing more is acknowledged until a restart replays the WAL.
@@ -122,6 +161,17 @@ class WalSync {
       throw this.failure;
     } finally {
       this.paying.clear();
+      for (const fd of fds) this.busy.delete(fd);
+      this.release();
+    }
+  }
+
+  /** Closes the held descriptors no longer owed nor busy. */
+  private release(): void {
+    for (const fd of this.held) {
+      if (this.holds(fd)) continue;
+      this.held.delete(fd);
+      closeSync(fd);
     }
   }
 }
@@ -137,14 +187,9 @@ function syncPath(path: string, dataOnly: boolean): void {
   }
 }
 
-/** fdatasync of the file at `path` on libuv's thread pool: the event loop serves requests meanwhile. */
-async function syncPathAsync(path: string): Promise<void> {
-  const file = await fsp.open(path, "r");
-  try {
-    await file.datasync();
-  } finally {
-    await file.close();
-  }
+/** fdatasync of `fd` on libuv's thread pool: the event loop serves requests meanwhile. */
+function datasync(fd: number): Promise<void> {
+  return new Promise((resolve, reject) => fdatasync(fd, (err) => (err ? reject(err) : resolve())));
 }
 
 /** True when `length` bytes of `buffer` from `offset` are all zero. */
@@ -199,8 +244,8 @@ class DurableNodeFS extends NodeFS {
     const wal = this.wal;
     ops.fsync = ((stream: EmStream) => {
       const segment = isSegment(stream.node);
-      if (segment && this.grouping) {
-        wal.owe(nodefs.realPath(stream.node));
+      if (segment && this.grouping && stream.nfd !== undefined) {
+        wal.owe(stream.nfd);
         return 0;
       }
       if (!segment) wal.payNow(); // the WAL before what it covers
@@ -213,6 +258,16 @@ class DurableNodeFS extends NodeFS {
       // A page of zeros (a relation growing by a block) reflects no WAL record: nothing to pay first.
       if (wal.owing && !isSegment(stream.node) && !allZero(buffer, offset, length)) wal.payNow();
       return (write as (...a: unknown[]) => unknown)(stream, buffer, offset, length, position);
+    }) as Op;
+    const close = ops.close;
+    ops.close = ((stream: EmStream) => {
+      // NODEFS closes `nfd` when the last stream sharing it is closed: if its sync is due, it stays open.
+      if (stream.nfd !== undefined && stream.shared.refcount === 1 && wal.holds(stream.nfd)) {
+        stream.shared.refcount = 0;
+        wal.hold(stream.nfd);
+        return;
+      }
+      return (close as (s: EmStream) => unknown)(stream);
     }) as Op;
     const setattr = ops.setattr as Op;
     ops.setattr = ((...args: never[]) => {

@@ -7,8 +7,9 @@ import { MODE_LABELS } from "./topologies";
 
 /** CPU ms per order of a point, status reads taken out (one at a time) when their cost is known. */
 function netCpuMs(r: ModeResult, p: CurvePoint): number {
-  if (p.statusReads === 0) return p.cpuMsPerOrder;
   const readMs = r.units?.statusReadMs ?? Number.NaN;
+  // A read not measured above the rest's noise is left in (the table says "with reads" beside it).
+  if (p.statusReads === 0 || !Number.isFinite(readMs)) return p.cpuMsPerOrder;
   return p.cpuMsPerOrder - (p.statusReads / p.finals) * readMs;
 }
 

@@ -1,7 +1,8 @@
 /**
  * The CPU of one unit of each kind of work, measured alone on the running shop (all its
- * processes, PostgreSQL and the broker), as what it adds to the shop at rest: the rate of a rest
- * window measured just before is taken out, and so are the Bun processes' runtime threads (JIT,
+ * processes, PostgreSQL and the broker), as what it adds to the shop at rest: the mean rate of
+ * rest windows measured just before and after is taken out (a figure not above that noise is
+ * NaN, "n/a"), and so are the Bun processes' runtime threads (JIT,
  * GC, allocator), which the accounting measures per thread at each rate instead. Each kind is
  * measured twice: back to back (what it costs in a burst) and one call every 1/TRICKLE_PER_SECOND
  * s (at a trickle, where caches and branch predictors are cold again at each call).
@@ -47,16 +48,21 @@ function busySince(before: CpuNs, pids: Pids): { ms: number; seconds: number } {
   return { ms: (after.total - before.total - (after.runtime - before.runtime)) / 1e6, seconds: (after.at - before.at) / 1000 };
 }
 
-/** How calls are made: `n` of them, one every `spacingMs` (0: back to back), beyond the rest rate `restPct`. */
+/** How calls are made: `n` of them, one every `spacingMs` (0: back to back). */
 interface Calls {
   pids: Pids;
   n: number;
   spacingMs: number;
-  restPct: number;
 }
 
-/** CPU ms of all `pids` per call of `fn`, beyond the rest rate, runtime threads left out. */
-async function cpuPerCall({ pids, n, spacingMs, restPct }: Calls, fn: () => Promise<void>): Promise<number> {
+/** CPU ms of all `pids` per call (runtime threads out, rest not taken out yet) and seconds per call. */
+interface PerCall {
+  ms: number;
+  seconds: number;
+}
+
+/** Calls `fn` as `calls` says (after up to 50 to warm up) and measures what each took. */
+async function cpuPerCall({ pids, n, spacingMs }: Calls, fn: () => Promise<void>): Promise<PerCall> {
   for (let i = 0; i < Math.min(50, n); i++) await fn(); // warm
   const before = cpuNs(pids);
   for (let i = 0; i < n; i++) {
@@ -67,8 +73,17 @@ async function cpuPerCall({ pids, n, spacingMs, restPct }: Calls, fn: () => Prom
   // Up to the next call's due time: a trickle's last call is followed by its share of rest.
   if (spacingMs > 0) await Bun.sleep(Math.max(0, before.at + n * spacingMs - performance.now()));
   const busy = busySince(before, pids);
-  return Math.max(0, busy.ms - restPct * 10 * busy.seconds) / n;
+  return { ms: busy.ms / n, seconds: busy.seconds / n };
 }
+
+/** What a call added to the shop at rest (`restPct`, % of a core); NaN when not above the rest's noise. */
+function beyondRest(call: PerCall, restPct: number): number {
+  const ms = call.ms - restPct * 10 * call.seconds;
+  return ms > 0 ? ms : Number.NaN;
+}
+
+/** The mean rate of two rest windows, % of a core. */
+const meanPct = (a: Rest, b: Rest) => (a.ms + b.ms) / 10 / (a.seconds + b.seconds);
 
 /** Idle units (timer wake-ups and Kafka requests) in a window's counts. */
 function idleUnits(c: Counts): number {
@@ -82,12 +97,12 @@ async function expectStatus(what: string, status: number, res: Promise<Response>
   if (r.status !== status) throw new Error(`unit costs: ${what} answered ${r.status}, not ${status}`);
 }
 
-/** `run`'s result and the statements per call (rounded) of its `calls` calls, from the shop's counters. */
-async function withStatements(shop: RunningShop, calls: number, run: () => Promise<number>): Promise<{ ms: number; statements: number }> {
+/** `run`'s measurement and the statements per call (rounded) of its `calls` calls, from the shop's counters. */
+async function withStatements(shop: RunningShop, calls: number, run: () => Promise<PerCall>): Promise<PerCall & { statements: number }> {
   const before = await tryCounts(shop);
-  const ms = await run();
+  const measured = await run();
   const after = await tryCounts(shop);
-  return { ms, statements: before && after ? Math.round((countsSince(before, after).statements ?? 0) / calls) : Number.NaN };
+  return { ...measured, statements: before && after ? Math.round((countsSince(before, after).statements ?? 0) / calls) : Number.NaN };
 }
 
 /** The requests measured: a POST /orders validation refuses, a status read, a deposit. */
@@ -109,20 +124,33 @@ function requests(shop: RunningShop, orderId: string) {
   };
 }
 
-/** An HTTP request's and a statement's cost measured with `calls`; the deposit's statements from the shop's counters. */
-async function kindCosts(shop: RunningShop, calls: Calls, orderId: string): Promise<KindCosts & { statementsPerDeposit: number }> {
+/** A refused POST and a deposit measured with `calls` (the deposit's statements from the shop's counters). */
+async function kindCosts(
+  shop: RunningShop,
+  calls: Calls,
+  orderId: string,
+): Promise<{ http: PerCall; deposit: PerCall & { statements: number } }> {
   const r = requests(shop, orderId);
-  const httpMs = await cpuPerCall(calls, r.refused);
+  const http = await cpuPerCall(calls, r.refused);
   const deposit = await withStatements(shop, Math.min(50, calls.n) + calls.n, () => cpuPerCall(calls, r.deposit));
-  return {
-    httpMs,
-    statementMs: deposit.statements > 0 ? Math.max(0, deposit.ms - httpMs) / deposit.statements : Number.NaN,
-    statementsPerDeposit: deposit.statements,
-  };
+  return { http, deposit };
 }
 
-/** CPU ms (runtime threads out) of `pids` over `seconds` of rest, and the shop's counts over it. */
-async function restWindow(shop: RunningShop, pids: Pids, seconds: number): Promise<{ ms: number; seconds: number; counts: Counts | null }> {
+/** A statement: (a deposit − a refused POST) ÷ the deposit's statements, both beyond the rest. */
+function statementOf(k: Awaited<ReturnType<typeof kindCosts>>, restPct: number): number {
+  const ms = (beyondRest(k.deposit, restPct) - beyondRest(k.http, restPct)) / k.deposit.statements;
+  return ms > 0 ? ms : Number.NaN;
+}
+
+/** A rest window: CPU ms (runtime threads out), its length, and the shop's counts over it. */
+interface Rest {
+  ms: number;
+  seconds: number;
+  counts: Counts | null;
+}
+
+/** `seconds` of rest measured. */
+async function restWindow(shop: RunningShop, pids: Pids, seconds: number): Promise<Rest> {
   const before = await tryCounts(shop);
   const from = cpuNs(pids);
   await Bun.sleep(seconds * 1000);
@@ -132,28 +160,29 @@ async function restWindow(shop: RunningShop, pids: Pids, seconds: number): Promi
 }
 
 /**
- * Measures the unit costs; `orderId` is a final order to read. The rest rate is the mean of two
- * windows of `restSeconds`, before and after the measurements (what a shop does at rest drifts:
- * PGlite's autovacuum and checkpoints after a load, a consumer's fetches).
+ * Measures the unit costs; `orderId` is a final order to read. What a shop does at rest drifts
+ * (PostgreSQL's autovacuum and PGlite's checkpoints after a load, a consumer's fetches), so each
+ * set of measurements has a rest window of `restSeconds` before and after it, and the mean rate
+ * of the two is taken out of it.
  */
 export async function measureUnitCosts(shop: RunningShop, pids: Pids, orderId: string, n: number, restSeconds: number): Promise<UnitCosts> {
   const first = await restWindow(shop, pids, restSeconds);
-  const restPct = first.ms / 10 / first.seconds;
-  const hot = await kindCosts(shop, { pids, n, spacingMs: 0, restPct }, orderId);
-  const read = await withStatements(shop, Math.min(50, n) + n, () =>
-    cpuPerCall({ pids, n, spacingMs: 0, restPct }, requests(shop, orderId).read),
-  );
+  const hotCalls = { pids, n, spacingMs: 0 };
+  const hot = await kindCosts(shop, hotCalls, orderId);
+  const read = await withStatements(shop, Math.min(50, n) + n, () => cpuPerCall(hotCalls, requests(shop, orderId).read));
   const second = await restWindow(shop, pids, restSeconds);
-  const meanPct = (first.ms + second.ms) / 10 / (first.seconds + second.seconds);
-  const trickle = await kindCosts(shop, { pids, n: TRICKLE_CALLS, spacingMs: 1000 / TRICKLE_PER_SECOND, restPct: meanPct }, orderId);
+  const trickle = await kindCosts(shop, { pids, n: TRICKLE_CALLS, spacingMs: 1000 / TRICKLE_PER_SECOND }, orderId);
+  const third = await restWindow(shop, pids, restSeconds);
+  const hotRest = meanPct(first, second);
+  const trickleRest = meanPct(second, third);
   const units = first.counts && hasWorkCounters(first.counts) ? idleUnits(first.counts) : 0;
   return {
-    httpMs: hot.httpMs,
-    statementMs: hot.statementMs,
-    statementsPerDeposit: hot.statementsPerDeposit,
-    trickle: { httpMs: trickle.httpMs, statementMs: trickle.statementMs },
-    restPct: meanPct,
-    statusReadMs: read.ms,
+    httpMs: beyondRest(hot.http, hotRest),
+    statementMs: statementOf(hot, hotRest),
+    statementsPerDeposit: hot.deposit.statements,
+    trickle: { httpMs: beyondRest(trickle.http, trickleRest), statementMs: statementOf(trickle, trickleRest) },
+    restPct: (hotRest + trickleRest) / 2,
+    statusReadMs: beyondRest(read, hotRest),
     statementsPerStatusRead: read.statements,
     idleUnitMs: units > 0 ? first.ms / units : null,
     idleUnitsPerSecond: units > 0 ? units / first.seconds : null,

@@ -23,7 +23,7 @@ export const TRICKLE_CALLS = 100;
 export const TRICKLE_PER_SECOND = 10;
 
 /** What an HTTP request and a statement cost, measured one way. */
-export interface KindCosts {
+interface KindCosts {
   httpMs: number;
   statementMs: number;
 }

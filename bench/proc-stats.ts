@@ -77,12 +77,9 @@ function isBun(pid: number): boolean {
   }
 }
 
-/**
- * utime + stime of every thread of `pid` but its first (the JavaScript thread, whose id is the
- * pid): JavaScriptCore's compiler and collector threads, the allocator's scavenger, Bun's pools.
- */
-function runtimeThreadTicks(pid: number): number {
-  let ticks = 0;
+/** The sum of `read(tid)` over the living threads of `pid` (its first, the JavaScript one, left out when `skipMain`). */
+function sumThreads(pid: number, skipMain: boolean, read: (tid: string) => number): number {
+  let sum = 0;
   let tids: string[];
   try {
     tids = readdirSync(`/proc/${pid}/task`);
@@ -90,16 +87,26 @@ function runtimeThreadTicks(pid: number): number {
     return 0;
   }
   for (const tid of tids) {
-    if (Number(tid) === pid) continue;
+    if (skipMain && Number(tid) === pid) continue;
     try {
-      const stat = readFileSync(`/proc/${pid}/task/${tid}/stat`, "utf8");
-      const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-      ticks += Number(f[11] ?? 0) + Number(f[12] ?? 0);
+      sum += read(tid);
     } catch {
       // the thread ended meanwhile: its time stays in the process's total, not counted here
     }
   }
-  return ticks;
+  return sum;
+}
+
+/**
+ * utime + stime of every thread of `pid` but its first (the JavaScript thread, whose id is the
+ * pid): JavaScriptCore's compiler and collector threads, the allocator's scavenger, Bun's pools.
+ */
+function runtimeThreadTicks(pid: number): number {
+  return sumThreads(pid, true, (tid) => {
+    const stat = readFileSync(`/proc/${pid}/task/${tid}/stat`, "utf8");
+    const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    return Number(f[11] ?? 0) + Number(f[12] ?? 0);
+  });
 }
 
 /**
@@ -202,22 +209,7 @@ export interface CpuNs {
 
 /** Nanoseconds on a CPU of every living thread of `pid` (the main one left out when `runtimeOnly`). */
 function threadNs(pid: number, runtimeOnly: boolean): number {
-  let ns = 0;
-  let tids: string[];
-  try {
-    tids = readdirSync(`/proc/${pid}/task`);
-  } catch {
-    return 0;
-  }
-  for (const tid of tids) {
-    if (runtimeOnly && Number(tid) === pid) continue;
-    try {
-      ns += Number(readFileSync(`/proc/${pid}/task/${tid}/schedstat`, "utf8").split(" ")[0]);
-    } catch {
-      // the thread ended meanwhile
-    }
-  }
-  return ns;
+  return sumThreads(pid, runtimeOnly, (tid) => Number(readFileSync(`/proc/${pid}/task/${tid}/schedstat`, "utf8").split(" ")[0]));
 }
 
 /** Reads the CPU nanoseconds of every named process tree (descendants included) now. */

@@ -81,24 +81,15 @@ function unsyncedAnswers(calls: Call[], orders: Map<string, string>): string[] {
   return missing;
 }
 
+/** strace following every thread and child, with times, file paths (-y) and whole buffers, writing `calls` to `traceFile`. */
+function straceCommand(traceFile: string, calls: string): string[] {
+  return ["strace", "-f", "-qq", "-ttt", "-y", "-s", "1000000", "-e", "signal=none", "-e", `trace=${calls}`, "-o", traceFile];
+}
+
 /** Runs the shop under strace on a new data directory, places orders, stops it; returns the trace and the orders. */
 async function placeOrdersUnderStrace(name: string, env: Record<string, string>): Promise<{ calls: Call[]; orders: Map<string, string> }> {
   const traceFile = join(scratch, `${name}.strace`);
-  const strace = [
-    "strace",
-    "-f",
-    "-qq",
-    "-ttt",
-    "-y",
-    "-s",
-    "1000000",
-    "-e",
-    "signal=none",
-    "-e",
-    "trace=pwrite64,fsync,fdatasync,sendto,write,writev",
-    "-o",
-    traceFile,
-  ];
+  const strace = straceCommand(traceFile, "pwrite64,fsync,fdatasync,sendto,write,writev");
   const shop = await startShopProcess([], processEnv({ DATA_DIR: join(scratch, name), ...env }), 3, 180_000, {
     command: [...strace, "bun", "run", "src/app/main.ts"],
   });
@@ -161,21 +152,7 @@ async function switchSegmentsUnderStrace(name: string, unsafe: boolean) {
     console.log("paid " + JSON.stringify(durability?.stats ?? null));
     await client.close();
     durability?.flush();`;
-  const strace = [
-    "strace",
-    "-f",
-    "-qq",
-    "-ttt",
-    "-y",
-    "-s",
-    "1000000",
-    "-e",
-    "signal=none",
-    "-e",
-    "trace=pwrite64,fsync,fdatasync,write",
-    "-o",
-    traceFile,
-  ];
+  const strace = straceCommand(traceFile, "pwrite64,fsync,fdatasync,write");
   const proc = Bun.spawn([...strace, process.execPath, "-e", script], {
     env: { ...process.env, SWITCH_DIR: join(scratch, name), SWITCH_UNSAFE: String(unsafe) },
     stdout: "pipe",

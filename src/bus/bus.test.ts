@@ -203,6 +203,28 @@ describe.each(transports)("bus partitions (%s)", (_name, create) => {
   });
 });
 
+/**
+ * A started memory bus of one partition lingering `lingerMs`, with one group whose first batch
+ * waits for `release()`; `batches` are the values of each batch it was handed.
+ */
+async function gatedLane(lingerMs: number) {
+  const bus = createMemoryBus(log, 1, lingerMs);
+  const batches: string[][] = [];
+  let release!: () => void;
+  const gate = new Promise<void>((r) => (release = r));
+  bus.subscribe({
+    group: "g",
+    topics: ["t"],
+    handler: async (rs) => {
+      batches.push(rs.map((r) => r.value));
+      if (batches.length === 1) await gate;
+      return rs.length;
+    },
+  });
+  await bus.start();
+  return { bus, batches, release };
+}
+
 describe("memory bus", () => {
   test("a publish resolves only once every group has applied its records", async () => {
     const bus = createMemoryBus(log);
@@ -239,20 +261,7 @@ describe("memory bus", () => {
   });
 
   test("an idle lane hands a lone record over at once; a busy one (records piled up meanwhile) lingers so that records published meanwhile share a batch", async () => {
-    const bus = createMemoryBus(log, 1, 2000);
-    const batches: string[][] = [];
-    let release!: () => void;
-    const gate = new Promise<void>((r) => (release = r));
-    bus.subscribe({
-      group: "g",
-      topics: ["t"],
-      handler: async (rs) => {
-        batches.push(rs.map((r) => r.value));
-        if (batches.length === 1) await gate;
-        return rs.length;
-      },
-    });
-    await bus.start();
+    const { bus, batches, release } = await gatedLane(2000);
     const first = bus.publish([record("t", "k", "a")]);
     // No linger: the handler was called before publish() returned.
     expect(batches).toEqual([["a"]]);
@@ -267,20 +276,7 @@ describe("memory bus", () => {
   });
 
   test("one lone batch does not make a lane busy: a record that came alone while it ran is handed over at once (an order's second step)", async () => {
-    const bus = createMemoryBus(log, 1, 60_000);
-    const batches: string[][] = [];
-    let release!: () => void;
-    const gate = new Promise<void>((r) => (release = r));
-    bus.subscribe({
-      group: "g",
-      topics: ["t"],
-      handler: async (rs) => {
-        batches.push(rs.map((r) => r.value));
-        if (batches.length === 1) await gate;
-        return rs.length;
-      },
-    });
-    await bus.start();
+    const { bus, batches, release } = await gatedLane(60_000);
     const first = bus.publish([record("t", "k", "a")]);
     const second = bus.publish([record("t", "k", "b")]);
     release();

@@ -137,12 +137,12 @@ export function curveLegend(): string {
     "  whole posting window, idle work included, ÷ the orders final in it. One at a time: the status reads' CPU (measured alone) taken out.",
     "accounting: the shop's own counters (GET /metrics: shop_db_statements_total, shop_http_requests_total without /metrics,",
     "  shop_work_total{kind}, shop_kafka_requests_total{api}) over the same windows ÷ the same orders. CPU of one: measured alone on",
-    "  the running shop, as what it adds to the shop at rest (a rest window's rate and the runtime threads taken out), back to back",
+    "  the running shop, as what it adds to the shop at rest (rest windows' mean rate and the runtime threads taken out), back to back",
     "  (used at saturation) and 10 a second (used at 10/s): an HTTP request = a POST /orders that validation refuses; a statement =",
     "  (a deposit − that request) ÷ the deposit's statements; a timer wake-up or Kafka request = the rest window's CPU (runtime",
-    "  threads out) ÷ the wake-ups and Kafka requests in it. Runtime",
-    "  threads (every thread of a Bun process but its JavaScript one: JIT, GC, allocator) are measured per thread at each rate. Kinds",
-    "  without a cost are counted inside another (a consumer batch is its statements). n/a: the checkout has no work counters.",
+    "  threads out) ÷ the wake-ups and Kafka requests in it. Runtime threads (every thread of a Bun process but its JavaScript one:",
+    "  JIT, GC, allocator) are measured per thread at each rate. Kinds without a cost are counted inside another (a consumer batch",
+    "  is its statements). n/a: the checkout has no work counters, or a unit was not above the rest's noise.",
   ].join("\n");
 }
 

@@ -2,10 +2,10 @@
  * The CPU of one unit of each kind of work, measured alone on the running shop (all its
  * processes, PostgreSQL and the broker), as what it adds to the shop at rest: the mean rate of
  * rest windows measured just before and after is taken out (a figure not above that noise is
- * NaN, "n/a"), and so are the Bun processes' runtime threads (JIT,
- * GC, allocator), which the accounting measures per thread at each rate instead. Each kind is
- * measured twice: back to back (what it costs in a burst) and one call every 1/TRICKLE_PER_SECOND
- * s (at a trickle, where caches and branch predictors are cold again at each call).
+ * NaN, "n/a"), and so are the Bun processes' runtime threads (JIT, GC, allocator), which the
+ * accounting measures per thread at each rate instead. Each kind is measured twice: back to back
+ * (what it costs in a burst) and one call every 1/TRICKLE_PER_SECOND s (at a trickle, where
+ * caches and branch predictors are cold again at each call).
  * An HTTP request is a `POST /orders` that validation refuses (parse, validate, answer; no
  * statement); a statement is a deposit (`POST /wallets/{id}/deposits`, a write transaction) less
  * that request, ÷ its statements; a status read (`GET /orders/{id}`) is measured for the
@@ -30,7 +30,7 @@ interface KindCosts {
 
 /** CPU ms of one unit, by kind (null: not measured on this checkout). */
 export interface UnitCosts extends KindCosts {
-  /** The same measured at a trickle (TRICKLE_PER_SECOND): what the accounting uses for a point below a tenth of saturation. */
+  /** The same measured at a trickle (TRICKLE_PER_SECOND): what the accounting uses for its 10/s column. */
   trickle: KindCosts;
   /** The rest rate taken out of each measurement: % of a core, all processes, runtime threads out. */
   restPct: number;

@@ -56,11 +56,17 @@ function treeTicks(pid: number, stats: Map<number, ProcStat>, children: Map<numb
   return own.ticks + (children.get(pid) ?? []).reduce((sum, child) => sum + treeTicks(child, stats, children), 0);
 }
 
+/** Each process's children, by parent pid. */
+function childrenOf(stats: Map<number, ProcStat>): Map<number, number[]> {
+  const children = new Map<number, number[]>();
+  for (const [pid, s] of stats) children.set(s.ppid, [...(children.get(s.ppid) ?? []), pid]);
+  return children;
+}
+
 /** Reads the CPU ticks of every named process tree now. */
 export function cpuSnapshot(pids: Pids): CpuSnapshot {
   const stats = allStats();
-  const children = new Map<number, number[]>();
-  for (const [pid, s] of stats) children.set(s.ppid, [...(children.get(s.ppid) ?? []), pid]);
+  const children = childrenOf(stats);
   return {
     at: performance.now(),
     ticks: Object.fromEntries(Object.entries(pids).map(([name, pid]) => [name, treeTicks(pid, stats, children)])),
@@ -214,9 +220,7 @@ function threadNs(pid: number, runtimeOnly: boolean): number {
 
 /** Reads the CPU nanoseconds of every named process tree (descendants included) now. */
 export function cpuNs(pids: Pids): CpuNs {
-  const stats = allStats();
-  const children = new Map<number, number[]>();
-  for (const [pid, s] of stats) children.set(s.ppid, [...(children.get(s.ppid) ?? []), pid]);
+  const children = childrenOf(allStats());
   const tree = (pid: number): number[] => [pid, ...(children.get(pid) ?? []).flatMap(tree)];
   let total = 0;
   let runtime = 0;

@@ -21,9 +21,10 @@ import { partitionFor } from "./partitioner";
 
 /**
  * A lane is busy when records keep coming: it handled two batches within this many lingers, or
- * one within them and more than one record came meanwhile (or were in it). One linger was too short: at half of
- * saturation on PGlite (a record every 7-8 ms, batches of 3-5 ms) most records then counted as
- * idle and went alone, 11.6 statements per order against 4.8 and 1.4 times the CPU per order.
+ * one within them and more than one record came meanwhile (or was in it). One linger was too
+ * short: at half of saturation on PGlite (a record every 7-8 ms, batches of 3-5 ms) most records
+ * then counted as idle and went alone, 11.6 statements per order against 4.8 and 1.4 times the
+ * CPU per order.
  * One batch alone does not make a lane busy: an order's two StepSucceeded reach registry's lane
  * a few ms apart, and the second waited a linger for records that never came (+5 ms on every
  * order at a trickle).

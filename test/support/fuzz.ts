@@ -43,7 +43,7 @@ const MAX_REQUEST_RSS_GROWTH_MB = 50;
 const GLOBAL_STATUSES = [400, 404, 405, 408, 413, 415];
 /** Codes the shell gives on any route, by status. */
 const GLOBAL_CODES: Record<number, string[]> = {
-  400: ["invalid_request", "malformed_json", "duplicate_key", "bad_host"],
+  400: ["invalid_request", "malformed_json", "duplicate_key", "too_deep", "bad_host"],
   401: ["unauthorized"],
   404: ["not_found"],
   405: ["method_not_allowed"],
